@@ -1,0 +1,196 @@
+"""HTTP streaming with httpx: the one place that meets the network. httpx's exceptions
+are mapped here, once, into TransportError / ProviderError with the text a user needs:
+what failed, the HTTP status, the provider's own error message."""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import errno
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from kznllm_py.errors import KznError, ProviderError, StreamError, TransportError
+from kznllm_py.providers.base import HttpRequest, Provider
+from kznllm_py.providers.jsonfast import dumps, loads_body
+from kznllm_py.transport import StreamingTransport
+
+ERROR_BODY_CAP = 64 * 1024
+RAW_ERROR_SHOWN = 300
+# 2xx content types that are certainly not a stream of events (anything else is tried)
+NOT_A_STREAM = frozenset({"text/html", "application/json", "application/xhtml+xml"})
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    stall: float = 60.0  # no byte for this long, mid-answer or before it: give up
+
+    def to_httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.stall, write=30.0, pool=self.connect)
+
+
+# Loopback never goes through a proxy: the in-process demo model and local servers
+# (llama.cpp, Ollama, vLLM on 127.0.0.1) are unreachable from a proxy elsewhere.
+_NO_PROXY_MOUNTS: dict[str, httpx.AsyncBaseTransport | None] = {
+    "all://127.0.0.1": None,
+    "all://localhost": None,
+    "all://[::1]": None,
+}
+
+
+def new_client() -> httpx.AsyncClient:
+    # trust_env: HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE from the environment are honoured
+    # direct connections go through StreamingTransport (bulk decoding of chunked
+    # bodies); proxied ones through httpx's own proxy transports
+    return httpx.AsyncClient(
+        trust_env=True,
+        follow_redirects=False,
+        mounts=_NO_PROXY_MOUNTS,
+        transport=StreamingTransport(),
+    )
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc.rpartition("@")[2] or url  # never show userinfo
+
+
+def _reason(exc: BaseException) -> str:
+    """The most specific cause: httpx often says "All connection attempts failed" over
+    an OSError that says "Connection refused". asyncio puts its own text in `strerror`
+    ("Connect call failed ('127.0.0.1', 9)"), so a known errno is named by the OS."""
+    seen: BaseException | None = exc
+    for _ in range(32):  # a chain may, rarely, loop
+        if seen is None:
+            break
+        if isinstance(seen, OSError):
+            code = seen.errno
+            # (getaddrinfo's EAI_* codes are not errno values: keep their own text)
+            if code in errno.errorcode and not isinstance(seen, socket.gaierror):
+                return os.strerror(code).lower()
+            if seen.strerror:
+                return seen.strerror.lower()
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+async def stream_bytes(
+    client: httpx.AsyncClient,
+    provider: Provider,
+    request: HttpRequest,
+    timeouts: Timeouts,
+) -> AsyncIterator[bytes]:
+    """Send `request` and yield the response body as it arrives (content-decoded)."""
+    host = _host(request.url)
+    answered = False  # the status line and headers came
+    try:
+        async with client.stream(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=dumps(request.body),
+            timeout=timeouts.to_httpx(),
+        ) as response:
+            answered = True
+            if response.status_code >= 300:  # redirects are not followed: say where to
+                raise await _status_error(provider, response)
+            ctype = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if ctype in NOT_A_STREAM:
+                raise await _not_a_stream(provider, response, host, ctype)
+            async for chunk in response.aiter_bytes():
+                yield chunk
+    except httpx.ConnectTimeout:
+        raise TransportError(
+            f"could not connect to {host}: no answer within {timeouts.connect:g} s"
+        ) from None
+    except httpx.ConnectError as exc:
+        raise TransportError(f"could not connect to {host}: {_reason(exc)}") from None
+    except httpx.ReadTimeout:
+        raise TransportError(
+            f"{host} sent nothing for {timeouts.stall:g} s (stalled); "
+            f"the limit is the stall timeout option"
+        ) from None
+    except httpx.RemoteProtocolError as exc:
+        reason = _reason(exc)
+        if not any(word in reason.lower() for word in ("closed", "disconnected")):
+            raise TransportError(f"{host} sent a malformed HTTP response: {reason}") from None
+        if not answered:
+            raise TransportError(f"{host} closed the connection without answering") from None
+        raise TransportError(f"{host} closed the connection mid-answer: {reason}") from None
+    except httpx.ReadError as exc:
+        raise TransportError(f"lost the connection to {host}: {_reason(exc)}") from None
+    except httpx.TimeoutException as exc:
+        raise TransportError(f"timed out talking to {host}: {_reason(exc)}") from None
+    except httpx.HTTPError as exc:
+        raise TransportError(f"HTTP failure talking to {host}: {_reason(exc)}") from None
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    body = b""
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= ERROR_BODY_CAP:
+                break
+    except httpx.HTTPError:
+        pass  # what we have is what we show
+    return body
+
+
+def _shown(body: bytes) -> str:
+    return body[:RAW_ERROR_SHOWN].decode("utf-8", errors="replace").strip()
+
+
+async def _status_error(provider: Provider, response: httpx.Response) -> ProviderError:
+    body = await _read_capped(response)
+    location = response.headers.get("location")
+    if response.status_code < 400 and location:
+        message = f"redirected to {location} (use the final address as base_url)"
+        return ProviderError(message, status=response.status_code, provider=provider.name)
+    message = provider.error_message(loads_body(body)) if body else None
+    if not message:
+        message = _shown(body) or (response.reason_phrase or "empty response body")
+    return ProviderError(
+        message,
+        status=response.status_code,
+        provider=provider.name,
+        retry_after=retry_after(response.headers),
+    )
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait, from `retry-after-ms`, or `Retry-After` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(ms) / 1000)
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+async def _not_a_stream(
+    provider: Provider, response: httpx.Response, host: str, ctype: str
+) -> KznError:
+    """A 2xx that is no event stream: a proxy's or captive portal's page, or a JSON error
+    sent with 200 by some gateways."""
+    body = await _read_capped(response)
+    message = provider.error_message(loads_body(body)) if ctype == "application/json" else None
+    if message:
+        return ProviderError(message, provider=provider.name)
+    shown = _shown(body) or "an empty body"
+    return StreamError(f"{host} answered {ctype} instead of an event stream: {shown}")

@@ -1,0 +1,129 @@
+"""Anthropic Messages API: `x-api-key`, `anthropic-version`, system as blocks, and a
+typed event stream (message_start, content_block_*, ping, message_delta, message_stop,
+error)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kznllm_py.errors import ProviderError, StreamError
+from kznllm_py.providers.base import (
+    Delta,
+    DoneDelta,
+    HttpRequest,
+    JsonEventParser,
+    Prompt,
+    ProviderSpec,
+    ReasoningDelta,
+    TextDelta,
+    UsageDelta,
+)
+from kznllm_py.sse import Event
+
+NAME = "anthropic"
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+
+
+def build_request(
+    *,
+    base_url: str,
+    model: str,
+    prompt: Prompt,
+    params: dict[str, Any],
+    api_key: str | None,
+) -> HttpRequest:
+    messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+    if prompt.prefill.rstrip():
+        # the answer continues this text (the API rejects trailing whitespace there)
+        messages.append({"role": "assistant", "content": prompt.prefill.rstrip()})
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": DEFAULT_MAX_TOKENS,
+        "messages": messages,
+    }
+    if prompt.system:
+        block: dict[str, Any] = {"type": "text", "text": prompt.system}
+        if prompt.cache_system:
+            block["cache_control"] = {"type": "ephemeral"}
+        body["system"] = [block]
+    body.update(params)
+    body["stream"] = True
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream",
+        "anthropic-version": API_VERSION,
+    }
+    secret: frozenset[str] = frozenset()
+    if api_key:
+        headers["x-api-key"] = api_key
+        secret = frozenset({"x-api-key"})
+    return HttpRequest("POST", base_url.rstrip("/") + "/messages", headers, body, secret)
+
+
+def error_message(body: Any) -> str | None:
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            kind = err.get("type")
+            return f"{kind}: {err['message']}" if kind else str(err["message"])
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    return None
+
+
+class Parser(JsonEventParser):
+    __slots__ = ("done", "input_tokens", "stop_reason")
+    provider_name = NAME
+
+    def __init__(self) -> None:
+        self.done = False
+        self.stop_reason: str | None = None
+        self.input_tokens: int | None = None
+
+    def _deltas(self, obj: dict[str, Any], event: Event) -> list[Delta]:
+        kind = obj.get("type") or event.event
+        if kind == "content_block_delta":
+            delta = obj.get("delta") or {}
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                text = delta.get("text")
+                return [TextDelta(text)] if text else []
+            if dtype == "thinking_delta":
+                text = delta.get("thinking")
+                return [ReasoningDelta(text)] if text else []
+            return []  # signature_delta, input_json_delta, ...
+        if kind == "message_start":
+            usage = (obj.get("message") or {}).get("usage") or {}
+            self.input_tokens = usage.get("input_tokens")
+            return []
+        if kind == "message_delta":
+            reason = (obj.get("delta") or {}).get("stop_reason")
+            # "max_tokens" is the answer cut at the limit: reported as "length", as OpenAI does
+            self.stop_reason = ("length" if reason == "max_tokens" else reason) or self.stop_reason
+            usage = obj.get("usage") or {}
+            if "output_tokens" in usage:
+                inp = usage.get("input_tokens", self.input_tokens)
+                return [UsageDelta(inp, usage["output_tokens"])]
+            return []
+        if kind == "message_stop":
+            self.done = True
+            return [DoneDelta(self.stop_reason)]
+        if kind == "error":
+            raise ProviderError(error_message(obj) or event.data[:300], provider=NAME)
+        return []  # ping, content_block_start/stop, unknown future events
+
+    def finish(self) -> list[Delta]:
+        if self.done:
+            return []
+        raise StreamError(f"{NAME}: the stream ended before the answer was complete")
+
+
+PROVIDER = ProviderSpec(
+    name=NAME,
+    default_base_url="https://api.anthropic.com/v1",
+    build_request=build_request,
+    error_message=error_message,
+    new_parser=Parser,
+    supports_prefill=True,
+)

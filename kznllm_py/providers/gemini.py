@@ -1,0 +1,207 @@
+"""Google Gemini API (Google AI Studio): `models/{model}:streamGenerateContent?alt=sse`,
+the key in `x-goog-api-key` (never in the URL), the system text as `systemInstruction`,
+turns as `contents` with roles "user" / "model", sampling params in `generationConfig`.
+
+The stream is SSE whose every `data:` is a whole GenerateContentResponse; it has no
+[DONE]: it simply ends after the chunk that carries a `finishReason`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kznllm_py.errors import ProviderError, StreamError
+from kznllm_py.providers.base import (
+    Delta,
+    DoneDelta,
+    HttpRequest,
+    JsonEventParser,
+    Prompt,
+    ProviderSpec,
+    ReasoningDelta,
+    TextDelta,
+    UsageDelta,
+)
+from kznllm_py.sse import Event
+
+NAME = "gemini"
+
+# GenerationConfig fields (camelCase, as the REST API spells them)
+GENERATION_FIELDS = frozenset(
+    {
+        "stopSequences",
+        "responseMimeType",
+        "responseSchema",
+        "responseJsonSchema",
+        "responseModalities",
+        "candidateCount",
+        "maxOutputTokens",
+        "temperature",
+        "topP",
+        "topK",
+        "seed",
+        "presencePenalty",
+        "frequencyPenalty",
+        "responseLogprobs",
+        "logprobs",
+        "enableEnhancedCivicAnswers",
+        "speechConfig",
+        "thinkingConfig",
+        "mediaResolution",
+    }
+)
+# names other providers' presets use for the same thing
+ALIASES = {
+    "max_tokens": "maxOutputTokens",
+    "max_completion_tokens": "maxOutputTokens",
+    "stop": "stopSequences",
+}
+# finishReason -> the name the rest of kznllm reports (others: the enum, lowercased)
+FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
+def generation_config(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split preset params into (generationConfig, other top-level request fields).
+    snake_case and camelCase names are both accepted; an explicit `generationConfig`
+    table is the base the flat names are laid over."""
+    config: dict[str, Any] = {}
+    top: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in ("generationConfig", "generation_config") and isinstance(value, dict):
+            config = {**{_camel(k): v for k, v in value.items()}, **config}
+            continue
+        if key == "stream":
+            continue  # the endpoint decides: this one always streams
+        name = ALIASES.get(key) or _camel(key)
+        if name in GENERATION_FIELDS:
+            if name == "stopSequences" and isinstance(value, str):
+                value = [value]
+            elif name == "thinkingConfig" and isinstance(value, dict):
+                value = {_camel(k): v for k, v in value.items()}
+            config[name] = value
+        else:
+            top[key] = value
+    return config, top
+
+
+def model_path(model: str) -> str:
+    """The resource path: a bare name gets "models/" ("gemini-2.5-flash" ->
+    "models/gemini-2.5-flash"); a full one ("models/...", "tunedModels/...") is kept."""
+    return model if "/" in model else f"models/{model}"
+
+
+def build_request(
+    *,
+    base_url: str,
+    model: str,
+    prompt: Prompt,
+    params: dict[str, Any],
+    api_key: str | None,
+) -> HttpRequest:
+    contents = [
+        {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
+        for m in prompt.messages
+    ]
+    body: dict[str, Any] = {"contents": contents}
+    if prompt.system:
+        body["systemInstruction"] = {"parts": [{"text": prompt.system}]}
+    config, top = generation_config(params)
+    body.update(top)
+    if config:
+        body["generationConfig"] = config
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    secret: frozenset[str] = frozenset()
+    if api_key:
+        headers["x-goog-api-key"] = api_key
+        secret = frozenset({"x-goog-api-key"})
+    url = f"{base_url.rstrip('/')}/{model_path(model)}:streamGenerateContent?alt=sse"
+    return HttpRequest("POST", url, headers, body, secret)
+
+
+def error_message(body: Any) -> str | None:
+    """`{"error": {"code", "message", "status"}}`; without `alt=sse` Google wraps it in a
+    one-element array, so that shape is read too."""
+    if isinstance(body, list) and len(body) == 1:
+        body = body[0]
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            status = err.get("status")
+            return f"{status}: {err['message']}" if status else str(err["message"])
+        if isinstance(err, str) and err:
+            return err
+        if isinstance(body.get("message"), str) and body["message"]:
+            return body["message"]
+    return None
+
+
+class Parser(JsonEventParser):
+    """GenerateContentResponse chunks -> deltas. The first candidate is the answer."""
+
+    __slots__ = ("done", "finish_reason", "usage")
+    provider_name = NAME
+
+    def __init__(self) -> None:
+        self.done = False
+        self.finish_reason: str | None = None
+        self.usage: tuple[int | None, int | None] | None = None
+
+    def _deltas(self, obj: dict[str, Any], event: Event) -> list[Delta]:
+        if obj.get("error"):
+            raise ProviderError(error_message(obj) or event.data[:300], provider=NAME)
+        out: list[Delta] = []
+        feedback = obj.get("promptFeedback")
+        if feedback:
+            blocked = feedback.get("blockReason")
+            if blocked:
+                why = feedback.get("blockReasonMessage")
+                detail = f"the prompt was blocked ({blocked})"
+                raise ProviderError(f"{detail}: {why}" if why else detail, provider=NAME)
+        for cand in obj.get("candidates") or ():
+            if cand.get("index"):
+                continue  # candidateCount > 1: only the first is the answer
+            content = cand.get("content") or {}
+            for part in content.get("parts") or ():
+                text = part.get("text")
+                if text is None:
+                    continue  # functionCall, inlineData, a bare thoughtSignature, ...
+                if not isinstance(text, str):
+                    raise TypeError
+                if text:
+                    out.append(ReasoningDelta(text) if part.get("thought") else TextDelta(text))
+            reason = cand.get("finishReason")
+            if reason and reason != "FINISH_REASON_UNSPECIFIED":
+                self.finish_reason = FINISH_REASONS.get(reason) or str(reason).lower()
+        meta = obj.get("usageMetadata")
+        if meta:
+            out_tokens = meta.get("candidatesTokenCount")
+            thoughts = meta.get("thoughtsTokenCount")
+            if thoughts is not None:  # billed as output, like OpenAI's reasoning tokens
+                out_tokens = (out_tokens or 0) + thoughts
+            usage = (meta.get("promptTokenCount"), out_tokens)
+            if usage != self.usage:  # usageMetadata rides on every chunk, running totals
+                self.usage = usage
+                out.append(UsageDelta(*usage))
+        return out
+
+    def finish(self) -> list[Delta]:
+        if self.done:
+            return []
+        if self.finish_reason:
+            self.done = True
+            return [DoneDelta(self.finish_reason)]
+        raise StreamError(f"{NAME}: the stream ended before the answer was complete")
+
+
+PROVIDER = ProviderSpec(
+    name=NAME,
+    default_base_url="https://generativelanguage.googleapis.com/v1beta",
+    build_request=build_request,
+    error_message=error_message,
+    new_parser=Parser,
+)

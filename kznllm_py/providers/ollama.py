@@ -1,0 +1,137 @@
+"""Ollama's native chat API, `{base_url}/api/chat` (no key; `base_url` is the server
+root, without `/v1`: that is the OpenAI-compatible route, for the "openai" provider).
+
+The stream is newline-delimited JSON, not SSE (`stream_format = "ndjson"`): one object a
+line, `{"message": {"role", "content", "thinking"?}, "done": false}` ... then a final
+`{"done": true, "done_reason", "prompt_eval_count", "eval_count", ...}`; a failure
+mid-stream is a line `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kznllm_py.errors import ProviderError, StreamError
+from kznllm_py.providers.base import (
+    Delta,
+    DoneDelta,
+    HttpRequest,
+    JsonEventParser,
+    Prompt,
+    ProviderSpec,
+    ReasoningDelta,
+    TextDelta,
+    UsageDelta,
+)
+from kznllm_py.sse import Event
+
+NAME = "ollama"
+
+# request fields beside `options`; every other param is a model option
+TOP_LEVEL = frozenset({"format", "keep_alive", "think", "tools", "truncate", "shift"})
+# names other providers' presets use for an option
+ALIASES = {"max_tokens": "num_predict", "max_completion_tokens": "num_predict"}
+
+
+def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Preset params -> (options, top-level request fields). An explicit `options`
+    table is the base the flat names are laid over."""
+    options: dict[str, Any] = {}
+    top: dict[str, Any] = {}
+    for key, value in params.items():
+        if key == "options" and isinstance(value, dict):
+            options = {**value, **options}
+        elif key == "stream":
+            continue  # always streamed
+        elif key in TOP_LEVEL:
+            top[key] = value
+        else:
+            name = ALIASES.get(key, key)
+            if name == "stop" and isinstance(value, str):
+                value = [value]
+            options[name] = value
+    return options, top
+
+
+def build_request(
+    *,
+    base_url: str,
+    model: str,
+    prompt: Prompt,
+    params: dict[str, Any],
+    api_key: str | None,
+) -> HttpRequest:
+    messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+    if prompt.system:
+        messages.insert(0, {"role": "system", "content": prompt.system})
+    options, top = split_params(params)
+    body: dict[str, Any] = {"model": model, "messages": messages, **top, "stream": True}
+    if options:
+        body["options"] = options
+    headers = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
+    secret: frozenset[str] = frozenset()
+    if api_key:
+        # Ollama itself has no keys; a reverse proxy in front of it (or ollama.com)
+        # takes a bearer token
+        headers["Authorization"] = f"Bearer {api_key}"
+        secret = frozenset({"authorization"})
+    return HttpRequest("POST", base_url.rstrip("/") + "/api/chat", headers, body, secret)
+
+
+def error_message(body: Any) -> str | None:
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, str) and err:
+            return err
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+    return None
+
+
+class Parser(JsonEventParser):
+    """/api/chat lines -> deltas. Ends at the line with `"done": true`."""
+
+    __slots__ = ("done",)
+    provider_name = NAME
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def _deltas(self, obj: dict[str, Any], event: Event) -> list[Delta]:
+        if obj.get("error"):
+            raise ProviderError(error_message(obj) or event.data[:300], provider=NAME)
+        out: list[Delta] = []
+        message = obj.get("message")
+        if message:
+            thinking = message.get("thinking")
+            if thinking:
+                if not isinstance(thinking, str):
+                    raise TypeError
+                out.append(ReasoningDelta(thinking))
+            content = message.get("content")
+            if content:
+                if not isinstance(content, str):
+                    raise TypeError
+                out.append(TextDelta(content))
+        if obj.get("done") is True:
+            inp, outp = obj.get("prompt_eval_count"), obj.get("eval_count")
+            if inp is not None or outp is not None:
+                out.append(UsageDelta(inp, outp))
+            self.done = True
+            out.append(DoneDelta(obj.get("done_reason")))
+        return out
+
+    def finish(self) -> list[Delta]:
+        if self.done:
+            return []
+        raise StreamError(f"{NAME}: the stream ended before the answer was complete")
+
+
+PROVIDER = ProviderSpec(
+    name=NAME,
+    default_base_url="http://127.0.0.1:11434",
+    build_request=build_request,
+    error_message=error_message,
+    new_parser=Parser,
+    stream_format="ndjson",
+)

@@ -1,0 +1,141 @@
+"""OpenAI Chat Completions, and every server that speaks it (Groq, DeepSeek, vLLM,
+llama.cpp, LM Studio, OpenRouter, Ollama's /v1, ...). `base_url` includes `/v1`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kznllm_py.errors import ProviderError, StreamError
+from kznllm_py.providers.base import (
+    Delta,
+    DoneDelta,
+    HttpRequest,
+    Prompt,
+    ProviderSpec,
+    ReasoningDelta,
+    TextDelta,
+    UsageDelta,
+)
+from kznllm_py.providers.jsonfast import loads_event
+from kznllm_py.sse import Event
+
+NAME = "openai"
+
+
+def build_request(
+    *,
+    base_url: str,
+    model: str,
+    prompt: Prompt,
+    params: dict[str, Any],
+    api_key: str | None,
+) -> HttpRequest:
+    messages: list[dict[str, str]] = [
+        {"role": m.role, "content": m.content} for m in prompt.messages
+    ]
+    body: dict[str, Any] = {"model": model, "messages": messages, **params, "stream": True}
+    if is_reasoning_model(model):
+        # o-series: no system role (folded into the first user message), and
+        # max_completion_tokens instead of max_tokens
+        if prompt.system:
+            if messages and messages[0]["role"] == "user":
+                messages[0] = {
+                    "role": "user",
+                    "content": f"{prompt.system}\n\n{messages[0]['content']}",
+                }
+            else:
+                messages.insert(0, {"role": "user", "content": prompt.system})
+        if "max_tokens" in body:
+            body.setdefault("max_completion_tokens", body.pop("max_tokens"))
+    elif prompt.system:
+        messages.insert(0, {"role": "system", "content": prompt.system})
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    secret: frozenset[str] = frozenset()
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+        secret = frozenset({"authorization"})
+    return HttpRequest("POST", base_url.rstrip("/") + "/chat/completions", headers, body, secret)
+
+
+def is_reasoning_model(model: str) -> bool:
+    """OpenAI's o-series (o1, o3-mini, o4-mini, ...), also behind a vendor prefix."""
+    return re.match(r"o\d", model.rsplit("/", 1)[-1]) is not None
+
+
+def error_message(body: Any) -> str | None:
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+        if isinstance(body.get("message"), str):
+            return body["message"]
+        if isinstance(body.get("detail"), str):
+            return body["detail"]
+    return None
+
+
+class Parser:
+    """Chat Completions chunks -> deltas. Ends at `data: [DONE]`."""
+
+    __slots__ = ("done", "finish_reason")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.finish_reason: str | None = None
+
+    def feed(self, event: Event) -> list[Delta]:
+        data = event.data
+        if data == "[DONE]":
+            self.done = True
+            return [DoneDelta(self.finish_reason)]
+        obj = loads_event(data, NAME)
+        if not isinstance(obj, dict):
+            raise StreamError(f"{NAME}: unexpected stream event: {data[:200]!r}")
+        if obj.get("error") or obj.get("object") == "error":
+            # {"error": {...}} (OpenAI, vLLM, SGLang; OpenRouter adds it next to `choices`
+            # with finish_reason "error") or vLLM's older {"object": "error", "message": ...}
+            raise ProviderError(error_message(obj) or data[:300], provider=NAME)
+        try:
+            out: list[Delta] = []
+            choices = obj.get("choices")
+            if choices:
+                choice = choices[0]
+                delta = choice.get("delta") or {}
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if reasoning:
+                    out.append(ReasoningDelta(reasoning))
+                content = delta.get("content")
+                if content is None:  # /v1/completions chunks carry `text`, no delta
+                    content = choice.get("text")
+                if content:
+                    out.append(TextDelta(content))
+                reason = choice.get("finish_reason")
+                if reason:
+                    self.finish_reason = reason
+            usage = obj.get("usage")
+            if usage:
+                out.append(UsageDelta(usage.get("prompt_tokens"), usage.get("completion_tokens")))
+        except (AttributeError, TypeError, KeyError, IndexError):
+            raise StreamError(f"{NAME}: unexpected stream event: {data[:200]!r}") from None
+        return out
+
+    def finish(self) -> list[Delta]:
+        if self.done:
+            return []
+        if self.finish_reason:
+            # some compatible servers close after the finish_reason without [DONE]
+            self.done = True
+            return [DoneDelta(self.finish_reason)]
+        raise StreamError(f"{NAME}: the stream ended before the answer was complete")
+
+
+PROVIDER = ProviderSpec(
+    name=NAME,
+    default_base_url="https://api.openai.com/v1",
+    build_request=build_request,
+    error_message=error_message,
+    new_parser=Parser,
+)

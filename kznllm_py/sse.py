@@ -1,0 +1,161 @@
+"""Incremental Server-Sent Events decoder, after the WHATWG HTML "event stream" rules.
+
+`SSEDecoder.decode(chunk)` takes bytes exactly as they come off the network (an event, a
+line, even a UTF-8 character may be split anywhere) and returns the events completed by
+that chunk; `flush()` ends the stream. Lines end at CRLF, LF or CR (a CR at the end of a
+chunk waits to see whether an LF follows). A leading BOM is dropped, `:` lines are
+comments, `data:` lines accumulate with "\\n" between them.
+
+One deliberate leniency: at end of stream, an event whose blank line never came is
+still delivered (the spec drops it), so a server that closes right after its last
+`data:` line loses no text.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Event:
+    data: str
+    event: str = "message"
+    id: str | None = None
+    retry: int | None = None
+
+
+def complete_lines(pending: list[str], text: str) -> list[str]:
+    """The lines `text` completes (split on LF only), the first joined with the
+    unterminated pieces before it; `pending` keeps the new unterminated rest (updated in
+    place, as a list of pieces so that a huge line is joined once, not per read)."""
+    if "\n" not in text:
+        if text:
+            pending.append(text)
+        return []
+    lines = text.split("\n")
+    rest = lines.pop()
+    if pending:
+        pending.append(lines[0])
+        lines[0] = "".join(pending)
+        pending.clear()
+    if rest:
+        pending.append(rest)
+    return lines
+
+
+class SSEDecoder:
+    __slots__ = (
+        "_data",
+        "_event",
+        "_last_id",
+        "_pending",
+        "_retry",
+        "_saw_field",
+        "_start",
+        "_trailing_cr",
+        "_utf8",
+    )
+
+    def __init__(self) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._start = True  # BOM check still to do
+        self._pending: list[str] = []  # pieces of the current, unterminated line
+        self._trailing_cr = False  # the previous chunk ended in CR
+        self._data: list[str] = []
+        self._event = ""
+        self._last_id: str | None = None
+        self._retry: int | None = None
+        self._saw_field = False
+
+    def decode(self, chunk: bytes) -> list[Event]:
+        return self._feed(self._utf8.decode(chunk))
+
+    def flush(self) -> list[Event]:
+        """End of stream: finish the last line and deliver a pending event, if any."""
+        text = self._utf8.decode(b"", final=True)
+        events = self._feed(text) if text else []
+        self._trailing_cr = False
+        if self._pending:
+            line = "".join(self._pending)
+            self._pending = []
+            self._line(line, events)
+        if self._saw_field:
+            self._dispatch(events)
+        return events
+
+    # -- internals -------------------------------------------------------------------
+
+    def _feed(self, text: str) -> list[Event]:
+        if not text:
+            return []
+        if self._start:
+            self._start = False
+            if text[0] == "\ufeff":
+                text = text[1:]
+        if self._trailing_cr:
+            self._trailing_cr = False
+            if text[:1] == "\n":
+                text = text[1:]  # the LF of a CRLF split across chunks
+        if "\r" in text:
+            if text[-1] == "\r":
+                self._trailing_cr = True
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = complete_lines(self._pending, text)
+        if not lines:
+            return []
+        events: list[Event] = []
+        data = self._data
+        saw = self._saw_field
+        for line in lines:
+            if line[:6] == "data: ":  # the hot path: one `data:` line of an event
+                data.append(line[6:])
+                saw = True
+            elif line:
+                self._saw_field = saw
+                self._line(line, events)
+                data, saw = self._data, self._saw_field
+            elif saw:
+                if data and not self._event:  # the hot path: a plain message event ends
+                    text = data[0] if len(data) == 1 else "\n".join(data)
+                    events.append(Event(text, "message", self._last_id, self._retry))
+                    data = self._data = []
+                else:
+                    self._dispatch(events)
+                    data = self._data
+                saw = False
+        self._saw_field = saw
+        return events
+
+    def _line(self, line: str, events: list[Event]) -> None:
+        if not line:
+            if self._saw_field:
+                self._dispatch(events)
+            return
+        if line[0] == ":":
+            return  # comment / keep-alive
+        field, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]
+        if field == "data":
+            self._data.append(value)
+            self._saw_field = True
+        elif field == "event":
+            self._event = value
+            self._saw_field = True
+        elif field == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif field == "retry" and value.isascii() and value.isdigit():  # ASCII digits only
+            self._retry = int(value)
+        # other fields are ignored, as the spec says
+
+    def _dispatch(self, events: list[Event]) -> None:
+        data = self._data
+        event = self._event
+        self._data = []
+        self._event = ""
+        self._saw_field = False
+        if not data:
+            return  # an event with no data is not dispatched
+        events.append(Event("\n".join(data), event or "message", self._last_id, self._retry))
