@@ -1,0 +1,309 @@
+"""One generation, from a preset and a fill context to text, shared by the CLI and the
+plugin: resolve the key, render the prompt, build the request, stream, decode, parse.
+
+`Generation.run(on_text)` calls `on_text` with each batch of text (the deltas decoded
+from one network read, concatenated) and returns an `Outcome`; it never raises for a
+failure of the request, and every error text in it is redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kznllm_py import demo_server, prompts, secrets
+from kznllm_py.client import Timeouts, stream_bytes
+from kznllm_py.errors import KznError, ProviderError
+from kznllm_py.fences import FenceStripper
+from kznllm_py.ndjson import NDJSONDecoder
+from kznllm_py.presets import Preset
+from kznllm_py.providers import get_provider
+from kznllm_py.providers.base import (
+    Delta,
+    DoneDelta,
+    HttpRequest,
+    Prompt,
+    Provider,
+    ReasoningDelta,
+    TextDelta,
+    UsageDelta,
+)
+from kznllm_py.sse import SSEDecoder
+from kznllm_py.think import ThinkSplitter
+
+FIRST_PIECE = 8 * 1024
+# the body's framing, by Provider.stream_format (absent: "sse")
+DECODERS = {"sse": SSEDecoder, "ndjson": NDJSONDecoder}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of a request the provider turned away for now (429, 503, 529, ...), only
+    before the first byte of an answer: the provider's Retry-After if it gives one,
+    else capped exponential backoff."""
+
+    tries: int = 3
+    base: float = 1.0
+    cap: float = 20.0
+
+    def wait(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.cap)
+        return min(self.base * 2 ** (attempt - 1), self.cap)
+
+
+@dataclass
+class Outcome:
+    status: str  # "ok" | "error" | "cancelled"
+    error: str | None = None
+    usage: dict[str, int] | None = None
+    finish_reason: str | None = None
+    text_chars: int = 0
+    reasoning: str = ""
+    first_token_ms: float | None = None
+    duration_ms: float = 0.0
+    received: bool = False  # anything at all came from the provider's stream
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "chars": self.text_chars}
+        if self.error:
+            out["error"] = self.error
+        if self.usage:
+            out["usage"] = self.usage
+        if self.finish_reason:
+            out["finish_reason"] = self.finish_reason
+        if self.first_token_ms is not None:
+            out["first_token_ms"] = round(self.first_token_ms, 2)
+            rate = self.tokens_per_s()
+            if rate is not None:
+                out["tokens_per_s"] = rate
+        out["duration_ms"] = round(self.duration_ms, 2)
+        return out
+
+    def tokens_per_s(self) -> float | None:
+        """Output tokens per second of streaming (from the first token to the end), when
+        the provider reported how many tokens it wrote."""
+        tokens = (self.usage or {}).get("output_tokens")
+        if not tokens or self.first_token_ms is None:
+            return None
+        streaming_s = (self.duration_ms - self.first_token_ms) / 1000
+        return round(tokens / streaming_s, 1) if streaming_s > 0 else None
+
+
+def template_set(preset: Preset, search_dirs: Sequence[Path] = ()) -> prompts.TemplateSet:
+    return prompts.TemplateSet(preset.family, tuple(search_dirs), preset.explicit_templates)
+
+
+async def prepare(
+    preset: Preset, ctx: prompts.FillContext, *, search_dirs: Sequence[Path] = ()
+) -> tuple[Provider, HttpRequest]:
+    """Everything before the network: key, prompt, request. Raises KznError."""
+    provider = get_provider(preset.provider)
+    key = await secrets.resolve(preset.api_key, preset_id=preset.id)
+    base_url = preset.base_url or provider.default_base_url
+    if preset.demo:
+        base_url = (await demo_server.ensure_running()).base_url
+    if preset.prefill and provider.supports_prefill:
+        ctx = replace(ctx, prefill=preset.prefill)
+    templates = template_set(preset, search_dirs)
+    if getattr(provider, "raw_prompt", False):
+        # a completion endpoint: one raw prompt (fill-in-the-middle around the cursor)
+        role = "fim" if preset.fim else "prompt"
+        raw = prompts.render_raw(ctx, templates, role, preset_id=preset.id, model=preset.model)
+        prompt = Prompt(system="", messages=(), raw=raw)
+    else:
+        prompt = prompts.render(ctx, templates, preset_id=preset.id, model=preset.model)
+    if preset.cache_system:
+        prompt = replace(prompt, cache_system=True)
+    request = provider.build_request(
+        base_url=base_url,
+        model=preset.model,
+        prompt=prompt,
+        params=dict(preset.params),
+        api_key=key,
+    )
+    return provider, request
+
+
+async def stream_deltas(
+    client: httpx.AsyncClient, provider: Provider, request: HttpRequest, timeouts: Timeouts
+) -> AsyncIterator[list[Delta]]:
+    """Deltas, one list per network read; ends after the provider's final event."""
+    decoder = DECODERS[getattr(provider, "stream_format", "sse")]()
+    parser = provider.new_parser()
+    feed = parser.feed
+    started = False  # the first delta went out
+    async with aclosing(stream_bytes(client, provider, request, timeouts)) as chunks:
+        async for chunk in chunks:
+            pieces = [chunk]
+            if not started and len(chunk) > FIRST_PIECE:
+                # a burst arrives as one big read: decode its head first, so that the
+                # first token does not wait for the whole read to be parsed
+                pieces = [chunk[:FIRST_PIECE], chunk[FIRST_PIECE:]]
+            for piece in pieces:
+                batch: list[Delta] = []
+                try:
+                    for event in decoder.decode(piece):
+                        batch.extend(feed(event))
+                except KznError:
+                    if batch:  # what came before the bad event in this read is kept
+                        yield batch
+                    raise
+                if batch:
+                    started = True
+                    yield batch
+    tail: list[Delta] = []
+    try:
+        for event in decoder.flush():
+            tail.extend(feed(event))
+        tail.extend(parser.finish())
+    except KznError:
+        if tail:
+            yield tail
+        raise
+    if tail:
+        yield tail
+
+
+@dataclass
+class Generation:
+    client: httpx.AsyncClient
+    preset: Preset
+    ctx: prompts.FillContext
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    search_dirs: Sequence[Path] = ()
+    # called with the request once it is built, before it is sent (the debug view)
+    on_request: Callable[[HttpRequest], None] | None = None
+    # called with reasoning text as it streams (it never goes to on_text)
+    on_reasoning: Callable[[str], None] | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # called before waiting to try again: (attempt that failed, seconds to wait, why)
+    on_retry: Callable[[int, float, str], None] | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    async def _stream(
+        self,
+        provider: Provider,
+        request: HttpRequest,
+        answer: AnswerFilter,
+        out: Outcome,
+        pending: str,
+    ) -> None:
+        async with aclosing(
+            stream_deltas(self.client, provider, request, self.timeouts)
+        ) as batches:
+            async for batch in batches:
+                out.received = True
+                texts: list[str] = [pending] if pending else []
+                for delta in batch:
+                    if type(delta) is TextDelta:
+                        texts.append(delta.text)
+                    elif type(delta) is ReasoningDelta:
+                        answer.reasoning(delta.text)
+                    elif type(delta) is UsageDelta:
+                        out.usage = delta.to_dict()
+                    elif type(delta) is DoneDelta:
+                        out.finish_reason = delta.finish_reason
+                if len(texts) > bool(pending):
+                    pending = ""
+                    if out.first_token_ms is None:
+                        out.first_token_ms = (time.perf_counter() - self.started) * 1000
+                    answer.push("".join(texts))
+
+    async def run(self, on_text: Callable[[str], None]) -> Outcome:
+        """Stream the answer to `on_text` (reasoning to `on_reasoning`, if given)."""
+        out = Outcome("ok")
+        answer = AnswerFilter(self.ctx.mode == "replace", on_text, self.on_reasoning)
+        try:
+            provider, request = await prepare(self.preset, self.ctx, search_dirs=self.search_dirs)
+            # the answer continues the prefill: it is part of the text
+            pending = self.preset.prefill.rstrip() if provider.supports_prefill else ""
+            if self.on_request is not None:
+                self.on_request(request)
+            for attempt in range(1, self.retry.tries + 1):
+                try:
+                    await self._stream(provider, request, answer, out, pending)
+                    break
+                except ProviderError as exc:
+                    # only before anything arrived: a retry must not repeat text
+                    if not exc.retryable or out.received or attempt == self.retry.tries:
+                        raise
+                    wait = self.retry.wait(attempt, exc.retry_after)
+                    if self.on_retry is not None:
+                        self.on_retry(attempt, wait, secrets.redact(str(exc)))
+                    await asyncio.sleep(wait)  # cancellable: <Esc> ends the wait too
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            out.status = "cancelled"
+        except KznError as exc:
+            out.status = "error"
+            out.error = secrets.redact(str(exc))
+        except Exception as exc:  # a bug of ours: still one clear, redacted message
+            out.status = "error"
+            out.error = secrets.redact(f"internal error: {type(exc).__name__}: {exc}")
+        # what was held back is text that arrived: it lands whatever the outcome
+        answer.finish()
+        out.text_chars = answer.chars
+        out.reasoning = answer.reasoning_text
+        out.duration_ms = (time.perf_counter() - self.started) * 1000
+        return out
+
+
+class AnswerFilter:
+    """The way from the provider's text to the buffer: a `<think>` block at the start
+    is reasoning, not answer; in replace mode a markdown fence around the answer is
+    removed (the model was asked for raw code). Both hold back only what may still turn
+    out to be a tag or a fence."""
+
+    __slots__ = ("_fences", "_on_reasoning", "_on_text", "_reasoning", "_think", "chars")
+
+    def __init__(
+        self,
+        replace: bool,
+        on_text: Callable[[str], None],
+        on_reasoning: Callable[[str], None] | None = None,
+    ) -> None:
+        self._think = ThinkSplitter()
+        self._fences = FenceStripper() if replace else None
+        self._on_text = on_text
+        self._on_reasoning = on_reasoning
+        self._reasoning: list[str] = []
+        self.chars = 0
+
+    @property
+    def reasoning_text(self) -> str:
+        return "".join(self._reasoning)
+
+    def reasoning(self, text: str) -> None:
+        if text:
+            self._reasoning.append(text)
+            if self._on_reasoning is not None:
+                self._on_reasoning(text)
+
+    def push(self, text: str) -> None:
+        answer, thought = self._think.push(text)
+        self.reasoning(thought)
+        self._emit(answer)
+
+    def finish(self) -> None:
+        answer, thought = self._think.finish()
+        self.reasoning(thought)
+        self._emit(answer, final=True)
+
+    def _emit(self, text: str, *, final: bool = False) -> None:
+        if self._fences is not None:
+            text = self._fences.push(text) if text else ""
+            if final:
+                text += self._fences.finish()
+        if text:
+            self.chars += len(text)
+            self._on_text(text)
