@@ -1,0 +1,106 @@
+"""What the Lua shim sends for a fill, validated into the core's types. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kznllm_py import context, prompts
+from kznllm_py.client import Timeouts
+from kznllm_py.errors import ConfigError
+from kznllm_py.generation import RetryPolicy, template_set
+from kznllm_py.presets import Preset, merge_presets, pick
+from kznllm_py.providers.base import HttpRequest
+
+
+@dataclass(frozen=True)
+class FillJob:
+    preset: Preset
+    ctx: prompts.FillContext
+    timeouts: Timeouts
+    search_dirs: tuple[Path, ...]
+    debug: bool
+    kzn_dir: Path | None
+    skipped: tuple[context.Skipped, ...] = ()
+    used_default: bool = False  # no preset chosen: the default was picked
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def _str(p: Mapping[str, Any], key: str) -> str:
+    v = p.get(key)
+    return v if isinstance(v, str) else ""
+
+
+def parse(p: Mapping[str, Any]) -> FillJob:
+    """The fill request, without the project files yet (see `with_project_files`)."""
+    presets = merge_presets(p.get("presets") or [])
+    chosen = p.get("preset") or None
+    preset = pick(presets, chosen if isinstance(chosen, str) else None)
+    t = p.get("timeouts") or {}
+    try:
+        timeouts = Timeouts(
+            connect=float(t.get("connect", Timeouts.connect)),
+            stall=float(t.get("stall", Timeouts.stall)),
+        )
+    except (TypeError, ValueError, AttributeError):
+        raise ConfigError("timeouts: connect and stall must be numbers of seconds") from None
+    tries = p.get("retries", RetryPolicy.tries)
+    if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
+        raise ConfigError("retries must be a whole number of tries, 1 or more")
+    cursor = p.get("cursor")
+    cwd = _str(p, "cwd")
+    kzn_dir = context.find_kzn_dir(Path(cwd)) if cwd else None
+    config_dir = _str(p, "config_dir")
+    ctx = prompts.FillContext(
+        mode=_str(p, "mode") or "yap",
+        query=_str(p, "query"),
+        selection=_str(p, "selection"),
+        filetype=_str(p, "filetype"),
+        path=_str(p, "path"),
+        before=_str(p, "before"),
+        after=_str(p, "after"),
+        cursor=(int(cursor[0]), int(cursor[1]))
+        if isinstance(cursor, list | tuple) and len(cursor) == 2
+        else None,
+    )
+    return FillJob(
+        preset=preset,
+        ctx=ctx,
+        timeouts=timeouts,
+        search_dirs=prompts.search_path(
+            project_kzn=kzn_dir, user_config=Path(config_dir) if config_dir else None
+        ),
+        debug=bool(p.get("debug")),
+        kzn_dir=kzn_dir,
+        used_default=chosen is None,
+        retry=RetryPolicy(tries=tries),
+    )
+
+
+def debug_text(job: FillJob, request: HttpRequest) -> str:
+    """The debug view of `request` as built for `job`: what `:KznDebug` and
+    `kznllm render` show."""
+    return prompts.render_debug(
+        request,
+        preset_id=job.preset.id,
+        templates=template_set(job.preset, job.search_dirs),
+        skipped=[{"path": s.path, "reason": s.reason} for s in job.skipped],
+        context_files=job.ctx.context_files,
+        context_window=job.preset.context_window,
+    )
+
+
+def with_project_files(job: FillJob) -> FillJob:
+    """Read the .kzn folder's files into the context, within the preset's budget.
+    File I/O: run it off the event loop."""
+    if job.kzn_dir is None:
+        return job
+    found = context.collect(
+        job.kzn_dir, budget_tokens=context.budget_for(job.preset.context_window)
+    )
+    files = tuple(prompts.ContextFile(f.path, f.content, f.tokens) for f in found.included)
+    from dataclasses import replace
+
+    return replace(job, ctx=replace(job.ctx, context_files=files), skipped=tuple(found.skipped))

@@ -1,0 +1,305 @@
+"""Presets: provider + model + params + prompt templates. Data, validated once.
+
+User presets (from `setup({ presets = ... })` or the CLI) add to or override the built-ins
+by id; a partial preset with a built-in's id changes only the fields it names.
+`default_preset()` picks the first built-in whose key is set, else the offline demo.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlparse
+
+from kznllm_py.errors import ConfigError
+from kznllm_py.providers import PROVIDERS
+
+DEMO_ID = "demo"
+DEFAULT_CONTEXT_WINDOW = 32_768
+_TEMPLATE_ROLES = ("system", "user", "debug")
+
+
+@dataclass(frozen=True)
+class Preset:
+    id: str
+    provider: str
+    model: str
+    base_url: str = ""
+    api_key: str | bool | None = None
+    description: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    # a template family name, or {system=path, user=path, debug=path} (+ family=name)
+    templates: str | Mapping[str, str] = ""
+    context_window: int = DEFAULT_CONTEXT_WINDOW
+    cache_system: bool = False  # Anthropic prompt caching of the system block
+    prefill: str = ""  # start of the assistant's answer (providers that support it)
+    # provider "completions": fill in the middle (the family's fim.jinja) instead of a
+    # chat-style raw prompt (prompt.jinja)
+    fim: bool = False
+    # the offline demo model: served in-process on loopback, never a silent fallback
+    demo: bool = False
+
+    @property
+    def family(self) -> str:
+        t = self.templates
+        if isinstance(t, str) and t:
+            return t
+        if isinstance(t, Mapping) and t.get("family"):
+            return str(t["family"])
+        return "anthropic" if self.provider == "anthropic" else "openai"
+
+    @property
+    def explicit_templates(self) -> dict[str, str]:
+        t = self.templates
+        if isinstance(t, Mapping):
+            return {k: str(v) for k, v in t.items() if k in _TEMPLATE_ROLES}
+        return {}
+
+
+def _env_url(var: str, default: str) -> str:
+    return os.environ.get(var) or default
+
+
+def builtin_presets() -> tuple[Preset, ...]:
+    """The built-ins (a function: base URLs of local servers come from the environment)."""
+    return (
+        Preset(
+            id="claude-sonnet",
+            description="Claude Sonnet 4.5 (Anthropic)",
+            provider="anthropic",
+            model="claude-sonnet-4-5",
+            base_url="https://api.anthropic.com/v1",
+            api_key="ANTHROPIC_API_KEY",
+            params={"max_tokens": 8192, "temperature": 0.7},
+            templates="anthropic",
+            context_window=200_000,
+            cache_system=True,
+        ),
+        Preset(
+            id="claude-haiku",
+            description="Claude Haiku 4.5 (Anthropic), fast",
+            provider="anthropic",
+            model="claude-haiku-4-5",
+            base_url="https://api.anthropic.com/v1",
+            api_key="ANTHROPIC_API_KEY",
+            params={"max_tokens": 8192, "temperature": 0.7},
+            templates="anthropic",
+            context_window=200_000,
+            cache_system=True,
+        ),
+        Preset(
+            id="gpt-4o-mini",
+            description="GPT-4o mini (OpenAI)",
+            provider="openai",
+            model="gpt-4o-mini",
+            base_url="https://api.openai.com/v1",
+            api_key="OPENAI_API_KEY",
+            params={"temperature": 0.7, "stream_options": {"include_usage": True}},
+            templates="openai",
+            context_window=128_000,
+        ),
+        Preset(
+            id="o4-mini",
+            description="o4-mini (OpenAI reasoning model)",
+            provider="openai",
+            model="o4-mini",
+            base_url="https://api.openai.com/v1",
+            api_key="OPENAI_API_KEY",
+            params={
+                "reasoning_effort": "medium",
+                "max_completion_tokens": 16_000,
+                "stream_options": {"include_usage": True},
+            },
+            templates="openai",
+            context_window=200_000,
+        ),
+        Preset(
+            id="deepseek-chat",
+            description="DeepSeek-V3 chat (DeepSeek beta endpoint)",
+            provider="openai",
+            model="deepseek-chat",
+            base_url="https://api.deepseek.com/beta",
+            api_key="DEEPSEEK_API_KEY",
+            params={"temperature": 0.0, "max_tokens": 8192},
+            templates="deepseek",
+            context_window=64_000,
+        ),
+        Preset(
+            id="groq-llama",
+            description="Llama 3.3 70B on Groq",
+            provider="openai",
+            model="llama-3.3-70b-versatile",
+            base_url="https://api.groq.com/openai/v1",
+            api_key="GROQ_API_KEY",
+            params={"temperature": 0.7, "max_tokens": 8192},
+            templates="llama",
+            context_window=128_000,
+        ),
+        Preset(
+            id="vllm-qwen-coder",
+            description="Qwen2.5-Coder on a local vLLM ($VLLM_BASE_URL)",
+            provider="openai",
+            model="Qwen/Qwen2.5-Coder-32B-Instruct",
+            base_url=_env_url("VLLM_BASE_URL", "http://127.0.0.1:8000/v1"),
+            api_key=False,
+            params={"temperature": 0.2, "top_p": 0.9, "repetition_penalty": 1.05},
+            templates="qwen",
+            context_window=32_768,
+        ),
+        Preset(
+            id="vllm-qwen-fim",
+            description="Qwen2.5-Coder fill-in-the-middle on a local vLLM ($VLLM_BASE_URL)",
+            provider="completions",
+            model="Qwen/Qwen2.5-Coder-7B",
+            base_url=_env_url("VLLM_BASE_URL", "http://127.0.0.1:8000/v1"),
+            api_key=False,
+            params={
+                "temperature": 0.2,
+                "max_tokens": 512,
+                "stop": ["<|endoftext|>", "<|fim_pad|>", "<|file_sep|>"],
+            },
+            templates="qwen",
+            context_window=32_768,
+            fim=True,
+        ),
+        Preset(
+            id="ollama",
+            description="Local Ollama, OpenAI-compatible ($OLLAMA_BASE_URL)",
+            provider="openai",
+            model="qwen2.5-coder:7b",
+            base_url=_env_url("OLLAMA_BASE_URL", "http://127.0.0.1:11434/v1"),
+            api_key=False,
+            params={"temperature": 0.2},
+            templates="qwen",
+            context_window=32_768,
+        ),
+        Preset(
+            id=DEMO_ID,
+            description="Offline demo model (loopback, deterministic; not a real LLM)",
+            provider="openai",
+            model="kznllm-demo",
+            api_key=False,
+            templates="openai",
+            demo=True,
+        ),
+    )
+
+
+_FIELDS = {f.name for f in fields(Preset)}
+
+
+def preset_from_dict(raw: Mapping[str, Any], *, base: Preset | None = None) -> Preset:
+    """Validate one user preset; a `base` (same id) supplies the fields left out."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a preset must be a table, not {type(raw).__name__}")
+    where = f"preset {raw.get('id')!r}"
+    unknown = set(raw) - _FIELDS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(_FIELDS))})"
+        )
+    pid = raw.get("id")
+    if not isinstance(pid, str) or not pid:
+        raise ConfigError("a preset needs an id (a non-empty string)")
+    given = {k: v for k, v in raw.items() if v is not None}
+    if base is not None:
+        preset = replace(base, **{k: v for k, v in given.items() if k != "params"})
+        if "params" in given:
+            if not isinstance(given["params"], Mapping):
+                raise ConfigError(f"{where}: params must be a table")
+            preset = replace(preset, params={**base.params, **given["params"]})
+    else:
+        for need in ("provider", "model"):
+            if not isinstance(given.get(need), str) or not given[need]:
+                raise ConfigError(f"{where}: missing {need}")
+        preset = Preset(**given)
+    validate(preset)
+    return preset
+
+
+def validate(p: Preset) -> None:
+    where = f"preset {p.id!r}"
+    if p.provider not in PROVIDERS:
+        raise ConfigError(
+            f"{where}: unknown provider {p.provider!r} (known: {', '.join(sorted(PROVIDERS))})"
+        )
+    if not isinstance(p.model, str) or not p.model:
+        raise ConfigError(f"{where}: missing model")
+    if not p.demo:
+        url = urlparse(p.base_url or PROVIDERS[p.provider].default_base_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigError(f"{where}: bad base_url {p.base_url!r} (want http(s)://host/...)")
+    if not isinstance(p.params, Mapping):
+        raise ConfigError(f"{where}: params must be a table")
+    if p.api_key is True or not (p.api_key in (None, False) or isinstance(p.api_key, str)):
+        raise ConfigError(f"{where}: api_key must be an env var name, 'cmd:...', or false")
+    if isinstance(p.templates, Mapping):
+        bad = set(p.templates) - {*_TEMPLATE_ROLES, "family"}
+        if bad:
+            raise ConfigError(
+                f"{where}: templates: unknown key(s) {', '.join(sorted(bad))} "
+                f"(want family, {', '.join(_TEMPLATE_ROLES)})"
+            )
+    elif not isinstance(p.templates, str):
+        raise ConfigError(f"{where}: templates must be a family name or a table of paths")
+    if (
+        isinstance(p.context_window, bool)
+        or not isinstance(p.context_window, int)
+        or p.context_window <= 0
+    ):
+        raise ConfigError(f"{where}: context_window must be a positive number of tokens")
+    if not isinstance(p.prefill, str):
+        raise ConfigError(f"{where}: prefill must be a string")
+    if p.fim is not False and not (p.fim is True and p.provider == "completions"):
+        raise ConfigError(f"{where}: fim = true needs provider 'completions' (a raw prompt)")
+
+
+def merge_presets(user: Iterable[Mapping[str, Any]] | None) -> dict[str, Preset]:
+    presets = {p.id: p for p in builtin_presets()}
+    for raw in user or ():
+        base = presets.get(str(raw.get("id"))) if isinstance(raw, Mapping) else None
+        preset = preset_from_dict(raw, base=base)
+        presets[preset.id] = preset
+    return presets
+
+
+def check_presets(user: Iterable[Mapping[str, Any]] | None) -> list[str]:
+    """Every problem with the user's presets, one message each (empty: all valid)."""
+    problems = []
+    presets = {p.id: p for p in builtin_presets()}
+    for raw in user or ():
+        try:
+            base = presets.get(str(raw.get("id"))) if isinstance(raw, Mapping) else None
+            preset = preset_from_dict(raw, base=base)
+            presets[preset.id] = preset
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def default_preset(presets: Mapping[str, Preset], env: Mapping[str, str] | None = None) -> Preset:
+    env = os.environ if env is None else env
+    for builtin in builtin_presets():
+        # the user's version of it: an override may name another key variable
+        p = presets.get(builtin.id, builtin)
+        if p.demo:
+            continue
+        if isinstance(p.api_key, str) and env.get(p.api_key, "").strip():
+            return p
+    return presets[DEMO_ID]
+
+
+def pick(
+    presets: Mapping[str, Preset], preset_id: str | None, env: Mapping[str, str] | None = None
+) -> Preset:
+    if not preset_id:
+        return default_preset(presets, env)
+    try:
+        return presets[preset_id]
+    except KeyError:
+        raise ConfigError(
+            f"unknown preset {preset_id!r} (known: {', '.join(sorted(presets))})"
+        ) from None

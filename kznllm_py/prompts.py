@@ -1,0 +1,259 @@
+"""Prompt rendering with Jinja2: one template set per model family, sandboxed.
+
+Templates are found on a search path, first hit wins: the project's
+`.kzn/templates/<family>/`, the user's `stdpath('config')/kznllm/templates/<family>/`,
+then the built-in `templates/<family>/`. Every family has `system.jinja`, `user.jinja`
+and `debug.jinja`; completion-style families (qwen, llama) also have `prompt.jinja`
+(one raw prompt) and qwen a fill-in-the-middle `fim.jinja`.
+
+All templates render in Jinja2's immutable sandbox (project templates are untrusted),
+with trim_blocks and lstrip_blocks; a missing variable is falsy, never an error. A
+template error is one message: template path, line, what is wrong.
+
+Variables (documented in doc/kznllm.txt): user_query, visual_selection, replace,
+current_buffer_context {path, filetype, text, cursor {row, col}, before, after},
+context_files [{path, content}], prefill, preset {id, model}, date.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from kznllm_py.context import estimate_tokens
+from kznllm_py.errors import ConfigError
+from kznllm_py.providers.base import HttpRequest, Message, Prompt
+
+MODES = ("replace", "yap")
+FAMILIES = ("anthropic", "openai", "deepseek", "qwen", "grok", "llama")
+# the buffer text sent around the selection/cursor, each side (characters)
+CONTEXT_CAP = 24_000
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    path: str
+    content: str
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class FillContext:
+    mode: str  # "replace" | "yap"
+    query: str
+    selection: str = ""
+    filetype: str = ""
+    path: str = ""
+    before: str = ""  # buffer text before the selection / cursor
+    after: str = ""  # buffer text after it
+    cursor: tuple[int, int] | None = None  # 1-based row, 0-based byte column
+    context_files: tuple[ContextFile, ...] = ()
+    prefill: str = ""
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """Where a family's templates come from. `explicit` maps a role (system, user,
+    debug) to a file given in the preset; everything else goes through the search path."""
+
+    family: str = "openai"
+    search_dirs: tuple[Path, ...] = ()
+    explicit: Mapping[str, str] = field(default_factory=dict)
+
+
+def builtin_root() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "templates", here / "templates"):
+        if (candidate / "_shared").is_dir():
+            return candidate
+    raise ConfigError(f"the built-in prompt templates are missing next to {here}")
+
+
+def search_path(
+    *, project_kzn: Path | None = None, user_config: Path | None = None
+) -> tuple[Path, ...]:
+    """The template roots, first hit wins: project, user, built-in."""
+    dirs: list[Path] = []
+    if project_kzn is not None and (project_kzn / "templates").is_dir():
+        dirs.append(project_kzn / "templates")
+    if user_config is not None and (user_config / "kznllm" / "templates").is_dir():
+        dirs.append(user_config / "kznllm" / "templates")
+    dirs.append(builtin_root())
+    return tuple(dirs)
+
+
+class _StrictSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, where an unsafe attribute raises at once. Jinja's own
+    sandbox returns an undefined value that raises only when used in certain ways; with
+    ChainableUndefined (missing is falsy) `{{ cycler.__init__.__globals__.os }}` would
+    then render as "" and pass silently instead of failing."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        raise SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(dirs: tuple[Path, ...]) -> jinja2.Environment:
+    env = _StrictSandbox(
+        loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        undefined=jinja2.ChainableUndefined,
+        autoescape=False,
+    )
+    return env
+
+
+def _template_position() -> tuple[str | None, int | None]:
+    """The template file and line of the error being handled: Jinja rewrites tracebacks
+    so that template frames carry the template's file name and line. The innermost one
+    wins: an error inside an included or imported template is reported there, not at
+    the template that pulled it in."""
+    tb = sys.exc_info()[2]
+    where: tuple[str | None, int | None] = (None, None)
+    while tb is not None:
+        if "__jinja_exception__" in tb.tb_frame.f_globals:  # a rewritten template frame
+            where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return where
+
+
+def _render(ts: TemplateSet, role: str, variables: Mapping[str, Any]) -> str:
+    env = _environment(ts.search_dirs or (builtin_root(),))
+    explicit = ts.explicit.get(role)
+    name = explicit or f"{ts.family}/{role}.jinja"
+    try:
+        if explicit:
+            path = Path(explicit).expanduser()
+            template = env.from_string(path.read_text(encoding="utf-8"))
+            template.filename = str(path)
+        else:
+            template = env.get_template(name)
+        return template.render(**variables)
+    except jinja2.TemplateNotFound as exc:
+        where = ", ".join(str(d) for d in (ts.search_dirs or (builtin_root(),)))
+        raise ConfigError(f"template {exc.name} not found (searched {where})") from None
+    except jinja2.TemplateSyntaxError as exc:
+        path = exc.filename or explicit or name
+        raise ConfigError(f"template {path}:{exc.lineno}: {exc.message}") from None
+    except OSError as exc:
+        raise ConfigError(f"template {name}: cannot read it: {exc.strerror or exc}") from None
+    except Exception as exc:  # UndefinedError, SecurityError, errors inside filters...
+        path, line = _template_position()
+        if path is None:
+            path = getattr(template, "filename", None) or name  # type: ignore[possibly-undefined]
+        at = f":{line}" if line else ""
+        raise ConfigError(f"template {path}{at}: {type(exc).__name__}: {exc}") from None
+
+
+def variables(ctx: FillContext, *, preset_id: str = "", model: str = "") -> dict[str, Any]:
+    if ctx.mode not in MODES:
+        raise ConfigError(f"unknown mode {ctx.mode!r} (want one of {', '.join(MODES)})")
+    before, after = ctx.before[-CONTEXT_CAP:], ctx.after[:CONTEXT_CAP]
+    buffer = None
+    if before or after or ctx.path or ctx.filetype:
+        buffer = {
+            "path": ctx.path,
+            "filetype": ctx.filetype,
+            "text": before + (ctx.selection if ctx.mode == "replace" else "") + after,
+            "cursor": {"row": ctx.cursor[0], "col": ctx.cursor[1]} if ctx.cursor else None,
+            "before": before,
+            "after": after,
+        }
+    return {
+        "user_query": ctx.query,
+        "visual_selection": ctx.selection,
+        "replace": ctx.mode == "replace",
+        "current_buffer_context": buffer,
+        "context_files": [{"path": f.path, "content": f.content} for f in ctx.context_files],
+        "prefill": ctx.prefill,
+        "preset": {"id": preset_id, "model": model},
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def render(
+    ctx: FillContext,
+    templates: TemplateSet | None = None,
+    *,
+    preset_id: str = "",
+    model: str = "",
+) -> Prompt:
+    ts = templates or TemplateSet()
+    values = variables(ctx, preset_id=preset_id, model=model)
+    system = _render(ts, "system", values).strip()
+    user = _render(ts, "user", values).strip()
+    return Prompt(system=system, messages=(Message("user", user),), prefill=ctx.prefill)
+
+
+def render_raw(ctx: FillContext, templates: TemplateSet, role: str, **extra: Any) -> str:
+    """A completion-style template (`prompt`, `fim`) as one string, untrimmed."""
+    values = variables(ctx, preset_id=extra.pop("preset_id", ""), model=extra.pop("model", ""))
+    return _render(templates, role, {**values, **extra})
+
+
+def render_debug(
+    request: HttpRequest,
+    *,
+    preset_id: str,
+    templates: TemplateSet | None = None,
+    skipped: Sequence[Mapping[str, str]] = (),
+    context_files: Sequence[ContextFile] = (),
+    context_window: int | None = None,
+) -> str:
+    """The debug view's text: the exact request as it goes on the wire (system and
+    messages in the provider's own shape), key headers redacted, what context went in."""
+    body = dict(request.body)
+    messages = body.pop("messages", [])
+    system = body.pop("system", None)
+    raw_prompt = body.pop("prompt", None)
+    model = body.pop("model", "")
+    if isinstance(system, str):
+        system = [{"type": "text", "text": system}]
+    shown_messages = [
+        {"role": m.get("role", ""), "content": _content_text(m.get("content"))} for m in messages
+    ]
+    texts = [m["content"] for m in shown_messages]
+    texts += [str(b.get("text", "")) for b in system or []]
+    prompt_tokens = sum(estimate_tokens(t) for t in texts)
+    prompt_tokens += estimate_tokens(raw_prompt) if raw_prompt else 0
+    estimate: dict[str, Any] = {"prompt_tokens": prompt_tokens}
+    if context_window:
+        estimate["context_window"] = context_window
+        estimate["percent"] = round(100 * prompt_tokens / context_window, 1)
+    values = {
+        "preset": {"id": preset_id, "model": model},
+        "request": {
+            "method": request.method,
+            "url": request.url,
+            "headers": request.redacted_headers(),
+            "params": body,
+            "system": system or [],
+            "messages": shown_messages,
+            "prompt": raw_prompt,
+        },
+        "estimate": estimate,
+        "context_files": [{"path": f.path, "tokens": f.tokens} for f in context_files],
+        "skipped_files": list(skipped),
+    }
+    ts = templates or TemplateSet()
+    return _render(ts, "debug", values).rstrip("\n") + "\n\n"
+
+
+def _content_text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content blocks
+        return "\n".join(str(b.get("text", b)) if isinstance(b, dict) else str(b) for b in content)
+    return str(content)
