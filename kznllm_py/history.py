@@ -1,0 +1,740 @@
+"""The history store: one SQLite row per interaction (stdlib sqlite3, no Neovim).
+
+    store = HistoryStore(default_path(data_dir))   # data_dir: stdpath('data')
+    entry_id = store.start(NewEntry(mode="yap", preset_id=..., query=..., request=...))
+    store.append(entry_id, "streamed text", reasoning="")   # as often as wanted
+    store.finish(entry_id, "ok", usage={"input_tokens": 12, "output_tokens": 40})
+
+Every call is synchronous and opens its own connection, so any thread may call any
+method (the plugin calls them through `asyncio.to_thread`); two processes (two Neovims,
+the CLI) may write at once: WAL journal, a busy timeout and a bounded retry when the
+database is locked. A row is 'running' from `start()` until `finish()`: a crash or `:qa!`
+mid-stream leaves the partial response saved by the last `append()`, still 'running'
+with no `finished_at` (`Entry.unfinished`).
+
+The file is created 0600 (SQLite gives its -wal and -shm files the same mode) in a
+directory created 0700. A database that cannot be read (not a database, corrupt) is
+renamed aside with a timestamp suffix, never deleted, and a fresh one is started;
+`HistoryStore.notice` then holds a HistoryError that says so, to show the user.
+
+Text is passed through `secrets.redact()` before it is stored (the caller redacts
+already; this is a second net). An appended chunk is redacted together with the last
+512 characters already stored, so a key split across chunks is never written; the whole
+response is redacted once more at `finish()`.
+
+The schema has a version (PRAGMA user_version) and append-only forward migrations
+(`MIGRATIONS`): never edit a released one, add `_m00N_...` at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kznllm_py import secrets
+from kznllm_py.errors import HistoryError
+from kznllm_py.stdpath import nvim_stdpath
+
+MODES = ("replace", "yap", "debug", "chat")
+STATUSES = ("ok", "error", "cancelled", "running")
+FINAL_STATUSES = ("ok", "error", "cancelled")
+
+DB_NAME = "history.sqlite3"
+BUSY_TIMEOUT_S = 5.0
+LOCK_RETRIES = 3  # attempts after the first, when the busy timeout was not enough
+DEFAULT_MAX_ENTRIES = 10_000
+SUMMARY_QUERY_CHARS = 200
+_REDACT_TAIL = 512  # characters of stored text redacted again with each appended chunk
+
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5, 6, 11, 26
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------- paths
+
+
+def default_path(data_dir: str | os.PathLike[str]) -> Path:
+    """Where the plugin keeps the history: stdpath('data')/kznllm/history.sqlite3."""
+    return Path(data_dir) / "kznllm" / DB_NAME
+
+
+def nvim_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Neovim's stdpath('data') computed outside Neovim (XDG_DATA_HOME, NVIM_APPNAME)."""
+    return nvim_stdpath("data", env)
+
+
+# ---------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """What is known when a request starts. Text must come already redacted."""
+
+    mode: str  # one of MODES
+    query: str = ""
+    preset_id: str = ""
+    provider: str = ""
+    model: str = ""
+    path: str = ""  # the buffer's file
+    filetype: str = ""
+    selection: str = ""
+    request: str = ""  # the rendered request (URL, headers redacted, body)
+    parent_id: int | None = None  # the entry this one follows up
+    started_at: float | None = None  # epoch seconds; None: now
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySummary:
+    """A row as a list shows it: no large text; `query` is cut to SUMMARY_QUERY_CHARS."""
+
+    id: int
+    started_at: float  # epoch seconds
+    finished_at: float | None
+    preset_id: str
+    provider: str
+    model: str
+    mode: str
+    status: str  # one of STATUSES
+    error: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    first_token_ms: int | None
+    duration_ms: int | None
+    path: str
+    parent_id: int | None
+    query: str
+
+    @property
+    def unfinished(self) -> bool:
+        """Still streaming, or cut short by a crash before `finish()`."""
+        return self.status == "running"
+
+    @property
+    def title(self) -> str:
+        """The query's first non-blank line."""
+        return next((line.strip() for line in self.query.splitlines() if line.strip()), "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "unfinished": self.unfinished}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry(EntrySummary):
+    """A whole row; here `query` is complete."""
+
+    filetype: str
+    selection: str
+    request: str
+    reasoning: str
+    response: str
+
+
+_SUMMARY_COLUMNS = (
+    "id, started_at, finished_at, preset_id, provider, model, mode, status, error, "
+    "input_tokens, output_tokens, first_token_ms, duration_ms, path, parent_id"
+)
+_SUMMARY_SELECT = f"{_SUMMARY_COLUMNS}, substr(query, 1, {SUMMARY_QUERY_CHARS})"
+_ENTRY_SELECT = f"{_SUMMARY_COLUMNS}, query, filetype, selection, request, reasoning, response"
+_NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
+
+
+# ---------------------------------------------------------------------------- schema
+
+
+def _m001_initial(db: sqlite3.Connection) -> None:
+    # small columns first, the large and growing text last: a list reads no overflow page
+    db.execute(
+        """CREATE TABLE entries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            status TEXT NOT NULL DEFAULT 'running',
+            preset_id TEXT NOT NULL DEFAULT '',
+            provider TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL DEFAULT '',
+            mode TEXT NOT NULL,
+            parent_id INTEGER REFERENCES entries(id) ON DELETE SET NULL,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            first_token_ms INTEGER,
+            duration_ms INTEGER,
+            path TEXT NOT NULL DEFAULT '',
+            filetype TEXT NOT NULL DEFAULT '',
+            error TEXT,
+            query TEXT NOT NULL DEFAULT '',
+            selection TEXT NOT NULL DEFAULT '',
+            request TEXT NOT NULL DEFAULT '',
+            reasoning TEXT NOT NULL DEFAULT '',
+            response TEXT NOT NULL DEFAULT ''
+        )"""
+    )
+    db.execute("CREATE INDEX entries_by_time ON entries (started_at DESC, id DESC)")
+    db.execute("CREATE INDEX entries_by_preset ON entries (preset_id, started_at DESC, id DESC)")
+    db.execute("CREATE INDEX entries_by_status ON entries (status, started_at DESC, id DESC)")
+    db.execute("CREATE INDEX entries_by_parent ON entries (parent_id)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _user_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    if _user_version(db) == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")  # another process may be migrating: read again, locked
+    try:
+        version = _user_version(db)
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"the history database {path} has schema version {version}, newer than this "
+                f"kznllm knows ({SCHEMA_VERSION}): update kznllm, or move the file away"
+            )
+        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            step(db)
+            db.execute(f"PRAGMA user_version = {number}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+class _CorruptDatabase(sqlite3.DatabaseError):
+    """quick_check found damage (SQLite itself raised nothing)."""
+
+
+def _code(exc: BaseException) -> int:
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return _code(exc) in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text or "busy" in text
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    if isinstance(exc, _CorruptDatabase):
+        return True
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    text = str(exc).lower()
+    return (
+        _code(exc) in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+        or "not a database" in text
+        or "malformed" in text
+    )
+
+
+def _retry_busy(fn: Callable[[], T]) -> T:
+    """`fn()`, again a few times while the database stays locked past the busy timeout."""
+    for attempt in range(LOCK_RETRIES):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            time.sleep(0.05 * 2**attempt)
+    return fn()
+
+
+def _quick_check(db: sqlite3.Connection) -> None:
+    rows = db.execute("PRAGMA quick_check").fetchall()
+    if rows != [("ok",)]:
+        raise _CorruptDatabase("; ".join(str(row[0]) for row in rows[:3]))
+
+
+@contextlib.contextmanager
+def _dir_lock(directory: Path) -> Iterator[None]:
+    """An exclusive flock on the directory (POSIX), so two processes never both move the
+    database aside; without flock, no lock."""
+    try:
+        import fcntl
+
+        fd = os.open(directory, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _where(text: str | None, preset: str | None, status: str | None) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if preset:
+        clauses.append("preset_id = ?")
+        params.append(preset)
+    if status:
+        _check_choice("status", status, STATUSES)
+        clauses.append("status = ?")
+        params.append(status)
+    if text:
+        clauses.append("(query LIKE ? ESCAPE '\\' OR response LIKE ? ESCAPE '\\')")
+        params += [_like(text), _like(text)]
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise HistoryError(f"unknown history {what} {value!r} (want one of {', '.join(choices)})")
+
+
+def _summary(row: Sequence[Any]) -> EntrySummary:
+    return EntrySummary(*row)
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    return Entry(*row)
+
+
+# ---------------------------------------------------------------------------- the store
+
+
+class HistoryStore:
+    """The history database at `path` (created with its directory when missing)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_entries: int | None = DEFAULT_MAX_ENTRIES,
+        max_age_days: float | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.max_entries = max_entries
+        self.max_age_days = max_age_days
+        self.notice: HistoryError | None = None  # set when a bad file was moved aside
+        self._init()
+
+    # -- writing
+
+    def start(self, entry: NewEntry) -> int:
+        """Record a request that starts now; its id, status 'running'."""
+        _check_choice("mode", entry.mode, MODES)
+        started = time.time() if entry.started_at is None else entry.started_at
+        row = (
+            started,
+            entry.preset_id,
+            entry.provider,
+            entry.model,
+            entry.mode,
+            entry.parent_id,
+            entry.path,
+            entry.filetype,
+            secrets.redact(entry.query),
+            secrets.redact(entry.selection),
+            secrets.redact(entry.request),
+        )
+
+        def insert(db: sqlite3.Connection) -> int:
+            cur = db.execute(
+                "INSERT INTO entries (started_at, preset_id, provider, model, mode, parent_id,"
+                " path, filetype, query, selection, request) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                row,
+            )
+            return int(cur.lastrowid or 0)
+
+        return self._run("record the request", insert, write=True)
+
+    def append(self, entry_id: int, text: str, reasoning: str = "") -> bool:
+        """Add streamed text (the new part only) to a running entry; False when there is
+        no running entry `entry_id` (finished, deleted)."""
+        if not text and not reasoning:
+            return True
+
+        def update(db: sqlite3.Connection) -> bool:
+            sql = (
+                "SELECT substr(response, -?), substr(reasoning, -?) FROM entries"
+                " WHERE id = ? AND status = 'running'"
+            )
+            tails = db.execute(sql, (_REDACT_TAIL, _REDACT_TAIL, entry_id)).fetchone()
+            if tails is None:
+                return False
+            cut_text, new_text = _redacted_join(tails[0], text)
+            cut_reasoning, new_reasoning = _redacted_join(tails[1], reasoning)
+            db.execute(
+                "UPDATE entries SET response = substr(response, 1, length(response) - ?) || ?,"
+                " reasoning = substr(reasoning, 1, length(reasoning) - ?) || ? WHERE id = ?",
+                (cut_text, new_text, cut_reasoning, new_reasoning, entry_id),
+            )
+            return True
+
+        return self._run("save the answer", update, write=True)
+
+    def finish(
+        self,
+        entry_id: int,
+        status: str,
+        error: str | None = None,
+        usage: Mapping[str, int] | None = None,
+        first_token_ms: int | None = None,
+        duration_ms: int | None = None,
+    ) -> bool:
+        """Close an entry (ok / error / cancelled), then apply the retention limits.
+        Without `duration_ms`, the time since `started_at`. False when there is no entry."""
+        _check_choice("status", status, FINAL_STATUSES)
+        usage = usage or {}
+        now = time.time()
+        params = (
+            status,
+            None if error is None else secrets.redact(error),
+            now,
+            usage.get("input_tokens"),
+            usage.get("output_tokens"),
+            first_token_ms,
+            duration_ms,
+            now,
+            entry_id,
+        )
+
+        def close(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE entries SET status = ?, error = ?, finished_at = ?, input_tokens = ?,"
+                " output_tokens = ?, first_token_ms = ?,"
+                " duration_ms = coalesce(?, CAST(round((? - started_at) * 1000) AS INTEGER))"
+                " WHERE id = ?",
+                params,
+            )
+            if cur.rowcount:
+                _redact_text_of(db, entry_id)
+            return cur.rowcount > 0
+
+        done = self._run("save the outcome", close, write=True)
+        self.prune(self.max_entries, self.max_age_days)
+        return done
+
+    def set_request(self, entry_id: int, request: str) -> bool:
+        """The rendered request, once it is built (after the entry was started)."""
+
+        def update(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE entries SET request = ? WHERE id = ?",
+                (secrets.redact(request).replace("\0", "\ufffd"), entry_id),
+            )
+            return cur.rowcount > 0
+
+        return self._run("save the request", update, write=True)
+
+    def delete(self, entry_id: int) -> bool:
+        def remove(db: sqlite3.Connection) -> bool:
+            return db.execute("DELETE FROM entries WHERE id = ?", (entry_id,)).rowcount > 0
+
+        return self._run("delete the entry", remove, write=True)
+
+    def clear(self) -> int:
+        """Delete every entry (zeroed on disk: secure_delete, WAL truncated); how many."""
+
+        def remove(db: sqlite3.Connection) -> int:
+            return db.execute("DELETE FROM entries").rowcount
+
+        removed = self._run("clear the history", remove, write=True)
+        self._run("compact the database", _compact)
+        return removed
+
+    def prune(
+        self, max_entries: int | None = DEFAULT_MAX_ENTRIES, max_age_days: float | None = None
+    ) -> int:
+        """Keep the newest `max_entries` and none older than `max_age_days`; how many went."""
+        if max_entries is None and max_age_days is None:
+            return 0
+
+        def remove(db: sqlite3.Connection) -> int:
+            removed = 0
+            if max_age_days is not None:
+                cutoff = time.time() - max_age_days * 86400
+                sql = "DELETE FROM entries WHERE started_at < ?"
+                removed += db.execute(sql, (cutoff,)).rowcount
+            if max_entries is not None:
+                sql = (
+                    "DELETE FROM entries WHERE id IN (SELECT id FROM entries"
+                    f" {_NEWEST_FIRST} LIMIT -1 OFFSET ?)"
+                )
+                removed += db.execute(sql, (max(0, max_entries),)).rowcount
+            return removed
+
+        return self._run("prune the history", remove, write=True)
+
+    # -- reading
+
+    def get(self, entry_id: int) -> Entry | None:
+        def read(db: sqlite3.Connection) -> Entry | None:
+            sql = f"SELECT {_ENTRY_SELECT} FROM entries WHERE id = ?"
+            row = db.execute(sql, (entry_id,)).fetchone()
+            return None if row is None else _entry(row)
+
+        return self._run("read the entry", read)
+
+    def list(
+        self,
+        limit: int = 50,
+        offset: int = 0,
+        text: str | None = None,
+        preset: str | None = None,
+        status: str | None = None,
+    ) -> list[EntrySummary]:
+        """Newest first; `text` is looked for (ASCII case-insensitively) in the query and
+        the response, `preset` and `status` must match exactly."""
+        where, params = _where(text, preset, status)
+        sql = f"SELECT {_SUMMARY_SELECT} FROM entries {where} {_NEWEST_FIRST} LIMIT ? OFFSET ?"
+
+        def read(db: sqlite3.Connection) -> list[EntrySummary]:
+            rows = db.execute(sql, (*params, max(0, limit), max(0, offset))).fetchall()
+            return [_summary(row) for row in rows]
+
+        return self._run("list the history", read)
+
+    def count(
+        self, text: str | None = None, preset: str | None = None, status: str | None = None
+    ) -> int:
+        where, params = _where(text, preset, status)
+
+        def read(db: sqlite3.Connection) -> int:
+            return int(db.execute(f"SELECT count(*) FROM entries {where}", params).fetchone()[0])
+
+        return self._run("count the history", read)
+
+    # -- the connection
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: no fsync per commit
+            db.execute("PRAGMA secure_delete = ON")  # deleted text is zeroed, not left behind
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _once(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        db = self._connect()
+        try:
+            if write:
+                db.execute("BEGIN IMMEDIATE")  # take the write lock now: the busy timeout works
+            result = fn(db)
+            if write:
+                db.execute("COMMIT")
+            return result
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.rollback()
+            raise
+        finally:
+            db.close()
+
+    def _run(self, what: str, fn: Callable[[sqlite3.Connection], T], write: bool = False) -> T:
+        if not self.path.exists():  # removed (or moved aside) since: start a new one
+            self._init()
+        try:
+            return _retry_busy(lambda: self._once(fn, write))
+        except sqlite3.Error as exc:
+            raise self._failure(what, exc) from exc
+
+    def _failure(self, what: str, exc: sqlite3.Error) -> HistoryError:
+        if _is_corrupt(exc):
+            return self._recover(exc)
+        if _is_busy(exc):
+            return HistoryError(
+                f"history: could not {what}: the database {self.path} stayed locked "
+                f"by another process"
+            )
+        return HistoryError(f"history: could not {what} ({self.path}): {exc}")
+
+    # -- opening, and recovering from a bad file
+
+    def _init(self) -> None:
+        self._create_file()
+        try:
+            _retry_busy(self._setup)
+        except sqlite3.Error as exc:
+            if not _is_corrupt(exc):
+                raise HistoryError(f"cannot open the history database {self.path}: {exc}") from exc
+            self._recover(exc)
+            self._create_file()
+            try:
+                _retry_busy(self._setup)
+            except sqlite3.Error as again:
+                raise HistoryError(
+                    f"cannot start a new history database {self.path}: {again}"
+                ) from again
+
+    def _create_file(self) -> None:
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise HistoryError(
+                f"cannot create the history database {self.path}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            if os.fstat(fd).st_mode & 0o077 and hasattr(os, "fchmod"):
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+
+    def _setup(self) -> None:
+        db = self._connect()
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            _quick_check(db)
+            _migrate(db, self.path)
+        finally:
+            db.close()
+
+    def _still_bad(self) -> bool:
+        if not self.path.exists():
+            return False
+        try:
+            db = self._connect()
+            try:
+                _quick_check(db)
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            return _is_corrupt(exc)
+        return False
+
+    def _recover(self, exc: BaseException) -> HistoryError:
+        why = str(exc) or type(exc).__name__
+        with _dir_lock(self.path.parent):
+            if not self._still_bad():  # another process was faster
+                return HistoryError(
+                    f"the history database {self.path} could not be read ({why}); "
+                    f"it was replaced by a new one: try again"
+                )
+            target = self._move_aside(why)
+        notice = HistoryError(
+            f"the history database {self.path} could not be read ({why}); it was moved "
+            f"to {target} and a new one was started"
+        )
+        self.notice = notice
+        return notice
+
+    def _move_aside(self, why: str) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+            n += 1
+        try:
+            # the -wal first: left behind, it would be replayed into the new database
+            for suffix in ("-wal", "-shm"):
+                side = Path(f"{self.path}{suffix}")
+                if side.exists():
+                    os.rename(side, f"{target}{suffix}")
+            os.rename(self.path, target)
+        except OSError as err:
+            raise HistoryError(
+                f"the history database {self.path} could not be read ({why}) nor moved "
+                f"aside: {err.strerror or err}"
+            ) from err
+        return target
+
+
+def _redacted_join(tail: str, text: str) -> tuple[int, str]:
+    """How many characters of the stored tail to replace, and with what, so that a key
+    split between the stored text and the new chunk is redacted before it is written.
+    A NUL is stored as U+FFFD: SQLite's length() and substr() stop at a NUL in text."""
+    if not text:
+        return 0, ""
+    text = text.replace("\0", "\ufffd")
+    joined = tail + text
+    clean = secrets.redact(joined)
+    return (0, text) if clean == joined else (len(tail), clean)
+
+
+def _redact_text_of(db: sqlite3.Connection, entry_id: int) -> None:
+    """The whole response once more: catches a key split across two appended chunks."""
+    row = db.execute("SELECT response, reasoning FROM entries WHERE id = ?", (entry_id,))
+    response, reasoning = row.fetchone()
+    clean = (secrets.redact(response), secrets.redact(reasoning))
+    if clean != (response, reasoning):
+        sql = "UPDATE entries SET response = ?, reasoning = ? WHERE id = ?"
+        db.execute(sql, (*clean, entry_id))
+
+
+def _compact(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.execute("VACUUM")
+
+
+# ---------------------------------------------------------------------------- text
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _tokens(s: EntrySummary) -> str:
+    if s.input_tokens is None and s.output_tokens is None:
+        return "-"
+    return f"{s.input_tokens if s.input_tokens is not None else '?'}/" + (
+        f"{s.output_tokens if s.output_tokens is not None else '?'}"
+    )
+
+
+def _seconds(ms: int | None) -> str:
+    return "-" if ms is None else f"{ms / 1000:.1f}s"
+
+
+def format_summary(s: EntrySummary) -> str:
+    """One line: id, time, preset, mode, status, tokens in/out, duration, query."""
+    return (
+        f"{s.id:>5}  {_when(s.started_at)}  {s.preset_id or '-':<18} {s.mode:<7} "
+        f"{s.status:<9} {_tokens(s):>11} {_seconds(s.duration_ms):>7}  {s.title}"
+    )
+
+
+def format_entry(e: Entry) -> str:
+    """The whole entry, as `kznllm history show` prints it."""
+    model = " ".join(part for part in (e.provider, e.model) if part) or "-"
+    status = e.status + (f": {e.error}" if e.error else "")
+    if e.unfinished:
+        status += " (unfinished)"
+    head = [
+        f"id:          {e.id}" + (f" (follows {e.parent_id})" if e.parent_id else ""),
+        f"started:     {_when(e.started_at)}",
+        f"preset:      {e.preset_id or '-'} ({model})",
+        f"mode:        {e.mode}",
+        f"buffer:      {e.path or '-'} ({e.filetype or 'no filetype'})",
+        f"status:      {status}",
+        f"tokens:      {_tokens(e)} (in/out)",
+        f"first token: {'-' if e.first_token_ms is None else f'{e.first_token_ms} ms'}",
+        f"duration:    {_seconds(e.duration_ms)}",
+    ]
+    parts = ["\n".join(head)]
+    for name, text in (
+        ("query", e.query),
+        ("selection", e.selection),
+        ("request", e.request),
+        ("reasoning", e.reasoning),
+        ("response", e.response),
+    ):
+        if text or name == "response":
+            parts.append(f"--- {name} ---\n{text.rstrip(chr(10))}")
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,117 @@
+"""Recording a generation in the history store without ever delaying it.
+
+Every store call runs on one worker thread of its own (so calls stay in order and the
+asyncio loop never touches SQLite); streamed text is batched and saved about twice a
+second, so a crash or `:qa!` mid-stream leaves the partial answer. A failing store is
+reported once and then left alone: history never breaks a fill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kznllm_py.errors import KznError
+from kznllm_py.history import HistoryStore, NewEntry
+
+SAVE_EVERY_S = 0.5
+
+
+class HistoryRecorder:
+    """One per host: owns the store (opened lazily, on the worker thread)."""
+
+    def __init__(self, path: Path, on_error: Callable[[str], None]) -> None:
+        self._path = path
+        self._on_error = on_error
+        self._store: HistoryStore | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kzn-history")
+        self._failed = False
+
+    def _call(self, fn: Callable[[HistoryStore], Any]) -> concurrent.futures.Future[Any]:
+        def run() -> Any:
+            if self._failed:
+                return None
+            try:
+                if self._store is None:
+                    self._store = HistoryStore(self._path)
+                    if self._store.notice is not None:
+                        self._on_error(str(self._store.notice))
+                return fn(self._store)
+            except KznError as exc:
+                self._failed = True
+                self._on_error(f"history is off for this session: {exc}")
+            except Exception as exc:  # never let history break a fill
+                self._failed = True
+                self._on_error(f"history is off for this session: {type(exc).__name__}: {exc}")
+            return None
+
+        return self._pool.submit(run)
+
+    def begin(self, entry: NewEntry) -> Recording:
+        return Recording(self, self._call(lambda s: s.start(entry)))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class Recording:
+    """One generation's entry: text is buffered and saved in batches."""
+
+    def __init__(self, recorder: HistoryRecorder, started: concurrent.futures.Future[Any]):
+        self._recorder = recorder
+        self._id_future = started
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._last_save = time.monotonic()
+
+    def _with_id(self, fn: Callable[[HistoryStore, int], Any]) -> None:
+        def call(store: HistoryStore) -> Any:
+            entry_id = self._id_future.result()
+            return None if entry_id is None else fn(store, entry_id)
+
+        self._recorder._call(call)
+
+    def request(self, request: str) -> None:
+        self._with_id(lambda s, i: s.set_request(i, request))
+
+    def text(self, text: str) -> None:
+        self._text.append(text)
+        self._maybe_save()
+
+    def reasoning(self, text: str) -> None:
+        self._reasoning.append(text)
+        self._maybe_save()
+
+    def _maybe_save(self) -> None:
+        if time.monotonic() - self._last_save >= SAVE_EVERY_S:
+            self._save()
+
+    def _save(self) -> None:
+        self._last_save = time.monotonic()
+        if not self._text and not self._reasoning:
+            return
+        text, reasoning = "".join(self._text), "".join(self._reasoning)
+        self._text, self._reasoning = [], []
+        self._with_id(lambda s, i: s.append(i, text, reasoning))
+
+    def finish(self, status: str, error: str | None, outcome: Mapping[str, Any]) -> None:
+        self._save()
+        first = outcome.get("first_token_ms")
+        duration = outcome.get("duration_ms")
+        self._with_id(
+            lambda s, i: s.finish(
+                i,
+                status,
+                error=error,
+                usage=outcome.get("usage"),
+                first_token_ms=None if first is None else round(first),
+                duration_ms=None if duration is None else round(duration),
+            )
+        )
+
+    async def entry_id(self) -> int | None:
+        return await asyncio.wrap_future(self._id_future)
