@@ -1,0 +1,367 @@
+-- kznllm: LLM answers streamed into the buffer. The Lua side only captures what the
+-- editor knows (mode, selection, context), asks the query, and applies writes; the
+-- Python host owns presets, prompts, HTTP and streaming.
+local M = {}
+
+local api = vim.api
+local job = require('kznllm.job')
+local host = require('kznllm.host')
+
+M.config = {
+  python = nil, -- Python for the host (default: <plugin>/.venv/bin/python, g:python3_host_prog, python3)
+  -- starting preset; a :KznPreset choice (remembered) wins; nil: first with a key, else demo
+  preset = nil,
+  presets = {}, -- user presets: { id, description, provider, base_url, api_key, model, params }
+  -- false turns all off, or one key at a time
+  keymaps = { fill = '<leader>k', debug = '<leader>K', preset = '<leader>m', cancel = '<Esc>' },
+  timeouts = { connect = 10, stall = 60 }, -- seconds
+  progress = true, -- fidget.nvim when installed, else virtual text by the insertion point
+  context_lines = 400, -- buffer lines sent each side of the selection / cursor
+  history = true, -- record every request in stdpath('data')/kznllm/history.sqlite3
+  retries = 3, -- tries for a request turned away (429, 503, 529), before its first token
+}
+
+local state_file = vim.fn.stdpath('data') .. '/kznllm/preset'
+M.state = { preset = nil } -- the choice made with :KznPreset (saved), read once
+
+local function read_saved_preset()
+  local ok, lines = pcall(vim.fn.readfile, state_file)
+  if ok and lines[1] and lines[1] ~= '' then
+    return lines[1]
+  end
+  return false
+end
+
+--- The preset in use: the one picked with :KznPreset (remembered across restarts),
+--- else setup()'s `preset`, else nil (the host picks the default).
+function M.current_preset()
+  if M.state.preset == nil then
+    M.state.preset = read_saved_preset()
+  end
+  return M.state.preset or M.config.preset
+end
+
+function M.setup(opts)
+  M.config = vim.tbl_deep_extend('force', M.config, opts or {})
+  if opts and opts.presets then
+    M.config.presets = opts.presets -- a list: replace, do not merge by index
+  end
+  host.python = M.config.python
+  if opts and opts.presets and #opts.presets > 0 then
+    -- reported now, with the field and the reason, not as an error at first use
+    host.check_presets(opts.presets, function(problems)
+      for _, p in ipairs(problems) do
+        vim.notify('kznllm: ' .. p, vim.log.levels.ERROR)
+      end
+    end)
+  end
+  job.config.progress = M.config.progress
+  local km = M.config.keymaps or {}
+  job.config.cancel_key = km and km.cancel or nil
+  if km and km.fill then
+    vim.keymap.set('n', km.fill, function()
+      M.prompt_fill({ mode = 'n' })
+    end, { desc = 'kznllm: answer at the cursor' })
+    vim.keymap.set('x', km.fill, function()
+      M.prompt_fill({ mode = vim.fn.mode() })
+    end, { desc = 'kznllm: replace the selection' })
+  end
+  if km and km.preset then
+    vim.keymap.set('n', km.preset, function()
+      M.select_preset()
+    end, { desc = 'kznllm: pick the preset' })
+  end
+  if km and km.debug then
+    vim.keymap.set('n', km.debug, function()
+      M.prompt_fill({ mode = 'n', debug = true })
+    end, { desc = 'kznllm: show the request, then the answer, in a scratch buffer' })
+    vim.keymap.set('x', km.debug, function()
+      M.prompt_fill({ mode = vim.fn.mode(), debug = true })
+    end, { desc = 'kznllm: debug view of a replace request' })
+  end
+end
+
+-- selection and context ---------------------------------------------------------------
+
+local function line_len(buf, row)
+  return #api.nvim_buf_get_lines(buf, row, row + 1, true)[1]
+end
+
+--- The range to replace for visual `mode` between positions `a` and `b` (getpos()).
+--- Returns { srow, scol, erow, ecol } 0-based end-exclusive, and for blockwise a list of
+--- per-line { row, scol, ecol }. The end of line is not part of a charwise selection.
+function M.region(buf, mode, a, b)
+  if mode == 'V' then
+    local s, e = math.min(a[2], b[2]) - 1, math.max(a[2], b[2]) - 1
+    return { s, 0, e, line_len(buf, e) }, nil
+  end
+  local regions
+  if vim.fn.exists('*getregionpos') == 1 then
+    regions = vim.fn.getregionpos(a, b, { type = mode, eol = false })
+  else -- Neovim 0.10: rows between the two positions, same byte columns for a block
+    if a[2] > b[2] or (a[2] == b[2] and a[3] > b[3]) then
+      a, b = b, a
+    end
+    regions = {}
+    for lnum = a[2], b[2] do
+      local s = (mode == 'v' and lnum > a[2]) and 1 or math.min(a[3], b[3])
+      local e = (mode == 'v' and lnum < b[2]) and line_len(buf, lnum - 1)
+        or (mode == 'v' and b[3] or math.max(a[3], b[3]))
+      if mode == 'v' and lnum == a[2] then
+        s = a[3]
+      end
+      table.insert(regions, { { 0, lnum, s, 0 }, { 0, lnum, e, 0 } })
+    end
+  end
+  local rows = {}
+  for _, r in ipairs(regions) do
+    local row = r[1][2] - 1
+    local len = line_len(buf, row)
+    local line = api.nvim_buf_get_lines(buf, row, row + 1, true)[1]
+    local s = math.min(r[1][3] - 1, len)
+    local e = r[2][3] -- 1-based inclusive byte of the last char's first byte
+    if e >= 1 and e <= len then
+      e = e + vim.str_utf_end(line, e) -- through the last byte of a multibyte char
+    end
+    e = math.min(math.max(e, s), len)
+    table.insert(rows, { row, s, e })
+  end
+  local first, last = rows[1], rows[#rows]
+  if mode == 'v' then
+    return { first[1], first[2], last[1], last[3] }, nil
+  end
+  return { first[1], first[2], last[1], last[3] }, rows
+end
+
+--- Yap writes after the character under the cursor (like `a`), whole even if multibyte.
+function M.after_cursor(buf)
+  local row, col = unpack(api.nvim_win_get_cursor(0))
+  local line = api.nvim_buf_get_lines(buf, row - 1, row, true)[1]
+  if #line > 0 then
+    col = math.min(col + 1 + vim.str_utf_end(line, col + 1), #line)
+  end
+  return { row - 1, col, row - 1, col }
+end
+
+local function region_text(buf, range, block)
+  if block then
+    local parts = {}
+    for _, b in ipairs(block) do
+      table.insert(parts, api.nvim_buf_get_text(buf, b[1], b[2], b[1], b[3], {})[1] or '')
+    end
+    return table.concat(parts, '\n')
+  end
+  return table.concat(api.nvim_buf_get_text(buf, range[1], range[2], range[3], range[4], {}), '\n')
+end
+
+local function context(buf, range)
+  local n = M.config.context_lines
+  local from = math.max(0, range[1] - n)
+  local last = api.nvim_buf_line_count(buf) - 1
+  local to = math.min(last, range[3] + n)
+  local before = api.nvim_buf_get_text(buf, from, 0, range[1], range[2], {})
+  local after = api.nvim_buf_get_text(buf, range[3], range[4], to, line_len(buf, to), {})
+  return table.concat(before, '\n'), table.concat(after, '\n')
+end
+
+-- filling -----------------------------------------------------------------------------
+
+--- Start a generation. spec = { query, replace = bool, range = {..}, block = {..}, buf }
+--- The debug view's scratch buffer, in a split on the right.
+local function debug_buffer()
+  local buf = api.nvim_create_buf(false, true)
+  vim.bo[buf].bufhidden = 'hide'
+  vim.bo[buf].filetype = 'markdown'
+  vim.cmd('botright vsplit')
+  api.nvim_win_set_buf(0, buf)
+  vim.wo.wrap = true
+  vim.wo.linebreak = true
+  return buf
+end
+
+function M.start(spec)
+  local buf = spec.buf or api.nvim_get_current_buf()
+  local cursor = api.nvim_win_get_cursor(0)
+  local range = spec.range or M.after_cursor(buf)
+  if spec.replace and not spec.debug and not vim.bo[buf].modifiable then
+    vim.notify('kznllm: the buffer is not modifiable', vim.log.levels.ERROR)
+    return
+  end
+  job.clear_marks(buf)
+  local selection = spec.replace and region_text(buf, range, spec.block) or ''
+  local before, after = context(buf, range)
+  local preset = M.current_preset()
+  local target, target_range = buf, range
+  if spec.debug then
+    -- the request, then the answer, go to a scratch buffer; the source is untouched
+    target, target_range = debug_buffer(), { 0, 0, 0, 0 }
+    api.nvim_buf_set_name(target, ('kznllm://debug/%d'):format(vim.uv.hrtime() % 1e9))
+  end
+  local j = job.new(target, target_range, {
+    replace = spec.replace and not spec.debug,
+    block = not spec.debug and spec.block or nil,
+    label = 'kznllm' .. (preset and (' ' .. preset) or ''),
+  })
+  local ok, err = pcall(host.notify, 'fill', {
+    id = j.id,
+    bufnr = target,
+    debug = spec.debug or false,
+    mode = spec.replace and 'replace' or 'yap',
+    linewise = (spec.linewise and not spec.debug) or false,
+    query = spec.query,
+    selection = selection,
+    filetype = vim.bo[buf].filetype,
+    path = api.nvim_buf_get_name(buf),
+    before = before,
+    after = after,
+    cursor = cursor,
+    cwd = vim.fn.getcwd(),
+    config_dir = vim.fn.stdpath('config'),
+    data_dir = vim.fn.stdpath('data'),
+    history = M.config.history,
+    retries = M.config.retries,
+    preset = preset or vim.NIL,
+    presets = M.config.presets,
+    timeouts = M.config.timeouts,
+  })
+  if not ok then
+    job.finish(j.id, 'error', tostring(err))
+  end
+  return j.id
+end
+
+--- What the mapping and :KznFill do: capture the selection now, ask the query, start.
+function M.prompt_fill(opts)
+  local buf = api.nvim_get_current_buf()
+  local spec = { buf = buf, query = opts.query, debug = opts.debug }
+  local mode = opts.mode
+  if mode == 'v' or mode == 'V' or mode == '\22' then
+    local a, b = vim.fn.getpos('v'), vim.fn.getpos('.')
+    api.nvim_feedkeys(api.nvim_replace_termcodes('<Esc>', true, false, true), 'nx', false)
+    spec.replace = true
+    spec.linewise = mode == 'V'
+    spec.range, spec.block = M.region(buf, mode, a, b)
+  elseif opts.line1 then
+    spec.replace = true
+    spec.linewise = true
+    spec.range = { opts.line1 - 1, 0, opts.line2 - 1, line_len(buf, opts.line2 - 1) }
+  elseif opts.marks then
+    -- :'<,'>KznFill right after a visual selection: use its exact extent
+    local vmode = vim.fn.visualmode()
+    spec.replace = true
+    spec.linewise = vmode == 'V'
+    spec.range, spec.block = M.region(buf, vmode, vim.fn.getpos("'<"), vim.fn.getpos("'>"))
+  end
+  if not spec.replace then
+    spec.range = M.after_cursor(buf)
+  end
+  pcall(host.ensure) -- start the host while the user types the query
+  if spec.query and spec.query ~= '' then
+    return M.start(spec)
+  end
+  local prompt = (spec.debug and 'kznllm debug' or 'kznllm')
+    .. (spec.replace and ' (replace): ' or ': ')
+  vim.ui.input({ prompt = prompt }, function(q)
+    if q and q ~= '' then
+      spec.query = q
+      M.start(spec)
+    end
+  end)
+end
+
+--- :[range]KznFill [query]
+function M.command_fill(cmd, debug)
+  local opts = { query = cmd.args, debug = debug }
+  if cmd.range > 0 then
+    local m1, m2 = api.nvim_buf_get_mark(0, '<'), api.nvim_buf_get_mark(0, '>')
+    if m1[1] == cmd.line1 and m2[1] == cmd.line2 and vim.fn.visualmode() ~= 'V' then
+      opts.marks = true
+    else
+      opts.line1, opts.line2 = cmd.line1, cmd.line2
+    end
+  end
+  M.prompt_fill(opts)
+end
+
+function M.cancel()
+  local n = job.cancel_buffer(api.nvim_get_current_buf())
+  if n == 0 then
+    job.clear_marks()
+  end
+end
+
+-- presets -----------------------------------------------------------------------------
+
+local function save_preset(id)
+  vim.fn.mkdir(vim.fn.fnamemodify(state_file, ':h'), 'p')
+  vim.fn.writefile({ id }, state_file)
+end
+
+function M.presets()
+  return host.request(
+    'presets',
+    { presets = M.config.presets, current = M.current_preset() or vim.NIL }
+  )
+end
+
+function M.select_preset(id)
+  local ok, list = pcall(M.presets)
+  if not ok then
+    vim.notify('kznllm: ' .. tostring(list), vim.log.levels.ERROR)
+    return
+  end
+  local function choose(p)
+    M.state.preset = p.id
+    save_preset(p.id)
+    vim.notify(('kznllm: preset %s (%s)'):format(p.id, p.description or ''), vim.log.levels.INFO)
+  end
+  if id and id ~= '' then
+    for _, p in ipairs(list.presets) do
+      if p.id == id then
+        return choose(p)
+      end
+    end
+    vim.notify(('kznllm: unknown preset %q'):format(id), vim.log.levels.ERROR)
+    return
+  end
+  vim.ui.select(list.presets, {
+    prompt = 'kznllm preset',
+    format_item = function(p)
+      return (p.id == list.current and '● ' or '  ') .. p.id .. ' — ' .. (p.description or '')
+    end,
+  }, function(p)
+    if p then
+      choose(p)
+    end
+  end)
+end
+
+function M.complete_presets(arglead)
+  local ok, list = pcall(M.presets)
+  if not ok then
+    return {}
+  end
+  local out = {}
+  for _, p in ipairs(list.presets) do
+    if vim.startswith(p.id, arglead) then
+      table.insert(out, p.id)
+    end
+  end
+  return out
+end
+
+--- A short string for statuslines: the preset, and while requests run a spinner with
+--- the elapsed seconds of the oldest one (and how many run, if more than one).
+function M.status()
+  local p = M.current_preset() or 'default'
+  local n, oldest = job.running()
+  if n == 0 then
+    return 'kznllm ' .. p
+  end
+  local frames = { '⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏' }
+  local secs = (vim.uv.hrtime() - oldest) / 1e9
+  local frame = frames[math.floor(secs * 10) % #frames + 1]
+  return ('kznllm %s %s %.1fs%s'):format(p, frame, secs, n > 1 and (' ×' .. n) or '')
+end
+
+return M

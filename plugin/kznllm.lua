@@ -1,0 +1,35 @@
+-- Commands exist without setup(); keymaps come with require('kznllm').setup().
+if vim.g.loaded_kznllm then
+  return
+end
+vim.g.loaded_kznllm = 1
+
+local function k()
+  return require('kznllm')
+end
+
+vim.api.nvim_create_user_command('KznFill', function(cmd)
+  k().command_fill(cmd)
+end, { nargs = '*', range = true, desc = 'kznllm: replace the range, or answer at the cursor' })
+
+vim.api.nvim_create_user_command('KznDebug', function(cmd)
+  k().command_fill(cmd, true)
+end, {
+  nargs = '*',
+  range = true,
+  desc = 'kznllm: show the request, then the answer, in a scratch buffer',
+})
+
+vim.api.nvim_create_user_command('KznCancel', function()
+  k().cancel()
+end, { desc = 'kznllm: cancel what runs in this buffer (or clear partial-output marks)' })
+
+vim.api.nvim_create_user_command('KznPreset', function(cmd)
+  k().select_preset(cmd.args)
+end, {
+  nargs = '?',
+  complete = function(arglead)
+    return k().complete_presets(arglead)
+  end,
+  desc = 'kznllm: pick the preset',
+})

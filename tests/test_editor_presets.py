@@ -1,0 +1,158 @@
+"""Presets, templates and project context as a user meets them in a real Neovim."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.nvim_child import Child
+from tests.servers import LoopbackServer, Reply, openai_events
+
+
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    (root / ".kzn").mkdir(parents=True)
+    (root / "src").mkdir()
+    (root / ".kzn" / "notes.md").write_text("Use tabs. The API is frozen.\n")
+    (root / ".kzn" / "big.txt").write_text("x" * (300 * 1024))
+    return root
+
+
+def test_kzn_project_files_go_into_the_request_and_the_debug_view(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    root = project(tmp_path)
+    nvim.nvim.command(f"cd {root / 'src'}")
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.nvim.command("KznDebug what now?")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    system = server.requests[0].body["messages"][0]
+    assert system["role"] == "system"
+    assert "--- .kzn/notes.md ---\nUse tabs. The API is frozen." in system["content"]
+    assert "xxxx" not in system["content"]
+    debug = "\n".join(nvim.nvim.current.buffer[:])
+    assert "- included `.kzn/notes.md`" in debug
+    assert "- skipped `.kzn/big.txt`: larger than 256 KiB (300 KiB)" in debug
+    assert "estimated prompt tokens" in debug
+    assert any(
+        "1 .kzn file(s) left out (:KznDebug shows which and why)" in m for m in nvim.messages()
+    )
+
+
+def test_a_project_template_overrides_the_builtin_and_runs_sandboxed(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    root = project(tmp_path)
+    tdir = root / ".kzn" / "templates" / "openai"
+    tdir.mkdir(parents=True)
+    (tdir / "user.jinja").write_text("PROJECT TEMPLATE: {{ user_query | upper }}\n")
+    nvim.nvim.command(f"cd {root}")
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.nvim.command("KznFill hello")
+    nvim.wait_done()
+    assert server.requests[0].body["messages"][-1]["content"] == "PROJECT TEMPLATE: HELLO"
+    # an escape attempt is refused with the template's path, and nothing is sent
+    (tdir / "user.jinja").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}\n")
+    nvim.nvim.command("KznFill again")
+    done = nvim.wait_done(2)[1]
+    assert done["status"] == "error"
+    assert "user.jinja" in done["error"] and "unsafe" in done["error"].lower()
+    assert len(server.requests) == 1
+
+
+def test_invalid_user_presets_are_reported_at_setup_with_field_and_reason(nvim: Child):
+    assert nvim.lua("return require('kznllm.host').chan") is None
+    nvim.lua(
+        "require('kznllm').setup({ presets = {"
+        " { id = 'bad1', provider = 'nope', model = 'm' },"
+        " { id = 'bad2', provider = 'openai' },"
+        " { id = 'ok', provider = 'openai', model = 'm', base_url = 'http://127.0.0.1:1/v1' } } })"
+    )
+    msgs = nvim.wait_for(
+        lambda: (
+            [m for m in nvim.messages() if "bad1" in m or "bad2" in m][:2]
+            if len([m for m in nvim.messages() if "bad" in m]) >= 2
+            else None
+        ),
+        what="the preset errors",
+    )
+    assert any("bad1" in m and "unknown provider 'nope'" in m for m in msgs)
+    assert any("bad2" in m and "missing model" in m for m in msgs)
+    # the check did not start the plugin's host
+    assert nvim.lua("return require('kznllm.host').chan") is None
+
+
+def test_preset_picker_lists_presets_marks_the_current_one_and_remembers_the_choice(nvim: Child):
+    nvim.lua(
+        "_G.picked = nil; vim.ui.select = function(items, opts, cb)"
+        " _G.picked = vim.tbl_map(opts.format_item, items);"
+        " for _, it in ipairs(items) do if it.id == 'claude-haiku' then cb(it) end end end"
+    )
+    nvim.feed(" m")
+    items = nvim.wait_for(lambda: nvim.lua("return _G.picked"), what="the picker")
+    assert any(i.startswith("● demo") for i in items)
+    assert any("claude-haiku" in i and "Haiku" in i for i in items)
+    assert nvim.lua("return require('kznllm').current_preset()") == "claude-haiku"
+    saved = Path(nvim.lua("return vim.fn.stdpath('data')")) / "kznllm" / "preset"
+    assert saved.read_text().strip() == "claude-haiku"
+
+
+def test_default_demo_preset_shows_its_notice_once(nvim: Child):
+    nvim.set_lines([""])
+    nvim.nvim.command("KznFill hi")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    nvim.nvim.command("KznFill again")
+    nvim.wait_done(2)
+    notices = [m for m in nvim.messages() if "offline demo model" in m and "OPENAI_API_KEY" in m]
+    assert len(notices) == 1
+
+
+def test_preset_picker_with_real_keys_in_the_builtin_select(nvim: Child):
+    # the built-in vim.ui.select is an inputlist(): answered by typing a number
+    ids = [p["id"] for p in nvim.lua("return require('kznllm').presets().presets")]
+    nvim.nvim.input(" m")
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the picker prompt")
+    nvim.nvim.input(f"{ids.index('o4-mini') + 1}<CR>")
+    nvim.wait_for(
+        lambda: nvim.lua("return require('kznllm').current_preset()") == "o4-mini",
+        what="the choice",
+    )
+
+
+def test_kznpreset_completes_preset_ids_on_the_command_line(nvim: Child):
+    nvim.nvim.input(":KznPreset claude-h<Tab>")
+    line = nvim.wait_for(
+        lambda: nvim.nvim.call("getcmdline") == "KznPreset claude-haiku" and "done",
+        what="completion",
+    )
+    assert line
+    nvim.feed("<CR>")
+    assert nvim.lua("return require('kznllm').current_preset()") == "claude-haiku"
+
+
+def test_checkhealth_reports_python_packages_presets_and_keys(nvim: Child):
+    nvim.lua("vim.env.OPENAI_API_KEY = 'sk-health-canary-123'")
+    nvim.nvim.command("checkhealth kznllm")
+    text = "\n".join(nvim.nvim.current.buffer[:])
+    for want in ("Neovim 0.", "pynvim", "httpx", "jinja2", "orjson", "user presets valid"):
+        assert want in text, want
+    assert "gpt-4o-mini [current]: key set ($OPENAI_API_KEY)" in text
+    assert "claude-sonnet: key missing ($ANTHROPIC_API_KEY)" in text
+    assert "sk-health-canary" not in text
+    assert "ERROR" not in text
+
+
+def test_status_shows_the_preset_and_a_spinner_with_seconds_while_running(
+    nvim: Child, server: LoopbackServer
+):
+    server.queue(Reply(chunks=openai_events(["a", "b"]), pause_after=2))
+    nvim.use_server(server.base_url)
+    assert nvim.lua("return require('kznllm').status()") == "kznllm test"
+    nvim.nvim.command("KznFill go")
+    server.wait_paused()
+    running = nvim.lua("return require('kznllm').status()")
+    assert running.startswith("kznllm test ") and running.endswith("s")
+    server.resume()
+    nvim.wait_done()
+    assert nvim.lua("return require('kznllm').status()") == "kznllm test"
