@@ -294,9 +294,7 @@ def test_reader_gone_ends_quietly(server, tmp_path):
     """`kznllm fill ... | head -c 7`: no traceback, no "internal error", the stream closed."""
     # The reply stalls after its last chunk, so the connection can only end by the client
     # going away (a finished reply could race the client's exit and be closed server-side).
-    server.queue(
-        Reply(chunks=openai_events(["part", "ial", "never"]), pause_after=3, end="stall")
-    )
+    server.queue(Reply(chunks=openai_events(["part", "ial", "never"]), pause_after=3, end="stall"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "kznllm_py.cli", "fill", *custom("openai", server.base_url), "q"],
         stdout=subprocess.PIPE,
