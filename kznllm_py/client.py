@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import httpx
@@ -72,8 +73,11 @@ def _reason(exc: BaseException) -> str:
             break
         if isinstance(seen, OSError):
             code = seen.errno
-            # (getaddrinfo's EAI_* codes are not errno values: keep their own text)
-            if code in errno.errorcode and not isinstance(seen, socket.gaierror):
+            if isinstance(seen, socket.gaierror):
+                # getaddrinfo's EAI_* codes are not errno values: keep their own text
+                why = (seen.strerror or str(seen)).lower()
+                return f"the host name does not resolve ({why})"
+            if code in errno.errorcode:
                 return os.strerror(code).lower()
             if seen.strerror:
                 return seen.strerror.lower()
@@ -129,6 +133,10 @@ async def stream_bytes(
         raise TransportError(f"lost the connection to {host}: {_reason(exc)}") from None
     except httpx.TimeoutException as exc:
         raise TransportError(f"timed out talking to {host}: {_reason(exc)}") from None
+    except httpx.DecodingError as exc:  # a broken gzip / deflate / br body
+        raise TransportError(
+            f"{host} sent a response body that does not decode: {_reason(exc)}"
+        ) from None
     except httpx.HTTPError as exc:
         raise TransportError(f"HTTP failure talking to {host}: {_reason(exc)}") from None
 
@@ -145,8 +153,61 @@ async def _read_capped(response: httpx.Response) -> bytes:
     return body
 
 
-def _shown(body: bytes) -> str:
-    return body[:RAW_ERROR_SHOWN].decode("utf-8", errors="replace").strip()
+def _shown(body: bytes, *, html: bool = False) -> str:
+    """An error body as the user reads it: an HTML page (a proxy's, a load balancer's)
+    by its <title>, else by its text without tags, whitespace squashed; anything else
+    as it came. At most RAW_ERROR_SHOWN characters, an ellipsis where it was cut."""
+    if not html:
+        head = body[:1024].lstrip()[:15].lower()
+        html = head.startswith((b"<!doctype html", b"<html"))
+    if not html:
+        return body[:RAW_ERROR_SHOWN].decode("utf-8", errors="replace").strip()
+    page = _PageText()
+    with contextlib.suppress(Exception):  # a broken page shows what was read of it
+        page.feed(body.decode("utf-8", errors="replace"))
+        page.close()
+    text = page.title() or page.text()
+    if len(text) > RAW_ERROR_SHOWN:
+        text = text[: RAW_ERROR_SHOWN - 1].rstrip() + "…"
+    return text
+
+
+class _PageText(HTMLParser):
+    """The title and the visible text of an HTML page (scripts and styles left out)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self._title: list[str] = []
+        self._text: list[str] = []
+        self._hidden = 0  # inside <script> / <style>
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._hidden += 1
+        elif tag == "title":
+            self._in_title = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._hidden = max(0, self._hidden - 1)
+        elif tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            (self._title if self._in_title else self._text).append(data)
+
+    def title(self) -> str:
+        return " ".join(" ".join(self._title).split())
+
+    def text(self) -> str:
+        return " ".join(" ".join(self._text).split())
+
+
+def _is_html(response: httpx.Response) -> bool:
+    ctype = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return ctype in ("text/html", "application/xhtml+xml")
 
 
 async def _status_error(provider: Provider, response: httpx.Response) -> ProviderError:
@@ -157,7 +218,9 @@ async def _status_error(provider: Provider, response: httpx.Response) -> Provide
         return ProviderError(message, status=response.status_code, provider=provider.name)
     message = provider.error_message(loads_body(body)) if body else None
     if not message:
-        message = _shown(body) or (response.reason_phrase or "empty response body")
+        message = _shown(body, html=_is_html(response)) or (
+            response.reason_phrase or "empty response body"
+        )
     return ProviderError(
         message,
         status=response.status_code,
@@ -192,5 +255,5 @@ async def _not_a_stream(
     message = provider.error_message(loads_body(body)) if ctype == "application/json" else None
     if message:
         return ProviderError(message, provider=provider.name)
-    shown = _shown(body) or "an empty body"
+    shown = _shown(body, html=ctype != "application/json") or "an empty body"
     return StreamError(f"{host} answered {ctype} instead of an event stream: {shown}")

@@ -5,7 +5,7 @@ are pure (no I/O), so they are tested with plain data and shared by the CLI and 
 from __future__ import annotations
 
 from kznllm_py.errors import ConfigError
-from kznllm_py.providers import anthropic, completions, gemini, ollama, openai
+from kznllm_py.providers import anthropic, azure, completions, gemini, ollama, openai
 from kznllm_py.providers.base import Provider
 
 PROVIDERS: dict[str, Provider] = {
@@ -14,6 +14,7 @@ PROVIDERS: dict[str, Provider] = {
     "gemini": gemini.PROVIDER,
     "ollama": ollama.PROVIDER,
     "completions": completions.PROVIDER,
+    "azure": azure.PROVIDER,
 }
 
 

@@ -17,6 +17,8 @@ from kznllm_py.providers.base import (
     ReasoningDelta,
     TextDelta,
     UsageDelta,
+    as_count,
+    as_text,
 )
 from kznllm_py.sse import Event
 
@@ -87,24 +89,24 @@ class Parser(JsonEventParser):
             delta = obj.get("delta") or {}
             dtype = delta.get("type")
             if dtype == "text_delta":
-                text = delta.get("text")
+                text = as_text(delta.get("text"))
                 return [TextDelta(text)] if text else []
             if dtype == "thinking_delta":
-                text = delta.get("thinking")
+                text = as_text(delta.get("thinking"))
                 return [ReasoningDelta(text)] if text else []
             return []  # signature_delta, input_json_delta, ...
         if kind == "message_start":
             usage = (obj.get("message") or {}).get("usage") or {}
-            self.input_tokens = usage.get("input_tokens")
+            self.input_tokens = as_count(usage.get("input_tokens"))
             return []
         if kind == "message_delta":
-            reason = (obj.get("delta") or {}).get("stop_reason")
+            reason = as_text((obj.get("delta") or {}).get("stop_reason"))
             # "max_tokens" is the answer cut at the limit: reported as "length", as OpenAI does
             self.stop_reason = ("length" if reason == "max_tokens" else reason) or self.stop_reason
             usage = obj.get("usage") or {}
             if "output_tokens" in usage:
-                inp = usage.get("input_tokens", self.input_tokens)
-                return [UsageDelta(inp, usage["output_tokens"])]
+                inp = as_count(usage.get("input_tokens", self.input_tokens))
+                return [UsageDelta(inp, as_count(usage["output_tokens"]))]
             return []
         if kind == "message_stop":
             self.done = True

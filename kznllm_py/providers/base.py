@@ -82,6 +82,22 @@ class DoneDelta:
 Delta = TextDelta | ReasoningDelta | UsageDelta | DoneDelta
 
 
+def as_text(value: Any) -> str | None:
+    """A text field of a stream event (text, reasoning, finish reason): a str or absent.
+    Anything else raises TypeError, which the parsers report as a StreamError."""
+    if value is None or type(value) is str:
+        return value
+    raise TypeError
+
+
+def as_count(value: Any) -> int | None:
+    """A token count of a stream event: an int or absent. Anything else (a float, a
+    bool, a string) raises TypeError, which the parsers report as a StreamError."""
+    if value is None or type(value) is int:
+        return value
+    raise TypeError
+
+
 class StreamParser(Protocol):
     def feed(self, event: Event) -> list[Delta]:
         """Deltas for one SSE event; raises ProviderError / StreamError."""

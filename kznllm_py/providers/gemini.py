@@ -21,6 +21,7 @@ from kznllm_py.providers.base import (
     ReasoningDelta,
     TextDelta,
     UsageDelta,
+    as_count,
 )
 from kznllm_py.sse import Event
 
@@ -179,11 +180,11 @@ class Parser(JsonEventParser):
                 self.finish_reason = FINISH_REASONS.get(reason) or str(reason).lower()
         meta = obj.get("usageMetadata")
         if meta:
-            out_tokens = meta.get("candidatesTokenCount")
-            thoughts = meta.get("thoughtsTokenCount")
+            out_tokens = as_count(meta.get("candidatesTokenCount"))
+            thoughts = as_count(meta.get("thoughtsTokenCount"))
             if thoughts is not None:  # billed as output, like OpenAI's reasoning tokens
                 out_tokens = (out_tokens or 0) + thoughts
-            usage = (meta.get("promptTokenCount"), out_tokens)
+            usage = (as_count(meta.get("promptTokenCount")), out_tokens)
             if usage != self.usage:  # usageMetadata rides on every chunk, running totals
                 self.usage = usage
                 out.append(UsageDelta(*usage))

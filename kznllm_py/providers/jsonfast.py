@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency, this is a safe
 def loads_event(data: str, provider: str) -> Any:
     try:
         return _loads(data)
-    except _JSONError:
+    except (_JSONError, RecursionError):  # RecursionError: deep nesting, stdlib json only
         shown = data if len(data) <= 200 else data[:200] + "..."
         raise StreamError(f"{provider}: malformed JSON in a stream event: {shown!r}") from None
 
@@ -35,5 +35,5 @@ def loads_body(data: bytes) -> Any:
     """Parse an error body; None when it is not JSON."""
     try:
         return _loads(data)
-    except (_JSONError, UnicodeDecodeError, ValueError):
+    except (_JSONError, UnicodeDecodeError, ValueError, RecursionError):
         return None

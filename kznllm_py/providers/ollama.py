@@ -22,6 +22,8 @@ from kznllm_py.providers.base import (
     ReasoningDelta,
     TextDelta,
     UsageDelta,
+    as_count,
+    as_text,
 )
 from kznllm_py.sse import Event
 
@@ -114,11 +116,12 @@ class Parser(JsonEventParser):
                     raise TypeError
                 out.append(TextDelta(content))
         if obj.get("done") is True:
-            inp, outp = obj.get("prompt_eval_count"), obj.get("eval_count")
+            inp = as_count(obj.get("prompt_eval_count"))
+            outp = as_count(obj.get("eval_count"))
             if inp is not None or outp is not None:
                 out.append(UsageDelta(inp, outp))
             self.done = True
-            out.append(DoneDelta(obj.get("done_reason")))
+            out.append(DoneDelta(as_text(obj.get("done_reason"))))
         return out
 
     def finish(self) -> list[Delta]:

@@ -16,6 +16,8 @@ from kznllm_py.providers.base import (
     ReasoningDelta,
     TextDelta,
     UsageDelta,
+    as_count,
+    as_text,
 )
 from kznllm_py.providers.jsonfast import loads_event
 from kznllm_py.sse import Event
@@ -80,46 +82,54 @@ def error_message(body: Any) -> str | None:
 class Parser:
     """Chat Completions chunks -> deltas. Ends at `data: [DONE]`."""
 
-    __slots__ = ("done", "finish_reason")
+    __slots__ = ("done", "finish_reason", "name")
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = NAME) -> None:
         self.done = False
         self.finish_reason: str | None = None
+        self.name = name  # who errors are attributed to (Azure reuses this parser)
 
     def feed(self, event: Event) -> list[Delta]:
         data = event.data
         if data == "[DONE]":
             self.done = True
             return [DoneDelta(self.finish_reason)]
-        obj = loads_event(data, NAME)
+        if self.done:
+            return []  # nothing after [DONE] is part of the answer
+        obj = loads_event(data, self.name)
         if not isinstance(obj, dict):
-            raise StreamError(f"{NAME}: unexpected stream event: {data[:200]!r}")
+            raise StreamError(f"{self.name}: unexpected stream event: {data[:200]!r}")
         if obj.get("error") or obj.get("object") == "error":
             # {"error": {...}} (OpenAI, vLLM, SGLang; OpenRouter adds it next to `choices`
             # with finish_reason "error") or vLLM's older {"object": "error", "message": ...}
-            raise ProviderError(error_message(obj) or data[:300], provider=NAME)
+            raise ProviderError(error_message(obj) or data[:300], provider=self.name)
         try:
             out: list[Delta] = []
             choices = obj.get("choices")
             if choices:
                 choice = choices[0]
                 delta = choice.get("delta") or {}
-                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                reasoning = as_text(delta.get("reasoning_content") or delta.get("reasoning"))
                 if reasoning:
                     out.append(ReasoningDelta(reasoning))
-                content = delta.get("content")
+                content = as_text(delta.get("content"))
                 if content is None:  # /v1/completions chunks carry `text`, no delta
-                    content = choice.get("text")
+                    content = as_text(choice.get("text"))
                 if content:
                     out.append(TextDelta(content))
-                reason = choice.get("finish_reason")
+                reason = as_text(choice.get("finish_reason"))
                 if reason:
                     self.finish_reason = reason
             usage = obj.get("usage")
             if usage:
-                out.append(UsageDelta(usage.get("prompt_tokens"), usage.get("completion_tokens")))
+                out.append(
+                    UsageDelta(
+                        as_count(usage.get("prompt_tokens")),
+                        as_count(usage.get("completion_tokens")),
+                    )
+                )
         except (AttributeError, TypeError, KeyError, IndexError):
-            raise StreamError(f"{NAME}: unexpected stream event: {data[:200]!r}") from None
+            raise StreamError(f"{self.name}: unexpected stream event: {data[:200]!r}") from None
         return out
 
     def finish(self) -> list[Delta]:
@@ -129,7 +139,7 @@ class Parser:
             # some compatible servers close after the finish_reason without [DONE]
             self.done = True
             return [DoneDelta(self.finish_reason)]
-        raise StreamError(f"{NAME}: the stream ended before the answer was complete")
+        raise StreamError(f"{self.name}: the stream ended before the answer was complete")
 
 
 PROVIDER = ProviderSpec(

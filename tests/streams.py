@@ -1,0 +1,98 @@
+"""Streams of the four wire formats as their servers send them, one item per event (or
+NDJSON line), built the same way for every provider: `provider_events(provider, texts)`.
+OpenAI and Anthropic come from tests.servers; Gemini and Ollama are added here.
+
+`finish="length"` asks for each provider's own way of saying "cut at the token limit"
+(OpenAI `length`, Anthropic `max_tokens`, Gemini `MAX_TOKENS`, Ollama `length`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from tests.servers import anthropic_events, openai_events
+
+PROVIDERS = ("openai", "anthropic", "gemini", "ollama")
+# the Content-Type each server streams with
+CONTENT_TYPES = {
+    "openai": "text/event-stream",
+    "anthropic": "text/event-stream",
+    "gemini": "text/event-stream",
+    "ollama": "application/x-ndjson",
+}
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def gemini_events(texts: Sequence[str], *, finish: str = "STOP") -> list[bytes]:
+    """`streamGenerateContent?alt=sse` as Google sends it: CRLF line ends, one
+    GenerateContentResponse per event, the last one with the finishReason."""
+
+    def ev(parts: list[dict[str, Any]], reason: str | None, n: int) -> bytes:
+        cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        if reason:
+            cand["finishReason"] = reason
+        obj = {
+            "candidates": [cand],
+            "usageMetadata": {
+                "promptTokenCount": 9,
+                "candidatesTokenCount": n,
+                "totalTokenCount": 9 + n,
+            },
+            "modelVersion": "gemini-test",
+            "responseId": "resp-test",
+        }
+        return b"data: " + _json(obj) + b"\r\n\r\n"
+
+    out = [ev([{"text": t}], None, i + 1) for i, t in enumerate(texts)]
+    out.append(ev([{"text": ""}], finish, len(texts)))
+    return out
+
+
+def ollama_lines(texts: Sequence[str], *, finish: str = "stop") -> list[bytes]:
+    """Ollama's /api/chat: one JSON object per line, the last with `"done": true`."""
+    base = {"model": "qwen-test", "created_at": "2025-06-01T10:00:00Z"}
+    out = [
+        _json({**base, "message": {"role": "assistant", "content": t}, "done": False}) + b"\n"
+        for t in texts
+    ]
+    out.append(
+        _json(
+            {
+                **base,
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": finish,
+                "prompt_eval_count": 9,
+                "eval_count": len(texts),
+            }
+        )
+        + b"\n"
+    )
+    return out
+
+
+def provider_events(provider: str, texts: Sequence[str], *, finish: str = "stop") -> list[bytes]:
+    """The stream of `texts` in `provider`'s wire format; `finish` is "stop" or "length"."""
+    if finish not in ("stop", "length"):
+        raise ValueError(f"provider_events: finish {finish!r}")
+    if provider == "openai":
+        return openai_events(list(texts), finish=finish)
+    if provider == "anthropic":
+        reason = "max_tokens" if finish == "length" else "end_turn"
+        return anthropic_events(list(texts), stop_reason=reason)
+    if provider == "gemini":
+        return gemini_events(texts, finish="MAX_TOKENS" if finish == "length" else "STOP")
+    if provider == "ollama":
+        return ollama_lines(texts, finish=finish)
+    raise ValueError(f"provider_events: unknown provider {provider!r}")
+
+
+def base_url_for(provider: str, server_url: str) -> str:
+    """Where a preset of `provider` points to reach a loopback server at `server_url`
+    (`http://127.0.0.1:PORT`): OpenAI-style servers under /v1, Ollama at the root."""
+    return server_url if provider == "ollama" else server_url + "/v1"
