@@ -29,9 +29,16 @@ from pathlib import Path
 from kznllm_py import context, demo_server, payload, secrets
 from kznllm_py.client import Timeouts, new_client
 from kznllm_py.errors import KznError
-from kznllm_py.generation import Generation, RetryPolicy, prepare
+from kznllm_py.generation import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Generation,
+    RetryPolicy,
+    check_max_response_bytes,
+    prepare,
+)
 from kznllm_py.presets import Preset, check_presets, merge_presets, pick, preset_from_dict
 from kznllm_py.prompts import FillContext, search_path
+from kznllm_py.providers import PROVIDERS
 from kznllm_py.stdpath import nvim_stdpath
 
 
@@ -44,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     for cmd in (fill, render):
         cmd.add_argument("query", help="what to ask")
         cmd.add_argument("--preset", help="a preset id (default: first with a key, else demo)")
-        cmd.add_argument("--provider", choices=["openai", "anthropic"])
+        cmd.add_argument("--provider", choices=sorted(PROVIDERS))
         cmd.add_argument("--base-url")
         cmd.add_argument("--model")
         cmd.add_argument("--api-key", help="env var NAME, or cmd:<shell command>")
@@ -64,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     fill.add_argument("--connect-timeout", type=float, default=Timeouts.connect)
     fill.add_argument("--stall-timeout", type=float, default=Timeouts.stall)
+    fill.add_argument(
+        "--max-response-bytes",
+        type=_byte_count,
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        help="stop the answer past this many bytes of text (default: 1 MB)",
+    )
 
     presets = sub.add_parser("presets", help="list the presets, or check user presets")
     presets.add_argument(
@@ -90,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     show.add_argument("--db", type=Path, default=argparse.SUPPRESS)
     return ap
+
+
+def _byte_count(text: str) -> int:
+    try:
+        return check_max_response_bytes(int(text))
+    except (ValueError, KznError):
+        why = f"want a whole number of bytes, 1 or more, not {text!r}"
+        raise argparse.ArgumentTypeError(why) from None
 
 
 def _preset_from_args(args: argparse.Namespace) -> Preset:
@@ -269,6 +290,7 @@ async def _fill(args: argparse.Namespace) -> int:
             job.timeouts,
             search_dirs=job.search_dirs,
             retry=RetryPolicy(tries=max(1, args.retries)),
+            max_response_bytes=args.max_response_bytes,
         )
         generation.on_retry = lambda _n, wait, why: print(
             f"kznllm: {why}; trying again in {wait:g} s", file=sys.stderr

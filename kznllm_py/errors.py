@@ -6,6 +6,7 @@ the boundary that meets them, into one of these; callers show `str(err)` to the 
      ├── ProviderError    the provider answered with an error (HTTP status or error event)
      ├── TransportError   no answer: connection refused, timeout, stall, disconnect
      ├── StreamError      the answer cannot be understood (malformed event, cut short)
+     ├── LimitError       the answer went past a configured limit (max_response_bytes)
      └── HistoryError     the history database cannot be opened, read or written
 """
 
@@ -57,6 +58,10 @@ class TransportError(KznError):
 
 class StreamError(KznError):
     kind = "stream"
+
+
+class LimitError(KznError):
+    kind = "limit"
 
 
 class HistoryError(KznError):

@@ -20,7 +20,7 @@ import httpx
 
 from kznllm_py import demo_server, prompts, secrets
 from kznllm_py.client import Timeouts, stream_bytes
-from kznllm_py.errors import KznError, ProviderError
+from kznllm_py.errors import ConfigError, KznError, LimitError, ProviderError
 from kznllm_py.fences import FenceStripper
 from kznllm_py.ndjson import NDJSONDecoder
 from kznllm_py.presets import Preset
@@ -35,10 +35,16 @@ from kznllm_py.providers.base import (
     TextDelta,
     UsageDelta,
 )
+from kznllm_py.providers.jsonfast import loads_body
 from kznllm_py.sse import SSEDecoder
 from kznllm_py.think import ThinkSplitter
 
 FIRST_PIECE = 8 * 1024
+# after the provider's final event, how long the end of the body is waited for
+DONE_GRACE_S = 0.5
+ERROR_HEAD_CAP = 64 * 1024
+# answer + reasoning text delivered, in UTF-8 bytes, past which the stream is stopped
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 # the body's framing, by Provider.stream_format (absent: "sse")
 DECODERS = {"sse": SSEDecoder, "ndjson": NDJSONDecoder}
 
@@ -102,10 +108,35 @@ def template_set(preset: Preset, search_dirs: Sequence[Path] = ()) -> prompts.Te
 
 
 async def prepare(
-    preset: Preset, ctx: prompts.FillContext, *, search_dirs: Sequence[Path] = ()
+    preset: Preset,
+    ctx: prompts.FillContext,
+    *,
+    search_dirs: Sequence[Path] = (),
+    prompt: Prompt | None = None,
 ) -> tuple[Provider, HttpRequest]:
     """Everything before the network: key, prompt, request. Raises KznError."""
+    provider, request, _ = await prepare_with_prompt(
+        preset, ctx, search_dirs=search_dirs, prompt=prompt
+    )
+    return provider, request
+
+
+async def prepare_with_prompt(
+    preset: Preset,
+    ctx: prompts.FillContext,
+    *,
+    search_dirs: Sequence[Path] = (),
+    prompt: Prompt | None = None,
+) -> tuple[Provider, HttpRequest, Prompt]:
+    """Everything before the network: key, prompt, request. Raises KznError.
+    `prompt`, when given, is sent instead of rendering the templates (a follow-up or a
+    re-run from history)."""
     provider = get_provider(preset.provider)
+    if prompt is not None and getattr(provider, "raw_prompt", False):
+        raise ConfigError(
+            f"preset {preset.id}: a {preset.provider} endpoint takes one raw prompt, not a "
+            "conversation; pick a chat preset (:KznPreset) to continue or re-run it"
+        )
     key = await secrets.resolve(preset.api_key, preset_id=preset.id)
     base_url = preset.base_url or provider.default_base_url
     if preset.demo:
@@ -113,7 +144,9 @@ async def prepare(
     if preset.prefill and provider.supports_prefill:
         ctx = replace(ctx, prefill=preset.prefill)
     templates = template_set(preset, search_dirs)
-    if getattr(provider, "raw_prompt", False):
+    if prompt is not None:
+        pass
+    elif getattr(provider, "raw_prompt", False):
         # a completion endpoint: one raw prompt (fill-in-the-middle around the cursor)
         role = "fim" if preset.fim else "prompt"
         raw = prompts.render_raw(ctx, templates, role, preset_id=preset.id, model=preset.model)
@@ -129,7 +162,7 @@ async def prepare(
         params=dict(preset.params),
         api_key=key,
     )
-    return provider, request
+    return provider, request, prompt
 
 
 async def stream_deltas(
@@ -140,8 +173,23 @@ async def stream_deltas(
     parser = provider.new_parser()
     feed = parser.feed
     started = False  # the first delta went out
+    head = b""  # the body until the first delta: a JSON error sent as a 200 is read from it
     async with aclosing(stream_bytes(client, provider, request, timeouts)) as chunks:
-        async for chunk in chunks:
+        it = aiter(chunks)
+        while True:
+            try:
+                if getattr(parser, "done", False):
+                    # the provider's final event came: the body's end follows at once from
+                    # a well-behaved server (the connection is then reused); one that
+                    # keeps the body open is not waited on until the stall timeout
+                    async with asyncio.timeout(DONE_GRACE_S):
+                        chunk = await anext(it)
+                else:
+                    chunk = await anext(it)
+            except (StopAsyncIteration, TimeoutError):
+                break
+            if not started and len(head) < ERROR_HEAD_CAP:
+                head += chunk[: ERROR_HEAD_CAP - len(head)]
             pieces = [chunk]
             if not started and len(chunk) > FIRST_PIECE:
                 # a burst arrives as one big read: decode its head first, so that the
@@ -163,6 +211,8 @@ async def stream_deltas(
     try:
         for event in decoder.flush():
             tail.extend(feed(event))
+        if not started and not tail:
+            _raise_json_error(provider, head)
         tail.extend(parser.finish())
     except KznError:
         if tail:
@@ -170,6 +220,17 @@ async def stream_deltas(
         raise
     if tail:
         yield tail
+
+
+def _raise_json_error(provider: Provider, head: bytes) -> None:
+    """A body that was one JSON error object, not a stream (some gateways send it with
+    status 200 and an event-stream or no content type): raise the provider's message."""
+    body = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not body.startswith(b"{"):
+        return
+    message = provider.error_message(loads_body(body))
+    if message:
+        raise ProviderError(message, provider=provider.name)
 
 
 @dataclass
@@ -184,8 +245,14 @@ class Generation:
     # called with reasoning text as it streams (it never goes to on_text)
     on_reasoning: Callable[[str], None] | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # sent instead of the rendered templates (a follow-up or re-run from history)
+    prompt: Prompt | None = None
+    # called with the provider-neutral prompt once rendered (history keeps it)
+    on_prompt: Callable[[Prompt], None] | None = None
     # called before waiting to try again: (attempt that failed, seconds to wait, why)
     on_retry: Callable[[int, float, str], None] | None = None
+    # the answer and its reasoning, in UTF-8 bytes: past it the stream is stopped
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     started: float = field(default_factory=time.perf_counter)
 
     async def _stream(
@@ -216,13 +283,21 @@ class Generation:
                     if out.first_token_ms is None:
                         out.first_token_ms = (time.perf_counter() - self.started) * 1000
                     answer.push("".join(texts))
+                if answer.over_cap:  # leaving the loop closes the HTTP response
+                    raise LimitError(cap_message(self.max_response_bytes))
 
     async def run(self, on_text: Callable[[str], None]) -> Outcome:
         """Stream the answer to `on_text` (reasoning to `on_reasoning`, if given)."""
         out = Outcome("ok")
-        answer = AnswerFilter(self.ctx.mode == "replace", on_text, self.on_reasoning)
+        answer = AnswerFilter(
+            self.ctx.mode == "replace", on_text, self.on_reasoning, cap=self.max_response_bytes
+        )
         try:
-            provider, request = await prepare(self.preset, self.ctx, search_dirs=self.search_dirs)
+            provider, request, prompt = await prepare_with_prompt(
+                self.preset, self.ctx, search_dirs=self.search_dirs, prompt=self.prompt
+            )
+            if self.on_prompt is not None:
+                self.on_prompt(prompt)
             # the answer continues the prefill: it is part of the text
             pending = self.preset.prefill.rstrip() if provider.supports_prefill else ""
             if self.on_request is not None:
@@ -252,6 +327,8 @@ class Generation:
             out.error = secrets.redact(f"internal error: {type(exc).__name__}: {exc}")
         # what was held back is text that arrived: it lands whatever the outcome
         answer.finish()
+        if answer.over_cap and out.status == "ok":  # the held-back text went past the cap
+            out.status, out.error = "error", cap_message(self.max_response_bytes)
         out.text_chars = answer.chars
         out.reasoning = answer.reasoning_text
         out.duration_ms = (time.perf_counter() - self.started) * 1000
@@ -264,14 +341,27 @@ class AnswerFilter:
     removed (the model was asked for raw code). Both hold back only what may still turn
     out to be a tag or a fence."""
 
-    __slots__ = ("_fences", "_on_reasoning", "_on_text", "_reasoning", "_think", "chars")
+    __slots__ = (
+        "_fences",
+        "_left",
+        "_on_reasoning",
+        "_on_text",
+        "_reasoning",
+        "_think",
+        "chars",
+        "over_cap",
+    )
 
     def __init__(
         self,
         replace: bool,
         on_text: Callable[[str], None],
         on_reasoning: Callable[[str], None] | None = None,
+        *,
+        cap: int | None = None,
     ) -> None:
+        self._left = cap  # bytes the cap still allows (None: no cap)
+        self.over_cap = False
         self._think = ThinkSplitter()
         self._fences = FenceStripper() if replace else None
         self._on_text = on_text
@@ -284,6 +374,7 @@ class AnswerFilter:
         return "".join(self._reasoning)
 
     def reasoning(self, text: str) -> None:
+        text = self._within_cap(text) if text else ""
         if text:
             self._reasoning.append(text)
             if self._on_reasoning is not None:
@@ -304,6 +395,44 @@ class AnswerFilter:
             text = self._fences.push(text) if text else ""
             if final:
                 text += self._fences.finish()
+        text = self._within_cap(text) if text else ""
         if text:
             self.chars += len(text)
             self._on_text(text)
+
+    def _within_cap(self, text: str) -> str:
+        """`text`, or the whole characters of it that the size cap still allows."""
+        left = self._left
+        if left is None:
+            return text
+        if self.over_cap:
+            return ""
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        if size <= left:
+            self._left = left - size
+            return text
+        self.over_cap = True
+        self._left = 0
+        return text.encode("utf-8", "surrogatepass")[:left].decode("utf-8", "ignore")
+
+
+def cap_message(cap: int) -> str:
+    return f"response stopped at the {size_text(cap)} cap (max_response_bytes)"
+
+
+def size_text(n: int) -> str:
+    """A byte count as set: "1 MB", "64 KB", "1000 bytes" (binary units, exact)."""
+    if n >= 1024 * 1024 and n % (1024 * 1024) == 0:
+        return f"{n // (1024 * 1024)} MB"
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n // 1024} KB"
+    return f"{n} byte{'' if n == 1 else 's'}"
+
+
+def check_max_response_bytes(value: object) -> int:
+    """The `max_response_bytes` option, validated: a whole number of bytes, 1 or more."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"max_response_bytes must be a whole number of bytes, 1 or more, not {value!r}"
+        )
+    return value

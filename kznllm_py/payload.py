@@ -10,7 +10,12 @@ from typing import Any
 from kznllm_py import context, prompts
 from kznllm_py.client import Timeouts
 from kznllm_py.errors import ConfigError
-from kznllm_py.generation import RetryPolicy, template_set
+from kznllm_py.generation import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    RetryPolicy,
+    check_max_response_bytes,
+    template_set,
+)
 from kznllm_py.presets import Preset, merge_presets, pick
 from kznllm_py.providers.base import HttpRequest
 
@@ -26,6 +31,7 @@ class FillJob:
     skipped: tuple[context.Skipped, ...] = ()
     used_default: bool = False  # no preset chosen: the default was picked
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # answer + reasoning, UTF-8 bytes
 
 
 def _str(p: Mapping[str, Any], key: str) -> str:
@@ -49,6 +55,7 @@ def parse(p: Mapping[str, Any]) -> FillJob:
     tries = p.get("retries", RetryPolicy.tries)
     if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
         raise ConfigError("retries must be a whole number of tries, 1 or more")
+    cap = check_max_response_bytes(p.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
     cursor = p.get("cursor")
     cwd = _str(p, "cwd")
     kzn_dir = context.find_kzn_dir(Path(cwd)) if cwd else None
@@ -76,6 +83,7 @@ def parse(p: Mapping[str, Any]) -> FillJob:
         kzn_dir=kzn_dir,
         used_default=chosen is None,
         retry=RetryPolicy(tries=tries),
+        max_response_bytes=cap,
     )
 
 
