@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -135,6 +136,9 @@ class Entry(EntrySummary):
     request: str
     reasoning: str
     response: str
+    # the provider-neutral prompt as JSON {"system": str, "messages": [{role, content}]}:
+    # what a follow-up continues and a re-run sends again ("" before schema version 2)
+    prompt: str = ""
 
 
 _SUMMARY_COLUMNS = (
@@ -142,7 +146,9 @@ _SUMMARY_COLUMNS = (
     "input_tokens, output_tokens, first_token_ms, duration_ms, path, parent_id"
 )
 _SUMMARY_SELECT = f"{_SUMMARY_COLUMNS}, substr(query, 1, {SUMMARY_QUERY_CHARS})"
-_ENTRY_SELECT = f"{_SUMMARY_COLUMNS}, query, filetype, selection, request, reasoning, response"
+_ENTRY_SELECT = (
+    f"{_SUMMARY_COLUMNS}, query, filetype, selection, request, reasoning, response, prompt"
+)
 _NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
 
 
@@ -182,7 +188,11 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX entries_by_parent ON entries (parent_id)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial,)
+def _m002_prompt(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE entries ADD COLUMN prompt TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_prompt)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -321,12 +331,26 @@ class HistoryStore:
         *,
         max_entries: int | None = DEFAULT_MAX_ENTRIES,
         max_age_days: float | None = None,
+        keep_open: bool = False,
     ) -> None:
         self.path = Path(path)
         self.max_entries = max_entries
         self.max_age_days = max_age_days
         self.notice: HistoryError | None = None  # set when a bad file was moved aside
+        # keep_open: one connection per thread, kept between calls. Closing the last
+        # connection to a WAL database checkpoints it and deletes the -wal file (~10 ms
+        # on a loaded machine): a recorder that writes six times per request would fall
+        # behind fast fills, its queue holding memory. Close with close().
+        self._keep_open = keep_open
+        self._local = threading.local()
         self._init()
+
+    def close(self) -> None:
+        """Close this thread's kept connection, if any."""
+        db = getattr(self._local, "db", None)
+        self._local.db = None
+        if db is not None:
+            db.close()
 
     # -- writing
 
@@ -437,6 +461,32 @@ class HistoryStore:
 
         return self._run("save the request", update, write=True)
 
+    def set_prompt(self, entry_id: int, prompt: str) -> bool:
+        """The provider-neutral prompt (JSON, see `Entry.prompt`) the request was built from."""
+
+        def update(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE entries SET prompt = ? WHERE id = ?",
+                (secrets.redact(prompt).replace("\0", "\ufffd"), entry_id),
+            )
+            return cur.rowcount > 0
+
+        return self._run("save the prompt", update, write=True)
+
+    def chain(self, entry_id: int, limit: int = 100) -> list[Entry]:
+        """The entry and the ones it follows up (via parent_id), oldest first."""
+        out: list[Entry] = []
+        seen: set[int] = set()
+        next_id: int | None = entry_id
+        while next_id is not None and next_id not in seen and len(out) < limit:
+            seen.add(next_id)
+            entry = self.get(next_id)
+            if entry is None:
+                break
+            out.append(entry)
+            next_id = entry.parent_id
+        return out[::-1]
+
     def delete(self, entry_id: int) -> bool:
         def remove(db: sqlite3.Connection) -> bool:
             return db.execute("DELETE FROM entries WHERE id = ?", (entry_id,)).rowcount > 0
@@ -529,7 +579,11 @@ class HistoryStore:
         return db
 
     def _once(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
-        db = self._connect()
+        db = getattr(self._local, "db", None) if self._keep_open else None
+        if db is None:
+            db = self._connect()
+            if self._keep_open:
+                self._local.db = db
         try:
             if write:
                 db.execute("BEGIN IMMEDIATE")  # take the write lock now: the busy timeout works
@@ -543,14 +597,17 @@ class HistoryStore:
                     db.rollback()
             raise
         finally:
-            db.close()
+            if not self._keep_open:
+                db.close()
 
     def _run(self, what: str, fn: Callable[[sqlite3.Connection], T], write: bool = False) -> T:
         if not self.path.exists():  # removed (or moved aside) since: start a new one
+            self.close()
             self._init()
         try:
             return _retry_busy(lambda: self._once(fn, write))
         except sqlite3.Error as exc:
+            self.close()  # a kept connection to a bad file is not used again
             raise self._failure(what, exc) from exc
 
     def _failure(self, what: str, exc: sqlite3.Error) -> HistoryError:

@@ -13,20 +13,29 @@ import concurrent.futures
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kznllm_py.errors import KznError
-from kznllm_py.history import HistoryStore, NewEntry
+from kznllm_py.history import DEFAULT_MAX_ENTRIES, HistoryStore, NewEntry
 
 SAVE_EVERY_S = 0.5
+T = TypeVar("T")
 
 
 class HistoryRecorder:
     """One per host: owns the store (opened lazily, on the worker thread)."""
 
-    def __init__(self, path: Path, on_error: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        on_error: Callable[[str], None],
+        *,
+        max_entries: int | None = DEFAULT_MAX_ENTRIES,
+        max_age_days: float | None = None,
+    ) -> None:
         self._path = path
         self._on_error = on_error
+        self._limits = {"max_entries": max_entries, "max_age_days": max_age_days}
         self._store: HistoryStore | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kzn-history")
         self._failed = False
@@ -36,11 +45,7 @@ class HistoryRecorder:
             if self._failed:
                 return None
             try:
-                if self._store is None:
-                    self._store = HistoryStore(self._path)
-                    if self._store.notice is not None:
-                        self._on_error(str(self._store.notice))
-                return fn(self._store)
+                return fn(self._opened())
             except KznError as exc:
                 self._failed = True
                 self._on_error(f"history is off for this session: {exc}")
@@ -51,10 +56,25 @@ class HistoryRecorder:
 
         return self._pool.submit(run)
 
+    def _opened(self) -> HistoryStore:
+        if self._store is None:
+            self._store = HistoryStore(self._path, keep_open=True, **self._limits)  # type: ignore[arg-type]
+            if self._store.notice is not None:
+                self._on_error(str(self._store.notice))
+        return self._store
+
+    async def read(self, fn: Callable[[HistoryStore], T]) -> T:
+        """Run `fn` on the store's thread, after every write queued before it (the
+        sidebar sees what was recorded); its errors are raised here, and do not turn
+        recording off."""
+        return await asyncio.wrap_future(self._pool.submit(lambda: fn(self._opened())))
+
     def begin(self, entry: NewEntry) -> Recording:
         return Recording(self, self._call(lambda s: s.start(entry)))
 
     def close(self) -> None:
+        if self._store is not None:
+            self._pool.submit(self._store.close)  # on the thread that opened it
         self._pool.shutdown(wait=True)
 
 
@@ -77,6 +97,9 @@ class Recording:
 
     def request(self, request: str) -> None:
         self._with_id(lambda s, i: s.set_request(i, request))
+
+    def prompt(self, prompt: str) -> None:
+        self._with_id(lambda s, i: s.set_prompt(i, prompt))
 
     def text(self, text: str) -> None:
         self._text.append(text)

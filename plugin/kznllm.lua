@@ -24,6 +24,16 @@ vim.api.nvim_create_user_command('KznCancel', function()
   k().cancel()
 end, { desc = 'kznllm: cancel what runs in this buffer (or clear partial-output marks)' })
 
+vim.api.nvim_create_user_command('KznHistory', function(cmd)
+  k().history(cmd.args)
+end, {
+  nargs = '?',
+  complete = function()
+    return { 'clear' }
+  end,
+  desc = 'kznllm: toggle the history sidebar (:KznHistory clear deletes every entry)',
+})
+
 vim.api.nvim_create_user_command('KznPreset', function(cmd)
   k().select_preset(cmd.args)
 end, {

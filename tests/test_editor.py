@@ -527,7 +527,8 @@ def test_help_file_has_tags_and_opens(nvim: Child, tmp_path):
     shutil.copytree(REPO / "doc", doc)
     nvim.nvim.command(f"helptags {doc}")
     nvim.lua("vim.opt.rtp:prepend(...)", str(tmp_path))
-    for tag in ("kznllm", ":KznFill", ":KznDebug", "kznllm-template-variables", "KznllmDone"):
+    tags = (":KznFill", ":KznDebug", ":KznHistory", "kznllm-sidebar", "kznllm-follow-up")
+    for tag in ("kznllm", *tags, "kznllm-template-variables", "KznllmDone"):
         nvim.nvim.command(f"help {tag}")
         assert nvim.nvim.current.buffer.name.endswith("kznllm.txt")
         nvim.nvim.command("helpclose")

@@ -74,7 +74,7 @@ def all_bytes(directory: Path) -> bytes:
 def test_schema_version_tables_columns_and_indexes(store: HistoryStore) -> None:
     db = sqlite3.connect(store.path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 2
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         columns = [(r[1], r[2], r[3]) for r in db.execute("PRAGMA table_info(entries)")]
         indexes = {
@@ -108,6 +108,7 @@ def test_schema_version_tables_columns_and_indexes(store: HistoryStore) -> None:
         ("request", "TEXT", 1),
         ("reasoning", "TEXT", 1),
         ("response", "TEXT", 1),
+        ("prompt", "TEXT", 1),
     ]
     assert sorted(indexes) == [
         "entries_by_parent",
@@ -128,6 +129,38 @@ def test_migrations_are_idempotent_and_a_newer_schema_is_refused(db_path: Path) 
     with pytest.raises(HistoryError, match="newer than this kznllm knows"):
         HistoryStore(db_path)
     assert db_path.exists()  # a newer database is not "corrupt": it stays where it is
+
+
+def test_a_version_1_database_gains_the_prompt_column_and_keeps_its_rows(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    db = sqlite3.connect(db_path)
+    history.MIGRATIONS[0](db)
+    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "INSERT INTO entries (started_at, mode, query, response, status)"
+        " VALUES (1.0, 'yap', 'old question', 'old answer', 'ok')"
+    )
+    db.commit()
+    db.close()
+    store = HistoryStore(db_path)
+    [old] = store.list()
+    entry = store.get(old.id)
+    assert entry is not None
+    assert (entry.query, entry.response, entry.prompt) == ("old question", "old answer", "")
+    assert store.set_prompt(old.id, '{"system": "s", "messages": []}')
+    assert store.get(old.id).prompt == '{"system": "s", "messages": []}'  # type: ignore[union-attr]
+
+
+def test_chain_walks_the_follow_ups_back_to_the_first_turn(store: HistoryStore) -> None:
+    first = store.start(NewEntry(mode="yap", query="one"))
+    second = store.start(NewEntry(mode="chat", query="two", parent_id=first))
+    third = store.start(NewEntry(mode="chat", query="three", parent_id=second))
+    store.start(NewEntry(mode="chat", query="elsewhere", parent_id=first))
+    assert [e.query for e in store.chain(third)] == ["one", "two", "three"]
+    assert [e.query for e in store.chain(first)] == ["one"]
+    assert store.chain(999_999) == []
+    store.delete(second)  # the link is cut (ON DELETE SET NULL): the chain ends there
+    assert [e.query for e in store.chain(third)] == ["three"]
 
 
 def test_migrations_are_named_in_order() -> None:
@@ -700,3 +733,30 @@ def test_a_nul_in_the_answer_does_not_cut_later_text(store: HistoryStore) -> Non
     store.append(entry_id, "c")
     got = store.get(entry_id)
     assert got is not None and got.response == "a\ufffdbc"
+
+
+def test_a_kept_open_store_connects_once_and_reopens_when_the_file_goes(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = HistoryStore(db_path, keep_open=True)
+    connects = 0
+    real = store._connect
+
+    def counting() -> sqlite3.Connection:
+        nonlocal connects
+        connects += 1
+        return real()
+
+    monkeypatch.setattr(store, "_connect", counting)
+    for i in range(5):
+        entry_id = store.start(NewEntry(mode="yap", query=f"q{i}"))
+        store.append(entry_id, "text")
+        store.finish(entry_id, "ok")
+    assert connects == 1 and store.count() == 5
+    db_path.rename(db_path.with_suffix(".moved"))  # e.g. `kznllm history` moved it aside
+    store.start(NewEntry(mode="yap", query="fresh"))  # a new file and a new connection
+    after_move = connects
+    store.start(NewEntry(mode="yap", query="again"))
+    assert connects == after_move > 1
+    assert [e.query for e in store.list()] == ["again", "fresh"]
+    store.close()

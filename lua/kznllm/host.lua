@@ -18,7 +18,8 @@ local function find_python()
     vim.g.python3_host_prog,
     'python3',
   }
-  for _, p in ipairs(candidates) do
+  for i = 1, 5 do -- not ipairs: it would stop at the first unset (nil) candidate
+    local p = candidates[i]
     if p and p ~= '' and vim.fn.executable(vim.fn.expand(p)) == 1 then
       return vim.fn.expand(p)
     end
@@ -107,7 +108,8 @@ function M.ensure()
   end
   M.chan = chan
   -- build the HTTP client and compile the templates while the user types the query
-  vim.rpcnotify(chan, method, { 'warmup', vim.empty_dict() })
+  local log = (require('kznllm').config.log or {}).level or 'info'
+  vim.rpcnotify(chan, method, { 'warmup', { log_dir = vim.fn.stdpath('log'), log_level = log } })
   return chan
 end
 

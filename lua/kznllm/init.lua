@@ -6,6 +6,7 @@ local M = {}
 local api = vim.api
 local job = require('kznllm.job')
 local host = require('kznllm.host')
+local sidebar = require('kznllm.sidebar')
 
 M.config = {
   python = nil, -- Python for the host (default: <plugin>/.venv/bin/python, g:python3_host_prog, python3)
@@ -15,10 +16,19 @@ M.config = {
   -- false turns all off, or one key at a time
   keymaps = { fill = '<leader>k', debug = '<leader>K', preset = '<leader>m', cancel = '<Esc>' },
   timeouts = { connect = 10, stall = 60 }, -- seconds
-  progress = true, -- fidget.nvim when installed, else virtual text by the insertion point
+  -- fidget.nvim when installed, else virtual text by the insertion point; false: off;
+  -- { message = function(info) return string end } words it (:help kznllm-progress)
+  progress = true,
   context_lines = 400, -- buffer lines sent each side of the selection / cursor
-  history = true, -- record every request in stdpath('data')/kznllm/history.sqlite3
+  -- record every request in stdpath('data')/kznllm/history.sqlite3; or a table
+  -- { enabled = true, max_entries = 10000, max_age_days = nil }
+  history = true,
+  -- :KznHistory: width, side ('right' | 'left') and keys (see :help kznllm-sidebar)
+  sidebar = {},
+  -- the host's log, stdpath('log')/kznllm.log: 'debug' | 'info' | 'warn' | 'error' | 'off'
+  log = { level = 'info' },
   retries = 3, -- tries for a request turned away (429, 503, 529), before its first token
+  max_response_bytes = 1048576, -- answer + reasoning past this many bytes: stopped, kept
 }
 
 local state_file = vim.fn.stdpath('data') .. '/kznllm/preset'
@@ -56,6 +66,7 @@ function M.setup(opts)
     end)
   end
   job.config.progress = M.config.progress
+  sidebar.config = vim.tbl_deep_extend('force', sidebar.config, M.config.sidebar or {})
   local km = M.config.keymaps or {}
   job.config.cancel_key = km and km.cancel or nil
   if km and km.fill then
@@ -136,7 +147,8 @@ end
 --- Yap writes after the character under the cursor (like `a`), whole even if multibyte.
 function M.after_cursor(buf)
   local row, col = unpack(api.nvim_win_get_cursor(0))
-  local line = api.nvim_buf_get_lines(buf, row - 1, row, true)[1]
+  row = math.max(row, 1) -- 0 in a startup `-c` command, before the buffer is shown
+  local line = api.nvim_buf_get_lines(buf, row - 1, row, true)[1] or ''
   if #line > 0 then
     col = math.min(col + 1 + vim.str_utf_end(line, col + 1), #line)
   end
@@ -172,6 +184,7 @@ local function debug_buffer()
   local buf = api.nvim_create_buf(false, true)
   vim.bo[buf].bufhidden = 'hide'
   vim.bo[buf].filetype = 'markdown'
+  vim.b[buf].kznllm_conversation = true -- :KznFill there follows up (see job.entry)
   vim.cmd('botright vsplit')
   api.nvim_win_set_buf(0, buf)
   vim.wo.wrap = true
@@ -220,9 +233,14 @@ function M.start(spec)
     data_dir = vim.fn.stdpath('data'),
     history = M.config.history,
     retries = M.config.retries,
+    max_response_bytes = M.config.max_response_bytes,
     preset = preset or vim.NIL,
     presets = M.config.presets,
     timeouts = M.config.timeouts,
+    followup = spec.followup,
+    rerun = spec.rerun,
+    log_dir = vim.fn.stdpath('log'),
+    log_level = (M.config.log or {}).level or 'info',
   })
   if not ok then
     job.finish(j.id, 'error', tostring(err))
@@ -230,11 +248,66 @@ function M.start(spec)
   return j.id
 end
 
+--- The end of `buf`, where a follow-up's answer goes.
+local function buffer_end(buf)
+  local last = api.nvim_buf_line_count(buf) - 1
+  local len = line_len(buf, last)
+  return { last, len, last, len }
+end
+
+local function streaming_in(buf)
+  for _, j in pairs(job.jobs) do
+    if j.buf == buf and not j.done then
+      return true
+    end
+  end
+  return false
+end
+
+--- A follow-up in a conversation buffer (debug view, history entry, re-run): the
+--- earlier turns are sent as messages, the answer goes below.
+local function follow_up(buf, opts)
+  if streaming_in(buf) then
+    return vim.notify('kznllm: an answer is still streaming here (<Esc> cancels it)')
+  end
+  local entry = vim.b[buf].kznllm_entry
+  if not entry then
+    return vim.notify(
+      'kznllm: nothing to follow up here: the history has no entry for this buffer'
+        .. ' (follow-ups need setup({ history = true }))',
+      vim.log.levels.ERROR
+    )
+  end
+  local spec = { buf = buf, query = opts.query, followup = entry }
+  local function go(q)
+    if q and q ~= '' then
+      spec.query = q
+      spec.range = buffer_end(buf)
+      M.start(spec)
+    end
+  end
+  pcall(host.ensure)
+  if spec.query and spec.query ~= '' then
+    return go(spec.query)
+  end
+  vim.ui.input({ prompt = 'kznllm follow-up: ' }, go)
+end
+
+--- Re-run history entry `id` with the current preset, into a scratch buffer.
+function M.rerun(id)
+  local buf = sidebar.scratch(('kznllm://rerun/%d-%d'):format(id, vim.uv.hrtime() % 1e6))
+  return M.start({ buf = buf, query = '', rerun = id, range = { 0, 0, 0, 0 } })
+end
+
 --- What the mapping and :KznFill do: capture the selection now, ask the query, start.
 function M.prompt_fill(opts)
   local buf = api.nvim_get_current_buf()
   local spec = { buf = buf, query = opts.query, debug = opts.debug }
   local mode = opts.mode
+  local visual = mode == 'v' or mode == 'V' or mode == '\22' or opts.line1 or opts.marks
+  if vim.b[buf].kznllm_conversation and not visual and not opts.debug then
+    return follow_up(buf, opts)
+  end
   if mode == 'v' or mode == 'V' or mode == '\22' then
     local a, b = vim.fn.getpos('v'), vim.fn.getpos('.')
     api.nvim_feedkeys(api.nvim_replace_termcodes('<Esc>', true, false, true), 'nx', false)
@@ -281,6 +354,16 @@ function M.command_fill(cmd, debug)
     end
   end
   M.prompt_fill(opts)
+end
+
+--- :KznHistory [clear]
+function M.history(arg)
+  if arg == 'clear' then
+    return sidebar.clear()
+  elseif arg and arg ~= '' then
+    return vim.notify(('kznllm: unknown :KznHistory argument %q'):format(arg), vim.log.levels.ERROR)
+  end
+  sidebar.toggle()
 end
 
 function M.cancel()

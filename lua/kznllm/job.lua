@@ -32,61 +32,130 @@ local function mark_pos(buf, id)
 end
 
 -- progress: fidget.nvim when installed, else virtual text by the extmark ---------------
+-- setup({ progress = true | false | { message = function(info) return string end } }):
+-- the message function words both; info is progress_info()'s table.
 
-local function progress_start(job)
-  if not M.config.progress then
+local function progress_opts()
+  local p = M.config.progress
+  if not p then
+    return nil
+  end
+  return type(p) == 'table' and p or {}
+end
+
+--- The default progress message: the label, the elapsed seconds, and a retry's wait.
+function M.default_message(info)
+  local s = ('%s %.1fs'):format(info.label, info.elapsed)
+  if info.status == 'retrying' then
+    s = s .. ' · ' .. info.note
+  elseif info.status ~= 'waiting' and info.status ~= 'streaming' then
+    s = s .. ' · ' .. info.status
+  end
+  return s
+end
+
+--- What a message function is given. status: 'waiting' (no text yet), 'retrying' (note
+--- says why), 'streaming', then at the end 'ok' | 'error' | 'cancelled' (with usage when
+--- the provider reported it).
+local function progress_info(job, status, usage)
+  if not status then
+    status = job.written and 'streaming' or (job.note and 'retrying' or 'waiting')
+  end
+  return {
+    id = job.id,
+    bufnr = job.buf,
+    label = job.label,
+    preset = job.preset,
+    model = job.model,
+    elapsed = (vim.uv.hrtime() - job.started) / 1e9,
+    chars = job.chars,
+    status = status,
+    note = job.note,
+    usage = usage,
+  }
+end
+
+local function progress_text(job, status, usage)
+  local info = progress_info(job, status, usage)
+  local fn = (progress_opts() or {}).message
+  if type(fn) == 'function' then
+    local ok, s = pcall(fn, info)
+    if ok and type(s) == 'string' then
+      return s
+    end
+    if ok and s ~= nil then
+      s = 'returned a ' .. type(s) .. ', not a string'
+    end
+    if s ~= nil and not job.message_failed then
+      job.message_failed = true -- once per job, then the default message
+      notify('kznllm: progress.message: ' .. tostring(s), vim.log.levels.WARN)
+    end
+  end
+  return M.default_message(info)
+end
+
+local function progress_update(job, frame)
+  if job.done then
     return
   end
-  local ok, fidget = pcall(require, 'fidget.progress')
-  if ok and fidget and fidget.handle then
-    job.fidget = fidget.handle.create({
-      title = 'kznllm',
-      message = job.label,
-      lsp_client = { name = 'kznllm' },
-    })
+  local text = progress_text(job)
+  if job.fidget then
+    if text ~= job.reported then
+      job.reported = text
+      pcall(function()
+        job.fidget:report({ message = text })
+      end)
+    end
     return
   end
-  local r, c = mark_pos(job.buf, job.tail)
-  job.indicator = api.nvim_buf_set_extmark(job.buf, ns, r, c, {
-    virt_text = { { ' ' .. spinner[1] .. ' ' .. job.label, 'KznllmProgress' } },
+  if not job.indicator or not api.nvim_buf_is_valid(job.buf) then
+    return
+  end
+  local ok, pos = pcall(api.nvim_buf_get_extmark_by_id, job.buf, ns, job.tail, {})
+  if not ok or not pos[1] then
+    return
+  end
+  job.frame = frame or job.frame or 1
+  pcall(api.nvim_buf_set_extmark, job.buf, ns, pos[1], pos[2], {
+    id = job.indicator,
+    virt_text = { { (' %s %s'):format(spinner[job.frame], text), 'KznllmProgress' } },
     virt_text_pos = 'eol',
     right_gravity = true,
   })
+end
+
+local function progress_start(job)
+  if not progress_opts() then
+    return
+  end
+  local ok, fidget = pcall(require, 'fidget.progress')
+  if ok and type(fidget) == 'table' and fidget.handle then
+    job.reported = progress_text(job)
+    local ok2, handle = pcall(fidget.handle.create, {
+      title = 'kznllm',
+      message = job.reported,
+      lsp_client = { name = 'kznllm' },
+    })
+    job.fidget = ok2 and handle or nil
+  end
+  if not job.fidget then
+    local r, c = mark_pos(job.buf, job.tail)
+    job.indicator = api.nvim_buf_set_extmark(job.buf, ns, r, c, {})
+    progress_update(job, 1)
+  end
   job.timer = vim.uv.new_timer()
   local tick = 0
   job.timer:start(
     100,
     100,
     vim.schedule_wrap(function()
-      if job.done or not api.nvim_buf_is_valid(job.buf) or not job.indicator then
-        return
-      end
       tick = tick + 1
-      local ok2, pos = pcall(api.nvim_buf_get_extmark_by_id, job.buf, ns, job.tail, {})
-      if not ok2 or not pos[1] then
-        return
-      end
-      local secs = (vim.uv.hrtime() - job.started) / 1e9
-      pcall(api.nvim_buf_set_extmark, job.buf, ns, pos[1], pos[2], {
-        id = job.indicator,
-        virt_text = {
-          {
-            (' %s %s %.1fs%s'):format(
-              spinner[tick % #spinner + 1],
-              job.label,
-              secs,
-              job.note and not job.written and (' · ' .. job.note) or ''
-            ),
-            'KznllmProgress',
-          },
-        },
-        virt_text_pos = 'eol',
-      })
+      progress_update(job, tick % #spinner + 1)
     end)
   )
 end
 
-local function progress_stop(job, message)
+local function progress_stop(job, status, usage)
   if job.timer then
     job.timer:stop()
     job.timer:close()
@@ -97,12 +166,33 @@ local function progress_stop(job, message)
   end
   job.indicator = nil
   if job.fidget then
+    local text = progress_text(job, status, usage)
     pcall(function()
-      job.fidget.message = message
+      job.fidget.message = text
       job.fidget:finish()
     end)
     job.fidget = nil
   end
+end
+
+--- The preset id and model a job runs with, as far as the editor knows them (the host
+--- may tell more with meta()): opts.preset, else the current preset, and its model when
+--- it is one of setup()'s presets.
+local function preset_and_model(opts)
+  local preset, model = opts.preset, opts.model
+  local ok, kzn = pcall(require, 'kznllm')
+  if not ok or type(kzn) ~= 'table' then
+    return preset, model
+  end
+  if not preset and type(kzn.current_preset) == 'function' then
+    preset = kzn.current_preset() or nil
+  end
+  for _, p in ipairs(not model and kzn.config and kzn.config.presets or {}) do
+    if type(p) == 'table' and p.id == preset then
+      model = p.model
+    end
+  end
+  return preset, model
 end
 
 -- <Esc> cancels while a job runs in the buffer ---------------------------------------
@@ -164,6 +254,7 @@ function M.new(buf, range, opts)
     written = false,
     chars = 0,
   }
+  job.preset, job.model = preset_and_model(opts)
   job.head = api.nvim_buf_set_extmark(buf, ns, range[1], range[2], { right_gravity = false })
   job.tail = api.nvim_buf_set_extmark(buf, ns, range[3], range[4], { right_gravity = true })
   if opts.replace then
@@ -242,10 +333,15 @@ function M.note(id, text)
     return
   end
   job.note = text
-  if job.fidget then
-    pcall(function()
-      job.fidget:report({ message = text })
-    end)
+  progress_update(job)
+end
+
+--- From the host, when it knows them: the preset's id and model (for progress messages).
+function M.meta(id, meta)
+  local job = M.jobs[id]
+  if job and type(meta) == 'table' then
+    job.preset = meta.preset or job.preset
+    job.model = meta.model or job.model
   end
 end
 
@@ -260,7 +356,12 @@ function M.write(id, text)
   end
   local ok, err = pcall(write_now, job, text)
   if not ok then
-    M.stop(id, 'error', 'could not write to the buffer: ' .. tostring(err))
+    -- one clean line: no "Error executing lua", file positions or traceback
+    local why = tostring(err)
+      :gsub('\nstack traceback:.*', '')
+      :gsub('Error executing lua: ', '')
+      :gsub('[^%s]+%.lua:%d+: ', '')
+    M.stop(id, 'error', 'could not write to the buffer: ' .. why)
   elseif job.undone then
     M.stop(id, 'cancelled', 'undone while streaming; the rest of the answer was dropped')
   end
@@ -315,11 +416,12 @@ function M.finish(id, status, err, info)
   end
   job.done = true
   M.jobs[id] = nil
-  progress_stop(job, status)
   local buf = job.buf
   if job.stop_reason then
     status, err = job.stop_reason[1], job.stop_reason[2]
   end
+  job.preset = info and info.preset or job.preset
+  progress_stop(job, status, info and info.usage)
   if api.nvim_buf_is_valid(buf) then
     if job.pending then
       pcall(api.nvim_buf_del_extmark, buf, ns, job.pending)
@@ -348,7 +450,7 @@ function M.finish(id, status, err, info)
   if info and info.notice then
     M.notice_once(info.notice)
   end
-  local data = { id = id, bufnr = buf, status = status, chars = job.chars }
+  local data = { id = id, bufnr = buf, status = status, chars = job.chars, entry = job.entry_id }
   if err then
     data.error = err
   end
@@ -356,6 +458,18 @@ function M.finish(id, status, err, info)
     data.usage = info.usage
   end
   pcall(api.nvim_exec_autocmds, 'User', { pattern = 'KznllmDone', data = data })
+end
+
+--- From the host: the history entry recording job `id`. A conversation buffer (debug
+--- view, history entry, re-run) continues from the entry its last answer went to.
+function M.entry(id, entry_id, buf)
+  local job = M.jobs[id]
+  if job then
+    job.entry_id = entry_id
+  end
+  if buf and api.nvim_buf_is_valid(buf) and vim.b[buf].kznllm_conversation then
+    vim.b[buf].kznllm_entry = entry_id
+  end
 end
 
 --- A notice shown once per install (a flag file in the data dir remembers it).

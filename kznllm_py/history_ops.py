@@ -1,0 +1,165 @@
+"""What the history sidebar asks the host for: the page of entries with the context
+section, one entry (to open, yank or put), deleting and clearing. No Neovim here: the
+plugin passes the Lua payload in and sends the returned dicts back.
+
+Every store call runs on the recorder's thread, after the writes queued before it, so a
+sidebar refreshed when a request ends shows that request's outcome."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kznllm_py import context, history, secrets, sidebar
+from kznllm_py.errors import ConfigError, KznError
+from kznllm_py.history import HistoryStore
+from kznllm_py.presets import merge_presets, pick
+from kznllm_py.recorder import HistoryRecorder
+
+
+def retention(value: Any) -> tuple[bool, int | None, float | None]:
+    """setup()'s `history`: true / false, or { enabled, max_entries, max_age_days }.
+    Returns (enabled, max entries, max age in days)."""
+    if value is None or isinstance(value, bool):
+        return value is not False, history.DEFAULT_MAX_ENTRIES, None
+    if not isinstance(value, Mapping):
+        raise ConfigError("history must be true, false or a table { enabled, max_entries, ... }")
+    enabled = value.get("enabled", True) is not False
+    max_entries = value.get("max_entries", history.DEFAULT_MAX_ENTRIES)
+    max_age = value.get("max_age_days")
+    if max_entries is not None and (
+        isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
+    ):
+        raise ConfigError("history.max_entries must be a whole number, 1 or more")
+    if max_age is not None and (
+        isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0
+    ):
+        raise ConfigError("history.max_age_days must be a positive number of days")
+    return enabled, max_entries, None if max_age is None else float(max_age)
+
+
+def _str(p: Mapping[str, Any], key: str) -> str:
+    v = p.get(key)
+    return v if isinstance(v, str) else ""
+
+
+def context_info(p: Mapping[str, Any]) -> sidebar.ContextInfo:
+    """The sidebar's context section: the preset the next request would use (and
+    whether its key is there), the current buffer, the `.kzn` files it would send.
+    Reads files: call it off the event loop."""
+    info: dict[str, Any] = {"buffer_path": _str(p, "path"), "filetype": _str(p, "filetype")}
+    try:
+        chosen = p.get("preset")
+        preset = pick(
+            merge_presets(p.get("presets") or []), chosen if isinstance(chosen, str) else None
+        )
+    except KznError as exc:
+        return sidebar.ContextInfo(error=secrets.redact(str(exc)), **info)
+    info.update(
+        preset_id=preset.id,
+        provider=preset.provider,
+        model=preset.model,
+        key=secrets.describe(preset.api_key),
+        key_present=secrets.present(preset.api_key),
+    )
+    cwd = _str(p, "cwd")
+    kzn_dir = context.find_kzn_dir(Path(cwd)) if cwd else None
+    if kzn_dir is not None:
+        try:
+            budget = context.budget_for(preset.context_window)
+            found = context.collect(kzn_dir, budget_tokens=budget)
+            info["kzn"] = sidebar.KznFiles(
+                directory=_short(kzn_dir, cwd),
+                files=[(f.path, f.tokens) for f in found.included],
+                skipped=[(s.path, s.reason) for s in found.skipped],
+                budget=budget,
+            )
+        except (KznError, OSError) as exc:
+            info["kzn"] = sidebar.KznFiles(directory=_short(kzn_dir, cwd), error=str(exc))
+    return sidebar.ContextInfo(**info)
+
+
+def _short(path: Path, cwd: str) -> str:
+    """`path` as the sidebar shows it: relative to the working directory when inside
+    it, else with the home directory as ~."""
+    try:
+        return str(path.relative_to(cwd))
+    except ValueError:
+        home = str(Path.home())
+        text = str(path)
+        return "~" + text[len(home) :] if text.startswith(home + "/") else text
+
+
+class HistoryOps:
+    """One per host, around the host's recorder. `live` maps the ids of entries being
+    streamed by this host to their job ids (the plugin keeps it)."""
+
+    def __init__(self, recorder: HistoryRecorder, live: Mapping[int, int]) -> None:
+        self.recorder = recorder
+        self.live = live
+
+    async def view(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """A page of the sidebar; the first page (offset 0) with the context section."""
+        flt = sidebar.parse_filter(_str(p, "filter"))
+        offset = max(0, int(p.get("offset") or 0))
+        first = offset == 0
+
+        def read(store: HistoryStore) -> tuple[list[history.EntrySummary], int, Any]:
+            where = {"text": flt.text or None, "preset": flt.preset or None}
+            where["status"] = flt.status or None
+            total = store.count(**where)
+            entries = store.list(limit=sidebar.PAGE, offset=offset, **where)
+            return entries, total, context_info(p) if first else None
+
+        entries, total, ctx = await self.recorder.read(read)
+        keys = {**sidebar.DEFAULT_KEYS, **_keys(p.get("keys"))}
+        out = sidebar.render(
+            entries,
+            total=total,
+            offset=offset,
+            now=time.time(),
+            live=dict(self.live),
+            context=ctx,
+            flt=flt,
+            keys=keys,
+            show_help=bool(p.get("help")),
+        )
+        out["seq"] = p.get("seq")
+        return out
+
+    async def entry(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """One entry for `action`: 'open' (the conversation view), 'yank' or 'put'
+        (the response)."""
+        entry_id = int(p.get("id") or 0)
+        action = _str(p, "action") or "open"
+        if action == "open":
+            chain = await self.recorder.read(lambda s: s.chain(entry_id))
+            if not chain:
+                raise KznError(f"history entry {entry_id} is gone")
+            return {"action": action, **sidebar.entry_view(chain)}
+        entry = await self.recorder.read(lambda s: s.get(entry_id))
+        if entry is None:
+            raise KznError(f"history entry {entry_id} is gone")
+        return {
+            "action": action,
+            "id": entry_id,
+            "text": entry.response,
+            "register": p.get("register"),
+        }
+
+    async def delete(self, entry_id: int) -> bool:
+        return await self.recorder.read(lambda s: s.delete(entry_id))
+
+    async def clear(self) -> int:
+        return await self.recorder.read(lambda s: s.clear())
+
+    async def get(self, entry_id: int) -> history.Entry | None:
+        return await self.recorder.read(lambda s: s.get(entry_id))
+
+
+def _keys(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {k: v for k, v in value.items() if k in sidebar.DEFAULT_KEYS and isinstance(v, str)}

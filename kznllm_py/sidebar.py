@@ -1,0 +1,359 @@
+"""What the history sidebar and the entry view show, as lines and highlights. Pure: the
+plugin reads the store and the context, this module lays them out, and the Lua side
+only puts the lines in a buffer (and overlays the live status of running requests).
+
+Highlights are `[line, start byte, end byte, group]`, 0-based, end-exclusive; folds
+are `[first line, last line]`, 1-based inclusive (as `:fold` takes them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kznllm_py.conversation import prompt_from_json
+from kznllm_py.errors import ConfigError
+from kznllm_py.history import STATUSES, Entry, EntrySummary
+
+PAGE = 200  # entries rendered per page; more load as the cursor nears the end
+
+DEFAULT_KEYS: dict[str, str] = {
+    "open": "<CR>",
+    "rerun": "r",
+    "yank": "y",
+    "put": "p",
+    "delete": "dd",
+    "filter": "/",
+    "close": "q",
+    "help": "?",
+}
+KEY_HELP = {
+    "open": "open the entry in a scratch buffer (follow up there with :KznFill)",
+    "rerun": "re-run the prompt with the current preset, into a scratch buffer",
+    "yank": 'yank the response (into the register given, default ")',
+    "put": "put the response at the cursor of the previous window",
+    "delete": "delete the entry",
+    "filter": "filter: words, preset:ID, status:ok|error|cancelled|running",
+    "close": "close the sidebar",
+    "help": "toggle this help",
+}
+
+# the columns of an entry line; a running request's live status is drawn over
+# STATUS..DURATION by the Lua side
+TIME_W, PRESET_W, MODE_W, STATUS_W, TOKENS_W, DURATION_W = 11, 14, 7, 10, 9, 6
+LIVE_WIDTH = STATUS_W + 1 + TOKENS_W + 1 + DURATION_W
+
+STATUS_GROUPS = {
+    "ok": "KznllmHistoryOk",
+    "error": "KznllmHistoryError",
+    "cancelled": "KznllmHistoryCancelled",
+    "unfinished": "KznllmHistoryUnfinished",
+    "running": "KznllmHistoryRunning",
+}
+
+
+@dataclass(frozen=True)
+class Filter:
+    text: str = ""
+    preset: str = ""
+    status: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.text or self.preset or self.status)
+
+    def describe(self) -> str:
+        parts = [self.text] if self.text else []
+        parts += [f"preset:{self.preset}"] if self.preset else []
+        parts += [f"status:{self.status}"] if self.status else []
+        return " ".join(parts)
+
+
+def parse_filter(text: str) -> Filter:
+    """`preset:ID` and `status:S` words pick exactly; the other words are searched for
+    (as one phrase) in queries and responses. An unknown status is an error."""
+    words, preset, status = [], "", ""
+    for word in text.split():
+        key, sep, value = word.partition(":")
+        if sep and key == "preset" and value:
+            preset = value
+        elif sep and key == "status" and value:
+            if value == "unfinished":
+                value = "running"
+            if value not in STATUSES:
+                raise ConfigError(
+                    f"unknown status {value!r} (want one of {', '.join(STATUSES)}, unfinished)"
+                )
+            status = value
+        else:
+            words.append(word)
+    return Filter(" ".join(words), preset, status)
+
+
+@dataclass(frozen=True)
+class KznFiles:
+    """What the next request would send from the project's `.kzn` folder."""
+
+    directory: str
+    files: Sequence[tuple[str, int]] = ()  # (path, estimated tokens)
+    skipped: Sequence[tuple[str, str]] = ()  # (path, reason)
+    budget: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ContextInfo:
+    preset_id: str = ""
+    provider: str = ""
+    model: str = ""
+    key: str = ""  # where the key comes from (never the key)
+    key_present: bool | None = None  # None: the preset needs none
+    buffer_path: str = ""
+    filetype: str = ""
+    kzn: KznFiles | None = None
+    error: str = ""  # the presets could not be read
+
+
+@dataclass
+class _Out:
+    lines: list[str] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)  # entry id per line, 0 for none
+    hl: list[list[Any]] = field(default_factory=list)
+    live: list[dict[str, int]] = field(default_factory=list)
+
+    def add(self, text: str, group: str = "", entry: int = 0) -> int:
+        line = len(self.lines)
+        self.lines.append(text)
+        self.rows.append(entry)
+        if group and text:
+            self.hl.append([line, 0, len(text.encode()), group])
+        return line
+
+    def mark(self, line: int, start: int, end: int, group: str) -> None:
+        self.hl.append([line, start, end, group])
+
+
+def _fit(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _when(epoch: float, now: float) -> str:
+    t = datetime.fromtimestamp(epoch)
+    if t.date() == datetime.fromtimestamp(now).date():
+        return t.strftime("%H:%M:%S")
+    return t.strftime("%m-%d %H:%M")
+
+
+def _count(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1000:.1f}k" if n >= 10_000 else str(n)
+
+
+def _tokens(s: EntrySummary) -> str:
+    if s.input_tokens is None and s.output_tokens is None:
+        return "-"
+    return f"{_count(s.input_tokens)}/{_count(s.output_tokens)}"
+
+
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return f"{ms / 1000:.1f}s" if ms < 100_000 else f"{ms // 60_000}m"
+
+
+def status_word(s: EntrySummary, live: bool) -> str:
+    if s.status == "running":
+        return "running" if live else "unfinished"
+    return s.status
+
+
+def entry_line(s: EntrySummary, *, now: float, live: bool = False) -> tuple[str, int, str]:
+    """One entry as a line; also the byte column where the status starts, and the
+    status word (a 'running' entry that no request of this editor owns is
+    'unfinished': cut short by a crash, or streaming in another Neovim)."""
+    status = status_word(s, live)
+    head = (
+        f"{_when(s.started_at, now):<{TIME_W}} {_fit(s.preset_id or '-', PRESET_W):<{PRESET_W}} "
+        f"{s.mode:<{MODE_W}} "
+    )
+    tail = (
+        f"{status:<{STATUS_W}} {_tokens(s):>{TOKENS_W}} {_duration(s.duration_ms):>{DURATION_W}}"
+        f"  {_fit(s.title, 200)}"
+    )
+    return head + tail, len(head.encode()), status
+
+
+def help_line(keys: Mapping[str, str]) -> str:
+    names = ("open", "rerun", "yank", "put", "delete", "filter", "close", "help")
+    short = {"open": "open", "rerun": "re-run", "help": "help"}
+    return "  ".join(f"{keys.get(n, DEFAULT_KEYS[n])} {short.get(n, n)}" for n in names)
+
+
+def _context_lines(out: _Out, ctx: ContextInfo) -> None:
+    out.add("Context", "KznllmHistoryTitle")
+    if ctx.error:
+        out.add(f"  preset  {ctx.error}", "KznllmHistoryError")
+    else:
+        model = " ".join(p for p in (ctx.provider, ctx.model) if p)
+        line = f"  preset  {ctx.preset_id} · {model}"
+        if ctx.key_present is not None:
+            line += f" · key {ctx.key} " + ("set" if ctx.key_present else "MISSING")
+        n = out.add(line)
+        out.mark(n, 0, 9, "KznllmHistoryLabel")
+        if ctx.key_present is False:
+            start = len(line.encode()) - len("MISSING")
+            out.mark(n, start, len(line.encode()), "KznllmHistoryError")
+    buffer = ctx.buffer_path or "[No Name]"
+    n = out.add(f"  buffer  {buffer}" + (f" ({ctx.filetype})" if ctx.filetype else ""))
+    out.mark(n, 0, 9, "KznllmHistoryLabel")
+    kzn = ctx.kzn
+    if kzn is None:
+        n = out.add("  .kzn    none (no .kzn folder here or above)")
+        out.mark(n, 0, 9, "KznllmHistoryLabel")
+        return
+    if kzn.error:
+        n = out.add(f"  .kzn    {kzn.directory}: {kzn.error}")
+        out.mark(n, 0, 9, "KznllmHistoryLabel")
+        return
+    total = sum(t for _, t in kzn.files)
+    n = out.add(
+        f"  .kzn    {kzn.directory}: {len(kzn.files)} file{'' if len(kzn.files) == 1 else 's'}, "
+        f"~{total:,} of {kzn.budget:,} tokens"
+    )
+    out.mark(n, 0, 9, "KznllmHistoryLabel")
+    for path, tokens in kzn.files:
+        out.add(f"          {path}  ~{tokens:,}")
+    for path, reason in kzn.skipped:
+        out.add(f"          {path}  skipped: {reason}", "KznllmHistoryDim")
+
+
+def render(
+    entries: Sequence[EntrySummary],
+    *,
+    total: int,
+    offset: int,
+    now: float,
+    live: Mapping[int, int],
+    context: ContextInfo | None = None,
+    flt: Filter = Filter(),
+    keys: Mapping[str, str] = DEFAULT_KEYS,
+    show_help: bool = False,
+) -> dict[str, Any]:
+    """The sidebar: with `context` (the first page), the help line, the context and the
+    heading, then the entries; without it (a later page), the entries only. `live`
+    maps the ids of entries that requests of this editor are streaming to their job id."""
+    out = _Out()
+    if context is not None:
+        out.add(help_line(keys), "KznllmHistoryDim")
+        if show_help:
+            for name, text in KEY_HELP.items():
+                out.add(f"  {keys.get(name, DEFAULT_KEYS[name]):<6} {text}", "KznllmHistoryDim")
+            out.add("  :KznHistory clear   delete every entry (asks first)", "KznllmHistoryDim")
+        out.add("")
+        _context_lines(out, context)
+        out.add("")
+        heading = f"History ({total:,} entr{'y' if total == 1 else 'ies'}"
+        heading += f", filter: {flt.describe()})" if flt.active else ")"
+        out.add(heading, "KznllmHistoryTitle")
+        if total == 0:
+            out.add("  nothing yet" if not flt.active else "  nothing matches", "KznllmHistoryDim")
+    for s in entries:
+        job = live.get(s.id) if s.status == "running" else None
+        text, col, status = entry_line(s, now=now, live=job is not None)
+        n = out.add(text, entry=s.id)
+        out.mark(n, 0, TIME_W, "KznllmHistoryDim")
+        out.mark(n, col, col + len(status), STATUS_GROUPS.get(status, ""))
+        if job is not None:
+            out.live.append({"line": n, "col": col, "job": job, "entry": s.id})
+    shown = offset + len(entries)
+    more = shown < total
+    if more:
+        out.add(f"… {total - shown:,} more (move down to load them)", "KznllmHistoryDim")
+    return {
+        "lines": out.lines,
+        "rows": out.rows,
+        "hl": [h for h in out.hl if h[3]],
+        "live": out.live,
+        "live_width": LIVE_WIDTH,
+        "offset": offset,
+        "next_offset": shown,
+        "more": more,
+        "total": total,
+        "first_page": context is not None,
+    }
+
+
+# -- the entry view ---------------------------------------------------------------------
+
+
+def _fence(text: str, filetype: str) -> list[str]:
+    longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=2)
+    ticks = "`" * (longest + 1)
+    return [f"{ticks}{filetype}", *text.split("\n"), ticks]
+
+
+def _pretty_json(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def _meta(e: Entry) -> str:
+    model = " ".join(p for p in (e.provider, e.model) if p)
+    status = status_word(e, live=False) + (f": {e.error}" if e.error else "")
+    parts = [datetime.fromtimestamp(e.started_at).strftime("%Y-%m-%d %H:%M:%S")]
+    parts += [f"{e.preset_id or '-'} ({model})" if model else e.preset_id or "-", e.mode, status]
+    if e.duration_ms is not None:
+        parts.append(_duration(e.duration_ms))
+    if e.first_token_ms is not None:
+        parts.append(f"first token {e.first_token_ms} ms")
+    if e.input_tokens is not None or e.output_tokens is not None:
+        parts.append(f"{_tokens(e)} tokens in/out")
+    return " · ".join(parts)
+
+
+def entry_view(chain: Sequence[Entry]) -> dict[str, Any]:
+    """A conversation (the entry and the turns before it, oldest first) as markdown:
+    the first turn with its selection, the request and reasoning (folded), then each
+    follow-up. `:KznFill` in that buffer continues from the last entry."""
+    lines: list[str] = []
+    folds: list[list[int]] = []
+
+    def section(title: str, body: list[str], folded: bool = False) -> None:
+        lines.extend(["", f"## {title}", ""])
+        start = len(lines) + 1
+        lines.extend(body)
+        if folded and body:
+            folds.append([start - 2, len(lines)])
+
+    for i, e in enumerate(chain):
+        if i == 0:
+            lines.append(f"# kznllm #{e.id}" + (f" · {e.path}" if e.path else ""))
+        else:
+            lines.extend(["", f"# Follow-up #{e.id}"])
+        lines.append(_meta(e))
+        section("Query" if i == 0 else "You", e.query.split("\n"))
+        if e.selection:
+            section("Selection", _fence(e.selection, e.filetype))
+        if i == 0 and e.request:
+            section("Request", _fence(_pretty_json(e.request), "json"), folded=True)
+        elif i > 0 and (prompt := prompt_from_json(e.prompt)) is not None and prompt.system:
+            section("System", prompt.system.split("\n"), folded=True)
+        if e.reasoning:
+            section("Reasoning", e.reasoning.split("\n"), folded=True)
+        answer = e.response.split("\n") if e.response else []
+        if e.status == "running":
+            answer.append("[unfinished: the request never ended]")
+        elif e.status != "ok" and e.error:
+            answer.append(f"[{e.status}: {e.error}]")
+        elif e.status == "cancelled":
+            answer.append("[cancelled]")
+        section(f"Answer ({e.preset_id or '-'})", answer)
+    return {"lines": lines, "folds": folds, "entry": chain[-1].id if chain else 0}
