@@ -1,8 +1,9 @@
 """`kznllm demo`: Neovim with the plugin on a sample file, against the offline demo model.
 
 Interactive by default (needs a terminal). `--check` runs the same setup headless,
-performs a replace and a yap fill through the real plugin, checks the buffer, and exits
-non-zero if anything is off; CI runs it.
+performs a replace and a yap fill, a debug view with a follow-up, and opens the history
+sidebar, through the real plugin; it checks the buffers, and exits non-zero if anything
+is off; CI runs it.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ def total(prices):
 WELCOME = (
     "kznllm demo (offline demo model, not a real LLM): select lines with V and press "
     "<Space>k to rewrite them; <Space>k in normal mode answers at the cursor; <Esc> cancels; "
-    "u undoes a whole answer. :KznPreset picks a real model (set OPENAI_API_KEY or "
-    "ANTHROPIC_API_KEY first). :qa! quits."
+    "u undoes a whole answer; <Space>K shows the request first (ask a follow-up there with "
+    "<Space>k); :KznHistory opens the history. :KznPreset picks a real model (set "
+    "OPENAI_API_KEY or ANTHROPIC_API_KEY first). :qa! quits."
 )
 
 
@@ -125,6 +127,31 @@ def _check(nvim_exe: str, tmp: Path) -> int:
         undone = nvim.api.buf_get_lines(0, 0, -1, True)
         ok = ok and undone == lines
         print(f"undo: one u removed the answer: {undone == lines}")
+        nvim.command("KznDebug explain total")
+        third = wait(3)
+        debug = "\n".join(nvim.api.buf_get_lines(0, 0, -1, True))
+        shown = debug.startswith("# kznllm debug: demo") and "## System" in debug
+        ok = ok and third["status"] == "ok" and shown and "offline demo model" in debug
+        print(f"debug view: {third['status']}: the request shown first: {shown}")
+        deadline = time.monotonic() + 30
+        while not nvim.exec_lua("return vim.b.kznllm_entry") and time.monotonic() < deadline:
+            nvim.api.get_mode()
+        nvim.command("KznFill and in one line?")
+        fourth = wait(4)
+        debug = "\n".join(nvim.api.buf_get_lines(0, 0, -1, True))
+        followed = "## You\n\nand in one line?" in debug
+        ok = ok and fourth["status"] == "ok" and followed
+        print(f"follow-up: {fourth['status']}: below the first answer: {followed}")
+        nvim.command("KznHistory")
+        deadline = time.monotonic() + 30
+        rows: list[int] = []
+        while time.monotonic() < deadline:
+            rows = [r for r in nvim.exec_lua("return require('kznllm.sidebar').state.rows") if r]
+            if len(rows) >= 4:
+                break
+            nvim.api.get_mode()
+        ok = ok and len(rows) == 4
+        print(f"history sidebar: {len(rows)} entries listed")
     finally:
         with contextlib.suppress(Exception):  # pynvim 0.6 raises closing an embedded child
             nvim.close()

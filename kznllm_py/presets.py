@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from kznllm_py.errors import ConfigError
-from kznllm_py.providers import PROVIDERS
+from kznllm_py.providers import PROVIDERS, azure
 
 DEMO_ID = "demo"
 DEFAULT_CONTEXT_WINDOW = 32_768
@@ -138,6 +138,25 @@ def builtin_presets() -> tuple[Preset, ...]:
             context_window=128_000,
         ),
         Preset(
+            id="azure",
+            description=(
+                "Azure OpenAI deployment $AZURE_OPENAI_DEPLOYMENT (default gpt-4o-mini) "
+                "at $AZURE_OPENAI_ENDPOINT"
+            ),
+            provider="azure",
+            # the deployment name: Azure routes by it, the deployment picks the model
+            model=_env_url("AZURE_OPENAI_DEPLOYMENT", "gpt-4o-mini"),
+            base_url=_env_url(azure.ENDPOINT_VAR, azure.PLACEHOLDER_ENDPOINT),
+            api_key="AZURE_OPENAI_API_KEY",
+            params={
+                "api_version": azure.DEFAULT_API_VERSION,
+                "temperature": 0.7,
+                "stream_options": {"include_usage": True},
+            },
+            templates="openai",
+            context_window=128_000,
+        ),
+        Preset(
             id="vllm-qwen-coder",
             description="Qwen2.5-Coder on a local vLLM ($VLLM_BASE_URL)",
             provider="openai",
@@ -255,6 +274,13 @@ def validate(p: Preset) -> None:
         raise ConfigError(f"{where}: prefill must be a string")
     if p.fim is not False and not (p.fim is True and p.provider == "completions"):
         raise ConfigError(f"{where}: fim = true needs provider 'completions' (a raw prompt)")
+    if p.provider == "azure" and "api_version" in p.params:
+        version = p.params["api_version"]
+        if not isinstance(version, str) or not version.strip():
+            raise ConfigError(
+                f"{where}: params.api_version must be a non-empty string "
+                f"(e.g. {azure.DEFAULT_API_VERSION!r})"
+            )
 
 
 def merge_presets(user: Iterable[Mapping[str, Any]] | None) -> dict[str, Preset]:
@@ -285,8 +311,8 @@ def default_preset(presets: Mapping[str, Preset], env: Mapping[str, str] | None 
     for builtin in builtin_presets():
         # the user's version of it: an override may name another key variable
         p = presets.get(builtin.id, builtin)
-        if p.demo:
-            continue
+        if p.demo or p.base_url == azure.PLACEHOLDER_ENDPOINT:
+            continue  # (Azure without an endpoint cannot be used, key or not)
         if isinstance(p.api_key, str) and env.get(p.api_key, "").strip():
             return p
     return presets[DEMO_ID]
