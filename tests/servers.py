@@ -134,7 +134,11 @@ class _Conn:
             return
         self.eof = True
         self.changed.set()
-        if not self.closing:
+        self._went_away()
+
+    def _went_away(self) -> None:
+        """The client closed or reset the connection (seen by a read or a write)."""
+        if not self.closing and not self.gone.is_set():
             self.gone.set()
             self.server._client_went_away(mid_response=self.in_response)
 
@@ -190,10 +194,12 @@ class _Conn:
     async def write(self, data: bytes) -> None:
         if self.eof:
             raise _ClientGone
-        self.writer.write(data)
         try:
+            self.writer.write(data)
             await self.writer.drain()
         except (ConnectionError, OSError):
+            # the client went away while we wrote: as seen by the pump, had it read first
+            self._went_away()
             raise _ClientGone from None
 
     async def wait_resume_or_gone(self) -> None:

@@ -28,11 +28,7 @@ from kznllm_py.providers import openai
 FAST = Timeouts(connect=5.0, stall=5.0)
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.delenv("all_proxy", raising=False)
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 @pytest.fixture
@@ -42,12 +38,6 @@ async def demo() -> AsyncIterator[DemoServer]:
         yield server
     finally:
         await server.close()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with new_client() as c:
-        yield c
 
 
 def chat_body(ctx: FillContext) -> dict[str, Any]:

@@ -372,11 +372,15 @@ def test_a_follow_up_waits_for_the_answer_and_needs_history(nvim: Child, server:
     assert any("still streaming" in m for m in nvim.messages())
     server.resume()
     nvim.wait_done()
+    # with history off, a debug view never learns an entry: nothing to follow up
     nvim.lua("require('kznllm').setup({ history = false })")
-    nvim.lua("vim.b.kznllm_entry = nil")
+    server.queue(Reply(chunks=openai_events(["unrecorded"])))
+    nvim.nvim.command("KznDebug second")
+    second = nvim.wait_done(2)[1]
+    assert nvim.nvim.current.buffer.number == second["bufnr"]
     nvim.nvim.command("KznFill no history")
     assert any("follow-ups need setup({ history = true })" in m for m in nvim.messages())
-    assert len(server.requests) == 1
+    assert len(server.requests) == 2
 
 
 def test_history_persists_across_restarts_and_is_navigated_with_real_keys(

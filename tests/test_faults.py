@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from kznllm_py import payload, secrets
-from kznllm_py.client import Timeouts, new_client
+from kznllm_py.client import Timeouts
 from kznllm_py.errors import ConfigError
 from kznllm_py.generation import DEFAULT_MAX_RESPONSE_BYTES, Generation, Outcome, RetryPolicy
 from kznllm_py.history import Entry, HistoryStore
@@ -51,17 +51,7 @@ CTX = FillContext(mode="yap", query="q")
 MB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.delenv("all_proxy", raising=False)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with new_client() as c:
-        yield c
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 def make_preset(provider: str, base_url: str, **extra: Any) -> Preset:

@@ -24,13 +24,12 @@ import gzip
 import json
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from kznllm_py.client import Timeouts, new_client
+from kznllm_py.client import Timeouts
 from kznllm_py.generation import Generation, Outcome, RetryPolicy
 from kznllm_py.presets import Preset, preset_from_dict
 from kznllm_py.prompts import FillContext
@@ -45,23 +44,7 @@ WHOLE = "".join(TEXTS)
 BOM = b"\xef\xbb\xbf"
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.delenv("all_proxy", raising=False)
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with new_client() as c:
-        yield c
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 def preset_for(provider: str, server: LoopbackServer) -> Preset:

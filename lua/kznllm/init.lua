@@ -181,15 +181,8 @@ end
 --- Start a generation. spec = { query, replace = bool, range = {..}, block = {..}, buf }
 --- The debug view's scratch buffer, in a split on the right.
 local function debug_buffer()
-  local buf = api.nvim_create_buf(false, true)
-  vim.bo[buf].bufhidden = 'hide'
-  vim.bo[buf].filetype = 'markdown'
-  vim.b[buf].kznllm_conversation = true -- :KznFill there follows up (see job.entry)
-  vim.cmd('botright vsplit')
-  api.nvim_win_set_buf(0, buf)
-  vim.wo.wrap = true
-  vim.wo.linebreak = true
-  return buf
+  local name = ('kznllm://debug/%d'):format(vim.uv.hrtime() % 1e9)
+  return sidebar.scratch(name, 'botright vsplit')
 end
 
 function M.start(spec)
@@ -208,7 +201,6 @@ function M.start(spec)
   if spec.debug then
     -- the request, then the answer, go to a scratch buffer; the source is untouched
     target, target_range = debug_buffer(), { 0, 0, 0, 0 }
-    api.nvim_buf_set_name(target, ('kznllm://debug/%d'):format(vim.uv.hrtime() % 1e9))
   end
   local j = job.new(target, target_range, {
     replace = spec.replace and not spec.debug,

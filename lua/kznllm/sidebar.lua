@@ -270,18 +270,16 @@ function M.cleared(n)
   M.changed()
 end
 
---- A scratch buffer for a conversation, in a split of the working window.
-function M.scratch(name)
-  local w = work_win()
-  if w then
-    api.nvim_set_current_win(w)
-  end
+--- A markdown scratch buffer for a conversation (the debug view, an opened entry, a
+--- re-run): :KznFill there follows up (see job.entry). `split` opens it from the
+--- current window (default 'belowright split'); with no room (E36), in that window.
+function M.scratch(name, split)
   local buf = api.nvim_create_buf(false, true)
   vim.bo[buf].bufhidden = 'hide'
   vim.bo[buf].filetype = 'markdown'
   pcall(api.nvim_buf_set_name, buf, name)
   vim.b[buf].kznllm_conversation = true
-  pcall(vim.cmd, 'belowright split') -- no room for a split (E36): the window itself
+  pcall(vim.cmd, split or 'belowright split')
   api.nvim_win_set_buf(0, buf)
   vim.wo.wrap = true
   vim.wo.linebreak = true
@@ -289,8 +287,16 @@ function M.scratch(name)
 end
 
 --- From the host: an entry, for `action` open, yank or put.
+local function to_work_win()
+  local w = work_win()
+  if w then
+    api.nvim_set_current_win(w)
+  end
+end
+
 function M.entry(data)
   if data.action == 'open' then
+    to_work_win()
     local buf = M.scratch(('kznllm://history/%d-%d'):format(data.entry, vim.uv.hrtime() % 1e6))
     api.nvim_buf_set_lines(buf, 0, -1, false, data.lines)
     vim.b[buf].kznllm_entry = data.entry
@@ -365,6 +371,7 @@ local actions = {
   rerun = function()
     local id = need_entry()
     if id then
+      to_work_win()
       require('kznllm').rerun(id)
     end
   end,
