@@ -568,6 +568,11 @@ def test_debug_view_shows_reasoning_under_its_own_heading(nvim: Child, server):
     assert text.endswith(
         "## Answer\n\n### Reasoning\n\nlet me thinkalso inline\n\n### Answer\n\nx = 2"
     )
+    lines = text.split("\n")
+    row = lines.index("### Reasoning") + 1
+    assert nvim.lua(f"return vim.fn.foldclosed({row})") == row  # folded once done
+    assert nvim.lua(f"return vim.fn.foldclosedend({row})") == row + 3  # to the blank line
+    assert nvim.lua(f"return vim.fn.foldclosed({lines.index('### Answer') + 1})") == -1
 
 
 def test_a_rate_limited_request_is_retried_and_then_streams(nvim: Child, server):

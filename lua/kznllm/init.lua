@@ -185,6 +185,35 @@ local function debug_buffer()
   return sidebar.scratch(name, 'botright vsplit')
 end
 
+--- Fold the debug view's reasoning (between its "### Reasoning" and "### Answer"
+--- headings) once the answer is in: `za` opens it.
+local function fold_reasoning(buf)
+  if not api.nvim_buf_is_valid(buf) then
+    return
+  end
+  local lines = api.nvim_buf_get_lines(buf, 0, -1, false)
+  local from, to
+  for i, line in ipairs(lines) do
+    if not from and line == '### Reasoning' then
+      from = i
+    elseif from and line == '### Answer' then
+      to = i - 1
+      break
+    end
+  end
+  if not from then
+    return
+  end
+  to = to or #lines
+  for _, win in ipairs(vim.fn.win_findbuf(buf)) do
+    api.nvim_win_call(win, function()
+      vim.wo.foldmethod = 'manual'
+      vim.wo.foldenable = true
+      pcall(vim.cmd, ('%d,%dfold'):format(from, math.max(from, to)))
+    end)
+  end
+end
+
 function M.start(spec)
   local buf = spec.buf or api.nvim_get_current_buf()
   local cursor = api.nvim_win_get_cursor(0)
@@ -206,6 +235,9 @@ function M.start(spec)
     replace = spec.replace and not spec.debug,
     block = not spec.debug and spec.block or nil,
     label = 'kznllm' .. (preset and (' ' .. preset) or ''),
+    on_done = spec.debug and function()
+      fold_reasoning(target)
+    end or nil,
   })
   local ok, err = pcall(host.notify, 'fill', {
     id = j.id,

@@ -253,6 +253,7 @@ function M.new(buf, range, opts)
     started = vim.uv.hrtime(),
     written = false,
     chars = 0,
+    on_done = opts.on_done, -- called with the status once the job ends
   }
   job.preset, job.model = preset_and_model(opts)
   job.head = api.nvim_buf_set_extmark(buf, ns, range[1], range[2], { right_gravity = false })
@@ -456,6 +457,9 @@ function M.finish(id, status, err, info)
   end
   if info and info.usage then
     data.usage = info.usage
+  end
+  if job.on_done then
+    pcall(job.on_done, status)
   end
   pcall(api.nvim_exec_autocmds, 'User', { pattern = 'KznllmDone', data = data })
 end
