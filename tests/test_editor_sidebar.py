@@ -417,3 +417,17 @@ def test_history_persists_across_restarts_and_is_navigated_with_real_keys(
         again.wait_for(lambda: again.lua("return vim.fn.getreg('\"')") == "second answer")
     finally:
         again.close()
+
+
+def test_the_sidebar_follows_the_preset_and_says_when_history_is_off(nvim: Child):
+    lines = open_sidebar(nvim)
+    assert any(line.startswith("  preset  demo ") for line in lines)
+    nvim.nvim.command("KznPreset claude-haiku")
+    wait_sidebar(
+        nvim, lambda ls: any(x.startswith("  preset  claude-haiku ") for x in ls), "the preset"
+    )
+    nvim.nvim.command("KznHistory")  # close
+    nvim.lua("require('kznllm').setup({ history = { enabled = false } })")
+    nvim.nvim.command("KznHistory")
+    assert nvim.lua("return require('kznllm.sidebar').win()") is None
+    assert any("history is off" in m for m in nvim.messages())

@@ -387,6 +387,13 @@ function M.history(arg)
   elseif arg and arg ~= '' then
     return vim.notify(('kznllm: unknown :KznHistory argument %q'):format(arg), vim.log.levels.ERROR)
   end
+  local h = M.config.history
+  if h == false or (type(h) == 'table' and h.enabled == false) then
+    return vim.notify(
+      'kznllm: history is off (setup({ history = true }) turns it on)',
+      vim.log.levels.ERROR
+    )
+  end
   sidebar.toggle()
 end
 
@@ -420,6 +427,7 @@ function M.select_preset(id)
   local function choose(p)
     M.state.preset = p.id
     save_preset(p.id)
+    sidebar.changed() -- its context shows the preset
     vim.notify(('kznllm: preset %s (%s)'):format(p.id, p.description or ''), vim.log.levels.INFO)
   end
   if id and id ~= '' then
