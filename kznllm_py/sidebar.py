@@ -44,7 +44,9 @@ KEY_HELP = {
 
 # the columns of an entry line; a running request's live status is drawn over
 # STATUS..DURATION by the Lua side
-TIME_W, PRESET_W, MODE_W, STATUS_W, TOKENS_W, DURATION_W = 11, 14, 7, 10, 9, 6
+# (compact, so that the query's first line shows in a sidebar of 80 columns: 53 before it;
+# tokens are the answer's, the entry view has both counts)
+TIME_W, PRESET_W, MODE_W, STATUS_W, TOKENS_W, DURATION_W = 5, 13, 7, 10, 6, 5
 LIVE_WIDTH = STATUS_W + 1 + TOKENS_W + 1 + DURATION_W
 
 STATUS_GROUPS = {
@@ -143,10 +145,11 @@ def _fit(text: str, width: int) -> str:
 
 
 def _when(epoch: float, now: float) -> str:
+    """HH:MM today, MM-DD before (the entry view has the whole time)."""
     t = datetime.fromtimestamp(epoch)
     if t.date() == datetime.fromtimestamp(now).date():
-        return t.strftime("%H:%M:%S")
-    return t.strftime("%m-%d %H:%M")
+        return t.strftime("%H:%M")
+    return t.strftime("%m-%d")
 
 
 def _count(n: int | None) -> str:
@@ -156,15 +159,22 @@ def _count(n: int | None) -> str:
 
 
 def _tokens(s: EntrySummary) -> str:
+    """Tokens in/out, as the entry view shows them."""
     if s.input_tokens is None and s.output_tokens is None:
         return "-"
     return f"{_count(s.input_tokens)}/{_count(s.output_tokens)}"
 
 
+def _answer_tokens(s: EntrySummary) -> str:
+    return "-" if s.output_tokens is None else _count(s.output_tokens)
+
+
 def _duration(ms: int | None) -> str:
     if ms is None:
         return "-"
-    return f"{ms / 1000:.1f}s" if ms < 100_000 else f"{ms // 60_000}m"
+    if ms < 10_000:
+        return f"{ms / 1000:.1f}s"
+    return f"{ms // 1000}s" if ms < 600_000 else f"{ms // 60_000}m"
 
 
 def status_word(s: EntrySummary, live: bool) -> str:
@@ -183,7 +193,8 @@ def entry_line(s: EntrySummary, *, now: float, live: bool = False) -> tuple[str,
         f"{s.mode:<{MODE_W}} "
     )
     tail = (
-        f"{status:<{STATUS_W}} {_tokens(s):>{TOKENS_W}} {_duration(s.duration_ms):>{DURATION_W}}"
+        f"{status:<{STATUS_W}} {_answer_tokens(s):>{TOKENS_W}} "
+        f"{_duration(s.duration_ms):>{DURATION_W}}"
         f"  {_fit(s.title, 200)}"
     )
     return head + tail, len(head.encode()), status

@@ -76,6 +76,7 @@ def test_sidebar_toggles_on_the_right_with_context_and_entries_newest_first(nvim
     record(store, "crashed midway", status="running", preset_id="demo", started_at=now - 10)
     nvim.lua("vim.bo.filetype = 'python'")
     nvim.nvim.command("file main.py")
+    nvim.nvim.options["columns"] = 200  # room for the default width
     lines = open_sidebar(nvim)
     info = nvim.lua(
         "local w = require('kznllm.sidebar').win() local b = vim.api.nvim_win_get_buf(w)"
@@ -85,7 +86,7 @@ def test_sidebar_toggles_on_the_right_with_context_and_entries_newest_first(nvim
     )
     assert info["wins"] == 2 and info["col"] > 1  # a split on the right
     assert (info["width"], info["ft"], info["bt"], info["ma"]) == (
-        64,
+        80,
         "kznllm-history",
         "nofile",
         False,

@@ -10,7 +10,7 @@ local live_ns = api.nvim_create_namespace('kznllm_history_live')
 local spinner = { '⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏' }
 
 M.config = {
-  width = 64,
+  width = 80,
   side = 'right', -- or 'left'
   keys = {
     open = '<CR>',
