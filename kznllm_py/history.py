@@ -451,27 +451,21 @@ class HistoryStore:
 
     def set_request(self, entry_id: int, request: str) -> bool:
         """The rendered request, once it is built (after the entry was started)."""
-
-        def update(db: sqlite3.Connection) -> bool:
-            cur = db.execute(
-                "UPDATE entries SET request = ? WHERE id = ?",
-                (secrets.redact(request).replace("\0", "\ufffd"), entry_id),
-            )
-            return cur.rowcount > 0
-
-        return self._run("save the request", update, write=True)
+        return self._set_text(entry_id, "request", request, "save the request")
 
     def set_prompt(self, entry_id: int, prompt: str) -> bool:
         """The provider-neutral prompt (JSON, see `Entry.prompt`) the request was built from."""
+        return self._set_text(entry_id, "prompt", prompt, "save the prompt")
+
+    def _set_text(self, entry_id: int, column: str, text: str, what: str) -> bool:
+        assert column in ("request", "prompt")  # a column name, never user data
+        value = secrets.redact(text).replace("\0", "\ufffd")
 
         def update(db: sqlite3.Connection) -> bool:
-            cur = db.execute(
-                "UPDATE entries SET prompt = ? WHERE id = ?",
-                (secrets.redact(prompt).replace("\0", "\ufffd"), entry_id),
-            )
+            cur = db.execute(f"UPDATE entries SET {column} = ? WHERE id = ?", (value, entry_id))
             return cur.rowcount > 0
 
-        return self._run("save the prompt", update, write=True)
+        return self._run(what, update, write=True)
 
     def chain(self, entry_id: int, limit: int = 100) -> list[Entry]:
         """The entry and the ones it follows up (via parent_id), oldest first."""

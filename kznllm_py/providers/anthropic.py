@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kznllm_py.errors import ProviderError, StreamError
+from kznllm_py.errors import ProviderError
 from kznllm_py.providers.base import (
     Delta,
     DoneDelta,
@@ -19,6 +19,7 @@ from kznllm_py.providers.base import (
     UsageDelta,
     as_count,
     as_text,
+    stream_end,
 )
 from kznllm_py.sse import Event
 
@@ -116,9 +117,7 @@ class Parser(JsonEventParser):
         return []  # ping, content_block_start/stop, unknown future events
 
     def finish(self) -> list[Delta]:
-        if self.done:
-            return []
-        raise StreamError(f"{NAME}: the stream ended before the answer was complete")
+        return stream_end(NAME, self.done)
 
 
 PROVIDER = ProviderSpec(

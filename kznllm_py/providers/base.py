@@ -98,6 +98,18 @@ def as_count(value: Any) -> int | None:
     raise TypeError
 
 
+def stream_end(name: str, done: bool, finish_reason: str | None = None) -> list[Delta]:
+    """What a parser's finish() returns at the end of the body: nothing after the
+    provider's final event; the DoneDelta when the stream closed after a finish reason
+    but without that final event (some compatible servers do); else the stream was cut
+    short, a StreamError."""
+    if done:
+        return []
+    if finish_reason:
+        return [DoneDelta(finish_reason)]
+    raise StreamError(f"{name}: the stream ended before the answer was complete")
+
+
 class StreamParser(Protocol):
     def feed(self, event: Event) -> list[Delta]:
         """Deltas for one SSE event; raises ProviderError / StreamError."""

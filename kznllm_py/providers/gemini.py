@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kznllm_py.errors import ProviderError, StreamError
+from kznllm_py.errors import ProviderError
 from kznllm_py.providers.base import (
     Delta,
-    DoneDelta,
     HttpRequest,
     JsonEventParser,
     Prompt,
@@ -22,6 +21,7 @@ from kznllm_py.providers.base import (
     TextDelta,
     UsageDelta,
     as_count,
+    stream_end,
 )
 from kznllm_py.sse import Event
 
@@ -191,12 +191,9 @@ class Parser(JsonEventParser):
         return out
 
     def finish(self) -> list[Delta]:
-        if self.done:
-            return []
-        if self.finish_reason:
-            self.done = True
-            return [DoneDelta(self.finish_reason)]
-        raise StreamError(f"{NAME}: the stream ended before the answer was complete")
+        out = stream_end(NAME, self.done, self.finish_reason)
+        self.done = True
+        return out
 
 
 PROVIDER = ProviderSpec(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kznllm_py.errors import ProviderError, StreamError
+from kznllm_py.errors import ProviderError
 from kznllm_py.providers.base import (
     Delta,
     DoneDelta,
@@ -24,6 +24,7 @@ from kznllm_py.providers.base import (
     UsageDelta,
     as_count,
     as_text,
+    stream_end,
 )
 from kznllm_py.sse import Event
 
@@ -125,9 +126,7 @@ class Parser(JsonEventParser):
         return out
 
     def finish(self) -> list[Delta]:
-        if self.done:
-            return []
-        raise StreamError(f"{NAME}: the stream ended before the answer was complete")
+        return stream_end(NAME, self.done)
 
 
 PROVIDER = ProviderSpec(

@@ -18,6 +18,7 @@ from kznllm_py.providers.base import (
     UsageDelta,
     as_count,
     as_text,
+    stream_end,
 )
 from kznllm_py.providers.jsonfast import loads_event
 from kznllm_py.sse import Event
@@ -133,13 +134,9 @@ class Parser:
         return out
 
     def finish(self) -> list[Delta]:
-        if self.done:
-            return []
-        if self.finish_reason:
-            # some compatible servers close after the finish_reason without [DONE]
-            self.done = True
-            return [DoneDelta(self.finish_reason)]
-        raise StreamError(f"{self.name}: the stream ended before the answer was complete")
+        out = stream_end(self.name, self.done, self.finish_reason)
+        self.done = True
+        return out
 
 
 PROVIDER = ProviderSpec(

@@ -108,8 +108,7 @@ function M.ensure()
   end
   M.chan = chan
   -- build the HTTP client and compile the templates while the user types the query
-  local log = (require('kznllm').config.log or {}).level or 'info'
-  vim.rpcnotify(chan, method, { 'warmup', { log_dir = vim.fn.stdpath('log'), log_level = log } })
+  vim.rpcnotify(chan, method, { 'warmup', require('kznllm').host_payload() })
   return chan
 end
 

@@ -214,6 +214,19 @@ local function fold_reasoning(buf)
   end
 end
 
+--- What every call to the host carries: where history and the log live, their
+--- options, and the presets with the one in use.
+function M.host_payload()
+  return {
+    data_dir = vim.fn.stdpath('data'),
+    history = M.config.history,
+    presets = M.config.presets,
+    preset = M.current_preset() or vim.NIL,
+    log_dir = vim.fn.stdpath('log'),
+    log_level = (M.config.log or {}).level or 'info',
+  }
+end
+
 function M.start(spec)
   local buf = spec.buf or api.nvim_get_current_buf()
   local cursor = api.nvim_win_get_cursor(0)
@@ -239,33 +252,31 @@ function M.start(spec)
       fold_reasoning(target)
     end or nil,
   })
-  local ok, err = pcall(host.notify, 'fill', {
-    id = j.id,
-    bufnr = target,
-    debug = spec.debug or false,
-    mode = spec.replace and 'replace' or 'yap',
-    linewise = (spec.linewise and not spec.debug) or false,
-    query = spec.query,
-    selection = selection,
-    filetype = vim.bo[buf].filetype,
-    path = api.nvim_buf_get_name(buf),
-    before = before,
-    after = after,
-    cursor = cursor,
-    cwd = vim.fn.getcwd(),
-    config_dir = vim.fn.stdpath('config'),
-    data_dir = vim.fn.stdpath('data'),
-    history = M.config.history,
-    retries = M.config.retries,
-    max_response_bytes = M.config.max_response_bytes,
-    preset = preset or vim.NIL,
-    presets = M.config.presets,
-    timeouts = M.config.timeouts,
-    followup = spec.followup,
-    rerun = spec.rerun,
-    log_dir = vim.fn.stdpath('log'),
-    log_level = (M.config.log or {}).level or 'info',
-  })
+  local ok, err = pcall(
+    host.notify,
+    'fill',
+    vim.tbl_extend('error', M.host_payload(), {
+      id = j.id,
+      bufnr = target,
+      debug = spec.debug or false,
+      mode = spec.replace and 'replace' or 'yap',
+      linewise = (spec.linewise and not spec.debug) or false,
+      query = spec.query,
+      selection = selection,
+      filetype = vim.bo[buf].filetype,
+      path = api.nvim_buf_get_name(buf),
+      before = before,
+      after = after,
+      cursor = cursor,
+      cwd = vim.fn.getcwd(),
+      config_dir = vim.fn.stdpath('config'),
+      retries = M.config.retries,
+      max_response_bytes = M.config.max_response_bytes,
+      timeouts = M.config.timeouts,
+      followup = spec.followup,
+      rerun = spec.rerun,
+    })
+  )
   if not ok then
     job.finish(j.id, 'error', tostring(err))
   end

@@ -93,15 +93,7 @@ local function work_win()
 end
 
 local function base_payload()
-  local k = require('kznllm')
-  return {
-    data_dir = vim.fn.stdpath('data'),
-    history = k.config.history,
-    presets = k.config.presets,
-    preset = k.current_preset() or vim.NIL,
-    log_dir = vim.fn.stdpath('log'),
-    log_level = (k.config.log or {}).level or 'info',
-  }
+  return require('kznllm').host_payload()
 end
 
 --- Ask the host for the view from `offset` (0: the whole sidebar, else one more page).
