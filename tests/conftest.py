@@ -10,6 +10,21 @@ from kznllm_py.client import new_client
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer
 
+# modules whose tests take seconds each: a fresh virtualenv, long property runs
+SLOW_MODULES = frozenset({"test_install_path", "test_fuzz"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by what a test uses, so none can be forgotten: `nvim` for a test that
+    starts a child Neovim (the fixture, or a module that builds `Child`s itself), `slow`
+    for the modules above. `pytest -m "not slow"` is the quick run; CI runs all."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if "nvim" in getattr(item, "fixturenames", ()) or getattr(module, "Child", None):
+            item.add_marker(pytest.mark.nvim)
+        if module is not None and module.__name__.rpartition(".")[2] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def nvim(tmp_path: Path) -> Iterator[Child]:
