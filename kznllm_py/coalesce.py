@@ -1,10 +1,39 @@
 """Coalescing text into few editor writes: the first batch goes out at once (first token
-latency), later ones at most every `interval` seconds. Pure asyncio, no Neovim."""
+latency), later ones at most every `interval` seconds, an interval that `Pace` sets from
+what a write costs the editor. Pure asyncio, no Neovim."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Pace:
+    """How often to write, from what each write cost the editor: Neovim's own CPU time
+    between two writes (the write, its `on_bytes` listeners, LSP change tracking, the
+    redraw and treesitter's reparse it caused), as the editor reports it. The interval
+    keeps a stream's share of the editor's time near `share`, within [floor, ceiling]:
+    a plain buffer gets a write a frame, a heavy one as few as keep the text moving."""
+
+    share: float = 0.25  # of the editor's time one stream may take
+    floor: float = 0.008  # s: never more often than this (a frame at 120 Hz)
+    ceiling: float = 1 / 16  # s: never less often (text visibly moving, 16 updates/s)
+    cost: float = 0.0  # s of editor CPU per write, smoothed
+
+    def observe(self, cpu_s: float) -> float:
+        """One write's cost; returns the interval to use from now on. A rising cost is
+        followed at once (the editor is struggling), a falling one slowly (one cheap
+        write among costly ones is no trend)."""
+        if cpu_s >= 0:
+            weight = 0.5 if cpu_s > self.cost else 0.15
+            self.cost += weight * (cpu_s - self.cost)
+        return self.interval
+
+    @property
+    def interval(self) -> float:
+        return min(self.ceiling, max(self.floor, self.cost / self.share))
 
 
 class Coalescer:
@@ -39,6 +68,18 @@ class Coalescer:
             self._flush()
         elif self._handle is None:
             self._handle = self._loop.call_at(self._last + self._interval, self._flush)
+
+    @property
+    def interval(self) -> float:
+        return self._interval
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        """A new pace: a write already scheduled moves to the new time."""
+        self._interval = seconds
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = self._loop.call_at(self._last + seconds, self._flush)
 
     def _flush(self) -> None:
         self._handle = None
