@@ -25,6 +25,8 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from kznllm_py import context, demo_server, payload, secrets
 from kznllm_py.client import Timeouts, new_client
@@ -81,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="list the presets, or check user presets")
     presets.add_argument(
         "--check", metavar="FILE", help="validate a JSON list of user presets ('-': stdin)"
+    )
+    presets.add_argument(
+        "--user", metavar="FILE", help="list with these user presets (JSON list; '-': stdin)"
     )
     presets.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -211,32 +216,52 @@ async def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server(base_url: str) -> dict[str, Any] | None:
+    """Where a preset's server is: scheme, host and port (never a userinfo password)."""
+    parts = urlsplit(base_url or "")
+    if not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return {"scheme": parts.scheme, "host": parts.hostname, "port": port}
+
+
+def _read_user_presets(source: str) -> list[Any]:
+    """A JSON list of user presets from a file or stdin ('-'); KznError when unreadable."""
+    try:
+        raw = sys.stdin.read() if source == "-" else Path(source).read_text()
+        user = json.loads(raw or "[]")
+    except (OSError, ValueError) as exc:
+        raise KznError(f"cannot read presets: {exc}") from exc
+    if user is None:
+        return []
+    if isinstance(user, dict):  # an empty Lua table encodes as {}
+        user = list(user.values())
+    if not isinstance(user, list):
+        raise KznError(f"cannot read presets: want a JSON list, not {type(user).__name__}")
+    return user
+
+
 def _presets(args: argparse.Namespace) -> int:
-    user: list[dict] = []
+    try:
+        user = _read_user_presets(args.check or args.user) if args.check or args.user else []
+    except KznError as exc:
+        print(f"kznllm: {exc}", file=sys.stderr)
+        return 2
     if args.check:
-        try:
-            raw = sys.stdin.read() if args.check == "-" else Path(args.check).read_text()
-            user = json.loads(raw or "[]")
-        except (OSError, ValueError) as exc:
-            print(f"kznllm: cannot read presets: {exc}", file=sys.stderr)
-            return 2
-        if user is None:
-            user = []
-        if isinstance(user, dict):  # an empty Lua table encodes as {}
-            user = list(user.values())
-        if not isinstance(user, list):
-            print(
-                f"kznllm: cannot read presets: want a JSON list, not {type(user).__name__}",
-                file=sys.stderr,
-            )
-            return 2
         problems = check_presets(user)
         if args.json:
             print(json.dumps({"problems": problems}))
         for problem in [] if args.json else problems:
             print(f"kznllm: {problem}", file=sys.stderr)
         return 1 if problems else 0
-    presets = merge_presets(None)
+    try:
+        presets = merge_presets(user or None)
+    except KznError as exc:
+        print(f"kznllm: {exc}", file=sys.stderr)
+        return 1
     default = pick(presets, None)
     rows = [
         {
@@ -244,6 +269,7 @@ def _presets(args: argparse.Namespace) -> int:
             "description": p.description,
             "provider": p.provider,
             "model": p.model,
+            "server": _server(p.base_url),
             "key": secrets.describe(p.api_key),
             "key_present": secrets.present(p.api_key),
             "default": p.id == default.id,

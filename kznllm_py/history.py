@@ -43,7 +43,7 @@ from kznllm_py import secrets
 from kznllm_py.errors import HistoryError
 from kznllm_py.stdpath import nvim_stdpath
 
-MODES = ("replace", "yap", "debug", "chat")
+MODES = ("replace", "yap", "debug", "chat", "rerun")
 STATUSES = ("ok", "error", "cancelled", "running")
 FINAL_STATUSES = ("ok", "error", "cancelled")
 
@@ -486,6 +486,47 @@ class HistoryStore:
             return db.execute("DELETE FROM entries WHERE id = ?", (entry_id,)).rowcount > 0
 
         return self._run("delete the entry", remove, write=True)
+
+    def take(self, entry_id: int) -> dict[str, Any] | None:
+        """Delete the entry and return what `restore` needs to put it back as it was:
+        the whole row, and the follow-ups that pointed at it (they keep their own
+        rows; deleting only unlinks them)."""
+
+        def remove(db: sqlite3.Connection) -> dict[str, Any] | None:
+            cur = db.execute("SELECT * FROM entries WHERE id = ?", (entry_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            names = [d[0] for d in cur.description]
+            children = [
+                r[0] for r in db.execute("SELECT id FROM entries WHERE parent_id = ?", (entry_id,))
+            ]
+            db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+            return {"row": dict(zip(names, row, strict=True)), "children": children}
+
+        return self._run("delete the entry", remove, write=True)
+
+    def restore(self, taken: Mapping[str, Any]) -> bool:
+        """Put back an entry that `take` removed, with its id and its follow-ups' links;
+        False if its id was taken again meanwhile."""
+        row = dict(taken["row"])
+        if row.get("parent_id") is not None:
+            # the entry it followed may be gone since: keep the row, drop the link
+            row["parent_id"] = row["parent_id"] if self.get(int(row["parent_id"])) else None
+
+        def put(db: sqlite3.Connection) -> bool:
+            cols = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            try:
+                db.execute(f"INSERT INTO entries ({cols}) VALUES ({marks})", tuple(row.values()))
+            except sqlite3.IntegrityError:
+                return False
+            for child in taken.get("children") or ():
+                sql = "UPDATE entries SET parent_id = ? WHERE id = ? AND parent_id IS NULL"
+                db.execute(sql, (row["id"], child))
+            return True
+
+        return self._run("restore the entry", put, write=True)
 
     def clear(self) -> int:
         """Delete every entry (zeroed on disk: secure_delete, WAL truncated); how many."""

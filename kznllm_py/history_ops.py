@@ -96,9 +96,12 @@ class HistoryOps:
     """One per host, around the host's recorder. `live` maps the ids of entries being
     streamed by this host to their job ids (the plugin keeps it)."""
 
+    UNDO_DEPTH = 50  # deleted entries `u` in the sidebar can bring back, newest first
+
     def __init__(self, recorder: HistoryRecorder, live: Mapping[int, int]) -> None:
         self.recorder = recorder
         self.live = live
+        self._deleted: list[dict[str, Any]] = []
 
     async def view(self, p: Mapping[str, Any]) -> dict[str, Any]:
         """A page of the sidebar; the first page (offset 0) with the context section."""
@@ -125,6 +128,7 @@ class HistoryOps:
             flt=flt,
             keys=keys,
             show_help=bool(p.get("help")),
+            width=_width(p.get("width")),
         )
         out["seq"] = p.get("seq")
         return out
@@ -150,13 +154,31 @@ class HistoryOps:
         }
 
     async def delete(self, entry_id: int) -> bool:
-        return await self.recorder.read(lambda s: s.delete(entry_id))
+        """Delete the entry; `undelete` brings it back (this host keeps the last few)."""
+        taken = await self.recorder.read(lambda s: s.take(entry_id))
+        if taken is None:
+            return False
+        self._deleted = [*self._deleted[-(self.UNDO_DEPTH - 1) :], taken]
+        return True
+
+    async def undelete(self) -> int:
+        """Put back the entry deleted last; its id, or 0 when there is none to restore."""
+        while self._deleted:
+            taken = self._deleted.pop()
+            if await self.recorder.read(lambda s, t=taken: s.restore(t)):
+                return int(taken["row"]["id"])
+        return 0
 
     async def clear(self) -> int:
+        self._deleted.clear()  # what was cleared stays gone: nothing to bring back
         return await self.recorder.read(lambda s: s.clear())
 
     async def get(self, entry_id: int) -> history.Entry | None:
         return await self.recorder.read(lambda s: s.get(entry_id))
+
+
+def _width(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 80
 
 
 def _keys(value: Any) -> dict[str, str]:

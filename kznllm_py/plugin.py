@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pynvim
 
-from kznllm_py import conversation, history, logfile, payload, prompts
+from kznllm_py import conversation, history, logfile, payload, prompts, secrets
 from kznllm_py.client import new_client
 from kznllm_py.coalesce import Coalescer
 from kznllm_py.editor import BufferSink
@@ -94,7 +94,14 @@ class KznllmPlugin:
             return {
                 "current": current.id,
                 "presets": [
-                    {"id": p.id, "description": p.description, "model": p.model}
+                    {
+                        "id": p.id,
+                        "description": p.description,
+                        "model": p.model,
+                        "key": secrets.describe(p.api_key),
+                        # None: needs none; a cmd: key counts as there (it runs when used)
+                        "key_present": secrets.present(p.api_key),
+                    }
                     for p in presets.values()
                 ],
             }
@@ -142,6 +149,9 @@ class KznllmPlugin:
             elif op == "history_delete":
                 await ops.delete(int(p.get("id") or 0))
                 self._lua("sidebar", "changed")
+            elif op == "history_undelete":
+                restored = await ops.undelete()
+                self._lua("sidebar", "undeleted", restored)
             elif op == "history_clear":
                 n = await ops.clear()
                 self._lua("sidebar", "cleared", n)
@@ -219,7 +229,7 @@ class KznllmPlugin:
         )
         head = f"# kznllm re-run of #{entry.id} with {job.preset.id}\n\n## Query\n\n"
         head += f"{entry.query}\n\n{answer}"
-        return Turn(replace(job, ctx=ctx), conversation.rerun(entry), None, mode, head)
+        return Turn(replace(job, ctx=ctx), conversation.rerun(entry), None, "rerun", head)
 
     def _report(self, message: str) -> None:
         log.error("%s", message)

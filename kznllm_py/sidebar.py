@@ -27,17 +27,20 @@ DEFAULT_KEYS: dict[str, str] = {
     "yank": "y",
     "put": "p",
     "delete": "dd",
-    "filter": "/",
+    "undo": "u",
+    "filter": "f",
     "close": "q",
     "help": "?",
 }
+# the same words as :help kznllm-sidebar (tests/test_sidebar.py compares them)
 KEY_HELP = {
     "open": "open the entry in a scratch buffer (follow up there with :KznFill)",
     "rerun": "re-run the prompt with the current preset, into a scratch buffer",
-    "yank": 'yank the response (into the register given, default ")',
-    "put": "put the response at the cursor of the previous window",
+    "yank": 'yank the response ("ay into register a)',
+    "put": "put the response after the cursor of the previous window",
     "delete": "delete the entry",
-    "filter": "filter: words, preset:ID, status:ok|error|cancelled|running",
+    "undo": "bring back the entry deleted last",
+    "filter": "filter: words, preset:ID, status:ok|error|cancelled|unfinished",
     "close": "close the sidebar",
     "help": "toggle this help",
 }
@@ -48,6 +51,9 @@ KEY_HELP = {
 # tokens are the answer's, the entry view has both counts)
 TIME_W, PRESET_W, MODE_W, STATUS_W, TOKENS_W, DURATION_W = 5, 13, 7, 10, 6, 5
 LIVE_WIDTH = STATUS_W + 1 + TOKENS_W + 1 + DURATION_W
+COMPACT_LIVE_WIDTH = STATUS_W + 1 + TOKENS_W
+# below this many columns the sidebar drops the preset, mode and duration columns
+COMPACT_BELOW = 64
 
 STATUS_GROUPS = {
     "ok": "KznllmHistoryOk",
@@ -62,7 +68,8 @@ STATUS_GROUPS = {
 class Filter:
     text: str = ""
     preset: str = ""
-    status: str = ""
+    status: str = ""  # as the store has it ('running' also finds unfinished entries)
+    status_word: str = ""  # as the user typed it
 
     @property
     def active(self) -> bool:
@@ -71,29 +78,28 @@ class Filter:
     def describe(self) -> str:
         parts = [self.text] if self.text else []
         parts += [f"preset:{self.preset}"] if self.preset else []
-        parts += [f"status:{self.status}"] if self.status else []
+        parts += [f"status:{self.status_word or self.status}"] if self.status else []
         return " ".join(parts)
 
 
 def parse_filter(text: str) -> Filter:
     """`preset:ID` and `status:S` words pick exactly; the other words are searched for
     (as one phrase) in queries and responses. An unknown status is an error."""
-    words, preset, status = [], "", ""
+    words, preset, status, typed = [], "", "", ""
     for word in text.split():
         key, sep, value = word.partition(":")
         if sep and key == "preset" and value:
             preset = value
         elif sep and key == "status" and value:
-            if value == "unfinished":
-                value = "running"
-            if value not in STATUSES:
+            typed = value
+            status = "running" if value == "unfinished" else value
+            if status not in STATUSES:
                 raise ConfigError(
                     f"unknown status {value!r} (want one of {', '.join(STATUSES)}, unfinished)"
                 )
-            status = value
         else:
             words.append(word)
-    return Filter(" ".join(words), preset, status)
+    return Filter(" ".join(words), preset, status, typed)
 
 
 @dataclass(frozen=True)
@@ -183,26 +189,28 @@ def status_word(s: EntrySummary, live: bool) -> str:
     return s.status
 
 
-def entry_line(s: EntrySummary, *, now: float, live: bool = False) -> tuple[str, int, str]:
+def entry_line(
+    s: EntrySummary, *, now: float, live: bool = False, compact: bool = False
+) -> tuple[str, int, str]:
     """One entry as a line; also the byte column where the status starts, and the
     status word (a 'running' entry that no request of this editor owns is
-    'unfinished': cut short by a crash, or streaming in another Neovim)."""
+    'unfinished': cut short by a crash, or streaming in another Neovim). `compact`
+    (a narrow sidebar) keeps the time, status, tokens and query; the entry view has
+    the rest."""
     status = status_word(s, live)
-    head = (
-        f"{_when(s.started_at, now):<{TIME_W}} {_fit(s.preset_id or '-', PRESET_W):<{PRESET_W}} "
-        f"{s.mode:<{MODE_W}} "
-    )
-    tail = (
-        f"{status:<{STATUS_W}} {_answer_tokens(s):>{TOKENS_W}} "
-        f"{_duration(s.duration_ms):>{DURATION_W}}"
-        f"  {_fit(s.title, 200)}"
-    )
-    return head + tail, len(head.encode()), status
+    head = f"{_when(s.started_at, now):<{TIME_W}} "
+    if not compact:
+        head += f"{_fit(s.preset_id or '-', PRESET_W):<{PRESET_W}} {s.mode:<{MODE_W}} "
+    tail = f"{status:<{STATUS_W}} {_answer_tokens(s):>{TOKENS_W}} "
+    if not compact:
+        tail += f"{_duration(s.duration_ms):>{DURATION_W}} "
+    return head + tail + f" {_fit(s.title, 200)}", len(head.encode()), status
 
 
-def help_line(keys: Mapping[str, str]) -> str:
-    names = ("open", "rerun", "yank", "put", "delete", "filter", "close", "help")
-    short = {"open": "open", "rerun": "re-run", "help": "help"}
+def help_line(keys: Mapping[str, str], compact: bool = False) -> str:
+    names: tuple[str, ...] = ("open", "rerun", "yank", "put", "delete", "undo", "filter")
+    names = ("open", "filter", "help") if compact else (*names, "close", "help")
+    short = {"open": "open", "rerun": "re-run", "help": "help", "undo": "undelete"}
     return "  ".join(f"{keys.get(n, DEFAULT_KEYS[n])} {short.get(n, n)}" for n in names)
 
 
@@ -255,13 +263,16 @@ def render(
     flt: Filter = Filter(),
     keys: Mapping[str, str] = DEFAULT_KEYS,
     show_help: bool = False,
+    width: int = 80,
 ) -> dict[str, Any]:
     """The sidebar: with `context` (the first page), the help line, the context and the
     heading, then the entries; without it (a later page), the entries only. `live`
-    maps the ids of entries that requests of this editor are streaming to their job id."""
+    maps the ids of entries that requests of this editor are streaming to their job id.
+    `width` is the sidebar window's: narrow ones get compact entry lines."""
     out = _Out()
+    compact = width < COMPACT_BELOW
     if context is not None:
-        out.add(help_line(keys), "KznllmHistoryDim")
+        out.add(help_line(keys, compact), "KznllmHistoryDim")
         if show_help:
             for name, text in KEY_HELP.items():
                 out.add(f"  {keys.get(name, DEFAULT_KEYS[name]):<6} {text}", "KznllmHistoryDim")
@@ -276,7 +287,7 @@ def render(
             out.add("  nothing yet" if not flt.active else "  nothing matches", "KznllmHistoryDim")
     for s in entries:
         job = live.get(s.id) if s.status == "running" else None
-        text, col, status = entry_line(s, now=now, live=job is not None)
+        text, col, status = entry_line(s, now=now, live=job is not None, compact=compact)
         n = out.add(text, entry=s.id)
         out.mark(n, 0, TIME_W, "KznllmHistoryDim")
         out.mark(n, col, col + len(status), STATUS_GROUPS.get(status, ""))
@@ -291,7 +302,7 @@ def render(
         "rows": out.rows,
         "hl": [h for h in out.hl if h[3]],
         "live": out.live,
-        "live_width": LIVE_WIDTH,
+        "live_width": COMPACT_LIVE_WIDTH if compact else LIVE_WIDTH,
         "offset": offset,
         "next_offset": shown,
         "more": more,

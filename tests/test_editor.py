@@ -534,6 +534,31 @@ def test_help_file_has_tags_and_opens(nvim: Child, tmp_path):
         nvim.nvim.command("helpclose")
 
 
+def test_setup_makes_the_help_tags_of_an_install_that_had_none(tmp_path):
+    """The README's install without a plugin manager never runs :helptags: setup()
+    makes doc/tags when it is missing, so :help kznllm works at once."""
+    import shutil
+
+    import pynvim
+
+    from tests.nvim_child import REPO, nvim_binary
+
+    plugin = tmp_path / "kznllm-py"
+    for part in ("lua", "plugin", "doc"):
+        shutil.copytree(REPO / part, plugin / part, ignore=shutil.ignore_patterns("tags"))
+    assert not (plugin / "doc" / "tags").exists()
+    argv = [nvim_binary(), "--embed", "--headless", "--clean", "-n"]
+    argv += ["--cmd", f"set rtp^={plugin}"]
+    child = pynvim.attach("child", argv=argv)
+    try:
+        child.exec_lua("require('kznllm').setup({})")
+        assert (plugin / "doc" / "tags").exists()
+        child.command("help kznllm-sidebar")
+        assert child.current.buffer.name == str(plugin / "doc" / "kznllm.txt")
+    finally:
+        child.close()
+
+
 def _reasoning_stream() -> list[bytes]:
     import json as _json
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.nvim_child import Child
-from tests.servers import LoopbackServer, Reply, openai_events
+from tests.servers import LoopbackServer, Reply, free_port_refusing, openai_events
 
 
 def project(tmp_path: Path) -> Path:
@@ -93,7 +93,14 @@ def test_preset_picker_lists_presets_marks_the_current_one_and_remembers_the_cho
     items = nvim.wait_for(lambda: nvim.lua("return _G.picked"), what="the picker")
     assert any(i.startswith("● demo") for i in items)
     assert any("claude-haiku" in i and "Haiku" in i for i in items)
+    # which presets lack their key shows in the list, and switching to one says so
+    [haiku] = [i for i in items if "claude-haiku" in i]
+    assert haiku.endswith("(no $ANTHROPIC_API_KEY)")
+    assert "(no $" not in next(i for i in items if i.startswith("● demo"))
     assert nvim.lua("return require('kznllm').current_preset()") == "claude-haiku"
+    assert any(
+        "preset claude-haiku, but $ANTHROPIC_API_KEY is not set" in m for m in nvim.messages()
+    )
     saved = Path(nvim.lua("return vim.fn.stdpath('data')")) / "kznllm" / "preset"
     assert saved.read_text().strip() == "claude-haiku"
 
@@ -129,6 +136,45 @@ def test_kznpreset_completes_preset_ids_on_the_command_line(nvim: Child):
     assert line
     nvim.feed("<CR>")
     assert nvim.lua("return require('kznllm').current_preset()") == "claude-haiku"
+
+
+def test_checkhealth_lists_the_users_presets_and_probes_their_local_servers(
+    nvim: Child, server: LoopbackServer
+):
+    dead = free_port_refusing()
+    nvim.lua(
+        "require('kznllm').setup({ presets = ... })",
+        [
+            {
+                "id": "up",
+                "provider": "openai",
+                "model": "m",
+                "base_url": server.base_url,
+                "api_key": False,
+            },
+            {
+                "id": "down",
+                "provider": "openai",
+                "model": "m",
+                "base_url": f"http://127.0.0.1:{dead}/v1",
+                "api_key": False,
+            },
+            {
+                "id": "keyless",
+                "provider": "openai",
+                "model": "m",
+                "base_url": "https://api.example.invalid/v1",
+                "api_key": "KZN_HEALTH_MISSING",
+            },
+        ],
+    )
+    nvim.nvim.command("checkhealth kznllm")
+    text = "\n".join(nvim.nvim.current.buffer[:])
+    port = server.base_url.split(":")[2].split("/")[0]
+    assert f"up (yours): no key needed · 127.0.0.1:{port} answers" in text
+    assert f"down (yours): nothing answers at 127.0.0.1:{dead}" in text
+    assert "keyless (yours): key missing ($KZN_HEALTH_MISSING)" in text
+    assert "ERROR" not in text
 
 
 def test_checkhealth_reports_python_packages_presets_and_keys(nvim: Child):

@@ -91,7 +91,9 @@ def test_sidebar_toggles_on_the_right_with_context_and_entries_newest_first(nvim
         "nofile",
         False,
     )
-    assert lines[0].startswith("<CR> open  r re-run  y yank  p put  dd delete  / filter")
+    assert lines[0].startswith(
+        "<CR> open  r re-run  y yank  p put  dd delete  u undelete  f filter  q close  ? help"
+    )
     assert "Context" in lines
     assert any(line.startswith("  preset  ") for line in lines)
     assert any(line.startswith("  buffer  ") and "main.py (python)" in line for line in lines)
@@ -176,6 +178,16 @@ def test_enter_opens_the_entry_with_request_and_reasoning_folded(nvim: Child):
     assert (
         nvim.lua(f"return vim.fn.foldclosed({lines.index('## Answer (claude-sonnet)') + 1})") == -1
     )
+    # <CR> on another entry opens it in the same window: one view window, not a split each
+    other = record(store, "another question")
+    wins = len(nvim.nvim.windows)
+    nvim.lua("vim.api.nvim_set_current_win(require('kznllm.sidebar').win())")
+    nvim.lua("require('kznllm.sidebar').changed()")  # recorded behind its back: refresh
+    nvim.wait_for(lambda: other in nvim.lua("return require('kznllm.sidebar').state.rows"))
+    goto_entry(nvim, other)
+    nvim.feed("<CR>")
+    nvim.wait_for(lambda: nvim.lua("return vim.b.kznllm_entry") == other, what="the 2nd entry")
+    assert len(nvim.nvim.windows) == wins
 
 
 def test_y_yanks_and_p_puts_the_response_at_the_cursor_of_the_previous_window(nvim: Child):
@@ -195,30 +207,77 @@ def test_y_yanks_and_p_puts_the_response_at_the_cursor_of_the_previous_window(nv
     assert nvim.lines(work) == ["beforeline one", "line two", "after"]
 
 
-def test_dd_deletes_an_entry_and_slash_filters_by_status_preset_and_text(nvim: Child):
+def test_dd_deletes_an_entry_and_u_brings_it_back_with_its_follow_ups_linked(nvim: Child):
     store = store_of(nvim)
     keep = record(store, "keep me", preset_id="a")
     gone = record(store, "delete me", preset_id="a")
-    record(store, "broken thing", status="error", preset_id="b")
+    child = record(store, "follow-up of it", mode="chat", parent_id=gone)
     open_sidebar(nvim)
     goto_entry(nvim, gone)
     nvim.feed("dd")
     lines = wait_sidebar(nvim, lambda ls: "History (2 entries)" in ls, "the deletion")
     assert not any("delete me" in line for line in lines)
     assert store.get(gone) is None and store.get(keep) is not None
+    assert store.get(child).parent_id is None
+    nvim.feed("u")
+    lines = wait_sidebar(nvim, lambda ls: "History (3 entries)" in ls, "the entry back")
+    back = store.get(gone)
+    assert back is not None and (back.query, back.response) == ("delete me", "answer to delete me")
+    assert store.get(child).parent_id == gone
+    assert any(f"entry #{gone} is back" in m for m in nvim.messages())
+    nvim.feed("u")  # nothing more to bring back: said, nothing changes
+    nvim.wait_for(lambda: any("no deleted entry to bring back" in m for m in nvim.messages()))
+    assert store.count() == 3
 
-    def filter_by(text: str) -> list[str]:
-        nvim.lua("local v = ... vim.ui.input = function(_, cb) cb(v) end", text)
-        nvim.feed("/")
-        return wait_sidebar(nvim, lambda ls: f"filter: {text})" in " ".join(ls), f"filter {text}")
+
+def test_f_filters_by_status_preset_and_text_and_leaves_slash_to_search(nvim: Child):
+    store = store_of(nvim)
+    record(store, "keep me", preset_id="a")
+    record(store, "broken thing", status="error", preset_id="b")
+    record(store, "crashed one", status="running", preset_id="b")
+    open_sidebar(nvim)
+    assert nvim.lua("return vim.fn.maparg('/', 'n', false, true).buffer") is None
+
+    def filter_by(text: str, shown: str | None = None) -> list[str]:
+        nvim.lua(
+            "local v = ... vim.ui.input = function(o, cb) _G.asked = o cb(v) end",
+            text,
+        )
+        nvim.feed("f")
+        want = f"filter: {shown or text})"
+        return wait_sidebar(nvim, lambda ls: want in " ".join(ls), f"filter {text}")
 
     lines = filter_by("status:error")
     assert [r.split()[-2:] for r in entry_lines(lines)] == [["broken", "thing"]]
     assert "History (1 entry, filter: status:error)" in lines
     lines = filter_by("preset:a")
     assert [r.split()[-2:] for r in entry_lines(lines)] == [["keep", "me"]]
+    # the prompt named the filter then in force; what is typed replaces it (no pre-filled
+    # text that typing would append to)
+    asked = nvim.lua("return _G.asked")
+    assert "[now: status:error]" in asked["prompt"] and asked.get("default") is None
     lines = filter_by("BROKEN")
     assert [r.split()[-2:] for r in entry_lines(lines)] == [["broken", "thing"]]
+    lines = filter_by("status:unfinished")
+    assert "History (1 entry, filter: status:unfinished)" in lines
+    assert "unfinished" in entry_lines(lines)[0]
+    nvim.lua("vim.ui.input = function(o, cb) cb('') end")
+    nvim.feed("f")
+    wait_sidebar(nvim, lambda ls: "History (3 entries)" in ls, "empty filter shows all")
+
+
+def test_at_90_columns_the_sidebar_takes_a_share_and_its_lines_go_compact(nvim: Child):
+    store = store_of(nvim)
+    record(store, "what does this narrow question show", preset_id="claude-sonnet")
+    nvim.nvim.options["columns"] = 90
+    lines = open_sidebar(nvim)
+    width = nvim.lua("return vim.api.nvim_win_get_width(require('kznllm.sidebar').win())")
+    assert width == 36  # 0.4 of the screen: the code keeps 53 columns
+    [row] = entry_lines(lines)
+    assert "claude-sonnet" not in row and " ok " in row
+    assert row.endswith("what does this narrow question show")
+    assert row.index("what") < 30  # the query shows inside the narrow window
+    assert lines[0] == "<CR> open  f filter  ? help"
 
 
 def test_question_mark_shows_the_keys_and_q_closes(nvim: Child):
@@ -297,7 +356,17 @@ def test_rerun_sends_the_same_prompt_to_the_current_preset_into_a_scratch_buffer
             lambda: [e for e in store.list() if e.status == "ok" and e.id != first.id],
             what="the re-run's entry",
         )[0]
-        assert (newest.query, newest.provider) == ("compare us", "anthropic")
+        assert (newest.query, newest.provider, newest.mode) == ("compare us", "anthropic", "rerun")
+        # a second re-run opens in the same window, not another split
+        wins = len(nvim.nvim.windows)
+        server.queue(Reply(chunks=openai_events(["third"])))
+        nvim.use_server(server.base_url)
+        nvim.nvim.command("wincmd l")  # back to the sidebar (on the right)
+        goto_entry(nvim, first.id)
+        nvim.feed("r")
+        third = nvim.wait_done(3)[2]
+        assert third["status"] == "ok" and len(nvim.nvim.windows) == wins
+        assert nvim.lua("return vim.api.nvim_get_current_buf()") == third["bufnr"]
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

@@ -760,3 +760,29 @@ def test_a_kept_open_store_connects_once_and_reopens_when_the_file_goes(
     assert connects == after_move > 1
     assert [e.query for e in store.list()] == ["again", "fresh"]
     store.close()
+
+
+def test_take_then_restore_puts_an_entry_back_with_its_id_and_follow_up_links(
+    store: HistoryStore,
+) -> None:
+    parent = record(store, "first", "one")
+    gone = record(store, "second", "two", parent_id=parent)
+    child = record(store, "third", "three", parent_id=gone)
+    before = store.get(gone)
+    taken = store.take(gone)
+    assert taken is not None and store.get(gone) is None
+    assert store.get(child).parent_id is None  # deleting unlinks the follow-up
+    assert store.restore(taken)
+    assert store.get(gone) == before
+    assert store.get(child).parent_id == gone
+    assert store.take(9999) is None
+
+
+def test_restore_refuses_an_id_that_was_used_again(store: HistoryStore) -> None:
+    gone = record(store, "second", "two")
+    taken = store.take(gone)
+    assert taken is not None
+    db = store._connect()
+    with db:
+        db.execute("INSERT INTO entries (id, started_at, mode) VALUES (?, 0, 'yap')", (gone,))
+    assert not store.restore(taken)

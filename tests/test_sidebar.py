@@ -67,7 +67,9 @@ def test_filter_words_pick_preset_and_status_and_the_rest_is_searched_text():
     f = sidebar.parse_filter("preset:gpt-4o  empty case status:error")
     assert (f.text, f.preset, f.status) == ("empty case", "gpt-4o", "error")
     assert f.describe() == "empty case preset:gpt-4o status:error"
-    assert sidebar.parse_filter("status:unfinished").status == "running"
+    unfinished = sidebar.parse_filter("status:unfinished")
+    assert unfinished.status == "running"  # what the store has
+    assert unfinished.describe() == "status:unfinished"  # what the user typed
     assert not sidebar.parse_filter("   ").active
     with pytest.raises(ConfigError, match="unknown status 'bogus'"):
         sidebar.parse_filter("status:bogus")
@@ -84,6 +86,24 @@ def test_an_entry_line_has_fixed_columns_and_the_query_title_last():
     assert " 345 " in line and "2.5s" in line and "claude-sonnet" in line
     assert line.startswith(time.strftime("%H:%M ", time.localtime(NOW - 5)))
     assert len(line) - len("explain this") == 53  # the query starts at column 53
+
+
+def test_a_compact_line_keeps_time_status_tokens_and_query_for_a_narrow_sidebar():
+    line, col, _ = sidebar.entry_line(summary(), now=NOW, compact=True)
+    assert "claude-sonnet" not in line and "2.5s" not in line
+    assert line.encode()[col:].startswith(b"ok ") and " 345 " in line
+    assert len(line) - len("explain this") == 25  # the query starts at column 25
+    view = sidebar.render([summary()], total=1, offset=0, now=NOW, live={}, width=36)
+    assert view["live_width"] == sidebar.COMPACT_LIVE_WIDTH
+    assert view["lines"][-1] == line
+    wide = sidebar.render([summary()], total=1, offset=0, now=NOW, live={}, width=80)
+    assert wide["live_width"] == sidebar.LIVE_WIDTH and "claude-sonnet" in wide["lines"][-1]
+
+
+def test_the_help_keys_and_texts_are_the_ones_the_help_file_documents():
+    doc = (Path(__file__).resolve().parent.parent / "doc" / "kznllm.txt").read_text()
+    for name, key in sidebar.DEFAULT_KEYS.items():
+        assert f"\n  {key:<6} {sidebar.KEY_HELP[name]}\n" in doc, name
 
 
 def test_a_running_entry_is_live_only_when_this_editor_streams_it():

@@ -23,24 +23,47 @@ local function python_report(python)
   return ok and decoded or nil, 'could not read its answer'
 end
 
-local function presets_report(python, presets)
+local function cli(python, args, stdin)
   local host = require('kznllm.host')
   local code = ('import sys; sys.path.insert(0, %q); from kznllm_py.cli import main; '):format(
     host.root
-  ) .. "sys.exit(main(['presets', '--json']))"
-  local res = vim.system({ python, '-c', code }, { text = true }):wait(10000)
-  local ok, rows = pcall(vim.json.decode, res.stdout or '')
-  if not ok then
-    return nil
+  ) .. ('sys.exit(main(%s))'):format(vim.json.encode(args))
+  local res = vim.system({ python, '-c', code }, { text = true, stdin = stdin }):wait(10000)
+  local ok, decoded = pcall(vim.json.decode, res.stdout or '')
+  return ok and decoded or nil, vim.trim(res.stderr or '')
+end
+
+--- The presets as the editor has them (built-ins and setup()'s), and the problems of
+--- setup()'s presets.
+local function presets_report(python, presets)
+  local user = vim.json.encode(presets)
+  local rows = cli(python, { 'presets', '--user', '-', '--json' }, user)
+  local checked = cli(python, { 'presets', '--check', '-', '--json' }, user)
+  if not rows then -- an invalid user preset: still list the built-ins
+    rows = cli(python, { 'presets', '--json' })
   end
-  local check = ('import sys; sys.path.insert(0, %q); from kznllm_py.cli import main; '):format(
-    host.root
-  ) .. "sys.exit(main(['presets', '--check', '-', '--json']))"
-  local res2 = vim
-    .system({ python, '-c', check }, { text = true, stdin = vim.json.encode(presets) })
-    :wait(10000)
-  local ok2, problems = pcall(vim.json.decode, res2.stdout or '')
-  return rows, ok2 and problems.problems or { 'could not check the user presets' }
+  return rows, checked and checked.problems or { 'could not check the user presets' }
+end
+
+local LOCAL_HOSTS =
+  { ['127.0.0.1'] = true, ['localhost'] = true, ['::1'] = true, ['0.0.0.0'] = true }
+
+--- Does anything accept a connection at host:port within `ms`? (local servers only:
+--- a bounded TCP connect, no request is sent)
+local function answers(host, port, ms)
+  local addr = (host == 'localhost' or host == '0.0.0.0') and '127.0.0.1' or host
+  local tcp = vim.uv.new_tcp()
+  local result
+  tcp:connect(addr, port, function(err)
+    result = err == nil
+  end)
+  vim.wait(ms, function()
+    return result ~= nil
+  end, 10)
+  if not tcp:is_closing() then
+    tcp:close()
+  end
+  return result == true
 end
 
 function M.check()
@@ -105,19 +128,44 @@ function M.check()
       health.ok('user presets valid')
     end
     local current = kzn.current_preset()
+    local users = {}
+    for _, p in ipairs(kzn.config.presets or {}) do
+      if type(p) == 'table' and p.id then
+        users[p.id] = true
+      end
+    end
     for _, r in ipairs(rows) do
+      local mine = r.id == current or (not current and r.default)
       local key = r.key_present == true and ('key set (%s)'):format(r.key)
         or r.key_present == false and ('key missing (%s)'):format(r.key)
         or 'no key needed'
-      local line = ('%s%s: %s'):format(
+      local line = ('%s%s%s: %s'):format(
         r.id,
-        (r.id == current or (not current and r.default)) and ' [current]' or '',
+        users[r.id] and ' (yours)' or '',
+        mine and ' [current]' or '',
         key
       )
-      if r.key_present == false then
-        health.info(line)
+      -- a local server of a preset in use or of the user's own: is it up?
+      local server = type(r.server) == 'table' and r.server or nil
+      local probe = server and LOCAL_HOSTS[server.host] and (mine or users[r.id])
+      if probe and not answers(server.host, server.port, 500) then
+        health.warn(
+          ('%s%s: nothing answers at %s:%d'):format(
+            r.id,
+            users[r.id] and ' (yours)' or '',
+            server.host,
+            server.port
+          ),
+          { ('start its server, or fix the base_url of preset %s'):format(r.id) }
+        )
+      elseif r.key_present == false then
+        local report = mine and health.warn or health.info
+        report(
+          line,
+          mine and { ('set %s in the environment Neovim starts from'):format(r.key) } or nil
+        )
       else
-        health.ok(line)
+        health.ok(line .. (probe and (' · %s:%d answers'):format(server.host, server.port) or ''))
       end
     end
   end

@@ -14,7 +14,13 @@ M.config = {
   preset = nil,
   presets = {}, -- user presets: { id, description, provider, base_url, api_key, model, params }
   -- false turns all off, or one key at a time
-  keymaps = { fill = '<leader>k', debug = '<leader>K', preset = '<leader>m', cancel = '<Esc>' },
+  keymaps = {
+    fill = '<leader>k',
+    debug = '<leader>K',
+    preset = '<leader>m',
+    history = '<leader>h',
+    cancel = '<Esc>',
+  },
   timeouts = { connect = 10, stall = 60 }, -- seconds
   -- fidget.nvim when installed, else virtual text by the insertion point; false: off;
   -- { message = function(info) return string end } words it (:help kznllm-progress)
@@ -51,7 +57,17 @@ function M.current_preset()
   return M.state.preset or M.config.preset
 end
 
+--- `:help kznllm` after an install that did not run `:helptags` (no plugin manager):
+--- the tags are made once, when doc/tags is missing (a stat, nothing more, after that).
+local function ensure_helptags()
+  local doc = host.root .. '/doc'
+  if not vim.uv.fs_stat(doc .. '/tags') and vim.uv.fs_stat(doc .. '/kznllm.txt') then
+    pcall(vim.cmd.helptags, vim.fn.fnameescape(doc))
+  end
+end
+
 function M.setup(opts)
+  ensure_helptags()
   M.config = vim.tbl_deep_extend('force', M.config, opts or {})
   if opts and opts.presets then
     M.config.presets = opts.presets -- a list: replace, do not merge by index
@@ -81,6 +97,11 @@ function M.setup(opts)
     vim.keymap.set('n', km.preset, function()
       M.select_preset()
     end, { desc = 'kznllm: pick the preset' })
+  end
+  if km and km.history then
+    vim.keymap.set('n', km.history, function()
+      M.history()
+    end, { desc = 'kznllm: toggle the history sidebar' })
   end
   if km and km.debug then
     vim.keymap.set('n', km.debug, function()
@@ -328,9 +349,12 @@ local function follow_up(buf, opts)
   vim.ui.input({ prompt = 'kznllm follow-up: ' }, go)
 end
 
---- Re-run history entry `id` with the current preset, into a scratch buffer.
-function M.rerun(id)
-  local buf = sidebar.scratch(('kznllm://rerun/%d-%d'):format(id, vim.uv.hrtime() % 1e6))
+--- Re-run history entry `id` with the current preset, into a scratch buffer (made by
+--- `scratch(name)`, default a new split).
+function M.rerun(id, scratch)
+  local buf = (scratch or sidebar.scratch)(
+    ('kznllm://rerun/%d-%d'):format(id, vim.uv.hrtime() % 1e6)
+  )
   return M.start({ buf = buf, query = '', rerun = id, range = { 0, 0, 0, 0 } })
 end
 
@@ -439,7 +463,15 @@ function M.select_preset(id)
     M.state.preset = p.id
     save_preset(p.id)
     sidebar.changed() -- its context shows the preset
-    vim.notify(('kznllm: preset %s (%s)'):format(p.id, p.description or ''), vim.log.levels.INFO)
+    if p.key_present == false then
+      -- said now, not at the first fill's failure
+      vim.notify(
+        ('kznllm: preset %s, but %s is not set: requests will fail until it is'):format(p.id, p.key),
+        vim.log.levels.WARN
+      )
+    else
+      vim.notify(('kznllm: preset %s (%s)'):format(p.id, p.description or ''), vim.log.levels.INFO)
+    end
   end
   if id and id ~= '' then
     for _, p in ipairs(list.presets) do
@@ -453,7 +485,12 @@ function M.select_preset(id)
   vim.ui.select(list.presets, {
     prompt = 'kznllm preset',
     format_item = function(p)
-      return (p.id == list.current and '● ' or '  ') .. p.id .. ' — ' .. (p.description or '')
+      local key = p.key_present == false and ('  (no ' .. p.key .. ')') or ''
+      return (p.id == list.current and '● ' or '  ')
+        .. p.id
+        .. ' — '
+        .. (p.description or '')
+        .. key
     end,
   }, function(p)
     if p then

@@ -10,7 +10,11 @@ local live_ns = api.nvim_create_namespace('kznllm_history_live')
 local spinner = { '⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏' }
 
 M.config = {
-  width = 80,
+  -- a fraction of the screen's columns (< 1) or a number of columns, kept within
+  -- [min_width, max_width]
+  width = 0.4,
+  min_width = 30,
+  max_width = 80,
   side = 'right', -- or 'left'
   keys = {
     open = '<CR>',
@@ -18,11 +22,23 @@ M.config = {
     yank = 'y',
     put = 'p',
     delete = 'dd',
-    filter = '/',
+    undo = 'u',
+    filter = 'f',
     close = 'q',
     help = '?',
   },
 }
+
+--- The sidebar's width in columns for a screen `columns` wide.
+function M.width(columns)
+  local c = M.config
+  local w = c.width or 0.4
+  if w < 1 then
+    w = math.floor(columns * w + 0.5)
+  end
+  w = math.max(c.min_width or 1, math.min(c.max_width or w, w))
+  return math.max(1, math.min(w, columns - 20)) -- leave the code some room
+end
 
 local state = {
   buf = nil,
@@ -36,6 +52,7 @@ local state = {
   filter = '',
   help = false,
   prev_win = nil, -- the window the user works in (put goes there)
+  view_win = nil, -- the window entries and re-runs open in (reused)
   timer = nil,
   pending_refresh = false,
 }
@@ -108,6 +125,8 @@ function M.request(offset)
   p.filter = state.filter
   p.help = state.help
   p.keys = M.config.keys
+  local sw = M.win()
+  p.width = sw and api.nvim_win_get_width(sw) or M.width(vim.o.columns)
   p.path = api.nvim_buf_get_name(buf)
   p.filetype = vim.bo[buf].filetype
   p.cwd = vim.fn.getcwd(w or 0)
@@ -257,6 +276,16 @@ function M.changed()
   end, 20)
 end
 
+--- From the host: the entry deleted last is back (`id`), or there was none (0).
+function M.undeleted(id)
+  if id and id > 0 then
+    notify(('kznllm: entry #%d is back'):format(id))
+    M.changed()
+  else
+    notify('kznllm: no deleted entry to bring back', vim.log.levels.WARN)
+  end
+end
+
 function M.cleared(n)
   notify(('kznllm: history cleared (%d entr%s)'):format(n, n == 1 and 'y' or 'ies'))
   M.changed()
@@ -264,21 +293,23 @@ end
 
 --- A markdown scratch buffer for a conversation (the debug view, an opened entry, a
 --- re-run): :KznFill there follows up (see job.entry). `split` opens it from the
---- current window (default 'belowright split'); with no room (E36), in that window.
+--- current window (default 'belowright split'; '' for the current window itself);
+--- with no room (E36), in that window.
 function M.scratch(name, split)
   local buf = api.nvim_create_buf(false, true)
   vim.bo[buf].bufhidden = 'hide'
   vim.bo[buf].filetype = 'markdown'
   pcall(api.nvim_buf_set_name, buf, name)
   vim.b[buf].kznllm_conversation = true
-  pcall(vim.cmd, split or 'belowright split')
+  if split ~= '' then
+    pcall(vim.cmd, split or 'belowright split')
+  end
   api.nvim_win_set_buf(0, buf)
   vim.wo.wrap = true
   vim.wo.linebreak = true
   return buf
 end
 
---- From the host: an entry, for `action` open, yank or put.
 local function to_work_win()
   local w = work_win()
   if w then
@@ -286,10 +317,24 @@ local function to_work_win()
   end
 end
 
+--- A scratch buffer for an entry or a re-run opened from the sidebar: in the window
+--- the last one opened in, while it shows one, else in a new split by the code.
+function M.view_scratch(name)
+  local w = state.view_win
+  if w and api.nvim_win_is_valid(w) and vim.b[api.nvim_win_get_buf(w)].kznllm_conversation then
+    api.nvim_set_current_win(w)
+    local buf = M.scratch(name, '')
+    return buf
+  end
+  to_work_win()
+  local buf = M.scratch(name)
+  state.view_win = api.nvim_get_current_win()
+  return buf
+end
+
 function M.entry(data)
   if data.action == 'open' then
-    to_work_win()
-    local buf = M.scratch(('kznllm://history/%d-%d'):format(data.entry, vim.uv.hrtime() % 1e6))
+    local buf = M.view_scratch(('kznllm://history/%d-%d'):format(data.entry, vim.uv.hrtime() % 1e6))
     api.nvim_buf_set_lines(buf, 0, -1, false, data.lines)
     vim.b[buf].kznllm_entry = data.entry
     vim.wo.foldmethod = 'manual'
@@ -363,8 +408,7 @@ local actions = {
   rerun = function()
     local id = need_entry()
     if id then
-      to_work_win()
-      require('kznllm').rerun(id)
+      require('kznllm').rerun(id, M.view_scratch)
     end
   end,
   delete = function()
@@ -375,13 +419,18 @@ local actions = {
       host().notify('history_delete', p)
     end
   end,
+  undo = function()
+    host().notify('history_undelete', base_payload())
+  end,
   filter = function()
+    -- the current filter is in the prompt, not in the text typed: what is typed replaces
+    -- it, empty shows all, <Esc> keeps it
+    local now = state.filter ~= '' and (' [now: ' .. state.filter .. ']') or ''
     vim.ui.input({
-      prompt = 'kznllm history filter (words, preset:ID, status:S): ',
-      default = state.filter,
+      prompt = 'kznllm history filter (words, preset:ID, status:S)' .. now .. ': ',
     }, function(q)
       if q then
-        state.filter = q
+        state.filter = vim.trim(q)
         M.request(0)
       end
     end)
@@ -462,7 +511,7 @@ function M.open()
   vim.cmd((M.config.side == 'left' and 'topleft' or 'botright') .. ' vertical split')
   local w = api.nvim_get_current_win()
   api.nvim_win_set_buf(w, state.buf)
-  api.nvim_win_set_width(w, M.config.width)
+  api.nvim_win_set_width(w, M.width(vim.o.columns))
   vim.wo[w].winfixwidth = true
   vim.wo[w].wrap = false
   vim.wo[w].number = false
