@@ -90,3 +90,25 @@ def _could_be_closing(line: str) -> bool:
 
 def _is_closing(line: str) -> bool:
     return line.rstrip("\r").strip() == FENCE
+
+
+def only_code(answer: str) -> str | None:
+    """A chatty replace-mode answer: prose, exactly one fenced code block (an opening
+    fence line "```" or "```lang", a closing "```" line), maybe more prose after. Returns
+    the block's content (what the code should become), or None when the answer is not
+    that shape (no block, several, an unclosed one, or nothing but the block: the
+    stripper handles that while it streams)."""
+    lines = answer.split("\n")
+    opens = [i for i, line in enumerate(lines) if _fence_line(line)]
+    if len(opens) != 2:
+        return None
+    start, end = opens
+    if _opening_line(lines[start]) is None or not _is_closing(lines[end]):
+        return None
+    if not any(x.strip() for x in lines[:start] + lines[end + 1 :]):
+        return None  # no prose: not chatty
+    return "\n".join(lines[start + 1 : end])
+
+
+def _fence_line(line: str) -> bool:
+    return line.rstrip("\r").strip().startswith(FENCE)

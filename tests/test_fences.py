@@ -65,3 +65,22 @@ def test_any_chunking_gives_the_unsplit_result(body: str, fenced: bool, data) ->
     cuts = sorted(data.draw(st.sets(st.integers(0, len(answer)), max_size=8)))
     chunks = [answer[i:j] for i, j in zip([0, *cuts], [*cuts, len(answer)], strict=True)]
     assert run(chunks) == run([answer])
+
+
+def test_a_chatty_answer_keeps_only_its_one_code_block():
+    from kznllm_py.fences import only_code
+
+    chatty = "Sure! Here is the fix:\n\n```python\ndef f():\n    return 1\n```\n\nIt returns 1."
+    assert only_code(chatty) == "def f():\n    return 1"
+    assert only_code("Here:\n```\nx = 1\n```") == "x = 1"  # no info string, no prose after
+
+
+def test_answers_of_other_shapes_are_left_alone():
+    from kznllm_py.fences import only_code
+
+    assert only_code("def f():\n    return 1") is None  # plain code
+    assert only_code("```python\nx = 1\n```") is None  # only the block: no prose
+    two = "a:\n```\nx\n```\nb:\n```\ny\n```"
+    assert only_code(two) is None  # two blocks: which one?
+    assert only_code("text\n```python\nx = 1") is None  # never closed
+    assert only_code("text ``` inline ``` text") is None
