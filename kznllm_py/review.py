@@ -12,7 +12,8 @@ Line numbers are 0-based offsets in the answer (`new_start`) and in the original
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Any, Literal
@@ -104,3 +105,58 @@ def resolve(original: Sequence[str], answer: str, keep: Sequence[bool]) -> str:
         j = hunk.new_start + hunk.new_count
     out.extend(new[j:])
     return "\n".join(out)
+
+
+class ReviewFeed:
+    """Follows a reviewed answer as it is written and sends its diff to the editor: at
+    once for the first text, then at most every `interval` seconds (a diff costs
+    O(region), not O(file), but a token-per-write stream needs none per token), and
+    the complete diff at the end. `send(diff_dict, complete)`."""
+
+    def __init__(
+        self,
+        original: str,
+        send: Callable[[dict[str, Any], bool], None],
+        *,
+        interval: float = 0.1,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._old = split_lines(original)
+        self._send = send
+        self._interval = interval
+        self._loop = loop or asyncio.get_running_loop()
+        self._parts: list[str] = []
+        self._handle: asyncio.TimerHandle | None = None
+        self._last = -1e9
+        self.sent = 0
+
+    @property
+    def answer(self) -> str:
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    def push(self, text: str) -> None:
+        """Text as it went into the buffer."""
+        if not text:
+            return
+        self._parts.append(text)
+        now = self._loop.time()
+        if now >= self._last + self._interval:
+            self._update()
+        elif self._handle is None:
+            self._handle = self._loop.call_at(self._last + self._interval, self._update)
+
+    def _update(self) -> None:
+        self._handle = None
+        self._last = self._loop.time()
+        self.sent += 1
+        self._send(diff(self._old, self.answer, complete=False).to_dict(), False)
+
+    def finish(self) -> None:
+        """The answer is complete (or ended early: what came is what is reviewed)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.sent += 1
+        self._send(diff(self._old, self.answer, complete=True).to_dict(), True)
