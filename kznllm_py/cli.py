@@ -280,9 +280,10 @@ def _presets(args: argparse.Namespace) -> int:
         print(json.dumps(rows))
         return 0
     print(f"  {'id':<18} {'provider':<10} {'model':<34} key")
+    words: dict[object, str] = {True: "yes", False: "no", None: "not needed"}
     for r in rows:
         mark = "*" if r["default"] else " "
-        present = {True: "yes", False: "no", None: "not needed"}[r["key_present"]]
+        present = words[r["key_present"]]
         if r["key_present"] is not None:
             present += f" ({r['key']})"
         print(f"{mark} {r['id']:<18} {r['provider']:<10} {r['model']:<34} {present}")

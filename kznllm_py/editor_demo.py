@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = """\
@@ -101,12 +102,13 @@ def _check(nvim_exe: str, tmp: Path) -> int:
             " callback = function(ev) table.insert(_G.kzn_done, ev.data) end })"
         )
 
-        def wait(n: int) -> dict:
+        def wait(n: int) -> dict[str, Any]:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 done = nvim.exec_lua("return _G.kzn_done")
                 if len(done) >= n:
-                    return done[n - 1]
+                    entry: dict[str, Any] = done[n - 1]
+                    return entry
                 nvim.api.get_mode()
             raise SystemExit("kznllm demo --check: no answer within 30 s")
 

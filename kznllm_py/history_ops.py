@@ -165,7 +165,11 @@ class HistoryOps:
         """Put back the entry deleted last; its id, or 0 when there is none to restore."""
         while self._deleted:
             taken = self._deleted.pop()
-            if await self.recorder.read(lambda s, t=taken: s.restore(t)):
+
+            def put_back(store: HistoryStore, t: dict[str, Any] = taken) -> bool:
+                return store.restore(t)
+
+            if await self.recorder.read(put_back):
                 return int(taken["row"]["id"])
         return 0
 

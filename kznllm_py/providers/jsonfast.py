@@ -1,32 +1,26 @@
-"""JSON decoding for the hot path: orjson when present (about 4x faster on the small
-objects a stream carries), the standard library otherwise."""
+"""JSON for the hot path: orjson (a dependency; about 4x faster than the standard
+library on the small objects a stream carries)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from kznllm_py.errors import StreamError
 
-try:
-    import orjson as _orjson
+_loads = orjson.loads
+_JSONError = orjson.JSONDecodeError
 
-    _loads = _orjson.loads
-    dumps = _orjson.dumps
-    _JSONError: type[Exception] = _orjson.JSONDecodeError
-except ImportError:  # pragma: no cover - orjson is a dependency, this is a safety net
-    import json as _json
 
-    _loads = _json.loads
-    _JSONError = _json.JSONDecodeError
-
-    def dumps(obj: Any) -> bytes:
-        return _json.dumps(obj, ensure_ascii=False).encode()
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
 
 
 def loads_event(data: str, provider: str) -> Any:
     try:
         return _loads(data)
-    except (_JSONError, RecursionError):  # RecursionError: deep nesting, stdlib json only
+    except (_JSONError, RecursionError):
         shown = data if len(data) <= 200 else data[:200] + "..."
         raise StreamError(f"{provider}: malformed JSON in a stream event: {shown!r}") from None
 
