@@ -1,9 +1,10 @@
 """`kznllm`: the same core as the plugin, from the command line.
 
 kznllm fill [--preset ID | --provider P --base-url URL --model M --api-key NAME|cmd:...]
-            [--selection-file F] [--filetype FT] QUERY
+            [--selection-file F|-] [--file F [--range A:B | --line N]] [--filetype FT] QUERY
     streams the answer's text to stdout, byte-exact, nothing else; errors go to
-    stderr with a non-zero exit (1 failure, 2 usage, 130 interrupted).
+    stderr with a non-zero exit (1 failure, 2 usage, 130 interrupted). Piped stdin is
+    the selection (replace mode); --range says where it sits in --file.
 kznllm render [same options as fill] QUERY
     prints the exact request fill would send (keys redacted), sends nothing.
 kznllm presets [--check FILE|-] [--json]
@@ -57,10 +58,26 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--base-url")
         cmd.add_argument("--model")
         cmd.add_argument("--api-key", help="env var NAME, or cmd:<shell command>")
-        cmd.add_argument("--selection-file", type=Path, help="replace mode: the code to rewrite")
+        cmd.add_argument(
+            "--selection-file",
+            help="replace mode: the code to rewrite ('-': stdin; piped stdin is read too)",
+        )
         cmd.add_argument("--filetype", default="", help="the selection's filetype, for the prompt")
         cmd.add_argument(
             "--file", type=Path, help="the file being edited: its text is the buffer context"
+        )
+        where = cmd.add_mutually_exclusive_group()
+        where.add_argument(
+            "--range",
+            type=_line_range,
+            metavar="A:B",
+            help="with --file: the selection is lines A to B of it (1-based, inclusive)",
+        )
+        where.add_argument(
+            "--line",
+            type=_line_range,
+            metavar="N",
+            help="with --file: the answer goes after line N (no selection)",
         )
         cmd.add_argument(
             "--no-project", action="store_true", help="ignore the .kzn folder of the cwd"
@@ -110,6 +127,32 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _line_range(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition(":")
+    try:
+        a, b = int(first), int(last) if sep else int(first)
+    except ValueError:
+        a = b = 0
+    if a < 1 or b < a:
+        raise argparse.ArgumentTypeError(f"want N or A:B, lines from 1 with A <= B, not {text!r}")
+    return a, b
+
+
+def _stdin_selection() -> str | None:
+    """Piped or redirected stdin is the selection (`sed -n 4,9p f.py | kznllm fill ...`);
+    a terminal, /dev/null or a closed stdin is not."""
+    import stat
+
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode)):
+        return None
+    text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    return text or None
+
+
 def _byte_count(text: str) -> int:
     try:
         return check_max_response_bytes(int(text))
@@ -156,24 +199,55 @@ _FILETYPES = {
 }
 
 
-def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
-    preset = _preset_from_args(args)
-    selection = ""
+def _selection(args: argparse.Namespace) -> str | None:
+    """The code to rewrite: --selection-file (or '-', stdin), else piped stdin, else the
+    --range of --file; None in yap mode."""
+    if args.selection_file == "-":
+        return sys.stdin.buffer.read().decode("utf-8", errors="replace")
     if args.selection_file is not None:
-        selection = args.selection_file.read_text(encoding="utf-8")
-    before, path, filetype = "", "", args.filetype
+        return Path(args.selection_file).read_text(encoding="utf-8")
+    piped = _stdin_selection()
+    if piped is not None:
+        return piped
+    return None
+
+
+def _split_file(text: str, args: argparse.Namespace) -> tuple[str, str, str | None]:
+    """The file's text before and after the selection (--range) or the insertion point
+    (--line), and the range's own text; without either, all of it is before."""
+    if args.range is None and args.line is None:
+        return text, "", None
+    lines = text.splitlines(keepends=True)
+    first, last = args.range or (args.line[0] + 1, args.line[0])
+    if last > len(lines):
+        raise KznError(f"--range/--line past the end of {args.file} ({len(lines)} lines)")
+    before = "".join(lines[: first - 1])
+    chosen = "".join(lines[first - 1 : last])
+    return before, "".join(lines[last:]), chosen if args.range else None
+
+
+def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
+    if (args.range or args.line) and args.file is None:
+        raise KznError("--range and --line need --file (where the lines are)")
+    preset = _preset_from_args(args)
+    selection = _selection(args)
+    before, after, path, filetype = "", "", "", args.filetype
     if args.file is not None:
-        before = args.file.read_text(encoding="utf-8", errors="replace")
+        text = args.file.read_text(encoding="utf-8", errors="replace")
+        before, after, chosen = _split_file(text, args)
+        if selection is None:
+            selection = chosen
         path = str(args.file)
         ext = args.file.suffix.lstrip(".")
         filetype = filetype or _FILETYPES.get(ext, ext)
     ctx = FillContext(
-        mode="replace" if args.selection_file is not None else "yap",
+        mode="replace" if selection is not None else "yap",
         query=args.query,
-        selection=selection,
+        selection=selection or "",
         filetype=filetype,
         path=path,
         before=before,
+        after=after,
     )
     kzn_dir = None if args.no_project else context.find_kzn_dir(Path.cwd())
     connect = getattr(args, "connect_timeout", Timeouts.connect)
@@ -299,9 +373,11 @@ async def _fill(args: argparse.Namespace) -> int:
     preset, ctx = job.preset, job.ctx
     out = sys.stdout.buffer
     reader_gone = False
+    last = ""  # the answer's last character so far
 
     def write(text: str) -> None:
-        nonlocal reader_gone
+        nonlocal reader_gone, last
+        last = text[-1:] or last
         try:
             out.write(text.encode("utf-8"))
             out.flush()
@@ -323,6 +399,9 @@ async def _fill(args: argparse.Namespace) -> int:
             f"kznllm: {why}; trying again in {wait:g} s", file=sys.stderr
         )
         outcome = await generation.run(write)
+        if ctx.mode == "replace" and ctx.selection.endswith("\n") and last not in ("", "\n"):
+            # whole lines were replaced: they end with a line break, as in the buffer
+            write("\n")
     await demo_server.shutdown()
     if reader_gone:
         # quiet, like other tools cut short by a pipe; and no second BrokenPipeError

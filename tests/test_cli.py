@@ -327,3 +327,61 @@ def test_reader_gone_ends_quietly(server, tmp_path):
     assert proc.returncode == 141
     assert err == b""
     server.wait_client_gone(timeout=10)
+
+
+def fill_piped(tmp_path: Path, stdin: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "kznllm_py.cli", "fill", *args],
+        capture_output=True,
+        cwd=tmp_path,
+        env=clean_env(**{KEY_VAR: KEY}),
+        input=stdin,
+        timeout=30,
+    )
+
+
+SOURCE = "import os\n\ndef add(a, b):\n    return a+b\n\nprint(add(1, 2))\n"
+
+
+@pytest.mark.parametrize("how", ["piped", "dash"])
+def test_piped_stdin_is_the_selection_and_the_range_says_where_it_sits(server, tmp_path, how):
+    (tmp_path / "f.py").write_text(SOURCE)
+    server.queue(Reply(chunks=openai_events(["def add(a: int, b: int) -> int:\n", "    ..."])))
+    lines = "".join(SOURCE.splitlines(keepends=True)[2:4])  # sed -n 3,4p f.py
+    extra = ["--selection-file", "-"] if how == "dash" else []
+    res = fill_piped(
+        tmp_path, lines.encode(), *custom("openai", server.base_url), *extra,
+        "--file", "f.py", "--range", "3:4", "add hints",
+    )  # fmt: skip
+    assert (res.returncode, res.stderr) == (0, b"")
+    # whole lines replaced: the output ends with their line break, as the buffer would
+    assert res.stdout == b"def add(a: int, b: int) -> int:\n    ...\n"
+    system = server.requests[0].body["messages"][0]["content"]
+    user = server.requests[0].body["messages"][-1]["content"]
+    prompt = system + user
+    assert "    return a+b" in prompt
+    assert prompt.count("def add(a, b):") == 1  # the selection is not also in the context
+    assert "import os" in prompt and "print(add(1, 2))" in prompt
+
+
+def test_the_range_alone_is_the_selection_and_line_places_a_yap(server, tmp_path):
+    (tmp_path / "f.py").write_text(SOURCE)
+    server.queue(Reply(chunks=openai_events(["x"])), Reply(chunks=openai_events(["y"])))
+    res = fill(tmp_path, *custom("openai", server.base_url), "--file", "f.py", "--range", "6", "q")
+    assert (res.returncode, res.stdout) == (0, b"x\n")
+    assert "print(add(1, 2))" in server.requests[0].body["messages"][-1]["content"]
+    res = fill(tmp_path, *custom("openai", server.base_url), "--file", "f.py", "--line", "2", "q")
+    assert (res.returncode, res.stdout) == (0, b"y")  # yap: the text as it came
+
+
+def test_a_range_past_the_end_or_without_a_file_is_a_usage_error(server, tmp_path):
+    (tmp_path / "f.py").write_text(SOURCE)
+    res = fill(
+        tmp_path, *custom("openai", server.base_url), "--file", "f.py", "--range", "5:99", "q"
+    )
+    assert res.returncode == 2 and b"past the end of f.py (6 lines)" in res.stderr
+    res = fill(tmp_path, *custom("openai", server.base_url), "--range", "1:2", "q")
+    assert res.returncode == 2 and b"--range and --line need --file" in res.stderr
+    res = fill(tmp_path, *custom("openai", server.base_url), "--range", "3:1", "q")
+    assert res.returncode == 2 and b"want N or A:B" in res.stderr
+    assert server.requests == []
