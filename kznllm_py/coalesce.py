@@ -20,14 +20,17 @@ class Pace:
     share: float = 0.25  # of the editor's time one stream may take
     floor: float = 0.008  # s: never more often than this (a frame at 120 Hz)
     ceiling: float = 1 / 16  # s: never less often (text visibly moving, 16 updates/s)
-    cost: float = 0.0  # s of editor CPU per write, smoothed
+    # s of editor CPU per write, smoothed; until measured, a frame's worth (16 ms apart):
+    # a plain buffer is down to the floor within a few writes, a heavy one is not
+    # flooded before its first measurement
+    cost: float = 0.004
 
     def observe(self, cpu_s: float) -> float:
         """One write's cost; returns the interval to use from now on. A rising cost is
         followed at once (the editor is struggling), a falling one slowly (one cheap
         write among costly ones is no trend)."""
         if cpu_s >= 0:
-            weight = 0.5 if cpu_s > self.cost else 0.15
+            weight = 0.7 if cpu_s > self.cost else 0.3
             self.cost += weight * (cpu_s - self.cost)
         return self.interval
 

@@ -18,7 +18,7 @@ import pynvim
 
 from kznllm_py import conversation, history, logfile, payload, prompts, secrets
 from kznllm_py.client import new_client
-from kznllm_py.coalesce import Coalescer
+from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
 from kznllm_py.errors import KznError
 from kznllm_py.generation import Generation
@@ -50,6 +50,8 @@ class KznllmPlugin:
         self.live: dict[int, int] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._begun: set[int] = set()  # fills whose task started running
+        # the write pace of each running fill, set by what its writes cost the editor
+        self._paced: dict[int, tuple[Coalescer, Pace]] = {}
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -67,6 +69,8 @@ class KznllmPlugin:
                 logfile.configure(data.get("log_dir"), data.get("log_level"))
             if op == "fill":
                 self._start_fill(data)
+            elif op == "pace":
+                self._pace(int(data.get("id", 0)), float(data.get("cpu", -1.0)))
             elif op == "cancel":
                 self._cancel(int(data.get("id", 0)))
             elif op == "warmup":
@@ -252,6 +256,12 @@ class KznllmPlugin:
 
         task.add_done_callback(done)
 
+    def _pace(self, job_id: int, cpu_s: float) -> None:
+        paced = self._paced.get(job_id)
+        if paced is not None:
+            coalescer, pace = paced
+            coalescer.interval = pace.observe(cpu_s)
+
     def _cancel(self, job_id: int) -> None:
         task = self.tasks.get(job_id)
         if task is not None:
@@ -262,7 +272,9 @@ class KznllmPlugin:
 
     async def _fill(self, job_id: int, p: dict[str, Any], sink: BufferSink) -> None:
         self._begun.add(job_id)
-        coalescer = Coalescer(sink.write)
+        pace = Pace()
+        coalescer = Coalescer(sink.write, interval=pace.interval)
+        self._paced[job_id] = (coalescer, pace)
         info: dict[str, Any] = {}
         ended = asyncio.Event()
         try:
@@ -328,6 +340,9 @@ class KznllmPlugin:
             raise
         finally:
             ended.set()
+            self._paced.pop(job_id, None)
+            ms = coalescer.interval * 1000
+            log.debug("fill %d: %d writes, paced at %.0f ms", job_id, coalescer.writes, ms)
 
 
 def _log_request(job_id: int, request: HttpRequest) -> None:

@@ -356,6 +356,7 @@ function M.write(id, text)
     return M.stop(id, 'cancelled', 'the buffer was closed')
   end
   local ok, err = pcall(write_now, job, text)
+  require('kznllm.pace').wrote(id)
   if not ok then
     -- one clean line: no "Error executing lua", file positions or traceback
     local why = tostring(err)
@@ -417,6 +418,7 @@ function M.finish(id, status, err, info)
   end
   job.done = true
   M.jobs[id] = nil
+  require('kznllm.pace').forget(id)
   local buf = job.buf
   if job.stop_reason then
     status, err = job.stop_reason[1], job.stop_reason[2]
