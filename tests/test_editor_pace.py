@@ -1,0 +1,53 @@
+"""Adaptive writes in a real Neovim: the host paces a stream's writes by what they cost
+the editor, so a buffer whose changes are expensive (treesitter, LSP, any on_bytes
+listener) gets few large writes and a plain one many small ones, every byte the same."""
+
+from __future__ import annotations
+
+from tests.nvim_child import Child
+from tests.servers import LoopbackServer, Reply, openai_events
+
+TOKENS = [f"t{i} " if i % 10 else f"t{i}\n" for i in range(500)]
+
+# a listener as costly as treesitter reparsing a large file: 15 ms of CPU per change
+COSTLY = """
+local buf = vim.api.nvim_get_current_buf()
+vim.api.nvim_buf_attach(buf, false, { on_lines = function()
+  local t = vim.uv.hrtime()
+  while vim.uv.hrtime() - t < 15e6 do end
+end })
+"""
+
+COUNT = """
+_G.kzn_changes = {}
+vim.api.nvim_buf_attach(vim.api.nvim_get_current_buf(), false, { on_lines = function()
+  table.insert(_G.kzn_changes, vim.uv.hrtime())
+end })
+"""
+
+
+def stream(nvim: Child, server: LoopbackServer, n: int) -> float:
+    """Stream TOKENS into the current buffer; the mean time between its writes (ms)."""
+    server.queue(Reply(chunks=openai_events(TOKENS), gap=0.002))
+    nvim.nvim.command("KznFill go")
+    [*_, done] = nvim.wait_done(n)
+    assert done["status"] == "ok"
+    assert nvim.text().endswith("".join(TOKENS))
+    times = nvim.lua("return _G.kzn_changes")
+    assert len(times) >= 3
+    return (times[-1] - times[0]) / (len(times) - 1) / 1e6
+
+
+def test_costly_changes_get_fewer_writes_and_the_same_text(nvim: Child, server: LoopbackServer):
+    nvim.use_server(server.base_url)
+    nvim.lua(COUNT)
+    cheap = stream(nvim, server, 1)
+    nvim.nvim.command("enew!")
+    nvim.lua(COUNT)
+    nvim.lua(COSTLY)
+    costly = stream(nvim, server, 2)
+    # about a frame apart in the plain buffer; about 60 ms (15 ms is a quarter of it) in
+    # the costly one
+    assert cheap < 25, cheap
+    assert costly > 35, costly
+    assert costly > 2.5 * cheap, (costly, cheap)
