@@ -1,0 +1,57 @@
+-- The Vim grammar: an operator. `{lhs}ip`, `{lhs}3j`, ... replace the text the motion
+-- covers, as a visual selection of it would; `.` repeats the last one on a new motion
+-- with the same query and preset, without asking again.
+local M = {}
+
+---@class kznllm.OperatorLast
+---@field query string
+---@field preset string|nil
+
+---@type kznllm.OperatorLast|nil
+M.last = nil
+
+local fresh = false -- set by the mapping; a `.` repeat calls operatorfunc without it
+
+--- The `<Plug>(kznllm-operator)` mapping (an expr mapping): arms operatorfunc.
+function M.start()
+  fresh = true
+  vim.o.operatorfunc = "v:lua.require'kznllm.operator'.run"
+  return 'g@'
+end
+
+--- operatorfunc: `kind` is 'line', 'char' or 'block' (see :help g@).
+function M.run(kind)
+  local vmode = ({ line = 'V', char = 'v', block = '\22' })[kind] or 'v'
+  -- the motion's extent as the last visual selection ('<, '> and visualmode())
+  vim.cmd(('noautocmd keepjumps normal! `[%s`]'):format(vmode))
+  local kzn = require('kznllm')
+  if fresh or not M.last then
+    fresh = false
+    return kzn.prompt_fill({
+      marks = true,
+      on_query = function(q)
+        M.last = { query = q, preset = kzn.current_preset() }
+      end,
+    })
+  end
+  kzn.prompt_fill({ marks = true, query = M.last.query, preset = M.last.preset })
+end
+
+--- Map `lhs` (and `lhs` + its last key, for the current line: `gzz`) to the operator.
+function M.map(lhs)
+  vim.keymap.set('n', '<Plug>(kznllm-operator)', M.start, {
+    expr = true,
+    desc = 'kznllm: replace what the motion covers',
+  })
+  vim.keymap.set('n', '<Plug>(kznllm-operator-line)', function()
+    return M.start() .. '_'
+  end, { expr = true, desc = 'kznllm: replace the current line(s)' })
+  if lhs and lhs ~= '' then
+    vim.keymap.set('n', lhs, '<Plug>(kznllm-operator)', { desc = 'kznllm: operator' })
+    vim.keymap.set('n', lhs .. lhs:sub(-1), '<Plug>(kznllm-operator-line)', {
+      desc = 'kznllm: replace the current line(s)',
+    })
+  end
+end
+
+return M
