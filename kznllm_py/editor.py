@@ -17,16 +17,16 @@ class BufferSink:
     """Sends one job's text to its extmark. In linewise replace mode the answer's final
     newline is held back and dropped (the replaced lines keep their own line break)."""
 
-    __slots__ = ("_held", "_id", "_linewise", "_nvim")
+    __slots__ = ("_held", "_id", "_nvim", "linewise")
 
     def __init__(self, nvim: pynvim.Nvim, job_id: int, *, linewise: bool = False) -> None:
         self._nvim = nvim
         self._id = job_id
-        self._linewise = linewise
+        self.linewise = linewise  # also an answer on a line of its own (placement)
         self._held = ""
 
     def write(self, text: str) -> None:
-        if self._linewise:
+        if self.linewise:
             text = self._held + text
             stripped = text.rstrip("\n")
             self._held = text[len(stripped) :]
@@ -40,7 +40,7 @@ class BufferSink:
         self._nvim.exec_lua(_NOTE, self._id, text, async_=True)
 
     def finish(self, status: str, error: str | None, info: dict[str, Any]) -> None:
-        if self._linewise and len(self._held) > 1:
+        if self.linewise and len(self._held) > 1:
             self._nvim.exec_lua(_WRITE, self._id, self._held[:-1], async_=True)
         self._held = ""
         self._nvim.exec_lua(_FINISH, self._id, status, error, info, async_=True)

@@ -73,6 +73,8 @@ class KznllmPlugin:
                 self._pace(int(data.get("id", 0)), float(data.get("cpu", -1.0)))
             elif op == "cancel":
                 self._cancel(int(data.get("id", 0)))
+            elif op == "ping":  # the editor's watchdog: a host that answers is not wedged
+                self._lua("host", "pong")
             elif op == "warmup":
                 self._warmup()
             elif op.startswith("history_"):
@@ -286,8 +288,14 @@ class KznllmPlugin:
                 sink.finish("error", redact(str(exc)), info)
                 return
             job = turn.job
+            meta: dict[str, Any] = {"preset": job.preset.id, "model": job.preset.model}
+            where = placement(p.get("placement"), job.preset.fim)
+            if where is not None and not job.debug and turn.prompt is None:
+                # an answer on a line of its own keeps that line's own line break
+                meta["placement"] = where
+                sink.linewise = where != "cursor"
             # the progress message may show the model the preset resolved to
-            self._lua("job", "meta", job_id, {"preset": job.preset.id, "model": job.preset.model})
+            self._lua("job", "meta", job_id, meta)
             log.info(
                 "fill %d: %s, preset %s (%s %s)",
                 job_id,
@@ -343,6 +351,20 @@ class KznllmPlugin:
             self._paced.pop(job_id, None)
             ms = coalescer.interval * 1000
             log.debug("fill %d: %d writes, paced at %.0f ms", job_id, coalescer.writes, ms)
+
+
+PLACEMENTS = ("auto", "cursor", "below", "above")
+
+
+def placement(asked: Any, fim: bool) -> str | None:
+    """Where a normal-mode answer goes, as the editor writes it: 'cursor', 'line' (on
+    the cursor's line when blank, else below it), 'below' or 'above'. 'auto' writes a
+    fill-in-the-middle preset's answer at the cursor. None: not a normal-mode fill."""
+    if asked not in PLACEMENTS:
+        return None
+    if asked == "auto":
+        return "cursor" if fim else "line"
+    return str(asked)
 
 
 def _log_request(job_id: int, request: HttpRequest) -> None:

@@ -38,6 +38,8 @@ class Preset:
     # provider "completions": fill in the middle (the family's fim.jinja) instead of a
     # chat-style raw prompt (prompt.jinja)
     fim: bool = False
+    # where a normal-mode answer goes, over setup()'s `placement` ('' = that one)
+    placement: str = ""
     # the offline demo model: served in-process on loopback, never a silent fallback
     demo: bool = False
 
@@ -207,6 +209,7 @@ def builtin_presets() -> tuple[Preset, ...]:
 
 
 _FIELDS = {f.name for f in fields(Preset)}
+PLACEMENTS = ("", "auto", "cursor", "below", "above", "split", "tab")
 
 
 def preset_from_dict(raw: Mapping[str, Any], *, base: Preset | None = None) -> Preset:
@@ -274,6 +277,10 @@ def validate(p: Preset) -> None:
         raise ConfigError(f"{where}: prefill must be a string")
     if p.fim is not False and not (p.fim is True and p.provider == "completions"):
         raise ConfigError(f"{where}: fim = true needs provider 'completions' (a raw prompt)")
+    if p.placement not in PLACEMENTS:
+        raise ConfigError(
+            f"{where}: placement must be one of {', '.join(repr(x) for x in PLACEMENTS[1:])}"
+        )
     if p.provider == "azure" and "api_version" in p.params:
         version = p.params["api_version"]
         if not isinstance(version, str) or not version.strip():

@@ -105,6 +105,15 @@ class Child:
             lambda: self.nvim.vars.get("kzn_fed") == self._fed, what=f"keys {keys!r} to run"
         )
 
+    def marks(self, buf: int = 0) -> list[str]:
+        """The virtual texts of the plugin's extmarks in `buf` ('' for a mark without)."""
+        return self.lua(
+            "local out = {} for _, m in ipairs(vim.api.nvim_buf_get_extmarks(..., "
+            "require('kznllm.job').ns, 0, -1, {details=true})) do "
+            "table.insert(out, m[4].virt_text and m[4].virt_text[1][1] or '') end return out",
+            buf,
+        )
+
     def events(self, name: str | None = None) -> list[Any]:
         evs = self.lua("return _G.kzn_events")
         return [e for e in evs if name is None or e[0] == name]

@@ -63,6 +63,9 @@ def editor(tmp_path_factory: pytest.TempPathFactory, server: LoopbackServer) -> 
                 "model": "m",
                 "base_url": base_url_for(p, server.url),
                 "api_key": False,
+                # the stream's bytes at the cursor (on a line of its own an answer's
+                # final newline is dropped, as in linewise replace mode)
+                "placement": "cursor",
             }
             for p in PROVIDERS
         ]

@@ -27,7 +27,7 @@ def modified(nvim: Child) -> bool:
 
 def test_yap_streams_the_answer_after_the_cursor_byte_exact(nvim: Child, server: LoopbackServer):
     server.queue(Reply(chunks=openai_events(TEXT)))
-    nvim.use_server(server.base_url)
+    nvim.use_server(server.base_url, placement="cursor")
     nvim.set_lines(["abc", "def"])
     nvim.lua("vim.api.nvim_win_set_cursor(0, {1, 1})")
     start_fill(nvim)
@@ -44,7 +44,8 @@ def test_one_undo_removes_the_whole_generation_and_nothing_before_it(nvim: Child
     nvim.feed("osecond<Esc>")
     start_fill(nvim)
     nvim.wait_done()
-    assert nvim.lines()[1].startswith("secondt0 t1 ")
+    assert nvim.lines()[:2] == ["first", "second"]
+    assert nvim.lines()[2].startswith("t0 t1 ")  # on a new line below the cursor's
     assert nvim.lua("return require('kznllm.job').running()") == 0
     nvim.feed("u")
     assert nvim.lines() == ["first", "second"]
@@ -146,7 +147,7 @@ def test_text_lands_at_the_extmark_while_the_user_edits_above_and_switches_windo
     nvim: Child, server
 ):
     server.queue(Reply(chunks=openai_events(["one ", "two ", "three"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.use_server(server.base_url, placement="cursor")
     nvim.set_lines(["top", "anchor", "bottom"])
     nvim.lua("vim.api.nvim_win_set_cursor(0, {2, 5})")
     start_fill(nvim)
@@ -472,7 +473,7 @@ def test_buffer_text_is_byte_exact_whatever_the_network_chunking(
 
 def test_yap_on_a_multibyte_character_writes_after_the_whole_character(nvim: Child, server):
     server.queue(Reply(chunks=openai_events(["+"])))
-    nvim.use_server(server.base_url)
+    nvim.use_server(server.base_url, placement="cursor")
     nvim.set_lines(["aé🎉b"])
     nvim.lua("vim.api.nvim_win_set_cursor(0, {1, 3})")  # on the emoji (bytes 3-6)
     start_fill(nvim)

@@ -8,7 +8,35 @@ local method = M.plugin_path .. ':function:KznllmHostCall'
 local request_method = M.plugin_path .. ':function:KznllmHostRequest'
 
 M.chan = nil
+M.pid = nil
 M.python = nil -- set by setup(); nil = auto
+-- the watchdog, in seconds: a cancel not answered within `cancel`, or no word from
+-- the host for `silence` while a request runs (`startup` before its first word), ends
+-- the requests in the editor and the host with them (setup({ watchdog = { ... } }))
+M.watchdog = { cancel = 1, silence = 3, startup = 15 }
+
+local killed = {} -- channels of hosts the watchdog killed: their exit is no news
+local heard_at -- vim.uv.hrtime() of the host's last word (nil: not yet since it started)
+local started_at
+local ping_timer
+
+function M.limits()
+  return M.watchdog
+end
+
+--- Any word from the host (a write, a note, the end of a job, a pong) shows it alive.
+function M.heard()
+  heard_at = vim.uv.hrtime()
+end
+
+function M.pong()
+  M.heard()
+end
+
+--- Has the running host said a word since it started?
+function M.alive()
+  return M.chan ~= nil and heard_at ~= nil
+end
 
 local function find_python()
   local candidates = {
@@ -85,8 +113,14 @@ function M.ensure()
         end
       end
     end,
-    on_exit = function(_, code)
-      M.chan = nil
+    on_exit = function(id, code)
+      if killed[id] then
+        killed[id] = nil
+        return
+      end
+      if M.chan == id then
+        M.chan, M.pid = nil, nil
+      end
       if code ~= 0 and vim.v.exiting == vim.NIL then
         local why = table.concat(vim.list_slice(stderr, math.max(1, #stderr - 5)), '\n')
         vim.schedule(function()
@@ -98,7 +132,7 @@ function M.ensure()
             ),
             vim.log.levels.ERROR
           )
-          require('kznllm.job').host_died()
+          require('kznllm.job').host_died(id)
         end)
       end
     end,
@@ -107,9 +141,72 @@ function M.ensure()
     error(('kznllm: could not start the Python host %s'):format(python), 0)
   end
   M.chan = chan
+  M.pid = vim.fn.jobpid(chan)
+  started_at, heard_at = vim.uv.hrtime(), nil
   -- build the HTTP client and compile the templates while the user types the query
   vim.rpcnotify(chan, method, { 'warmup', require('kznllm').host_payload() })
   return chan
+end
+
+--- The watchdog found the host on `chan` wedged (`why`): kill it (SIGKILL also ends a
+--- stopped process), end its requests in the editor, say so in one line. The next use
+--- starts a fresh host.
+function M.wedged(chan, why)
+  local job = require('kznllm.job')
+  if chan ~= M.chan then
+    job.end_jobs_of(chan, 'the Python host is gone')
+    return
+  end
+  killed[chan] = true
+  if M.pid then
+    pcall(vim.uv.kill, M.pid, 'sigkill')
+  end
+  pcall(vim.fn.jobstop, chan)
+  M.chan, M.pid = nil, nil
+  local reason = 'the Python host ' .. why .. '; it was stopped'
+  local n, partial = job.end_jobs_of(chan, reason)
+  local what = n == 1 and '1 request' or (n .. ' requests')
+  local kept = partial > 0 and ' (partial output kept)' or ' (buffer unchanged)'
+  vim.notify(
+    ('kznllm: the Python host %s: ended %s%s; the next use starts a new host'):format(
+      why,
+      what,
+      kept
+    ),
+    vim.log.levels.ERROR
+  )
+end
+
+local function watch_tick()
+  local job = require('kznllm.job')
+  local chan = M.chan
+  if not chan or not job.waiting_on(chan) then
+    ping_timer:stop()
+    return
+  end
+  local now = vim.uv.hrtime()
+  local quiet = (now - (heard_at or started_at)) / 1e9
+  local limit = heard_at and M.watchdog.silence or M.watchdog.startup
+  if quiet > limit then
+    return M.wedged(chan, ('stopped answering (nothing for %.0f s)'):format(quiet))
+  end
+  pcall(vim.rpcnotify, chan, method, { 'ping', vim.empty_dict() })
+end
+
+--- While requests run, ping the host; silence past the limit means it is wedged.
+--- Lua timers only, and notifications: nothing here can block the editor.
+function M.watch()
+  if not ping_timer then
+    ping_timer = vim.uv.new_timer()
+  end
+  if ping_timer:is_active() then
+    return
+  end
+  if heard_at then
+    heard_at = vim.uv.hrtime() -- idle time before this request is no silence
+  end
+  local every = math.max(50, math.floor(math.min(1, M.watchdog.silence / 3) * 1000))
+  ping_timer:start(every, every, vim.schedule_wrap(watch_tick))
 end
 
 -- Fire and forget: never waits on the host.

@@ -33,6 +33,13 @@ M.config = {
   sidebar = {},
   -- the host's log, stdpath('log')/kznllm.log: 'debug' | 'info' | 'warn' | 'error' | 'off'
   log = { level = 'info' },
+  -- where a normal-mode answer goes: 'auto' (on a blank line: there; else on a new line
+  -- below; a fill-in-the-middle preset: at the cursor), 'cursor', 'below', 'above',
+  -- 'split' or 'tab' (a scratch buffer); a preset's own `placement` wins
+  placement = 'auto',
+  -- seconds: a cancel the host does not answer within `cancel`, or no word from it for
+  -- `silence` while a request runs, ends the request in the editor (:help kznllm-watchdog)
+  watchdog = { cancel = 1, silence = 3, startup = 15 },
   retries = 3, -- tries for a request turned away (429, 503, 529), before its first token
   max_response_bytes = 1048576, -- answer + reasoning past this many bytes: stopped, kept
 }
@@ -73,6 +80,7 @@ function M.setup(opts)
     M.config.presets = opts.presets -- a list: replace, do not merge by index
   end
   host.python = M.config.python
+  host.watchdog = vim.tbl_extend('force', host.watchdog, M.config.watchdog or {})
   if opts and opts.presets and #opts.presets > 0 then
     -- reported now, with the field and the reason, not as an error at first use
     host.check_presets(opts.presets, function(problems)
@@ -176,17 +184,6 @@ function M.after_cursor(buf)
   return { row - 1, col, row - 1, col }
 end
 
-local function region_text(buf, range, block)
-  if block then
-    local parts = {}
-    for _, b in ipairs(block) do
-      table.insert(parts, api.nvim_buf_get_text(buf, b[1], b[2], b[1], b[3], {})[1] or '')
-    end
-    return table.concat(parts, '\n')
-  end
-  return table.concat(api.nvim_buf_get_text(buf, range[1], range[2], range[3], range[4], {}), '\n')
-end
-
 local function context(buf, range)
   local n = M.config.context_lines
   local from = math.max(0, range[1] - n)
@@ -248,26 +245,100 @@ function M.host_payload()
   }
 end
 
+local PLACEMENTS =
+  { auto = true, cursor = true, below = true, above = true, split = true, tab = true }
+
+--- Where a normal-mode answer goes: the current preset's `placement`, else setup()'s.
+function M.placement()
+  local id = M.current_preset()
+  for _, p in ipairs(M.config.presets or {}) do
+    if type(p) == 'table' and p.id == id and p.placement and p.placement ~= '' then
+      return p.placement
+    end
+  end
+  return M.config.placement or 'auto'
+end
+
+--- Why `buf` cannot take an answer, or nil.
+local function unwritable(buf)
+  if vim.bo[buf].buftype == 'terminal' then
+    return 'a terminal buffer cannot take an answer'
+  end
+  if not vim.bo[buf].modifiable then
+    return "this buffer cannot take an answer ('modifiable' is off)"
+  end
+  return nil
+end
+
+local function refuse(region, msg, level)
+  job.release(region)
+  vim.notify('kznllm: ' .. msg, level or vim.log.levels.ERROR)
+end
+
+local BUSY = 'another answer is streaming there (<Esc> cancels it); nothing was sent'
+
+--- Capture the region `spec` writes to (a selection, or the insertion point), now.
+local function capture(buf, spec)
+  if spec.replace then
+    if spec.block then
+      return job.capture(buf, { kind = 'block', rows = spec.block })
+    end
+    return job.capture(buf, { kind = 'range', range = spec.range, linewise = spec.linewise })
+  end
+  local p = spec.range or M.after_cursor(buf)
+  return job.capture(buf, { kind = 'point', row = p[1], col = p[2], placement = spec.placement })
+end
+
+-- the scratch buffer an answer goes to with placement 'split' or 'tab'
+local function answer_buffer(src, placement)
+  local name = ('kznllm://answer/%d'):format(vim.uv.hrtime() % 1e9)
+  local buf = sidebar.scratch(name, placement == 'tab' and 'tab split' or 'botright vsplit')
+  local ft = vim.bo[src].filetype
+  vim.bo[buf].filetype = ft ~= '' and ft or 'markdown'
+  return buf
+end
+
+local function scratch_placement(spec)
+  return not spec.replace and (spec.placement == 'split' or spec.placement == 'tab')
+end
+
 function M.start(spec)
   local buf = spec.buf or api.nvim_get_current_buf()
-  local cursor = api.nvim_win_get_cursor(0)
-  local range = spec.range or M.after_cursor(buf)
-  if spec.replace and not spec.debug and not vim.bo[buf].modifiable then
-    vim.notify('kznllm: the buffer is not modifiable', vim.log.levels.ERROR)
-    return
+  local cursor = spec.cursor or api.nvim_win_get_cursor(0)
+  if not spec.replace and not spec.placement then
+    spec.placement = spec.range and 'cursor' or M.placement()
+  end
+  local to_scratch = spec.debug or scratch_placement(spec)
+  local region = spec.region or capture(buf, spec)
+  if not to_scratch and unwritable(buf) then
+    return refuse(region, unwritable(buf) .. '; nothing was sent')
+  end
+  if job.region_changed(region) then
+    return refuse(
+      region,
+      'the selected text was changed before the request went out; nothing was sent',
+      vim.log.levels.WARN
+    )
+  end
+  if not to_scratch and job.overlapping(buf, job.bounds(region)) then
+    return refuse(region, BUSY)
   end
   job.clear_marks(buf)
-  local selection = spec.replace and region_text(buf, range, spec.block) or ''
-  local before, after = context(buf, range)
+  local selection = spec.replace and job.selection(region) or ''
+  local before, after = context(buf, job.bounds(region, 'cursor'))
   local preset = M.current_preset()
-  local target, target_range = buf, range
-  if spec.debug then
-    -- the request, then the answer, go to a scratch buffer; the source is untouched
-    target, target_range = debug_buffer(), { 0, 0, 0, 0 }
+  local target, placement = buf, spec.placement
+  if to_scratch then
+    -- the answer goes to a scratch buffer (with the request first, in the debug view);
+    -- the source is untouched
+    job.release(region)
+    target = spec.debug and debug_buffer() or answer_buffer(buf, spec.placement)
+    region = job.capture(target, { kind = 'point', row = 0, col = 0, placement = 'cursor' })
+    placement = 'cursor'
   end
-  local j = job.new(target, target_range, {
+  local j = job.new(target, region, {
     replace = spec.replace and not spec.debug,
-    block = not spec.debug and spec.block or nil,
+    placement = placement == 'auto' and 'line' or placement,
     label = 'kznllm' .. (preset and (' ' .. preset) or ''),
     on_done = spec.debug and function()
       fold_reasoning(target)
@@ -282,6 +353,7 @@ function M.start(spec)
       debug = spec.debug or false,
       mode = spec.replace and 'replace' or 'yap',
       linewise = (spec.linewise and not spec.debug) or false,
+      placement = (not spec.replace and not to_scratch) and spec.placement or nil,
       query = spec.query,
       selection = selection,
       filetype = vim.bo[buf].filetype,
@@ -300,6 +372,9 @@ function M.start(spec)
   )
   if not ok then
     job.finish(j.id, 'error', tostring(err))
+  else
+    j.chan = host.chan
+    host.watch()
   end
   return j.id
 end
@@ -358,7 +433,8 @@ function M.rerun(id, scratch)
   return M.start({ buf = buf, query = '', rerun = id, range = { 0, 0, 0, 0 } })
 end
 
---- What the mapping and :KznFill do: capture the selection now, ask the query, start.
+--- What the mapping and :KznFill do: capture the selection (or the insertion point)
+--- as extmarks now, in the tick of the keypress, then ask the query, then start.
 function M.prompt_fill(opts)
   local buf = api.nvim_get_current_buf()
   local spec = { buf = buf, query = opts.query, debug = opts.debug }
@@ -367,6 +443,7 @@ function M.prompt_fill(opts)
   if vim.b[buf].kznllm_conversation and not visual and not opts.debug then
     return follow_up(buf, opts)
   end
+  spec.cursor = api.nvim_win_get_cursor(0)
   if mode == 'v' or mode == 'V' or mode == '\22' then
     local a, b = vim.fn.getpos('v'), vim.fn.getpos('.')
     api.nvim_feedkeys(api.nvim_replace_termcodes('<Esc>', true, false, true), 'nx', false)
@@ -383,9 +460,25 @@ function M.prompt_fill(opts)
     spec.replace = true
     spec.linewise = vmode == 'V'
     spec.range, spec.block = M.region(buf, vmode, vim.fn.getpos("'<"), vim.fn.getpos("'>"))
+  else
+    spec.placement = M.placement()
+    if not PLACEMENTS[spec.placement] then
+      return vim.notify(
+        ('kznllm: unknown placement %q (auto, cursor, below, above, split or tab)'):format(
+          spec.placement
+        ),
+        vim.log.levels.ERROR
+      )
+    end
   end
-  if not spec.replace then
-    spec.range = M.after_cursor(buf)
+  local to_scratch = spec.debug or scratch_placement(spec)
+  local why = not to_scratch and unwritable(buf)
+  if why then
+    return vim.notify('kznllm: ' .. why .. '; nothing was sent', vim.log.levels.ERROR)
+  end
+  spec.region = capture(buf, spec)
+  if not to_scratch and job.overlapping(buf, job.bounds(spec.region)) then
+    return refuse(spec.region, BUSY)
   end
   pcall(host.ensure) -- start the host while the user types the query
   if spec.query and spec.query ~= '' then
@@ -397,6 +490,8 @@ function M.prompt_fill(opts)
     if q and q ~= '' then
       spec.query = q
       M.start(spec)
+    else
+      job.release(spec.region)
     end
   end)
 end

@@ -31,6 +31,8 @@ local function mark_pos(buf, id)
   return p[1], p[2]
 end
 
+local anchor -- where a job's progress shows (defined with the regions below)
+
 -- progress: fidget.nvim when installed, else virtual text by the extmark ---------------
 -- setup({ progress = true | false | { message = function(info) return string end } }):
 -- the message function words both; info is progress_info()'s table.
@@ -111,12 +113,12 @@ local function progress_update(job, frame)
   if not job.indicator or not api.nvim_buf_is_valid(job.buf) then
     return
   end
-  local ok, pos = pcall(api.nvim_buf_get_extmark_by_id, job.buf, ns, job.tail, {})
-  if not ok or not pos[1] then
+  local ok, row, col = pcall(anchor, job)
+  if not ok or not row then
     return
   end
   job.frame = frame or job.frame or 1
-  pcall(api.nvim_buf_set_extmark, job.buf, ns, pos[1], pos[2], {
+  pcall(api.nvim_buf_set_extmark, job.buf, ns, row, col, {
     id = job.indicator,
     virt_text = { { (' %s %s'):format(spinner[job.frame], text), 'KznllmProgress' } },
     virt_text_pos = 'eol',
@@ -139,8 +141,8 @@ local function progress_start(job)
     job.fidget = ok2 and handle or nil
   end
   if not job.fidget then
-    local r, c = mark_pos(job.buf, job.tail)
-    job.indicator = api.nvim_buf_set_extmark(job.buf, ns, r, c, {})
+    local r, c = anchor(job)
+    job.indicator = api.nvim_buf_set_extmark(job.buf, ns, r or 0, c or 0, {})
     progress_update(job, 1)
   end
   job.timer = vim.uv.new_timer()
@@ -195,7 +197,173 @@ local function preset_and_model(opts)
   return preset, model
 end
 
--- <Esc> cancels while a job runs in the buffer ---------------------------------------
+-- regions: every position a request uses is an extmark from the keypress -------------
+--
+-- A region is captured in the same tick as the keypress or the command, before the
+-- query prompt opens, and every later step resolves it from its extmarks: text typed,
+-- streamed or undone elsewhere moves the marks, never where the answer goes.
+--   range  one pair of marks (start, end) around the selection; a linewise selection
+--          ends at the start of the line after it, so deleting its lines shows
+--   block  one pair per row of a blockwise selection
+--   point  normal mode: the insertion point after the cursor and the start of its line
+-- The start mark has right gravity and the end mark left: text inserted at either edge
+-- stays outside the selection. The selection's text is kept; if it differs when the
+-- request starts or when its first token comes, nothing is replaced.
+
+local function before_or_at(ar, ac, br, bc)
+  return ar < br or (ar == br and ac <= bc)
+end
+
+local function line_at(buf, row)
+  return api.nvim_buf_get_lines(buf, row, row + 1, false)[1]
+end
+
+local function mark(buf, row, col, right_gravity)
+  return api.nvim_buf_set_extmark(buf, ns, row, col, { right_gravity = right_gravity })
+end
+
+--- The spans of a range or block region now ({ srow, scol, erow, ecol } each), or nil
+--- when its marks are gone or crossed (the text between them was deleted).
+local function spans(r)
+  local out = {}
+  for _, pair in ipairs(r.pairs) do
+    local a = api.nvim_buf_get_extmark_by_id(r.buf, ns, pair[1], {})
+    local b = api.nvim_buf_get_extmark_by_id(r.buf, ns, pair[2], {})
+    if not a[1] or not b[1] or not before_or_at(a[1], a[2], b[1], b[2]) then
+      return nil
+    end
+    table.insert(out, { a[1], a[2], b[1], b[2] })
+  end
+  return out
+end
+
+local function span_text(buf, s)
+  return table.concat(api.nvim_buf_get_text(buf, s[1], s[2], s[3], s[4], {}), '\n')
+end
+
+--- The region's text now (a block's rows joined by newlines; a linewise range with the
+--- line break after it), or nil when it is gone.
+function M.region_text(r)
+  if r.kind == 'point' or not api.nvim_buf_is_valid(r.buf) then
+    return nil
+  end
+  local s = spans(r)
+  if not s then
+    return nil
+  end
+  local parts = {}
+  for _, x in ipairs(s) do
+    table.insert(parts, span_text(r.buf, x))
+  end
+  return table.concat(parts, '\n')
+end
+
+--- The text a request sends as its selection (a linewise range without its line break).
+function M.selection(r)
+  local t = M.region_text(r) or ''
+  return r.nl and t:sub(1, -2) or t
+end
+
+--- True when the selected text is no longer what it was at the keypress.
+function M.region_changed(r)
+  return r.kind ~= 'point' and M.region_text(r) ~= r.text
+end
+
+--- Capture a region now. spec: { kind = 'range', range = { srow, scol, erow, ecol },
+--- linewise = bool } | { kind = 'block', rows = { { row, scol, ecol }, ... } } |
+--- { kind = 'point', row = r, col = c, placement = p } (0-based, end exclusive).
+function M.capture(buf, spec)
+  local r = { buf = buf, kind = spec.kind, placement = spec.placement, marks = {} }
+  local function add(row, col, gravity)
+    local id = mark(buf, row, col, gravity)
+    table.insert(r.marks, id)
+    return id
+  end
+  if spec.kind == 'point' then
+    r.point = add(spec.row, spec.col, false)
+    r.line = add(spec.row, 0, false)
+    return r
+  end
+  r.pairs = {}
+  local rows = spec.rows or { spec.range }
+  for _, x in ipairs(rows) do
+    local sr, sc, er, ec = x[1], x[2], x[3], x[4]
+    if spec.kind == 'block' then
+      sr, sc, er, ec = x[1], x[2], x[1], x[3]
+    end
+    if spec.linewise and er + 1 < api.nvim_buf_line_count(buf) then
+      er, ec, r.nl = er + 1, 0, true
+    end
+    table.insert(r.pairs, { add(sr, sc, true), add(er, ec, false) })
+  end
+  r.text = M.region_text(r)
+  return r
+end
+
+--- Forget a region's marks (the prompt was dismissed, or the job took them over).
+function M.release(r)
+  if r and api.nvim_buf_is_valid(r.buf) then
+    for _, id in ipairs(r.marks) do
+      pcall(api.nvim_buf_del_extmark, r.buf, ns, id)
+    end
+  end
+end
+
+--- Where a region is now: { srow, scol, erow, ecol }. A point stands for its whole line
+--- unless it writes at the cursor (another request there would touch it).
+function M.bounds(r, placement)
+  if r.kind == 'point' then
+    local p = api.nvim_buf_get_extmark_by_id(r.buf, ns, r.point, {})
+    if (placement or r.placement) == 'cursor' then
+      return { p[1], p[2], p[1], p[2] }
+    end
+    local row = api.nvim_buf_get_extmark_by_id(r.buf, ns, r.line, {})[1]
+    local len = #(line_at(r.buf, row) or '')
+    return { math.min(row, p[1]), 0, math.max(row, p[1]), math.max(len, p[2]) }
+  end
+  local s = spans(r)
+  if not s then
+    return nil
+  end
+  local first, last = s[1], s[#s]
+  return { first[1], first[2], last[3], last[4] }
+end
+
+local function job_bounds(job)
+  if job.written then
+    local h = api.nvim_buf_get_extmark_by_id(job.buf, ns, job.head, {})
+    local t = api.nvim_buf_get_extmark_by_id(job.buf, ns, job.tail, {})
+    return h[1] and t[1] and { h[1], h[2], t[1], t[2] } or nil
+  end
+  return M.bounds(job.region, job.placement)
+end
+
+--- The running job in `buf` whose region or answer overlaps (or touches) `b`, if any.
+function M.overlapping(buf, b)
+  for _, job in pairs(M.jobs) do
+    if job.buf == buf and not job.done and not job.stopping then
+      local o = job_bounds(job)
+      if o and before_or_at(b[1], b[2], o[3], o[4]) and before_or_at(o[1], o[2], b[3], b[4]) then
+        return job
+      end
+    end
+  end
+  return nil
+end
+
+-- the position progress shows at: the answer's end, or the region's until text comes
+anchor = function(job)
+  if job.written then
+    return mark_pos(job.buf, job.tail)
+  end
+  local b = M.bounds(job.region, job.placement)
+  if not b then
+    return nil
+  end
+  return b[3], b[4]
+end
+
+-- <Esc> cancels while a job runs in the buffer, then does what the user's own <Esc> does
 
 local function running_in(buf)
   local n = 0
@@ -207,17 +375,49 @@ local function running_in(buf)
   return n
 end
 
+-- the user's own mapping of the key, as maparg() gives it (buffer-local first)
+local function run_mapping(m)
+  local function feed(keys)
+    api.nvim_feedkeys(
+      api.nvim_replace_termcodes(keys, true, true, true),
+      m.noremap == 1 and 'ni' or 'mi', -- first in the typeahead: as if the key ran it
+      false
+    )
+  end
+  if m.callback then
+    local ok, keys = pcall(m.callback)
+    if m.expr == 1 and ok and type(keys) == 'string' then
+      feed(keys)
+    end
+  elseif m.rhs and m.rhs ~= '' then
+    if m.expr == 1 then
+      local ok, keys = pcall(api.nvim_eval, m.rhs)
+      if ok and type(keys) == 'string' then
+        feed(keys)
+      end
+    else
+      feed(m.rhs)
+    end
+  end
+end
+
 local function map_cancel(buf)
   local key = M.config.cancel_key
   if not key or running_in(buf) > 1 then
     return
   end
-  local prev = vim.fn.maparg(key, 'n', false, true)
-  if prev and prev.buffer == 1 then
-    vim.b[buf].kznllm_saved_map = prev
+  local prev = api.nvim_buf_call(buf, function()
+    return vim.fn.maparg(key, 'n', false, true)
+  end)
+  local user = prev and not vim.tbl_isempty(prev) and prev or nil
+  if user and user.buffer == 1 then
+    vim.b[buf].kznllm_saved_map = user
   end
   vim.keymap.set('n', key, function()
     M.cancel_buffer(buf)
+    if user then
+      run_mapping(user)
+    end
   end, { buffer = buf, desc = 'kznllm: cancel the running request', nowait = true })
 end
 
@@ -236,19 +436,111 @@ local function unmap_cancel(buf)
   end
 end
 
+-- undo: which of a job's writes are still in effect ----------------------------------
+
+-- Is change `seq` on the path from the root of the undo tree to the current state
+-- `target`? (undotree(): each entry's `alt` holds the branches that replace it.)
+local function on_path(entries, target, seq, seen)
+  for _, e in ipairs(entries) do
+    for _, branch in ipairs(e.alt or {}) do
+      local found, yes = on_path(branch, target, seq, seen)
+      if found then
+        return true, yes
+      end
+    end
+    seen = seen or e.seq == seq
+    if e.seq == target then
+      return true, seen
+    end
+  end
+  return false, false
+end
+
+-- (in the job's buffer) is the job's last write still in effect? An undo, `g-` or
+-- `:undo N` past it, or an undo followed by new edits (another branch), says no.
+local function in_effect(job)
+  local cur = vim.fn.changenr()
+  if cur == job.seq then
+    return true
+  end
+  local tree = vim.fn.undotree(job.buf)
+  if tree.seq_cur == 0 then
+    return false
+  end
+  local found, yes = on_path(tree.entries, tree.seq_cur, job.seq, false)
+  return found and yes
+end
+
+-- A change by anyone else in a buffer with jobs: check them once the change is done.
+local checking = {}
+local writing = false
+
+local function check_buffer(buf)
+  checking[buf] = nil
+  if not api.nvim_buf_is_valid(buf) then
+    return
+  end
+  for id, job in pairs(M.jobs) do
+    if job.buf == buf and not job.done and not job.stopping then
+      if job.written then
+        local live = api.nvim_buf_call(buf, function()
+          return in_effect(job)
+        end)
+        if not live then
+          job.undone = true
+          M.stop(id, 'cancelled', M.UNDONE)
+        end
+      elseif M.region_changed(job.region) then
+        M.stop(id, 'cancelled', M.CHANGED)
+      end
+    end
+  end
+end
+
+local attached = {}
+
+local function watch_buffer(buf)
+  if attached[buf] then
+    return
+  end
+  attached[buf] = true
+  api.nvim_buf_attach(buf, false, {
+    on_lines = function()
+      if running_in(buf) == 0 then
+        attached[buf] = nil
+        return true -- detach
+      end
+      if not writing and not checking[buf] then
+        checking[buf] = true
+        vim.schedule(function()
+          check_buffer(buf)
+        end)
+      end
+    end,
+    on_detach = function()
+      attached[buf] = nil
+    end,
+  })
+end
+
 -- the job's life ---------------------------------------------------------------------
 
---- Start tracking a generation. `range` = { srow, scol, erow, ecol } (0-based, end
---- exclusive) of the text to replace, or the cursor position twice for yap mode.
---- `block` = list of { row, scol, ecol } for a blockwise selection.
-function M.new(buf, range, opts)
+M.UNDONE = 'undone while streaming; the rest of the answer was dropped'
+M.CHANGED = 'the selected text was changed before the answer came; nothing was replaced'
+M.DELETED = 'the answer was deleted while streaming; the rest was dropped'
+
+--- Start tracking a generation at `region` (from M.capture). opts.replace: the region
+--- is a selection to replace; opts.placement: where a point region writes ('cursor',
+--- 'line' = on a blank line or below it, 'below', 'above').
+function M.new(buf, region, opts)
   next_id = next_id + 1
   local id = next_id
   local job = {
     id = id,
     buf = buf,
+    region = region,
     replace = opts.replace,
-    block = opts.block,
+    placement = opts.placement or 'cursor',
     label = opts.label or 'kznllm',
     started = vim.uv.hrtime(),
     written = false,
@@ -256,21 +548,21 @@ function M.new(buf, range, opts)
     on_done = opts.on_done, -- called with the status once the job ends
   }
   job.preset, job.model = preset_and_model(opts)
-  job.head = api.nvim_buf_set_extmark(buf, ns, range[1], range[2], { right_gravity = false })
-  job.tail = api.nvim_buf_set_extmark(buf, ns, range[3], range[4], { right_gravity = true })
   if opts.replace then
     -- the selection stays until the first token replaces it: a request that fails
     -- before then leaves the buffer exactly as it was
-    job.pending = api.nvim_buf_set_extmark(buf, ns, range[1], range[2], {
-      end_row = range[3],
-      end_col = range[4],
+    local b = M.bounds(region)
+    job.pending = api.nvim_buf_set_extmark(buf, ns, b[1], b[2], {
+      end_row = b[3],
+      end_col = b[4],
       hl_group = 'KznllmPending',
-      right_gravity = false,
-      end_right_gravity = true,
+      right_gravity = true,
+      end_right_gravity = false,
     })
   end
   M.jobs[id] = job
   map_cancel(buf)
+  watch_buffer(buf)
   progress_start(job)
   pcall(api.nvim_exec_autocmds, 'User', {
     pattern = 'KznllmStart',
@@ -279,50 +571,131 @@ function M.new(buf, range, opts)
   return job
 end
 
+-- the end of `lines` written at (row, col)
+local function end_of(row, col, lines)
+  if #lines == 1 then
+    return row, col + #lines[1]
+  end
+  return row + #lines - 1, #lines[#lines]
+end
+
+-- where a point region writes now, and the lines to write there: the answer's text
+-- starts after `skip` of them (a new line below); above, a line break follows it
+local function point_target(job, lines)
+  local r = job.region
+  if job.placement == 'cursor' then
+    local p = api.nvim_buf_get_extmark_by_id(job.buf, ns, r.point, {})
+    return p[1], p[2], p[1], p[2], lines, 0
+  end
+  local row = api.nvim_buf_get_extmark_by_id(job.buf, ns, r.line, {})[1]
+  local text = line_at(job.buf, row) or ''
+  if job.placement == 'above' then
+    local out = vim.list_extend({}, lines)
+    table.insert(out, '')
+    return row, 0, row, 0, out, 0
+  end
+  if job.placement == 'line' and text:match('^%s*$') then
+    return row, #text, row, #text, lines, 0
+  end
+  local out = { '' }
+  vim.list_extend(out, lines)
+  return row, #text, row, #text, out, 1
+end
+
 local function first_write(job, lines)
   local buf = job.buf
-  -- a new undo step for this generation (see :help undo-break)
-  vim.o.undolevels = vim.o.undolevels
-  local sr, sc = mark_pos(buf, job.head)
-  local er, ec = mark_pos(buf, job.tail)
-  if job.block then
-    -- remove the block's columns, bottom up, then write at its top-left corner
-    for i = #job.block, 1, -1 do
-      local b = job.block[i]
-      local len = #api.nvim_buf_get_lines(buf, b[1], b[1] + 1, true)[1]
-      local s, e = math.min(b[2], len), math.min(b[3], len)
-      if e > s then
-        api.nvim_buf_set_text(buf, b[1], s, b[1], e, { '' })
-      end
+  local r = job.region
+  local sr, sc
+  if r.kind == 'point' then
+    local er, ec, out, skip
+    sr, sc, er, ec, out, skip = point_target(job, lines)
+    api.nvim_buf_set_text(buf, sr, sc, er, ec, out)
+    if skip > 0 then
+      sr, sc = sr + skip, 0
     end
-    er, ec = sr, sc
-    -- the tail sat at the block's bottom-right: later writes go after this first one
-    api.nvim_buf_set_extmark(buf, ns, sr, sc, { id = job.tail, right_gravity = true })
+  else
+    local s = spans(r)
+    if r.kind == 'block' then
+      -- remove the block's columns, bottom up, then write at its top-left corner
+      for i = #s, 1, -1 do
+        local x = s[i]
+        if x[4] > x[2] then
+          api.nvim_buf_set_text(buf, x[1], x[2], x[3], x[4], { '' })
+        end
+      end
+      sr, sc = s[1][1], s[1][2]
+      api.nvim_buf_set_text(buf, sr, sc, sr, sc, lines)
+    else
+      local x = s[1]
+      local er, ec = x[3], x[4]
+      if r.nl then -- up to the end of the last selected line, not its line break
+        er = er - 1
+        ec = #(line_at(buf, er) or '')
+      end
+      sr, sc = x[1], x[2]
+      api.nvim_buf_set_text(buf, sr, sc, er, ec, lines)
+    end
   end
-  api.nvim_buf_set_text(buf, sr, sc, er, ec, lines)
+  local tr, tc = end_of(sr, sc, lines)
+  job.head = api.nvim_buf_set_extmark(buf, ns, sr, sc, { right_gravity = false })
+  job.tail = api.nvim_buf_set_extmark(buf, ns, tr, tc, { right_gravity = true })
   if job.pending then
     pcall(api.nvim_buf_del_extmark, buf, ns, job.pending)
     job.pending = nil
   end
+  M.release(r)
 end
+
+-- the buffer's last change, when it was a write of ours: { tick, job }
+local last_write = {}
 
 local function write_now(job, text)
   local buf = job.buf
   local lines = vim.split(text, '\n', { plain = true })
   api.nvim_buf_call(buf, function()
-    if not job.written then
-      first_write(job, lines)
-      job.written = true
-    else
-      if vim.fn.changenr() < job.changenr then
-        job.undone = true -- the user undid (part of) the generation: write no more
+    local tick = api.nvim_buf_get_changedtick(buf)
+    local last = last_write[buf]
+    -- join the undo step when the buffer's last change is a write of this job or of
+    -- one streaming at the same time (still running, or written since this one
+    -- started); anything else in between (an edit, an undo) starts a step of its own
+    local other = last and M.jobs[last.job]
+    local joined = last
+      and last.tick == tick
+      and (last.job == job.id or (other and not other.done) or last.time >= job.started)
+    if job.written then
+      if not joined and not in_effect(job) then
+        job.undone = true -- write no more, anywhere
         return
       end
-      pcall(vim.cmd, 'undojoin')
-      local r, c = mark_pos(buf, job.tail)
-      api.nvim_buf_set_text(buf, r, c, r, c, lines)
+      local hr, hc = mark_pos(buf, job.head)
+      local tr, tc = mark_pos(buf, job.tail)
+      if job.chars > 0 and hr == tr and hc == tc then
+        job.deleted = true
+        return
+      end
     end
-    job.changenr = vim.fn.changenr()
+    if joined then
+      pcall(vim.cmd, 'undojoin')
+    else
+      vim.o.undolevels = vim.o.undolevels -- a new undo step (see :help undo-break)
+    end
+    writing = true
+    local ok, err = pcall(function()
+      if not job.written then
+        first_write(job, lines)
+        job.written = true
+      else
+        local r, c = mark_pos(buf, job.tail)
+        api.nvim_buf_set_text(buf, r, c, r, c, lines)
+      end
+    end)
+    writing = false
+    if not ok then
+      error(err, 0)
+    end
+    job.seq = vim.fn.changenr()
+    last_write[buf] =
+      { tick = api.nvim_buf_get_changedtick(buf), job = job.id, time = vim.uv.hrtime() }
     job.chars = job.chars + #text
   end)
 end
@@ -343,17 +716,25 @@ function M.meta(id, meta)
   if job and type(meta) == 'table' then
     job.preset = meta.preset or job.preset
     job.model = meta.model or job.model
+    -- 'auto' in normal mode: the host knows whether the preset fills in the middle
+    if meta.placement and not job.written and job.region.kind == 'point' then
+      job.placement = meta.placement
+    end
   end
 end
 
 --- Called by the host with each coalesced batch of text.
 function M.write(id, text)
+  require('kznllm.host').heard()
   local job = M.jobs[id]
   if not job or job.done or job.stopping then
     return
   end
   if not api.nvim_buf_is_valid(job.buf) then
     return M.stop(id, 'cancelled', 'the buffer was closed')
+  end
+  if not job.written and M.region_changed(job.region) then
+    return M.stop(id, 'cancelled', M.CHANGED)
   end
   local ok, err = pcall(write_now, job, text)
   require('kznllm.pace').wrote(id)
@@ -365,7 +746,9 @@ function M.write(id, text)
       :gsub('[^%s]+%.lua:%d+: ', '')
     M.stop(id, 'error', 'could not write to the buffer: ' .. why)
   elseif job.undone then
-    M.stop(id, 'cancelled', 'undone while streaming; the rest of the answer was dropped')
+    M.stop(id, 'cancelled', M.UNDONE)
+  elseif job.deleted then
+    M.stop(id, 'cancelled', M.DELETED)
   end
 end
 
@@ -398,6 +781,9 @@ local function end_message(job, status, err, info)
     return ('kznllm: done in %.1fs%s'):format(secs, extra), vim.log.levels.INFO
   end
   local kept = job.written and ' (partial output kept)' or ' (buffer unchanged)'
+  if err == M.UNDONE or err == M.CHANGED or err == M.DELETED then
+    kept = '' -- the message says what became of the text
+  end
   if status == 'cancelled' then
     return 'kznllm: cancelled' .. (err and (': ' .. err) or '') .. kept, vim.log.levels.WARN
   end
@@ -406,6 +792,7 @@ end
 
 --- The end of a job, from the host (status 'ok'|'error'|'cancelled') or from the editor.
 function M.finish(id, status, err, info)
+  require('kznllm.host').heard()
   if err == vim.NIL then
     err = nil
   end
@@ -419,6 +806,11 @@ function M.finish(id, status, err, info)
   job.done = true
   M.jobs[id] = nil
   require('kznllm.pace').forget(id)
+  if job.ack_timer then
+    job.ack_timer:stop()
+    job.ack_timer:close()
+    job.ack_timer = nil
+  end
   local buf = job.buf
   if job.stop_reason then
     status, err = job.stop_reason[1], job.stop_reason[2]
@@ -429,7 +821,9 @@ function M.finish(id, status, err, info)
     if job.pending then
       pcall(api.nvim_buf_del_extmark, buf, ns, job.pending)
     end
-    if status ~= 'ok' and job.written then
+    M.release(job.region)
+    local undone = err == M.UNDONE or err == M.DELETED
+    if status ~= 'ok' and job.written and not undone then
       -- mark partial output: a note at its end, until the next fill or :KznClear
       local ok, pos = pcall(api.nvim_buf_get_extmark_by_id, buf, ns, job.tail, {})
       if ok and pos[1] then
@@ -445,7 +839,10 @@ function M.finish(id, status, err, info)
   end
   local msg, level = end_message(job, status, err, info)
   local notable = info and (info.finish_reason == 'length' or info.skipped_files)
-  if status ~= 'ok' or notable or M.config.notify_done then
+  if job.quiet then
+    -- ended with others by the watchdog, which says so once for all of them
+    vim.api.nvim_echo({ { msg } }, true, {})
+  elseif status ~= 'ok' or notable or M.config.notify_done then
     notify(msg, level)
   else
     vim.api.nvim_echo({ { msg } }, true, {}) -- kept in :messages, for its timings
@@ -498,11 +895,22 @@ function M.stop(id, status, reason)
   job.stopping = true
   job.stop_reason = { status, reason }
   local host = require('kznllm.host')
-  if host.chan then
-    pcall(host.notify, 'cancel', { id = id })
-  else
-    M.finish(id, status, reason)
+  if not job.chan or job.chan ~= host.chan then
+    return M.finish(id, status, reason) -- its host is gone: nothing to wait for
   end
+  pcall(host.notify, 'cancel', { id = id })
+  -- the watchdog: a host that does not end the job within a second is wedged
+  local limit = host.limits().cancel
+  job.ack_timer = vim.uv.new_timer()
+  job.ack_timer:start(
+    math.floor(limit * 1000),
+    0,
+    vim.schedule_wrap(function()
+      if not job.done then
+        host.wedged(job.chan, ('did not answer a cancel within %g s'):format(limit))
+      end
+    end)
+  )
 end
 
 -- a buffer that goes away takes its streams with it
@@ -528,10 +936,40 @@ function M.cancel_buffer(buf)
   return n
 end
 
-function M.host_died()
-  for id in pairs(M.jobs) do
-    M.finish(id, 'error', 'the Python host exited')
+--- The host on channel `chan` exited: its jobs end here.
+function M.host_died(chan)
+  for id, job in pairs(M.jobs) do
+    if job.chan == nil or job.chan == chan then
+      M.finish(id, 'error', 'the Python host exited')
+    end
   end
+end
+
+--- The watchdog found the host on `chan` wedged and killed it: end its jobs in the
+--- editor (partial text kept and marked, a selection untouched if nothing came).
+--- Returns how many ended, and how many had written text.
+function M.end_jobs_of(chan, reason)
+  local n, partial = 0, 0
+  for id, job in pairs(M.jobs) do
+    if job.chan == chan and not job.done then
+      n = n + 1
+      partial = partial + (job.written and 1 or 0)
+      job.quiet = true
+      job.stop_reason = nil
+      M.finish(id, 'error', reason)
+    end
+  end
+  return n, partial
+end
+
+--- Jobs that wait on the host on `chan`.
+function M.waiting_on(chan)
+  for _, job in pairs(M.jobs) do
+    if job.chan == chan and not job.done then
+      return true
+    end
+  end
+  return false
 end
 
 function M.clear_marks(buf)
