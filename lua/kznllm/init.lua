@@ -19,6 +19,7 @@ M.config = {
     debug = '<leader>K',
     preset = '<leader>m',
     history = '<leader>h',
+    operator = 'gz', -- gz{motion}: replace what the motion covers; gzz: the line(s)
     cancel = '<Esc>',
   },
   timeouts = { connect = 10, stall = 60 }, -- seconds
@@ -105,6 +106,9 @@ function M.setup(opts)
     vim.keymap.set('n', km.preset, function()
       M.select_preset()
     end, { desc = 'kznllm: pick the preset' })
+  end
+  if km and km.operator then
+    require('kznllm.operator').map(km.operator)
   end
   if km and km.history then
     vim.keymap.set('n', km.history, function()
@@ -326,7 +330,7 @@ function M.start(spec)
   job.clear_marks(buf)
   local selection = spec.replace and job.selection(region) or ''
   local before, after = context(buf, job.bounds(region, 'cursor'))
-  local preset = M.current_preset()
+  local preset = spec.preset or M.current_preset()
   local target, placement = buf, spec.placement
   if to_scratch then
     -- the answer goes to a scratch buffer (with the request first, in the debug view);
@@ -344,10 +348,12 @@ function M.start(spec)
       fold_reasoning(target)
     end or nil,
   })
+  local payload = M.host_payload()
+  payload.preset = preset or vim.NIL -- a dot-repeat keeps the preset it was made with
   local ok, err = pcall(
     host.notify,
     'fill',
-    vim.tbl_extend('error', M.host_payload(), {
+    vim.tbl_extend('error', payload, {
       id = j.id,
       bufnr = target,
       debug = spec.debug or false,
@@ -437,9 +443,14 @@ end
 --- as extmarks now, in the tick of the keypress, then ask the query, then start.
 function M.prompt_fill(opts)
   local buf = api.nvim_get_current_buf()
-  local spec = { buf = buf, query = opts.query, debug = opts.debug }
+  local spec = { buf = buf, query = opts.query, debug = opts.debug, preset = opts.preset }
   local mode = opts.mode
-  local visual = mode == 'v' or mode == 'V' or mode == '\22' or opts.line1 or opts.marks
+  local visual = mode == 'v'
+    or mode == 'V'
+    or mode == '\22'
+    or opts.line1
+    or opts.marks
+    or opts.span
   if vim.b[buf].kznllm_conversation and not visual and not opts.debug then
     return follow_up(buf, opts)
   end
@@ -454,6 +465,11 @@ function M.prompt_fill(opts)
     spec.replace = true
     spec.linewise = true
     spec.range = { opts.line1 - 1, 0, opts.line2 - 1, line_len(buf, opts.line2 - 1) }
+  elseif opts.span then
+    -- an operator's motion: { visual mode, start, end } as getpos() gives them
+    spec.replace = true
+    spec.linewise = opts.span[1] == 'V'
+    spec.range, spec.block = M.region(buf, opts.span[1], opts.span[2], opts.span[3])
   elseif opts.marks then
     -- :'<,'>KznFill right after a visual selection: use its exact extent
     local vmode = vim.fn.visualmode()
@@ -489,6 +505,9 @@ function M.prompt_fill(opts)
   vim.ui.input({ prompt = prompt }, function(q)
     if q and q ~= '' then
       spec.query = q
+      if opts.on_query then
+        opts.on_query(q)
+      end
       M.start(spec)
     else
       job.release(spec.region)

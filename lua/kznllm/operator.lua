@@ -22,19 +22,19 @@ end
 --- operatorfunc: `kind` is 'line', 'char' or 'block' (see :help g@).
 function M.run(kind)
   local vmode = ({ line = 'V', char = 'v', block = '\22' })[kind] or 'v'
-  -- the motion's extent as the last visual selection ('<, '> and visualmode())
-  vim.cmd(('noautocmd keepjumps normal! `[%s`]'):format(vmode))
+  -- the motion's extent, as a visual selection of it would have it
+  local span = { vmode, vim.fn.getpos("'["), vim.fn.getpos("']") }
   local kzn = require('kznllm')
   if fresh or not M.last then
     fresh = false
     return kzn.prompt_fill({
-      marks = true,
+      span = span,
       on_query = function(q)
         M.last = { query = q, preset = kzn.current_preset() }
       end,
     })
   end
-  kzn.prompt_fill({ marks = true, query = M.last.query, preset = M.last.preset })
+  kzn.prompt_fill({ span = span, query = M.last.query, preset = M.last.preset })
 end
 
 --- Map `lhs` (and `lhs` + its last key, for the current line: `gzz`) to the operator.
