@@ -4,6 +4,7 @@ tasks never wait on the editor and the editor never waits on the network."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pynvim
@@ -11,19 +12,22 @@ import pynvim
 _WRITE = "require('kznllm.job').write(...)"
 _FINISH = "require('kznllm.job').finish(...)"
 _NOTE = "require('kznllm.job').note(...)"
+_REWRITE = "require('kznllm.job').rewrite(...)"
 
 
 class BufferSink:
     """Sends one job's text to its extmark. In linewise replace mode the answer's final
     newline is held back and dropped (the replaced lines keep their own line break)."""
 
-    __slots__ = ("_held", "_id", "_nvim", "linewise")
+    __slots__ = ("_held", "_id", "_nvim", "linewise", "tap")
 
     def __init__(self, nvim: pynvim.Nvim, job_id: int, *, linewise: bool = False) -> None:
         self._nvim = nvim
         self._id = job_id
         self.linewise = linewise  # also an answer on a line of its own (placement)
         self._held = ""
+        # sees exactly the text that goes into the buffer (a review's diff follows it)
+        self.tap: Callable[[str], None] | None = None
 
     def write(self, text: str) -> None:
         if self.linewise:
@@ -34,13 +38,27 @@ class BufferSink:
             if not text:
                 return
         self._nvim.exec_lua(_WRITE, self._id, text, async_=True)
+        if self.tap is not None:
+            self.tap(text)
 
     def note(self, text: str) -> None:
         """A word next to the progress indicator (e.g. a retry's wait)."""
         self._nvim.exec_lua(_NOTE, self._id, text, async_=True)
 
-    def finish(self, status: str, error: str | None, info: dict[str, Any]) -> None:
+    def flush(self) -> None:
+        """The end of the answer's text: what linewise mode held back beyond the one
+        final newline it drops."""
         if self.linewise and len(self._held) > 1:
-            self._nvim.exec_lua(_WRITE, self._id, self._held[:-1], async_=True)
+            held = self._held[:-1]
+            self._nvim.exec_lua(_WRITE, self._id, held, async_=True)
+            if self.tap is not None:
+                self.tap(held)
         self._held = ""
+
+    def rewrite(self, text: str) -> None:
+        """Replace the whole answer in the buffer (in its undo step)."""
+        self._nvim.exec_lua(_REWRITE, self._id, text, async_=True)
+
+    def finish(self, status: str, error: str | None, info: dict[str, Any]) -> None:
+        self.flush()
         self._nvim.exec_lua(_FINISH, self._id, status, error, info, async_=True)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pynvim
 
-from kznllm_py import conversation, history, logfile, payload, prompts, secrets
+from kznllm_py import conversation, fences, history, logfile, payload, prompts, secrets
 from kznllm_py.client import new_client
 from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
@@ -27,6 +27,7 @@ from kznllm_py.presets import merge_presets, pick
 from kznllm_py.providers.base import HttpRequest, Prompt
 from kznllm_py.providers.jsonfast import dumps
 from kznllm_py.recorder import HistoryRecorder, Recording
+from kznllm_py.review import ReviewFeed
 from kznllm_py.secrets import redact
 
 log = logfile.logger
@@ -258,6 +259,23 @@ class KznllmPlugin:
 
         task.add_done_callback(done)
 
+    def _answer_taps(
+        self, job_id: int, p: dict[str, Any], job: payload.FillJob, turn: Turn, sink: BufferSink
+    ) -> Answer:
+        """Follow what a fill writes: a replace (not a debug view or a conversation) may
+        be chatty, and under review its diff goes to the editor as it streams."""
+        replace = job.ctx.mode == "replace" and not job.debug and turn.prompt is None
+        feed = None
+        if replace and p.get("review"):
+
+            def send(diff: dict[str, Any], complete: bool) -> None:
+                self._lua("review", "update", job_id, diff, complete)
+
+            feed = ReviewFeed(job.ctx.selection, send)
+        answer = Answer(feed, replace)
+        sink.tap = answer.tap
+        return answer
+
     def _pace(self, job_id: int, cpu_s: float) -> None:
         paced = self._paced.get(job_id)
         if paced is not None:
@@ -279,6 +297,7 @@ class KznllmPlugin:
         self._paced[job_id] = (coalescer, pace)
         info: dict[str, Any] = {}
         ended = asyncio.Event()
+        answer: Answer | None = None
         try:
             try:
                 job = payload.parse(p)
@@ -312,6 +331,7 @@ class KznllmPlugin:
                 search_dirs=job.search_dirs,
                 prompt=turn.prompt,
             )
+            answer = self._answer_taps(job_id, p, job, turn, sink)
             out = Outputs(coalescer.push)
             if turn.head:
                 coalescer.push(turn.head)
@@ -330,6 +350,7 @@ class KznllmPlugin:
             generation.on_retry = lambda n, wait, why: _retry_note(sink, job_id, n, wait, why)
             outcome = await generation.run(out.text)
             coalescer.close()
+            answer.end(sink)
             info = outcome.to_dict()
             _log_outcome(job_id, info)
             if rec is not None:
@@ -344,6 +365,8 @@ class KznllmPlugin:
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 coalescer.close()
+                if answer is not None:
+                    answer.end(sink, complete=False)
                 sink.finish("cancelled", None, info)
             raise
         finally:
@@ -351,6 +374,34 @@ class KznllmPlugin:
             self._paced.pop(job_id, None)
             ms = coalescer.interval * 1000
             log.debug("fill %d: %d writes, paced at %.0f ms", job_id, coalescer.writes, ms)
+
+
+class Answer:
+    """What a replace-mode answer put in the buffer, as it went there: at its end a
+    chatty answer (prose around one code block) is cut down to the code, in the same
+    undo step; under review its diff follows the stream."""
+
+    def __init__(self, feed: ReviewFeed | None, replace: bool) -> None:
+        self._parts: list[str] = []
+        self._feed = feed
+        self._replace = replace
+
+    def tap(self, text: str) -> None:
+        self._parts.append(text)
+        if self._feed is not None:
+            self._feed.push(text)
+
+    def end(self, sink: BufferSink, *, complete: bool = True) -> None:
+        """The answer is over (`complete`: it ended on its own, not cancelled)."""
+        sink.flush()
+        code = fences.only_code("".join(self._parts)) if self._replace and complete else None
+        if code is not None:
+            sink.rewrite(code)
+            if self._feed is not None:
+                self._feed.replace(code)
+        if self._feed is not None:
+            self._feed.finish()
+            self._feed = None
 
 
 PLACEMENTS = ("auto", "cursor", "below", "above")

@@ -147,6 +147,10 @@ class ReviewFeed:
         elif self._handle is None:
             self._handle = self._loop.call_at(self._last + self._interval, self._update)
 
+    def replace(self, text: str) -> None:
+        """The answer became `text` (a chatty answer cut down to its code)."""
+        self._parts = [text]
+
     def _update(self) -> None:
         self._handle = None
         self._last = self._loop.time()

@@ -20,6 +20,22 @@ end, {
   desc = 'kznllm: show the request, then the answer, in a scratch buffer',
 })
 
+vim.api.nvim_create_user_command('KznReview', function(cmd)
+  k().command_fill(cmd, false, { review = true })
+end, {
+  nargs = '*',
+  range = true,
+  desc = 'kznllm: replace the range, as a review (accept or reject each hunk)',
+})
+
+vim.api.nvim_create_user_command('KznAccept', function(cmd)
+  require('kznllm.review').act(true, cmd.bang)
+end, { bang = true, desc = 'kznllm: accept the hunk under the cursor (!: the whole answer)' })
+
+vim.api.nvim_create_user_command('KznReject', function(cmd)
+  require('kznllm.review').act(false, cmd.bang)
+end, { bang = true, desc = 'kznllm: reject the hunk under the cursor (!: the whole answer)' })
+
 vim.api.nvim_create_user_command('KznCancel', function()
   k().cancel()
 end, { desc = 'kznllm: cancel what runs in this buffer (or clear partial-output marks)' })

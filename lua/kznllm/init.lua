@@ -21,6 +21,15 @@ M.config = {
     history = '<leader>h',
     operator = 'gz', -- gz{motion}: replace what the motion covers; gzz: the line(s)
     cancel = '<Esc>',
+    -- while a review is open, in its buffer
+    review = {
+      accept = 'ga',
+      reject = 'gr',
+      accept_all = 'gA',
+      reject_all = 'gR',
+      next = ']c',
+      prev = '[c',
+    },
   },
   timeouts = { connect = 10, stall = 60 }, -- seconds
   -- fidget.nvim when installed, else virtual text by the insertion point; false: off;
@@ -38,6 +47,9 @@ M.config = {
   -- below; a fill-in-the-middle preset: at the cursor), 'cursor', 'below', 'above',
   -- 'split' or 'tab' (a scratch buffer); a preset's own `placement` wins
   placement = 'auto',
+  -- every replace is a review (:help kznllm-review): the answer streams in as real text,
+  -- the lines it replaces show beside it, ga / gr / gA / gR accept or reject
+  review = false,
   -- seconds: a cancel the host does not answer within `cancel`, or no word from it for
   -- `silence` while a request runs, ends the request in the editor (:help kznllm-watchdog)
   watchdog = { cancel = 1, silence = 3, startup = 15 },
@@ -340,8 +352,14 @@ function M.start(spec)
     region = job.capture(target, { kind = 'point', row = 0, col = 0, placement = 'cursor' })
     placement = 'cursor'
   end
+  local review = spec.replace and not spec.debug and (spec.review or M.config.review) or false
+  if review then
+    local keys = (M.config.keymaps or {}).review
+    require('kznllm.review').config.keys = type(keys) == 'table' and keys or {}
+  end
   local j = job.new(target, region, {
     replace = spec.replace and not spec.debug,
+    review = review,
     placement = placement == 'auto' and 'line' or placement,
     label = 'kznllm' .. (preset and (' ' .. preset) or ''),
     on_done = spec.debug and function()
@@ -374,6 +392,7 @@ function M.start(spec)
       timeouts = M.config.timeouts,
       followup = spec.followup,
       rerun = spec.rerun,
+      review = j.review or false,
     })
   )
   if not ok then
@@ -443,7 +462,13 @@ end
 --- as extmarks now, in the tick of the keypress, then ask the query, then start.
 function M.prompt_fill(opts)
   local buf = api.nvim_get_current_buf()
-  local spec = { buf = buf, query = opts.query, debug = opts.debug, preset = opts.preset }
+  local spec = {
+    buf = buf,
+    query = opts.query,
+    debug = opts.debug,
+    preset = opts.preset,
+    review = opts.review,
+  }
   local mode = opts.mode
   local visual = mode == 'v'
     or mode == 'V'
@@ -515,9 +540,9 @@ function M.prompt_fill(opts)
   end)
 end
 
---- :[range]KznFill [query]
-function M.command_fill(cmd, debug)
-  local opts = { query = cmd.args, debug = debug }
+--- :[range]KznFill [query] (and :KznDebug, :KznReview: `extra` = { review = true })
+function M.command_fill(cmd, debug, extra)
+  local opts = vim.tbl_extend('force', { query = cmd.args, debug = debug }, extra or {})
   if cmd.range > 0 then
     local m1, m2 = api.nvim_buf_get_mark(0, '<'), api.nvim_buf_get_mark(0, '>')
     if m1[1] == cmd.line1 and m2[1] == cmd.line2 and vim.fn.visualmode() ~= 'V' then

@@ -528,6 +528,7 @@ end
 M.UNDONE = 'undone while streaming; the rest of the answer was dropped'
 M.CHANGED = 'the selected text was changed before the answer came; nothing was replaced'
 M.DELETED = 'the answer was deleted while streaming; the rest was dropped'
+M.REJECTED = 'rejected while streaming; the original is back'
 
 --- Start tracking a generation at `region` (from M.capture). opts.replace: the region
 --- is a selection to replace; opts.placement: where a point region writes ('cursor',
@@ -540,6 +541,7 @@ function M.new(buf, region, opts)
     buf = buf,
     region = region,
     replace = opts.replace,
+    review = opts.replace and opts.review and region.kind == 'range' or nil,
     placement = opts.placement or 'cursor',
     label = opts.label or 'kznllm',
     started = vim.uv.hrtime(),
@@ -643,6 +645,11 @@ local function first_write(job, lines)
     pcall(api.nvim_buf_del_extmark, buf, ns, job.pending)
     job.pending = nil
   end
+  if job.review then
+    -- the text the answer replaced, as it was at the keypress (now gone from the buffer)
+    local original = r.nl and r.text:sub(1, -2) or r.text
+    require('kznllm.review').open(job.id, buf, { sr, sc, tr, tc }, original)
+  end
   M.release(r)
 end
 
@@ -697,6 +704,33 @@ local function write_now(job, text)
     last_write[buf] =
       { tick = api.nvim_buf_get_changedtick(buf), job = job.id, time = vim.uv.hrtime() }
     job.chars = job.chars + #text
+  end)
+end
+
+--- From the host at the end of a replace: the whole answer becomes `text` (a chatty
+--- answer cut down to its code), in the answer's undo step.
+function M.rewrite(id, text)
+  local job = M.jobs[id]
+  if not job or job.done or job.stopping or not job.written or job.undone then
+    return
+  end
+  if not api.nvim_buf_is_valid(job.buf) then
+    return
+  end
+  local buf = job.buf
+  api.nvim_buf_call(buf, function()
+    local last = last_write[buf]
+    if last and last.job == id and last.tick == api.nvim_buf_get_changedtick(buf) then
+      pcall(vim.cmd, 'undojoin')
+    end
+    local hr, hc = mark_pos(buf, job.head)
+    local tr, tc = mark_pos(buf, job.tail)
+    writing = true
+    pcall(api.nvim_buf_set_text, buf, hr, hc, tr, tc, vim.split(text, '\n', { plain = true }))
+    writing = false
+    last_write[buf] = { tick = api.nvim_buf_get_changedtick(buf), job = id, time = vim.uv.hrtime() }
+    job.seq = vim.fn.changenr()
+    job.chars = #text
   end)
 end
 
@@ -781,7 +815,7 @@ local function end_message(job, status, err, info)
     return ('kznllm: done in %.1fs%s'):format(secs, extra), vim.log.levels.INFO
   end
   local kept = job.written and ' (partial output kept)' or ' (buffer unchanged)'
-  if err == M.UNDONE or err == M.CHANGED or err == M.DELETED then
+  if err == M.UNDONE or err == M.CHANGED or err == M.DELETED or err == M.REJECTED then
     kept = '' -- the message says what became of the text
   end
   if status == 'cancelled' then
@@ -822,7 +856,7 @@ function M.finish(id, status, err, info)
       pcall(api.nvim_buf_del_extmark, buf, ns, job.pending)
     end
     M.release(job.region)
-    local undone = err == M.UNDONE or err == M.DELETED
+    local undone = err == M.UNDONE or err == M.DELETED or err == M.REJECTED
     if status ~= 'ok' and job.written and not undone then
       -- mark partial output: a note at its end, until the next fill or :KznClear
       local ok, pos = pcall(api.nvim_buf_get_extmark_by_id, buf, ns, job.tail, {})

@@ -319,7 +319,8 @@ function M.act(keep, all)
       if keep then
         return notify('kznllm: the answer is still streaming (gR rejects it)', vim.log.levels.WARN)
       end
-      require('kznllm.job').stop(r.id, 'cancelled', 'rejected while streaming')
+      local job = require('kznllm.job')
+      job.stop(r.id, 'cancelled', job.REJECTED)
     end
     if keep then
       close(r)
