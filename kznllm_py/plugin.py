@@ -357,6 +357,7 @@ class KznllmPlugin:
                 rec.finish(outcome.status, outcome.error, info)
             info["preset"] = job.preset.id
             info["writes"] = coalescer.writes
+            info["pace_ms"] = round(coalescer.interval * 1000, 1)
             if job.skipped:
                 info["skipped_files"] = len(job.skipped)
             if job.used_default and job.preset.demo:

@@ -9,19 +9,18 @@ local request_method = M.plugin_path .. ':function:KznllmHostRequest'
 
 M.chan = nil
 M.pid = nil
-M.python = nil -- set by setup(); nil = auto
--- the watchdog, in seconds: a cancel not answered within `cancel`, or no word from
--- the host for `silence` while a request runs (`startup` before its first word), ends
--- the requests in the editor and the host with them (setup({ watchdog = { ... } }))
-M.watchdog = { cancel = 1, silence = 3, startup = 15 }
+local config = require('kznllm.config')
 
 local killed = {} -- channels of hosts the watchdog killed: their exit is no news
 local heard_at -- vim.uv.hrtime() of the host's last word (nil: not yet since it started)
 local started_at
 local ping_timer
 
+--- The watchdog, in seconds: a cancel not answered within `cancel`, or no word from
+--- the host for `silence` while a request runs (`startup` before its first word), ends
+--- the requests in the editor and the host with them (setup({ watchdog = { ... } })).
 function M.limits()
-  return M.watchdog
+  return vim.tbl_extend('force', config.defaults.watchdog, config.options.watchdog or {})
 end
 
 --- Any word from the host (a write, a note, the end of a job, a pong) shows it alive.
@@ -40,7 +39,7 @@ end
 
 local function find_python()
   local candidates = {
-    M.python,
+    config.options.python,
     vim.env.KZNLLM_PYTHON,
     root .. '/.venv/bin/python',
     vim.g.python3_host_prog,
@@ -186,7 +185,8 @@ local function watch_tick()
   end
   local now = vim.uv.hrtime()
   local quiet = (now - (heard_at or started_at)) / 1e9
-  local limit = heard_at and M.watchdog.silence or M.watchdog.startup
+  local limits = M.limits()
+  local limit = heard_at and limits.silence or limits.startup
   if quiet > limit then
     return M.wedged(chan, ('stopped answering (nothing for %.0f s)'):format(quiet))
   end
@@ -205,7 +205,7 @@ function M.watch()
   if heard_at then
     heard_at = vim.uv.hrtime() -- idle time before this request is no silence
   end
-  local every = math.max(50, math.floor(math.min(1, M.watchdog.silence / 3) * 1000))
+  local every = math.max(50, math.floor(math.min(1, M.limits().silence / 3) * 1000))
   ping_timer:start(every, every, vim.schedule_wrap(watch_tick))
 end
 

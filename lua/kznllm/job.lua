@@ -13,7 +13,12 @@ M.jobs = {}
 local next_id = 0
 local spinner = { '⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏' }
 
-M.config = { progress = true, cancel_key = '<Esc>' }
+local config = require('kznllm.config')
+
+local function cancel_key()
+  local km = config.options.keymaps
+  return km and km.cancel or nil
+end
 
 local function hl_defaults()
   api.nvim_set_hl(0, 'KznllmPending', { default = true, link = 'Visual' })
@@ -38,7 +43,7 @@ local anchor -- where a job's progress shows (defined with the regions below)
 -- the message function words both; info is progress_info()'s table.
 
 local function progress_opts()
-  local p = M.config.progress
+  local p = config.options.progress
   if not p then
     return nil
   end
@@ -189,7 +194,7 @@ local function preset_and_model(opts)
   if not preset and type(kzn.current_preset) == 'function' then
     preset = kzn.current_preset() or nil
   end
-  for _, p in ipairs(not model and kzn.config and kzn.config.presets or {}) do
+  for _, p in ipairs(not model and config.options.presets or {}) do
     if type(p) == 'table' and p.id == preset then
       model = p.model
     end
@@ -402,7 +407,7 @@ local function run_mapping(m)
 end
 
 local function map_cancel(buf)
-  local key = M.config.cancel_key
+  local key = cancel_key()
   if not key or running_in(buf) > 1 then
     return
   end
@@ -422,7 +427,7 @@ local function map_cancel(buf)
 end
 
 local function unmap_cancel(buf)
-  local key = M.config.cancel_key
+  local key = cancel_key()
   if not key or not api.nvim_buf_is_valid(buf) or running_in(buf) > 0 then
     return
   end
@@ -876,7 +881,7 @@ function M.finish(id, status, err, info)
   if job.quiet then
     -- ended with others by the watchdog, which says so once for all of them
     vim.api.nvim_echo({ { msg } }, true, {})
-  elseif status ~= 'ok' or notable or M.config.notify_done then
+  elseif status ~= 'ok' or notable or config.options.notify_done then
     notify(msg, level)
   else
     vim.api.nvim_echo({ { msg } }, true, {}) -- kept in :messages, for its timings
@@ -890,6 +895,10 @@ function M.finish(id, status, err, info)
   end
   if info and info.usage then
     data.usage = info.usage
+  end
+  if info and info.writes then
+    -- how the answer went in: buffer writes, and the pace they settled at
+    data.writes, data.pace_ms = info.writes, info.pace_ms
   end
   if job.on_done then
     pcall(job.on_done, status)

@@ -37,21 +37,4 @@ function M.run(kind)
   kzn.prompt_fill({ span = span, query = M.last.query, preset = M.last.preset })
 end
 
---- Map `lhs` (and `lhs` + its last key, for the current line: `gzz`) to the operator.
-function M.map(lhs)
-  vim.keymap.set('n', '<Plug>(kznllm-operator)', M.start, {
-    expr = true,
-    desc = 'kznllm: replace what the motion covers',
-  })
-  vim.keymap.set('n', '<Plug>(kznllm-operator-line)', function()
-    return M.start() .. '_'
-  end, { expr = true, desc = 'kznllm: replace the current line(s)' })
-  if lhs and lhs ~= '' then
-    vim.keymap.set('n', lhs, '<Plug>(kznllm-operator)', { desc = 'kznllm: operator' })
-    vim.keymap.set('n', lhs .. lhs:sub(-1), '<Plug>(kznllm-operator-line)', {
-      desc = 'kznllm: replace the current line(s)',
-    })
-  end
-end
-
 return M

@@ -9,16 +9,12 @@ local api = vim.api
 local ns = api.nvim_create_namespace('kznllm_review')
 M.ns = ns
 
-M.config = {
-  keys = {
-    accept = 'ga',
-    reject = 'gr',
-    accept_all = 'gA',
-    reject_all = 'gR',
-    next = ']c',
-    prev = '[c',
-  },
-}
+local config = require('kznllm.config')
+
+local function keys()
+  local km = config.options.keymaps
+  return km and type(km.review) == 'table' and km.review or {}
+end
 
 local function hl_defaults()
   api.nvim_set_hl(0, 'KznllmReviewDelete', { default = true, link = 'DiffDelete' })
@@ -134,7 +130,7 @@ local function map_keys(r)
   end
   r.mapped = true
   r.saved = {}
-  for name, lhs in pairs(M.config.keys) do
+  for name, lhs in pairs(keys()) do
     if lhs and lhs ~= '' then
       local prev = vim.fn.maparg(lhs, 'n', false, true)
       if prev and prev.buffer == 1 then
@@ -156,7 +152,7 @@ local function unmap_keys(r)
       return -- another review in this buffer still uses them
     end
   end
-  for _, lhs in pairs(M.config.keys) do
+  for _, lhs in pairs(keys()) do
     if lhs and lhs ~= '' then
       pcall(vim.keymap.del, 'n', lhs, { buffer = r.buf })
       if r.saved[lhs] then

@@ -9,29 +9,15 @@ local ns = api.nvim_create_namespace('kznllm_history')
 local live_ns = api.nvim_create_namespace('kznllm_history_live')
 local spinner = { '⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏' }
 
-M.config = {
-  -- a fraction of the screen's columns (< 1) or a number of columns, kept within
-  -- [min_width, max_width]
-  width = 0.4,
-  min_width = 30,
-  max_width = 80,
-  side = 'right', -- or 'left'
-  keys = {
-    open = '<CR>',
-    rerun = 'r',
-    yank = 'y',
-    put = 'p',
-    delete = 'dd',
-    undo = 'u',
-    filter = 'f',
-    close = 'q',
-    help = '?',
-  },
-}
+local config = require('kznllm.config')
+
+local function opts()
+  return config.options.sidebar
+end
 
 --- The sidebar's width in columns for a screen `columns` wide.
 function M.width(columns)
-  local c = M.config
+  local c = opts()
   local w = c.width or 0.4
   if w < 1 then
     w = math.floor(columns * w + 0.5)
@@ -124,7 +110,7 @@ function M.request(offset)
   p.offset = offset or 0
   p.filter = state.filter
   p.help = state.help
-  p.keys = M.config.keys
+  p.keys = opts().keys
   local sw = M.win()
   p.width = sw and api.nvim_win_get_width(sw) or M.width(vim.o.columns)
   p.path = api.nvim_buf_get_name(buf)
@@ -451,7 +437,7 @@ local function setup_buffer(buf)
   vim.bo[buf].modifiable = false
   vim.bo[buf].filetype = 'kznllm-history'
   pcall(api.nvim_buf_set_name, buf, 'kznllm://history')
-  for name, lhs in pairs(M.config.keys) do
+  for name, lhs in pairs(opts().keys or {}) do
     if lhs and lhs ~= '' and actions[name] then
       vim.keymap.set(
         'n',
@@ -508,7 +494,7 @@ function M.open()
     setup_buffer(state.buf)
     set_lines(0, -1, { 'kznllm history: loading…' })
   end
-  vim.cmd((M.config.side == 'left' and 'topleft' or 'botright') .. ' vertical split')
+  vim.cmd((opts().side == 'left' and 'topleft' or 'botright') .. ' vertical split')
   local w = api.nvim_get_current_win()
   api.nvim_win_set_buf(w, state.buf)
   api.nvim_win_set_width(w, M.width(vim.o.columns))

@@ -1,0 +1,119 @@
+-- The options, with their defaults. Requires nothing: every other module reads its
+-- options here, and setup() (in init.lua) is the only writer.
+local M = {}
+
+---@class kznllm.Keymaps
+---@field fill string|false
+---@field debug string|false
+---@field preset string|false
+---@field history string|false
+---@field operator string|false
+---@field cancel string|false
+---@field review table<string, string|false>|false
+
+---@class kznllm.Sidebar
+---@field width number a fraction of the screen (< 1) or columns
+---@field min_width integer
+---@field max_width integer
+---@field side 'right'|'left'
+---@field keys table<string, string|false>
+
+---@class kznllm.Options
+---@field python string|nil
+---@field preset string|nil
+---@field presets table[]
+---@field keymaps kznllm.Keymaps|false
+---@field timeouts { connect: number, stall: number }
+---@field progress boolean|{ message: fun(info: table): string }
+---@field context_lines integer
+---@field history boolean|table
+---@field sidebar kznllm.Sidebar
+---@field log { level: string }
+---@field placement string
+---@field review boolean
+---@field watchdog { cancel: number, silence: number, startup: number }
+---@field retries integer
+---@field max_response_bytes integer
+---@field notify_done boolean|nil
+
+---@type kznllm.Options
+M.defaults = {
+  python = nil, -- Python for the host (default: <plugin>/.venv/bin/python, g:python3_host_prog, python3)
+  -- starting preset; a :KznPreset choice (remembered) wins; nil: first with a key, else demo
+  preset = nil,
+  presets = {}, -- user presets: { id, description, provider, base_url, api_key, model, params }
+  -- false turns all off, or one key at a time
+  keymaps = {
+    fill = '<leader>k',
+    debug = '<leader>K',
+    preset = '<leader>m',
+    history = '<leader>h',
+    operator = 'gz', -- gz{motion}: replace what the motion covers; gzz: the line(s)
+    cancel = '<Esc>',
+    -- while a review is open, in its buffer
+    review = {
+      accept = 'ga',
+      reject = 'gr',
+      accept_all = 'gA',
+      reject_all = 'gR',
+      next = ']c',
+      prev = '[c',
+    },
+  },
+  timeouts = { connect = 10, stall = 60 }, -- seconds
+  -- fidget.nvim when installed, else virtual text by the insertion point; false: off;
+  -- { message = function(info) return string end } words it (:help kznllm-progress)
+  progress = true,
+  context_lines = 400, -- buffer lines sent each side of the selection / cursor
+  -- record every request in stdpath('data')/kznllm/history.sqlite3; or a table
+  -- { enabled = true, max_entries = 10000, max_age_days = nil }
+  history = true,
+  -- :KznHistory (:help kznllm-sidebar): width is a fraction of the screen's columns (< 1)
+  -- or a number of columns, kept within [min_width, max_width]
+  sidebar = {
+    width = 0.4,
+    min_width = 30,
+    max_width = 80,
+    side = 'right', -- or 'left'
+    keys = {
+      open = '<CR>',
+      rerun = 'r',
+      yank = 'y',
+      put = 'p',
+      delete = 'dd',
+      undo = 'u',
+      filter = 'f',
+      close = 'q',
+      help = '?',
+    },
+  },
+  -- the host's log, stdpath('log')/kznllm.log: 'debug' | 'info' | 'warn' | 'error' | 'off'
+  log = { level = 'info' },
+  -- where a normal-mode answer goes: 'auto' (on a blank line: there; else on a new line
+  -- below; a fill-in-the-middle preset: at the cursor), 'cursor', 'below', 'above',
+  -- 'split' or 'tab' (a scratch buffer); a preset's own `placement` wins
+  placement = 'auto',
+  -- every replace is a review (:help kznllm-review): the answer streams in as real text,
+  -- the lines it replaces show beside it, ga / gr / gA / gR accept or reject
+  review = false,
+  -- seconds: a cancel the host does not answer within `cancel`, or no word from it for
+  -- `silence` while a request runs, ends the request in the editor (:help kznllm-watchdog)
+  watchdog = { cancel = 1, silence = 3, startup = 15 },
+  retries = 3, -- tries for a request turned away (429, 503, 529), before its first token
+  max_response_bytes = 1048576, -- answer + reasoning past this many bytes: stopped, kept
+}
+
+---@type kznllm.Options
+M.options = vim.deepcopy(M.defaults)
+
+--- Merge `opts` over the options in force (a list of presets replaces the old one).
+---@return kznllm.Options
+function M.set(opts)
+  M.options = vim.tbl_deep_extend('force', M.options, opts or {})
+  if opts and opts.presets then
+    M.options.presets = opts.presets -- a list: replace, do not merge by index
+  end
+  return M.options
+end
+
+return M
