@@ -102,14 +102,91 @@ function M.after_cursor(buf)
   return { row - 1, col, row - 1, col }
 end
 
+-- the host keeps prompts.CONTEXT_CAP characters each side of the selection or cursor:
+-- no more cross the RPC; each is at most 4 bytes, so this many bytes are read to find them
+local CONTEXT_CHARS = 24000
+local CONTEXT_BYTES = 4 * CONTEXT_CHARS
+
+--- The position `cap` bytes before (row, col), not before (from, 0), at a character's
+--- start (buffer offsets: no text is read to find it).
+local function back_by(buf, from, row, col, cap)
+  local target = api.nvim_buf_get_offset(buf, row) + col - cap
+  if target <= api.nvim_buf_get_offset(buf, from) then
+    return from, 0
+  end
+  local lo, hi = from, row -- the last row whose start is at or before target
+  while lo < hi do
+    local mid = math.floor((lo + hi + 1) / 2)
+    if api.nvim_buf_get_offset(buf, mid) <= target then
+      lo = mid
+    else
+      hi = mid - 1
+    end
+  end
+  local c = target - api.nvim_buf_get_offset(buf, lo)
+  local line = line_len(buf, lo)
+  if c >= line then
+    return lo + 1, 0
+  end
+  local text = api.nvim_buf_get_text(buf, lo, c, lo, math.min(line, c + 4), {})[1] or ''
+  local skip = 0 -- continuation bytes of a character that starts before target
+  while skip < #text and text:byte(skip + 1) >= 0x80 and text:byte(skip + 1) < 0xC0 do
+    skip = skip + 1
+  end
+  return lo, c + skip
+end
+
+--- The position `cap` bytes after (row, col), not past (to, end of line), at a
+--- character's start.
+local function ahead_by(buf, to, row, col, cap)
+  local last = line_len(buf, to)
+  local target = api.nvim_buf_get_offset(buf, row) + col + cap
+  if target >= api.nvim_buf_get_offset(buf, to) + last then
+    return to, last
+  end
+  local lo, hi = row, to
+  while lo < hi do
+    local mid = math.floor((lo + hi + 1) / 2)
+    if api.nvim_buf_get_offset(buf, mid) <= target then
+      lo = mid
+    else
+      hi = mid - 1
+    end
+  end
+  local c = math.min(target - api.nvim_buf_get_offset(buf, lo), line_len(buf, lo))
+  local text = api.nvim_buf_get_text(buf, lo, math.max(0, c - 3), lo, c, {})[1] or ''
+  -- back to the start of a character the cut would split
+  local i = #text
+  while i > 0 and text:byte(i) >= 0x80 and text:byte(i) < 0xC0 do
+    i = i - 1
+  end
+  if i > 0 and text:byte(i) >= 0xC0 then
+    local need = text:byte(i) >= 0xF0 and 4 or text:byte(i) >= 0xE0 and 3 or 2
+    if #text - i + 1 < need then
+      c = c - (#text - i + 1)
+    end
+  end
+  return lo, c
+end
+
 local function context(buf, range)
   local n = config.options.context_lines
   local from = math.max(0, range[1] - n)
   local last = api.nvim_buf_line_count(buf) - 1
   local to = math.min(last, range[3] + n)
-  local before = api.nvim_buf_get_text(buf, from, 0, range[1], range[2], {})
-  local after = api.nvim_buf_get_text(buf, range[3], range[4], to, line_len(buf, to), {})
-  return table.concat(before, '\n'), table.concat(after, '\n')
+  local br, bc = back_by(buf, from, range[1], range[2], CONTEXT_BYTES)
+  local ar, ac = ahead_by(buf, to, range[3], range[4], CONTEXT_BYTES)
+  local before = table.concat(api.nvim_buf_get_text(buf, br, bc, range[1], range[2], {}), '\n')
+  local after = table.concat(api.nvim_buf_get_text(buf, range[3], range[4], ar, ac, {}), '\n')
+  -- then exactly the characters the host keeps (C-speed counting, no Lua loop)
+  local n = vim.str_utfindex(before, 'utf-32')
+  if n > CONTEXT_CHARS then
+    before = before:sub(vim.str_byteindex(before, 'utf-32', n - CONTEXT_CHARS) + 1)
+  end
+  if vim.str_utfindex(after, 'utf-32') > CONTEXT_CHARS then
+    after = after:sub(1, vim.str_byteindex(after, 'utf-32', CONTEXT_CHARS))
+  end
+  return before, after
 end
 
 -- filling -----------------------------------------------------------------------------
