@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from kznllm_py import demo_server, prompts, secrets
+from kznllm_py import demo_server, prompts, sandbox, secrets
 from kznllm_py.client import Timeouts, stream_bytes
 from kznllm_py.errors import ConfigError, KznError, LimitError, ProviderError
 from kznllm_py.fences import FenceStripper
@@ -149,10 +149,15 @@ async def prepare_with_prompt(
     elif getattr(provider, "raw_prompt", False):
         # a completion endpoint: one raw prompt (fill-in-the-middle around the cursor)
         role = "fim" if preset.fim else "prompt"
-        raw = prompts.render_raw(ctx, templates, role, preset_id=preset.id, model=preset.model)
+        raw = await sandbox.run_off_loop(
+            prompts.render_raw, ctx, templates, role, preset_id=preset.id, model=preset.model
+        )
         prompt = Prompt(system="", messages=(), raw=raw)
     else:
-        prompt = prompts.render(ctx, templates, preset_id=preset.id, model=preset.model)
+        # off the event loop, within the template budget (project templates are untrusted)
+        prompt = await sandbox.run_off_loop(
+            prompts.render, ctx, templates, preset_id=preset.id, model=preset.model
+        )
     if preset.cache_system:
         prompt = replace(prompt, cache_system=True)
     request = provider.build_request(
@@ -240,8 +245,12 @@ class Generation:
     ctx: prompts.FillContext
     timeouts: Timeouts = field(default_factory=Timeouts)
     search_dirs: Sequence[Path] = ()
-    # called with the request once it is built, before it is sent (the debug view)
+    # called with the request once it is built, before it is sent
     on_request: Callable[[HttpRequest], None] | None = None
+    # the debug view: its text is rendered from the request off the event loop (a
+    # project's debug.jinja is untrusted), then handed to `on_debug_view`, before sending
+    debug_view: Callable[[HttpRequest], str] | None = None
+    on_debug_view: Callable[[str], None] | None = None
     # called with reasoning text as it streams (it never goes to on_text)
     on_reasoning: Callable[[str], None] | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -302,6 +311,10 @@ class Generation:
             pending = self.preset.prefill.rstrip() if provider.supports_prefill else ""
             if self.on_request is not None:
                 self.on_request(request)
+            if self.debug_view is not None:
+                view = await sandbox.run_off_loop(self.debug_view, request)
+                if self.on_debug_view is not None:
+                    self.on_debug_view(view)
             for attempt in range(1, self.retry.tries + 1):
                 try:
                     await self._stream(provider, request, answer, out, pending)

@@ -286,8 +286,10 @@ class KznllmPlugin:
             if turn.head:
                 coalescer.push(turn.head)
             if job.debug:
-                view = DebugView(coalescer.push, lambda r: payload.debug_text(job, r))
-                out = Outputs(view.answer, view.reasoning, view.request)
+                view = DebugView(coalescer.push)
+                out = Outputs(view.answer, view.reasoning)
+                generation.debug_view = lambda r: payload.debug_text(job, r)
+                generation.on_debug_view = view.request
             rec = self._recording(p, job, mode=turn.mode, parent_id=turn.parent_id)
             if rec is not None:
                 out = out.also(rec.text, rec.reasoning, lambda r: rec.request(request_json(r)))
@@ -405,13 +407,12 @@ class DebugView:
     """What the debug scratch buffer gets: the request, then the reasoning (if the
     model sends any) under its own heading, then the answer."""
 
-    def __init__(self, write: Callable[[str], None], render: Callable[[HttpRequest], str]):
+    def __init__(self, write: Callable[[str], None]):
         self._write = write
-        self._render = render
         self._in_reasoning = False
 
-    def request(self, request: HttpRequest) -> None:
-        self._write(self._render(request))
+    def request(self, text: str) -> None:
+        self._write(text)
 
     def reasoning(self, text: str) -> None:
         if not self._in_reasoning:
