@@ -192,7 +192,7 @@ async def _render(args: argparse.Namespace) -> int:
             text = json.dumps(
                 {
                     "method": request.method,
-                    "url": request.url,
+                    "url": secrets.redact_url(request.url),
                     "headers": request.redacted_headers(),
                     "body": request.body,
                 },

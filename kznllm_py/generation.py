@@ -139,6 +139,7 @@ async def prepare_with_prompt(
         )
     key = await secrets.resolve(preset.api_key, preset_id=preset.id)
     base_url = preset.base_url or provider.default_base_url
+    secrets.remember_url(base_url)  # a password in its userinfo is scrubbed like a key
     if preset.demo:
         base_url = (await demo_server.ensure_running()).base_url
     if preset.prefill and provider.supports_prefill:
@@ -167,6 +168,7 @@ async def prepare_with_prompt(
         params=dict(preset.params),
         api_key=key,
     )
+    secrets.check_headers(request.headers, preset.id)
     return provider, request, prompt
 
 

@@ -27,7 +27,7 @@ from kznllm_py.presets import merge_presets, pick
 from kznllm_py.providers.base import HttpRequest, Prompt
 from kznllm_py.providers.jsonfast import dumps
 from kznllm_py.recorder import HistoryRecorder, Recording
-from kznllm_py.secrets import redact
+from kznllm_py.secrets import redact, redact_url
 
 log = logfile.logger
 
@@ -323,7 +323,7 @@ class KznllmPlugin:
 
 
 def _log_request(job_id: int, request: HttpRequest) -> None:
-    log.info("fill %d: %s %s", job_id, request.method, request.url)
+    log.info("fill %d: %s %s", job_id, request.method, redact_url(request.url))
     if log.isEnabledFor(logging.DEBUG):
         log.debug("fill %d: request %s", job_id, request_json(request))
 
@@ -351,7 +351,7 @@ def request_json(request: HttpRequest) -> str:
     """The request as history keeps it: exactly what went out, key headers redacted."""
     shown = {
         "method": request.method,
-        "url": request.url,
+        "url": redact_url(request.url),
         "headers": request.redacted_headers(),
         "body": request.body,
     }

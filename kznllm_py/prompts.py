@@ -28,7 +28,7 @@ from typing import Any
 
 import jinja2
 
-from kznllm_py import sandbox
+from kznllm_py import sandbox, secrets
 from kznllm_py.context import estimate_tokens
 from kznllm_py.errors import ConfigError
 from kznllm_py.providers.base import HttpRequest, Message, Prompt
@@ -229,7 +229,7 @@ def render_debug(
         "preset": {"id": preset_id, "model": model},
         "request": {
             "method": request.method,
-            "url": request.url,
+            "url": secrets.redact_url(request.url),
             "headers": request.redacted_headers(),
             "params": body,
             "system": system or [],

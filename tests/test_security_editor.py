@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kznllm_py.history import HistoryStore
 from tests.nvim_child import Child
-from tests.servers import LoopbackServer, Reply, openai_events
+from tests.servers import LoopbackServer, Reply, json_reply, openai_events
 
 SPIN = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
 
@@ -108,3 +108,117 @@ def test_a_spinning_debug_template_does_not_freeze_the_host(
     done = nvim.wait_done(2)[1]
     assert done["status"] == "error" and "debug.jinja" in done["error"]
     assert "longer than 2 s" in done["error"]
+
+
+# -- secrets -----------------------------------------------------------------------------
+
+LONG_KEY = "sk-proj-" + "".join(f"{i:03d}abc" for i in range(25))  # 158 characters
+
+
+def fragments(secret: str, size: int = 10) -> list[str]:
+    return [secret[i : i + size] for i in range(len(secret) - size + 1)]
+
+
+def leaked(blob: str, secret: str) -> list[str]:
+    return [f for f in fragments(secret) if f in blob]
+
+
+def everything_kept(nvim: Child) -> str:
+    """Buffers, notifications, :messages, the history database and the log."""
+    parts = ["\n".join(b[:]) for b in nvim.nvim.buffers if b.valid]
+    parts.append("\n".join(nvim.messages()))
+    parts.append(nvim.nvim.api.exec2("messages", {"output": True})["output"])
+    data = Path(nvim.lua("return vim.fn.stdpath('data')")) / "kznllm"
+    parts += [p.read_bytes().decode("utf-8", "replace") for p in data.glob("history.sqlite3*")]
+    logs = Path(nvim.lua("return vim.fn.stdpath('log')"))
+    parts += [p.read_bytes().decode("utf-8", "replace") for p in logs.glob("kznllm.log*")]
+    return "\n".join(parts)
+
+
+def test_a_multi_line_pass_entry_sends_only_its_first_line_and_no_part_of_it_leaks(
+    tmp_path: Path,
+):
+    entry = tmp_path / "pass-entry"
+    entry.write_text(f"{LONG_KEY}\nlogin: me@example.com\nurl: https://platform.example\n")
+    nvim = Child(tmp_path, setup={"log": {"level": "debug"}})
+    server = LoopbackServer()
+    try:
+        nvim.use_server(server.base_url, api_key=f"cmd:cat {entry}")
+        # the server echoes the key back, in a JSON error and in a plain-text body where
+        # the key crosses the 300-character cut of the message
+        server.queue(
+            json_reply(401, {"error": {"message": f"Incorrect API key provided: {LONG_KEY}"}}),
+            Reply(
+                status=403,
+                headers={"Content-Type": "text/plain"},
+                chunks=[("x" * 290 + LONG_KEY + " is not allowed").encode()],
+            ),
+        )
+        nvim.nvim.command("KznFill one")
+        nvim.nvim.command("KznFill two")
+        done = nvim.wait_done(2)
+        assert [d["status"] for d in done] == ["error", "error"]
+        assert "HTTP 401" in done[0]["error"] and "<redacted>" in done[0]["error"]
+        assert done[1]["error"] == "openai error (HTTP 403): " + "x" * 290 + "<redacted>"
+        # the provider got the first line, and nothing of the other lines
+        auth = [r.headers["authorization"] for r in server.requests]
+        assert auth == [f"Bearer {LONG_KEY}"] * 2
+        assert not any("example.com" in str(r.headers) for r in server.requests)
+        kept = everything_kept(nvim)
+        assert "Incorrect API key provided" in kept  # the errors were recorded...
+        assert leaked(kept, LONG_KEY) == []  # ...without any part of the key
+        assert "me@example.com" not in kept
+    finally:
+        nvim.close()
+        server.close()
+
+
+def test_a_key_with_a_line_break_is_refused_before_sending_naming_only_the_preset(
+    tmp_path: Path,
+):
+    nvim = Child(tmp_path, env={"KZN_SPLIT_KEY": "sk-split-0123456789\nX-Injected: yes"})
+    server = LoopbackServer()
+    try:
+        nvim.use_server(server.base_url, api_key="KZN_SPLIT_KEY")
+        nvim.set_lines(["keep"])
+        nvim.nvim.command("KznFill hi")
+        done = nvim.wait_done()[0]
+        assert done["status"] == "error"
+        assert done["error"] == (
+            "preset 'test': the Authorization header holds a line break or NUL byte (from "
+            "the api_key or the preset's settings); refused, nothing was sent"
+        )
+        assert server.requests == []
+        assert nvim.lines() == ["keep"]
+        kept = everything_kept(nvim)
+        assert "sk-split" not in kept and "X-Injected" not in kept
+    finally:
+        nvim.close()
+        server.close()
+
+
+def test_a_password_in_the_base_url_is_shown_and_stored_nowhere(tmp_path: Path):
+    nvim = Child(tmp_path, setup={"log": {"level": "debug"}})
+    server = LoopbackServer()
+    try:
+        host = server.base_url.removeprefix("http://")
+        nvim.use_server(f"http://bob:hunter2-url-pass@{host}")
+        server.queue(
+            Reply(chunks=openai_events(["fine"])),
+            json_reply(401, {"error": {"message": "bad password hunter2-url-pass"}}),
+        )
+        nvim.nvim.command("KznDebug show me")
+        nvim.wait_done()
+        debug = nvim.text()
+        assert f"http://<redacted>@{host}/chat/completions" in debug
+        nvim.nvim.command("KznFill again")
+        done = nvim.wait_done(2)[1]
+        assert done["error"] == "openai error (HTTP 401): bad password <redacted>"
+        # the request went out with its credentials (HTTP basic auth)
+        assert server.requests[0].headers["authorization"].startswith("Basic ")
+        kept = everything_kept(nvim)
+        assert "hunter2-url-pass" not in kept
+        assert '"url":"http://<redacted>@' in kept  # the history's request column
+    finally:
+        nvim.close()
+        server.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from kznllm_py.errors import StreamError
+from kznllm_py.secrets import clip
 
 try:
     import orjson as _orjson
@@ -27,7 +28,7 @@ def loads_event(data: str, provider: str) -> Any:
     try:
         return _loads(data)
     except (_JSONError, RecursionError):  # RecursionError: deep nesting, stdlib json only
-        shown = data if len(data) <= 200 else data[:200] + "..."
+        shown = clip(data, 200) + ("..." if len(data) > 200 else "")
         raise StreamError(f"{provider}: malformed JSON in a stream event: {shown!r}") from None
 
 
