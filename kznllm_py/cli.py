@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "--no-project", action="store_true", help="ignore the .kzn folder of the cwd"
         )
+        cmd.add_argument(
+            "--allow-kzn",
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="trust this .kzn folder (or project) whoever owns it; '*': every one",
+        )
     render.add_argument(
         "--json", action="store_true", help="the exact request (URL, headers, body) as JSON"
     )
@@ -170,7 +177,12 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
         path=path,
         before=before,
     )
-    kzn_dir = None if args.no_project else context.find_kzn_dir(Path.cwd())
+    found = context.Discovery(None)
+    if not args.no_project:
+        found = context.discover_kzn(Path.cwd(), allow=args.allow_kzn)
+    for line in found.ignored:
+        print(f"kznllm: {line}", file=sys.stderr)
+    kzn_dir = found.kzn_dir
     connect = getattr(args, "connect_timeout", Timeouts.connect)
     stall = getattr(args, "stall_timeout", Timeouts.stall)
     job = payload.FillJob(

@@ -32,6 +32,8 @@ class FillJob:
     used_default: bool = False  # no preset chosen: the default was picked
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # answer + reasoning, UTF-8 bytes
+    # `.kzn` folders skipped (not the user's, or writable by all): one line each
+    ignored_kzn: tuple[str, ...] = ()
 
 
 def _str(p: Mapping[str, Any], key: str) -> str:
@@ -58,7 +60,9 @@ def parse(p: Mapping[str, Any]) -> FillJob:
     cap = check_max_response_bytes(p.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
     cursor = p.get("cursor")
     cwd = _str(p, "cwd")
-    kzn_dir = context.find_kzn_dir(Path(cwd)) if cwd else None
+    allow = context.allow_list(p.get("kzn_allow"))
+    found = context.discover_kzn(Path(cwd), allow=allow) if cwd else context.Discovery(None)
+    kzn_dir = found.kzn_dir
     config_dir = _str(p, "config_dir")
     ctx = prompts.FillContext(
         mode=_str(p, "mode") or "yap",
@@ -84,6 +88,7 @@ def parse(p: Mapping[str, Any]) -> FillJob:
         used_default=chosen is None,
         retry=RetryPolicy(tries=tries),
         max_response_bytes=cap,
+        ignored_kzn=found.ignored,
     )
 
 
@@ -97,6 +102,7 @@ def debug_text(job: FillJob, request: HttpRequest) -> str:
         skipped=[{"path": s.path, "reason": s.reason} for s in job.skipped],
         context_files=job.ctx.context_files,
         context_window=job.preset.context_window,
+        project_dir=str(job.kzn_dir) if job.kzn_dir is not None else "",
     )
 
 

@@ -50,6 +50,7 @@ class KznllmPlugin:
         self.live: dict[int, int] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._begun: set[int] = set()  # fills whose task started running
+        self._warned: set[str] = set()  # skipped .kzn folders already reported
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -221,6 +222,16 @@ class KznllmPlugin:
         head += f"{entry.query}\n\n{answer}"
         return Turn(replace(job, ctx=ctx), conversation.rerun(entry), None, mode, head)
 
+    def _warn_ignored(self, lines: tuple[str, ...]) -> None:
+        """A skipped `.kzn` folder is said once a session, not at every fill."""
+        for line in lines:
+            if line not in self._warned:
+                self._warned.add(line)
+                log.warning("%s", line)
+                self.nvim.exec_lua(
+                    "vim.notify(..., vim.log.levels.WARN)", f"kznllm: {line}", async_=True
+                )
+
     def _report(self, message: str) -> None:
         log.error("%s", message)
         self.nvim.exec_lua("vim.notify(..., vim.log.levels.ERROR)", message, async_=True)
@@ -258,6 +269,7 @@ class KznllmPlugin:
         try:
             try:
                 job = payload.parse(p)
+                self._warn_ignored(job.ignored_kzn)
                 job = await asyncio.to_thread(payload.with_project_files, job)
                 turn = await self._conversation(p, job)
             except KznError as exc:

@@ -204,6 +204,7 @@ def render_debug(
     skipped: Sequence[Mapping[str, str]] = (),
     context_files: Sequence[ContextFile] = (),
     context_window: int | None = None,
+    project_dir: str = "",
 ) -> str:
     """The debug view's text: the exact request as it goes on the wire (system and
     messages in the provider's own shape), key headers redacted, what context went in."""
@@ -237,6 +238,7 @@ def render_debug(
             "prompt": raw_prompt,
         },
         "estimate": estimate,
+        "project_dir": project_dir,
         "context_files": [{"path": f.path, "tokens": f.tokens} for f in context_files],
         "skipped_files": list(skipped),
     }

@@ -29,6 +29,9 @@ M.config = {
   log = { level = 'info' },
   retries = 3, -- tries for a request turned away (429, 503, 529), before its first token
   max_response_bytes = 1048576, -- answer + reasoning past this many bytes: stopped, kept
+  -- .kzn folders (or their projects) used even when another user owns them or every
+  -- user can write to them (git's safe.directory); '*' trusts every one
+  kzn_allow = {},
 }
 
 local state_file = vim.fn.stdpath('data') .. '/kznllm/preset'
@@ -224,6 +227,7 @@ function M.host_payload()
     preset = M.current_preset() or vim.NIL,
     log_dir = vim.fn.stdpath('log'),
     log_level = (M.config.log or {}).level or 'info',
+    kzn_allow = M.config.kzn_allow,
   }
 end
 
