@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -262,6 +262,8 @@ class Generation:
     on_prompt: Callable[[Prompt], None] | None = None
     # called before waiting to try again: (attempt that failed, seconds to wait, why)
     on_retry: Callable[[int, float, str], None] | None = None
+    # awaited just before the request goes out (history: the entry exists by then)
+    before_send: Callable[[], Awaitable[Any]] | None = None
     # the answer and its reasoning, in UTF-8 bytes: past it the stream is stopped
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     started: float = field(default_factory=time.perf_counter)
@@ -317,6 +319,8 @@ class Generation:
                 view = await sandbox.run_off_loop(self.debug_view, request)
                 if self.on_debug_view is not None:
                     self.on_debug_view(view)
+            if self.before_send is not None:
+                await self.before_send()
             for attempt in range(1, self.retry.tries + 1):
                 try:
                     await self._stream(provider, request, answer, out, pending)

@@ -306,6 +306,7 @@ class KznllmPlugin:
             if rec is not None:
                 out = out.also(rec.text, rec.reasoning, lambda r: rec.request(request_json(r)))
                 generation.on_prompt = lambda pr: rec.prompt(conversation.prompt_to_json(pr))
+                generation.before_send = rec.created
                 self._spawn(self._track(job_id, int(p.get("bufnr") or 0), rec, ended))
             generation.on_request = _both(out.request, lambda r: _log_request(job_id, r))
             generation.on_reasoning = out.reasoning

@@ -4,6 +4,7 @@ servers: a cloned repository's templates, another user's `.kzn`, a server's byte
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -296,3 +297,62 @@ def test_a_kzn_folder_above_the_project_root_is_not_used(
     assert nvim.wait_done()[0]["status"] == "ok"
     assert "EVIL" not in server.requests[0].body["messages"][0]["content"]
     assert not [m for m in nvim.messages() if "project folder" in m]
+
+
+# -- crash-safe history ------------------------------------------------------------------
+
+
+def entries(nvim: Child) -> list:
+    path = db_path(nvim)
+    if not path.exists():
+        return []
+    store = HistoryStore(path)
+    return [store.get(r.id) for r in store.list()]
+
+
+def kill_host(nvim: Child) -> None:
+    pid = nvim.lua("return vim.fn.jobpid(require('kznllm.host').chan)")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        nvim.nvim.api.get_mode()  # lets Neovim reap its child
+    raise AssertionError("the host did not die")
+
+
+def test_a_fresh_hosts_first_fill_saves_its_partial_answer_within_a_second_and_survives_a_kill(
+    nvim: Child, server: LoopbackServer
+):
+    # the answer pauses after two pieces: no more text comes to trigger a save
+    server.queue(
+        Reply(chunks=openai_events(["half an ", "answer", " and the rest"]), pause_after=3)
+    )
+    nvim.use_server(server.base_url)
+    nvim.nvim.command("KznFill q")
+    nvim.wait_for(lambda: nvim.text() == "half an answer", what="the partial answer")
+    shown_at = time.monotonic()
+    saved = nvim.wait_for(
+        lambda: [e for e in entries(nvim) if e.response == "half an answer"],
+        timeout=10,
+        what="the partial answer in history",
+    )
+    took = time.monotonic() - shown_at
+    assert took < 1.5, took  # saved within ~1 s of arriving (0.5 s + the load's share)
+    kill_host(nvim)
+    (entry,) = entries(nvim)
+    assert (entry.id, entry.status, entry.response) == (saved[0].id, "running", "half an answer")
+    server.resume()
+
+
+def test_the_entry_exists_before_the_first_token_is_written(nvim: Child, server: LoopbackServer):
+    server.queue(Reply(chunks=openai_events(["first"]), pause_after=2))
+    nvim.use_server(server.base_url)
+    nvim.nvim.command("KznFill q")
+    nvim.wait_for(lambda: nvim.text() == "first", what="the first token")
+    kill_host(nvim)
+    (entry,) = entries(nvim)
+    assert (entry.status, entry.query) == ("running", "q")
+    server.resume()
