@@ -20,7 +20,7 @@ import httpx
 
 from kznllm_py import demo_server, prompts, sandbox, secrets
 from kznllm_py.client import Timeouts, stream_bytes
-from kznllm_py.errors import ConfigError, KznError, LimitError, ProviderError
+from kznllm_py.errors import ConfigError, KznError, LimitError, ProviderError, printable
 from kznllm_py.fences import FenceStripper
 from kznllm_py.ndjson import NDJSONDecoder
 from kznllm_py.presets import Preset
@@ -331,7 +331,7 @@ class Generation:
                         raise
                     wait = self.retry.wait(attempt, exc.retry_after)
                     if self.on_retry is not None:
-                        self.on_retry(attempt, wait, secrets.redact(str(exc)))
+                        self.on_retry(attempt, wait, shown(str(exc)))
                     await asyncio.sleep(wait)  # cancellable: <Esc> ends the wait too
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -340,10 +340,10 @@ class Generation:
             out.status = "cancelled"
         except KznError as exc:
             out.status = "error"
-            out.error = secrets.redact(str(exc))
+            out.error = shown(str(exc))
         except Exception as exc:  # a bug of ours: still one clear, redacted message
             out.status = "error"
-            out.error = secrets.redact(f"internal error: {type(exc).__name__}: {exc}")
+            out.error = shown(f"internal error: {type(exc).__name__}: {exc}")
         # what was held back is text that arrived: it lands whatever the outcome
         answer.finish()
         if answer.over_cap and out.status == "ok":  # the held-back text went past the cap
@@ -433,6 +433,12 @@ class AnswerFilter:
         self.over_cap = True
         self._left = 0
         return text.encode("utf-8", "surrogatepass")[:left].decode("utf-8", "ignore")
+
+
+def shown(text: str) -> str:
+    """Error text as every sink gets it (messages, history, the CLI's stderr): keys
+    redacted, then control characters escaped."""
+    return printable(secrets.redact(text))
 
 
 def cap_message(cap: int) -> str:

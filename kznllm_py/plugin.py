@@ -20,7 +20,7 @@ from kznllm_py import conversation, history, logfile, payload, prompts
 from kznllm_py.client import new_client
 from kznllm_py.coalesce import Coalescer
 from kznllm_py.editor import BufferSink
-from kznllm_py.errors import KznError
+from kznllm_py.errors import KznError, printable
 from kznllm_py.generation import Generation
 from kznllm_py.history_ops import HistoryOps, retention
 from kznllm_py.presets import merge_presets, pick
@@ -229,10 +229,13 @@ class KznllmPlugin:
                 self._warned.add(line)
                 log.warning("%s", line)
                 self.nvim.exec_lua(
-                    "vim.notify(..., vim.log.levels.WARN)", f"kznllm: {line}", async_=True
+                    "vim.notify(..., vim.log.levels.WARN)",
+                    f"kznllm: {printable(line)}",
+                    async_=True,
                 )
 
     def _report(self, message: str) -> None:
+        message = printable(redact(message))
         log.error("%s", message)
         self.nvim.exec_lua("vim.notify(..., vim.log.levels.ERROR)", message, async_=True)
 
@@ -273,7 +276,7 @@ class KznllmPlugin:
                 job = await asyncio.to_thread(payload.with_project_files, job)
                 turn = await self._conversation(p, job)
             except KznError as exc:
-                sink.finish("error", redact(str(exc)), info)
+                sink.finish("error", printable(redact(str(exc))), info)
                 return
             job = turn.job
             # the progress message may show the model the preset resolved to

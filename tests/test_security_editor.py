@@ -356,3 +356,37 @@ def test_the_entry_exists_before_the_first_token_is_written(nvim: Child, server:
     (entry,) = entries(nvim)
     assert (entry.status, entry.query) == ("running", "q")
     server.resume()
+
+
+# -- terminal hygiene --------------------------------------------------------------------
+
+
+def test_control_characters_from_a_server_are_escaped_in_messages_and_history(
+    nvim: Child, server: LoopbackServer
+):
+    attack = "bad key \x1b]52;c;cm0gLXJmIH4K\x07\x1b]0;pwned\x07\x1b[2J\nforged line"
+    server.queue(
+        json_reply(401, {"error": {"message": attack}}),
+        Reply(chunks=openai_events(["kept \x1b[31mred\x1b[0m"])),
+    )
+    nvim.use_server(server.base_url)
+    nvim.nvim.command("KznDebug q")
+    done = nvim.wait_done()[0]
+    escaped = (
+        "openai error (HTTP 401): bad key \\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b]0;pwned\\x07"
+        "\\x1b[2J\\nforged line"
+    )
+    assert done["error"] == escaped
+    assert f"kznllm: {escaped} (partial output kept)" in nvim.messages()  # the request shown
+    shown = ["\n".join(b[:]) for b in nvim.nvim.buffers if b.valid]  # the debug view too
+    shown.append(nvim.nvim.api.exec2("messages", {"output": True})["output"])
+    logs = Path(nvim.lua("return vim.fn.stdpath('log')"))
+    shown += [p.read_text() for p in logs.glob("kznllm.log*")]
+    assert not [t for t in shown if "\x1b" in t or "\x07" in t]
+    (entry,) = entries(nvim)
+    assert entry.error == escaped
+    # the answer's own text is not touched: it lands byte for byte
+    nvim.nvim.command("enew")
+    nvim.nvim.command("KznFill again")
+    assert nvim.wait_done(2)[1]["status"] == "ok"
+    assert nvim.text() == "kept \x1b[31mred\x1b[0m"
