@@ -20,6 +20,7 @@ import httpx
 
 from kznllm_py import demo_server, prompts, sandbox, secrets
 from kznllm_py.client import Timeouts, stream_bytes
+from kznllm_py.context import estimate_tokens
 from kznllm_py.errors import ConfigError, KznError, LimitError, ProviderError, printable
 from kznllm_py.fences import FenceStripper
 from kznllm_py.ndjson import NDJSONDecoder
@@ -144,21 +145,9 @@ async def prepare_with_prompt(
         base_url = (await demo_server.ensure_running()).base_url
     if preset.prefill and provider.supports_prefill:
         ctx = replace(ctx, prefill=preset.prefill)
-    templates = template_set(preset, search_dirs)
-    if prompt is not None:
-        pass
-    elif getattr(provider, "raw_prompt", False):
-        # a completion endpoint: one raw prompt (fill-in-the-middle around the cursor)
-        role = "fim" if preset.fim else "prompt"
-        raw = await sandbox.run_off_loop(
-            prompts.render_raw, ctx, templates, role, preset_id=preset.id, model=preset.model
-        )
-        prompt = Prompt(system="", messages=(), raw=raw)
-    else:
+    if prompt is None:
         # off the event loop, within the template budget (project templates are untrusted)
-        prompt = await sandbox.run_off_loop(
-            prompts.render, ctx, templates, preset_id=preset.id, model=preset.model
-        )
+        prompt = await sandbox.run_off_loop(render_prompt, preset, ctx, search_dirs)
     if preset.cache_system:
         prompt = replace(prompt, cache_system=True)
     request = provider.build_request(
@@ -170,6 +159,26 @@ async def prepare_with_prompt(
     )
     secrets.check_headers(request.headers, preset.id)
     return provider, request, prompt
+
+
+def render_prompt(
+    preset: Preset, ctx: prompts.FillContext, search_dirs: Sequence[Path] = ()
+) -> Prompt:
+    """The preset's templates rendered for `ctx`: system and user messages, or one raw
+    prompt for a completion endpoint (fill-in-the-middle around the cursor). Blocking:
+    call it off the event loop (sandbox.run_off_loop)."""
+    templates = template_set(preset, search_dirs)
+    if getattr(get_provider(preset.provider), "raw_prompt", False):
+        role = "fim" if preset.fim else "prompt"
+        raw = prompts.render_raw(ctx, templates, role, preset_id=preset.id, model=preset.model)
+        return Prompt(system="", messages=(), raw=raw)
+    return prompts.render(ctx, templates, preset_id=preset.id, model=preset.model)
+
+
+def prompt_tokens(prompt: Prompt) -> int:
+    """The estimated tokens of what is sent of a prompt."""
+    texts = [prompt.system, prompt.raw, *(m.content for m in prompt.messages)]
+    return sum(estimate_tokens(t) for t in texts)
 
 
 async def stream_deltas(

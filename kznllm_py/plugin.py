@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pynvim
 
-from kznllm_py import conversation, history, logfile, payload, prompts
+from kznllm_py import conversation, history, logfile, payload, prompts, sandbox
 from kznllm_py.client import new_client
 from kznllm_py.coalesce import Coalescer
 from kznllm_py.editor import BufferSink
@@ -273,7 +273,8 @@ class KznllmPlugin:
             try:
                 job = payload.parse(p)
                 self._warn_ignored(job.ignored_kzn)
-                job = await asyncio.to_thread(payload.with_project_files, job)
+                # file I/O and template renders (fitting the budget): off the loop
+                job = await sandbox.run_off_loop(payload.with_project_files, job)
                 turn = await self._conversation(p, job)
             except KznError as exc:
                 sink.finish("error", printable(redact(str(exc))), info)

@@ -87,3 +87,25 @@ def test_a_world_writable_kzn_is_skipped_with_a_message_unless_allowed(tmp_path:
     assert (allowed.returncode, allowed.stderr) == (0, b"")
     assert b"PLANTED CONTEXT" in allowed.stdout
     assert f"- project folder: `{project / '.kzn'}`".encode() in allowed.stdout
+
+
+def test_ten_thousand_tiny_files_are_cut_to_what_fits_wrappers_included(tmp_path: Path):
+    project = tmp_path / "proj"
+    (project / ".git").mkdir(parents=True)
+    kzn = project / ".kzn"
+    kzn.mkdir()
+    for i in range(10_000):
+        (kzn / f"f{i:05d}.txt").write_text("x\n")
+    res = kznllm(project, "render", *loopback("http://127.0.0.1:9/v1"), "q")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.decode()
+    # the default context window of a custom preset: 32768 tokens, 60% for the files
+    line = next(ln for ln in out.splitlines() if "estimated prompt tokens" in ln)
+    percent = float(line.rsplit("(", 1)[1].rstrip("%)"))
+    assert 50 < percent <= 61, line  # was 262%: each file's wrapper was not counted
+    included = out.count("- included `.kzn/")
+    skipped = [ln for ln in out.splitlines() if ln.startswith("- skipped `.kzn/")]
+    assert included + len(skipped) == 10_000
+    assert 1_000 < included < 10_000
+    assert skipped[0].startswith(f"- skipped `.kzn/f{included:05d}.txt`: over the context budget")
+    assert "with the prompt's wrapper around each file" in skipped[0]

@@ -390,3 +390,29 @@ def test_control_characters_from_a_server_are_escaped_in_messages_and_history(
     nvim.nvim.command("KznFill again")
     assert nvim.wait_done(2)[1]["status"] == "ok"
     assert nvim.text() == "kept \x1b[31mred\x1b[0m"
+
+
+# -- the context budget ------------------------------------------------------------------
+
+
+def test_the_files_cost_in_the_sent_prompt_fits_the_budget_wrappers_included(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    from kznllm_py.context import estimate_tokens
+
+    project = tmp_path / "proj"
+    (project / ".git").mkdir(parents=True)
+    (project / ".kzn").mkdir()
+    for i in range(1000):  # 1 token of content each: 1000 fit a 1200-token file budget
+        (project / ".kzn" / f"n{i:04d}").write_text("x")
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url, context_window=2000)  # 60%: 1200 tokens for files
+    nvim.nvim.command(f"cd {project}")
+    nvim.nvim.command("KznFill q")
+    done = nvim.wait_done()[0]
+    assert done["status"] == "ok"
+    system = server.requests[0].body["messages"][0]["content"]
+    assert estimate_tokens(system) <= 1200 + 100  # the files' share, and the system text
+    assert 100 < system.count("--- .kzn/n") < 1000
+    left_out = 1000 - system.count("--- .kzn/n")
+    assert any(f"{left_out} .kzn file(s) left out" in m for m in nvim.messages())
