@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from kznllm_py import context, demo_server, payload, secrets
 from kznllm_py.client import Timeouts, new_client
-from kznllm_py.errors import KznError
+from kznllm_py.errors import KznError, printable
 from kznllm_py.generation import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Generation,
@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "--no-project", action="store_true", help="ignore the .kzn folder of the cwd"
         )
+        cmd.add_argument(
+            "--allow-kzn",
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="trust this .kzn folder (or project) whoever owns it; '*': every one",
+        )
     render.add_argument(
         "--json", action="store_true", help="the exact request (URL, headers, body) as JSON"
     )
@@ -125,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     show.add_argument("--db", type=Path, default=argparse.SUPPRESS)
     return ap
+
+
+def _err(text: str) -> None:
+    """One line on stderr: redacted, and with control characters shown escaped (a
+    server's or a project's text must not drive the terminal: OSC 52, titles, clears)."""
+    print(f"kznllm: {printable(secrets.redact(text))}", file=sys.stderr)
 
 
 def _line_range(text: str) -> tuple[int, int]:
@@ -249,7 +262,12 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
         before=before,
         after=after,
     )
-    kzn_dir = None if args.no_project else context.find_kzn_dir(Path.cwd())
+    found = context.Discovery(None)
+    if not args.no_project:
+        found = context.discover_kzn(Path.cwd(), allow=args.allow_kzn)
+    for line in found.ignored:
+        _err(f"{line}")
+    kzn_dir = found.kzn_dir
     connect = getattr(args, "connect_timeout", Timeouts.connect)
     stall = getattr(args, "stall_timeout", Timeouts.stall)
     job = payload.FillJob(
@@ -271,7 +289,7 @@ async def _render(args: argparse.Namespace) -> int:
             text = json.dumps(
                 {
                     "method": request.method,
-                    "url": request.url,
+                    "url": secrets.redact_url(request.url),
                     "headers": request.redacted_headers(),
                     "body": request.body,
                 },
@@ -282,7 +300,7 @@ async def _render(args: argparse.Namespace) -> int:
         else:
             text = payload.debug_text(job, request)
     except (KznError, OSError) as exc:
-        print(f"kznllm: {secrets.redact(str(exc))}", file=sys.stderr)
+        _err(str(exc))
         return 1
     finally:
         await demo_server.shutdown()
@@ -322,19 +340,19 @@ def _presets(args: argparse.Namespace) -> int:
     try:
         user = _read_user_presets(args.check or args.user) if args.check or args.user else []
     except KznError as exc:
-        print(f"kznllm: {exc}", file=sys.stderr)
+        _err(str(exc))
         return 2
     if args.check:
         problems = check_presets(user)
         if args.json:
             print(json.dumps({"problems": problems}))
         for problem in [] if args.json else problems:
-            print(f"kznllm: {problem}", file=sys.stderr)
+            _err(f"{problem}")
         return 1 if problems else 0
     try:
         presets = merge_presets(user or None)
     except KznError as exc:
-        print(f"kznllm: {exc}", file=sys.stderr)
+        _err(str(exc))
         return 1
     default = pick(presets, None)
     rows = [
@@ -368,7 +386,7 @@ async def _fill(args: argparse.Namespace) -> int:
     try:
         job = _job_from_args(args)
     except (KznError, OSError) as exc:
-        print(f"kznllm: {exc}", file=sys.stderr)
+        _err(f"{exc}")
         return 2
     preset, ctx = job.preset, job.ctx
     out = sys.stdout.buffer
@@ -395,9 +413,7 @@ async def _fill(args: argparse.Namespace) -> int:
             retry=RetryPolicy(tries=max(1, args.retries)),
             max_response_bytes=args.max_response_bytes,
         )
-        generation.on_retry = lambda _n, wait, why: print(
-            f"kznllm: {why}; trying again in {wait:g} s", file=sys.stderr
-        )
+        generation.on_retry = lambda _n, wait, why: _err(f"{why}; trying again in {wait:g} s")
         outcome = await generation.run(write)
         if ctx.mode == "replace" and ctx.selection.endswith("\n") and last not in ("", "\n"):
             # whole lines were replaced: they end with a line break, as in the buffer
@@ -409,13 +425,13 @@ async def _fill(args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a tool killed by the pipe
     if outcome.status == "error":
-        print(f"kznllm: {outcome.error}", file=sys.stderr)
+        _err(f"{outcome.error}")
         return 1
     if outcome.status == "cancelled":
-        print("kznllm: cancelled", file=sys.stderr)
+        _err("cancelled")
         return 130
     if outcome.finish_reason == "length":
-        print("kznllm: the answer was cut at the token limit (truncated)", file=sys.stderr)
+        _err("the answer was cut at the token limit (truncated)")
     return 0
 
 
@@ -427,18 +443,18 @@ def _history(args: argparse.Namespace) -> int:
     try:
         store = history.HistoryStore(db) if db.exists() else None  # reading creates nothing
         if store is not None and store.notice is not None:
-            print(f"kznllm: {store.notice}", file=sys.stderr)
+            _err(f"{store.notice}")
         if show:
             entry = store.get(args.id) if store else None
             if entry is None:
-                print(f"kznllm: no history entry {args.id} in {db}", file=sys.stderr)
+                _err(f"no history entry {args.id} in {db}")
                 return 1
             text = json.dumps(entry.to_dict(), ensure_ascii=False, indent=2) + "\n"
             sys.stdout.write(text if args.json else history.format_entry(entry))
             return 0
         rows = store.list(limit=args.n, preset=args.preset, status=args.status) if store else []
     except KznError as exc:
-        print(f"kznllm: {exc}", file=sys.stderr)
+        _err(f"{exc}")
         return 1
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], ensure_ascii=False))
@@ -473,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return demo.main(check=args.check)
     except KeyboardInterrupt:
-        print("kznllm: interrupted", file=sys.stderr)
+        _err("interrupted")
         return 130
     return 2
 

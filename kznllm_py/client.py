@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from kznllm_py import secrets
 from kznllm_py.errors import KznError, ProviderError, StreamError, TransportError
 from kznllm_py.providers.base import HttpRequest, Provider
 from kznllm_py.providers.jsonfast import dumps, loads_body
@@ -161,12 +162,13 @@ def _shown(body: bytes, *, html: bool = False) -> str:
         head = body[:1024].lstrip()[:15].lower()
         html = head.startswith((b"<!doctype html", b"<html"))
     if not html:
-        return body[:RAW_ERROR_SHOWN].decode("utf-8", errors="replace").strip()
+        # redacted before the cut: a key crossing the cut would leak in part
+        return secrets.clip(body.decode("utf-8", errors="replace"), RAW_ERROR_SHOWN).strip()
     page = _PageText()
     with contextlib.suppress(Exception):  # a broken page shows what was read of it
         page.feed(body.decode("utf-8", errors="replace"))
         page.close()
-    text = page.title() or page.text()
+    text = secrets.redact(page.title() or page.text())
     if len(text) > RAW_ERROR_SHOWN:
         text = text[: RAW_ERROR_SHOWN - 1].rstrip() + "…"
     return text

@@ -1,6 +1,14 @@
 """Project context (".kzn mode"): the files of the nearest `.kzn` folder, read into the
 prompt within a token budget. Pure: standard library only, no pynvim, no subprocesses.
 
+Which `.kzn` folder (`discover_kzn`), like git's safe.directory rule: the nearest one at
+or above the working directory, but never above the project root (the nearest folder
+holding `.git`, else the working directory itself; never above the home directory when
+the working directory is inside it); and only one owned by the user and not writable by
+every user (checked on the folder a symlink leads to). Another user's `/tmp/.kzn` is
+skipped with a one-line reason; a folder named in the allow-list (`kzn_allow`, or "*")
+is used whoever owns it.
+
 Rules of `collect`:
 
 * The `.kzn` folder is walked depth-first in a deterministic order: the entries of each
@@ -30,9 +38,10 @@ import errno
 import math
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kznllm_py.errors import ConfigError
 
@@ -69,17 +78,106 @@ class ContextFiles:
 # -- finding the folder ------------------------------------------------------------------
 
 
-def find_kzn_dir(start: Path) -> Path | None:
-    """The nearest `.kzn` directory at `start` or above it, up to the filesystem root.
+@dataclass(frozen=True)
+class Discovery:
+    kzn_dir: Path | None  # absolute (normalised, symlinks not resolved)
+    ignored: tuple[str, ...] = ()  # one line each: the folder skipped and why
 
-    `start` is made absolute (normalised, symlinks not resolved) and need not exist.
-    A `.kzn` that is a file, or that cannot be examined, does not count."""
+
+def project_root(start: Path, home: Path | None = None) -> Path:
+    """The highest folder a project's `.kzn` may be in: the nearest folder at or above
+    `start` holding `.git` (a repository, or a worktree's `.git` file), never above the
+    home directory when `start` is inside it; else `start` itself."""
     here = Path(os.path.abspath(os.fspath(start)))
+    home = Path(os.path.abspath(os.fspath(home or Path.home())))
+    inside_home = here == home or home in here.parents
+    for folder in (here, *here.parents):
+        if inside_home and folder != home and home not in folder.parents:
+            break  # above the home directory
+        if os.path.lexists(folder / ".git"):
+            return folder
+    return here
+
+
+def discover_kzn(
+    start: Path,
+    *,
+    home: Path | None = None,
+    allow: Iterable[str] = (),
+    uid: int | None = None,
+) -> Discovery:
+    """The `.kzn` folder to use from `start` (see the module doc), and the ones skipped.
+
+    `start` is made absolute and need not exist. A `.kzn` that is a file, or that
+    cannot be examined, does not count."""
+    here = Path(os.path.abspath(os.fspath(start)))
+    root = project_root(here, home)
+    me = os.geteuid() if uid is None else uid
+    allowed = list(allow)
+    ignored: list[str] = []
     for folder in (here, *here.parents):
         candidate = folder / KZN_DIR_NAME
         if os.path.isdir(candidate):  # follows symlinks; never raises
-            return candidate
+            why = _untrusted(candidate, me)
+            if why is None or _allowed(candidate, allowed):
+                return Discovery(candidate, tuple(ignored))
+            ignored.append(
+                f"ignored the project folder {candidate}: {why} (kzn_allow in setup(), or "
+                "--allow-kzn, trusts it)"
+            )
+        if folder == root:
+            break
+    return Discovery(None, tuple(ignored))
+
+
+def find_kzn_dir(start: Path, **kwargs: Any) -> Path | None:
+    """The `.kzn` folder `discover_kzn` would use, or None."""
+    return discover_kzn(start, **kwargs).kzn_dir
+
+
+def allow_list(value: object) -> list[str]:
+    """The `kzn_allow` option: `.kzn` folders (or their projects) trusted whoever owns
+    them; "*" trusts every one."""
+    allow = value or []
+    if isinstance(allow, str):
+        allow = [allow]
+    if isinstance(allow, dict):  # a Lua table that is not a list
+        allow = list(allow.values())
+    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+        raise ConfigError("kzn_allow must be a list of folder paths (or '*')")
+    return allow
+
+
+def _untrusted(folder: Path, uid: int) -> str | None:
+    try:
+        st = os.stat(folder)
+    except OSError as exc:
+        return f"cannot examine it: {_os_reason(exc)}"
+    if st.st_uid != uid:
+        return f"it is owned by {_user_name(st.st_uid)}, not by you"
+    if st.st_mode & stat.S_IWOTH:
+        return "every user can write to it"
     return None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _allowed(folder: Path, allow: list[str]) -> bool:
+    if "*" in allow:
+        return True
+    real = os.path.realpath(folder)
+    targets = {real, os.path.dirname(real)}
+    return any(
+        isinstance(a, str) and a and os.path.realpath(os.path.expanduser(a)) in targets
+        for a in allow
+    )
 
 
 # -- token estimate and budget -----------------------------------------------------------

@@ -66,3 +66,34 @@ class LimitError(KznError):
 
 class HistoryError(KznError):
     kind = "history"
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(ch: str) -> str:
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _unsafe(ch: str) -> bool:
+    code = ord(ch)
+    return (
+        code < 0x20
+        or 0x7F <= code <= 0x9F  # DEL and the C1 controls (0x9b is a CSI on some terminals)
+        or 0x202A <= code <= 0x202E  # bidirectional overrides: text that reads backwards
+        or 0x2066 <= code <= 0x2069
+        or code in (0x2028, 0x2029)  # line and paragraph separators
+    )
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal and a one-line message: control characters (an OSC 52
+    clipboard write, a window title, a screen clear start with ESC), line breaks and
+    bidirectional overrides are shown escaped (`\\x1b`, `\\n`, `\\u202e`), never sent
+    raw. For error text from servers and projects; never for the answer itself."""
+    if text.isprintable():
+        return text
+    return "".join(_escaped(ch) if _unsafe(ch) else ch for ch in text)

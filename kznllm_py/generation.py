@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,9 +18,10 @@ from typing import Any
 
 import httpx
 
-from kznllm_py import demo_server, prompts, secrets
+from kznllm_py import demo_server, prompts, sandbox, secrets
 from kznllm_py.client import Timeouts, stream_bytes
-from kznllm_py.errors import ConfigError, KznError, LimitError, ProviderError
+from kznllm_py.context import estimate_tokens
+from kznllm_py.errors import ConfigError, KznError, LimitError, ProviderError, printable
 from kznllm_py.fences import FenceStripper
 from kznllm_py.ndjson import NDJSONDecoder
 from kznllm_py.presets import Preset
@@ -139,20 +140,14 @@ async def prepare_with_prompt(
         )
     key = await secrets.resolve(preset.api_key, preset_id=preset.id)
     base_url = preset.base_url or provider.default_base_url
+    secrets.remember_url(base_url)  # a password in its userinfo is scrubbed like a key
     if preset.demo:
         base_url = (await demo_server.ensure_running()).base_url
     if preset.prefill and provider.supports_prefill:
         ctx = replace(ctx, prefill=preset.prefill)
-    templates = template_set(preset, search_dirs)
-    if prompt is not None:
-        pass
-    elif getattr(provider, "raw_prompt", False):
-        # a completion endpoint: one raw prompt (fill-in-the-middle around the cursor)
-        role = "fim" if preset.fim else "prompt"
-        raw = prompts.render_raw(ctx, templates, role, preset_id=preset.id, model=preset.model)
-        prompt = Prompt(system="", messages=(), raw=raw)
-    else:
-        prompt = prompts.render(ctx, templates, preset_id=preset.id, model=preset.model)
+    if prompt is None:
+        # off the event loop, within the template budget (project templates are untrusted)
+        prompt = await sandbox.run_off_loop(render_prompt, preset, ctx, search_dirs)
     if preset.cache_system:
         prompt = replace(prompt, cache_system=True)
     request = provider.build_request(
@@ -162,7 +157,28 @@ async def prepare_with_prompt(
         params=dict(preset.params),
         api_key=key,
     )
+    secrets.check_headers(request.headers, preset.id)
     return provider, request, prompt
+
+
+def render_prompt(
+    preset: Preset, ctx: prompts.FillContext, search_dirs: Sequence[Path] = ()
+) -> Prompt:
+    """The preset's templates rendered for `ctx`: system and user messages, or one raw
+    prompt for a completion endpoint (fill-in-the-middle around the cursor). Blocking:
+    call it off the event loop (sandbox.run_off_loop)."""
+    templates = template_set(preset, search_dirs)
+    if getattr(get_provider(preset.provider), "raw_prompt", False):
+        role = "fim" if preset.fim else "prompt"
+        raw = prompts.render_raw(ctx, templates, role, preset_id=preset.id, model=preset.model)
+        return Prompt(system="", messages=(), raw=raw)
+    return prompts.render(ctx, templates, preset_id=preset.id, model=preset.model)
+
+
+def prompt_tokens(prompt: Prompt) -> int:
+    """The estimated tokens of what is sent of a prompt."""
+    texts = [prompt.system, prompt.raw, *(m.content for m in prompt.messages)]
+    return sum(estimate_tokens(t) for t in texts)
 
 
 async def stream_deltas(
@@ -240,8 +256,12 @@ class Generation:
     ctx: prompts.FillContext
     timeouts: Timeouts = field(default_factory=Timeouts)
     search_dirs: Sequence[Path] = ()
-    # called with the request once it is built, before it is sent (the debug view)
+    # called with the request once it is built, before it is sent
     on_request: Callable[[HttpRequest], None] | None = None
+    # the debug view: its text is rendered from the request off the event loop (a
+    # project's debug.jinja is untrusted), then handed to `on_debug_view`, before sending
+    debug_view: Callable[[HttpRequest], str] | None = None
+    on_debug_view: Callable[[str], None] | None = None
     # called with reasoning text as it streams (it never goes to on_text)
     on_reasoning: Callable[[str], None] | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -251,6 +271,8 @@ class Generation:
     on_prompt: Callable[[Prompt], None] | None = None
     # called before waiting to try again: (attempt that failed, seconds to wait, why)
     on_retry: Callable[[int, float, str], None] | None = None
+    # awaited just before the request goes out (history: the entry exists by then)
+    before_send: Callable[[], Awaitable[Any]] | None = None
     # the answer and its reasoning, in UTF-8 bytes: past it the stream is stopped
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     started: float = field(default_factory=time.perf_counter)
@@ -302,6 +324,12 @@ class Generation:
             pending = self.preset.prefill.rstrip() if provider.supports_prefill else ""
             if self.on_request is not None:
                 self.on_request(request)
+            if self.debug_view is not None:
+                view = await sandbox.run_off_loop(self.debug_view, request)
+                if self.on_debug_view is not None:
+                    self.on_debug_view(view)
+            if self.before_send is not None:
+                await self.before_send()
             for attempt in range(1, self.retry.tries + 1):
                 try:
                     await self._stream(provider, request, answer, out, pending)
@@ -312,7 +340,7 @@ class Generation:
                         raise
                     wait = self.retry.wait(attempt, exc.retry_after)
                     if self.on_retry is not None:
-                        self.on_retry(attempt, wait, secrets.redact(str(exc)))
+                        self.on_retry(attempt, wait, shown(str(exc)))
                     await asyncio.sleep(wait)  # cancellable: <Esc> ends the wait too
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -321,10 +349,10 @@ class Generation:
             out.status = "cancelled"
         except KznError as exc:
             out.status = "error"
-            out.error = secrets.redact(str(exc))
+            out.error = shown(str(exc))
         except Exception as exc:  # a bug of ours: still one clear, redacted message
             out.status = "error"
-            out.error = secrets.redact(f"internal error: {type(exc).__name__}: {exc}")
+            out.error = shown(f"internal error: {type(exc).__name__}: {exc}")
         # what was held back is text that arrived: it lands whatever the outcome
         answer.finish()
         if answer.over_cap and out.status == "ok":  # the held-back text went past the cap
@@ -414,6 +442,12 @@ class AnswerFilter:
         self.over_cap = True
         self._left = 0
         return text.encode("utf-8", "surrogatepass")[:left].decode("utf-8", "ignore")
+
+
+def shown(text: str) -> str:
+    """Error text as every sink gets it (messages, history, the CLI's stderr): keys
+    redacted, then control characters escaped."""
+    return printable(secrets.redact(text))
 
 
 def cap_message(cap: int) -> str:

@@ -65,7 +65,8 @@ def context_info(p: Mapping[str, Any]) -> sidebar.ContextInfo:
         key_present=secrets.present(preset.api_key),
     )
     cwd = _str(p, "cwd")
-    kzn_dir = context.find_kzn_dir(Path(cwd)) if cwd else None
+    allow = context.allow_list(p.get("kzn_allow"))
+    kzn_dir = context.find_kzn_dir(Path(cwd), allow=allow) if cwd else None
     if kzn_dir is not None:
         try:
             budget = context.budget_for(preset.context_window)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kznllm_py import context, prompts
+from kznllm_py import context, generation, prompts, sandbox
 from kznllm_py.client import Timeouts
 from kznllm_py.errors import ConfigError
 from kznllm_py.generation import (
@@ -32,6 +32,8 @@ class FillJob:
     used_default: bool = False  # no preset chosen: the default was picked
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # answer + reasoning, UTF-8 bytes
+    # `.kzn` folders skipped (not the user's, or writable by all): one line each
+    ignored_kzn: tuple[str, ...] = ()
 
 
 def _str(p: Mapping[str, Any], key: str) -> str:
@@ -58,7 +60,9 @@ def parse(p: Mapping[str, Any]) -> FillJob:
     cap = check_max_response_bytes(p.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
     cursor = p.get("cursor")
     cwd = _str(p, "cwd")
-    kzn_dir = context.find_kzn_dir(Path(cwd)) if cwd else None
+    allow = context.allow_list(p.get("kzn_allow"))
+    found = context.discover_kzn(Path(cwd), allow=allow) if cwd else context.Discovery(None)
+    kzn_dir = found.kzn_dir
     config_dir = _str(p, "config_dir")
     ctx = prompts.FillContext(
         mode=_str(p, "mode") or "yap",
@@ -84,6 +88,7 @@ def parse(p: Mapping[str, Any]) -> FillJob:
         used_default=chosen is None,
         retry=RetryPolicy(tries=tries),
         max_response_bytes=cap,
+        ignored_kzn=found.ignored,
     )
 
 
@@ -97,18 +102,57 @@ def debug_text(job: FillJob, request: HttpRequest) -> str:
         skipped=[{"path": s.path, "reason": s.reason} for s in job.skipped],
         context_files=job.ctx.context_files,
         context_window=job.preset.context_window,
+        project_dir=str(job.kzn_dir) if job.kzn_dir is not None else "",
     )
 
 
 def with_project_files(job: FillJob) -> FillJob:
-    """Read the .kzn folder's files into the context, within the preset's budget.
-    File I/O: run it off the event loop."""
+    """Read the .kzn folder's files into the context, within the preset's budget: what
+    the files cost in the rendered prompt, each file's wrapper (its path, tags,
+    separators) included, fits the budget; files that do not are skipped with the
+    reason. File I/O and rendering: run it off the event loop."""
     if job.kzn_dir is None:
         return job
-    found = context.collect(
-        job.kzn_dir, budget_tokens=context.budget_for(job.preset.context_window)
-    )
+    budget = context.budget_for(job.preset.context_window)
+    found = context.collect(job.kzn_dir, budget_tokens=budget)
     files = tuple(prompts.ContextFile(f.path, f.content, f.tokens) for f in found.included)
-    from dataclasses import replace
+    kept, dropped = fit_files(job, files, budget)
+    return replace(
+        job,
+        ctx=replace(job.ctx, context_files=kept),
+        skipped=(*dropped, *found.skipped),
+    )
 
-    return replace(job, ctx=replace(job.ctx, context_files=files), skipped=tuple(found.skipped))
+
+def fit_files(
+    job: FillJob, files: tuple[prompts.ContextFile, ...], budget: int
+) -> tuple[tuple[prompts.ContextFile, ...], tuple[context.Skipped, ...]]:
+    """The longest run of `files` whose cost in the rendered prompt (the tokens with
+    them less the tokens without any) fits `budget`, and the rest as skipped. The
+    renders share one template budget (2 s): a slow template fails the request."""
+    if not files:
+        return files, ()
+    outer = sandbox.current()
+    limits = sandbox.Budget(stop=outer.stop) if outer is not None else sandbox.Budget()
+
+    def cost_of(n: int) -> int:
+        ctx = replace(job.ctx, context_files=files[:n])
+        return generation.prompt_tokens(generation.render_prompt(job.preset, ctx, job.search_dirs))
+
+    with sandbox.budget_scope(limits):
+        base = cost_of(0)
+        if cost_of(len(files)) - base <= budget:
+            return files, ()
+        low, high = 0, len(files) - 1  # the answer: the largest n with cost(n) fitting
+        while low < high:
+            mid = (low + high + 1) // 2
+            if cost_of(mid) - base <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        left = budget - (cost_of(low) - base)
+    reason = (
+        f"over the context budget with the prompt's wrapper around each file ({left} "
+        f"token{'' if left == 1 else 's'} left)"
+    )
+    return files[:low], tuple(context.Skipped(f.path, reason) for f in files[low:])

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pynvim
 
-from kznllm_py import conversation, fences, history, logfile, payload, prompts, secrets
+from kznllm_py import conversation, fences, history, logfile, payload, prompts, sandbox, secrets
 from kznllm_py.client import new_client
 from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
-from kznllm_py.errors import KznError
+from kznllm_py.errors import KznError, printable
 from kznllm_py.generation import Generation
 from kznllm_py.history_ops import HistoryOps, retention
 from kznllm_py.presets import merge_presets, pick
@@ -28,7 +28,7 @@ from kznllm_py.providers.base import HttpRequest, Prompt
 from kznllm_py.providers.jsonfast import dumps
 from kznllm_py.recorder import HistoryRecorder, Recording
 from kznllm_py.review import ReviewFeed
-from kznllm_py.secrets import redact
+from kznllm_py.secrets import redact, redact_url
 
 log = logfile.logger
 
@@ -53,6 +53,7 @@ class KznllmPlugin:
         self._begun: set[int] = set()  # fills whose task started running
         # the write pace of each running fill, set by what its writes cost the editor
         self._paced: dict[int, tuple[Coalescer, Pace]] = {}
+        self._warned: set[str] = set()  # skipped .kzn folders already reported
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -238,7 +239,20 @@ class KznllmPlugin:
         head += f"{entry.query}\n\n{answer}"
         return Turn(replace(job, ctx=ctx), conversation.rerun(entry), None, "rerun", head)
 
+    def _warn_ignored(self, lines: tuple[str, ...]) -> None:
+        """A skipped `.kzn` folder is said once a session, not at every fill."""
+        for line in lines:
+            if line not in self._warned:
+                self._warned.add(line)
+                log.warning("%s", line)
+                self.nvim.exec_lua(
+                    "vim.notify(..., vim.log.levels.WARN)",
+                    f"kznllm: {printable(line)}",
+                    async_=True,
+                )
+
     def _report(self, message: str) -> None:
+        message = printable(redact(message))
         log.error("%s", message)
         self.nvim.exec_lua("vim.notify(..., vim.log.levels.ERROR)", message, async_=True)
 
@@ -301,10 +315,12 @@ class KznllmPlugin:
         try:
             try:
                 job = payload.parse(p)
-                job = await asyncio.to_thread(payload.with_project_files, job)
+                self._warn_ignored(job.ignored_kzn)
+                # file I/O and template renders (fitting the budget): off the loop
+                job = await sandbox.run_off_loop(payload.with_project_files, job)
                 turn = await self._conversation(p, job)
             except KznError as exc:
-                sink.finish("error", redact(str(exc)), info)
+                sink.finish("error", printable(redact(str(exc))), info)
                 return
             job = turn.job
             meta: dict[str, Any] = {"preset": job.preset.id, "model": job.preset.model}
@@ -336,12 +352,15 @@ class KznllmPlugin:
             if turn.head:
                 coalescer.push(turn.head)
             if job.debug:
-                view = DebugView(coalescer.push, lambda r: payload.debug_text(job, r))
-                out = Outputs(view.answer, view.reasoning, view.request)
+                view = DebugView(coalescer.push)
+                out = Outputs(view.answer, view.reasoning)
+                generation.debug_view = lambda r: payload.debug_text(job, r)
+                generation.on_debug_view = view.request
             rec = self._recording(p, job, mode=turn.mode, parent_id=turn.parent_id)
             if rec is not None:
                 out = out.also(rec.text, rec.reasoning, lambda r: rec.request(request_json(r)))
                 generation.on_prompt = lambda pr: rec.prompt(conversation.prompt_to_json(pr))
+                generation.before_send = rec.created
                 self._spawn(self._track(job_id, int(p.get("bufnr") or 0), rec, ended))
             generation.on_request = _both(out.request, lambda r: _log_request(job_id, r))
             generation.on_reasoning = out.reasoning
@@ -420,7 +439,7 @@ def placement(asked: Any, fim: bool) -> str | None:
 
 
 def _log_request(job_id: int, request: HttpRequest) -> None:
-    log.info("fill %d: %s %s", job_id, request.method, request.url)
+    log.info("fill %d: %s %s", job_id, request.method, redact_url(request.url))
     if log.isEnabledFor(logging.DEBUG):
         log.debug("fill %d: request %s", job_id, request_json(request))
 
@@ -448,7 +467,7 @@ def request_json(request: HttpRequest) -> str:
     """The request as history keeps it: exactly what went out, key headers redacted."""
     shown = {
         "method": request.method,
-        "url": request.url,
+        "url": redact_url(request.url),
         "headers": request.redacted_headers(),
         "body": request.body,
     }
@@ -504,13 +523,12 @@ class DebugView:
     """What the debug scratch buffer gets: the request, then the reasoning (if the
     model sends any) under its own heading, then the answer."""
 
-    def __init__(self, write: Callable[[str], None], render: Callable[[HttpRequest], str]):
+    def __init__(self, write: Callable[[str], None]):
         self._write = write
-        self._render = render
         self._in_reasoning = False
 
-    def request(self, request: HttpRequest) -> None:
-        self._write(self._render(request))
+    def request(self, text: str) -> None:
+        self._write(text)
 
     def reasoning(self, text: str) -> None:
         if not self._in_reasoning:

@@ -7,8 +7,9 @@ and `debug.jinja`; completion-style families (qwen, llama) also have `prompt.jin
 (one raw prompt) and qwen a fill-in-the-middle `fim.jinja`.
 
 All templates render in Jinja2's immutable sandbox (project templates are untrusted),
-with trim_blocks and lstrip_blocks; a missing variable is falsy, never an error. A
-template error is one message: template path, line, what is wrong.
+with a time and size budget (kznllm_py/sandbox.py), with trim_blocks and lstrip_blocks;
+a missing variable is falsy, never an error. A template error is one message: template
+path, line, what is wrong.
 
 Variables (documented in doc/kznllm.txt): user_query, visual_selection, replace,
 current_buffer_context {path, filetype, text, cursor {row, col}, before, after},
@@ -26,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from kznllm_py import sandbox, secrets
 from kznllm_py.context import estimate_tokens
 from kznllm_py.errors import ConfigError
 from kznllm_py.providers.base import HttpRequest, Message, Prompt
@@ -90,21 +91,9 @@ def search_path(
     return tuple(dirs)
 
 
-class _StrictSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, where an unsafe attribute raises at once. Jinja's own
-    sandbox returns an undefined value that raises only when used in certain ways; with
-    ChainableUndefined (missing is falsy) `{{ cycler.__init__.__globals__.os }}` would
-    then render as "" and pass silently instead of failing."""
-
-    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
-        raise SecurityError(
-            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
-        )
-
-
 @functools.lru_cache(maxsize=16)
 def _environment(dirs: tuple[Path, ...]) -> jinja2.Environment:
-    env = _StrictSandbox(
+    env = sandbox.GuardedSandbox(
         loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
         trim_blocks=True,
         lstrip_blocks=True,
@@ -140,7 +129,9 @@ def _render(ts: TemplateSet, role: str, variables: Mapping[str, Any]) -> str:
             template.filename = str(path)
         else:
             template = env.get_template(name)
-        return template.render(**variables)
+        return sandbox.render_template(template, dict(variables))
+    except sandbox.RenderStopped:
+        raise
     except jinja2.TemplateNotFound as exc:
         where = ", ".join(str(d) for d in (ts.search_dirs or (builtin_root(),)))
         raise ConfigError(f"template {exc.name} not found (searched {where})") from None
@@ -154,6 +145,8 @@ def _render(ts: TemplateSet, role: str, variables: Mapping[str, Any]) -> str:
         if path is None:
             path = getattr(template, "filename", None) or name  # type: ignore[possibly-undefined]
         at = f":{line}" if line else ""
+        if isinstance(exc, sandbox.RenderLimit):
+            raise ConfigError(f"template {path}{at}: {exc}") from None
         raise ConfigError(f"template {path}{at}: {type(exc).__name__}: {exc}") from None
 
 
@@ -211,6 +204,7 @@ def render_debug(
     skipped: Sequence[Mapping[str, str]] = (),
     context_files: Sequence[ContextFile] = (),
     context_window: int | None = None,
+    project_dir: str = "",
 ) -> str:
     """The debug view's text: the exact request as it goes on the wire (system and
     messages in the provider's own shape), key headers redacted, what context went in."""
@@ -236,7 +230,7 @@ def render_debug(
         "preset": {"id": preset_id, "model": model},
         "request": {
             "method": request.method,
-            "url": request.url,
+            "url": secrets.redact_url(request.url),
             "headers": request.redacted_headers(),
             "params": body,
             "system": system or [],
@@ -244,6 +238,7 @@ def render_debug(
             "prompt": raw_prompt,
         },
         "estimate": estimate,
+        "project_dir": project_dir,
         "context_files": [{"path": f.path, "tokens": f.tokens} for f in context_files],
         "skipped_files": list(skipped),
     }

@@ -1,9 +1,12 @@
 """Recording a generation in the history store without ever delaying it.
 
 Every store call runs on one worker thread of its own (so calls stay in order and the
-asyncio loop never touches SQLite); streamed text is batched and saved about twice a
-second, so a crash or `:qa!` mid-stream leaves the partial answer. A failing store is
-reported once and then left alone: history never breaks a fill.
+asyncio loop never touches SQLite); streamed text is batched and saved at most
+`SAVE_EVERY_S` after it arrived, whether or not more text follows (a timer on the loop),
+so a crash or `:qa!` mid-stream leaves the partial answer. The fill waits for its entry
+to exist before it sends (at most `ENTRY_WAIT_S`: a locked database never holds a fill
+longer). A failing store is reported once and then left alone: history never breaks a
+fill.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from kznllm_py.errors import KznError
 from kznllm_py.history import DEFAULT_MAX_ENTRIES, HistoryStore, NewEntry
 
 SAVE_EVERY_S = 0.5
+ENTRY_WAIT_S = 0.5
 T = TypeVar("T")
 
 
@@ -87,6 +91,7 @@ class Recording:
         self._text: list[str] = []
         self._reasoning: list[str] = []
         self._last_save = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None  # the save of text not yet saved
 
     def _with_id(self, fn: Callable[[HistoryStore, int], Any]) -> None:
         def call(store: HistoryStore) -> Any:
@@ -110,10 +115,21 @@ class Recording:
         self._maybe_save()
 
     def _maybe_save(self) -> None:
-        if time.monotonic() - self._last_save >= SAVE_EVERY_S:
+        since = time.monotonic() - self._last_save
+        if since >= SAVE_EVERY_S:
             self._save()
+        elif self._timer is None:
+            # no more text may come (a pause, then a crash): save this much anyway
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._timer = loop.call_later(SAVE_EVERY_S - since, self._save)
 
     def _save(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._last_save = time.monotonic()
         if not self._text and not self._reasoning:
             return
@@ -138,3 +154,9 @@ class Recording:
 
     async def entry_id(self) -> int | None:
         return await asyncio.wrap_future(self._id_future)
+
+    async def created(self, timeout: float = ENTRY_WAIT_S) -> None:
+        """Wait until the entry is written (or failed), at most `timeout`: then the
+        request may go out, and a crash from its first token on leaves the entry."""
+        # asyncio.wait, not wait_for: a timeout must not cancel the store's call
+        await asyncio.wait([asyncio.wrap_future(self._id_future)], timeout=timeout)

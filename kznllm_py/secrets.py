@@ -1,9 +1,12 @@
 """API key resolution and redaction.
 
 A preset's `api_key` is an environment variable name, `cmd:<shell command>` (run once,
-10 s timeout, output trimmed, cached in memory, never logged), or false/None for servers
-that need no key. Every key resolved is remembered so that `redact()` can scrub it from
-any text shown to the user (a provider's error message may echo it back).
+10 s timeout; the key is the first line of its output, stripped, as `pass` prints it:
+the other lines are never used or kept; cached in memory, never logged), or false/None
+for servers that need no key. Every key resolved is remembered, whole and line by line,
+so that `redact()` can scrub it from any text shown to the user (a provider's error
+message may echo it back); so is the password of a base URL's userinfo. Text is
+redacted before it is cut (`clip`): a key crossing the cut never leaks in part.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from kznllm_py.errors import ConfigError
 
@@ -24,16 +28,69 @@ _known: set[str] = set()
 _cmd_cache: dict[str, str] = {}
 
 
+_ordered: list[str] = []  # _known, longest first
+
+
 def remember(secret: str) -> None:
-    if secret and len(secret) >= 4:
-        _known.add(secret)
+    """Scrub `secret` from every text from now on: the whole of it and each of its
+    lines (a multi-line secret echoed back one line at a time)."""
+    if not secret:
+        return
+    added = False
+    for part in (secret, *(line.strip() for line in secret.splitlines())):
+        if len(part) >= 4 and part not in _known:
+            _known.add(part)
+            added = True
+    if added:
+        _ordered[:] = sorted(_known, key=len, reverse=True)
 
 
 def redact(text: str) -> str:
-    for secret in _known:
+    for secret in _ordered:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` redacted, then cut to `limit` characters: cutting first could leave part
+    of a key that crossed the cut, which `redact()` no longer recognises."""
+    return redact(text)[:limit]
+
+
+def remember_url(url: str) -> None:
+    """The password of a URL's userinfo (`https://user:pass@host/`) is a secret too."""
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        if parts.password:
+            remember(parts.password)
+            remember(unquote(parts.password))
+
+
+def redact_url(url: str) -> str:
+    """`url` with its userinfo (user and password) as <redacted>, for showing or
+    storing; the request itself goes out with it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact(url)
+    _, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{REDACTED}@{host}"))
+
+
+def check_headers(headers: Mapping[str, str], preset_id: str = "") -> None:
+    """Refuse, before anything is sent, a header whose name or value holds CR, LF or
+    NUL (a multi-line key would smuggle its other lines to the server, or split the
+    request). The message names the preset and the header, never the value."""
+    for name, value in headers.items():
+        if any(c in name or c in value for c in "\r\n\0"):
+            where = f"preset {preset_id!r}: " if preset_id else ""
+            raise ConfigError(
+                f"{where}the {name} header holds a line break or NUL byte (from the api_key "
+                "or the preset's settings); refused, nothing was sent"
+            )
 
 
 def describe(spec: str | bool | None) -> str:
@@ -105,12 +162,18 @@ async def _run_key_command(command: str, preset_id: str) -> str:
         raise ConfigError(
             f"the api_key command{where} did not finish within {CMD_TIMEOUT_S:g} s"
         ) from None
-    key = out.decode(errors="replace").strip()
+    # the key is the first line (pass's convention: more lines may follow, a login,
+    # a URL, notes); the rest is dropped here, never used, kept or remembered
+    lines = out.decode(errors="replace").splitlines()
+    key = lines[0].strip() if lines else ""
+    del out, lines
     if proc.returncode != 0 or not key:
         # stderr may be shown: it is the command's own complaint, never its stdout (the key)
         why = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        if proc.returncode == 0:
+            why = ["no key on the first line of its output"]
         raise ConfigError(
-            f"the api_key command{where} failed (exit {proc.returncode}): {why[0][:200]}"
+            f"the api_key command{where} failed (exit {proc.returncode}): {clip(why[0], 200)}"
         )
     _cmd_cache[command] = key
     return key

@@ -185,6 +185,7 @@ def project(tmp_path: Path) -> Path:
     write(root / ".kzn" / "big.log", "x" * (300 * 1024))
     write(root / ".kzn" / "templates" / "openai" / "user.jinja", "PROJECT USER: {{ user_query }}")
     (root / "src" / "deep").mkdir(parents=True)
+    (root / ".git").mkdir()  # the project root: its .kzn is found from below it
     return root
 
 
@@ -193,6 +194,7 @@ def test_render_shows_the_project_files_included_and_skipped(project, server, wh
     res = kznllm(project / where, "render", "q", *loopback(server))
     assert (res.returncode, res.stderr) == (0, "")
     out = res.stdout
+    assert f"- project folder: `{project / '.kzn'}`" in out
     assert "- included `.kzn/notes.md` (~" in out
     assert "- skipped `.kzn/big.log`: larger than 256 KiB (300 KiB)\n" in out
     assert "Use tabs, never spaces." in out

@@ -53,46 +53,129 @@ def reasons(found: ContextFiles) -> dict[str, str]:
     return {s.path: s.reason for s in found.skipped}
 
 
-# -- find_kzn_dir ------------------------------------------------------------------------
+# -- finding the folder: nearest, within the project, owned by the user -----------------
 
 
-def test_nearest_kzn_dir_is_found_from_a_nested_subdirectory(tmp_path: Path) -> None:
-    (tmp_path / ".kzn").mkdir()  # farther up: must lose to the nearer one
-    (tmp_path / "proj" / ".kzn").mkdir(parents=True)
+def test_nearest_kzn_dir_is_found_from_a_nested_subdirectory_of_the_project(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "proj" / ".git").mkdir(parents=True)
+    (tmp_path / "proj" / ".kzn").mkdir()
+    (tmp_path / "proj" / "src" / ".kzn").mkdir(parents=True)  # nearer: wins
     deep = tmp_path / "proj" / "src" / "pkg" / "sub"
     deep.mkdir(parents=True)
-
-    assert find_kzn_dir(deep) == tmp_path / "proj" / ".kzn"
+    assert find_kzn_dir(deep) == tmp_path / "proj" / "src" / ".kzn"
+    assert find_kzn_dir(tmp_path / "proj" / "docs") == tmp_path / "proj" / ".kzn"
     assert find_kzn_dir(tmp_path / "proj") == tmp_path / "proj" / ".kzn"
-    assert find_kzn_dir(tmp_path / "other") == tmp_path / ".kzn"
 
 
-def test_no_kzn_dir_up_to_the_root_gives_none(tmp_path: Path) -> None:
-    if any((p / ".kzn").is_dir() for p in tmp_path.parents):
-        pytest.skip("a .kzn folder exists above the test's temporary directory")
+def test_a_kzn_dir_above_the_project_root_is_never_used(tmp_path: Path) -> None:
+    (tmp_path / ".kzn").mkdir()  # e.g. /tmp/.kzn, above every project under /tmp
+    (tmp_path / "proj" / ".git").mkdir(parents=True)
+    (tmp_path / "proj" / "src").mkdir()
+    (tmp_path / "loose" / "work").mkdir(parents=True)  # no .git: its root is itself
+    assert find_kzn_dir(tmp_path / "proj" / "src") is None
+    assert find_kzn_dir(tmp_path / "loose" / "work") is None
+    assert find_kzn_dir(tmp_path) == tmp_path / ".kzn"  # at the working directory: used
+
+
+def test_a_git_file_marks_a_worktree_root_too(tmp_path: Path) -> None:
+    write(tmp_path / "wt" / ".git", "gitdir: /elsewhere\n")
+    (tmp_path / "wt" / ".kzn").mkdir()
+    (tmp_path / "wt" / "src").mkdir()
+    assert find_kzn_dir(tmp_path / "wt" / "src") == tmp_path / "wt" / ".kzn"
+
+
+def test_the_project_root_never_goes_above_home(tmp_path: Path) -> None:
+    home = tmp_path / "home" / "me"
+    (tmp_path / "home" / ".git").mkdir(parents=True)  # a repository above home
+    (tmp_path / "home" / ".kzn").mkdir()
+    (home / "notes").mkdir(parents=True)
+    assert context.project_root(home / "notes", home) == home / "notes"
+    assert find_kzn_dir(home / "notes", home=home) is None
+    (home / ".git").mkdir()  # a dotfiles repository at home: home is the root
+    (home / ".kzn").mkdir()
+    assert context.project_root(home / "notes", home) == home
+    assert find_kzn_dir(home / "notes", home=home) == home / ".kzn"
+
+
+def test_a_kzn_dir_of_another_user_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "proj" / ".git").mkdir(parents=True)
+    kzn = tmp_path / "proj" / ".kzn"
+    kzn.mkdir()
+    someone_else = os.geteuid() + 1
+    found = context.discover_kzn(tmp_path / "proj", uid=someone_else)
+    assert found.kzn_dir is None
+    (line,) = found.ignored
+    assert line.startswith(f"ignored the project folder {kzn}: it is owned by ")
+    assert f"(uid {os.geteuid()}), not by you" in line
+    assert "kzn_allow" in line and "\n" not in line
+    # the allow-list trusts it, by the folder or by its project, or everything
+    for allow in ([str(kzn)], [str(tmp_path / "proj")], ["*"]):
+        assert context.discover_kzn(tmp_path / "proj", uid=someone_else, allow=allow).kzn_dir == (
+            kzn
+        )
+
+
+def test_a_world_writable_kzn_dir_is_skipped_and_the_search_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "proj" / ".git").mkdir(parents=True)
+    (tmp_path / "proj" / ".kzn").mkdir()
+    bad = tmp_path / "proj" / "sub" / ".kzn"
+    bad.mkdir(parents=True)
+    bad.chmod(0o777)
+    found = context.discover_kzn(tmp_path / "proj" / "sub")
+    assert found.kzn_dir == tmp_path / "proj" / ".kzn"
+    assert found.ignored == (
+        f"ignored the project folder {bad}: every user can write to it (kzn_allow in "
+        "setup(), or --allow-kzn, trusts it)",
+    )
+
+
+@needs_symlinks
+def test_a_symlinked_kzn_dir_is_judged_by_where_it_leads(tmp_path: Path) -> None:
+    target = tmp_path / "shared"
+    target.mkdir()
+    target.chmod(0o777)
+    (tmp_path / "proj" / ".git").mkdir(parents=True)
+    (tmp_path / "proj" / ".kzn").symlink_to(target)
+    found = context.discover_kzn(tmp_path / "proj")
+    assert found.kzn_dir is None and "every user can write to it" in found.ignored[0]
+
+
+def test_no_kzn_dir_gives_none(tmp_path: Path) -> None:
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
     assert find_kzn_dir(deep) is None
 
 
 def test_a_kzn_file_is_not_a_kzn_dir(tmp_path: Path) -> None:
-    (tmp_path / ".kzn").mkdir()
-    write(tmp_path / "proj" / ".kzn", "not a folder")
-    assert find_kzn_dir(tmp_path / "proj") == tmp_path / ".kzn"
+    (tmp_path / "proj" / ".git").mkdir(parents=True)
+    (tmp_path / "proj" / ".kzn").mkdir()
+    write(tmp_path / "proj" / "sub" / ".kzn", "not a folder")
+    assert find_kzn_dir(tmp_path / "proj" / "sub") == tmp_path / "proj" / ".kzn"
 
 
-def test_a_start_directory_that_does_not_exist_still_searches_upward(tmp_path: Path) -> None:
+def test_a_start_that_does_not_exist_still_finds_its_projects_folder(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
     (tmp_path / ".kzn").mkdir()
     assert find_kzn_dir(tmp_path / "gone" / "deeper") == tmp_path / ".kzn"
 
 
 def test_a_relative_start_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".git").mkdir()
     (tmp_path / ".kzn").mkdir()
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
     found = find_kzn_dir(Path("."))
     assert found is not None and found.is_absolute()
     assert found.resolve() == (tmp_path / ".kzn").resolve()
+
+
+def test_kzn_allow_must_be_a_list_of_paths() -> None:
+    assert context.allow_list(None) == [] and context.allow_list({}) == []
+    assert context.allow_list("*") == ["*"]
+    with pytest.raises(ConfigError, match="kzn_allow must be a list"):
+        context.allow_list([1])
 
 
 # -- what is included ----------------------------------------------------------------

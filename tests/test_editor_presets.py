@@ -12,6 +12,7 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     (root / ".kzn").mkdir(parents=True)
     (root / "src").mkdir()
+    (root / ".git").mkdir()  # the project root: its .kzn is found from src/
     (root / ".kzn" / "notes.md").write_text("Use tabs. The API is frozen.\n")
     (root / ".kzn" / "big.txt").write_text("x" * (300 * 1024))
     return root
@@ -31,6 +32,7 @@ def test_kzn_project_files_go_into_the_request_and_the_debug_view(
     assert "--- .kzn/notes.md ---\nUse tabs. The API is frozen." in system["content"]
     assert "xxxx" not in system["content"]
     debug = "\n".join(nvim.nvim.current.buffer[:])
+    assert f"- project folder: `{root / '.kzn'}`" in debug  # absolute: whose folder it is
     assert "- included `.kzn/notes.md`" in debug
     assert "- skipped `.kzn/big.txt`: larger than 256 KiB (300 KiB)" in debug
     assert "estimated prompt tokens" in debug

@@ -69,3 +69,51 @@ def test_describe_never_shows_a_command_or_key():
     assert secrets.describe("cmd:pass show openai") == "a key command (cmd:)"
     assert secrets.describe("OPENAI_API_KEY") == "$OPENAI_API_KEY"
     assert secrets.describe(False) == "no key"
+
+
+async def test_a_cmd_key_is_the_first_line_of_its_output_and_the_rest_is_dropped():
+    spec = "cmd:printf 'sk-first-line-key-42\\nlogin: me@example.com\\nurl: https://x\\n'"
+    assert await secrets.resolve(spec) == "sk-first-line-key-42"
+    assert secrets.redact("me@example.com sk-first-line-key-42") == "me@example.com <redacted>"
+    assert not any("example.com" in s for s in secrets._known)
+
+
+async def test_a_cmd_key_with_an_empty_first_line_is_an_error():
+    with pytest.raises(ConfigError, match="no key on the first line of its output"):
+        await secrets.resolve("cmd:printf '\\nsk-second-line\\n'", preset_id="p")
+
+
+def test_every_line_of_a_multi_line_secret_is_redacted():
+    secrets.remember("sk-line-one-aaaa\nsk-line-two-bbbb")
+    assert secrets.redact("got sk-line-two-bbbb, then sk-line-one-aaaa") == (
+        "got <redacted>, then <redacted>"
+    )
+
+
+def test_clip_redacts_before_it_cuts_so_no_part_of_a_key_is_left():
+    key = "sk-proj-" + "k" * 150
+    secrets.remember(key)
+    text = "x" * 290 + key + " tail"
+    naive = secrets.redact(text[:300])
+    assert key[:10] in naive  # what cutting first leaked
+    clipped = secrets.clip(text, 300)
+    assert clipped == "x" * 290 + "<redacted>"
+    assert "sk-proj" not in clipped
+
+
+@pytest.mark.parametrize("value", ["Bearer sk-a\nlogin: me", "Bearer sk-a\r\nX: 1", "sk\0x"])
+def test_a_header_with_cr_lf_or_nul_is_refused_naming_the_preset_not_the_value(value):
+    with pytest.raises(ConfigError) as err:
+        secrets.check_headers({"Content-Type": "application/json", "Authorization": value}, "p1")
+    text = str(err.value)
+    assert text.startswith("preset 'p1': the Authorization header holds a line break or NUL")
+    assert "sk" not in text.replace("settings", "") and "login" not in text
+
+
+def test_userinfo_of_a_url_is_redacted_and_its_password_remembered():
+    url = "https://bob:hunter2-pass%21@proxy.example:8443/v1/chat"
+    assert secrets.redact_url(url) == "https://<redacted>@proxy.example:8443/v1/chat"
+    assert secrets.redact_url("https://api.example/v1") == "https://api.example/v1"
+    secrets.remember_url(url)
+    assert secrets.redact("auth hunter2-pass! failed") == "auth <redacted> failed"
+    assert secrets.redact("auth hunter2-pass%21 failed") == "auth <redacted> failed"

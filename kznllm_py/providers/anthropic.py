@@ -21,6 +21,7 @@ from kznllm_py.providers.base import (
     as_text,
     stream_end,
 )
+from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
 
 NAME = "anthropic"
@@ -113,7 +114,7 @@ class Parser(JsonEventParser):
             self.done = True
             return [DoneDelta(self.stop_reason)]
         if kind == "error":
-            raise ProviderError(error_message(obj) or event.data[:300], provider=NAME)
+            raise ProviderError(error_message(obj) or clip(event.data, 300), provider=NAME)
         return []  # ping, content_block_start/stop, unknown future events
 
     def finish(self) -> list[Delta]:

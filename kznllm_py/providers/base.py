@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from kznllm_py.errors import StreamError
 from kznllm_py.providers.jsonfast import loads_event
+from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
 
 
@@ -136,7 +137,7 @@ class JsonEventParser:
             return self._deltas(obj, event)
         except (AttributeError, TypeError, KeyError, IndexError):
             raise StreamError(
-                f"{self.provider_name}: unexpected stream event: {event.data[:200]!r}"
+                f"{self.provider_name}: unexpected stream event: {clip(event.data, 200)!r}"
             ) from None
 
     def _deltas(self, obj: dict[str, Any], event: Event) -> list[Delta]:

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from kznllm_py.errors import StreamError
+from kznllm_py.secrets import clip
 
 _loads = orjson.loads
 _JSONError = orjson.JSONDecodeError
@@ -21,7 +22,7 @@ def loads_event(data: str, provider: str) -> Any:
     try:
         return _loads(data)
     except (_JSONError, RecursionError):
-        shown = data if len(data) <= 200 else data[:200] + "..."
+        shown = clip(data, 200) + ("..." if len(data) > 200 else "")
         raise StreamError(f"{provider}: malformed JSON in a stream event: {shown!r}") from None
 
 

@@ -26,6 +26,7 @@ from kznllm_py.providers.base import (
     as_text,
     stream_end,
 )
+from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
 
 NAME = "ollama"
@@ -102,7 +103,7 @@ class Parser(JsonEventParser):
 
     def _deltas(self, obj: dict[str, Any], event: Event) -> list[Delta]:
         if obj.get("error"):
-            raise ProviderError(error_message(obj) or event.data[:300], provider=NAME)
+            raise ProviderError(error_message(obj) or clip(event.data, 300), provider=NAME)
         out: list[Delta] = []
         message = obj.get("message")
         if message:

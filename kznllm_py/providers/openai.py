@@ -21,6 +21,7 @@ from kznllm_py.providers.base import (
     stream_end,
 )
 from kznllm_py.providers.jsonfast import loads_event
+from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
 
 NAME = "openai"
@@ -99,11 +100,11 @@ class Parser:
             return []  # nothing after [DONE] is part of the answer
         obj = loads_event(data, self.name)
         if not isinstance(obj, dict):
-            raise StreamError(f"{self.name}: unexpected stream event: {data[:200]!r}")
+            raise StreamError(f"{self.name}: unexpected stream event: {clip(data, 200)!r}")
         if obj.get("error") or obj.get("object") == "error":
             # {"error": {...}} (OpenAI, vLLM, SGLang; OpenRouter adds it next to `choices`
             # with finish_reason "error") or vLLM's older {"object": "error", "message": ...}
-            raise ProviderError(error_message(obj) or data[:300], provider=self.name)
+            raise ProviderError(error_message(obj) or clip(data, 300), provider=self.name)
         try:
             out: list[Delta] = []
             choices = obj.get("choices")
@@ -130,7 +131,8 @@ class Parser:
                     )
                 )
         except (AttributeError, TypeError, KeyError, IndexError):
-            raise StreamError(f"{self.name}: unexpected stream event: {data[:200]!r}") from None
+            shown = clip(data, 200)
+            raise StreamError(f"{self.name}: unexpected stream event: {shown!r}") from None
         return out
 
     def finish(self) -> list[Delta]:

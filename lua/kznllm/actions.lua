@@ -237,6 +237,7 @@ function M.host_payload()
     preset = M.current_preset() or vim.NIL,
     log_dir = vim.fn.stdpath('log'),
     log_level = (config.options.log or {}).level or 'info',
+    kzn_allow = config.options.kzn_allow,
   }
 end
 
