@@ -229,7 +229,8 @@ def _precheck_binop(op: str, left: Any, right: Any) -> None:
                 and _weight(seq) * max(n, 0) > VALUE_CAP
             ):
                 raise RenderLimit(
-                    f"repeating {len(seq):,} items {n:,} times is over the {VALUE_CAP:,} limit"
+                    f"repeating a value of size {_weight(seq):,} {n:,} times is over the "
+                    f"{VALUE_CAP:,} limit"
                 )
     elif op == "**":
         if (
