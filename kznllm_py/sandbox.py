@@ -66,6 +66,7 @@ class Budget:
     output_cap: int = OUTPUT_CAP
     alloc_cap: int = ALLOC_CAP
     spent: int = 0  # characters charged so far
+    charges: int = 0  # values charged so far
     deadline: float = 0.0
 
     def __post_init__(self) -> None:
@@ -87,7 +88,9 @@ class Budget:
                 f"the template made more than {self.alloc_cap:,} characters of values "
                 "(the allocation limit of a prompt template); stopped"
             )
-        self.check()
+        self.charges += 1
+        if not self.charges & 31:  # the clock every 32 values: loops check at each step
+            self.check()
 
 
 _local = threading.local()
@@ -229,7 +232,8 @@ def _precheck_binop(op: str, left: Any, right: Any) -> None:
                 and _weight(seq) * max(n, 0) > VALUE_CAP
             ):
                 raise RenderLimit(
-                    f"repeating {len(seq):,} items {n:,} times is over the {VALUE_CAP:,} limit"
+                    f"repeating a value of size {_weight(seq):,} {n:,} times is over the "
+                    f"{VALUE_CAP:,} limit"
                 )
     elif op == "**":
         if (
@@ -314,6 +318,16 @@ def _guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
                 _check_format(str(args[0]), args[1:])
             elif name in ("indent", "wordwrap") and args:
                 _precheck_padding(name, args, kwargs)
+            elif name == "sum":
+                # adding lists or strings copies all so far at each step, inside one C
+                # call that holds the GIL: quadratic, and the host's loop would wait
+                start = args[2] if len(args) > 2 else kwargs.get("start", 0)
+                if not isinstance(start, int | float):
+                    raise RenderLimit("sum() of lists or strings is refused (join them)")
+            elif name == "tojson":
+                indent = args[1] if len(args) > 1 else kwargs.get("indent")
+                if isinstance(indent, int) and indent > 16:
+                    raise RenderLimit("tojson() indents at most 16 spaces")
         if kind == "context":
             result = fn(context, *args, **kwargs)
         elif kind == "eval_context":

@@ -58,6 +58,9 @@ ATTACKS = [
     ("replace-method", '{{ user_query.replace("", "abc" * 10000) }}', "replace"),
     ("indent", '{{ ("a\\n" * 1000000)|indent(100000) }}', "indent"),
     ("lipsum", "{{ lipsum(100000) }}", "lipsum"),
+    # one C call holding the GIL for seconds: quadratic list additions
+    ("sum-of-lists", "{{ range(100000)|batch(1)|list|sum(start=[]) }}", "sum()"),
+    ("tojson-indent", "{{ context_files|tojson(indent=100000) }}", "tojson"),
     (
         "output",
         "{% for i in range(100000) %}{{ user_query }}{% endfor %}",
