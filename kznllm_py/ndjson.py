@@ -6,9 +6,10 @@ an NDJSON stream (Ollama's /api/chat) unchanged.
 UTF-8 character, may be split anywhere) and returns the events completed by that chunk;
 `flush()` ends the stream. Lines end at LF only: a CR before the LF is dropped (CRLF is
 tolerated) but a lone CR, U+2028 or U+0085 is no line end (JSON never holds a raw LF,
-so only LF is a safe split). Blank lines are skipped, a leading BOM is dropped, and at
-end of stream an unterminated last line is still delivered (a truncated one then fails
-to parse in the provider, which is the error to show). Nothing is parsed here: the line
+so only LF is a safe split). Lines of JSON whitespace only (space, tab, CR) are
+skipped, a leading BOM is dropped, and at end of stream an unterminated last line is
+still delivered (a truncated one then fails to parse in the provider, which is the
+error to show). Nothing is parsed here: the line
 goes to the provider as `Event(data=line)`.
 """
 
@@ -59,5 +60,5 @@ class NDJSONDecoder:
 def _emit(line: str, events: list[Event]) -> None:
     if line[-1:] == "\r":
         line = line[:-1]
-    if line.strip(" \t"):  # a line of JSON whitespace only is no value
+    if line.strip(" \t\r"):  # a line of JSON whitespace only is no value
         events.append(Event(line))

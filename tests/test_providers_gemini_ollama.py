@@ -857,12 +857,12 @@ def test_property_ndjson_any_split_gives_the_same_events(lines, crlf, data):
     whole = decode_all([raw])
     assert decode_all(chunks) == whole
     assert decode_all([raw[i : i + 1] for i in range(len(raw))]) == whole
-    # what comes out is every line that is not blank, without its CR (a leading BOM of
-    # the stream is dropped)
+    # what comes out is every line that is not JSON whitespace only (space, tab, CR),
+    # without the CR of its line end (a leading BOM of the stream is dropped)
     expected = [line[:-1] if crlf is False and line.endswith("\r") else line for line in lines]
     if expected and expected[0].startswith("\ufeff"):
         expected[0] = expected[0][1:]
-    expected = [line for line in expected if line.strip(" \t")]
+    expected = [line for line in expected if line.strip(" \t\r")]
     assert lines_of(whole) == expected
 
 
