@@ -19,17 +19,29 @@ class BufferSink:
     """Sends one job's text to its extmark. In linewise replace mode the answer's final
     newline is held back and dropped (the replaced lines keep their own line break)."""
 
-    __slots__ = ("_held", "_id", "_nvim", "linewise", "tap")
+    __slots__ = ("_cr", "_held", "_id", "_nvim", "crlf", "linewise", "tap")
 
-    def __init__(self, nvim: pynvim.Nvim, job_id: int, *, linewise: bool = False) -> None:
+    def __init__(
+        self, nvim: pynvim.Nvim, job_id: int, *, linewise: bool = False, crlf: bool = False
+    ) -> None:
         self._nvim = nvim
         self._id = job_id
         self.linewise = linewise  # also an answer on a line of its own (placement)
+        # a 'fileformat=dos' buffer: its lines end in CRLF on disk, so an answer's CRLF is
+        # a line break there, not a literal ^M
+        self.crlf = crlf
         self._held = ""
+        self._cr = ""  # a CR at the end of the last piece: the LF may come next
         # sees exactly the text that goes into the buffer (a review's diff follows it)
         self.tap: Callable[[str], None] | None = None
 
     def write(self, text: str) -> None:
+        if self.crlf:
+            text = self._cr + text
+            self._cr = "\r" if text.endswith("\r") else ""
+            text = (text[:-1] if self._cr else text).replace("\r\n", "\n")
+            if not text:
+                return
         if self.linewise:
             text = self._held + text
             stripped = text.rstrip("\n")
@@ -47,7 +59,10 @@ class BufferSink:
 
     def flush(self) -> None:
         """The end of the answer's text: what linewise mode held back beyond the one
-        final newline it drops."""
+        final newline it drops (and a last lone CR)."""
+        if self._cr:
+            self._cr, self.crlf = "", False
+            self.write("\r")
         if self.linewise and len(self._held) > 1:
             held = self._held[:-1]
             self._nvim.exec_lua(_WRITE, self._id, held, async_=True)

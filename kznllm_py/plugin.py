@@ -259,7 +259,12 @@ class KznllmPlugin:
     def _start_fill(self, p: dict[str, Any]) -> None:
         job_id = int(p["id"])
         debug = bool(p.get("debug"))
-        sink = BufferSink(self.nvim, job_id, linewise=bool(p.get("linewise")) and not debug)
+        sink = BufferSink(
+            self.nvim,
+            job_id,
+            linewise=bool(p.get("linewise")) and not debug,
+            crlf=p.get("fileformat") == "dos" and not debug,
+        )
         task = self.nvim.loop.create_task(self._fill(job_id, p, sink))
         self.tasks[job_id] = task
 
@@ -351,8 +356,10 @@ class KznllmPlugin:
             out = Outputs(coalescer.push)
             if turn.head:
                 coalescer.push(turn.head)
+            view: DebugView | None = None
             if job.debug:
-                view = DebugView(coalescer.push)
+                fence = job.ctx.filetype if job.ctx.mode == "replace" else None
+                view = DebugView(coalescer.push, fence=fence)
                 out = Outputs(view.answer, view.reasoning)
                 generation.debug_view = lambda r: payload.debug_text(job, r)
                 generation.on_debug_view = view.request
@@ -368,6 +375,8 @@ class KznllmPlugin:
             generation.max_response_bytes = job.max_response_bytes
             generation.on_retry = lambda n, wait, why: _retry_note(sink, job_id, n, wait, why)
             outcome = await generation.run(out.text)
+            if view is not None:
+                view.close()
             coalescer.close()
             answer.end(sink)
             info = outcome.to_dict()
@@ -520,24 +529,58 @@ def _both(
 
 
 class DebugView:
-    """What the debug scratch buffer gets: the request, then the reasoning (if the
-    model sends any) under its own heading, then the answer."""
+    """What the debug scratch buffer gets: the request, then the reasoning (if the model
+    sends any) under its own heading, then the answer under one "## Answer" heading; a
+    replace's answer is code, so it goes in a fence of its filetype."""
 
-    def __init__(self, write: Callable[[str], None]):
+    FENCE = "````"  # four: an answer's own ``` fences stay inside
+
+    def __init__(self, write: Callable[[str], None], *, fence: str | None = None) -> None:
         self._write = write
+        self._fence = fence  # the filetype of a replace's code, None for prose
         self._in_reasoning = False
+        self._answering = False
+        self._last = ""
+
+    def _put(self, text: str) -> None:
+        if text:
+            self._last = (self._last + text)[-2:]
+            self._write(text)
+
+    def _blank_line(self) -> str:
+        """What puts a heading on a line of its own, after a blank line."""
+        if self._last in ("", "\n\n"):
+            return ""
+        return "\n" if self._last.endswith("\n") else "\n\n"
 
     def request(self, text: str) -> None:
-        self._write(text)
+        self._put(text)
 
     def reasoning(self, text: str) -> None:
-        if not self._in_reasoning:
+        if not self._in_reasoning and not self._answering:
             self._in_reasoning = True
-            self._write("### Reasoning\n\n")
-        self._write(text)
+            self._put(self._blank_line() + "## Reasoning\n\n")
+        self._put(text)
+
+    def _open_answer(self) -> None:
+        self._answering = True
+        self._in_reasoning = False
+        head = self._blank_line() + "## Answer\n\n"
+        if self._fence is not None:
+            head += f"{self.FENCE}{self._fence}\n"
+        self._put(head)
 
     def answer(self, text: str) -> None:
-        if self._in_reasoning:
-            self._in_reasoning = False
-            self._write("\n\n### Answer\n\n")
-        self._write(text)
+        if not text:
+            return
+        if not self._answering:
+            self._open_answer()
+        self._put(text)
+
+    def close(self) -> None:
+        """The end of the answer: the heading even if nothing came, the fence closed."""
+        if not self._answering:
+            self._open_answer()
+        if self._fence is not None:
+            self._put(("" if self._last[-1:] == "\n" else "\n") + self.FENCE)
+        self._fence = None

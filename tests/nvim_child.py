@@ -76,6 +76,7 @@ class Child:
               callback = function(ev) table.insert(_G.kzn_events, { ev.match, ev.data }) end })
             _G.kzn_msgs = {}
             local orig = vim.notify
+            _G.kzn_builtin_notify = orig
             vim.notify = function(msg, level, o) table.insert(_G.kzn_msgs, { msg, level }); end
             """
         )

@@ -5,6 +5,7 @@
 local M = {}
 
 local api = vim.api
+local notify = require('kznllm.notify').notify
 local config = require('kznllm.config')
 
 -- the other modules load on first use, not at startup (setup() adds ~nothing to it)
@@ -198,7 +199,7 @@ local function debug_buffer()
   return sidebar.scratch(name, 'botright vsplit')
 end
 
---- Fold the debug view's reasoning (between its "### Reasoning" and "### Answer"
+--- Fold the debug view's reasoning (between its "## Reasoning" and "## Answer"
 --- headings) once the answer is in: `za` opens it.
 local function fold_reasoning(buf)
   if not api.nvim_buf_is_valid(buf) then
@@ -207,9 +208,9 @@ local function fold_reasoning(buf)
   local lines = api.nvim_buf_get_lines(buf, 0, -1, false)
   local from, to
   for i, line in ipairs(lines) do
-    if not from and line == '### Reasoning' then
+    if not from and line == '## Reasoning' then
       from = i
-    elseif from and line == '### Answer' then
+    elseif from and line == '## Answer' then
       to = i - 1
       break
     end
@@ -268,7 +269,7 @@ end
 
 local function refuse(region, msg, level)
   job.release(region)
-  vim.notify('kznllm: ' .. msg, level or vim.log.levels.ERROR)
+  notify('kznllm: ' .. msg, level or vim.log.levels.ERROR)
 end
 
 local BUSY = 'another answer is streaming there (<Esc> cancels it); nothing was sent'
@@ -334,6 +335,9 @@ function M.start(spec)
   end
   local review = spec.replace and not spec.debug and (spec.review or config.options.review) or false
   local j = job.new(target, region, {
+    -- the window of a scratch buffer (debug view, follow-up, split/tab answer) follows
+    -- the stream, unless the user moves away from its end
+    follow = to_scratch or vim.b[target].kznllm_conversation or false,
     replace = spec.replace and not spec.debug,
     review = review,
     placement = placement == 'auto' and 'line' or placement,
@@ -357,6 +361,7 @@ function M.start(spec)
       query = spec.query,
       selection = selection,
       filetype = vim.bo[buf].filetype,
+      fileformat = vim.bo[target].fileformat,
       path = api.nvim_buf_get_name(buf),
       before = before,
       after = after,
@@ -400,11 +405,11 @@ end
 --- earlier turns are sent as messages, the answer goes below.
 local function follow_up(buf, opts)
   if streaming_in(buf) then
-    return vim.notify('kznllm: an answer is still streaming here (<Esc> cancels it)')
+    return notify('kznllm: an answer is still streaming here (<Esc> cancels it)')
   end
   local entry = vim.b[buf].kznllm_entry
   if not entry then
-    return vim.notify(
+    return notify(
       'kznllm: nothing to follow up here: the history has no entry for this buffer'
         .. ' (follow-ups need setup({ history = true }))',
       vim.log.levels.ERROR
@@ -480,7 +485,7 @@ function M.prompt_fill(opts)
   else
     spec.placement = M.placement()
     if not PLACEMENTS[spec.placement] then
-      return vim.notify(
+      return notify(
         ('kznllm: unknown placement %q (auto, cursor, below, above, split or tab)'):format(
           spec.placement
         ),
@@ -491,7 +496,7 @@ function M.prompt_fill(opts)
   local to_scratch = spec.debug or scratch_placement(spec)
   local why = not to_scratch and unwritable(buf)
   if why then
-    return vim.notify('kznllm: ' .. why .. '; nothing was sent', vim.log.levels.ERROR)
+    return notify('kznllm: ' .. why .. '; nothing was sent', vim.log.levels.ERROR)
   end
   spec.region = capture(buf, spec)
   if not to_scratch and job.overlapping(buf, job.bounds(spec.region)) then
@@ -535,11 +540,11 @@ function M.history(arg)
   if arg == 'clear' then
     return sidebar.clear()
   elseif arg and arg ~= '' then
-    return vim.notify(('kznllm: unknown :KznHistory argument %q'):format(arg), vim.log.levels.ERROR)
+    return notify(('kznllm: unknown :KznHistory argument %q'):format(arg), vim.log.levels.ERROR)
   end
   local h = config.options.history
   if h == false or (type(h) == 'table' and h.enabled == false) then
-    return vim.notify(
+    return notify(
       'kznllm: history is off (setup({ history = true }) turns it on)',
       vim.log.levels.ERROR
     )
@@ -571,7 +576,7 @@ end
 function M.select_preset(id)
   local ok, list = pcall(M.presets)
   if not ok then
-    vim.notify('kznllm: ' .. tostring(list), vim.log.levels.ERROR)
+    notify('kznllm: ' .. tostring(list), vim.log.levels.ERROR)
     return
   end
   local function choose(p)
@@ -580,12 +585,12 @@ function M.select_preset(id)
     sidebar.changed() -- its context shows the preset
     if p.key_present == false then
       -- said now, not at the first fill's failure
-      vim.notify(
+      notify(
         ('kznllm: preset %s, but %s is not set: requests will fail until it is'):format(p.id, p.key),
         vim.log.levels.WARN
       )
     else
-      vim.notify(('kznllm: preset %s (%s)'):format(p.id, p.description or ''), vim.log.levels.INFO)
+      notify(('kznllm: preset %s (%s)'):format(p.id, p.description or ''), vim.log.levels.INFO)
     end
   end
   if id and id ~= '' then
@@ -594,7 +599,7 @@ function M.select_preset(id)
         return choose(p)
       end
     end
-    vim.notify(('kznllm: unknown preset %q'):format(id), vim.log.levels.ERROR)
+    notify(('kznllm: unknown preset %q'):format(id), vim.log.levels.ERROR)
     return
   end
   vim.ui.select(list.presets, {

@@ -35,6 +35,7 @@ local M = {}
 ---@field retries integer
 ---@field max_response_bytes integer
 ---@field notify_done boolean|nil
+---@field notify 'all'|'errors'|false
 ---@field kzn_allow string[]
 
 ---@type kznllm.Options
@@ -102,6 +103,9 @@ M.defaults = {
   watchdog = { cancel = 1, silence = 3, startup = 15 },
   retries = 3, -- tries for a request turned away (429, 503, 529), before its first token
   max_response_bytes = 1048576, -- answer + reasoning past this many bytes: stopped, kept
+  -- messages: 'all'; 'errors' (warnings and errors only); false (errors only). With
+  -- Neovim's own vim.notify each takes one line, the whole text is in :messages
+  notify = 'all',
   -- .kzn folders (or their projects) used even when another user owns them or every
   -- user can write to them (git's safe.directory); '*' trusts every one
   kzn_allow = {},

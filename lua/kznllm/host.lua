@@ -10,6 +10,7 @@ local request_method = M.plugin_path .. ':function:KznllmHostRequest'
 M.chan = nil
 M.pid = nil
 local config = require('kznllm.config')
+local notify = require('kznllm.notify').notify
 
 local killed = {} -- channels of hosts the watchdog killed: their exit is no news
 local heard_at -- vim.uv.hrtime() of the host's last word (nil: not yet since it started)
@@ -123,7 +124,7 @@ function M.ensure()
       if code ~= 0 and vim.v.exiting == vim.NIL then
         local why = table.concat(vim.list_slice(stderr, math.max(1, #stderr - 5)), '\n')
         vim.schedule(function()
-          vim.notify(
+          notify(
             ('kznllm: the Python host (%s) exited with code %d. %s\nRun :checkhealth kznllm'):format(
               python,
               code,
@@ -166,7 +167,7 @@ function M.wedged(chan, why)
   local n, partial = job.end_jobs_of(chan, reason)
   local what = n == 1 and '1 request' or (n .. ' requests')
   local kept = partial > 0 and ' (partial output kept)' or ' (buffer unchanged)'
-  vim.notify(
+  notify(
     ('kznllm: the Python host %s: ended %s%s; the next use starts a new host'):format(
       why,
       what,

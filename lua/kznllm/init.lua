@@ -38,7 +38,7 @@ function M.setup(opts)
     -- reported now, with the field and the reason, not as an error at first use
     require('kznllm.host').check_presets(opts.presets, function(problems)
       for _, p in ipairs(problems) do
-        vim.notify('kznllm: ' .. p, vim.log.levels.ERROR)
+        require('kznllm.notify').notify('kznllm: ' .. p, vim.log.levels.ERROR)
       end
     end)
   end

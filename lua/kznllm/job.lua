@@ -27,9 +27,7 @@ local function hl_defaults()
 end
 hl_defaults()
 
-local function notify(msg, level)
-  vim.notify(msg, level or vim.log.levels.INFO, { title = 'kznllm' })
-end
+local notify = require('kznllm.notify').notify
 
 local function mark_pos(buf, id)
   local p = api.nvim_buf_get_extmark_by_id(buf, ns, id, {})
@@ -546,6 +544,7 @@ function M.new(buf, region, opts)
     buf = buf,
     region = region,
     replace = opts.replace,
+    follow = opts.follow,
     review = opts.replace and opts.review and region.kind == 'range' or nil,
     placement = opts.placement or 'cursor',
     label = opts.label or 'kznllm',
@@ -568,6 +567,7 @@ function M.new(buf, region, opts)
     })
   end
   M.jobs[id] = job
+  pcall(vim.cmd, 'redrawstatus!') -- a statusline with require('kznllm').status()
   map_cancel(buf)
   watch_buffer(buf)
   progress_start(job)
@@ -661,6 +661,18 @@ end
 -- the buffer's last change, when it was a write of ours: { tick, job }
 local last_write = {}
 
+--- Keep the windows of a scratch buffer at the end of the stream while their cursor
+--- is there (one that the user moved up stays where it is).
+local function follow(job)
+  local last = api.nvim_buf_line_count(job.buf)
+  for _, win in ipairs(vim.fn.win_findbuf(job.buf)) do
+    if api.nvim_win_get_cursor(win)[1] >= (job.followed or 1) then
+      pcall(api.nvim_win_set_cursor, win, { last, 0 })
+    end
+  end
+  job.followed = last
+end
+
 local function write_now(job, text)
   local buf = job.buf
   local lines = vim.split(text, '\n', { plain = true })
@@ -710,6 +722,9 @@ local function write_now(job, text)
       { tick = api.nvim_buf_get_changedtick(buf), job = job.id, time = vim.uv.hrtime() }
     job.chars = job.chars + #text
   end)
+  if job.follow then
+    follow(job)
+  end
 end
 
 --- From the host at the end of a replace: the whole answer becomes `text` (a chatty
@@ -800,11 +815,10 @@ local function end_message(job, status, err, info)
       extra = (', first token %.2fs'):format(info.first_token_ms / 1000)
     end
     if usage and usage.output_tokens then
-      extra = extra
-        .. (', %s tokens in, %s out'):format(usage.input_tokens or '?', usage.output_tokens)
+      extra = extra .. (', %s→%s tokens'):format(usage.input_tokens or '?', usage.output_tokens)
     end
     if info and info.tokens_per_s then
-      extra = extra .. (', %.0f tokens/s'):format(info.tokens_per_s)
+      extra = extra .. (', %.0f/s'):format(info.tokens_per_s)
     end
     if info and info.skipped_files then
       extra = extra
@@ -876,6 +890,7 @@ function M.finish(id, status, err, info)
     pcall(api.nvim_buf_del_extmark, buf, ns, job.tail)
     unmap_cancel(buf)
   end
+  pcall(vim.cmd, 'redrawstatus!') -- no stale spinner in a statusline
   local msg, level = end_message(job, status, err, info)
   local notable = info and (info.finish_reason == 'length' or info.skipped_files)
   if job.quiet then
@@ -884,7 +899,7 @@ function M.finish(id, status, err, info)
   elseif status ~= 'ok' or notable or config.options.notify_done then
     notify(msg, level)
   else
-    vim.api.nvim_echo({ { msg } }, true, {}) -- kept in :messages, for its timings
+    require('kznllm.notify').routine(msg) -- kept in :messages, for its timings
   end
   if info and info.notice then
     M.notice_once(info.notice)

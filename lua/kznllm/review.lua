@@ -40,9 +40,7 @@ hl_defaults()
 ---@type table<integer, kznllm.Review>
 M.reviews = {} -- by job id
 
-local function notify(msg, level)
-  vim.notify(msg, level or vim.log.levels.INFO, { title = 'kznllm' })
-end
+local notify = require('kznllm.notify').notify
 
 local function pos(r, id)
   local p = api.nvim_buf_get_extmark_by_id(r.buf, ns, id, {})

@@ -61,9 +61,7 @@ local function hl_defaults()
 end
 hl_defaults()
 
-local function notify(msg, level)
-  vim.notify(msg, level or vim.log.levels.INFO, { title = 'kznllm' })
-end
+local notify = require('kznllm.notify').notify
 
 local function host()
   return require('kznllm.host')
@@ -287,6 +285,14 @@ function M.scratch(name, split)
   vim.bo[buf].filetype = 'markdown'
   pcall(api.nvim_buf_set_name, buf, name)
   vim.b[buf].kznllm_conversation = true
+  -- q closes it (not a macro), as in :help or the quickfix list
+  vim.keymap.set('n', 'q', function()
+    if #api.nvim_tabpage_list_wins(0) > 1 then
+      api.nvim_win_close(0, false)
+    else
+      pcall(vim.cmd, 'bdelete')
+    end
+  end, { buffer = buf, nowait = true, desc = 'kznllm: close' })
   if split ~= '' then
     pcall(vim.cmd, split or 'belowright split')
   end
