@@ -1,5 +1,6 @@
-"""The pynvim remote plugin: dispatches calls from the Lua shim to the core. Handlers are
-`sync=False` (notifications) except the request for preset names, which does no I/O.
+"""The pynvim remote plugin: dispatches calls from the Lua shim to the core. Every handler
+is `sync=False` (a notification): what the editor must wait for (preset names) comes
+back as a notification it waits on with a deadline, so a wedged host never freezes it.
 Each fill runs as an asyncio task in the host's loop; cancel cancels the task."""
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class KznllmPlugin:
                 self._start_fill(data)
             elif op == "cancel":
                 self._cancel(int(data.get("id", 0)))
+            elif op == "request":
+                self._lua("host", "reply", data.get("seq"), self.answer(data["op"], data["data"]))
             elif op == "ping":  # the editor's watchdog: a host that answers is not wedged
                 self._lua("host", "pong")
             elif op == "warmup":
@@ -84,9 +87,9 @@ class KznllmPlugin:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    @pynvim.function("KznllmHostRequest", sync=True)
-    def host_request(self, args: list[Any]) -> Any:
-        op, data = [*args, {}][:2] if args else ("", {})
+    def answer(self, op: str, data: dict[str, Any]) -> Any:
+        """What a `request` call asks (no I/O); the editor waits for it with a deadline,
+        so a wedged host cannot freeze it, as a sync=True handler would."""
         if op == "presets":
             try:
                 presets = merge_presets(data.get("presets") or [])

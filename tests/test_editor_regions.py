@@ -277,6 +277,38 @@ def test_an_edit_during_a_stream_is_its_own_undo_step_between_the_answers_parts(
     assert nvim.lines() == ["top", "", "bottom"]
 
 
+def test_undoing_only_your_own_edit_leaves_the_answer_streaming(
+    nvim: Child, server: LoopbackServer
+):
+    server.queue(Reply(chunks=openai_events(["part1 ", "part2"]), pause_after=2))
+    nvim.use_server(server.base_url)
+    nvim.set_lines(["top", "", "bottom"])
+    nvim.feed("2G")
+    nvim.nvim.command("KznFill go")
+    server.wait_paused()
+    nvim.wait_for(lambda: nvim.lines()[1] == "part1 ", what="the first token")
+    nvim.feed("Gomine<Esc>")
+    nvim.feed("u")  # takes back "mine", not the answer
+    server.resume()
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == ["top", "part1 part2", "bottom"]
+
+
+def test_an_edit_inside_the_streaming_answer_is_kept_and_the_rest_follows(
+    nvim: Child, server: LoopbackServer
+):
+    server.queue(Reply(chunks=openai_events(["def f(x):", " return"]), pause_after=2))
+    nvim.use_server(server.base_url)
+    nvim.set_lines([""])
+    nvim.nvim.command("KznFill go")
+    server.wait_paused()
+    nvim.wait_for(lambda: nvim.text() == "def f(x):", what="the first token")
+    nvim.feed("0fxry")  # x -> y, inside the answer
+    server.resume()
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == ["def f(y): return"]
+
+
 # -- 5. placement in normal mode ----------------------------------------------------------
 
 

@@ -360,6 +360,9 @@ anchor = function(job)
   if not b then
     return nil
   end
+  if job.region.nl and b[3] > b[1] then -- by the last selected line, not the next
+    return b[3] - 1, #(line_at(job.buf, b[3] - 1) or '')
+  end
   return b[3], b[4]
 end
 
