@@ -582,6 +582,42 @@ local function end_of(row, col, lines)
   return row + #lines - 1, #lines[#lines]
 end
 
+-- Another job's marks exactly where `job` is about to insert at (r, c): once the text
+-- between two places is deleted they can meet, and gravity alone would then put this
+-- text inside the other's place (or the other's next text inside this one's).
+local function marks_at(job, r, c)
+  local found = {}
+  for _, other in pairs(M.jobs) do
+    if other ~= job and other.buf == job.buf and not other.done then
+      local ids = {}
+      if other.written then
+        ids = { { other.head, false }, { other.tail, true } }
+      elseif other.region.kind == 'point' then
+        ids = { { other.region.point, false }, { other.region.line, false } }
+      end
+      for _, x in ipairs(ids) do
+        local mr, mc = mark_pos(job.buf, x[1])
+        if mr == r and mc == c then
+          table.insert(found, x)
+        end
+      end
+    end
+  end
+  return found
+end
+
+-- ... and after it wrote (r, c) .. (er, ec): an answer that ended there still ends
+-- before this text; one that started (or writes) there starts after it.
+local function keep_out(found, buf, r, c, er, ec)
+  for _, x in ipairs(found) do
+    local tail = x[2]
+    api.nvim_buf_set_extmark(buf, ns, tail and r or er, tail and c or ec, {
+      id = x[1],
+      right_gravity = tail,
+    })
+  end
+end
+
 -- where a point region writes now, and the lines to write there: the answer's text
 -- starts after `skip` of them (a new line below); above, a line break follows it
 local function point_target(job, lines)
@@ -612,7 +648,9 @@ local function first_write(job, lines)
   if r.kind == 'point' then
     local er, ec, out, skip
     sr, sc, er, ec, out, skip = point_target(job, lines)
+    local found = marks_at(job, sr, sc)
     api.nvim_buf_set_text(buf, sr, sc, er, ec, out)
+    keep_out(found, buf, sr, sc, end_of(sr, sc, out))
     if skip > 0 then
       sr, sc = sr + skip, 0
     end
@@ -689,7 +727,9 @@ local function write_now(job, text)
         job.written = true
       else
         local r, c = mark_pos(buf, job.tail)
+        local found = marks_at(job, r, c)
         api.nvim_buf_set_text(buf, r, c, r, c, lines)
+        keep_out(found, buf, r, c, end_of(r, c, lines))
       end
     end)
     writing = false
@@ -900,8 +940,9 @@ function M.stop(id, status, reason)
     return M.finish(id, status, reason) -- its host is gone: nothing to wait for
   end
   pcall(host.notify, 'cancel', { id = id })
-  -- the watchdog: a host that does not end the job within a second is wedged
-  local limit = host.limits().cancel
+  -- the watchdog: a host that does not end the job within a second is wedged (one
+  -- still starting, that has not said a word yet, gets its startup time)
+  local limit = host.alive() and host.limits().cancel or host.limits().startup
   job.ack_timer = vim.uv.new_timer()
   job.ack_timer:start(
     math.floor(limit * 1000),
