@@ -275,6 +275,7 @@ class KznllmPlugin:
                 # an answer on a line of its own keeps that line's own line break
                 meta["placement"] = where
                 sink.linewise = where != "cursor"
+                job = replace(job, ctx=at_spot(job.ctx, where, p.get("spot")))
             # the progress message may show the model the preset resolved to
             self._lua("job", "meta", job_id, meta)
             log.info(
@@ -343,6 +344,28 @@ def placement(asked: Any, fim: bool) -> str | None:
     if asked == "auto":
         return "cursor" if fim else "line"
     return str(asked)
+
+
+def at_spot(ctx: prompts.FillContext, where: str, spot: Any) -> prompts.FillContext:
+    """The context split where the answer will go, not at the cursor: the editor sends
+    it split after the cursor's character, with `spot` = {head, rest, blank}: the
+    cursor line's text before and after that point. 'line' on a blank line: its end;
+    'line' elsewhere and 'below': the start of the next line; 'above': the start of the
+    cursor's line. A context that does not hold the line as said is left as it is."""
+    if where == "cursor" or not isinstance(spot, dict):
+        return ctx
+    head, rest = spot.get("head"), spot.get("rest")
+    if not isinstance(head, str) or not isinstance(rest, str):
+        return ctx
+    before, after = ctx.before, ctx.after
+    if not before.endswith(head) or not after.startswith(rest):
+        return ctx
+    if where == "above":
+        return replace(ctx, before=before[: len(before) - len(head)], after=head + after)
+    if where == "line" and spot.get("blank"):
+        return replace(ctx, before=before + rest, after=after[len(rest) :])
+    tail = after[len(rest) :]
+    return replace(ctx, before=before + rest + "\n", after=tail[1:] if tail[:1] == "\n" else tail)
 
 
 def _log_request(job_id: int, request: HttpRequest) -> None:

@@ -377,6 +377,18 @@ def test_placement_in_normal_mode(
     assert nvim.lines() == lines  # one undo step, the new line included
 
 
+def test_the_prompt_marks_the_spot_where_the_answer_will_go(nvim: Child, server: LoopbackServer):
+    server.queue(Reply(chunks=openai_events(["    return sum(xs)"])))
+    nvim.use_server(server.base_url)
+    nvim.set_lines(["def total(xs):", "x = 1"])
+    nvim.lua("vim.api.nvim_win_set_cursor(0, {1, 0})")  # on the d of def
+    nvim.nvim.command("KznFill implement")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    sent = server.requests[0].body["messages"][-1]["content"]
+    assert "def total(xs):\n<cursor/>x = 1" in sent  # not "d<cursor/>ef total"
+    assert nvim.lines() == ["def total(xs):", "    return sum(xs)", "x = 1"]
+
+
 def test_a_presets_placement_wins_over_setup(nvim: Child, server: LoopbackServer):
     server.queue(Reply(chunks=openai_events(["X"])))
     nvim.use_server(server.base_url, placement="above")

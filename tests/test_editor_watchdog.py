@@ -169,7 +169,9 @@ def test_a_stopped_host_is_found_out_without_a_key_and_a_selection_stays(
         t0 = time.monotonic()
         done = nvim.wait_done(timeout=10)[0]
         elapsed = time.monotonic() - t0
-    assert 0.9 < elapsed < 4.0, elapsed
+    # silence counts from the host's last word (a pong up to a third of a second before
+    # the stop): not at once, and within the limit plus a ping period and some load
+    assert 0.5 < elapsed < 4.0, elapsed
     assert done["status"] == "error"
     assert re.fullmatch(
         r"the Python host stopped answering \(nothing for \d s\); it was stopped", done["error"]

@@ -502,19 +502,3 @@ def test_a_preset_may_say_where_its_normal_mode_answers_go():
     presets = merge_presets([{"id": "gpt-4o-mini", "placement": "split"}])
     assert presets["gpt-4o-mini"].placement == "split"
     assert presets["claude-haiku"].placement == ""  # setup()'s placement applies
-
-
-@pytest.mark.parametrize(
-    ("asked", "fim", "where"),
-    [
-        ("auto", False, "line"),
-        ("auto", True, "cursor"),
-        ("below", True, "below"),
-        ("cursor", False, "cursor"),
-        (None, False, None),  # replace mode, the debug view, a scratch buffer
-    ],
-)
-def test_the_host_resolves_auto_placement_by_the_presets_fim(asked, fim, where):
-    from kznllm_py.plugin import placement
-
-    assert placement(asked, fim) == where

@@ -329,6 +329,14 @@ function M.bounds(r, placement)
   return { first[1], first[2], last[3], last[4] }
 end
 
+--- The cursor line of a point region split at its insertion point: { head, rest,
+--- blank } (the host moves the prompt's context split to where the answer goes).
+function M.spot(r)
+  local p = api.nvim_buf_get_extmark_by_id(r.buf, ns, r.point, {})
+  local line = line_at(r.buf, p[1]) or ''
+  return { head = line:sub(1, p[2]), rest = line:sub(p[2] + 1), blank = line:match('^%s*$') ~= nil }
+end
+
 local function job_bounds(job)
   if job.written then
     local h = api.nvim_buf_get_extmark_by_id(job.buf, ns, job.head, {})
