@@ -79,6 +79,8 @@ def test_edits_between_the_keypress_and_enter_move_the_selection_with_them(
     nvim.lua("vim.api.nvim_buf_set_text(0, 4, 0, 4, 0, {'>> '})")
     nvim.feed("rewrite<CR>")
     assert nvim.wait_done()[0]["status"] == "ok"
+    sent = server.requests[0].body["messages"][-1]["content"]
+    assert "added 2\none\n<selection/>\n>> three" in sent  # the context as it is now
     assert nvim.lines() == ["added 1", "added 2", "one", "NEW", ">> three"]
 
 

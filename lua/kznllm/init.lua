@@ -304,7 +304,7 @@ function M.start(spec)
   end
   job.clear_marks(buf)
   local selection = spec.replace and job.selection(region) or ''
-  local before, after = context(buf, job.bounds(region, 'cursor'))
+  local before, after = context(buf, job.text_bounds(region))
   local preset = M.current_preset()
   local target, placement = buf, spec.placement
   if to_scratch then

@@ -337,6 +337,16 @@ function M.spot(r)
   return { head = line:sub(1, p[2]), rest = line:sub(p[2] + 1), blank = line:match('^%s*$') ~= nil }
 end
 
+--- The text a request is about, as context sees it: the region's bounds, a linewise
+--- range's ending before its last line break (the context after it starts with it).
+function M.text_bounds(r)
+  local b = M.bounds(r, 'cursor')
+  if b and r.nl and b[3] > b[1] then
+    return { b[1], b[2], b[3] - 1, #(line_at(r.buf, b[3] - 1) or '') }
+  end
+  return b
+end
+
 local function job_bounds(job)
   if job.written then
     local h = api.nvim_buf_get_extmark_by_id(job.buf, ns, job.head, {})
@@ -368,8 +378,8 @@ anchor = function(job)
   if not b then
     return nil
   end
-  if job.region.nl and b[3] > b[1] then -- by the last selected line, not the next
-    return b[3] - 1, #(line_at(job.buf, b[3] - 1) or '')
+  if job.region.kind ~= 'point' then
+    b = M.text_bounds(job.region) -- by the last selected line, not the next
   end
   return b[3], b[4]
 end
