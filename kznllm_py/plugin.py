@@ -1,5 +1,6 @@
-"""The pynvim remote plugin: dispatches calls from the Lua shim to the core. Handlers are
-`sync=False` (notifications) except the request for preset names, which does no I/O.
+"""The pynvim remote plugin: dispatches calls from the Lua shim to the core. Every handler
+is `sync=False` (a notification): what the editor must wait for (preset names) comes
+back as a notification it waits on with a deadline, so a wedged host never freezes it.
 Each fill runs as an asyncio task in the host's loop; cancel cancels the task."""
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class KznllmPlugin:
                 self._pace(int(data.get("id", 0)), float(data.get("cpu", -1.0)))
             elif op == "cancel":
                 self._cancel(int(data.get("id", 0)))
+            elif op == "request":
+                self._lua("host", "reply", data.get("seq"), self.answer(data["op"], data["data"]))
             elif op == "ping":  # the editor's watchdog: a host that answers is not wedged
                 self._lua("host", "pong")
             elif op == "warmup":
@@ -90,9 +93,9 @@ class KznllmPlugin:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    @pynvim.function("KznllmHostRequest", sync=True)
-    def host_request(self, args: list[Any]) -> Any:
-        op, data = [*args, {}][:2] if args else ("", {})
+    def answer(self, op: str, data: dict[str, Any]) -> Any:
+        """What a `request` call asks (no I/O); the editor waits for it with a deadline,
+        so a wedged host cannot freeze it, as a sync=True handler would."""
         if op == "presets":
             try:
                 presets = merge_presets(data.get("presets") or [])
@@ -334,6 +337,7 @@ class KznllmPlugin:
                 # an answer on a line of its own keeps that line's own line break
                 meta["placement"] = where
                 sink.linewise = where != "cursor"
+                job = replace(job, ctx=at_spot(job.ctx, where, p.get("spot")))
             # the progress message may show the model the preset resolved to
             self._lua("job", "meta", job_id, meta)
             log.info(
@@ -445,6 +449,28 @@ def placement(asked: Any, fim: bool) -> str | None:
     if asked == "auto":
         return "cursor" if fim else "line"
     return str(asked)
+
+
+def at_spot(ctx: prompts.FillContext, where: str, spot: Any) -> prompts.FillContext:
+    """The context split where the answer will go, not at the cursor: the editor sends
+    it split after the cursor's character, with `spot` = {head, rest, blank}: the
+    cursor line's text before and after that point. 'line' on a blank line: its end;
+    'line' elsewhere and 'below': the start of the next line; 'above': the start of the
+    cursor's line. A context that does not hold the line as said is left as it is."""
+    if where == "cursor" or not isinstance(spot, dict):
+        return ctx
+    head, rest = spot.get("head"), spot.get("rest")
+    if not isinstance(head, str) or not isinstance(rest, str):
+        return ctx
+    before, after = ctx.before, ctx.after
+    if not before.endswith(head) or not after.startswith(rest):
+        return ctx
+    if where == "above":
+        return replace(ctx, before=before[: len(before) - len(head)], after=head + after)
+    if where == "line" and spot.get("blank"):
+        return replace(ctx, before=before + rest, after=after[len(rest) :])
+    tail = after[len(rest) :]
+    return replace(ctx, before=before + rest + "\n", after=tail[1:] if tail[:1] == "\n" else tail)
 
 
 def _log_request(job_id: int, request: HttpRequest) -> None:

@@ -79,6 +79,8 @@ def test_edits_between_the_keypress_and_enter_move_the_selection_with_them(
     nvim.lua("vim.api.nvim_buf_set_text(0, 4, 0, 4, 0, {'>> '})")
     nvim.feed("rewrite<CR>")
     assert nvim.wait_done()[0]["status"] == "ok"
+    sent = server.requests[0].body["messages"][-1]["content"]
+    assert "added 2\none\n<selection/>\n>> three" in sent  # the context as it is now
     assert nvim.lines() == ["added 1", "added 2", "one", "NEW", ">> three"]
 
 
@@ -218,6 +220,28 @@ def test_undo_with_two_answers_streaming_cancels_both_and_redo_restores_the_text
     assert nvim.marks() == []
 
 
+def test_two_answers_brought_together_by_a_deletion_never_write_into_each_other(
+    nvim: Child, server: LoopbackServer
+):
+    server.queue(
+        Reply(chunks=openai_events(["A1", "A2"]), pause_after=2),
+        Reply(chunks=openai_events(["B1"]), pause_after=1),  # the role, then wait
+    )
+    nvim.use_server(server.base_url, placement="cursor")
+    nvim.set_lines(["x--y"])
+    nvim.lua("vim.api.nvim_win_set_cursor(0, {1, 0})")
+    nvim.nvim.command("KznFill a")  # after the x
+    nvim.wait_for(lambda: nvim.lines() == ["xA1--y"], what="the first answer's first token")
+    nvim.lua("vim.api.nvim_win_set_cursor(0, {1, 4})")
+    nvim.nvim.command("KznFill b")  # after the second -
+    server.wait_paused(n=2)
+    nvim.lua("vim.api.nvim_buf_set_text(0, 0, 3, 0, 5, {''})")  # the -- between them
+    assert nvim.lines() == ["xA1y"]
+    server.resume()  # whichever writes first, each answer stays whole, in its order
+    assert [d["status"] for d in nvim.wait_done(2)] == ["ok", "ok"]
+    assert nvim.lines() == ["xA1A2B1y"]
+
+
 # -- 3. undo is exact ----------------------------------------------------------------------
 
 
@@ -254,9 +278,9 @@ def test_undo_then_a_new_edit_before_the_next_token_gets_no_more_of_the_answer(
 # -- 4. edits during a stream --------------------------------------------------------------
 
 
-def test_an_edit_during_a_stream_is_its_own_undo_step_between_the_answers_parts(
-    nvim: Child, server: LoopbackServer
-):
+def part1_streaming_on_line_2(nvim: Child, server: LoopbackServer) -> None:
+    """An answer "part1 part2" on the blank line 2 of top / (blank) / bottom, paused
+    after "part1 ", then the user types "mine" on a new last line."""
     server.queue(Reply(chunks=openai_events(["part1 ", "part2"]), pause_after=2))
     nvim.use_server(server.base_url)
     nvim.set_lines(["top", "", "bottom"])
@@ -265,6 +289,12 @@ def test_an_edit_during_a_stream_is_its_own_undo_step_between_the_answers_parts(
     server.wait_paused()
     nvim.wait_for(lambda: nvim.lines()[1] == "part1 ", what="the first token")
     nvim.feed("Gomine<Esc>")  # the user types elsewhere in the buffer
+
+
+def test_an_edit_during_a_stream_is_its_own_undo_step_between_the_answers_parts(
+    nvim: Child, server: LoopbackServer
+):
+    part1_streaming_on_line_2(nvim, server)
     server.resume()
     assert nvim.wait_done()[0]["status"] == "ok"
     assert nvim.lines() == ["top", "part1 part2", "bottom", "mine"]
@@ -275,6 +305,31 @@ def test_an_edit_during_a_stream_is_its_own_undo_step_between_the_answers_parts(
     assert nvim.lines() == ["top", "part1 ", "bottom"]
     nvim.feed("u")
     assert nvim.lines() == ["top", "", "bottom"]
+
+
+def test_undoing_only_your_own_edit_leaves_the_answer_streaming(
+    nvim: Child, server: LoopbackServer
+):
+    part1_streaming_on_line_2(nvim, server)
+    nvim.feed("u")  # takes back "mine", not the answer
+    server.resume()
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == ["top", "part1 part2", "bottom"]
+
+
+def test_an_edit_inside_the_streaming_answer_is_kept_and_the_rest_follows(
+    nvim: Child, server: LoopbackServer
+):
+    server.queue(Reply(chunks=openai_events(["def f(x):", " return"]), pause_after=2))
+    nvim.use_server(server.base_url)
+    nvim.set_lines([""])
+    nvim.nvim.command("KznFill go")
+    server.wait_paused()
+    nvim.wait_for(lambda: nvim.text() == "def f(x):", what="the first token")
+    nvim.feed("0fxry")  # x -> y, inside the answer
+    server.resume()
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == ["def f(y): return"]
 
 
 # -- 5. placement in normal mode ----------------------------------------------------------
@@ -322,6 +377,18 @@ def test_placement_in_normal_mode(
     assert nvim.lines() == expected
     nvim.feed("u")
     assert nvim.lines() == lines  # one undo step, the new line included
+
+
+def test_the_prompt_marks_the_spot_where_the_answer_will_go(nvim: Child, server: LoopbackServer):
+    server.queue(Reply(chunks=openai_events(["    return sum(xs)"])))
+    nvim.use_server(server.base_url)
+    nvim.set_lines(["def total(xs):", "x = 1"])
+    nvim.lua("vim.api.nvim_win_set_cursor(0, {1, 0})")  # on the d of def
+    nvim.nvim.command("KznFill implement")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    sent = server.requests[0].body["messages"][-1]["content"]
+    assert "def total(xs):\n<cursor/>x = 1" in sent  # not "d<cursor/>ef total"
+    assert nvim.lines() == ["def total(xs):", "    return sum(xs)", "x = 1"]
 
 
 def test_a_presets_placement_wins_over_setup(nvim: Child, server: LoopbackServer):

@@ -430,6 +430,8 @@ def test_a_follow_up_from_a_history_entry_continues_its_conversation(
         {"role": "user", "content": "another"},
     ]
     assert nvim.text().endswith("## You\n\nanother\n\n## Answer (test)\n\nRed.")
+    # history is written off the host's loop: the follow-up's entry may come after Done
+    nvim.wait_for(lambda: len(store.list()) == 2, what="the follow-up's history entry")
     assert store.list()[0].parent_id == entry_id
 
 

@@ -253,6 +253,11 @@ BAD: list[tuple[str, Any, tuple[str, ...]]] = [
         {"id": "bad", "provider": "anthropic", "model": "m", "prefill": 1},
         ("preset 'bad'", "prefill must be a string"),
     ),
+    (
+        "unknown placement",
+        {"id": "bad", "provider": "openai", "model": "m", "placement": "sideways"},
+        ("preset 'bad'", "placement must be one of 'auto', 'cursor', 'below', 'above'"),
+    ),
     ("no id", {"provider": "openai", "model": "m"}, ("needs an id",)),
     ("not a table", "gpt-4o-mini", ("a preset must be a table, not str",)),
     ("a list", [1, 2], ("a preset must be a table, not list",)),
@@ -491,3 +496,9 @@ async def test_anthropic_prefill_is_prepended_to_the_answer(server):
     [req] = server.requests
     assert req.body["messages"][-1] == {"role": "assistant", "content": "def f():"}
     assert req.body["system"][0]["cache_control"] == {"type": "ephemeral"}
+
+
+def test_a_preset_may_say_where_its_normal_mode_answers_go():
+    presets = merge_presets([{"id": "gpt-4o-mini", "placement": "split"}])
+    assert presets["gpt-4o-mini"].placement == "split"
+    assert presets["claude-haiku"].placement == ""  # setup()'s placement applies

@@ -322,7 +322,7 @@ function M.start(spec)
   end
   job.clear_marks(buf)
   local selection = spec.replace and job.selection(region) or ''
-  local before, after = context(buf, job.bounds(region, 'cursor'))
+  local before, after = context(buf, job.text_bounds(region))
   local preset = spec.preset or M.current_preset()
   local target, placement = buf, spec.placement
   if to_scratch then
@@ -358,6 +358,7 @@ function M.start(spec)
       mode = spec.replace and 'replace' or 'yap',
       linewise = (spec.linewise and not spec.debug) or false,
       placement = (not spec.replace and not to_scratch) and spec.placement or nil,
+      spot = (not spec.replace and not to_scratch) and job.spot(region) or nil,
       query = spec.query,
       selection = selection,
       filetype = vim.bo[buf].filetype,

@@ -104,7 +104,7 @@ M.defaults = {
   retries = 3, -- tries for a request turned away (429, 503, 529), before its first token
   max_response_bytes = 1048576, -- answer + reasoning past this many bytes: stopped, kept
   -- messages: 'all'; 'errors' (warnings and errors only); false (errors only). With
-  -- Neovim's own vim.notify each takes one line, the whole text is in :messages
+  -- Neovim's own vim.notify each takes one line (the host's log has the whole text)
   notify = 'all',
   -- .kzn folders (or their projects) used even when another user owns them or every
   -- user can write to them (git's safe.directory); '*' trusts every one

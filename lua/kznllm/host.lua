@@ -5,7 +5,6 @@ local M = {}
 local root = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h:h:h')
 M.plugin_path = root .. '/rplugin/python3/kznllm.py'
 local method = M.plugin_path .. ':function:KznllmHostCall'
-local request_method = M.plugin_path .. ':function:KznllmHostRequest'
 
 M.chan = nil
 M.pid = nil
@@ -134,6 +133,11 @@ function M.ensure()
           )
           require('kznllm.job').host_died(id)
         end)
+      elseif vim.v.exiting == vim.NIL then
+        -- a clean exit still ends what ran there
+        vim.schedule(function()
+          require('kznllm.job').host_died(id)
+        end)
       end
     end,
   })
@@ -165,14 +169,15 @@ function M.wedged(chan, why)
   M.chan, M.pid = nil, nil
   local reason = 'the Python host ' .. why .. '; it was stopped'
   local n, partial = job.end_jobs_of(chan, reason)
-  local what = n == 1 and '1 request' or (n .. ' requests')
-  local kept = partial > 0 and ' (partial output kept)' or ' (buffer unchanged)'
+  local ended = 'it was stopped'
+  if n > 0 then
+    ended = ('ended %s%s'):format(
+      n == 1 and '1 request' or (n .. ' requests'),
+      partial > 0 and ' (partial output kept)' or ' (buffer unchanged)'
+    )
+  end
   notify(
-    ('kznllm: the Python host %s: ended %s%s; the next use starts a new host'):format(
-      why,
-      what,
-      kept
-    ),
+    ('kznllm: the Python host %s: %s; the next use starts a new host'):format(why, ended),
     vim.log.levels.ERROR
   )
 end
@@ -215,9 +220,42 @@ function M.notify(op, payload)
   vim.rpcnotify(M.ensure(), method, { op, payload or vim.empty_dict() })
 end
 
--- Blocking request, for things without network I/O (preset names for completion).
+local replies, next_seq = {}, 0
+
+function M.reply(seq, value)
+  if replies[seq] == false then
+    replies[seq] = value
+  end
+end
+
+--- A call that waits for its answer (preset names for the picker and completion; no
+--- network I/O), with a deadline: a notification out, the answer as one back, events
+--- processed meanwhile (vim.wait), never an rpcrequest a wedged host could hold.
 function M.request(op, payload)
-  return vim.rpcrequest(M.ensure(), request_method, { op, payload or vim.empty_dict() })
+  local chan = M.ensure()
+  next_seq = next_seq + 1
+  local seq = next_seq
+  replies[seq] = false
+  vim.rpcnotify(
+    chan,
+    method,
+    { 'request', { seq = seq, op = op, data = payload or vim.empty_dict() } }
+  )
+  local limits = M.limits()
+  local limit = heard_at and limits.silence or limits.startup
+  vim.wait(limit * 1000, function()
+    return replies[seq] ~= false or M.chan ~= chan
+  end, 5)
+  local value = replies[seq]
+  replies[seq] = nil
+  if value == false then
+    if M.chan == chan then
+      M.wedged(chan, ('did not answer within %g s'):format(limit))
+    end
+    error('the Python host did not answer', 0)
+  end
+  M.heard()
+  return value
 end
 
 return M

@@ -332,6 +332,24 @@ function M.bounds(r, placement)
   return { first[1], first[2], last[3], last[4] }
 end
 
+--- The cursor line of a point region split at its insertion point: { head, rest,
+--- blank } (the host moves the prompt's context split to where the answer goes).
+function M.spot(r)
+  local p = api.nvim_buf_get_extmark_by_id(r.buf, ns, r.point, {})
+  local line = line_at(r.buf, p[1]) or ''
+  return { head = line:sub(1, p[2]), rest = line:sub(p[2] + 1), blank = line:match('^%s*$') ~= nil }
+end
+
+--- The text a request is about, as context sees it: the region's bounds, a linewise
+--- range's ending before its last line break (the context after it starts with it).
+function M.text_bounds(r)
+  local b = M.bounds(r, 'cursor')
+  if b and r.nl and b[3] > b[1] then
+    return { b[1], b[2], b[3] - 1, #(line_at(r.buf, b[3] - 1) or '') }
+  end
+  return b
+end
+
 local function job_bounds(job)
   if job.written then
     local h = api.nvim_buf_get_extmark_by_id(job.buf, ns, job.head, {})
@@ -362,6 +380,9 @@ anchor = function(job)
   local b = M.bounds(job.region, job.placement)
   if not b then
     return nil
+  end
+  if job.region.kind ~= 'point' then
+    b = M.text_bounds(job.region) -- by the last selected line, not the next
   end
   return b[3], b[4]
 end
@@ -586,6 +607,42 @@ local function end_of(row, col, lines)
   return row + #lines - 1, #lines[#lines]
 end
 
+-- Another job's marks exactly where `job` is about to insert at (r, c): once the text
+-- between two places is deleted they can meet, and gravity alone would then put this
+-- text inside the other's place (or the other's next text inside this one's).
+local function marks_at(job, r, c)
+  local found = {}
+  for _, other in pairs(M.jobs) do
+    if other ~= job and other.buf == job.buf and not other.done then
+      local ids = {}
+      if other.written then
+        ids = { { other.head, false }, { other.tail, true } }
+      elseif other.region.kind == 'point' then
+        ids = { { other.region.point, false }, { other.region.line, false } }
+      end
+      for _, x in ipairs(ids) do
+        local mr, mc = mark_pos(job.buf, x[1])
+        if mr == r and mc == c then
+          table.insert(found, x)
+        end
+      end
+    end
+  end
+  return found
+end
+
+-- ... and after it wrote (r, c) .. (er, ec): an answer that ended there still ends
+-- before this text; one that started (or writes) there starts after it.
+local function keep_out(found, buf, r, c, er, ec)
+  for _, x in ipairs(found) do
+    local tail = x[2]
+    api.nvim_buf_set_extmark(buf, ns, tail and r or er, tail and c or ec, {
+      id = x[1],
+      right_gravity = tail,
+    })
+  end
+end
+
 -- where a point region writes now, and the lines to write there: the answer's text
 -- starts after `skip` of them (a new line below); above, a line break follows it
 local function point_target(job, lines)
@@ -616,7 +673,9 @@ local function first_write(job, lines)
   if r.kind == 'point' then
     local er, ec, out, skip
     sr, sc, er, ec, out, skip = point_target(job, lines)
+    local found = marks_at(job, sr, sc)
     api.nvim_buf_set_text(buf, sr, sc, er, ec, out)
+    keep_out(found, buf, sr, sc, end_of(sr, sc, out))
     if skip > 0 then
       sr, sc = sr + skip, 0
     end
@@ -710,7 +769,9 @@ local function write_now(job, text)
         job.written = true
       else
         local r, c = mark_pos(buf, job.tail)
+        local found = marks_at(job, r, c)
         api.nvim_buf_set_text(buf, r, c, r, c, lines)
+        keep_out(found, buf, r, c, end_of(r, c, lines))
       end
     end)
     writing = false
@@ -957,8 +1018,9 @@ function M.stop(id, status, reason)
     return M.finish(id, status, reason) -- its host is gone: nothing to wait for
   end
   pcall(host.notify, 'cancel', { id = id })
-  -- the watchdog: a host that does not end the job within a second is wedged
-  local limit = host.limits().cancel
+  -- the watchdog: a host that does not end the job within a second is wedged (one
+  -- still starting, that has not said a word yet, gets its startup time)
+  local limit = host.alive() and host.limits().cancel or host.limits().startup
   job.ack_timer = vim.uv.new_timer()
   job.ack_timer:start(
     math.floor(limit * 1000),
