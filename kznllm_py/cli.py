@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     fill.add_argument("--connect-timeout", type=float, default=Timeouts.connect)
     fill.add_argument("--stall-timeout", type=float, default=Timeouts.stall)
     fill.add_argument(
+        "--total-timeout",
+        type=float,
+        default=Timeouts.total,
+        help="seconds for the whole answer (default: 600; 0: no limit)",
+    )
+    fill.add_argument(
         "--max-response-bytes",
         type=_byte_count,
         default=DEFAULT_MAX_RESPONSE_BYTES,
@@ -173,10 +179,11 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
     kzn_dir = None if args.no_project else context.find_kzn_dir(Path.cwd())
     connect = getattr(args, "connect_timeout", Timeouts.connect)
     stall = getattr(args, "stall_timeout", Timeouts.stall)
+    total = getattr(args, "total_timeout", Timeouts.total) or None
     job = payload.FillJob(
         preset=preset,
         ctx=ctx,
-        timeouts=Timeouts(connect=connect, stall=stall),
+        timeouts=Timeouts(connect=connect, stall=stall, total=total),
         search_dirs=search_path(project_kzn=kzn_dir, user_config=nvim_stdpath("config")),
         debug=False,
         kzn_dir=kzn_dir,

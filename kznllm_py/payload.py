@@ -46,12 +46,16 @@ def parse(p: Mapping[str, Any]) -> FillJob:
     preset = pick(presets, chosen if isinstance(chosen, str) else None)
     t = p.get("timeouts") or {}
     try:
+        total = t.get("total", Timeouts.total)
         timeouts = Timeouts(
             connect=float(t.get("connect", Timeouts.connect)),
             stall=float(t.get("stall", Timeouts.stall)),
+            total=None if total is False or total is None else float(total),
         )
     except (TypeError, ValueError, AttributeError):
-        raise ConfigError("timeouts: connect and stall must be numbers of seconds") from None
+        raise ConfigError(
+            "timeouts: connect, stall and total must be numbers of seconds (total: or false)"
+        ) from None
     tries = p.get("retries", RetryPolicy.tries)
     if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
         raise ConfigError("retries must be a whole number of tries, 1 or more")
