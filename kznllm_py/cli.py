@@ -4,8 +4,12 @@ kznllm fill [--preset ID | --provider P --base-url URL --model M --api-key NAME|
             [--selection-file F] [--filetype FT] QUERY
     streams the answer's text to stdout, byte-exact, nothing else; errors go to
     stderr with a non-zero exit (1 failure, 2 usage, 130 interrupted).
+    -o/--option NAME VALUE sets a request parameter (temperature, max_tokens, ...).
 kznllm render [same options as fill] QUERY
     prints the exact request fill would send (keys redacted), sends nothing.
+kznllm models [--preset ID | --provider P --base-url URL --api-key NAME] [--json]
+    lists the models the server offers (OpenAI-compatible /models, Ollama's /api/tags,
+    Anthropic's and Gemini's model lists).
 kznllm presets [--check FILE|-] [--json]
     lists the presets (* = the default), or validates a JSON list of user presets.
 kznllm demo-server [--port N] [--rate TOKENS_PER_S]
@@ -55,6 +59,16 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--base-url")
         cmd.add_argument("--model")
         cmd.add_argument("--api-key", help="env var NAME, or cmd:<shell command>")
+        cmd.add_argument(
+            "-o",
+            "--option",
+            nargs=2,
+            action="append",
+            default=[],
+            metavar=("NAME", "VALUE"),
+            help="a request parameter (temperature, max_tokens, ...); VALUE is read as JSON "
+            'when it parses (0.2, 512, true, ["x"]), else as text; repeatable',
+        )
         cmd.add_argument("--selection-file", type=Path, help="replace mode: the code to rewrite")
         cmd.add_argument("--filetype", default="", help="the selection's filetype, for the prompt")
         cmd.add_argument(
@@ -83,6 +97,15 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_RESPONSE_BYTES,
         help="stop the answer past this many bytes of text (default: 1 MB)",
     )
+
+    models = sub.add_parser("models", help="list the models a preset's server offers")
+    models.add_argument("--preset", help="a preset id (default: first with a key, else demo)")
+    models.add_argument("--provider", choices=sorted(PROVIDERS))
+    models.add_argument("--base-url")
+    models.add_argument("--api-key", help="env var NAME, or cmd:<shell command>")
+    models.add_argument("--json", action="store_true", help="a JSON list")
+    models.add_argument("--connect-timeout", type=float, default=Timeouts.connect)
+    models.add_argument("--stall-timeout", type=float, default=Timeouts.stall)
 
     presets = sub.add_parser("presets", help="list the presets, or check user presets")
     presets.add_argument(
@@ -119,26 +142,50 @@ def _byte_count(text: str) -> int:
         raise argparse.ArgumentTypeError(why) from None
 
 
-def _preset_from_args(args: argparse.Namespace) -> Preset:
+def _preset_from_args(args: argparse.Namespace, *, need_model: bool = True) -> Preset:
     presets = merge_presets(None)
-    custom = {
+    custom: dict[str, object] = {
         k: v
         for k, v in (
             ("provider", args.provider),
             ("base_url", args.base_url),
-            ("model", args.model),
+            ("model", getattr(args, "model", None)),
             ("api_key", args.api_key),
         )
         if v
     }
-    if not custom:
-        return pick(presets, args.preset)
-    if args.preset:
-        return preset_from_dict({"id": args.preset, **custom}, base=pick(presets, args.preset))
-    if "provider" not in custom or "model" not in custom:
-        raise KznError("without --preset, give at least --provider and --model")
+    options = _options(getattr(args, "option", None) or [])
+    if args.preset or not custom:  # a preset (or the default one), changed by what is given
+        base = pick(presets, args.preset)
+        if options:
+            custom["params"] = options
+        return preset_from_dict({"id": base.id, **custom}, base=base) if custom else base
+    if options:
+        custom["params"] = options
+    if "provider" not in custom or ("model" not in custom and need_model):
+        raise KznError(
+            "without --preset, give at least --provider and --model"
+            if need_model
+            else "without --preset, give at least --provider and --base-url"
+        )
+    custom.setdefault("model", "-")  # listing models needs none
     custom.setdefault("api_key", False)
+    if custom["provider"] == "completions":
+        # a raw prompt without chat tokens, for any completion model (a preset's family
+        # gives a model's own format: --preset, or templates in setup())
+        custom.setdefault("templates", "openai")
     return preset_from_dict({"id": "cli", **custom})
+
+
+def _options(pairs: list[list[str]]) -> dict[str, object]:
+    """-o NAME VALUE pairs as request parameters: VALUE as JSON when it parses."""
+    params: dict[str, object] = {}
+    for name, value in pairs:
+        try:
+            params[name] = json.loads(value)
+        except ValueError:
+            params[name] = value
+    return params
 
 
 _FILETYPES = {
@@ -270,6 +317,25 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _models(args: argparse.Namespace) -> int:
+    from kznllm_py import models
+
+    try:
+        preset = _preset_from_args(args, need_model=False)
+        timeouts = Timeouts(connect=args.connect_timeout, stall=args.stall_timeout)
+        async with new_client() as client:
+            names = await models.preset_models(client, preset, timeouts)
+    except KznError as exc:
+        print(f"kznllm: {secrets.redact(str(exc))}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(names, ensure_ascii=False))
+    else:
+        for name in names:
+            print(name)
+    return 0
+
+
 async def _fill(args: argparse.Namespace) -> int:
     try:
         job = _job_from_args(args)
@@ -365,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_render(args))
         if args.command == "presets":
             return _presets(args)
+        if args.command == "models":
+            return asyncio.run(_models(args))
         if args.command == "demo-server":
             return asyncio.run(_demo_server(args))
         if args.command == "history":

@@ -12,7 +12,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
@@ -34,6 +34,7 @@ from kznllm_py.providers.jsonfast import dumps, loads_body
 from kznllm_py.transport import REUSED_HEAD, HeadTimeout, StreamingTransport
 
 ERROR_BODY_CAP = 64 * 1024
+JSON_CAP = 16 * 1024 * 1024  # a JSON answer that is no stream (a models list)
 RAW_ERROR_SHOWN = 300
 # 2xx content types that are certainly not a stream of events (anything else is tried)
 NOT_A_STREAM = frozenset({"text/html", "application/json", "application/xhtml+xml"})
@@ -156,8 +157,7 @@ async def stream_bytes(
     """Send `request` and yield the response body as it arrives (content-decoded).
     `max_bytes` bounds the body, on the wire and once decompressed."""
     host = host_of(request.url)
-    answered = False  # the status line and headers came
-    try:
+    with _mapped(host, timeouts) as state:
         async with client.stream(
             request.method,
             request.url,
@@ -166,7 +166,7 @@ async def stream_bytes(
             timeout=timeouts.to_httpx(),
             extensions={"reused_head": timeouts.reused},
         ) as response:
-            answered = True
+            state.answered = True
             if response.status_code >= 300:  # redirects are not followed: say where to
                 raise await _status_error(provider, response)
             ctype = response.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -174,6 +174,39 @@ async def stream_bytes(
                 raise await _not_a_stream(provider, response, host, ctype)
             async for piece in _decoded(response, max_bytes):
                 yield piece
+
+
+async def fetch_json(
+    client: httpx.AsyncClient, provider: Provider, request: HttpRequest, timeouts: Timeouts
+) -> Any:
+    """Send `request` (a GET: a models list) and return its JSON body, at most
+    JSON_CAP bytes; errors as for streams (the status and the provider's own words)."""
+    host = host_of(request.url)
+    with _mapped(host, timeouts) as state:
+        async with client.stream(
+            request.method, request.url, headers=request.headers, timeout=timeouts.to_httpx()
+        ) as response:
+            state.answered = True
+            if response.status_code >= 300:
+                raise await _status_error(provider, response)
+            body = b"".join([piece async for piece in _decoded(response, JSON_CAP)])
+    parsed = loads_body(body)
+    if parsed is None:
+        shown = _shown(body) or "an empty body"
+        raise StreamError(f"{host} answered something other than JSON: {shown}")
+    return parsed
+
+
+class _State:
+    answered = False  # the status line and headers came
+
+
+@contextlib.contextmanager
+def _mapped(host: str, timeouts: Timeouts) -> Iterator[_State]:
+    """httpx's exceptions (and the body caps) as the errors a user reads: once, here."""
+    state = _State()
+    try:
+        yield state
     except _TooLarge as exc:
         raise LimitError(
             f"{host} sent more than {size_text(exc.cap)} of response body (the limit grows "
@@ -203,7 +236,7 @@ async def stream_bytes(
         reason = _reason(exc)
         if not any(word in reason.lower() for word in ("closed", "disconnected")):
             raise TransportError(f"{host} sent a malformed HTTP response: {reason}") from None
-        if not answered:
+        if not state.answered:
             raise TransportError(f"{host} closed the connection without answering") from None
         raise TransportError(f"{host} closed the connection mid-answer: {reason}") from None
     except (httpx.ReadError, httpx.WriteError) as exc:

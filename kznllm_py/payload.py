@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,10 @@ def parse(p: Mapping[str, Any]) -> FillJob:
     presets = merge_presets(p.get("presets") or [])
     chosen = p.get("preset") or None
     preset = pick(presets, chosen if isinstance(chosen, str) else None)
+    overrides = p.get("models")  # {preset id: model} (an empty Lua table may come as [])
+    model = overrides.get(preset.id) if isinstance(overrides, dict) else None
+    if isinstance(model, str) and model:  # picked from the server's list (:KznPreset!)
+        preset = replace(preset, model=model)
     t = p.get("timeouts") or {}
     try:
         total = t.get("total", Timeouts.total)

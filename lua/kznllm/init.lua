@@ -222,6 +222,7 @@ function M.host_payload()
     history = M.config.history,
     presets = M.config.presets,
     preset = M.current_preset() or vim.NIL,
+    models = require('kznllm.models').overrides(), -- picked with :KznPreset!
     log_dir = vim.fn.stdpath('log'),
     log_level = (M.config.log or {}).level or 'info',
   }
@@ -429,7 +430,9 @@ function M.presets()
   )
 end
 
-function M.select_preset(id)
+--- `pick_model` (`:KznPreset!`): then pick the preset's model from its server's list
+--- (without `id`: the model of the preset in use).
+function M.select_preset(id, pick_model)
   local ok, list = pcall(M.presets)
   if not ok then
     vim.notify('kznllm: ' .. tostring(list), vim.log.levels.ERROR)
@@ -440,6 +443,12 @@ function M.select_preset(id)
     save_preset(p.id)
     sidebar.changed() -- its context shows the preset
     vim.notify(('kznllm: preset %s (%s)'):format(p.id, p.description or ''), vim.log.levels.INFO)
+    if pick_model then
+      require('kznllm.models').pick(p)
+    end
+  end
+  if pick_model and (not id or id == '') then
+    id = list.current
   end
   if id and id ~= '' then
     for _, p in ipairs(list.presets) do
