@@ -55,10 +55,12 @@ def parse(p: Mapping[str, Any]) -> FillJob:
             connect=float(t.get("connect", Timeouts.connect)),
             stall=float(t.get("stall", Timeouts.stall)),
             total=None if total is False or total is None else float(total),
+            reused=float(t.get("reused", Timeouts.reused)),
         )
     except (TypeError, ValueError, AttributeError):
         raise ConfigError(
-            "timeouts: connect, stall and total must be numbers of seconds (total: or false)"
+            "timeouts: connect, stall, total and reused must be numbers of seconds "
+            "(total: or false)"
         ) from None
     tries = p.get("retries", RetryPolicy.tries)
     if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
