@@ -79,14 +79,16 @@ class Client(httpx.AsyncClient):
         transport = kwargs.pop("transport", None)
         if transport is not None:
             return transport
-        return StreamingTransport(**_tls(kwargs))
+        return StreamingTransport(**_transport_options(kwargs))
 
     def _init_proxy_transport(self, proxy: httpx.Proxy, **kwargs: Any) -> httpx.AsyncBaseTransport:
-        return StreamingTransport(proxy=proxy, **_tls(kwargs))
+        return StreamingTransport(proxy=proxy, **_transport_options(kwargs))
 
 
-def _tls(kwargs: dict[str, Any]) -> dict[str, Any]:
-    keys = ("verify", "cert", "trust_env", "limits")
+def _transport_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What of httpx's client options the transport takes (TLS verification, the
+    environment, pool limits); client certificates are not supported."""
+    keys = ("verify", "trust_env", "limits")
     return {k: kwargs[k] for k in keys if k in kwargs}
 
 

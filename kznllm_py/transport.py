@@ -90,9 +90,12 @@ class _Connector(aiohttp.TCPConnector):
             t = now()
             limit = self._idle_limit.get((key.host, key.port, key.is_ssl), IDLE_MAX)
             for entry in list(conns):
-                if t - self._released_at.get(entry[0], t) >= limit:
+                proto = entry[0]
+                # should_close: flagged while idle (aiohttp 3.14's stray read timer,
+                # aio-libs/aiohttp#12953, poisoned pooled connections so)
+                if proto.should_close or t - self._released_at.get(proto, t) >= limit:
                     conns.remove(entry)
-                    entry[0].close()
+                    proto.close()
         return await super()._get(key, traces)
 
     def drop_idle(self, url: httpx.URL) -> None:
@@ -120,12 +123,16 @@ class _Attempt:
         if seconds is not None:
             self.deadline.reschedule(asyncio.get_running_loop().time() + seconds)
 
+    def after_reuse(self) -> None:
+        """A reused connection has `reused_head` (at most the head timeout) to answer."""
+        self.after(min(self.reused_head, self.head_timeout or self.reused_head))
+
 
 async def _on_reuse(session: Any, ctx: Any, params: Any) -> None:
     attempt = ctx.trace_request_ctx
     if isinstance(attempt, _Attempt):
         attempt.reused = True
-        attempt.after(min(attempt.reused_head, attempt.head_timeout or attempt.reused_head))
+        attempt.after_reuse()
 
 
 async def _on_new_connection(session: Any, ctx: Any, params: Any) -> None:
@@ -137,7 +144,7 @@ async def _on_new_connection(session: Any, ctx: Any, params: Any) -> None:
 async def _on_chunk_sent(session: Any, ctx: Any, params: Any) -> None:
     attempt = ctx.trace_request_ctx
     if isinstance(attempt, _Attempt) and attempt.reused:  # the body went out: count from here
-        attempt.after(min(attempt.reused_head, attempt.head_timeout or attempt.reused_head))
+        attempt.after_reuse()
 
 
 def _trace_config() -> aiohttp.TraceConfig:
@@ -237,6 +244,10 @@ class StreamingTransport(httpx.AsyncBaseTransport):
         assert isinstance(self.client, aiohttp.ClientSession)
         head_timeout = timeout.get("read")
         proxy = self.proxy
+        if proxy is not None and proxy.url.scheme not in ("http", "https"):
+            raise httpx.ProxyError(
+                f"{proxy.url.scheme} proxies are not supported (an http:// one is)"
+            )
         tls = await self._ssl_context() if request.url.scheme == "https" else True
         attempt: _Attempt | None = None
         try:
@@ -265,7 +276,12 @@ class StreamingTransport(httpx.AsyncBaseTransport):
             if attempt is not None and attempt.reused and retry:
                 raise _Retry from None
             raise HeadTimeout(f"no response head within {head_timeout} s") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        except (
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            httpx.ReadTimeout,  # before `reused_head`: a timer left from its last use
+        ) as exc:
             if attempt is not None and attempt.reused and retry:  # closed or reset meanwhile
                 raise _Retry from exc
             raise

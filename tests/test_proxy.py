@@ -156,6 +156,18 @@ async def test_a_dead_proxy_is_one_clear_message(env):
     )
 
 
+async def test_a_socks_proxy_is_refused_with_a_clear_message(env):
+    env.setenv("ALL_PROXY", f"socks5://127.0.0.1:{free_port_refusing()}")
+    with LoopbackServer(host=PROVIDER_HOST) as s:
+        status, error, _ = await fill(s.base_url)
+        assert s.requests == []
+    assert status == "error"
+    assert error == (
+        f"could not reach {PROVIDER_HOST}:{s.port} through the proxy: "
+        "socks5 proxies are not supported (an http:// one is)"
+    )
+
+
 async def test_loopback_by_name_is_never_proxied(env):
     env.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port_refusing()}")
     with LoopbackServer(Reply(chunks=openai_events(["local"]))) as s:  # 127.0.0.1

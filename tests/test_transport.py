@@ -117,6 +117,16 @@ async def test_idle_connections_expire(server, client, clock, header, idle, conn
     assert server.connections_accepted == connections
 
 
+async def test_an_idle_connection_flagged_for_closing_is_not_reused(server, client):
+    server.queue(Reply(chunks=[b"one"]), Reply(chunks=[b"two"]))
+    assert await get(server, client) == (200, b"one")
+    connector = client._transport._connector  # the pool of the direct transport
+    [[(proto, _)]] = list(connector._conns.values())
+    proto.force_close()  # as a stray timer did in aiohttp 3.14 (aio-libs/aiohttp#12953)
+    assert await get(server, client) == (200, b"two")
+    assert server.connections_accepted == 2
+
+
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [
