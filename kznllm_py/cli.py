@@ -5,8 +5,12 @@ kznllm fill [--preset ID | --provider P --base-url URL --model M --api-key NAME|
     streams the answer's text to stdout, byte-exact, nothing else; errors go to
     stderr with a non-zero exit (1 failure, 2 usage, 130 interrupted). Piped stdin is
     the selection (replace mode); --range says where it sits in --file.
+    -o/--option NAME VALUE sets a request parameter (temperature, max_tokens, ...).
 kznllm render [same options as fill] QUERY
     prints the exact request fill would send (keys redacted), sends nothing.
+kznllm models [--preset ID | --provider P --base-url URL --api-key NAME] [--json]
+    lists the models the server offers (OpenAI-compatible /models, Ollama's /api/tags,
+    Anthropic's and Gemini's model lists).
 kznllm presets [--check FILE|-] [--json]
     lists the presets (* = the default), or validates a JSON list of user presets.
 kznllm demo-server [--port N] [--rate TOKENS_PER_S]
@@ -59,6 +63,16 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--model")
         cmd.add_argument("--api-key", help="env var NAME, or cmd:<shell command>")
         cmd.add_argument(
+            "-o",
+            "--option",
+            nargs=2,
+            action="append",
+            default=[],
+            metavar=("NAME", "VALUE"),
+            help="a request parameter (temperature, max_tokens, ...); VALUE is read as JSON "
+            'when it parses (0.2, 512, true, ["x"]), else as text; repeatable',
+        )
+        cmd.add_argument(
             "--selection-file",
             help="replace mode: the code to rewrite ('-': stdin; piped stdin is read too)",
         )
@@ -98,11 +112,26 @@ def _parser() -> argparse.ArgumentParser:
     fill.add_argument("--connect-timeout", type=float, default=Timeouts.connect)
     fill.add_argument("--stall-timeout", type=float, default=Timeouts.stall)
     fill.add_argument(
+        "--total-timeout",
+        type=float,
+        default=Timeouts.total,
+        help="seconds for the whole answer (default: 600; 0: no limit)",
+    )
+    fill.add_argument(
         "--max-response-bytes",
         type=_byte_count,
         default=DEFAULT_MAX_RESPONSE_BYTES,
         help="stop the answer past this many bytes of text (default: 1 MB)",
     )
+
+    models = sub.add_parser("models", help="list the models a preset's server offers")
+    models.add_argument("--preset", help="a preset id (default: first with a key, else demo)")
+    models.add_argument("--provider", choices=sorted(PROVIDERS))
+    models.add_argument("--base-url")
+    models.add_argument("--api-key", help="env var NAME, or cmd:<shell command>")
+    models.add_argument("--json", action="store_true", help="a JSON list")
+    models.add_argument("--connect-timeout", type=float, default=Timeouts.connect)
+    models.add_argument("--stall-timeout", type=float, default=Timeouts.stall)
 
     presets = sub.add_parser("presets", help="list the presets, or check user presets")
     presets.add_argument(
@@ -174,26 +203,50 @@ def _byte_count(text: str) -> int:
         raise argparse.ArgumentTypeError(why) from None
 
 
-def _preset_from_args(args: argparse.Namespace) -> Preset:
+def _preset_from_args(args: argparse.Namespace, *, need_model: bool = True) -> Preset:
     presets = merge_presets(None)
-    custom = {
+    custom: dict[str, object] = {
         k: v
         for k, v in (
             ("provider", args.provider),
             ("base_url", args.base_url),
-            ("model", args.model),
+            ("model", getattr(args, "model", None)),
             ("api_key", args.api_key),
         )
         if v
     }
-    if not custom:
-        return pick(presets, args.preset)
-    if args.preset:
-        return preset_from_dict({"id": args.preset, **custom}, base=pick(presets, args.preset))
-    if "provider" not in custom or "model" not in custom:
-        raise KznError("without --preset, give at least --provider and --model")
+    options = _options(getattr(args, "option", None) or [])
+    if args.preset or not custom:  # a preset (or the default one), changed by what is given
+        base = pick(presets, args.preset)
+        if options:
+            custom["params"] = options
+        return preset_from_dict({"id": base.id, **custom}, base=base) if custom else base
+    if options:
+        custom["params"] = options
+    if "provider" not in custom or ("model" not in custom and need_model):
+        raise KznError(
+            "without --preset, give at least --provider and --model"
+            if need_model
+            else "without --preset, give at least --provider and --base-url"
+        )
+    custom.setdefault("model", "-")  # listing models needs none
     custom.setdefault("api_key", False)
+    if custom["provider"] == "completions":
+        # a raw prompt without chat tokens, for any completion model (a preset's family
+        # gives a model's own format: --preset, or templates in setup())
+        custom.setdefault("templates", "openai")
     return preset_from_dict({"id": "cli", **custom})
+
+
+def _options(pairs: list[list[str]]) -> dict[str, object]:
+    """-o NAME VALUE pairs as request parameters: VALUE as JSON when it parses."""
+    params: dict[str, object] = {}
+    for name, value in pairs:
+        try:
+            params[name] = json.loads(value)
+        except ValueError:
+            params[name] = value
+    return params
 
 
 _FILETYPES = {
@@ -270,10 +323,11 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
     kzn_dir = found.kzn_dir
     connect = getattr(args, "connect_timeout", Timeouts.connect)
     stall = getattr(args, "stall_timeout", Timeouts.stall)
+    total = getattr(args, "total_timeout", Timeouts.total) or None
     job = payload.FillJob(
         preset=preset,
         ctx=ctx,
-        timeouts=Timeouts(connect=connect, stall=stall),
+        timeouts=Timeouts(connect=connect, stall=stall, total=total),
         search_dirs=search_path(project_kzn=kzn_dir, user_config=nvim_stdpath("config")),
         debug=False,
         kzn_dir=kzn_dir,
@@ -382,6 +436,25 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _models(args: argparse.Namespace) -> int:
+    from kznllm_py import models
+
+    try:
+        preset = _preset_from_args(args, need_model=False)
+        timeouts = Timeouts(connect=args.connect_timeout, stall=args.stall_timeout)
+        async with new_client() as client:
+            names = await models.preset_models(client, preset, timeouts)
+    except KznError as exc:
+        print(f"kznllm: {secrets.redact(str(exc))}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(names, ensure_ascii=False))
+    else:
+        for name in names:
+            print(name)
+    return 0
+
+
 async def _fill(args: argparse.Namespace) -> int:
     try:
         job = _job_from_args(args)
@@ -480,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_render(args))
         if args.command == "presets":
             return _presets(args)
+        if args.command == "models":
+            return asyncio.run(_models(args))
         if args.command == "demo-server":
             return asyncio.run(_demo_server(args))
         if args.command == "history":

@@ -4,35 +4,57 @@ what failed, the HTTP status, the provider's own error message."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import errno
 import os
 import socket
+import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from kznllm_py import secrets
-from kznllm_py.errors import KznError, ProviderError, StreamError, TransportError
+from kznllm_py import decoding, secrets
+from kznllm_py.errors import (
+    KznError,
+    LimitError,
+    ProviderError,
+    StreamError,
+    TransportError,
+    size_text,
+)
 from kznllm_py.providers.base import HttpRequest, Provider
 from kznllm_py.providers.jsonfast import dumps, loads_body
-from kznllm_py.transport import StreamingTransport
+from kznllm_py.transport import REUSED_HEAD, HeadTimeout, StreamingTransport
 
 ERROR_BODY_CAP = 64 * 1024
+JSON_CAP = 16 * 1024 * 1024  # a JSON answer that is no stream (a models list)
 RAW_ERROR_SHOWN = 300
 # 2xx content types that are certainly not a stream of events (anything else is tried)
 NOT_A_STREAM = frozenset({"text/html", "application/json", "application/xhtml+xml"})
+
+
+# bytes of body (on the wire, and once decompressed) allowed per max_response_bytes of
+# text (generation.wire_limit), and at least
+WIRE_FACTOR = 64
+WIRE_FLOOR = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Timeouts:
     connect: float = 10.0
     stall: float = 60.0  # no byte for this long, mid-answer or before it: give up
+    # the whole request, from sending it to the end of the answer (None: no limit)
+    total: float | None = 600.0
+    # a reused connection that does not start answering within this is tried once more
+    # on a fresh one (a NAT or a load balancer dropped it silently)
+    reused: float = REUSED_HEAD
 
     def to_httpx(self) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect, read=self.stall, write=30.0, pool=self.connect)
@@ -47,19 +69,40 @@ _NO_PROXY_MOUNTS: dict[str, httpx.AsyncBaseTransport | None] = {
 }
 
 
+class Client(httpx.AsyncClient):
+    """httpx's client on StreamingTransport (aiohttp underneath), direct and through a
+    proxy alike. httpx builds a transport per proxy from the environment (HTTPS_PROXY,
+    HTTP_PROXY, ALL_PROXY, NO_PROXY) only when it is not handed one, so the transports
+    are made here, through the same hooks httpx-aiohttp's client uses."""
+
+    def _init_transport(self, **kwargs: Any) -> httpx.AsyncBaseTransport:
+        transport = kwargs.pop("transport", None)
+        if transport is not None:
+            return transport
+        return StreamingTransport(**_transport_options(kwargs))
+
+    def _init_proxy_transport(self, proxy: httpx.Proxy, **kwargs: Any) -> httpx.AsyncBaseTransport:
+        return StreamingTransport(proxy=proxy, **_transport_options(kwargs))
+
+
+def _transport_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What of httpx's client options the transport takes (TLS verification, the
+    environment, pool limits); client certificates are not supported."""
+    keys = ("verify", "trust_env", "limits")
+    return {k: kwargs[k] for k in keys if k in kwargs}
+
+
 def new_client() -> httpx.AsyncClient:
     # trust_env: HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE from the environment are honoured
-    # direct connections go through StreamingTransport (bulk decoding of chunked
-    # bodies); proxied ones through httpx's own proxy transports
-    return httpx.AsyncClient(
+    return Client(
         trust_env=True,
         follow_redirects=False,
         mounts=_NO_PROXY_MOUNTS,
-        transport=StreamingTransport(),
+        headers={"Accept-Encoding": decoding.accept_encoding()},
     )
 
 
-def _host(url: str) -> str:
+def host_of(url: str) -> str:
     parts = urlsplit(url)
     return parts.netloc.rpartition("@")[2] or url  # never show userinfo
 
@@ -72,6 +115,24 @@ def _reason(exc: BaseException) -> str:
     for _ in range(32):  # a chain may, rarely, loop
         if seen is None:
             break
+        # a wrapper of the OS's or the ssl module's error (aiohttp's connector errors)
+        inner = getattr(seen, "certificate_error", None) or getattr(seen, "os_error", None)
+        if isinstance(inner, BaseException) and inner is not seen:
+            seen = inner
+            continue
+        # the ssl module's own errors carry their reason (wrappers such as aiohttp's
+        # subclass them without it: their cause has it)
+        if isinstance(seen, ssl.SSLCertVerificationError) and hasattr(seen, "verify_message"):
+            why = seen.verify_message or seen.reason or str(seen)
+            return (
+                f"certificate verification failed ({why}); to trust a private CA, set "
+                "SSL_CERT_FILE to its PEM file"
+            )
+        if isinstance(seen, ssl.SSLError):  # its errno 1 is no EPERM
+            if hasattr(seen, "reason"):
+                return f"TLS handshake failed ({str(seen.reason or seen).lower()})"
+            seen = seen.__cause__ or seen.__context__
+            continue
         if isinstance(seen, OSError):
             code = seen.errno
             if isinstance(seen, socket.gaierror):
@@ -92,32 +153,82 @@ async def stream_bytes(
     provider: Provider,
     request: HttpRequest,
     timeouts: Timeouts,
+    *,
+    max_bytes: int | None = None,
 ) -> AsyncIterator[bytes]:
-    """Send `request` and yield the response body as it arrives (content-decoded)."""
-    host = _host(request.url)
-    answered = False  # the status line and headers came
-    try:
+    """Send `request` and yield the response body as it arrives (content-decoded).
+    `max_bytes` bounds the body, on the wire and once decompressed."""
+    host = host_of(request.url)
+    with _mapped(host, timeouts) as state:
         async with client.stream(
             request.method,
             request.url,
             headers=request.headers,
             content=dumps(request.body),
             timeout=timeouts.to_httpx(),
+            extensions={"reused_head": timeouts.reused},
         ) as response:
-            answered = True
+            state.answered = True
             if response.status_code >= 300:  # redirects are not followed: say where to
                 raise await _status_error(provider, response)
             ctype = response.headers.get("content-type", "").partition(";")[0].strip().lower()
             if ctype in NOT_A_STREAM:
                 raise await _not_a_stream(provider, response, host, ctype)
-            async for chunk in response.aiter_bytes():
-                yield chunk
+            async for piece in _decoded(response, max_bytes):
+                yield piece
+
+
+async def fetch_json(
+    client: httpx.AsyncClient, provider: Provider, request: HttpRequest, timeouts: Timeouts
+) -> Any:
+    """Send `request` (a GET: a models list) and return its JSON body, at most
+    JSON_CAP bytes; errors as for streams (the status and the provider's own words)."""
+    host = host_of(request.url)
+    with _mapped(host, timeouts) as state:
+        async with client.stream(
+            request.method, request.url, headers=request.headers, timeout=timeouts.to_httpx()
+        ) as response:
+            state.answered = True
+            if response.status_code >= 300:
+                raise await _status_error(provider, response)
+            body = b"".join([piece async for piece in _decoded(response, JSON_CAP)])
+    parsed = loads_body(body)
+    if parsed is None:
+        shown = _shown(body) or "an empty body"
+        raise StreamError(f"{host} answered something other than JSON: {shown}")
+    return parsed
+
+
+class _State:
+    answered = False  # the status line and headers came
+
+
+@contextlib.contextmanager
+def _mapped(host: str, timeouts: Timeouts) -> Iterator[_State]:
+    """httpx's exceptions (and the body caps) as the errors a user reads: once, here."""
+    state = _State()
+    try:
+        yield state
+    except _TooLarge as exc:
+        raise LimitError(
+            f"{host} sent more than {size_text(exc.cap)} of response body (the limit grows "
+            "with max_response_bytes); stopped"
+        ) from None
+    except decoding.DecodeError as exc:
+        raise TransportError(f"{host} sent a response body that does not decode: {exc}") from None
     except httpx.ConnectTimeout:
         raise TransportError(
             f"could not connect to {host}: no answer within {timeouts.connect:g} s"
         ) from None
+    except httpx.ProxyError as exc:
+        raise TransportError(f"could not reach {host} through the proxy: {_reason(exc)}") from None
     except httpx.ConnectError as exc:
         raise TransportError(f"could not connect to {host}: {_reason(exc)}") from None
+    except HeadTimeout:
+        raise TransportError(
+            f"{host} sent no complete response head within {timeouts.stall:g} s (stalled); "
+            f"the limit is the stall timeout option"
+        ) from None
     except httpx.ReadTimeout:
         raise TransportError(
             f"{host} sent nothing for {timeouts.stall:g} s (stalled); "
@@ -127,31 +238,55 @@ async def stream_bytes(
         reason = _reason(exc)
         if not any(word in reason.lower() for word in ("closed", "disconnected")):
             raise TransportError(f"{host} sent a malformed HTTP response: {reason}") from None
-        if not answered:
+        if not state.answered:
             raise TransportError(f"{host} closed the connection without answering") from None
         raise TransportError(f"{host} closed the connection mid-answer: {reason}") from None
-    except httpx.ReadError as exc:
+    except (httpx.ReadError, httpx.WriteError) as exc:
         raise TransportError(f"lost the connection to {host}: {_reason(exc)}") from None
     except httpx.TimeoutException as exc:
         raise TransportError(f"timed out talking to {host}: {_reason(exc)}") from None
-    except httpx.DecodingError as exc:  # a broken gzip / deflate / br body
-        raise TransportError(
-            f"{host} sent a response body that does not decode: {_reason(exc)}"
-        ) from None
+    except httpx.UnsupportedProtocol as exc:
+        raise TransportError(f"cannot talk to {host}: {_reason(exc)}") from None
     except httpx.HTTPError as exc:
         raise TransportError(f"HTTP failure talking to {host}: {_reason(exc)}") from None
+
+
+class _TooLarge(Exception):
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+
+
+async def _decoded(response: httpx.Response, cap: int | None) -> AsyncIterator[bytes]:
+    """The body, decompressed with a bound: at most `cap` bytes on the wire and as many
+    once decoded, in pieces of a bounded size (a compression bomb stops at the cap)."""
+    limit = cap if cap is not None else 1 << 62
+    decoder = decoding.Decoder(response.headers.get("content-encoding", ""), limit)
+    wire = 0
+    try:
+        async for raw in response.aiter_raw():
+            wire += len(raw)
+            if wire > limit:
+                raise _TooLarge(limit)
+            for i, piece in enumerate(decoder.decode(raw)):
+                if i:  # one read that inflates to many pieces: let the loop breathe
+                    await asyncio.sleep(0)
+                yield piece
+        for piece in decoder.flush():
+            yield piece
+    except decoding.TooLarge:
+        raise _TooLarge(limit) from None
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
     body = b""
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in _decoded(response, None):
             body += chunk
             if len(body) >= ERROR_BODY_CAP:
                 break
-    except httpx.HTTPError:
+    except (httpx.HTTPError, decoding.DecodeError):
         pass  # what we have is what we show
-    return body
+    return body[:ERROR_BODY_CAP]
 
 
 def _shown(body: bytes, *, html: bool = False) -> str:

@@ -97,3 +97,12 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(_escaped(ch) if _unsafe(ch) else ch for ch in text)
+
+
+def size_text(n: int) -> str:
+    """A byte count as set: "1 MB", "64 KB", "1000 bytes" (binary units, exact)."""
+    if n >= 1024 * 1024 and n % (1024 * 1024) == 0:
+        return f"{n // (1024 * 1024)} MB"
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n // 1024} KB"
+    return f"{n} byte{'' if n == 1 else 's'}"

@@ -19,9 +19,17 @@ from typing import Any
 import httpx
 
 from kznllm_py import demo_server, prompts, sandbox, secrets
-from kznllm_py.client import Timeouts, stream_bytes
+from kznllm_py.client import WIRE_FACTOR, WIRE_FLOOR, Timeouts, host_of, stream_bytes
 from kznllm_py.context import estimate_tokens
-from kznllm_py.errors import ConfigError, KznError, LimitError, ProviderError, printable
+from kznllm_py.errors import (
+    ConfigError,
+    KznError,
+    LimitError,
+    ProviderError,
+    TransportError,
+    printable,
+    size_text,
+)
 from kznllm_py.fences import FenceStripper
 from kznllm_py.ndjson import NDJSONDecoder
 from kznllm_py.presets import Preset
@@ -37,7 +45,7 @@ from kznllm_py.providers.base import (
     UsageDelta,
 )
 from kznllm_py.providers.jsonfast import loads_body
-from kznllm_py.sse import SSEDecoder
+from kznllm_py.sse import MAX_LINE, SSEDecoder
 from kznllm_py.think import ThinkSplitter
 
 FIRST_PIECE = 8 * 1024
@@ -182,28 +190,45 @@ def prompt_tokens(prompt: Prompt) -> int:
 
 
 async def stream_deltas(
-    client: httpx.AsyncClient, provider: Provider, request: HttpRequest, timeouts: Timeouts
+    client: httpx.AsyncClient,
+    provider: Provider,
+    request: HttpRequest,
+    timeouts: Timeouts,
+    *,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> AsyncIterator[list[Delta]]:
     """Deltas, one list per network read; ends after the provider's final event."""
-    decoder = DECODERS[getattr(provider, "stream_format", "sse")]()
+    decoder = DECODERS[getattr(provider, "stream_format", "sse")](line_limit(max_response_bytes))
     parser = provider.new_parser()
     feed = parser.feed
     started = False  # the first delta went out
     head = b""  # the body until the first delta: a JSON error sent as a 200 is read from it
-    async with aclosing(stream_bytes(client, provider, request, timeouts)) as chunks:
+    loop = asyncio.get_running_loop()
+    deadline = None if timeouts.total is None else loop.time() + timeouts.total
+    wire_cap = wire_limit(max_response_bytes)
+    body = stream_bytes(client, provider, request, timeouts, max_bytes=wire_cap)
+    async with aclosing(body) as chunks:
         it = aiter(chunks)
         while True:
+            grace = getattr(parser, "done", False)
+            # the provider's final event came: the body's end follows at once from a
+            # well-behaved server (the connection is then reused); one that keeps the
+            # body open is not waited on until the stall timeout
+            until = loop.time() + DONE_GRACE_S if grace else None
+            if deadline is not None and (until is None or deadline < until):
+                until, grace = deadline, False
             try:
-                if getattr(parser, "done", False):
-                    # the provider's final event came: the body's end follows at once from
-                    # a well-behaved server (the connection is then reused); one that
-                    # keeps the body open is not waited on until the stall timeout
-                    async with asyncio.timeout(DONE_GRACE_S):
-                        chunk = await anext(it)
-                else:
+                async with asyncio.timeout_at(until):
                     chunk = await anext(it)
-            except (StopAsyncIteration, TimeoutError):
+            except StopAsyncIteration:
                 break
+            except TimeoutError:
+                if grace:
+                    break
+                raise TransportError(
+                    f"{host_of(request.url)} did not finish the answer within "
+                    f"{timeouts.total:g} s; the limit is the total timeout option"
+                ) from None
             if not started and len(head) < ERROR_HEAD_CAP:
                 head += chunk[: ERROR_HEAD_CAP - len(head)]
             pieces = [chunk]
@@ -286,7 +311,13 @@ class Generation:
         pending: str,
     ) -> None:
         async with aclosing(
-            stream_deltas(self.client, provider, request, self.timeouts)
+            stream_deltas(
+                self.client,
+                provider,
+                request,
+                self.timeouts,
+                max_response_bytes=self.max_response_bytes,
+            )
         ) as batches:
             async for batch in batches:
                 out.received = True
@@ -454,13 +485,16 @@ def cap_message(cap: int) -> str:
     return f"response stopped at the {size_text(cap)} cap (max_response_bytes)"
 
 
-def size_text(n: int) -> str:
-    """A byte count as set: "1 MB", "64 KB", "1000 bytes" (binary units, exact)."""
-    if n >= 1024 * 1024 and n % (1024 * 1024) == 0:
-        return f"{n // (1024 * 1024)} MB"
-    if n >= 1024 and n % 1024 == 0:
-        return f"{n // 1024} KB"
-    return f"{n} byte{'' if n == 1 else 's'}"
+def line_limit(max_response_bytes: int) -> int:
+    """Characters one line or event of the stream may have: room for an answer that
+    comes whole in one event (JSON-escaped, it may grow several times)."""
+    return max(MAX_LINE, 8 * max_response_bytes)
+
+
+def wire_limit(max_response_bytes: int) -> int:
+    """Bytes of body, on the wire and once decompressed: an event stream spends ~50
+    bytes of framing on a token."""
+    return max(WIRE_FLOOR, WIRE_FACTOR * max_response_bytes)
 
 
 def check_max_response_bytes(value: object) -> int:

@@ -9,24 +9,29 @@ tolerated) but a lone CR, U+2028 or U+0085 is no line end (JSON never holds a ra
 so only LF is a safe split). Lines of JSON whitespace only (space, tab, CR) are
 skipped, a leading BOM is dropped, and at end of stream an unterminated last line is
 still delivered (a truncated one then fails to parse in the provider, which is the
-error to show). Nothing is parsed here: the line
-goes to the provider as `Event(data=line)`.
+error to show). Nothing is parsed here: the line goes to the provider as
+`Event(data=line)`. A line past `max_line` characters ends the stream with a StreamError.
 """
 
 from __future__ import annotations
 
 import codecs
+import re
 
-from kznllm_py.sse import Event, complete_lines
+from kznllm_py.sse import MAX_LINE, Event, complete_lines
+
+_BLANK_RUNS = re.compile("\n{2,}")
 
 
 class NDJSONDecoder:
-    __slots__ = ("_pending", "_start", "_utf8")
+    __slots__ = ("_held", "_max_line", "_pending", "_start", "_utf8")
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = MAX_LINE) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._start = True  # BOM check still to do
+        self._max_line = max_line
         self._pending: list[str] = []  # pieces of the current, unterminated line
+        self._held = 0  # characters in _pending (at most max_line)
 
     def decode(self, chunk: bytes) -> list[Event]:
         return self._feed(self._utf8.decode(chunk))
@@ -38,6 +43,7 @@ class NDJSONDecoder:
         if self._pending:
             line = "".join(self._pending)
             self._pending = []
+            self._held = 0
             _emit(line, events)
         return events
 
@@ -48,7 +54,9 @@ class NDJSONDecoder:
             self._start = False
             if text[0] == "\ufeff":
                 text = text[1:]
-        lines = complete_lines(self._pending, text)
+        if "\n\n" in text:  # blank lines are skipped: a run of them costs one
+            text = _BLANK_RUNS.sub("\n", text)
+        lines, self._held = complete_lines(self._pending, text, self._held, self._max_line)
         if not lines:
             return []
         events: list[Event] = []

@@ -46,14 +46,24 @@ def parse(p: Mapping[str, Any]) -> FillJob:
     presets = merge_presets(p.get("presets") or [])
     chosen = p.get("preset") or None
     preset = pick(presets, chosen if isinstance(chosen, str) else None)
+    overrides = p.get("models")  # {preset id: model} (an empty Lua table may come as [])
+    model = overrides.get(preset.id) if isinstance(overrides, dict) else None
+    if isinstance(model, str) and model:  # picked from the server's list (:KznPreset!)
+        preset = replace(preset, model=model)
     t = p.get("timeouts") or {}
     try:
+        total = t.get("total", Timeouts.total)
         timeouts = Timeouts(
             connect=float(t.get("connect", Timeouts.connect)),
             stall=float(t.get("stall", Timeouts.stall)),
+            total=None if total is False or total is None else float(total),
+            reused=float(t.get("reused", Timeouts.reused)),
         )
     except (TypeError, ValueError, AttributeError):
-        raise ConfigError("timeouts: connect and stall must be numbers of seconds") from None
+        raise ConfigError(
+            "timeouts: connect, stall, total and reused must be numbers of seconds "
+            "(total: or false)"
+        ) from None
     tries = p.get("retries", RetryPolicy.tries)
     if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
         raise ConfigError("retries must be a whole number of tries, 1 or more")

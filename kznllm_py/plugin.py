@@ -17,7 +17,17 @@ from typing import Any
 import httpx
 import pynvim
 
-from kznllm_py import conversation, fences, history, logfile, payload, prompts, sandbox, secrets
+from kznllm_py import (
+    conversation,
+    fences,
+    history,
+    logfile,
+    models,
+    payload,
+    prompts,
+    sandbox,
+    secrets,
+)
 from kznllm_py.client import new_client
 from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
@@ -84,6 +94,8 @@ class KznllmPlugin:
                 self._warmup()
             elif op.startswith("history_"):
                 self._spawn(self._history_call(op, data))
+            elif op == "models":
+                self._spawn(self._models(data))
         except Exception as exc:  # never a traceback in the user's face
             log.exception("%s failed", op)
             self._report(f"kznllm: {redact(str(exc))}")
@@ -112,6 +124,7 @@ class KznllmPlugin:
                         "key": secrets.describe(p.api_key),
                         # None: needs none; a cmd: key counts as there (it runs when used)
                         "key_present": secrets.present(p.api_key),
+                        "provider": p.provider,
                     }
                     for p in presets.values()
                 ],
@@ -173,6 +186,19 @@ class KznllmPlugin:
         except Exception as exc:  # a bug of ours: one message, the traceback in the log
             log.exception("%s failed", op)
             self._report(f"kznllm: internal error: {redact(f'{type(exc).__name__}: {exc}')}")
+
+    async def _models(self, p: dict[str, Any]) -> None:
+        """The models of a preset's server, for the model picker (`:KznPreset!`)."""
+        result: dict[str, Any] = {"request": p.get("request")}
+        try:
+            preset = pick(merge_presets(p.get("presets") or []), p.get("preset") or None)
+            result["models"] = await models.preset_models(self.client, preset)
+        except KznError as exc:
+            result["error"] = redact(str(exc))
+        except Exception as exc:  # a bug of ours: one message, the traceback in the log
+            log.exception("models failed")
+            result["error"] = redact(f"internal error: {type(exc).__name__}: {exc}")
+        self._lua("models", "listed", result)
 
     def _lua(self, module: str, fn: str, *args: Any) -> None:
         self.nvim.exec_lua(f"return require('kznllm.{module}').{fn}(...)", *args, async_=True)

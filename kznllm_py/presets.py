@@ -65,14 +65,16 @@ def _env_url(var: str, default: str) -> str:
 
 
 def builtin_presets() -> tuple[Preset, ...]:
-    """The built-ins (a function: base URLs of local servers come from the environment)."""
+    """The built-ins (a function: base URLs come from the environment, as the SDKs read
+    them: ANTHROPIC_BASE_URL without `/v1`, OPENAI_BASE_URL with it, VLLM_BASE_URL,
+    OLLAMA_BASE_URL)."""
     return (
         Preset(
             id="claude-sonnet",
             description="Claude Sonnet 4.5 (Anthropic)",
             provider="anthropic",
             model="claude-sonnet-4-5",
-            base_url="https://api.anthropic.com/v1",
+            base_url=_env_url("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
             api_key="ANTHROPIC_API_KEY",
             params={"max_tokens": 8192, "temperature": 0.7},
             templates="anthropic",
@@ -84,7 +86,7 @@ def builtin_presets() -> tuple[Preset, ...]:
             description="Claude Haiku 4.5 (Anthropic), fast",
             provider="anthropic",
             model="claude-haiku-4-5",
-            base_url="https://api.anthropic.com/v1",
+            base_url=_env_url("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
             api_key="ANTHROPIC_API_KEY",
             params={"max_tokens": 8192, "temperature": 0.7},
             templates="anthropic",
@@ -96,7 +98,7 @@ def builtin_presets() -> tuple[Preset, ...]:
             description="GPT-4o mini (OpenAI)",
             provider="openai",
             model="gpt-4o-mini",
-            base_url="https://api.openai.com/v1",
+            base_url=_env_url("OPENAI_BASE_URL", "https://api.openai.com/v1"),
             api_key="OPENAI_API_KEY",
             params={"temperature": 0.7, "stream_options": {"include_usage": True}},
             templates="openai",
@@ -107,7 +109,7 @@ def builtin_presets() -> tuple[Preset, ...]:
             description="o4-mini (OpenAI reasoning model)",
             provider="openai",
             model="o4-mini",
-            base_url="https://api.openai.com/v1",
+            base_url=_env_url("OPENAI_BASE_URL", "https://api.openai.com/v1"),
             api_key="OPENAI_API_KEY",
             params={
                 "reasoning_effort": "medium",

@@ -9,12 +9,23 @@ comments, `data:` lines accumulate with "\\n" between them.
 One deliberate leniency: at end of stream, an event whose blank line never came is
 still delivered (the spec drops it), so a server that closes right after its last
 `data:` line loses no text.
+
+Bounded: a line, or an event's data, longer than `max_line` characters (MAX_LINE
+unless told) ends the stream with a StreamError (a server that never sends a line end
+cannot grow the host).
 """
 
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
+
+from kznllm_py.errors import StreamError, size_text
+
+# characters of one line, or of one event's data, past which the stream is refused
+MAX_LINE = 4 * 1024 * 1024
+_BLANK_RUNS = re.compile("\n{3,}")
 
 
 @dataclass(slots=True)
@@ -25,14 +36,21 @@ class Event:
     retry: int | None = None
 
 
-def complete_lines(pending: list[str], text: str) -> list[str]:
+def complete_lines(
+    pending: list[str], text: str, held: int = 0, limit: int = MAX_LINE
+) -> tuple[list[str], int]:
     """The lines `text` completes (split on LF only), the first joined with the
     unterminated pieces before it; `pending` keeps the new unterminated rest (updated in
-    place, as a list of pieces so that a huge line is joined once, not per read)."""
+    place, as a list of pieces so that a huge line is joined once, not per read).
+    `held` is the length of what `pending` holds; the new one is returned. Raises
+    StreamError when it passes `limit`."""
     if "\n" not in text:
         if text:
             pending.append(text)
-        return []
+            held += len(text)
+            if held > limit:
+                raise too_long("a line", limit)
+        return [], held
     lines = text.split("\n")
     rest = lines.pop()
     if pending:
@@ -41,14 +59,21 @@ def complete_lines(pending: list[str], text: str) -> list[str]:
         pending.clear()
     if rest:
         pending.append(rest)
-    return lines
+    return lines, len(rest)
+
+
+def too_long(what: str, limit: int) -> StreamError:
+    return StreamError(f"{what} of the stream passed {size_text(limit)} without an end; stopped")
 
 
 class SSEDecoder:
     __slots__ = (
         "_data",
+        "_data_size",
         "_event",
+        "_held",
         "_last_id",
+        "_max_line",
         "_pending",
         "_retry",
         "_saw_field",
@@ -57,10 +82,13 @@ class SSEDecoder:
         "_utf8",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = MAX_LINE) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._start = True  # BOM check still to do
+        self._max_line = max_line
         self._pending: list[str] = []  # pieces of the current, unterminated line
+        self._held = 0  # characters in _pending
+        self._data_size = 0  # characters in _data
         self._trailing_cr = False  # the previous chunk ended in CR
         self._data: list[str] = []
         self._event = ""
@@ -79,6 +107,7 @@ class SSEDecoder:
         if self._pending:
             line = "".join(self._pending)
             self._pending = []
+            self._held = 0
             self._line(line, events)
         if self._saw_field:
             self._dispatch(events)
@@ -101,20 +130,24 @@ class SSEDecoder:
             if text[-1] == "\r":
                 self._trailing_cr = True
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        lines = complete_lines(self._pending, text)
+        if "\n\n\n" in text:  # a run of blank lines ends one event at most: one will do
+            text = _BLANK_RUNS.sub("\n\n", text)
+        lines, self._held = complete_lines(self._pending, text, self._held, self._max_line)
         if not lines:
             return []
         events: list[Event] = []
         data = self._data
         saw = self._saw_field
+        size = self._data_size
         for line in lines:
             if line[:6] == "data: ":  # the hot path: one `data:` line of an event
                 data.append(line[6:])
+                size += len(line)
                 saw = True
             elif line:
-                self._saw_field = saw
+                self._saw_field, self._data_size = saw, size
                 self._line(line, events)
-                data, saw = self._data, self._saw_field
+                data, saw, size = self._data, self._saw_field, self._data_size
             elif saw:
                 if data and not self._event:  # the hot path: a plain message event ends
                     text = data[0] if len(data) == 1 else "\n".join(data)
@@ -124,7 +157,11 @@ class SSEDecoder:
                     self._dispatch(events)
                     data = self._data
                 saw = False
+                size = 0
         self._saw_field = saw
+        self._data_size = size
+        if size > self._max_line:
+            raise too_long("an event", self._max_line)
         return events
 
     def _line(self, line: str, events: list[Event]) -> None:
@@ -139,6 +176,7 @@ class SSEDecoder:
             value = value[1:]
         if field == "data":
             self._data.append(value)
+            self._data_size += len(value) + 1
             self._saw_field = True
         elif field == "event":
             self._event = value
@@ -154,6 +192,7 @@ class SSEDecoder:
         data = self._data
         event = self._event
         self._data = []
+        self._data_size = 0
         self._event = ""
         self._saw_field = False
         if not data:

@@ -1,17 +1,20 @@
-"""An httpx transport for streamed answers: HTTP/1.1 over asyncio streams, with the
-response body decoded in bulk, one batch per network read.
+"""The httpx transport the client uses: aiohttp underneath (its C parser does the
+framing, it does TLS, pooling and keep-alive), after httpx-aiohttp's transport (the
+approach the OpenAI and Anthropic SDKs ship as their fast transport), with what
+long-lived, streamed answers need added:
 
-Why: httpx's default stack parses a chunked body with h11, in pure Python, one HTTP
-chunk at a time; a provider flushes one chunk per SSE event, so a fast stream of 5,000
-events cost 35-45 ms in h11 alone on the 2-core machine we measure on, before any
-work of ours. Here a network read of many chunks is decoded with a few `bytes.find`
-calls and handed on as one piece.
+- idle connections expire after IDLE_MAX seconds, or earlier when the server said so
+  (`Keep-Alive: timeout=N`); idle time is counted on CLOCK_BOOTTIME where there is one,
+  so a laptop's sleep counts too (aiohttp's own clock stops during a suspend);
+- a reused connection that gives no response head within `reused_head` seconds (a
+  NAT or a load balancer dropped it silently), or that the server closed or reset as
+  the request went out, is tried once more on a fresh connection; nothing of the
+  answer was read then, so nothing can be repeated;
+- the response head as a whole must come within the read (stall) timeout: trickled
+  headers and endless `103 Early Hints` end there, not never.
 
-Everything else stays httpx's: the client API, timeouts (from the request's
-extensions), content decoding (gzip, ...), and proxies (httpx mounts its own proxy
-transports for the URLs that go through one; this transport serves direct
-connections). Errors are raised as httpx's exceptions, so the one mapping to the
-project's errors stays in client.py.
+aiohttp's exceptions are mapped to httpx's here, once (as httpx's own transports map
+httpcore's); what a user reads is decided in client.py from httpx's exceptions.
 """
 
 from __future__ import annotations
@@ -19,364 +22,335 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import httpx
 
-READ_SIZE = 256 * 1024
-MAX_HEAD = 64 * 1024
-_NO_BODY_STATUS = {204, 304}
+IDLE_MAX = 15.0  # seconds an idle pooled connection may wait for its next request
+REUSED_HEAD = 5.0  # a reused connection must start answering within this (then: retry)
+READ_BUFSIZE = 256 * 1024
 
-Key = tuple[str, str, int]
-
-
-class _Connection:
-    __slots__ = ("key", "reader", "writer")
-
-    def __init__(self, key: Key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.key = key
-        self.reader = reader
-        self.writer = writer
-
-    def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
 
 
-class ChunkedDecoder:
-    """`Transfer-Encoding: chunked`, incrementally and in bulk: feed() takes whatever
-    arrived and returns the body bytes it completes; `done` once the last chunk and the
-    trailers are in. Raises httpx.RemoteProtocolError on malformed framing."""
+def now() -> float:
+    """Seconds on a clock that keeps running while the machine sleeps."""
+    if _BOOTTIME is not None:
+        return time.clock_gettime(_BOOTTIME)
+    return time.time()
 
-    __slots__ = ("_buf", "_left", "_state", "done")
 
-    def __init__(self) -> None:
-        self._buf = b""
-        self._left = 0  # bytes of chunk data still to come
-        self._state = 0  # 0: size line, 1: data, 2: CRLF after data, 3: trailers
-        self.done = False
+class HeadTimeout(httpx.ReadTimeout):
+    """The response head (status line and headers) did not come in time."""
 
-    def feed(self, data: bytes) -> bytes:
-        buf = self._buf + data if self._buf else data
-        pos = 0
-        end = len(buf)
-        out: list[bytes] = []
-        state = self._state
-        left = self._left
-        while pos < end:
-            if state == 1:
-                take = min(left, end - pos)
-                out.append(buf[pos : pos + take])
-                pos += take
-                left -= take
-                if left:
-                    break
-                state = 2
-            elif state == 2:
-                if end - pos < 2:
-                    break
-                if buf[pos : pos + 2] != b"\r\n":
-                    raise httpx.RemoteProtocolError(
-                        "malformed chunked encoding (no CRLF after data)"
-                    )
-                pos += 2
-                state = 0
-            elif state == 0:
-                nl = buf.find(b"\r\n", pos)
-                if nl < 0:
-                    if end - pos > 1024:
-                        raise httpx.RemoteProtocolError("illegal chunk header: too long")
-                    break
-                size_field = buf[pos:nl].split(b";", 1)[0].strip()
-                try:
-                    left = int(size_field, 16)
-                except ValueError:
-                    raise httpx.RemoteProtocolError(
-                        f"illegal chunk header: {size_field[:20]!r}"
-                    ) from None
-                pos = nl + 2
-                state = 1 if left else 3
-            else:  # trailers, up to an empty line
-                nl = buf.find(b"\r\n", pos)
-                if nl < 0:
-                    break
-                line_empty = nl == pos
-                pos = nl + 2
-                if line_empty:
-                    self.done = True
-                    break
-        self._buf = buf[pos:]
-        self._state = state
-        self._left = left
-        return b"".join(out) if len(out) != 1 else out[0]
+
+def keep_alive_timeout(value: str | None) -> float | None:
+    """`timeout=N` of a `Keep-Alive` header, in seconds (None when absent or invalid)."""
+    for part in (value or "").split(","):
+        name, _, number = part.strip().partition("=")
+        if name.strip().lower() == "timeout":
+            with contextlib.suppress(ValueError):
+                seconds = float(number.strip())
+                if seconds >= 0:
+                    return seconds
+    return None
+
+
+Origin = tuple[str, int, bool]  # host, port, TLS
+
+
+def _origin(url: httpx.URL) -> Origin:
+    return (url.host, url.port or (443 if url.scheme == "https" else 80), url.scheme == "https")
+
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's connector, with idle connections timed on our own clock, and for as
+    long as their server keeps them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(keepalive_timeout=IDLE_MAX, **kwargs)
+        self._released_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._idle_limit: dict[Origin, float] = {}  # what the server said, less a margin
+
+    def limit_idle(self, url: httpx.URL, seconds: float) -> None:
+        # a margin of a second: a server that closes at N s must not race our request
+        self._idle_limit[_origin(url)] = max(0.0, min(IDLE_MAX, seconds - 1.0))
+
+    def _release(self, key: Any, protocol: Any, *, should_close: bool = False) -> None:
+        super()._release(key, protocol, should_close=should_close)
+        self._released_at[protocol] = now()
+
+    async def _get(self, key: Any, traces: list[Any]) -> Any:
+        conns = self._conns.get(key)
+        if conns:
+            t = now()
+            limit = self._idle_limit.get((key.host, key.port, key.is_ssl), IDLE_MAX)
+            for entry in list(conns):
+                proto = entry[0]
+                # should_close: flagged while idle (aiohttp 3.14's stray read timer,
+                # aio-libs/aiohttp#12953, poisoned pooled connections so)
+                if proto.should_close or t - self._released_at.get(proto, t) >= limit:
+                    conns.remove(entry)
+                    proto.close()
+        return await super()._get(key, traces)
+
+    def drop_idle(self, url: httpx.URL) -> None:
+        """Close the idle connections to `url`'s origin: after one of them turned out
+        dead, the others of its age are suspect too."""
+        origin = _origin(url)
+        for key in list(self._conns):
+            if (key.host, key.port, key.is_ssl) == origin:
+                for proto, _ in self._conns.pop(key):
+                    proto.close()
+
+
+class _Attempt:
+    """One try of a request, as aiohttp's tracing reports it."""
+
+    __slots__ = ("deadline", "head_timeout", "reused", "reused_head")
+
+    def __init__(self, deadline: asyncio.Timeout, head_timeout: float | None, reused_head: float):
+        self.deadline = deadline
+        self.head_timeout = head_timeout
+        self.reused_head = reused_head
+        self.reused = False
+
+    def after(self, seconds: float | None) -> None:
+        if seconds is not None:
+            self.deadline.reschedule(asyncio.get_running_loop().time() + seconds)
+
+    def after_reuse(self) -> None:
+        """A reused connection has `reused_head` (at most the head timeout) to answer."""
+        self.after(min(self.reused_head, self.head_timeout or self.reused_head))
+
+
+async def _on_reuse(session: Any, ctx: Any, params: Any) -> None:
+    attempt = ctx.trace_request_ctx
+    if isinstance(attempt, _Attempt):
+        attempt.reused = True
+        attempt.after_reuse()
+
+
+async def _on_new_connection(session: Any, ctx: Any, params: Any) -> None:
+    attempt = ctx.trace_request_ctx
+    if isinstance(attempt, _Attempt):
+        attempt.after(attempt.head_timeout)
+
+
+async def _on_chunk_sent(session: Any, ctx: Any, params: Any) -> None:
+    attempt = ctx.trace_request_ctx
+    if isinstance(attempt, _Attempt) and attempt.reused:  # the body went out: count from here
+        attempt.after_reuse()
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    config = aiohttp.TraceConfig()
+    config.on_connection_reuseconn.append(_on_reuse)
+    config.on_connection_create_end.append(_on_new_connection)
+    config.on_request_chunk_sent.append(_on_chunk_sent)
+    return config
+
+
+class _Retry(Exception):
+    """A reused connection failed before any byte of the answer."""
 
 
 class _Body(httpx.AsyncByteStream):
-    def __init__(
-        self,
-        transport: StreamingTransport,
-        conn: _Connection,
-        *,
-        chunked: bool,
-        length: int | None,
-        keep_alive: bool,
-        read_timeout: float | None,
-        leftover: bytes,
-    ) -> None:
-        self._transport = transport
-        self._conn = conn
-        self._chunked = ChunkedDecoder() if chunked else None
-        self._left = length  # None: until the connection closes
-        self._keep_alive = keep_alive
-        self._timeout = read_timeout
-        self._leftover = leftover
-        self._finished = False
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self._done = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        reader = self._conn.reader
-        pending = self._leftover
-        self._leftover = b""
-        try:
-            while True:
-                if pending:
-                    data, pending = pending, b""
-                else:
-                    if self._complete():
-                        break
-                    data = await _read(reader, self._timeout)
-                    if not data:
-                        self._eof()
-                        break
-                piece = self._decode(data)
-                if piece:
-                    yield piece
-                if self._complete():
-                    break
-        except BaseException:
-            self._conn.close()
-            raise
-        self._finished = True
-        if self._keep_alive and self._complete():
-            self._transport._release(self._conn)
-        else:
-            self._conn.close()
-
-    def _decode(self, data: bytes) -> bytes:
-        if self._chunked is not None:
-            return self._chunked.feed(data)
-        if self._left is not None:
-            data = data[: self._left]
-            self._left -= len(data)
-        return data
-
-    def _complete(self) -> bool:
-        if self._chunked is not None:
-            return self._chunked.done
-        return self._left is not None and self._left <= 0
-
-    def _eof(self) -> None:
-        if self._chunked is not None:
-            raise httpx.RemoteProtocolError(
-                "peer closed connection without sending complete message body "
-                "(incomplete chunked read)"
-            )
-        if self._left:
-            raise httpx.RemoteProtocolError(
-                f"peer closed connection without sending complete message body "
-                f"({self._left} bytes missing)"
-            )
-        self._keep_alive = False  # a close-delimited body ended as it should
+        with _mapped(answered=True):
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        self._done = True
 
     async def aclose(self) -> None:
-        if not self._finished:
-            self._conn.close()  # a body read halfway cannot be reused: drop the stream
-
-
-async def _read(reader: asyncio.StreamReader, timeout: float | None) -> bytes:
-    try:
-        if timeout is None:
-            return await reader.read(READ_SIZE)
-        async with asyncio.timeout(timeout):
-            return await reader.read(READ_SIZE)
-    except TimeoutError:
-        raise httpx.ReadTimeout(f"no data for {timeout} s") from None
-    except (ConnectionError, OSError) as exc:
-        raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+        if self._done:
+            self._response.release()  # back to the pool
+        else:
+            self._response.close()  # a body read halfway cannot be reused
 
 
 class StreamingTransport(httpx.AsyncBaseTransport):
-    def __init__(self, *, verify: ssl.SSLContext | None = None) -> None:
-        self._ssl = verify
-        self._idle: dict[Key, list[_Connection]] = {}
+    """See the module docstring. `reused_head`: seconds a reused connection has to
+    start answering before the request is tried once more on a fresh one."""
 
-    # -- connections -------------------------------------------------------------------
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        trust_env: bool = True,
+        limits: httpx.Limits | None = None,
+        proxy: httpx.Proxy | None = None,
+        reused_head: float = REUSED_HEAD,
+        **kwargs: Any,
+    ) -> None:
+        # the TLS context is built on the first https request, off the loop (~50 ms)
+        self._verify = verify
+        self._trust_env = trust_env
+        self._ssl: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
+        self.limits = limits or httpx.Limits(max_connections=100)
+        self.proxy = proxy
+        self.reused_head = reused_head
+        self.client: aiohttp.ClientSession | None = None
+        self._connector: _Connector | None = None
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:  # built on the first https request only (it is slow)
-            self._ssl = httpx.create_ssl_context(trust_env=True)
+    async def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:  # SSL_CERT_FILE / SSL_CERT_DIR from the environment, else certifi
+            self._ssl = await asyncio.to_thread(
+                httpx.create_ssl_context, verify=self._verify, trust_env=self._trust_env
+            )
         return self._ssl
 
-    async def _connect(self, key: Key, timeout: float | None) -> _Connection:
-        scheme, host, port = key
-        tls = self._ssl_context() if scheme == "https" else None
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls else None, limit=MAX_HEAD
-                )
-        except TimeoutError:
-            raise httpx.ConnectTimeout(f"no connection within {timeout} s") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
-        return _Connection(key, reader, writer)
-
-    def _release(self, conn: _Connection) -> None:
-        if conn.usable():
-            self._idle.setdefault(conn.key, []).append(conn)
-
-    def _take_idle(self, key: Key) -> _Connection | None:
-        idle = self._idle.get(key)
-        while idle:
-            conn = idle.pop()
-            if conn.usable():
-                return conn
-            conn.close()
-        return None
-
-    # -- one request -------------------------------------------------------------------
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        scheme = url.scheme
-        if scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
-        port = url.port or (443 if scheme == "https" else 80)
-        key: Key = (scheme, url.host, port)
-        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
-        body = await request.aread()
-        head = _request_head(request)
-        reused = self._take_idle(key)
-        if reused is not None:
-            try:
-                return await self._exchange(reused, head, body, timeouts, request)
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                if not getattr(exc, "_kzn_before_response", False):
-                    raise
-                # the server closed the idle connection meanwhile: once more, fresh
-        conn = await self._connect(key, timeouts.get("connect"))
-        return await self._exchange(conn, head, body, timeouts, request)
-
-    async def _exchange(
-        self,
-        conn: _Connection,
-        head: bytes,
-        body: bytes,
-        timeouts: dict[str, Any],
-        request: httpx.Request,
-    ) -> httpx.Response:
-        read_timeout = timeouts.get("read")
-        try:
-            conn.writer.write(head + body)
-            async with asyncio.timeout(timeouts.get("write")):
-                await conn.writer.drain()
-        except TimeoutError:
-            conn.close()
-            raise httpx.WriteTimeout("could not send the request in time") from None
-        except (ConnectionError, OSError) as exc:
-            conn.close()
-            err = httpx.WriteError(str(exc) or type(exc).__name__)
-            err._kzn_before_response = True  # type: ignore[attr-defined]
-            raise err from exc
-        try:
-            status, reason, headers, leftover = await _read_head(conn.reader, read_timeout)
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-                exc._kzn_before_response = True  # type: ignore[attr-defined]
-            raise
-        fields = {}
-        for name, value in headers:
-            fields.setdefault(name.lower(), value)
-        connection = fields.get(b"connection", b"").lower()
-        chunked = b"chunked" in fields.get(b"transfer-encoding", b"").lower()
-        length: int | None = None
-        if request.method == "HEAD" or status in _NO_BODY_STATUS or 100 <= status < 200:
-            length = 0
-        elif not chunked and b"content-length" in fields:
-            try:
-                length = int(fields[b"content-length"])
-            except ValueError:
-                conn.close()
-                raise httpx.RemoteProtocolError("malformed Content-Length") from None
-        keep_alive = connection != b"close" and (chunked or length is not None)
-        stream = _Body(
-            self,
-            conn,
-            chunked=chunked,
-            length=length,
-            keep_alive=keep_alive,
-            read_timeout=read_timeout,
-            leftover=leftover,
-        )
-        return httpx.Response(
-            status,
-            headers=headers,
-            stream=stream,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+    def get_client(self) -> aiohttp.ClientSession:
+        limit = self.limits.max_connections
+        self._connector = _Connector(limit=limit if limit is not None else 100)
+        return aiohttp.ClientSession(
+            connector=self._connector,
+            trace_configs=[_trace_config()],
+            read_bufsize=READ_BUFSIZE,
+            auto_decompress=False,
+            trust_env=False,  # httpx decides about proxies (mounts from the environment)
         )
 
     async def aclose(self) -> None:
-        for conns in self._idle.values():
-            for conn in conns:
-                conn.close()
-        self._idle.clear()
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
 
-
-def _request_head(request: httpx.Request) -> bytes:
-    target = request.url.raw_path or b"/"
-    lines = [b"%s %s HTTP/1.1" % (request.method.encode(), target)]
-    lines.extend(b"%s: %s" % (name, value) for name, value in request.headers.raw)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
-async def _read_head(
-    reader: asyncio.StreamReader, timeout: float | None
-) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
-    """Status line and headers (skipping 1xx interim responses); returns what of the
-    body arrived with them, too."""
-    buf = b""
-    while True:
-        end = buf.find(b"\r\n\r\n")
-        while end < 0:
-            if len(buf) > MAX_HEAD:
-                raise httpx.RemoteProtocolError("response headers too large")
-            data = await _read(reader, timeout)
-            if not data:
-                if buf:
-                    raise httpx.RemoteProtocolError("peer closed connection mid-headers")
-                raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-            buf += data
-            end = buf.find(b"\r\n\r\n")
-        head, buf = buf[:end], buf[end + 4 :]
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-            raise httpx.RemoteProtocolError(f"illegal status line: {lines[0][:60]!r}")
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        timeout: dict[str, Any] = request.extensions.get("timeout", {})
+        reused_head = request.extensions.get("reused_head", self.reused_head)
+        timeout = {**timeout, "reused_head": reused_head}
+        data = await request.aread()
         try:
-            status = int(parts[1])
-        except ValueError:
-            raise httpx.RemoteProtocolError(f"illegal status line: {lines[0][:60]!r}") from None
-        if 100 <= status < 200 and status != 101:
-            continue  # 100 Continue, 103 Early Hints: the real answer follows
-        headers = []
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon:
-                raise httpx.RemoteProtocolError(f"malformed header line {line[:60]!r}")
-            headers.append((name.strip(), value.strip()))
-        reason = parts[2] if len(parts) > 2 else b""
-        return status, reason, headers, buf
+            return await self._attempt(request, data, timeout, retry=True)
+        except _Retry:
+            if self._connector is not None:
+                self._connector.drop_idle(request.url)
+            return await self._attempt(request, data, timeout, retry=False)
+
+    async def _attempt(
+        self, request: httpx.Request, data: bytes, timeout: dict[str, Any], *, retry: bool
+    ) -> httpx.Response:
+        assert isinstance(self.client, aiohttp.ClientSession)
+        head_timeout = timeout.get("read")
+        proxy = self.proxy
+        if proxy is not None and proxy.url.scheme not in ("http", "https"):
+            raise httpx.ProxyError(
+                f"{proxy.url.scheme} proxies are not supported (an http:// one is)"
+            )
+        tls = await self._ssl_context() if request.url.scheme == "https" else True
+        attempt: _Attempt | None = None
+        try:
+            async with asyncio.timeout(None) as deadline:
+                attempt = _Attempt(deadline, head_timeout, timeout["reused_head"])
+                with _mapped(answered=False):
+                    response = await self.client.request(
+                        method=request.method,
+                        # httpx made the URL's userinfo an Authorization header already;
+                        # aiohttp refuses both at once
+                        url=str(request.url.copy_with(username=None, password=None)),
+                        headers=request.headers,
+                        data=data or None,
+                        allow_redirects=False,
+                        compress=False,
+                        timeout=aiohttp.ClientTimeout(
+                            sock_connect=timeout.get("connect"),
+                            sock_read=timeout.get("read"),
+                            connect=timeout.get("pool"),
+                        ),
+                        proxy=str(proxy.url) if proxy else None,
+                        proxy_auth=aiohttp.BasicAuth(*proxy.auth) if proxy and proxy.auth else None,
+                        proxy_headers=proxy.headers if proxy else None,
+                        trace_request_ctx=attempt,
+                        ssl=tls,
+                    )
+        except TimeoutError:  # ours: the head did not come in time
+            if attempt is not None and attempt.reused and retry:
+                raise _Retry from None
+            raise HeadTimeout(f"no response head within {head_timeout} s") from None
+        except (
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            httpx.ReadTimeout,  # before `reused_head`: a timer left from its last use
+        ) as exc:
+            if attempt is not None and attempt.reused and retry:  # closed or reset meanwhile
+                raise _Retry from exc
+            raise
+        seconds = keep_alive_timeout(response.headers.get("keep-alive"))
+        if seconds is not None and self._connector is not None:
+            self._connector.limit_idle(request.url, seconds)
+        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_Body(response),
+            request=request,
+            extensions=extensions,
+        )
+
+
+@contextlib.contextmanager
+def _mapped(*, answered: bool) -> Iterator[None]:
+    """aiohttp's exceptions as httpx's (the cause kept, for client.py's messages)."""
+    try:
+        yield
+    except (httpx.HTTPError, TimeoutError) as exc:
+        if isinstance(exc, aiohttp.ServerTimeoutError):
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                raise httpx.ConnectTimeout(str(exc)) from exc
+            raise httpx.ReadTimeout(str(exc) or "read timeout") from exc
+        raise
+    except aiohttp.ClientProxyConnectionError as exc:
+        raise httpx.ProxyError(f"could not connect to the proxy: {exc}") from exc
+    except aiohttp.ClientHttpProxyError as exc:
+        raise httpx.ProxyError(f"the proxy answered {exc.status} {exc.message}") from exc
+    except aiohttp.ClientConnectorError as exc:  # DNS, refused, TLS (the cause says which)
+        raise httpx.ConnectError(str(exc)) from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        if answered:
+            raise httpx.RemoteProtocolError(
+                "peer closed connection without sending complete message body"
+            ) from exc
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.") from exc
+    except aiohttp.ClientPayloadError as exc:
+        words = _parser_words(exc.__cause__ or exc)
+        if "not enough data" in words.lower() or "not completed" in words.lower():
+            raise httpx.RemoteProtocolError(
+                "peer closed connection without sending complete message body"
+            ) from exc
+        raise httpx.RemoteProtocolError(words) from exc
+    except aiohttp.ClientResponseError as exc:  # a head the parser refused
+        raise httpx.RemoteProtocolError(_parser_words(exc)) from exc
+    except (aiohttp.ClientOSError, ConnectionError) as exc:
+        if answered:
+            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+        raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+    except aiohttp.InvalidURL as exc:
+        raise httpx.UnsupportedProtocol(f"invalid URL {exc}") from exc
+    except ssl.SSLError as exc:
+        raise httpx.ConnectError(str(exc)) from exc
+    except aiohttp.ClientError as exc:
+        raise httpx.TransportError(str(exc) or type(exc).__name__) from exc
+
+
+def _parser_words(exc: BaseException) -> str:
+    """The parser's own words about a malformed response ("bad status line", "invalid
+    character in chunk size"), without aiohttp's wrapping and its excerpt drawing."""
+    cause = exc.__cause__ or exc
+    text = getattr(exc, "message", None) or getattr(cause, "message", None) or str(cause)
+    text = str(text).removeprefix("400, message:").strip().strip("'\"")
+    first = text.split(":\n", 1)[0].split("\n", 1)[0].strip().rstrip(":")
+    return (first[:1].lower() + first[1:]) or type(exc).__name__

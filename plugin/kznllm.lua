@@ -51,11 +51,12 @@ end, {
 })
 
 vim.api.nvim_create_user_command('KznPreset', function(cmd)
-  k().select_preset(cmd.args)
+  k().select_preset(cmd.args, cmd.bang)
 end, {
   nargs = '?',
+  bang = true,
   complete = function(arglead)
     return k().complete_presets(arglead)
   end,
-  desc = 'kznllm: pick the preset',
+  desc = "kznllm: pick the preset (!: then its model, from the server's list)",
 })

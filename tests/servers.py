@@ -16,8 +16,8 @@ Waiting is on conditions with deadlines, never sleep-polling. From an async test
 the `*_async` twins (`await server.wait_requests_async(1)`): the blocking ones would
 freeze the test's loop, and with it the client under test.
 
-Limits: HTTP/1.1 only, no TLS, no pipelining (httpx never pipelines), request bodies
-framed by Content-Length or chunked.
+Limits: HTTP/1.1 only (TLS with `tls=`, any loopback address with `host=`), no
+pipelining (httpx never pipelines), request bodies framed by Content-Length or chunked.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import contextlib
 import itertools
 import json
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -72,15 +73,20 @@ class Reply:
     `pause_after`: after writing that many chunks, wait for `server.resume()`.
     `raw`: written verbatim instead of a chunked response (status, headers and chunks
     are then ignored); the connection is closed afterwards unless `end` is "stall".
+    `raw_chunks`: the same, one write each, `gap` seconds apart (trickled headers, an
+    endless run of interim responses: any iterable, endless ones too).
+
+    `chunks` may be any iterable, an endless one too (a comment flood).
     """
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "text/event-stream"})
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: Iterable[bytes] = field(default_factory=list)
     gap: float = 0.0
     end: str = "close"
     pause_after: int | None = None
     raw: bytes | None = None
+    raw_chunks: Iterable[bytes] | None = None
 
     def __post_init__(self) -> None:
         if self.end not in ("close", "disconnect", "reset", "stall"):
@@ -235,7 +241,13 @@ class LoopbackServer:
     """See the module docstring. Starts serving in __init__; `close()` (or leaving the
     `with` block) stops it and drops every connection."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(
+        self,
+        default: Reply | None = None,
+        *,
+        host: str = HOST,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.default = default if default is not None else Reply(chunks=openai_events(["ok"]))
         self.requests: list[Recorded] = []
         self.connections_closed_by_client = 0
@@ -250,10 +262,10 @@ class LoopbackServer:
 
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((HOST, 0))
+        sock.bind((host, 0))
         sock.listen(64)
         self.port: int = sock.getsockname()[1]
-        self.url = f"http://{HOST}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         self.base_url = self.url + "/v1"
 
         self._loop = asyncio.new_event_loop()
@@ -266,7 +278,7 @@ class LoopbackServer:
             try:
                 self._resumed = asyncio.Event()
                 self._server = self._loop.run_until_complete(
-                    asyncio.start_server(self._handle, sock=sock)
+                    asyncio.start_server(self._handle, sock=sock, ssl=tls)
                 )
             except BaseException as exc:  # surfaced to the constructor
                 failure.append(exc)
@@ -382,8 +394,13 @@ class LoopbackServer:
 
     async def _respond(self, conn: _Conn, reply: Reply) -> bool:
         """Write `reply`; True when the connection may serve another request."""
-        if reply.raw is not None:
-            await conn.write(reply.raw)
+        if reply.raw_chunks is not None:
+            for i, data in enumerate(reply.raw_chunks):
+                if i and reply.gap:
+                    await asyncio.sleep(reply.gap)
+                await conn.write(data)
+        if reply.raw is not None or reply.raw_chunks is not None:
+            await conn.write(reply.raw or b"")
             if reply.end == "stall":
                 await conn.wait_resume_or_gone()
             conn.close(reset=reply.end == "reset")

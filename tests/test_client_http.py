@@ -150,9 +150,9 @@ async def test_split_at_every_byte_offset(provider, server, client, monkeypatch)
 
     reads: list[int] = []  # network reads seen by the client, per request
 
-    async def resume_after_first_read(*args: Any) -> AsyncIterator[bytes]:
+    async def resume_after_first_read(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
         reads.append(0)
-        async for chunk in real_stream_bytes(*args):
+        async for chunk in real_stream_bytes(*args, **kwargs):
             yield chunk
             reads[-1] += 1
             if reads[-1] == 1:
@@ -479,10 +479,18 @@ async def test_anthropic_error_event_mid_stream(server, client):
     ("raw", "says"),
     [
         (b"", "closed the connection without answering"),
-        (b"garbage\r\n\r\n", "sent a malformed HTTP response: illegal status line"),
+        (b"garbage\r\n\r\n", "sent a malformed HTTP response: bad status line"),
         (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            "sent a malformed HTTP response: illegal chunk header",
+            "sent a malformed HTTP response: invalid character in chunk size",
+        ),
+        (  # int("-6", 16) took this backwards, into an endless loop
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-6\r\nabc\r\n",
+            "sent a malformed HTTP response: invalid character in chunk size",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n",
+            "sent a malformed HTTP response: invalid character in chunk size",
         ),
     ],
 )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.nvim_child import Child
-from tests.servers import LoopbackServer, Reply, free_port_refusing, openai_events
+from tests.servers import LoopbackServer, Reply, free_port_refusing, json_reply, openai_events
 
 
 def project(tmp_path: Path) -> Path:
@@ -204,3 +205,45 @@ def test_status_shows_the_preset_and_a_spinner_with_seconds_while_running(
     server.resume()
     nvim.wait_done()
     assert nvim.lua("return require('kznllm').status()") == "kznllm test"
+
+
+def test_kznpreset_bang_picks_the_model_from_the_servers_list_and_fills_with_it(
+    nvim: Child, server: LoopbackServer
+):
+    listing = {"object": "list", "data": [{"id": "qwen-7b"}, {"id": "llama-1b"}]}
+    server.queue(json_reply(200, listing), Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua(
+        "_G.offered = nil; vim.ui.select = function(items, opts, cb)"
+        " _G.offered = { prompt = opts.prompt, items = vim.tbl_map(opts.format_item, items) }"
+        " cb('qwen-7b') end"
+    )
+    nvim.nvim.command("KznPreset!")  # the preset in use: `test`
+    offered = nvim.wait_for(lambda: nvim.lua("return _G.offered"), what="the model picker")
+    assert offered["prompt"] == "kznllm model for test"
+    assert offered["items"] == ["  llama-1b", "  qwen-7b"]
+    nvim.wait_for(
+        lambda: any("preset test now uses qwen-7b" in m for m in nvim.messages()),
+        what="the choice",
+    )
+    assert (server.requests[0].method, server.requests[0].path) == ("GET", "/v1/models")
+    nvim.nvim.command("KznFill hello")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert server.requests[1].body["model"] == "qwen-7b"
+    saved = Path(nvim.lua("return vim.fn.stdpath('data')")) / "kznllm" / "models.json"
+    assert json.loads(saved.read_text()) == {"test": "qwen-7b"}  # remembered across restarts
+
+
+def test_kznpreset_bang_says_why_when_the_list_cannot_be_had(nvim: Child, server: LoopbackServer):
+    server.queue(json_reply(401, {"error": {"message": "no such key"}}))
+    nvim.use_server(server.base_url)
+    nvim.nvim.command("KznPreset!")
+    nvim.wait_for(
+        lambda: any("openai error (HTTP 401): no such key" in m for m in nvim.messages()),
+        what="the error",
+    )
+    nvim.nvim.command("KznPreset! azure")  # Azure lists deployments, not models
+    nvim.wait_for(
+        lambda: any("azure (azure) does not list its models" in m for m in nvim.messages()),
+        what="the warning",
+    )

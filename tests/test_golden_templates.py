@@ -43,7 +43,7 @@ def rendered(family: str, ctx: FillContext) -> str:
     ts = TemplateSet(family)
     prompt = render(ctx, ts, preset_id="golden", model="m")
     parts = [f"=== system ===\n{prompt.system}\n", f"=== user ===\n{prompt.messages[0].content}\n"]
-    if family in ("qwen", "llama"):
+    if family in ("qwen", "llama", "openai"):
         parts.append(f"=== prompt.jinja ===\n{render_raw(ctx, ts, 'prompt')}\n")
     if family == "qwen":
         parts.append(f"=== fim.jinja ===\n{render_raw(ctx, ts, 'fim')}\n")

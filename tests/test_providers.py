@@ -286,10 +286,23 @@ def test_openai_body_is_json_serialisable_and_keeps_unicode():
 # -- build_request: Anthropic ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("base", ["https://api.anthropic.com/v1", "https://api.anthropic.com/v1/"])
-def test_anthropic_url_joins_base_with_or_without_trailing_slash(base):
+@pytest.mark.parametrize(
+    ("base", "url"),
+    [
+        # the SDKs' convention (ANTHROPIC_BASE_URL): no /v1
+        ("https://api.anthropic.com", "https://api.anthropic.com/v1/messages"),
+        ("https://api.anthropic.com/", "https://api.anthropic.com/v1/messages"),
+        # a trailing /v1 (this plugin's old convention) is accepted, not doubled
+        ("https://api.anthropic.com/v1", "https://api.anthropic.com/v1/messages"),
+        ("https://api.anthropic.com/v1/", "https://api.anthropic.com/v1/messages"),
+        # a gateway under a path prefix
+        ("https://gw.example/anthropic", "https://gw.example/anthropic/v1/messages"),
+        ("https://gw.example/anthropic/v1", "https://gw.example/anthropic/v1/messages"),
+    ],
+)
+def test_anthropic_messages_url_follows_the_sdk_base_url_convention(base, url):
     req = anthropic.build_request(base_url=base, model="m", prompt=PROMPT, params={}, api_key=None)
-    assert req.url == "https://api.anthropic.com/v1/messages"
+    assert req.url == url
 
 
 def test_anthropic_x_api_key_and_version_headers():

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kznllm_py.sse import Event, SSEDecoder
+from kznllm_py.errors import StreamError
+from kznllm_py.ndjson import NDJSONDecoder
+from kznllm_py.sse import MAX_LINE, Event, SSEDecoder
 
 BOM = "\ufeff".encode()
 
@@ -335,8 +337,8 @@ def test_flush_on_empty_stream():
 # -- size --------------------------------------------------------------------------------
 
 
-def test_ten_megabyte_event_in_64k_chunks():
-    payload = ("0123456789abcdef" * 65536 * 10)[: 10 * 1024 * 1024 - 3] + "€"  # ~10 MB
+def test_a_big_event_within_the_line_limit_in_64k_chunks():
+    payload = ("0123456789abcdef" * 65536 * 3)[: 3 * 1024 * 1024 - 3] + "€"  # ~3 MB
     raw = b"data: " + payload.encode() + b"\n\ndata: after\n\n"
     t0 = time.perf_counter()
     events = decode_all([raw[i : i + 65536] for i in range(0, len(raw), 65536)])
@@ -344,18 +346,45 @@ def test_ten_megabyte_event_in_64k_chunks():
     assert len(events) == 2
     assert events[0].data == payload
     assert events[1] == Event("after")
-    assert elapsed < 2.0, f"10 MB event took {elapsed:.2f}s"
+    assert elapsed < 2.0, f"3 MB event took {elapsed:.2f}s"
 
 
-def test_ten_megabyte_multi_line_event_in_64k_chunks():
+def test_a_big_multi_line_event_within_the_limit_in_64k_chunks():
     line = "x" * 1000
-    n = 10_000
+    n = 3_000
     raw = (f"data: {line}\r\n" * n + "\r\n").encode()
     t0 = time.perf_counter()
     events = decode_all([raw[i : i + 65536] for i in range(0, len(raw), 65536)])
     elapsed = time.perf_counter() - t0
     assert events == [Event("\n".join([line] * n))]
-    assert elapsed < 2.0, f"10 MB multi-line event took {elapsed:.2f}s"
+    assert elapsed < 2.0, f"3 MB multi-line event took {elapsed:.2f}s"
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (lambda n: b"data: " + b"x" * n, "a line"),  # no line end ever
+        (lambda n: b"data: x\n" * (n // 4), "an event"),  # data lines, no blank line
+        (lambda n: b"data:x\n" * (n // 2 + 1), "an event"),  # the same without the space
+        (lambda n: b": " + b"c" * n, "a line"),  # an endless comment
+    ],
+    ids=["line", "data-lines", "data-lines-no-space", "comment"],
+)
+def test_a_line_or_event_past_the_limit_ends_the_stream(make, what):
+    raw = make(MAX_LINE + 1024)
+    decoder = SSEDecoder()
+    with pytest.raises(StreamError) as info:
+        for i in range(0, len(raw), 65536):
+            decoder.decode(raw[i : i + 65536])
+    assert str(info.value) == f"{what} of the stream passed 4 MB without an end; stopped"
+    assert len(decoder._pending) < MAX_LINE // 65536 + 2  # nothing held past the limit
+
+
+def test_an_ndjson_line_past_the_limit_ends_the_stream():
+    decoder = NDJSONDecoder()
+    with pytest.raises(StreamError, match="a line of the stream passed 4 MB"):
+        for _ in range(MAX_LINE // 65536 + 2):
+            decoder.decode(b"x" * 65536)
 
 
 # -- properties --------------------------------------------------------------------------

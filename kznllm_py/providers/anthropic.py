@@ -62,7 +62,16 @@ def build_request(
     if api_key:
         headers["x-api-key"] = api_key
         secret = frozenset({"x-api-key"})
-    return HttpRequest("POST", base_url.rstrip("/") + "/messages", headers, body, secret)
+    return HttpRequest("POST", messages_url(base_url), headers, body, secret)
+
+
+def messages_url(base_url: str) -> str:
+    """The Messages endpoint under `base_url`. The SDKs' convention (ANTHROPIC_BASE_URL)
+    is a base without `/v1`, "https://api.anthropic.com"; one with a trailing `/v1` (as
+    this plugin once wanted) is accepted, not doubled."""
+    base = base_url.rstrip("/")
+    base = base.removesuffix("/v1")
+    return base + "/v1/messages"
 
 
 def error_message(body: Any) -> str | None:
@@ -123,7 +132,7 @@ class Parser(JsonEventParser):
 
 PROVIDER = ProviderSpec(
     name=NAME,
-    default_base_url="https://api.anthropic.com/v1",
+    default_base_url="https://api.anthropic.com",
     build_request=build_request,
     error_message=error_message,
     new_parser=Parser,

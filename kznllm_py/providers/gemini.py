@@ -13,6 +13,7 @@ from typing import Any
 from kznllm_py.errors import ProviderError
 from kznllm_py.providers.base import (
     Delta,
+    DoneDelta,
     HttpRequest,
     JsonEventParser,
     Prompt,
@@ -145,10 +146,11 @@ def error_message(body: Any) -> str | None:
 class Parser(JsonEventParser):
     """GenerateContentResponse chunks -> deltas. The first candidate is the answer."""
 
-    __slots__ = ("done", "finish_reason", "usage")
+    __slots__ = ("chunks", "done", "finish_reason", "usage")
     provider_name = NAME
 
     def __init__(self) -> None:
+        self.chunks = 0  # GenerateContentResponse objects read
         self.done = False
         self.finish_reason: str | None = None
         self.usage: tuple[int | None, int | None] | None = None
@@ -156,6 +158,7 @@ class Parser(JsonEventParser):
     def _deltas(self, obj: dict[str, Any], event: Event) -> list[Delta]:
         if obj.get("error"):
             raise ProviderError(error_message(obj) or clip(event.data, 300), provider=NAME)
+        self.chunks += 1
         out: list[Delta] = []
         feedback = obj.get("promptFeedback")
         if feedback:
@@ -192,6 +195,12 @@ class Parser(JsonEventParser):
         return out
 
     def finish(self) -> list[Delta]:
+        """The body ended cleanly (a cut connection is a transport error before this):
+        Gemini and Vertex often leave `finishReason` off the last chunk, so an answer
+        that came is complete; a body without a single chunk is not."""
+        if not self.done and self.finish_reason is None and self.chunks:
+            self.done = True
+            return [DoneDelta(None)]
         out = stream_end(NAME, self.done, self.finish_reason)
         self.done = True
         return out

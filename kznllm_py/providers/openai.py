@@ -81,6 +81,28 @@ def error_message(body: Any) -> str | None:
     return None
 
 
+def content_parts(parts: list[Any]) -> tuple[str, str]:
+    """(text, reasoning) of a `content` given as a list of typed parts (Mistral's
+    Magistral models): `{"type": "text", "text"}` is answer, `{"type": "thinking",
+    "thinking": [{"type": "text", "text"}, ...]}` reasoning; other parts (images,
+    references) carry no text of the answer. A part of the wrong shape: TypeError."""
+    text: list[str] = []
+    thought: list[str] = []
+    for part in parts:
+        kind = part.get("type")
+        if kind == "text":
+            text.append(as_text(part.get("text")) or "")
+        elif kind == "thinking":
+            inner = part.get("thinking")
+            if type(inner) is str:
+                thought.append(inner)
+            else:
+                for sub in inner or ():
+                    if sub.get("type") == "text":
+                        thought.append(as_text(sub.get("text")) or "")
+    return "".join(text), "".join(thought)
+
+
 class Parser:
     """Chat Completions chunks -> deltas. Ends at `data: [DONE]`."""
 
@@ -108,13 +130,21 @@ class Parser:
         try:
             out: list[Delta] = []
             choices = obj.get("choices")
-            if choices:
-                choice = choices[0]
+            choice = choices[0] if choices else None
+            if choice is not None and (choice.get("index") or len(choices) > 1):
+                # n > 1: the choices interleave, chunk by chunk; index 0 is the answer
+                choice = next((c for c in choices if not c.get("index")), None)
+            if choice is not None:
                 delta = choice.get("delta") or {}
                 reasoning = as_text(delta.get("reasoning_content") or delta.get("reasoning"))
+                content = delta.get("content")
+                if type(content) is list:  # Mistral: typed parts, `thinking` ones too
+                    content, thought = content_parts(content)
+                    reasoning = (reasoning or "") + thought
+                else:
+                    content = as_text(content)
                 if reasoning:
                     out.append(ReasoningDelta(reasoning))
-                content = as_text(delta.get("content"))
                 if content is None:  # /v1/completions chunks carry `text`, no delta
                     content = as_text(choice.get("text"))
                 if content:

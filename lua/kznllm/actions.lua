@@ -236,6 +236,7 @@ function M.host_payload()
     history = config.options.history,
     presets = config.options.presets,
     preset = M.current_preset() or vim.NIL,
+    models = require('kznllm.models').overrides(), -- picked with :KznPreset!
     log_dir = vim.fn.stdpath('log'),
     log_level = (config.options.log or {}).level or 'info',
     kzn_allow = config.options.kzn_allow,
@@ -574,7 +575,9 @@ function M.presets()
   )
 end
 
-function M.select_preset(id)
+--- `pick_model` (`:KznPreset!`): then pick the preset's model from its server's list
+--- (without `id`: the model of the preset in use).
+function M.select_preset(id, pick_model)
   local ok, list = pcall(M.presets)
   if not ok then
     notify('kznllm: ' .. tostring(list), vim.log.levels.ERROR)
@@ -593,6 +596,12 @@ function M.select_preset(id)
     else
       notify(('kznllm: preset %s (%s)'):format(p.id, p.description or ''), vim.log.levels.INFO)
     end
+    if pick_model then
+      require('kznllm.models').pick(p)
+    end
+  end
+  if pick_model and (not id or id == '') then
+    id = list.current
   end
   if id and id ~= '' then
     for _, p in ipairs(list.presets) do

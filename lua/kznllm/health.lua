@@ -7,7 +7,7 @@ local function python_report(python)
   local code = table.concat({
     'import sys, json',
     'out = {"python": sys.version.split()[0]}',
-    'for m in ("pynvim", "httpx", "jinja2", "orjson"):',
+    'for m in ("pynvim", "httpx", "aiohttp", "jinja2", "orjson"):',
     '    try:',
     '        mod = __import__(m)',
     '        out[m] = getattr(mod, "__version__", None) or "installed"',
@@ -91,7 +91,7 @@ function M.check()
   end
   health.ok(('Python %s (%s)'):format(info.python, python))
   local missing = {}
-  for _, m in ipairs({ 'pynvim', 'httpx', 'jinja2', 'orjson' }) do
+  for _, m in ipairs({ 'pynvim', 'httpx', 'aiohttp', 'jinja2', 'orjson' }) do
     if info[m] == vim.NIL or info[m] == nil then
       table.insert(missing, m)
     else

@@ -1,0 +1,87 @@
+-- The model of a preset, picked from the list its server offers (`:KznPreset!`): the
+-- host fetches the list (off the editor: a notification out, a call back in), the
+-- choice is remembered per preset across restarts and goes out with every fill.
+local M = {}
+
+local notify = require('kznllm.notify').notify
+
+local state_file = vim.fn.stdpath('data') .. '/kznllm/models.json'
+M.chosen = nil -- { [preset id] = model }, read once
+M.pending = {} -- request number -> { preset, on_pick }
+M.next_id = 0
+
+-- the providers whose servers list their models (as `kznllm models` does)
+M.listable = { openai = true, ollama = true, completions = true, anthropic = true, gemini = true }
+
+local function read()
+  local ok, lines = pcall(vim.fn.readfile, state_file)
+  local decoded = ok and #lines > 0 and vim.json.decode(table.concat(lines, '\n')) or nil
+  return type(decoded) == 'table' and decoded or {}
+end
+
+--- { [preset id] = model } of the models picked so far.
+function M.overrides()
+  if M.chosen == nil then
+    M.chosen = read()
+  end
+  return M.chosen
+end
+
+function M.set(preset_id, model)
+  local chosen = M.overrides()
+  chosen[preset_id] = model
+  vim.fn.mkdir(vim.fn.fnamemodify(state_file, ':h'), 'p')
+  vim.fn.writefile({ vim.json.encode(chosen) }, state_file)
+end
+
+--- Ask the host for `preset`'s models, then let the user pick one.
+function M.pick(preset)
+  if not M.listable[preset.provider] then
+    notify(
+      ('kznllm: preset %s (%s) does not list its models here; set its model in setup()'):format(
+        preset.id,
+        preset.provider
+      ),
+      vim.log.levels.WARN
+    )
+    return
+  end
+  M.next_id = M.next_id + 1
+  M.pending[M.next_id] = preset
+  local payload = require('kznllm').host_payload()
+  payload.request = M.next_id
+  payload.preset = preset.id
+  require('kznllm.host').notify('models', payload)
+end
+
+--- Called by the host: { request, models = {...} } or { request, error }.
+function M.listed(result)
+  local preset = M.pending[result.request]
+  M.pending[result.request] = nil
+  if not preset then
+    return
+  end
+  if result.error then
+    notify('kznllm: ' .. result.error, vim.log.levels.ERROR)
+    return
+  end
+  if #result.models == 0 then
+    notify(('kznllm: the server of %s lists no models'):format(preset.id), vim.log.levels.WARN)
+    return
+  end
+  local current = M.overrides()[preset.id] or preset.model
+  vim.ui.select(result.models, {
+    prompt = ('kznllm model for %s'):format(preset.id),
+    format_item = function(m)
+      return (m == current and '● ' or '  ') .. m
+    end,
+  }, function(model)
+    if model then
+      M.set(preset.id, model)
+      require('kznllm.sidebar').changed()
+      notify(('kznllm: preset %s now uses %s'):format(preset.id, model), vim.log.levels.INFO)
+    end
+  end)
+end
+
+return M
