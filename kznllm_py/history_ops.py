@@ -152,6 +152,10 @@ class HistoryOps:
             "id": entry_id,
             "text": entry.response,
             "register": p.get("register"),
+            # for 'apply': what the answer replaces, and where it was
+            "selection": entry.selection,
+            "path": entry.path,
+            "status": entry.status,
         }
 
     async def delete(self, entry_id: int) -> bool:

@@ -38,7 +38,8 @@ from kznllm_py.presets import merge_presets, pick
 from kznllm_py.providers.base import HttpRequest, Prompt
 from kznllm_py.providers.jsonfast import dumps
 from kznllm_py.recorder import HistoryRecorder, Recording
-from kznllm_py.review import ReviewFeed
+from kznllm_py.review import ReviewFeed, split_lines
+from kznllm_py.review import diff as review_diff
 from kznllm_py.secrets import redact, redact_url
 
 log = logfile.logger
@@ -169,7 +170,10 @@ class KznllmPlugin:
             if op == "history_view":
                 self._lua("sidebar", "render", await ops.view(p))
             elif op == "history_entry":
-                self._lua("sidebar", "entry", await ops.entry(p))
+                data = await ops.entry(p)
+                if data["action"] == "apply":
+                    data.update(apply_data(data["selection"], data["text"]))
+                self._lua("sidebar", "entry", data)
             elif op == "history_delete":
                 await ops.delete(int(p.get("id") or 0))
                 self._lua("sidebar", "changed")
@@ -433,6 +437,16 @@ class KznllmPlugin:
             self._paced.pop(job_id, None)
             ms = coalescer.interval * 1000
             log.debug("fill %d: %d writes, paced at %.0f ms", job_id, coalescer.writes, ms)
+
+
+def apply_data(selection: str, answer: str) -> dict[str, Any]:
+    """What :KznApply puts in place of `selection`: the answer as a replace would have
+    written it (whole lines keep their own line break: the answer's final one goes), and
+    the diff a review of it shows."""
+    if answer.endswith("\n") and not selection.endswith("\n"):
+        answer = answer[:-1]
+    diff = review_diff(split_lines(selection), answer, complete=True).to_dict()
+    return {"text": answer, "diff": diff}
 
 
 class Answer:

@@ -36,6 +36,12 @@ vim.api.nvim_create_user_command('KznReject', function(cmd)
   require('kznllm.review').act(false, cmd.bang)
 end, { bang = true, desc = 'kznllm: reject the hunk under the cursor (!: the whole answer)' })
 
+vim.api.nvim_create_user_command('KznApply', function()
+  k().apply()
+end, {
+  desc = 'kznllm: put this answer (debug view, history entry, re-run) in place of its code',
+})
+
 vim.api.nvim_create_user_command('KznCancel', function()
   k().cancel()
 end, { desc = 'kznllm: cancel what runs in this buffer (or clear partial-output marks)' })

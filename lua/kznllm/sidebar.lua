@@ -325,6 +325,10 @@ function M.view_scratch(name)
 end
 
 function M.entry(data)
+  if data.action == 'apply' then
+    local actions = require('kznllm.actions')
+    return actions.apply_entry(data, actions.applying)
+  end
   if data.action == 'open' then
     local buf = M.view_scratch(('kznllm://history/%d-%d'):format(data.entry, vim.uv.hrtime() % 1e6))
     api.nvim_buf_set_lines(buf, 0, -1, false, data.lines)
