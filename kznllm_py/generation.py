@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from kznllm_py import demo_server, prompts, sandbox, secrets
+from kznllm_py import debug_request, demo_server, prompts, sandbox, secrets
 from kznllm_py.client import WIRE_FACTOR, WIRE_FLOOR, Timeouts, host_of, stream_bytes
 from kznllm_py.context import estimate_tokens
 from kznllm_py.errors import (
@@ -292,6 +292,9 @@ class Generation:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # sent instead of the rendered templates (a follow-up or re-run from history)
     prompt: Prompt | None = None
+    # the debug view's text as the user edited it: its request body is sent as it reads
+    # (kznllm_py/debug_request.py), to the preset's URL with its headers
+    edited_view: str | None = None
     # called with the provider-neutral prompt once rendered (history keeps it)
     on_prompt: Callable[[Prompt], None] | None = None
     # called before waiting to try again: (attempt that failed, seconds to wait, why)
@@ -349,6 +352,9 @@ class Generation:
             provider, request, prompt = await prepare_with_prompt(
                 self.preset, self.ctx, search_dirs=self.search_dirs, prompt=self.prompt
             )
+            if self.edited_view is not None:
+                body = debug_request.parse(self.edited_view, system_on_top="system" in request.body)
+                request = replace(request, body=body)
             if self.on_prompt is not None:
                 self.on_prompt(prompt)
             # the answer continues the prefill: it is part of the text

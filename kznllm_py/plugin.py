@@ -248,6 +248,9 @@ class KznllmPlugin:
     async def _conversation(self, p: dict[str, Any], job: payload.FillJob) -> Turn:
         """A follow-up or a re-run of a history entry: what to send and record."""
         follow, again = int(p.get("followup") or 0), int(p.get("rerun") or 0)
+        if isinstance(p.get("send"), str):  # :KznSend: the debug view as edited
+            head = f"\n\n## Answer ({job.preset.id}, to the edited request)\n\n"
+            return Turn(replace(job, ctx=replace(job.ctx, mode="yap")), None, None, "debug", head)
         if not follow and not again:
             return Turn(job, None, None, "debug" if job.debug else job.ctx.mode, "")
         entry = await self._ops(p).get(follow or again)
@@ -385,6 +388,7 @@ class KznllmPlugin:
                 job.timeouts,
                 search_dirs=job.search_dirs,
                 prompt=turn.prompt,
+                edited_view=p["send"] if isinstance(p.get("send"), str) else None,
             )
             answer = self._answer_taps(job_id, p, job, turn, sink)
             out = Outputs(coalescer.push)

@@ -42,6 +42,10 @@ end, {
   desc = 'kznllm: put this answer (debug view, history entry, re-run) in place of its code',
 })
 
+vim.api.nvim_create_user_command('KznSend', function()
+  k().send()
+end, { desc = 'kznllm: send the debug view request as edited; the answer streams below' })
+
 vim.api.nvim_create_user_command('KznCancel', function()
   k().cancel()
 end, { desc = 'kznllm: cancel what runs in this buffer (or clear partial-output marks)' })

@@ -98,8 +98,8 @@ def test_render_demo_prints_the_request_and_exits_0(tmp_path):
     assert "`POST http://127.0.0.1:" in out and "/v1/chat/completions`" in out
     assert "- stream: `true`" in out
     system = prompts.render(FillContext(mode="yap", query="hello there")).system
-    assert f"## System\n\n{system}\n" in out
-    assert "## User\n\nhello there\n" in out
+    assert f"## System\n\n`````text\n{system}\n`````\n" in out
+    assert "## User\n\n`````text\nhello there\n`````\n" in out
     assert "- no project files (no `.kzn` folder)" in out
 
 
@@ -134,7 +134,7 @@ def test_render_prints_the_exact_request_and_sends_nothing(server, tmp_path, mon
     assert f"`POST {server.base_url}/chat/completions`" in out
     assert "- Authorization: <redacted>\n" in out
     assert "- Content-Type: application/json\n" in out
-    assert "## User\n\nwhat does it do?\n" in out
+    assert "## User\n\n`````text\nwhat does it do?\n`````\n" in out
 
 
 def test_render_shows_the_params_of_a_preset(server, tmp_path):
@@ -175,7 +175,7 @@ def test_render_of_an_anthropic_preset_shows_the_cached_system_block(server, tmp
     assert f"`POST {server.base_url}/messages`" in res.stdout
     assert '_(cache_control: {"type": "ephemeral"})_' in res.stdout
     assert "- anthropic-version: 2023-06-01\n" in res.stdout
-    assert "## User\n\n<request>\nq\n</request>\n" in res.stdout
+    assert "## User\n\n`````text\n<request>\nq\n</request>\n`````\n" in res.stdout
 
 
 @pytest.fixture
@@ -200,7 +200,7 @@ def test_render_shows_the_project_files_included_and_skipped(project, server, wh
     assert "Use tabs, never spaces." in out
     assert "xxxxxxxx" not in out
     # the project's templates shape the prompt; they are not context
-    assert "## User\n\nPROJECT USER: q\n" in out
+    assert "## User\n\n`````text\nPROJECT USER: q\n`````\n" in out
     assert ".kzn/templates" not in out
     assert "no project files" not in out
     assert server.requests == []
@@ -213,7 +213,7 @@ def test_render_no_project_leaves_the_project_out(project, server):
     assert ".kzn/" not in out
     assert "Use tabs" not in out
     assert "PROJECT USER" not in out
-    assert "## User\n\nq\n" in out
+    assert "## User\n\n`````text\nq\n`````\n" in out
     assert "- no project files (no `.kzn` folder)" in out
 
 
@@ -225,7 +225,7 @@ def test_render_uses_the_user_config_templates(server, tmp_path):
     )
     res = kznllm(tmp_path, "render", "q", *loopback(server), env=env)
     assert res.returncode == 0, res.stderr
-    assert "## System\n\nUSER CONFIG SYSTEM\n" in res.stdout
+    assert "## System\n\n`````text\nUSER CONFIG SYSTEM\n`````\n" in res.stdout
 
 
 def test_render_template_error_is_one_line_on_stderr(project, server):

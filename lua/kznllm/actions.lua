@@ -198,7 +198,9 @@ end
 --- The debug view's scratch buffer, in a split on the right.
 local function debug_buffer()
   local name = ('kznllm://debug/%d'):format(vim.uv.hrtime() % 1e9)
-  return sidebar.scratch(name, 'botright vsplit')
+  local buf = sidebar.scratch(name, 'botright vsplit')
+  vim.b[buf].kznllm_debug = true -- its request can be edited and sent (:KznSend)
+  return buf
 end
 
 --- Fold the debug view's reasoning (between its "## Reasoning" and "## Answer"
@@ -382,6 +384,7 @@ function M.start(spec)
       timeouts = config.options.timeouts,
       followup = spec.followup,
       rerun = spec.rerun,
+      send = spec.send,
       review = j.review or false,
     })
   )
@@ -568,6 +571,21 @@ local function follow_up(buf, opts)
     return go(spec.query)
   end
   vim.ui.input({ prompt = 'kznllm follow-up: ' }, go)
+end
+
+--- :KznSend in a debug view: send the request as the view shows it now (the user may
+--- have edited its model, parameters, system and messages); the answer streams below.
+function M.send()
+  local buf = api.nvim_get_current_buf()
+  if not vim.b[buf].kznllm_debug then
+    return notify('kznllm: :KznSend works in a debug view (:KznDebug)', vim.log.levels.ERROR)
+  end
+  if streaming_in(buf) then
+    return notify('kznllm: an answer is still streaming here (<Esc> cancels it)')
+  end
+  local text = table.concat(api.nvim_buf_get_lines(buf, 0, -1, true), '\n')
+  pcall(host.ensure)
+  M.start({ buf = buf, query = '', send = text, range = buffer_end(buf) })
 end
 
 --- Re-run history entry `id` with the current preset, into a scratch buffer (made by

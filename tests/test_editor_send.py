@@ -1,0 +1,105 @@
+""":KznSend in a real Neovim: the debug view's request, edited by the user, goes out as
+it reads (model, parameters, system, messages); the answer streams below it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kznllm_py.debug_request import parse
+from kznllm_py.errors import ConfigError
+from tests.nvim_child import Child
+from tests.servers import LoopbackServer, Reply, anthropic_events, openai_events
+
+
+def replace_in_buffer(nvim: Child, old: str, new: str) -> None:
+    lines = nvim.lines()
+    i = lines.index(old)
+    nvim.lua("vim.api.nvim_buf_set_lines(0, ..., ... + 1, true, { select(3, ...) })", i, i, new)
+
+
+def test_an_edited_openai_request_is_sent_as_it_reads(nvim: Child, server: LoopbackServer):
+    server.queue(Reply(chunks=openai_events(["first"])), Reply(chunks=openai_events(["second"])))
+    nvim.use_server(server.base_url, params={"temperature": 0.7})
+    nvim.nvim.command("KznDebug what is 2+2")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    lines = nvim.lines()
+    assert "- temperature: `0.7`" in lines
+    replace_in_buffer(nvim, "- temperature: `0.7`", "- temperature: `0.1`")
+    user = next(i for i, line in enumerate(lines) if line == "## User")
+    nvim.lua(
+        "vim.api.nvim_buf_set_lines(0, ..., ... + 1, true, { '# heading inside', 'what is 3+3' })",
+        user + 3,
+        user + 3,
+    )
+    nvim.nvim.command("KznSend")
+    done = nvim.wait_done(2)[1]
+    assert done["status"] == "ok"
+    body = server.requests[1].body
+    assert body["temperature"] == 0.1 and body["model"] == "test-model" and body["stream"]
+    assert body["messages"][-1] == {"role": "user", "content": "# heading inside\nwhat is 3+3"}
+    assert body["messages"][0]["role"] == "system"
+    assert server.requests[1].path == server.requests[0].path
+    assert nvim.text().endswith("## Answer (test, to the edited request)\n\nsecond")
+
+
+def test_an_anthropic_system_stays_top_level(nvim: Child, server: LoopbackServer):
+    server.queue(Reply(chunks=anthropic_events(["a"])), Reply(chunks=anthropic_events(["b"])))
+    nvim.use_server(server.url, provider="anthropic")
+    nvim.nvim.command("KznDebug hi")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    nvim.nvim.command("KznSend")
+    assert nvim.wait_done(2)[1]["status"] == "ok"
+    first, again = server.requests[0].body, server.requests[1].body
+    assert again["system"][0]["text"] == first["system"][0]["text"]
+    assert again["messages"] == first["messages"]
+    assert server.requests[1].headers.get("x-api-key") == server.requests[0].headers.get(
+        "x-api-key"
+    )
+
+
+def test_send_outside_a_debug_view_says_where_it_works(nvim: Child):
+    nvim.nvim.command("KznSend")
+    assert any(":KznSend works in a debug view" in m for m in nvim.messages())
+
+
+def test_the_view_parses_back_to_its_body_and_names_bad_lines():
+    view = "\n".join(
+        [
+            "# kznllm debug: p · m-1",
+            "## Parameters",
+            "- stream: `true`",
+            '- stop: `["\\n"]`',
+            "## System",
+            "`````text",
+            "be brief",
+            "`````",
+            "## User",
+            "`````text",
+            "## not a heading",
+            "q",
+            "`````",
+            "---",
+            "## User",
+            "`````text",
+            "after the end",
+            "`````",
+        ]
+    )
+    assert parse(view, system_on_top=False) == {
+        "model": "m-1",
+        "stream": True,
+        "stop": ["\n"],
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "## not a heading\nq"},
+        ],
+    }
+    on_top = parse(view, system_on_top=True)
+    assert on_top["system"] == [{"type": "text", "text": "be brief"}]
+    with pytest.raises(ConfigError, match="line 2: parameter x: not JSON"):
+        parse("## Parameters\n- x: `{nope`", system_on_top=False)
+    with pytest.raises(ConfigError, match="not closed"):
+        parse("## User\n`````text\nq", system_on_top=False)
+    assert json.dumps(parse("", system_on_top=False)) == "{}"
