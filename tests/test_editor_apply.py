@@ -98,3 +98,35 @@ def test_apply_with_review_on_opens_a_review_that_gr_rejects(nvim: Child, server
     assert nvim.lines(source)[2] == "    return x + 1"
     nvim.feed("gR")
     assert nvim.lines(source) == SOURCE
+
+
+def test_apply_refuses_code_that_stands_twice_in_its_file(
+    tmp_path: Path, nvim: Child, server: LoopbackServer
+):
+    path = tmp_path / "twice.py"
+    path.write_text("\n".join(SOURCE) + "\n")
+    server.queue(Reply(chunks=openai_events(["def f(x):\n    return x + 1\n"])))
+    nvim.use_server(server.base_url)
+    nvim.nvim.command(f"edit {path}")
+    nvim.nvim.command("2,3KznFill tidy")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    # the file now holds the original code twice (and not the answer)
+    nvim.set_lines([*SOURCE, *SOURCE[1:3]])
+    nvim.nvim.command("KznHistory")
+    entry = nvim.wait_for(
+        lambda: next((i for i in nvim.lua("return require('kznllm.sidebar').state.rows") if i), 0),
+        what="the entry",
+    )
+    row = nvim.lua("return vim.fn.index(require('kznllm.sidebar').state.rows, ...) + 1", entry)
+    nvim.lua("vim.api.nvim_win_set_cursor(0, { ..., 0 })", row)
+    nvim.feed("<CR>")
+    nvim.wait_for(lambda: nvim.lua("return vim.b.kznllm_entry"), what="the entry view")
+    nvim.nvim.command("KznApply")
+    nvim.wait_for(
+        lambda: any("stands there more than once" in m for m in nvim.messages()),
+        what="the refusal",
+    )
+    assert nvim.lua("return vim.fn.getbufline(vim.fn.bufnr('twice.py'), 1, '$')") == [
+        *SOURCE,
+        *SOURCE[1:3],
+    ]
