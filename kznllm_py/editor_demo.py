@@ -26,14 +26,18 @@ def total(prices):
     for p in prices:
         s += p
     return s
+
+# kznllm demo: an offline model (not a real LLM) answers. Try:
+#   V (select lines), then <Space>k   rewrite them ("skip negative prices")
+#   <Space>k in normal mode           an answer on a new line below the cursor
+#   <Space>K                          the request first, then the answer (follow up there)
+#   gzip                              rewrite a paragraph (the operator; . repeats it)
+#   u                                 undo a whole answer      <Esc>  cancel one
+#   <Space>h                          the history              :KznPreset  a real model
+#   :qa!                              quit                     :help kznllm
 """
-WELCOME = (
-    "kznllm demo (offline demo model, not a real LLM): select lines with V and press "
-    "<Space>k to rewrite them; <Space>k in normal mode answers at the cursor; <Esc> cancels; "
-    "u undoes a whole answer; <Space>K shows the request first (ask a follow-up there with "
-    "<Space>k); :KznHistory opens the history. :KznPreset picks a real model (set "
-    "OPENAI_API_KEY or ANTHROPIC_API_KEY first). :qa! quits."
-)
+# one line: a longer message would ask for Enter before the demo even starts
+WELCOME = "kznllm demo (offline model): the comments at the end of the file say what to try"
 
 
 def _nvim() -> str:
@@ -83,7 +87,7 @@ def main(*, check: bool = False) -> int:
             "-u",
             str(tmp / "init.lua"),
             "-c",
-            f"lua vim.schedule(function() vim.notify({WELCOME!r}) end)",
+            f"lua vim.schedule(function() require('kznllm.notify').notify({WELCOME!r}) end)",
             str(tmp / "demo.py"),
         ]
         return subprocess.call(cmd, cwd=tmp)
@@ -118,7 +122,7 @@ def _check(nvim_exe: str, tmp: Path) -> int:
         ok = (
             first["status"] == "ok" and lines[1] == "# kznllm demo model (offline): remove the TODO"
         )
-        print(f"replace: {first['status']}: line 2 is now {lines[1]!r}")
+        print(f"replace: {first['status']}: line 2 is now {lines[1]!r}", first.get("error") or "")
         nvim.command("normal! G")
         nvim.command("KznFill what does total do?")
         second = wait(2)

@@ -100,7 +100,7 @@ M.defaults = {
   review = false,
   -- seconds: a cancel the host does not answer within `cancel`, or no word from it for
   -- `silence` while a request runs, ends the request in the editor (:help kznllm-watchdog)
-  watchdog = { cancel = 1, silence = 3, startup = 15 },
+  watchdog = { cancel = 1, silence = 5, startup = 30 },
   retries = 3, -- tries for a request turned away (429, 503, 529), before its first token
   max_response_bytes = 1048576, -- answer + reasoning past this many bytes: stopped, kept
   -- messages: 'all'; 'errors' (warnings and errors only); false (errors only). With
