@@ -7,32 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pynvim
 
-from kznllm_py import (
-    conversation,
-    fences,
-    history,
-    logfile,
-    models,
-    payload,
-    prompts,
-    sandbox,
-    secrets,
-)
-from kznllm_py.client import new_client
+from kznllm_py import conversation, fences, history, logfile, secrets
 from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
 from kznllm_py.errors import KznError, printable
-from kznllm_py.generation import Generation
 from kznllm_py.history_ops import HistoryOps, retention
 from kznllm_py.presets import merge_presets, pick
 from kznllm_py.providers.base import HttpRequest, Prompt
@@ -41,6 +30,34 @@ from kznllm_py.recorder import HistoryRecorder, Recording
 from kznllm_py.review import ReviewFeed, split_lines
 from kznllm_py.review import diff as review_diff
 from kznllm_py.secrets import redact, redact_url
+
+if TYPE_CHECKING:
+    import httpx
+
+    from kznllm_py import models, payload, prompts, sandbox
+
+
+def _lazy(name: str) -> ModuleType:
+    """`name`, loaded on first use: the host starts on the first call (often the history
+    sidebar), and HTTP (httpx, aiohttp), Jinja2 and the generation are ~200 ms of
+    imports it needs only for a fill."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None, name
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+if not TYPE_CHECKING:
+    models = _lazy("kznllm_py.models")
+    payload = _lazy("kznllm_py.payload")
+    prompts = _lazy("kznllm_py.prompts")
+    sandbox = _lazy("kznllm_py.sandbox")
 
 log = logfile.logger
 
@@ -70,6 +87,8 @@ class KznllmPlugin:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
+            from kznllm_py.client import new_client
+
             self._client = new_client()
         return self._client
 
@@ -136,6 +155,11 @@ class KznllmPlugin:
 
     def _warmup(self) -> None:
         log.info("host up: pid %d, Python %s", os.getpid(), sys.version.split()[0])
+        # the HTTP client and the templates for the first fill: a moment later, so that a
+        # call that came with the start (the history sidebar) is answered first
+        self.nvim.loop.call_later(0.2, self._warm)
+
+    def _warm(self) -> None:
         _ = self.client
         prompts.render(prompts.FillContext(mode="yap", query=""))  # compile the templates
 
@@ -381,6 +405,8 @@ class KznllmPlugin:
                 job.preset.provider,
                 job.preset.model,
             )
+            from kznllm_py.generation import Generation
+
             generation = Generation(
                 self.client,
                 job.preset,
