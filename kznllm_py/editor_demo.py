@@ -28,16 +28,15 @@ def total(prices):
     return s
 
 # kznllm demo: an offline model (not a real LLM) answers. Try:
-#   V (select lines), then <Space>k   rewrite them ("skip negative prices")
-#   <Space>k in normal mode           an answer on a new line below the cursor
-#   <Space>K                          the request first, then the answer (follow up there)
-#   gzip                              rewrite a paragraph (the operator; . repeats it)
-#   u                                 undo a whole answer      <Esc>  cancel one
-#   <Space>h                          the history              :KznPreset  a real model
-#   :qa!                              quit                     :help kznllm
+#   V (select lines), <Space>k   rewrite them ("skip negative prices")
+#   <Space>k in normal mode      an answer on a new line below
+#   <Space>K                     the request, then the answer (follow up there)
+#   gzip                         rewrite a paragraph (. repeats it)
+#   u  undo an answer   <Esc>  cancel one   <Space>h  the history
+#   :KznPreset  a real model    :help kznllm    :qa!  quit
 """
 # one line: a longer message would ask for Enter before the demo even starts
-WELCOME = "kznllm demo (offline model): the comments at the end of the file say what to try"
+WELCOME = "kznllm demo (offline model): the comments below say what to try"
 
 
 def _nvim() -> str:
