@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Any, Literal
 
+from kznllm_py.coalesce import Coalescer
+
 Kind = Literal["add", "change", "delete"]
 
 
@@ -123,11 +125,9 @@ class ReviewFeed:
     ) -> None:
         self._old = split_lines(original)
         self._send = send
-        self._interval = interval
-        self._loop = loop or asyncio.get_running_loop()
         self._parts: list[str] = []
-        self._handle: asyncio.TimerHandle | None = None
-        self._last = -1e9
+        self._ended = False
+        self._throttle = Coalescer(self._update, interval=interval, loop=loop)
         self.sent = 0
 
     @property
@@ -138,29 +138,25 @@ class ReviewFeed:
 
     def push(self, text: str) -> None:
         """Text as it went into the buffer."""
-        if not text:
-            return
+        self._throttle.push(text)
+
+    def _update(self, text: str) -> None:
         self._parts.append(text)
-        now = self._loop.time()
-        if now >= self._last + self._interval:
-            self._update()
-        elif self._handle is None:
-            self._handle = self._loop.call_at(self._last + self._interval, self._update)
+        if not self._ended:
+            self.sent += 1
+            self._send(diff(self._old, self.answer, complete=False).to_dict(), False)
+
+    def _end(self) -> None:
+        self._ended = True
+        self._throttle.close()  # what is pending joins the answer, sending nothing
 
     def replace(self, text: str) -> None:
         """The answer became `text` (a chatty answer cut down to its code)."""
+        self._end()
         self._parts = [text]
-
-    def _update(self) -> None:
-        self._handle = None
-        self._last = self._loop.time()
-        self.sent += 1
-        self._send(diff(self._old, self.answer, complete=False).to_dict(), False)
 
     def finish(self) -> None:
         """The answer is complete (or ended early: what came is what is reviewed)."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._end()
         self.sent += 1
         self._send(diff(self._old, self.answer, complete=True).to_dict(), True)

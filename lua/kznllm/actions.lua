@@ -108,14 +108,8 @@ end
 local CONTEXT_CHARS = 24000
 local CONTEXT_BYTES = 4 * CONTEXT_CHARS
 
---- The position `cap` bytes before (row, col), not before (from, 0), at a character's
---- start (buffer offsets: no text is read to find it).
-local function back_by(buf, from, row, col, cap)
-  local target = api.nvim_buf_get_offset(buf, row) + col - cap
-  if target <= api.nvim_buf_get_offset(buf, from) then
-    return from, 0
-  end
-  local lo, hi = from, row -- the last row whose start is at or before target
+--- The last row in [lo, hi] whose start is at or before byte offset `target`.
+local function row_at(buf, lo, hi, target)
   while lo < hi do
     local mid = math.floor((lo + hi + 1) / 2)
     if api.nvim_buf_get_offset(buf, mid) <= target then
@@ -124,6 +118,17 @@ local function back_by(buf, from, row, col, cap)
       hi = mid - 1
     end
   end
+  return lo
+end
+
+--- The position `cap` bytes before (row, col), not before (from, 0), at a character's
+--- start (buffer offsets: no text is read to find it).
+local function back_by(buf, from, row, col, cap)
+  local target = api.nvim_buf_get_offset(buf, row) + col - cap
+  if target <= api.nvim_buf_get_offset(buf, from) then
+    return from, 0
+  end
+  local lo = row_at(buf, from, row, target)
   local c = target - api.nvim_buf_get_offset(buf, lo)
   local line = line_len(buf, lo)
   if c >= line then
@@ -145,15 +150,7 @@ local function ahead_by(buf, to, row, col, cap)
   if target >= api.nvim_buf_get_offset(buf, to) + last then
     return to, last
   end
-  local lo, hi = row, to
-  while lo < hi do
-    local mid = math.floor((lo + hi + 1) / 2)
-    if api.nvim_buf_get_offset(buf, mid) <= target then
-      lo = mid
-    else
-      hi = mid - 1
-    end
-  end
+  local lo = row_at(buf, row, to, target)
   local c = math.min(target - api.nvim_buf_get_offset(buf, lo), line_len(buf, lo))
   local text = api.nvim_buf_get_text(buf, lo, math.max(0, c - 3), lo, c, {})[1] or ''
   -- back to the start of a character the cut would split
