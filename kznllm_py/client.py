@@ -12,7 +12,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
@@ -75,21 +75,32 @@ class Client(httpx.AsyncClient):
     HTTP_PROXY, ALL_PROXY, NO_PROXY) only when it is not handed one, so the transports
     are made here, through the same hooks httpx-aiohttp's client uses."""
 
-    def _init_transport(self, **kwargs: Any) -> httpx.AsyncBaseTransport:
-        transport = kwargs.pop("transport", None)
+    # httpx calls these with its client options as keywords; `*args` only makes each a
+    # valid override of httpx's signature
+    def _init_transport(
+        self, *args: Any, transport: httpx.AsyncBaseTransport | None = None, **options: Any
+    ) -> httpx.AsyncBaseTransport:
         if transport is not None:
             return transport
-        return StreamingTransport(**_transport_options(kwargs))
+        return _streaming_transport(None, **options)
 
-    def _init_proxy_transport(self, proxy: httpx.Proxy, **kwargs: Any) -> httpx.AsyncBaseTransport:
-        return StreamingTransport(proxy=proxy, **_transport_options(kwargs))
+    def _init_proxy_transport(
+        self, proxy: httpx.Proxy, *args: Any, **options: Any
+    ) -> httpx.AsyncBaseTransport:
+        return _streaming_transport(proxy, **options)
 
 
-def _transport_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """What of httpx's client options the transport takes (TLS verification, the
+def _streaming_transport(
+    proxy: httpx.Proxy | None,
+    *,
+    verify: ssl.SSLContext | str | bool = True,
+    trust_env: bool = True,
+    limits: httpx.Limits | None = None,
+    **unsupported: object,  # cert, http1, http2
+) -> StreamingTransport:
+    """The transport for what of httpx's client options it takes (TLS verification, the
     environment, pool limits); client certificates are not supported."""
-    keys = ("verify", "trust_env", "limits")
-    return {k: kwargs[k] for k in keys if k in kwargs}
+    return StreamingTransport(proxy=proxy, verify=verify, trust_env=trust_env, limits=limits)
 
 
 def new_client() -> httpx.AsyncClient:
@@ -139,7 +150,7 @@ def _reason(exc: BaseException) -> str:
                 # getaddrinfo's EAI_* codes are not errno values: keep their own text
                 why = (seen.strerror or str(seen)).lower()
                 return f"the host name does not resolve ({why})"
-            if code in errno.errorcode:
+            if code is not None and code in errno.errorcode:
                 return os.strerror(code).lower()
             if seen.strerror:
                 return seen.strerror.lower()
@@ -155,7 +166,7 @@ async def stream_bytes(
     timeouts: Timeouts,
     *,
     max_bytes: int | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Send `request` and yield the response body as it arrives (content-decoded).
     `max_bytes` bounds the body, on the wire and once decompressed."""
     host = host_of(request.url)
@@ -256,7 +267,7 @@ class _TooLarge(Exception):
         self.cap = cap
 
 
-async def _decoded(response: httpx.Response, cap: int | None) -> AsyncIterator[bytes]:
+async def _decoded(response: httpx.Response, cap: int | None) -> AsyncGenerator[bytes, None]:
     """The body, decompressed with a bound: at most `cap` bytes on the wire and as many
     once decoded, in pieces of a bounded size (a compression bomb stops at the cap)."""
     limit = cap if cap is not None else 1 << 62
@@ -351,8 +362,11 @@ async def _status_error(provider: Provider, response: httpx.Response) -> Provide
     body = await _read_capped(response)
     location = response.headers.get("location")
     if response.status_code < 400 and location:
-        message = f"redirected to {location} (use the final address as base_url)"
-        return ProviderError(message, status=response.status_code, provider=provider.name)
+        return ProviderError(
+            f"redirected to {location} (use the final address as base_url)",
+            status=response.status_code,
+            provider=provider.name,
+        )
     message = provider.error_message(loads_body(body)) if body else None
     if not message:
         message = _shown(body, html=_is_html(response)) or (

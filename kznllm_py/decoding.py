@@ -15,7 +15,8 @@ from collections.abc import Iterator
 try:
     import brotli
 except ImportError:  # pragma: no cover - brotli is optional
-    brotli = None
+    # mypy types an imported module as never None; the checks below are for this case
+    brotli = None  # type: ignore[assignment]
 
 PIECE = 256 * 1024
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -45,7 +45,7 @@ from kznllm_py.providers.base import (
     UsageDelta,
 )
 from kznllm_py.providers.jsonfast import loads_body
-from kznllm_py.sse import MAX_LINE, SSEDecoder
+from kznllm_py.sse import MAX_LINE, Event, SSEDecoder
 from kznllm_py.think import ThinkSplitter
 
 FIRST_PIECE = 8 * 1024
@@ -54,8 +54,18 @@ DONE_GRACE_S = 0.5
 ERROR_HEAD_CAP = 64 * 1024
 # answer + reasoning text delivered, in UTF-8 bytes, past which the stream is stopped
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+
+
+class StreamDecoder(Protocol):
+    """Bytes of a response body in, the events they complete out (SSE, NDJSON)."""
+
+    def decode(self, chunk: bytes) -> list[Event]: ...
+
+    def flush(self) -> list[Event]: ...
+
+
 # the body's framing, by Provider.stream_format (absent: "sse")
-DECODERS = {"sse": SSEDecoder, "ndjson": NDJSONDecoder}
+DECODERS: dict[str, Callable[[int], StreamDecoder]] = {"sse": SSEDecoder, "ndjson": NDJSONDecoder}
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,7 @@ class RetryPolicy:
     def wait(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.cap)
-        return min(self.base * 2 ** (attempt - 1), self.cap)
+        return min(self.base * 2.0 ** (attempt - 1), self.cap)
 
 
 @dataclass
@@ -196,7 +206,7 @@ async def stream_deltas(
     timeouts: Timeouts,
     *,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-) -> AsyncIterator[list[Delta]]:
+) -> AsyncGenerator[list[Delta], None]:
     """Deltas, one list per network read; ends after the provider's final event."""
     decoder = DECODERS[getattr(provider, "stream_format", "sse")](line_limit(max_response_bytes))
     parser = provider.new_parser()

@@ -38,7 +38,9 @@ from typing import Any, TypeVar
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, safe_range
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
 TIME_LIMIT_S = 2.0
@@ -244,7 +246,7 @@ def _precheck_binop(op: str, left: Any, right: Any) -> None:
         ):
             raise RenderLimit(f"{left} ** {right} is too large a number")
     elif op == "+":
-        seqs = str | list | tuple
+        seqs = (str, list, tuple)
         if (
             isinstance(left, seqs)
             and isinstance(right, seqs)
@@ -387,19 +389,21 @@ def _small_lipsum(lipsum: Callable[..., Any]) -> Callable[..., Any]:
 class _Guards(NodeTransformer):
     """Puts the checks into a parsed template: loops, `~` and every output piece."""
 
-    def _wrap(self, node: nodes.Expr, name: str) -> nodes.Expr:
+    def _wrap(self, node: nodes.Node, name: str) -> nodes.Expr:
         return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
 
+    # generic_visit edits the node in place and returns it
     def visit_For(self, node: nodes.For) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)
         node.iter = self._wrap(node.iter, "_kzn_loop")
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        return self._wrap(self.generic_visit(node), "_kzn_value")
+        self.generic_visit(node)
+        return self._wrap(node, "_kzn_value")
 
     def visit_Output(self, node: nodes.Output) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)
         wrapped: list[nodes.Expr] = []
         for child in node.nodes:
             if isinstance(child, nodes.TemplateData):
@@ -419,14 +423,16 @@ class GuardedSandbox(ImmutableSandboxedEnvironment):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.globals["lipsum"] = _small_lipsum(self.globals["lipsum"])
+        self.globals["lipsum"] = _small_lipsum(generate_lorem_ipsum)  # Jinja's own lipsum
         self.globals["range"] = _guarded_range
         self.filters = {name: _guard_filter(name, fn) for name, fn in self.filters.items()}
         self.filters["_kzn_loop"] = _loop_guard
         self.filters["_kzn_value"] = _charged
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        return _Guards().visit(super()._parse(source, name, filename))
+        guarded = _Guards().visit(super()._parse(source, name, filename))
+        assert isinstance(guarded, nodes.Template)  # a Template is visited in place
+        return guarded
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
         raise SecurityError(

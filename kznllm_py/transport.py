@@ -184,7 +184,7 @@ class StreamingTransport(httpx.AsyncBaseTransport):
     def __init__(
         self,
         *,
-        verify: ssl.SSLContext | bool = True,
+        verify: ssl.SSLContext | str | bool = True,  # str: a CA bundle's path (httpx's)
         trust_env: bool = True,
         limits: httpx.Limits | None = None,
         proxy: httpx.Proxy | None = None,
