@@ -13,6 +13,7 @@ kznllm models [--preset ID | --provider P --base-url URL --api-key NAME] [--json
     Anthropic's and Gemini's model lists).
 kznllm presets [--check FILE|-] [--json]
     lists the presets (* = the default), or validates a JSON list of user presets.
+    Every command also reads <nvim config dir>/kznllm/presets.toml, as the editor does.
 kznllm demo-server [--port N] [--rate TOKENS_PER_S]
     the offline demo model (OpenAI-compatible) on 127.0.0.1, in the foreground.
 kznllm demo [--check]
@@ -203,8 +204,17 @@ def _byte_count(text: str) -> int:
         raise argparse.ArgumentTypeError(why) from None
 
 
+def _merged(user: list[Any] | None) -> dict[str, Preset]:
+    """The presets (built-ins, the presets file's, `user`); each invalid one is said on
+    stderr and left out, the rest work."""
+    merged = merge_presets(user)
+    for problem in merged.problems:
+        _err(f"warning: {problem} (left out)")
+    return merged.presets
+
+
 def _preset_from_args(args: argparse.Namespace, *, need_model: bool = True) -> Preset:
-    presets = merge_presets(None)
+    presets = _merged(None)
     custom: dict[str, object] = {
         k: v
         for k, v in (
@@ -397,17 +407,13 @@ def _presets(args: argparse.Namespace) -> int:
         _err(str(exc))
         return 2
     if args.check:
-        problems = check_presets(user)
+        problems = check_presets(user)  # the presets file's too
         if args.json:
             print(json.dumps({"problems": problems}))
         for problem in [] if args.json else problems:
             _err(f"{problem}")
         return 1 if problems else 0
-    try:
-        presets = merge_presets(user or None)
-    except KznError as exc:
-        _err(str(exc))
-        return 1
+    presets = _merged(user)
     default = pick(presets, None)
     rows = [
         {

@@ -64,7 +64,7 @@ class StreamDecoder(Protocol):
     def flush(self) -> list[Event]: ...
 
 
-# the body's framing, by Provider.stream_format (absent: "sse")
+# the body's framing, by Provider.stream_format
 DECODERS: dict[str, Callable[[int], StreamDecoder]] = {"sse": SSEDecoder, "ndjson": NDJSONDecoder}
 
 
@@ -151,7 +151,7 @@ async def prepare_with_prompt(
     `prompt`, when given, is sent instead of rendering the templates (a follow-up or a
     re-run from history)."""
     provider = get_provider(preset.provider)
-    if prompt is not None and getattr(provider, "raw_prompt", False):
+    if prompt is not None and provider.raw_prompt:
         raise ConfigError(
             f"preset {preset.id}: a {preset.provider} endpoint takes one raw prompt, not a "
             "conversation; pick a chat preset (:KznPreset) to continue or re-run it"
@@ -166,7 +166,7 @@ async def prepare_with_prompt(
     if prompt is None:
         # off the event loop, within the template budget (project templates are untrusted)
         prompt = await sandbox.run_off_loop(render_prompt, preset, ctx, search_dirs)
-    if preset.cache_system:
+    if preset.cache_system and provider.prompt_caching:
         prompt = replace(prompt, cache_system=True)
     request = provider.build_request(
         base_url=base_url,
@@ -186,7 +186,7 @@ def render_prompt(
     prompt for a completion endpoint (fill-in-the-middle around the cursor). Blocking:
     call it off the event loop (sandbox.run_off_loop)."""
     templates = template_set(preset, search_dirs)
-    if getattr(get_provider(preset.provider), "raw_prompt", False):
+    if get_provider(preset.provider).raw_prompt:
         role = "fim" if preset.fim else "prompt"
         raw = prompts.render_raw(ctx, templates, role, preset_id=preset.id, model=preset.model)
         return Prompt(system="", messages=(), raw=raw)
@@ -208,7 +208,7 @@ async def stream_deltas(
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> AsyncGenerator[list[Delta], None]:
     """Deltas, one list per network read; ends after the provider's final event."""
-    decoder = DECODERS[getattr(provider, "stream_format", "sse")](line_limit(max_response_bytes))
+    decoder = DECODERS[provider.stream_format](line_limit(max_response_bytes))
     parser = provider.new_parser()
     feed = parser.feed
     started = False  # the first delta went out

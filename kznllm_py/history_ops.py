@@ -53,7 +53,8 @@ def context_info(p: Mapping[str, Any]) -> sidebar.ContextInfo:
     try:
         chosen = p.get("preset")
         preset = pick(
-            merge_presets(p.get("presets") or []), chosen if isinstance(chosen, str) else None
+            merge_presets(p.get("presets") or []).presets,
+            chosen if isinstance(chosen, str) else None,
         )
     except KznError as exc:
         return sidebar.ContextInfo(error=secrets.redact(str(exc)), **info)

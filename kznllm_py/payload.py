@@ -16,7 +16,7 @@ from kznllm_py.generation import (
     check_max_response_bytes,
     template_set,
 )
-from kznllm_py.presets import Preset, merge_presets, pick
+from kznllm_py.presets import PRESETS_FILE, Preset, merge_presets, pick
 from kznllm_py.providers.base import HttpRequest
 
 
@@ -34,6 +34,8 @@ class FillJob:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # answer + reasoning, UTF-8 bytes
     # `.kzn` folders skipped (not the user's, or writable by all): one line each
     ignored_kzn: tuple[str, ...] = ()
+    # user presets left out as invalid (where, field, reason): one line each
+    preset_problems: tuple[str, ...] = ()
 
 
 def _str(p: Mapping[str, Any], key: str) -> str:
@@ -43,7 +45,12 @@ def _str(p: Mapping[str, Any], key: str) -> str:
 
 def parse(p: Mapping[str, Any]) -> FillJob:
     """The fill request, without the project files yet (see `with_project_files`)."""
-    presets = merge_presets(p.get("presets") or [])
+    config_dir = _str(p, "config_dir")
+    merged = merge_presets(
+        p.get("presets") or [],
+        file=Path(config_dir) / PRESETS_FILE if config_dir else None,
+    )
+    presets = merged.presets
     chosen = p.get("preset") or None
     preset = pick(presets, chosen if isinstance(chosen, str) else None)
     overrides = p.get("models")  # {preset id: model} (an empty Lua table may come as [])
@@ -73,7 +80,6 @@ def parse(p: Mapping[str, Any]) -> FillJob:
     allow = context.allow_list(p.get("kzn_allow"))
     found = context.discover_kzn(Path(cwd), allow=allow) if cwd else context.Discovery(None)
     kzn_dir = found.kzn_dir
-    config_dir = _str(p, "config_dir")
     ctx = prompts.FillContext(
         mode=_str(p, "mode") or "yap",
         query=_str(p, "query"),
@@ -99,6 +105,7 @@ def parse(p: Mapping[str, Any]) -> FillJob:
         retry=RetryPolicy(tries=tries),
         max_response_bytes=cap,
         ignored_kzn=found.ignored,
+        preset_problems=merged.problems,
     )
 
 

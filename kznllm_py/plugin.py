@@ -130,11 +130,15 @@ class KznllmPlugin:
         so a wedged host cannot freeze it, as a sync=True handler would."""
         if op == "presets":
             try:
-                presets = merge_presets(data.get("presets") or [])
-                current = pick(presets, data.get("current") or None)
+                merged = merge_presets(data.get("presets") or [])
+                self._warn_ignored(merged.problems)
+                presets = merged.presets
+                # the current one may be a preset left out as invalid: the list stays
+                current = presets.get(data.get("current") or "") or pick(presets, None)
             except KznError as exc:
                 return {"error": str(exc), "presets": []}
             return {
+                "problems": list(merged.problems),
                 "current": current.id,
                 "presets": [
                     {
@@ -219,7 +223,7 @@ class KznllmPlugin:
         """The models of a preset's server, for the model picker (`:KznPreset!`)."""
         result: dict[str, Any] = {"request": p.get("request")}
         try:
-            preset = pick(merge_presets(p.get("presets") or []), p.get("preset") or None)
+            preset = pick(merge_presets(p.get("presets") or []).presets, p.get("preset") or None)
             result["models"] = await models.preset_models(self.client, preset)
         except KznError as exc:
             result["error"] = redact(str(exc))
@@ -300,14 +304,15 @@ class KznllmPlugin:
         return Turn(replace(job, ctx=ctx), conversation.rerun(entry), None, "rerun", head)
 
     def _warn_ignored(self, lines: tuple[str, ...]) -> None:
-        """A skipped `.kzn` folder is said once a session, not at every fill."""
+        """A skipped `.kzn` folder or an invalid user preset is said once a session,
+        not at every fill."""
         for line in lines:
             if line not in self._warned:
                 self._warned.add(line)
                 log.warning("%s", line)
                 self.nvim.exec_lua(
                     "vim.notify(..., vim.log.levels.WARN)",
-                    f"kznllm: {printable(line)}",
+                    f"kznllm: {printable(redact(line))}",
                     async_=True,
                 )
 
@@ -380,7 +385,7 @@ class KznllmPlugin:
         try:
             try:
                 job = payload.parse(p)
-                self._warn_ignored(job.ignored_kzn)
+                self._warn_ignored(job.ignored_kzn + job.preset_problems)
                 # file I/O and template renders (fitting the budget): off the loop
                 job = await sandbox.run_off_loop(payload.with_project_files, job)
                 turn = await self._conversation(p, job)

@@ -1,20 +1,29 @@
 """Presets: provider + model + params + prompt templates. Data, validated once.
 
-User presets (from `setup({ presets = ... })` or the CLI) add to or override the built-ins
-by id; a partial preset with a built-in's id changes only the fields it names.
+User presets add to or override the built-ins by id, in this order: the shared presets
+file (`<nvim config dir>/kznllm/presets.toml`, read by the editor and the CLI alike),
+then `setup({ presets = ... })`; a partial preset with a known id changes only the fields
+it names. An invalid user preset is reported (where, field, reason) and left out; the
+others work. Nothing here names a provider: what differs between them (their default
+template family, raw prompts, parameters) is declared by each provider module; no code
+here branches on a provider's name.
 `default_preset()` picks the first built-in whose key is set, else the offline demo.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from kznllm_py.errors import ConfigError
-from kznllm_py.providers import PROVIDERS, azure
+from kznllm_py.providers import PROVIDERS, get_provider
+from kznllm_py.stdpath import nvim_stdpath
 
 DEMO_ID = "demo"
 DEFAULT_CONTEXT_WINDOW = 32_768
@@ -50,7 +59,8 @@ class Preset:
             return t
         if isinstance(t, Mapping) and t.get("family"):
             return str(t["family"])
-        return "anthropic" if self.provider == "anthropic" else "openai"
+        provider = PROVIDERS.get(self.provider)
+        return provider.family if provider is not None else "openai"
 
     @property
     def explicit_templates(self) -> dict[str, str]:
@@ -150,10 +160,10 @@ def builtin_presets() -> tuple[Preset, ...]:
             provider="azure",
             # the deployment name: Azure routes by it, the deployment picks the model
             model=_env_url("AZURE_OPENAI_DEPLOYMENT", "gpt-4o-mini"),
-            base_url=_env_url(azure.ENDPOINT_VAR, azure.PLACEHOLDER_ENDPOINT),
+            # unset: the provider's placeholder, refused with a clear message when used
+            base_url=_env_url("AZURE_OPENAI_ENDPOINT", PROVIDERS["azure"].default_base_url),
             api_key="AZURE_OPENAI_API_KEY",
             params={
-                "api_version": azure.DEFAULT_API_VERSION,
                 "temperature": 0.7,
                 "stream_options": {"include_usage": True},
             },
@@ -250,14 +260,18 @@ def validate(p: Preset) -> None:
         raise ConfigError(
             f"{where}: unknown provider {p.provider!r} (known: {', '.join(sorted(PROVIDERS))})"
         )
+    provider = PROVIDERS[p.provider]
     if not isinstance(p.model, str) or not p.model:
         raise ConfigError(f"{where}: missing model")
     if not p.demo:
-        url = urlparse(p.base_url or PROVIDERS[p.provider].default_base_url)
+        url = urlparse(p.base_url or provider.default_base_url)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise ConfigError(f"{where}: bad base_url {p.base_url!r} (want http(s)://host/...)")
     if not isinstance(p.params, Mapping):
         raise ConfigError(f"{where}: params must be a table")
+    bad_params = provider.check_params(p.params)
+    if bad_params:
+        raise ConfigError(f"{where}: " + "; ".join(f"{k}: {why}" for k, why in bad_params))
     if p.api_key is True or not (p.api_key in (None, False) or isinstance(p.api_key, str)):
         raise ConfigError(f"{where}: api_key must be an env var name, 'cmd:...', or false")
     if isinstance(p.templates, Mapping):
@@ -277,42 +291,119 @@ def validate(p: Preset) -> None:
         raise ConfigError(f"{where}: context_window must be a positive number of tokens")
     if not isinstance(p.prefill, str):
         raise ConfigError(f"{where}: prefill must be a string")
-    if p.fim is not False and not (p.fim is True and p.provider == "completions"):
-        raise ConfigError(f"{where}: fim = true needs provider 'completions' (a raw prompt)")
+    if p.fim is not False and not (p.fim is True and provider.raw_prompt):
+        raw = ", ".join(repr(name) for name, spec in PROVIDERS.items() if spec.raw_prompt)
+        raise ConfigError(f"{where}: fim = true needs a raw-prompt provider ({raw})")
     if p.placement not in PLACEMENTS:
         raise ConfigError(
             f"{where}: placement must be one of {', '.join(repr(x) for x in PLACEMENTS[1:])}"
         )
-    if p.provider == "azure" and "api_version" in p.params:
-        version = p.params["api_version"]
-        if not isinstance(version, str) or not version.strip():
-            raise ConfigError(
-                f"{where}: params.api_version must be a non-empty string "
-                f"(e.g. {azure.DEFAULT_API_VERSION!r})"
-            )
 
 
-def merge_presets(user: Iterable[Mapping[str, Any]] | None) -> dict[str, Preset]:
+@dataclass(frozen=True)
+class Merged:
+    """The presets by id (built-ins, then the presets file's, then setup()'s), and one
+    message (where, field, reason) per user preset that was invalid and left out."""
+
+    presets: dict[str, Preset]
+    problems: tuple[str, ...] = ()
+
+
+def merge_presets(
+    user: Iterable[Any] | None, *, file: Path | None = None, env: Mapping[str, str] | None = None
+) -> Merged:
+    """The built-ins, overridden or extended by id by the entries of `file` (the shared
+    presets file; `presets_file(env)` when None; it may be absent) and then by `user`
+    (setup()'s presets). An invalid entry is reported and skipped: every valid preset,
+    the demo included, stays usable."""
     presets = {p.id: p for p in builtin_presets()}
-    for raw in user or ():
-        base = presets.get(str(raw.get("id"))) if isinstance(raw, Mapping) else None
-        preset = preset_from_dict(raw, base=base)
-        presets[preset.id] = preset
-    return presets
-
-
-def check_presets(user: Iterable[Mapping[str, Any]] | None) -> list[str]:
-    """Every problem with the user's presets, one message each (empty: all valid)."""
-    problems = []
-    presets = {p.id: p for p in builtin_presets()}
-    for raw in user or ():
-        try:
-            base = presets.get(str(raw.get("id"))) if isinstance(raw, Mapping) else None
-            preset = preset_from_dict(raw, base=base)
+    problems: list[str] = []
+    path = presets_file(env) if file is None else file
+    entries, file_problems = read_presets_file(path)
+    problems += file_problems
+    for source, layer in ((f"{path}: ", entries), ("", user or ())):
+        for raw in layer:
+            try:
+                base = presets.get(str(raw.get("id"))) if isinstance(raw, Mapping) else None
+                preset = preset_from_dict(raw, base=base)
+            except ConfigError as exc:
+                problems.append(source + str(exc))
+                continue
             presets[preset.id] = preset
-        except ConfigError as exc:
-            problems.append(str(exc))
-    return problems
+    return Merged(presets, tuple(problems))
+
+
+def check_presets(
+    user: Iterable[Any] | None, *, file: Path | None = None, env: Mapping[str, str] | None = None
+) -> list[str]:
+    """Every problem with the user's presets, one message each (empty: all valid)."""
+    return list(merge_presets(user, file=file, env=env).problems)
+
+
+# -- the presets file the editor and the CLI share ---------------------------------------
+
+PRESETS_FILE = Path("kznllm") / "presets.toml"
+
+
+def presets_file(env: Mapping[str, str] | None = None) -> Path:
+    """`<nvim config dir>/kznllm/presets.toml`: user presets that Neovim's setup() and
+    the `kznllm` command both see."""
+    return nvim_stdpath("config", env) / PRESETS_FILE
+
+
+_file_cache: dict[Path, tuple[tuple[int, int], list[Any], list[str]]] = {}
+
+
+def _unsafe(st: os.stat_result) -> str:
+    """Why a presets file is not trusted ('' if it is): another user owns it, or every
+    user can write to it (as for a `.kzn` folder)."""
+    if os.name == "nt":
+        return ""
+    if st.st_uid != os.getuid():
+        return f"it is owned by uid {st.st_uid}, not by you"
+    if st.st_mode & stat.S_IWOTH:
+        return "every user can write to it (chmod o-w)"
+    return ""
+
+
+def read_presets_file(path: Path) -> tuple[list[Any], list[str]]:
+    """The `[[presets]]` tables of a TOML presets file, and what is wrong with the file
+    itself (unreadable, not TOML, no array of tables), each message naming the file. An
+    absent file is no presets and no problem. Read again only when it changed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return [], []
+    stamp = (st.st_mtime_ns, st.st_size)
+    cached = _file_cache.get(path)
+    if cached is not None and cached[0] == stamp:
+        return list(cached[1]), list(cached[2])
+    entries: list[Any] = []
+    problems: list[str] = []
+    unsafe = _unsafe(st)
+    if unsafe:  # its presets may run commands (api_key = 'cmd:...'): only the user's own
+        problems.append(f"{path}: ignored: {unsafe}")
+        _file_cache[path] = (stamp, entries, problems)
+        return [], list(problems)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML: {exc}")
+    else:
+        unknown = sorted(set(data) - {"presets"})
+        if unknown:
+            problems.append(
+                f"{path}: unknown key(s) {', '.join(unknown)} (want [[presets]] tables)"
+            )
+        raw = data.get("presets", [])
+        if isinstance(raw, list):
+            entries = raw
+        else:
+            problems.append(f"{path}: presets must be an array of tables ([[presets]])")
+    _file_cache[path] = (stamp, entries, problems)
+    return list(entries), list(problems)
 
 
 def default_preset(presets: Mapping[str, Preset], env: Mapping[str, str] | None = None) -> Preset:
@@ -320,7 +411,10 @@ def default_preset(presets: Mapping[str, Preset], env: Mapping[str, str] | None 
     for builtin in builtin_presets():
         # the user's version of it: an override may name another key variable
         p = presets.get(builtin.id, builtin)
-        if p.demo or p.base_url == azure.PLACEHOLDER_ENDPOINT:
+        if p.demo or (
+            get_provider(p.provider).needs_base_url
+            and p.base_url in ("", get_provider(p.provider).default_base_url)
+        ):
             continue  # (Azure without an endpoint cannot be used, key or not)
         if isinstance(p.api_key, str) and env.get(p.api_key, "").strip():
             return p

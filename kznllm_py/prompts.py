@@ -34,7 +34,6 @@ from kznllm_py.errors import ConfigError
 from kznllm_py.providers.base import HttpRequest, Message, Prompt
 
 MODES = ("replace", "yap")
-FAMILIES = ("anthropic", "openai", "deepseek", "qwen", "grok", "llama")
 # the buffer text sent around the selection/cursor, each side (characters)
 CONTEXT_CAP = 24_000
 
@@ -76,6 +75,13 @@ def builtin_root() -> Path:
         if (candidate / "_shared").is_dir():
             return candidate
     raise ConfigError(f"the built-in prompt templates are missing next to {here}")
+
+
+def families(root: Path | None = None) -> tuple[str, ...]:
+    """The template families under `root` (default: the built-in ones): every folder
+    holding a `system.jinja`, sorted. A new family is a new folder, nothing else."""
+    base = builtin_root() if root is None else root
+    return tuple(sorted(p.parent.name for p in base.glob("*/system.jinja")))
 
 
 def search_path(

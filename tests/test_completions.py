@@ -57,12 +57,12 @@ def test_completion_chunks_are_read_by_the_openai_parser():
 
 
 def test_fim_needs_the_completions_provider():
-    with pytest.raises(ConfigError, match="fim = true needs provider 'completions'"):
+    with pytest.raises(ConfigError, match="fim = true needs a raw-prompt provider"):
         preset_from_dict({"id": "x", "provider": "openai", "model": "m", "fim": True})
 
 
 def test_builtin_fim_preset_is_valid():
-    assert merge_presets(None)["vllm-qwen-fim"].fim is True
+    assert merge_presets(None).presets["vllm-qwen-fim"].fim is True
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,7 @@ async def test_unknown_route_is_a_404_json_error(method, path, demo, client):
 
 
 async def test_generation_with_the_demo_preset():
-    preset = merge_presets(None)[DEMO_ID]
+    preset = merge_presets(None).presets[DEMO_ID]
     assert preset.demo
     ctx = FillContext(mode="replace", query="rename x", selection="x = 1\n", filetype="python")
     got: list[str] = []
@@ -151,7 +151,7 @@ def test_demo_preset_survives_a_closed_event_loop():
         return (await demo_server.ensure_running()).port
 
     async def generate() -> tuple[str, str]:
-        preset = merge_presets(None)[DEMO_ID]
+        preset = merge_presets(None).presets[DEMO_ID]
         ctx = FillContext(mode="replace", query="q", selection="y", filetype="lua")
         got: list[str] = []
         try:

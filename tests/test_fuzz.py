@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import importlib
 import itertools
 import json
 import os
 import random
 import re
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,14 +52,10 @@ from kznllm_py.providers.base import (
     TextDelta,
     UsageDelta,
 )
+from tests.fuzzing import BOM, Case, WireEvent, counts, joined, pieces
 
-# azure reads OpenAI's stream (with Azure's content-filter fields), when registered
-PROVIDER_NAMES = tuple(
-    name
-    for name in ("openai", "azure", "completions", "anthropic", "gemini", "ollama")
-    if name in PROVIDERS
-)
-BOM = "\ufeff"
+# every registered provider (a new one brings its cases in its test file: tests/fuzzing.py)
+PROVIDER_NAMES = tuple(PROVIDERS)
 EXAMPLES = int(os.environ.get("KZN_FUZZ_EXAMPLES", "0"))
 
 
@@ -102,9 +99,7 @@ class Wire:
         any; any other exception propagates (it is a bug)."""
         self._chunks = chunks
         self._ctype = (
-            "application/x-ndjson"
-            if getattr(provider, "stream_format", "sse") == "ndjson"
-            else "text/event-stream"
+            "application/x-ndjson" if provider.stream_format == "ndjson" else "text/event-stream"
         )
         out: list[Delta] = []
         try:
@@ -144,65 +139,6 @@ def run_fuzzed(name: str, chunks: list[bytes]) -> list[Delta]:
 
 
 # -- what a provider sends, before framing -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WireEvent:
-    """One SSE event (`name` is its `event:` line, if any) or one NDJSON line. A str
-    payload goes on the wire as it is (`[DONE]`), anything else as JSON."""
-
-    payload: Any
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class Case:
-    provider: str
-    events: tuple[WireEvent, ...]
-    text: str
-    reasoning: str
-    finish: str | None
-    usage: UsageDelta | None
-
-
-# texts as models stream them: empty, multi-byte, emoji (ZWJ and skin-tone sequences),
-# CR/LF, quotes, backslashes, U+2028/NEL, NUL, BOM, and things that look like framing
-SPECIAL = [
-    "",
-    "é",
-    "€",
-    "中",
-    "\U0001f600",
-    "\U0001f468\u200d\U0001f4bb",
-    "\U0001f44d\U0001f3fd",
-    "\r",
-    "\n",
-    "\r\n",
-    "\n\n",
-    "\t",
-    '"',
-    "\\",
-    "\u2028",
-    "\x85",
-    "\0",
-    BOM,
-    "data: ",
-    ": ",
-    "[DONE]",
-    "\n\ndata: [DONE]\n\n",
-    '{"done": true}\n',
-    "\U0010ffff",
-]
-fragment = st.one_of(
-    st.text(st.characters(exclude_categories=("Cs",)), max_size=6), st.sampled_from(SPECIAL)
-)
-piece = st.lists(fragment, max_size=3).map("".join)
-pieces = st.lists(piece, max_size=8)
-counts = st.integers(0, 2**31)
-
-
-def joined(parts: list[str]) -> str:
-    return "".join(parts)
 
 
 AZURE_FILTER = {
@@ -453,6 +389,29 @@ CASES: dict[str, st.SearchStrategy[Case]] = {
 }
 
 
+def plugged(attribute: str) -> dict[str, Any]:
+    """`FUZZ_CASES` / `FUZZ_TOKENS` of the providers' own test files (they import only
+    tests.fuzzing, so importing them here makes no cycle)."""
+    found: dict[str, Any] = {}
+    for path in sorted(Path(__file__).parent.glob("test_provider*.py")):
+        found.update(getattr(importlib.import_module(f"tests.{path.stem}"), attribute, {}))
+    return found
+
+
+PLUGGED_CASES: dict[str, st.SearchStrategy[Case]] = plugged("FUZZ_CASES")
+PLUGGED_TOKENS: dict[str, list[bytes]] = plugged("FUZZ_TOKENS")
+
+
+def cases_for(name: str) -> st.SearchStrategy[Case]:
+    cases = CASES[name] if name in CASES else PLUGGED_CASES.get(name)
+    if cases is None:
+        raise AssertionError(
+            f"provider {name!r} has no fuzz cases: declare FUZZ_CASES = {{{name!r}: ...}} "
+            "in its test file (see tests/fuzzing.py)"
+        )
+    return cases
+
+
 # -- framing: events -> bytes --------------------------------------------------------------
 
 
@@ -519,7 +478,7 @@ def ndjson_bytes(draw: st.DrawFn, events: tuple[WireEvent, ...]) -> bytes:
 
 
 def framed(name: str, events: tuple[WireEvent, ...]) -> st.SearchStrategy[bytes]:
-    fmt = getattr(get_provider(name), "stream_format", "sse")
+    fmt = get_provider(name).stream_format
     return ndjson_bytes(events) if fmt == "ndjson" else sse_bytes(events)
 
 
@@ -552,7 +511,7 @@ def text_of(deltas: list[Delta], kind: type[TextDelta] | type[ReasoningDelta]) -
 
 @st.composite
 def valid_streams(draw: st.DrawFn, name: str) -> tuple[Case, list[bytes]]:
-    case = draw(CASES[name])
+    case = draw(cases_for(name))
     raw = draw(framed(name, case.events))
     return case, draw(cut_up(raw))
 
@@ -669,8 +628,9 @@ TOKENS["azure"] = [*TOKENS["openai"], b'"prompt_filter_results"', b'"content_fil
 
 
 def tokens_for(name: str) -> list[bytes]:
-    fmt = getattr(get_provider(name), "stream_format", "sse")
-    return TOKENS[fmt] + TOKENS["json"] + TOKENS[name]
+    fmt = get_provider(name).stream_format
+    own = TOKENS[name] if name in TOKENS else PLUGGED_TOKENS.get(name, [])
+    return TOKENS[fmt] + TOKENS["json"] + own
 
 
 @pytest.mark.parametrize("name", PROVIDER_NAMES)
@@ -709,7 +669,7 @@ def mutated(draw: st.DrawFn, raw: bytes, tokens: list[bytes]) -> bytes:
 @fuzz_settings(50)
 @given(data=st.data())
 def test_mutated_valid_stream_raises_only_kzn_errors(name: str, data: st.DataObject) -> None:
-    case = data.draw(CASES[name])
+    case = data.draw(cases_for(name))
     raw = data.draw(mutated(data.draw(framed(name, case.events)), tokens_for(name)))
     run_fuzzed(name, data.draw(cut_up(raw)))
 
@@ -754,7 +714,7 @@ FIELD_NAMES = sorted(
     {
         tok.decode().strip('"')
         for name in PROVIDER_NAMES
-        for tok in TOKENS[name]
+        for tok in TOKENS.get(name) or PLUGGED_TOKENS.get(name, [])
         if tok.startswith(b'"') and tok.endswith(b'"')
     }
 )
@@ -818,7 +778,7 @@ def field_mutated(draw: st.DrawFn, case: Case) -> tuple[WireEvent, ...]:
 @fuzz_settings(60)
 @given(data=st.data())
 def test_random_field_values_raise_only_kzn_errors(name: str, data: st.DataObject) -> None:
-    case = data.draw(CASES[name])
+    case = data.draw(cases_for(name))
     events = data.draw(field_mutated(case))
     raw = data.draw(framed(name, events))
     run_fuzzed(name, data.draw(cut_up(raw)))

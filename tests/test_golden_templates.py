@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py.prompts import FAMILIES, ContextFile, FillContext, TemplateSet, render, render_raw
+from kznllm_py.prompts import ContextFile, FillContext, TemplateSet, families, render, render_raw
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("KZN_UPDATE_GOLDEN") == "1"
@@ -51,7 +51,7 @@ def rendered(family: str, ctx: FillContext) -> str:
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", families())
 def test_builtin_template_renders_exactly_as_committed(family: str, variant: str):
     path = GOLDEN / f"{family}__{variant}.txt"
     text = rendered(family, VARIANTS[variant])

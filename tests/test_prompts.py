@@ -16,7 +16,7 @@ from kznllm_py import prompts
 from kznllm_py.errors import ConfigError
 from kznllm_py.generation import prepare, template_set
 from kznllm_py.presets import Preset, preset_from_dict
-from kznllm_py.prompts import CONTEXT_CAP, FAMILIES, ContextFile, FillContext, TemplateSet
+from kznllm_py.prompts import CONTEXT_CAP, ContextFile, FillContext, TemplateSet, families
 
 BUILTIN = prompts.builtin_root()
 
@@ -55,7 +55,7 @@ def write(path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("mode", ["replace", "yap"])
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", families())
 def test_every_family_renders_system_and_user_with_all_variables_set(family, mode):
     p = prompts.render(full_ctx(mode), builtin(family), preset_id="pid", model="m")
     user = p.messages[0].content
@@ -79,7 +79,7 @@ def test_every_family_renders_system_and_user_with_all_variables_set(family, mod
 
 
 @pytest.mark.parametrize("mode", ["replace", "yap"])
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", families())
 def test_every_family_renders_with_only_the_query_set(family, mode):
     p = prompts.render(query_only(mode), builtin(family))
     user = p.messages[0].content
@@ -92,7 +92,7 @@ def test_every_family_renders_with_only_the_query_set(family, mode):
     assert p.system == p.system.strip() and user == user.strip()
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", families())
 def test_replace_mode_system_demands_raw_code_only(family):
     for ctx in (full_ctx("replace"), query_only("replace")):
         system = prompts.render(ctx, builtin(family)).system
@@ -103,7 +103,7 @@ def test_replace_mode_system_demands_raw_code_only(family):
         assert "keep every other comment" in system
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", families())
 def test_yap_mode_system_writes_freely(family):
     for ctx in (full_ctx("yap"), query_only("yap")):
         system = prompts.render(ctx, builtin(family)).system
@@ -527,3 +527,12 @@ def test_explicit_template_that_does_not_exist_is_a_config_error(tmp_path):
     ts = TemplateSet("openai", (BUILTIN,), {"user": str(missing)})
     with pytest.raises(ConfigError, match="cannot read it"):
         prompts.render(query_only("yap"), ts)
+
+
+def test_families_are_the_template_folders_found_by_glob(tmp_path: Path) -> None:
+    assert {"anthropic", "openai", "qwen"} <= set(families())
+    (tmp_path / "mistral").mkdir()
+    (tmp_path / "mistral" / "system.jinja").write_text("x")
+    (tmp_path / "_shared").mkdir()  # macros only: no family
+    (tmp_path / "notes").mkdir()
+    assert families(tmp_path) == ("mistral",)

@@ -36,7 +36,7 @@ DECODERS = {"sse": SSEDecoder, "ndjson": NDJSONDecoder}
 def run(provider, chunks: list[bytes]):
     """Network bytes -> the provider's stream decoder -> its parser -> deltas (finish()
     included): the decoder is picked as generation.stream_deltas is to pick it."""
-    dec = DECODERS[getattr(provider, "stream_format", "sse")]()
+    dec = DECODERS[provider.stream_format]()
     parser = provider.new_parser()
     out = []
     for chunk in chunks:
@@ -183,7 +183,7 @@ def test_stream_formats():
     assert gemini.PROVIDER.stream_format == "sse"
     assert ollama.PROVIDER.stream_format == "ndjson"
     for p in (openai.PROVIDER, anthropic.PROVIDER):  # the implicit default
-        assert getattr(p, "stream_format", "sse") == "sse"
+        assert p.stream_format == "sse"
 
 
 @pytest.mark.parametrize("name", ["gemini", "ollama"])

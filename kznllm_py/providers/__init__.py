@@ -1,11 +1,15 @@
-"""One module per wire format. Each offers `build_request(...)` and a stream parser; both
-are pure (no I/O), so they are tested with plain data and shared by the CLI and the plugin.
+"""One module per wire format, each ending with `PROVIDER = Provider(...)` (the contract,
+kznllm_py/providers/base.py): what it supports as data, and pure functions that build
+the request, read an error body and parse the stream (no I/O: tested with plain data,
+shared by the CLI and the plugin). Adding a wire format is one module, its test file
+(tests/test_providers_<name>.py, with `FUZZ_CASES` for the fuzz properties) and one
+line here; nothing else names it.
 """
 
 from __future__ import annotations
 
 from kznllm_py.errors import ConfigError
-from kznllm_py.providers import anthropic, azure, completions, gemini, ollama, openai
+from kznllm_py.providers import anthropic, azure, completions, gemini, mistral, ollama, openai
 from kznllm_py.providers.base import Provider
 
 PROVIDERS: dict[str, Provider] = {
@@ -15,6 +19,7 @@ PROVIDERS: dict[str, Provider] = {
     "ollama": ollama.PROVIDER,
     "completions": completions.PROVIDER,
     "azure": azure.PROVIDER,
+    "mistral": mistral.PROVIDER,
 }
 
 

@@ -8,17 +8,25 @@ from typing import Any
 
 from kznllm_py.errors import ProviderError
 from kznllm_py.providers.base import (
+    COUNT,
+    LIST,
+    NUMBER,
+    TABLE,
+    TEXT,
     Delta,
     DoneDelta,
     HttpRequest,
     JsonEventParser,
+    Param,
     Prompt,
-    ProviderSpec,
+    Provider,
     ReasoningDelta,
     TextDelta,
     UsageDelta,
     as_count,
     as_text,
+    between,
+    post,
     stream_end,
 )
 from kznllm_py.secrets import clip
@@ -27,6 +35,22 @@ from kznllm_py.sse import Event
 NAME = "anthropic"
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
+# the Messages API's request fields (it refuses others: "Extra inputs are not permitted")
+PARAMS: dict[str, Param] = {
+    "max_tokens": COUNT,
+    "temperature": Param(NUMBER.types, between(0, 1)),
+    "top_p": Param(NUMBER.types, between(0, 1)),
+    "top_k": COUNT,
+    "stop_sequences": LIST,
+    "metadata": TABLE,
+    "thinking": TABLE,
+    "tools": LIST,
+    "tool_choice": TABLE,
+    "service_tier": TEXT,
+    "container": TEXT,
+    "mcp_servers": LIST,
+    "context_management": TABLE,
+}
 
 
 def build_request(
@@ -53,16 +77,14 @@ def build_request(
         body["system"] = [block]
     body.update(params)
     body["stream"] = True
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "text/event-stream",
-        "anthropic-version": API_VERSION,
-    }
-    secret: frozenset[str] = frozenset()
-    if api_key:
-        headers["x-api-key"] = api_key
-        secret = frozenset({"x-api-key"})
-    return HttpRequest("POST", messages_url(base_url), headers, body, secret)
+    return post(
+        messages_url(base_url),
+        body,
+        api_key,
+        key_header="x-api-key",
+        scheme="",
+        extra={"anthropic-version": API_VERSION},
+    )
 
 
 def messages_url(base_url: str) -> str:
@@ -130,11 +152,17 @@ class Parser(JsonEventParser):
         return stream_end(NAME, self.done)
 
 
-PROVIDER = ProviderSpec(
+PROVIDER = Provider(
     name=NAME,
+    description="Anthropic Messages API",
     default_base_url="https://api.anthropic.com",
     build_request=build_request,
     error_message=error_message,
     new_parser=Parser,
     supports_prefill=True,
+    reasoning=True,
+    prompt_caching=True,
+    family="anthropic",
+    params=PARAMS,
+    open_params=False,
 )

@@ -23,12 +23,13 @@ filter results and no delta at all.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from kznllm_py.errors import ConfigError
 from kznllm_py.providers import openai
-from kznllm_py.providers.base import HttpRequest, Prompt, ProviderSpec
+from kznllm_py.providers.base import HttpRequest, Param, Prompt, Provider, non_empty, post
 
 NAME = "azure"
 DEFAULT_API_VERSION = "2024-10-21"
@@ -90,12 +91,7 @@ def build_request(
     body = dict(oa.body)
     if not model_in_body:
         body.pop("model", None)
-    headers = dict(oa.headers)
-    secret: frozenset[str] = frozenset()
-    if api_key:
-        headers["api-key"] = api_key
-        secret = frozenset({"api-key"})
-    return HttpRequest("POST", url, headers, body, secret)
+    return post(url, body, api_key, key_header="api-key", scheme="")
 
 
 def error_message(body: Any) -> str | None:
@@ -112,14 +108,14 @@ def error_message(body: Any) -> str | None:
     return message
 
 
-def _new_parser() -> openai.Parser:
-    return openai.Parser(NAME)
-
-
-PROVIDER = ProviderSpec(
+PROVIDER = Provider(
     name=NAME,
+    description="Azure OpenAI (a deployment, the v1 API or the resource endpoint)",
     default_base_url=PLACEHOLDER_ENDPOINT,
     build_request=build_request,
     error_message=error_message,
-    new_parser=_new_parser,
+    new_parser=partial(openai.Parser, NAME),  # errors name this provider
+    reasoning=True,
+    params={**openai.PARAMS, "api_version": Param((str,), non_empty)},
+    needs_base_url=True,
 )

@@ -3,7 +3,7 @@ and the protocol a provider module implements."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,6 +48,26 @@ class HttpRequest:
             k: ("<redacted>" if k.lower() in self.secret_headers else v)
             for k, v in self.headers.items()
         }
+
+
+def post(
+    url: str,
+    body: dict[str, Any],
+    api_key: str | None,
+    *,
+    key_header: str = "Authorization",
+    scheme: str = "Bearer ",
+    accept: str = "text/event-stream",
+    extra: Mapping[str, str] | None = None,
+) -> HttpRequest:
+    """A streamed JSON POST: the key (if any) in `key_header` after `scheme`, marked
+    secret so that it is redacted wherever the request is shown."""
+    headers = {"Content-Type": "application/json", "Accept": accept, **(extra or {})}
+    secret: frozenset[str] = frozenset()
+    if api_key:
+        headers[key_header] = scheme + api_key
+        secret = frozenset({key_header.lower()})
+    return HttpRequest("POST", url, headers, body, secret)
 
 
 # -- deltas: what a parsed stream yields ------------------------------------------------
@@ -144,38 +164,107 @@ class JsonEventParser:
         raise NotImplementedError
 
 
+# -- the contract: what a provider module declares ------------------------------------
+
+_NUMBER = (int, float)
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {
+        int: "a whole number",
+        float: "a number",
+        str: "a string",
+        bool: "true/false",
+        list: "a list",
+        dict: "a table",
+    }
+    if types == _NUMBER:
+        return "a number"
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A request parameter a provider knows: the JSON types it takes (a bool is never a
+    number) and, optionally, a check of the value that returns what is wrong with it."""
+
+    types: tuple[type, ...]
+    check: Callable[[Any], str | None] | None = None
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, bool) and bool not in self.types:
+            ok = False
+        else:
+            ok = isinstance(value, self.types)
+        if not ok:
+            return f"want {_type_name(self.types)}, not {type(value).__name__} {value!r}"
+        return self.check(value) if self.check is not None else None
+
+
+def at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= low else f"want {low} or more, not {v!r}"
+
+
+def between(low: float, high: float) -> Callable[[Any], str | None]:
+    return lambda v: None if low <= v <= high else f"want {low} to {high}, not {v!r}"
+
+
+def non_empty(value: Any) -> str | None:
+    return None if value.strip() else "want a non-empty string"
+
+
+NUMBER = Param(_NUMBER)
+COUNT = Param((int,), at_least(1))
+TABLE = Param((dict,))
+TEXT = Param((str,))
+FLAG = Param((bool,))
+LIST = Param((list,))
+STOP = Param((str, list))  # one stop sequence or several
+
+
 @dataclass(frozen=True)
-class ProviderSpec:
-    """A provider module's declaration: its name, where it lives by default, and its
-    pure functions. Every module ends with `PROVIDER = ProviderSpec(...)`."""
+class Provider:
+    """A provider module's declaration, the one contract every module fulfils with a
+    `PROVIDER = Provider(...)` at its end (and one line in `providers.PROVIDERS`): what
+    the wire format supports, as data, and its pure functions (build the request, read
+    an error body, parse the stream). Nothing outside the module branches on its name.
+    """
 
     name: str
     default_base_url: str
     build_request: Callable[..., HttpRequest]
     error_message: Callable[[Any], str | None]
     new_parser: Callable[[], StreamParser]
+    description: str = ""
+    stream_format: str = "sse"  # the body's framing: "sse" or "ndjson"
+    # takes Prompt.raw (a completion endpoint: a raw prompt, fill in the middle), not turns
+    raw_prompt: bool = False
     supports_prefill: bool = False  # the answer continues an assistant prefill
-    stream_format: str = "sse"  # or "ndjson"
-    raw_prompt: bool = False  # takes Prompt.raw (a completion endpoint), not messages
+    reasoning: bool = False  # the stream may carry reasoning (ReasoningDelta)
+    prompt_caching: bool = False  # honours Prompt.cache_system
+    usage: bool = True  # the stream reports token counts (UsageDelta)
+    # the template family a preset of this provider uses unless it names one
+    family: str = "openai"
+    # the request parameters it knows (name -> Param); with `open_params`, other names go
+    # to the server as they are (OpenAI-compatible servers take their own extras), else
+    # an unknown name is a configuration error
+    params: Mapping[str, Param] = field(default_factory=dict)
+    open_params: bool = True
+    # the default base URL is a placeholder: a preset must say where (Azure's resource)
+    needs_base_url: bool = False
 
-
-class Provider(Protocol):
-    name: str
-    default_base_url: str
-    supports_prefill: bool  # the answer continues an assistant prefill
-
-    def build_request(
-        self,
-        *,
-        base_url: str,
-        model: str,
-        prompt: Prompt,
-        params: dict[str, Any],
-        api_key: str | None,
-    ) -> HttpRequest: ...
-
-    new_parser: Callable[[], StreamParser]
-
-    def error_message(self, body: Any) -> str | None:
-        """The provider's own error text from a parsed JSON error body, if any."""
-        ...
+    def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(field, reason) for each param this provider refuses: a wrongly typed known
+        one, or an unknown one when its parameter set is closed."""
+        problems: list[tuple[str, str]] = []
+        for key, value in params.items():
+            spec = self.params.get(key)
+            if spec is None:
+                if not self.open_params:
+                    known = ", ".join(sorted(self.params))
+                    problems.append((f"params.{key}", f"unknown to {self.name} (known: {known})"))
+                continue
+            why = spec.problem(value)
+            if why:
+                problems.append((f"params.{key}", why))
+        return problems

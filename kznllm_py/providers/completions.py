@@ -6,12 +6,21 @@ stream is the Chat Completions one with `choices[0].text`, so the OpenAI parser 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from kznllm_py.providers import openai
-from kznllm_py.providers.base import HttpRequest, Prompt, ProviderSpec
+from kznllm_py.providers.base import FLAG, TEXT, HttpRequest, Prompt, Provider, post
 
 NAME = "completions"
+
+# the legacy Completions parameters: Chat Completions' sampling ones, plus its own
+PARAMS = {
+    **{k: v for k, v in openai.PARAMS.items() if k not in ("max_completion_tokens", "tools")},
+    "echo": FLAG,
+    "suffix": TEXT,
+    "best_of": openai.PARAMS["n"],
+}
 
 
 def build_request(
@@ -23,19 +32,16 @@ def build_request(
     api_key: str | None,
 ) -> HttpRequest:
     body: dict[str, Any] = {"model": model, "prompt": prompt.raw, **params, "stream": True}
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-    secret: frozenset[str] = frozenset()
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-        secret = frozenset({"authorization"})
-    return HttpRequest("POST", base_url.rstrip("/") + "/completions", headers, body, secret)
+    return post(base_url.rstrip("/") + "/completions", body, api_key)
 
 
-PROVIDER = ProviderSpec(
+PROVIDER = Provider(
     name=NAME,
+    description="OpenAI-style /v1/completions: one raw prompt, fill in the middle",
     default_base_url="http://127.0.0.1:8000/v1",
     build_request=build_request,
     error_message=openai.error_message,
-    new_parser=openai.Parser,
+    new_parser=partial(openai.Parser, NAME),  # errors name this provider
     raw_prompt=True,
+    params=PARAMS,
 )

@@ -12,16 +12,23 @@ from typing import Any
 
 from kznllm_py.errors import ProviderError
 from kznllm_py.providers.base import (
+    COUNT,
+    NUMBER,
+    STOP,
+    TABLE,
     Delta,
     DoneDelta,
     HttpRequest,
     JsonEventParser,
+    Param,
     Prompt,
-    ProviderSpec,
+    Provider,
     ReasoningDelta,
     TextDelta,
     UsageDelta,
     as_count,
+    between,
+    post,
     stream_end,
 )
 from kznllm_py.secrets import clip
@@ -117,13 +124,8 @@ def build_request(
     body.update(top)
     if config:
         body["generationConfig"] = config
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-    secret: frozenset[str] = frozenset()
-    if api_key:
-        headers["x-goog-api-key"] = api_key
-        secret = frozenset({"x-goog-api-key"})
     url = f"{base_url.rstrip('/')}/{model_path(model)}:streamGenerateContent?alt=sse"
-    return HttpRequest("POST", url, headers, body, secret)
+    return post(url, body, api_key, key_header="x-goog-api-key", scheme="")
 
 
 def error_message(body: Any) -> str | None:
@@ -206,10 +208,24 @@ class Parser(JsonEventParser):
         return out
 
 
-PROVIDER = ProviderSpec(
+PROVIDER = Provider(
     name=NAME,
+    description="Google Gemini API (AI Studio)",
     default_base_url="https://generativelanguage.googleapis.com/v1beta",
     build_request=build_request,
     error_message=error_message,
     new_parser=Parser,
+    reasoning=True,
+    # sampling params by the names presets use; generationConfig fields and top-level
+    # request fields (safetySettings, tools, ...) pass as they are
+    params={
+        "temperature": Param(NUMBER.types, between(0, 2)),
+        "top_p": Param(NUMBER.types, between(0, 1)),
+        "top_k": COUNT,
+        "max_tokens": COUNT,
+        "max_completion_tokens": COUNT,
+        "stop": STOP,
+        "generationConfig": TABLE,
+        "generation_config": TABLE,
+    },
 )

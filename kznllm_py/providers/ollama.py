@@ -13,17 +13,23 @@ from typing import Any
 
 from kznllm_py.errors import ProviderError
 from kznllm_py.providers.base import (
+    COUNT,
+    NUMBER,
+    STOP,
+    TABLE,
     Delta,
     DoneDelta,
     HttpRequest,
     JsonEventParser,
+    Param,
     Prompt,
-    ProviderSpec,
+    Provider,
     ReasoningDelta,
     TextDelta,
     UsageDelta,
     as_count,
     as_text,
+    post,
     stream_end,
 )
 from kznllm_py.secrets import clip
@@ -72,14 +78,10 @@ def build_request(
     body: dict[str, Any] = {"model": model, "messages": messages, **top, "stream": True}
     if options:
         body["options"] = options
-    headers = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
-    secret: frozenset[str] = frozenset()
-    if api_key:
-        # Ollama itself has no keys; a reverse proxy in front of it (or ollama.com)
-        # takes a bearer token
-        headers["Authorization"] = f"Bearer {api_key}"
-        secret = frozenset({"authorization"})
-    return HttpRequest("POST", base_url.rstrip("/") + "/api/chat", headers, body, secret)
+    # Ollama itself has no keys; a reverse proxy in front of it (or ollama.com) takes a
+    # bearer token
+    url = base_url.rstrip("/") + "/api/chat"
+    return post(url, body, api_key, accept="application/x-ndjson")
 
 
 def error_message(body: Any) -> str | None:
@@ -130,11 +132,29 @@ class Parser(JsonEventParser):
         return stream_end(NAME, self.done)
 
 
-PROVIDER = ProviderSpec(
+PROVIDER = Provider(
     name=NAME,
+    description="Ollama's native chat API (/api/chat, NDJSON)",
     default_base_url="http://127.0.0.1:11434",
     build_request=build_request,
     error_message=error_message,
     new_parser=Parser,
     stream_format="ndjson",
+    reasoning=True,
+    # model options by their names pass as they are (Ollama's option set grows)
+    params={
+        "temperature": Param(NUMBER.types),
+        "top_p": Param(NUMBER.types),
+        "top_k": COUNT,
+        "num_predict": Param((int,)),
+        "num_ctx": COUNT,
+        "max_tokens": COUNT,
+        "max_completion_tokens": COUNT,
+        "stop": STOP,
+        "seed": Param((int,)),
+        "options": TABLE,
+        "keep_alive": Param((str, int, float)),
+        "think": Param((bool, str)),
+        "format": Param((str, dict)),
+    },
 )

@@ -8,16 +8,26 @@ from typing import Any
 
 from kznllm_py.errors import ProviderError, StreamError
 from kznllm_py.providers.base import (
+    COUNT,
+    FLAG,
+    LIST,
+    NUMBER,
+    STOP,
+    TABLE,
+    TEXT,
     Delta,
     DoneDelta,
     HttpRequest,
+    Param,
     Prompt,
-    ProviderSpec,
+    Provider,
     ReasoningDelta,
     TextDelta,
     UsageDelta,
     as_count,
     as_text,
+    between,
+    post,
     stream_end,
 )
 from kznllm_py.providers.jsonfast import loads_event
@@ -25,6 +35,33 @@ from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
 
 NAME = "openai"
+
+# Chat Completions parameters (type-checked; other names pass: vLLM, llama.cpp, OpenRouter
+# and the rest take extras of their own, e.g. repetition_penalty)
+PARAMS: dict[str, Param] = {
+    "temperature": Param(NUMBER.types, between(0, 2)),
+    "top_p": Param(NUMBER.types, between(0, 1)),
+    "max_tokens": COUNT,
+    "max_completion_tokens": COUNT,
+    "stop": STOP,
+    "seed": Param((int,)),
+    "n": COUNT,
+    "presence_penalty": Param(NUMBER.types, between(-2, 2)),
+    "frequency_penalty": Param(NUMBER.types, between(-2, 2)),
+    "logit_bias": TABLE,
+    "logprobs": FLAG,
+    "top_logprobs": Param((int,)),
+    "response_format": TABLE,
+    "stream_options": TABLE,
+    "reasoning_effort": TEXT,
+    "tools": LIST,
+    "tool_choice": Param((str, dict)),
+    "parallel_tool_calls": FLAG,
+    "user": TEXT,
+    "service_tier": TEXT,
+    "metadata": TABLE,
+    "store": FLAG,
+}
 
 
 def build_request(
@@ -54,12 +91,7 @@ def build_request(
             body.setdefault("max_completion_tokens", body.pop("max_tokens"))
     elif prompt.system:
         messages.insert(0, {"role": "system", "content": prompt.system})
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-    secret: frozenset[str] = frozenset()
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-        secret = frozenset({"authorization"})
-    return HttpRequest("POST", base_url.rstrip("/") + "/chat/completions", headers, body, secret)
+    return post(base_url.rstrip("/") + "/chat/completions", body, api_key)
 
 
 def is_reasoning_model(model: str) -> bool:
@@ -171,10 +203,13 @@ class Parser:
         return out
 
 
-PROVIDER = ProviderSpec(
+PROVIDER = Provider(
     name=NAME,
+    description="OpenAI Chat Completions and compatible servers",
     default_base_url="https://api.openai.com/v1",
     build_request=build_request,
     error_message=error_message,
     new_parser=Parser,
+    reasoning=True,
+    params=PARAMS,
 )
