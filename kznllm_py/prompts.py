@@ -130,9 +130,9 @@ def _render(ts: TemplateSet, role: str, variables: Mapping[str, Any]) -> str:
     name = explicit or f"{ts.family}/{role}.jinja"
     try:
         if explicit:
-            path = Path(explicit).expanduser()
-            template = env.from_string(path.read_text(encoding="utf-8"))
-            template.filename = str(path)
+            file = Path(explicit).expanduser()
+            template = env.from_string(file.read_text(encoding="utf-8"))
+            template.filename = str(file)
         else:
             template = env.get_template(name)
         return sandbox.render_template(template, dict(variables))
@@ -147,13 +147,12 @@ def _render(ts: TemplateSet, role: str, variables: Mapping[str, Any]) -> str:
     except OSError as exc:
         raise ConfigError(f"template {name}: cannot read it: {exc.strerror or exc}") from None
     except Exception as exc:  # UndefinedError, SecurityError, errors inside filters...
-        path, line = _template_position()
-        if path is None:
-            path = getattr(template, "filename", None) or name  # type: ignore[possibly-undefined]
+        in_file, line = _template_position()
+        shown = in_file or getattr(template, "filename", None) or name
         at = f":{line}" if line else ""
         if isinstance(exc, sandbox.RenderLimit):
-            raise ConfigError(f"template {path}{at}: {exc}") from None
-        raise ConfigError(f"template {path}{at}: {type(exc).__name__}: {exc}") from None
+            raise ConfigError(f"template {shown}{at}: {exc}") from None
+        raise ConfigError(f"template {shown}{at}: {type(exc).__name__}: {exc}") from None
 
 
 def variables(ctx: FillContext, *, preset_id: str = "", model: str = "") -> dict[str, Any]:

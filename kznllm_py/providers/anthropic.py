@@ -102,8 +102,9 @@ def error_message(body: Any) -> str | None:
         if isinstance(err, dict) and err.get("message"):
             kind = err.get("type")
             return f"{kind}: {err['message']}" if kind else str(err["message"])
-        if isinstance(body.get("message"), str):
-            return body["message"]
+        message = body.get("message")
+        if isinstance(message, str):
+            return message
     return None
 
 

@@ -140,8 +140,9 @@ def error_message(body: Any) -> str | None:
             return f"{status}: {err['message']}" if status else str(err["message"])
         if isinstance(err, str) and err:
             return err
-        if isinstance(body.get("message"), str) and body["message"]:
-            return body["message"]
+        message = body.get("message")
+        if isinstance(message, str) and message:
+            return message
     return None
 
 

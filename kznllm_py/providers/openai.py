@@ -106,10 +106,10 @@ def error_message(body: Any) -> str | None:
             return str(err["message"])
         if isinstance(err, str):
             return err
-        if isinstance(body.get("message"), str):
-            return body["message"]
-        if isinstance(body.get("detail"), str):
-            return body["detail"]
+        for field_name in ("message", "detail"):
+            value = body.get(field_name)
+            if isinstance(value, str):
+                return value
     return None
 
 
@@ -161,7 +161,7 @@ class Parser:
             raise ProviderError(error_message(obj) or clip(data, 300), provider=self.name)
         try:
             out: list[Delta] = []
-            choices = obj.get("choices")
+            choices = obj.get("choices") or []
             choice = choices[0] if choices else None
             if choice is not None and (choice.get("index") or len(choices) > 1):
                 # n > 1: the choices interleave, chunk by chunk; index 0 is the answer
