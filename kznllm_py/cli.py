@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kznllm_py import context, demo_server, payload, secrets
+from kznllm_py import cli_history, context, demo_server, payload, secrets
 from kznllm_py.client import Timeouts, new_client
 from kznllm_py.errors import KznError, printable
 from kznllm_py.generation import (
@@ -508,34 +508,6 @@ async def _fill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _history(args: argparse.Namespace) -> int:
-    from kznllm_py import history
-
-    db = args.db or history.default_path(history.nvim_data_dir())
-    show = args.history_command == "show"
-    try:
-        store = history.HistoryStore(db) if db.exists() else None  # reading creates nothing
-        if store is not None and store.notice is not None:
-            _err(f"{store.notice}")
-        if show:
-            entry = store.get(args.id) if store else None
-            if entry is None:
-                _err(f"no history entry {args.id} in {db}")
-                return 1
-            text = json.dumps(entry.to_dict(), ensure_ascii=False, indent=2) + "\n"
-            sys.stdout.write(text if args.json else history.format_entry(entry))
-            return 0
-        rows = store.list(limit=args.n, preset=args.preset, status=args.status) if store else []
-    except KznError as exc:
-        _err(f"{exc}")
-        return 1
-    if args.json:
-        print(json.dumps([r.to_dict() for r in rows], ensure_ascii=False))
-    for line in [] if args.json else map(history.format_summary, rows):
-        print(line)
-    return 0
-
-
 async def _demo_server(args: argparse.Namespace) -> int:
     server = await demo_server.DemoServer(args.rate).start(port=args.port)
     print(f"kznllm offline demo model (not a real LLM) at {server.base_url}", flush=True)
@@ -558,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo-server":
             return asyncio.run(_demo_server(args))
         if args.command == "history":
-            return _history(args)
+            return cli_history.show(args, _err)
         if args.command == "demo":
             from kznllm_py import editor_demo as demo
 
