@@ -6,6 +6,7 @@ kznllm fill [--preset ID | --provider P --base-url URL --model M --api-key NAME|
     stderr with a non-zero exit (1 failure, 2 usage, 130 interrupted). Piped stdin is
     the selection (replace mode); --range says where it sits in --file.
     -o/--option NAME VALUE sets a request parameter (temperature, max_tokens, ...).
+    The run is recorded in the editor's history (see below); --no-history: not.
 kznllm render [same options as fill] QUERY
     prints the exact request fill would send (keys redacted), sends nothing.
 kznllm models [--preset ID | --provider P --base-url URL --api-key NAME] [--json]
@@ -19,7 +20,8 @@ kznllm demo [--check]
     opens Neovim with the plugin on a sample file, against the offline demo model.
 kznllm history [-n N] [--json] [--preset ID] [--status S] [--db PATH]
 kznllm history show ID [--json] [--db PATH]
-    lists the recorded interactions, newest first, or prints one whole entry.
+    lists the recorded interactions (the editor's and `kznllm fill`'s), newest first,
+    or prints one whole entry.
 """
 
 from __future__ import annotations
@@ -116,6 +118,11 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=Timeouts.total,
         help="seconds for the whole answer (default: 600; 0: no limit)",
+    )
+    fill.add_argument(
+        "--no-history",
+        action="store_true",
+        help="do not record this run in the history (Neovim's data dir, as the editor does)",
     )
     fill.add_argument(
         "--max-response-bytes",
@@ -487,7 +494,15 @@ async def _fill(args: argparse.Namespace) -> int:
             max_response_bytes=args.max_response_bytes,
         )
         generation.on_retry = lambda _n, wait, why: _err(f"{why}; trying again in {wait:g} s")
-        outcome = await generation.run(write)
+        with cli_history.recording(job, generation, _err, enabled=not args.no_history) as rec:
+
+            def answer(text: str) -> None:
+                write(text)
+                if rec is not None:  # what reached stdout, as the buffer keeps what it got
+                    rec.text(text)
+
+            outcome = await generation.run(answer)
+            cli_history.finish(rec, outcome, reader_gone=reader_gone)
         if ctx.mode == "replace" and ctx.selection.endswith("\n") and last not in ("", "\n"):
             # whole lines were replaced: they end with a line break, as in the buffer
             write("\n")

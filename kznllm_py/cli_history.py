@@ -1,17 +1,25 @@
 """The CLI's side of the history: `kznllm history` (a list, or one whole entry, as text
-or JSON), from the database the editor writes."""
+or JSON) and the recording of `kznllm fill` runs, in the same database the editor uses
+(stdpath('data')/kznllm/history.sqlite3, computed as Neovim does) and through the same
+recorder (kznllm_py/history/recorder.py): the entry is written before the request goes
+out, the answer is saved as it streams, a run killed mid-answer leaves it 'running'
+with what arrived."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
-from kznllm_py import history
+from kznllm_py import conversation, history
 from kznllm_py.errors import KznError
+from kznllm_py.generation import Generation, Outcome
 from kznllm_py.history import Entry, EntrySummary
+from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry, request_json
+from kznllm_py.payload import FillJob
 
 
 def _when(epoch: float) -> str:
@@ -92,3 +100,38 @@ def show(args: argparse.Namespace, err: Callable[[str], None]) -> int:
     for line in [] if args.json else map(format_summary, rows):
         print(line)
     return 0
+
+
+@contextmanager
+def recording(
+    job: FillJob, generation: Generation, err: Callable[[str], None], *, enabled: bool
+) -> Iterator[Recording | None]:
+    """Record a `kznllm fill` run as the editor records a fill: the generation's prompt,
+    request and reasoning go to the entry; the caller passes the answer's text to
+    `Recording.text` as it reaches stdout and ends with `finish`. Leaving the block
+    waits for every queued write (a few ms), so the entry is complete when the CLI exits.
+    A history that cannot be written is said once on stderr and never fails the run."""
+    if not enabled:
+        yield None
+        return
+    recorder = HistoryRecorder(history.default_path(history.nvim_data_dir()), err)
+    rec = recorder.begin(new_entry(job, mode=job.ctx.mode))
+    generation.on_prompt = lambda pr: rec.prompt(conversation.prompt_to_json(pr))
+    generation.on_request = lambda r: rec.request(request_json(r))
+    generation.on_reasoning = rec.reasoning
+    generation.before_send = rec.created
+    try:
+        yield rec
+    finally:
+        recorder.close()
+
+
+def finish(rec: Recording | None, outcome: Outcome, *, reader_gone: bool) -> None:
+    """The run's outcome, as the editor records one; a reader that went away (`| head`)
+    cancelled the answer, it did not fail."""
+    if rec is None:
+        return
+    if reader_gone:
+        rec.finish("cancelled", None, outcome.to_dict())
+    else:
+        rec.finish(outcome.status, outcome.error, outcome.to_dict())
