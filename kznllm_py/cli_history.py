@@ -114,7 +114,10 @@ def recording(
     if not enabled:
         yield None
         return
-    recorder = HistoryRecorder(history.default_path(history.nvim_data_dir()), err)
+    # no retention limits: the CLI cannot know setup()'s `history.max_entries` and must
+    # not prune what the editor keeps (the editor prunes at its next finished fill)
+    path = history.default_path(history.nvim_data_dir())
+    recorder = HistoryRecorder(path, err, max_entries=None, max_age_days=None)
     rec = recorder.begin(new_entry(job, mode=job.ctx.mode))
     generation.on_prompt = lambda pr: rec.prompt(conversation.prompt_to_json(pr))
     generation.on_request = lambda r: rec.request(request_json(r))

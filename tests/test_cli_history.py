@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +19,13 @@ from typing import Any
 
 import pytest
 
-from kznllm_py.history import Entry, HistoryStore, default_path, nvim_data_dir
+from kznllm_py.history import (
+    DEFAULT_MAX_ENTRIES,
+    Entry,
+    HistoryStore,
+    default_path,
+    nvim_data_dir,
+)
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, json_reply, openai_events
 
@@ -240,3 +247,28 @@ def test_no_history_turns_the_recording_off(
         assert only_entry(path).response == "answer"
     else:
         assert not path.exists() and not path.parent.exists()
+
+
+def test_a_cli_run_never_prunes_what_the_editors_retention_keeps(
+    tmp_path: Path, server: LoopbackServer
+) -> None:
+    """setup({ history = { max_entries = ... } }) lives in the editor: the CLI, which
+    cannot read it, deletes nothing (not even past the default 10,000)."""
+    server.queue(Reply(chunks=openai_events(["answer"])))
+    env = cli_env(tmp_path / "data")
+    path = db_for(env)
+    HistoryStore(path)  # the schema
+    kept = DEFAULT_MAX_ENTRIES + 5
+    db = sqlite3.connect(path)
+    with db:
+        db.executemany(
+            "INSERT INTO entries (started_at, mode, query, status) VALUES (?, 'yap', ?, 'ok')",
+            ((1.0 + i, f"old {i}") for i in range(kept)),
+        )
+    db.close()
+    res = run(fill_argv(server.base_url, "q"), tmp_path, env)
+    assert res.returncode == 0, res.stderr
+    store = HistoryStore(path, max_entries=None)
+    assert store.count() == kept + 1
+    [newest] = store.list(limit=1)
+    assert newest.query == "q" and store.get(newest.id).response == "answer"  # type: ignore[union-attr]
