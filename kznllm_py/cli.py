@@ -6,6 +6,7 @@ kznllm fill [--preset ID | --provider P --base-url URL --model M --api-key NAME|
     stderr with a non-zero exit (1 failure, 2 usage, 130 interrupted). Piped stdin is
     the selection (replace mode); --range says where it sits in --file.
     -o/--option NAME VALUE sets a request parameter (temperature, max_tokens, ...).
+    The run is recorded in the editor's history (see below); --no-history: not.
 kznllm render [same options as fill] QUERY
     prints the exact request fill would send (keys redacted), sends nothing.
 kznllm models [--preset ID | --provider P --base-url URL --api-key NAME] [--json]
@@ -20,7 +21,8 @@ kznllm demo [--check]
     opens Neovim with the plugin on a sample file, against the offline demo model.
 kznllm history [-n N] [--json] [--preset ID] [--status S] [--db PATH]
 kznllm history show ID [--json] [--db PATH]
-    lists the recorded interactions, newest first, or prints one whole entry.
+    lists the recorded interactions (the editor's and `kznllm fill`'s), newest first,
+    or prints one whole entry.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kznllm_py import context, demo_server, payload, secrets
+from kznllm_py import cli_history, context, demo_server, payload, secrets
 from kznllm_py.client import Timeouts, new_client
 from kznllm_py.errors import KznError, printable
 from kznllm_py.generation import (
@@ -117,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=Timeouts.total,
         help="seconds for the whole answer (default: 600; 0: no limit)",
+    )
+    fill.add_argument(
+        "--no-history",
+        action="store_true",
+        help="do not record this run in the history (Neovim's data dir, as the editor does)",
     )
     fill.add_argument(
         "--max-response-bytes",
@@ -493,7 +500,15 @@ async def _fill(args: argparse.Namespace) -> int:
             max_response_bytes=args.max_response_bytes,
         )
         generation.on_retry = lambda _n, wait, why: _err(f"{why}; trying again in {wait:g} s")
-        outcome = await generation.run(write)
+        with cli_history.recording(job, generation, _err, enabled=not args.no_history) as rec:
+
+            def answer(text: str) -> None:
+                write(text)
+                if rec is not None:  # what reached stdout, as the buffer keeps what it got
+                    rec.text(text)
+
+            outcome = await generation.run(answer)
+            cli_history.finish(rec, outcome, reader_gone=reader_gone)
         if ctx.mode == "replace" and ctx.selection.endswith("\n") and last not in ("", "\n"):
             # whole lines were replaced: they end with a line break, as in the buffer
             write("\n")
@@ -511,34 +526,6 @@ async def _fill(args: argparse.Namespace) -> int:
         return 130
     if outcome.finish_reason == "length":
         _err("the answer was cut at the token limit (truncated)")
-    return 0
-
-
-def _history(args: argparse.Namespace) -> int:
-    from kznllm_py import history
-
-    db = args.db or history.default_path(history.nvim_data_dir())
-    show = args.history_command == "show"
-    try:
-        store = history.HistoryStore(db) if db.exists() else None  # reading creates nothing
-        if store is not None and store.notice is not None:
-            _err(f"{store.notice}")
-        if show:
-            entry = store.get(args.id) if store else None
-            if entry is None:
-                _err(f"no history entry {args.id} in {db}")
-                return 1
-            text = json.dumps(entry.to_dict(), ensure_ascii=False, indent=2) + "\n"
-            sys.stdout.write(text if args.json else history.format_entry(entry))
-            return 0
-        rows = store.list(limit=args.n, preset=args.preset, status=args.status) if store else []
-    except KznError as exc:
-        _err(f"{exc}")
-        return 1
-    if args.json:
-        print(json.dumps([r.to_dict() for r in rows], ensure_ascii=False))
-    for line in [] if args.json else map(history.format_summary, rows):
-        print(line)
     return 0
 
 
@@ -564,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo-server":
             return asyncio.run(_demo_server(args))
         if args.command == "history":
-            return _history(args)
+            return cli_history.show(args, _err)
         if args.command == "demo":
             from kznllm_py import editor_demo as demo
 

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from kznllm_py.errors import KznError
-from kznllm_py.history import Entry
+from kznllm_py.history.records import Entry
 from kznllm_py.providers.base import Message, Prompt
 
 

@@ -22,11 +22,10 @@ from kznllm_py import conversation, fences, history, logfile, secrets
 from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
 from kznllm_py.errors import KznError, printable
-from kznllm_py.history_ops import HistoryOps, retention
+from kznllm_py.history.ops import HistoryOps, retention
+from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry, request_json
 from kznllm_py.presets import merge_presets, pick
 from kznllm_py.providers.base import HttpRequest, Prompt
-from kznllm_py.providers.jsonfast import dumps
-from kznllm_py.recorder import HistoryRecorder, Recording
 from kznllm_py.review import ReviewFeed, split_lines
 from kznllm_py.review import diff as review_diff
 from kznllm_py.secrets import redact, redact_url
@@ -241,20 +240,7 @@ class KznllmPlugin:
         recorder = self._history(p)
         if recorder is None:
             return None
-        ctx = job.ctx
-        return recorder.begin(
-            history.NewEntry(
-                mode=mode,
-                query=ctx.query,
-                preset_id=job.preset.id,
-                provider=job.preset.provider,
-                model=job.preset.model,
-                path=ctx.path,
-                filetype=ctx.filetype,
-                selection=ctx.selection,
-                parent_id=parent_id,
-            )
-        )
+        return recorder.begin(new_entry(job, mode=mode, parent_id=parent_id))
 
     async def _track(self, job_id: int, bufnr: int, rec: Recording, ended: asyncio.Event) -> None:
         """The editor learns the entry id (follow-ups in a conversation buffer continue
@@ -571,17 +557,6 @@ def _log_outcome(job_id: int, info: dict[str, Any]) -> None:
         info.get("first_token_ms", "-"),
         info.get("duration_ms"),
     )
-
-
-def request_json(request: HttpRequest) -> str:
-    """The request as history keeps it: exactly what went out, key headers redacted."""
-    shown = {
-        "method": request.method,
-        "url": redact_url(request.url),
-        "headers": request.redacted_headers(),
-        "body": request.body,
-    }
-    return dumps(shown).decode()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True)
+def _own_data_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kznllm fill` records in Neovim's data dir: each test (and every CLI it runs,
+    which inherits the environment) gets its own, never the user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+    monkeypatch.delenv("NVIM_APPNAME", raising=False)
+
+
 @pytest.fixture
 def nvim(tmp_path: Path) -> Iterator[Child]:
     child = Child(tmp_path)

@@ -17,13 +17,9 @@ directory created 0700. A database that cannot be read (not a database, corrupt)
 renamed aside with a timestamp suffix, never deleted, and a fresh one is started;
 `HistoryStore.notice` then holds a HistoryError that says so, to show the user.
 
-Text is passed through `secrets.redact()` before it is stored (the caller redacts
-already; this is a second net). An appended chunk is redacted together with the last
-512 characters already stored, so a key split across chunks is never written; the whole
-response is redacted once more at `finish()`.
-
-The schema has a version (PRAGMA user_version) and append-only forward migrations
-(`MIGRATIONS`): never edit a released one, add `_m00N_...` at the end.
+Text is redacted again as it is written (history/redaction.py); the schema comes from
+the append-only migrations in history/migrations.py; the rows' shapes from
+history/records.py.
 """
 
 from __future__ import annotations
@@ -33,26 +29,34 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from kznllm_py import secrets
 from kznllm_py.errors import HistoryError
+from kznllm_py.history.migrations import migrate
+from kznllm_py.history.records import (
+    ENTRY_SELECT,
+    FINAL_STATUSES,
+    MODES,
+    NEWEST_FIRST,
+    STATUSES,
+    SUMMARY_SELECT,
+    Entry,
+    EntrySummary,
+    NewEntry,
+    check_choice,
+    entry_of,
+    summary_of,
+)
+from kznllm_py.history.redaction import REDACT_TAIL, redact_text_of, redacted_join
 from kznllm_py.stdpath import nvim_stdpath
-
-MODES = ("replace", "yap", "debug", "chat", "rerun")
-STATUSES = ("ok", "error", "cancelled", "running")
-FINAL_STATUSES = ("ok", "error", "cancelled")
 
 DB_NAME = "history.sqlite3"
 BUSY_TIMEOUT_S = 5.0
 LOCK_RETRIES = 3  # attempts after the first, when the busy timeout was not enough
 DEFAULT_MAX_ENTRIES = 10_000
-SUMMARY_QUERY_CHARS = 200
-_REDACT_TAIL = 512  # characters of stored text redacted again with each appended chunk
 
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5, 6, 11, 26
 
@@ -72,155 +76,7 @@ def nvim_data_dir(env: Mapping[str, str] | None = None) -> Path:
     return nvim_stdpath("data", env)
 
 
-# ---------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True, slots=True)
-class NewEntry:
-    """What is known when a request starts. Text must come already redacted."""
-
-    mode: str  # one of MODES
-    query: str = ""
-    preset_id: str = ""
-    provider: str = ""
-    model: str = ""
-    path: str = ""  # the buffer's file
-    filetype: str = ""
-    selection: str = ""
-    request: str = ""  # the rendered request (URL, headers redacted, body)
-    parent_id: int | None = None  # the entry this one follows up
-    started_at: float | None = None  # epoch seconds; None: now
-
-
-@dataclass(frozen=True, slots=True)
-class EntrySummary:
-    """A row as a list shows it: no large text; `query` is cut to SUMMARY_QUERY_CHARS."""
-
-    id: int
-    started_at: float  # epoch seconds
-    finished_at: float | None
-    preset_id: str
-    provider: str
-    model: str
-    mode: str
-    status: str  # one of STATUSES
-    error: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    first_token_ms: int | None
-    duration_ms: int | None
-    path: str
-    parent_id: int | None
-    query: str
-
-    @property
-    def unfinished(self) -> bool:
-        """Still streaming, or cut short by a crash before `finish()`."""
-        return self.status == "running"
-
-    @property
-    def title(self) -> str:
-        """The query's first non-blank line."""
-        return next((line.strip() for line in self.query.splitlines() if line.strip()), "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "unfinished": self.unfinished}
-
-
-@dataclass(frozen=True, slots=True)
-class Entry(EntrySummary):
-    """A whole row; here `query` is complete."""
-
-    filetype: str
-    selection: str
-    request: str
-    reasoning: str
-    response: str
-    # the provider-neutral prompt as JSON {"system": str, "messages": [{role, content}]}:
-    # what a follow-up continues and a re-run sends again ("" before schema version 2)
-    prompt: str = ""
-
-
-_SUMMARY_COLUMNS = (
-    "id, started_at, finished_at, preset_id, provider, model, mode, status, error, "
-    "input_tokens, output_tokens, first_token_ms, duration_ms, path, parent_id"
-)
-_SUMMARY_SELECT = f"{_SUMMARY_COLUMNS}, substr(query, 1, {SUMMARY_QUERY_CHARS})"
-_ENTRY_SELECT = (
-    f"{_SUMMARY_COLUMNS}, query, filetype, selection, request, reasoning, response, prompt"
-)
-_NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
-
-
-# ---------------------------------------------------------------------------- schema
-
-
-def _m001_initial(db: sqlite3.Connection) -> None:
-    # small columns first, the large and growing text last: a list reads no overflow page
-    db.execute(
-        """CREATE TABLE entries (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            started_at REAL NOT NULL,
-            finished_at REAL,
-            status TEXT NOT NULL DEFAULT 'running',
-            preset_id TEXT NOT NULL DEFAULT '',
-            provider TEXT NOT NULL DEFAULT '',
-            model TEXT NOT NULL DEFAULT '',
-            mode TEXT NOT NULL,
-            parent_id INTEGER REFERENCES entries(id) ON DELETE SET NULL,
-            input_tokens INTEGER,
-            output_tokens INTEGER,
-            first_token_ms INTEGER,
-            duration_ms INTEGER,
-            path TEXT NOT NULL DEFAULT '',
-            filetype TEXT NOT NULL DEFAULT '',
-            error TEXT,
-            query TEXT NOT NULL DEFAULT '',
-            selection TEXT NOT NULL DEFAULT '',
-            request TEXT NOT NULL DEFAULT '',
-            reasoning TEXT NOT NULL DEFAULT '',
-            response TEXT NOT NULL DEFAULT ''
-        )"""
-    )
-    db.execute("CREATE INDEX entries_by_time ON entries (started_at DESC, id DESC)")
-    db.execute("CREATE INDEX entries_by_preset ON entries (preset_id, started_at DESC, id DESC)")
-    db.execute("CREATE INDEX entries_by_status ON entries (status, started_at DESC, id DESC)")
-    db.execute("CREATE INDEX entries_by_parent ON entries (parent_id)")
-
-
-def _m002_prompt(db: sqlite3.Connection) -> None:
-    db.execute("ALTER TABLE entries ADD COLUMN prompt TEXT NOT NULL DEFAULT ''")
-
-
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_prompt)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def _user_version(db: sqlite3.Connection) -> int:
-    return int(db.execute("PRAGMA user_version").fetchone()[0])
-
-
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    if _user_version(db) == SCHEMA_VERSION:
-        return
-    db.execute("BEGIN IMMEDIATE")  # another process may be migrating: read again, locked
-    try:
-        version = _user_version(db)
-        if version > SCHEMA_VERSION:
-            raise HistoryError(
-                f"the history database {path} has schema version {version}, newer than this "
-                f"kznllm knows ({SCHEMA_VERSION}): update kznllm, or move the file away"
-            )
-        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-            step(db)
-            db.execute(f"PRAGMA user_version = {number}")
-        db.execute("COMMIT")
-    except BaseException:
-        db.rollback()
-        raise
-
-
-# ---------------------------------------------------------------------------- errors
+# ---------------------------------------------------------------------------- sqlite errors
 
 
 class _CorruptDatabase(sqlite3.DatabaseError):
@@ -297,26 +153,13 @@ def _where(text: str | None, preset: str | None, status: str | None) -> tuple[st
         clauses.append("preset_id = ?")
         params.append(preset)
     if status:
-        _check_choice("status", status, STATUSES)
+        check_choice("status", status, STATUSES)
         clauses.append("status = ?")
         params.append(status)
     if text:
         clauses.append("(query LIKE ? ESCAPE '\\' OR response LIKE ? ESCAPE '\\')")
         params += [_like(text), _like(text)]
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
-
-
-def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise HistoryError(f"unknown history {what} {value!r} (want one of {', '.join(choices)})")
-
-
-def _summary(row: Sequence[Any]) -> EntrySummary:
-    return EntrySummary(*row)
-
-
-def _entry(row: Sequence[Any]) -> Entry:
-    return Entry(*row)
 
 
 # ---------------------------------------------------------------------------- the store
@@ -356,7 +199,7 @@ class HistoryStore:
 
     def start(self, entry: NewEntry) -> int:
         """Record a request that starts now; its id, status 'running'."""
-        _check_choice("mode", entry.mode, MODES)
+        check_choice("mode", entry.mode, MODES)
         started = time.time() if entry.started_at is None else entry.started_at
         row = (
             started,
@@ -393,11 +236,11 @@ class HistoryStore:
                 "SELECT substr(response, -?), substr(reasoning, -?) FROM entries"
                 " WHERE id = ? AND status = 'running'"
             )
-            tails = db.execute(sql, (_REDACT_TAIL, _REDACT_TAIL, entry_id)).fetchone()
+            tails = db.execute(sql, (REDACT_TAIL, REDACT_TAIL, entry_id)).fetchone()
             if tails is None:
                 return False
-            cut_text, new_text = _redacted_join(tails[0], text)
-            cut_reasoning, new_reasoning = _redacted_join(tails[1], reasoning)
+            cut_text, new_text = redacted_join(tails[0], text)
+            cut_reasoning, new_reasoning = redacted_join(tails[1], reasoning)
             db.execute(
                 "UPDATE entries SET response = substr(response, 1, length(response) - ?) || ?,"
                 " reasoning = substr(reasoning, 1, length(reasoning) - ?) || ? WHERE id = ?",
@@ -418,7 +261,7 @@ class HistoryStore:
     ) -> bool:
         """Close an entry (ok / error / cancelled), then apply the retention limits.
         Without `duration_ms`, the time since `started_at`. False when there is no entry."""
-        _check_choice("status", status, FINAL_STATUSES)
+        check_choice("status", status, FINAL_STATUSES)
         usage = usage or {}
         now = time.time()
         params = (
@@ -442,7 +285,7 @@ class HistoryStore:
                 params,
             )
             if cur.rowcount:
-                _redact_text_of(db, entry_id)
+                redact_text_of(db, entry_id)
             return cur.rowcount > 0
 
         done = self._run("save the outcome", close, write=True)
@@ -554,7 +397,7 @@ class HistoryStore:
             if max_entries is not None:
                 sql = (
                     "DELETE FROM entries WHERE id IN (SELECT id FROM entries"
-                    f" {_NEWEST_FIRST} LIMIT -1 OFFSET ?)"
+                    f" {NEWEST_FIRST} LIMIT -1 OFFSET ?)"
                 )
                 removed += db.execute(sql, (max(0, max_entries),)).rowcount
             return removed
@@ -565,9 +408,9 @@ class HistoryStore:
 
     def get(self, entry_id: int) -> Entry | None:
         def read(db: sqlite3.Connection) -> Entry | None:
-            sql = f"SELECT {_ENTRY_SELECT} FROM entries WHERE id = ?"
+            sql = f"SELECT {ENTRY_SELECT} FROM entries WHERE id = ?"
             row = db.execute(sql, (entry_id,)).fetchone()
-            return None if row is None else _entry(row)
+            return None if row is None else entry_of(row)
 
         return self._run("read the entry", read)
 
@@ -582,11 +425,11 @@ class HistoryStore:
         """Newest first; `text` is looked for (ASCII case-insensitively) in the query and
         the response, `preset` and `status` must match exactly."""
         where, params = _where(text, preset, status)
-        sql = f"SELECT {_SUMMARY_SELECT} FROM entries {where} {_NEWEST_FIRST} LIMIT ? OFFSET ?"
+        sql = f"SELECT {SUMMARY_SELECT} FROM entries {where} {NEWEST_FIRST} LIMIT ? OFFSET ?"
 
         def read(db: sqlite3.Connection) -> list[EntrySummary]:
             rows = db.execute(sql, (*params, max(0, limit), max(0, offset))).fetchall()
-            return [_summary(row) for row in rows]
+            return [summary_of(row) for row in rows]
 
         return self._run("list the history", read)
 
@@ -693,7 +536,7 @@ class HistoryStore:
         try:
             db.execute("PRAGMA journal_mode = WAL")
             _quick_check(db)
-            _migrate(db, self.path)
+            migrate(db, self.path)
         finally:
             db.close()
 
@@ -748,85 +591,6 @@ class HistoryStore:
         return target
 
 
-def _redacted_join(tail: str, text: str) -> tuple[int, str]:
-    """How many characters of the stored tail to replace, and with what, so that a key
-    split between the stored text and the new chunk is redacted before it is written.
-    A NUL is stored as U+FFFD: SQLite's length() and substr() stop at a NUL in text."""
-    if not text:
-        return 0, ""
-    text = text.replace("\0", "\ufffd")
-    joined = tail + text
-    clean = secrets.redact(joined)
-    return (0, text) if clean == joined else (len(tail), clean)
-
-
-def _redact_text_of(db: sqlite3.Connection, entry_id: int) -> None:
-    """The whole response once more: catches a key split across two appended chunks."""
-    row = db.execute("SELECT response, reasoning FROM entries WHERE id = ?", (entry_id,))
-    response, reasoning = row.fetchone()
-    clean = (secrets.redact(response), secrets.redact(reasoning))
-    if clean != (response, reasoning):
-        sql = "UPDATE entries SET response = ?, reasoning = ? WHERE id = ?"
-        db.execute(sql, (*clean, entry_id))
-
-
 def _compact(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.execute("VACUUM")
-
-
-# ---------------------------------------------------------------------------- text
-
-
-def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _tokens(s: EntrySummary) -> str:
-    if s.input_tokens is None and s.output_tokens is None:
-        return "-"
-    return f"{s.input_tokens if s.input_tokens is not None else '?'}/" + (
-        f"{s.output_tokens if s.output_tokens is not None else '?'}"
-    )
-
-
-def _seconds(ms: int | None) -> str:
-    return "-" if ms is None else f"{ms / 1000:.1f}s"
-
-
-def format_summary(s: EntrySummary) -> str:
-    """One line: id, time, preset, mode, status, tokens in/out, duration, query."""
-    return (
-        f"{s.id:>5}  {_when(s.started_at)}  {s.preset_id or '-':<18} {s.mode:<7} "
-        f"{s.status:<9} {_tokens(s):>11} {_seconds(s.duration_ms):>7}  {s.title}"
-    )
-
-
-def format_entry(e: Entry) -> str:
-    """The whole entry, as `kznllm history show` prints it."""
-    model = " ".join(part for part in (e.provider, e.model) if part) or "-"
-    status = e.status + (f": {e.error}" if e.error else "")
-    if e.unfinished:
-        status += " (unfinished)"
-    head = [
-        f"id:          {e.id}" + (f" (follows {e.parent_id})" if e.parent_id else ""),
-        f"started:     {_when(e.started_at)}",
-        f"preset:      {e.preset_id or '-'} ({model})",
-        f"mode:        {e.mode}",
-        f"buffer:      {e.path or '-'} ({e.filetype or 'no filetype'})",
-        f"status:      {status}",
-        f"tokens:      {_tokens(e)} (in/out)",
-        f"first token: {'-' if e.first_token_ms is None else f'{e.first_token_ms} ms'}",
-        f"duration:    {_seconds(e.duration_ms)}",
-    ]
-    parts = ["\n".join(head)]
-    for name, text in (
-        ("query", e.query),
-        ("selection", e.selection),
-        ("request", e.request),
-        ("reasoning", e.reasoning),
-        ("response", e.response),
-    ):
-        if text or name == "response":
-            parts.append(f"--- {name} ---\n{text.rstrip(chr(10))}")
-    return "\n\n".join(parts) + "\n"

@@ -6,7 +6,8 @@ asyncio loop never touches SQLite); streamed text is batched and saved at most
 so a crash or `:qa!` mid-stream leaves the partial answer. The fill waits for its entry
 to exist before it sends (at most `ENTRY_WAIT_S`: a locked database never holds a fill
 longer). A failing store is reported once and then left alone: history never breaks a
-fill.
+fill. The editor (plugin.py) and `kznllm fill` both record through this module:
+`new_entry` is what a fill's entry starts with, `request_json` the request as kept.
 """
 
 from __future__ import annotations
@@ -16,14 +17,48 @@ import concurrent.futures
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kznllm_py.errors import KznError
-from kznllm_py.history import DEFAULT_MAX_ENTRIES, HistoryStore, NewEntry
+from kznllm_py.history.records import NewEntry
+from kznllm_py.history.store import DEFAULT_MAX_ENTRIES, HistoryStore
+from kznllm_py.providers.base import HttpRequest
+from kznllm_py.providers.jsonfast import dumps
+from kznllm_py.secrets import redact_url
+
+if TYPE_CHECKING:
+    from kznllm_py.payload import FillJob
 
 SAVE_EVERY_S = 0.5
 ENTRY_WAIT_S = 0.5
 T = TypeVar("T")
+
+
+def new_entry(job: FillJob, *, mode: str, parent_id: int | None = None) -> NewEntry:
+    """What a fill's entry starts with: the ask, where it was made, the preset's model."""
+    ctx = job.ctx
+    return NewEntry(
+        mode=mode,
+        query=ctx.query,
+        preset_id=job.preset.id,
+        provider=job.preset.provider,
+        model=job.preset.model,
+        path=ctx.path,
+        filetype=ctx.filetype,
+        selection=ctx.selection,
+        parent_id=parent_id,
+    )
+
+
+def request_json(request: HttpRequest) -> str:
+    """The request as history keeps it: exactly what went out, key headers redacted."""
+    shown = {
+        "method": request.method,
+        "url": redact_url(request.url),
+        "headers": request.redacted_headers(),
+        "body": request.body,
+    }
+    return dumps(shown).decode()
 
 
 class HistoryRecorder:

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kznllm_py import context, history, secrets, sidebar
+from kznllm_py import context, history, secrets
 from kznllm_py.errors import ConfigError, KznError
 from kznllm_py.history import HistoryStore
+from kznllm_py.history import view as sidebar
+from kznllm_py.history.recorder import HistoryRecorder
 from kznllm_py.presets import merge_presets, pick
-from kznllm_py.recorder import HistoryRecorder
 
 
 def retention(value: Any) -> tuple[bool, int | None, float | None]:

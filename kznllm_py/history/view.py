@@ -17,7 +17,7 @@ from typing import Any
 
 from kznllm_py.conversation import prompt_from_json
 from kznllm_py.errors import ConfigError
-from kznllm_py.history import STATUSES, Entry, EntrySummary
+from kznllm_py.history.records import STATUSES, Entry, EntrySummary
 
 PAGE = 200  # entries rendered per page; more load as the cursor nears the end
 

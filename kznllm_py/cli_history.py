@@ -1,0 +1,140 @@
+"""The CLI's side of the history: `kznllm history` (a list, or one whole entry, as text
+or JSON) and the recording of `kznllm fill` runs, in the same database the editor uses
+(stdpath('data')/kznllm/history.sqlite3, computed as Neovim does) and through the same
+recorder (kznllm_py/history/recorder.py): the entry is written before the request goes
+out, the answer is saved as it streams, a run killed mid-answer leaves it 'running'
+with what arrived."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from kznllm_py import conversation, history
+from kznllm_py.errors import KznError
+from kznllm_py.generation import Generation, Outcome
+from kznllm_py.history import Entry, EntrySummary
+from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry, request_json
+from kznllm_py.payload import FillJob
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _tokens(s: EntrySummary) -> str:
+    if s.input_tokens is None and s.output_tokens is None:
+        return "-"
+    return f"{s.input_tokens if s.input_tokens is not None else '?'}/" + (
+        f"{s.output_tokens if s.output_tokens is not None else '?'}"
+    )
+
+
+def _seconds(ms: int | None) -> str:
+    return "-" if ms is None else f"{ms / 1000:.1f}s"
+
+
+def format_summary(s: EntrySummary) -> str:
+    """One line: id, time, preset, mode, status, tokens in/out, duration, query."""
+    return (
+        f"{s.id:>5}  {_when(s.started_at)}  {s.preset_id or '-':<18} {s.mode:<7} "
+        f"{s.status:<9} {_tokens(s):>11} {_seconds(s.duration_ms):>7}  {s.title}"
+    )
+
+
+def format_entry(e: Entry) -> str:
+    """The whole entry, as `kznllm history show` prints it."""
+    model = " ".join(part for part in (e.provider, e.model) if part) or "-"
+    status = e.status + (f": {e.error}" if e.error else "")
+    if e.unfinished:
+        status += " (unfinished)"
+    head = [
+        f"id:          {e.id}" + (f" (follows {e.parent_id})" if e.parent_id else ""),
+        f"started:     {_when(e.started_at)}",
+        f"preset:      {e.preset_id or '-'} ({model})",
+        f"mode:        {e.mode}",
+        f"buffer:      {e.path or '-'} ({e.filetype or 'no filetype'})",
+        f"status:      {status}",
+        f"tokens:      {_tokens(e)} (in/out)",
+        f"first token: {'-' if e.first_token_ms is None else f'{e.first_token_ms} ms'}",
+        f"duration:    {_seconds(e.duration_ms)}",
+    ]
+    parts = ["\n".join(head)]
+    for name, text in (
+        ("query", e.query),
+        ("selection", e.selection),
+        ("request", e.request),
+        ("reasoning", e.reasoning),
+        ("response", e.response),
+    ):
+        if text or name == "response":
+            parts.append(f"--- {name} ---\n{text.rstrip(chr(10))}")
+    return "\n\n".join(parts) + "\n"
+
+
+def show(args: argparse.Namespace, err: Callable[[str], None]) -> int:
+    """`kznllm history [show ID]`: reading creates nothing (no database: no entries)."""
+    db = args.db or history.default_path(history.nvim_data_dir())
+    try:
+        store = history.HistoryStore(db) if db.exists() else None
+        if store is not None and store.notice is not None:
+            err(f"{store.notice}")
+        if args.history_command == "show":
+            entry = store.get(args.id) if store else None
+            if entry is None:
+                err(f"no history entry {args.id} in {db}")
+                return 1
+            text = json.dumps(entry.to_dict(), ensure_ascii=False, indent=2) + "\n"
+            sys.stdout.write(text if args.json else format_entry(entry))
+            return 0
+        rows = store.list(limit=args.n, preset=args.preset, status=args.status) if store else []
+    except KznError as exc:
+        err(f"{exc}")
+        return 1
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], ensure_ascii=False))
+    for line in [] if args.json else map(format_summary, rows):
+        print(line)
+    return 0
+
+
+@contextmanager
+def recording(
+    job: FillJob, generation: Generation, err: Callable[[str], None], *, enabled: bool
+) -> Iterator[Recording | None]:
+    """Record a `kznllm fill` run as the editor records a fill: the generation's prompt,
+    request and reasoning go to the entry; the caller passes the answer's text to
+    `Recording.text` as it reaches stdout and ends with `finish`. Leaving the block
+    waits for every queued write (a few ms), so the entry is complete when the CLI exits.
+    A history that cannot be written is said once on stderr and never fails the run."""
+    if not enabled:
+        yield None
+        return
+    # no retention limits: the CLI cannot know setup()'s `history.max_entries` and must
+    # not prune what the editor keeps (the editor prunes at its next finished fill)
+    path = history.default_path(history.nvim_data_dir())
+    recorder = HistoryRecorder(path, err, max_entries=None, max_age_days=None)
+    rec = recorder.begin(new_entry(job, mode=job.ctx.mode))
+    generation.on_prompt = lambda pr: rec.prompt(conversation.prompt_to_json(pr))
+    generation.on_request = lambda r: rec.request(request_json(r))
+    generation.on_reasoning = rec.reasoning
+    generation.before_send = rec.created
+    try:
+        yield rec
+    finally:
+        recorder.close()
+
+
+def finish(rec: Recording | None, outcome: Outcome, *, reader_gone: bool) -> None:
+    """The run's outcome, as the editor records one; a reader that went away (`| head`)
+    cancelled the answer, it did not fail."""
+    if rec is None:
+        return
+    if reader_gone:
+        rec.finish("cancelled", None, outcome.to_dict())
+    else:
+        rec.finish(outcome.status, outcome.error, outcome.to_dict())

@@ -1,0 +1,106 @@
+"""What the history holds: one entry per interaction, as its writer starts it
+(`NewEntry`), as a list shows it (`EntrySummary`) and whole (`Entry`); the columns a
+read selects. Plain data, no SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from kznllm_py.errors import HistoryError
+
+MODES = ("replace", "yap", "debug", "chat", "rerun")
+STATUSES = ("ok", "error", "cancelled", "running")
+FINAL_STATUSES = ("ok", "error", "cancelled")
+SUMMARY_QUERY_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """What is known when a request starts. Text must come already redacted."""
+
+    mode: str  # one of MODES
+    query: str = ""
+    preset_id: str = ""
+    provider: str = ""
+    model: str = ""
+    path: str = ""  # the buffer's file
+    filetype: str = ""
+    selection: str = ""
+    request: str = ""  # the rendered request (URL, headers redacted, body)
+    parent_id: int | None = None  # the entry this one follows up
+    started_at: float | None = None  # epoch seconds; None: now
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySummary:
+    """A row as a list shows it: no large text; `query` is cut to SUMMARY_QUERY_CHARS."""
+
+    id: int
+    started_at: float  # epoch seconds
+    finished_at: float | None
+    preset_id: str
+    provider: str
+    model: str
+    mode: str
+    status: str  # one of STATUSES
+    error: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    first_token_ms: int | None
+    duration_ms: int | None
+    path: str
+    parent_id: int | None
+    query: str
+
+    @property
+    def unfinished(self) -> bool:
+        """Still streaming, or cut short by a crash before `finish()`."""
+        return self.status == "running"
+
+    @property
+    def title(self) -> str:
+        """The query's first non-blank line."""
+        return next((line.strip() for line in self.query.splitlines() if line.strip()), "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "unfinished": self.unfinished}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry(EntrySummary):
+    """A whole row; here `query` is complete."""
+
+    filetype: str
+    selection: str
+    request: str
+    reasoning: str
+    response: str
+    # the provider-neutral prompt as JSON {"system": str, "messages": [{role, content}]}:
+    # what a follow-up continues and a re-run sends again ("" before schema version 2)
+    prompt: str = ""
+
+
+SUMMARY_COLUMNS = (
+    "id, started_at, finished_at, preset_id, provider, model, mode, status, error, "
+    "input_tokens, output_tokens, first_token_ms, duration_ms, path, parent_id"
+)
+SUMMARY_SELECT = f"{SUMMARY_COLUMNS}, substr(query, 1, {SUMMARY_QUERY_CHARS})"
+ENTRY_SELECT = (
+    f"{SUMMARY_COLUMNS}, query, filetype, selection, request, reasoning, response, prompt"
+)
+NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
+
+
+def check_choice(what: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise HistoryError(f"unknown history {what} {value!r} (want one of {', '.join(choices)})")
+
+
+def summary_of(row: Sequence[Any]) -> EntrySummary:
+    return EntrySummary(*row)
+
+
+def entry_of(row: Sequence[Any]) -> Entry:
+    return Entry(*row)
