@@ -17,13 +17,13 @@ class Pace:
     keeps a stream's share of the editor's time near `share`, within [floor, ceiling]:
     a plain buffer gets a write a frame, a heavy one as few as keep the text moving."""
 
-    share: float = 0.25  # of the editor's time one stream may take
+    share: float = 0.2  # of the editor's time one stream may take
     floor: float = 0.008  # s: never more often than this (a frame at 120 Hz)
-    ceiling: float = 1 / 16  # s: never less often (text visibly moving, 16 updates/s)
+    ceiling: float = 1 / 15  # s: never less often (text visibly moving, 15 updates/s)
     # s of editor CPU per write, smoothed; until measured, a frame's worth (16 ms apart):
     # a plain buffer is down to the floor within a few writes, a heavy one is not
     # flooded before its first measurement
-    cost: float = 0.004
+    cost: float = 0.0032
 
     def observe(self, cpu_s: float) -> float:
         """One write's cost; returns the interval to use from now on. A rising cost is

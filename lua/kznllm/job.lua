@@ -99,8 +99,13 @@ local function progress_text(job, status, usage)
   return M.default_message(info)
 end
 
-local function progress_update(job, frame)
+local function progress_update(job, frame, tick)
   if job.done then
+    return
+  end
+  if tick and job.wrote_at and vim.uv.hrtime() - job.wrote_at < 3e8 then
+    -- text is landing: that is the progress; a spinner redraw now would cost a heavy
+    -- buffer (treesitter) a second redraw for nothing
     return
   end
   local text = progress_text(job)
@@ -155,7 +160,7 @@ local function progress_start(job)
     100,
     vim.schedule_wrap(function()
       tick = tick + 1
-      progress_update(job, tick % #spinner + 1)
+      progress_update(job, tick % #spinner + 1, true)
     end)
   )
 end
@@ -782,6 +787,7 @@ local function write_now(job, text)
     last_write[buf] =
       { tick = api.nvim_buf_get_changedtick(buf), job = job.id, time = vim.uv.hrtime() }
     job.chars = job.chars + #text
+    job.wrote_at = vim.uv.hrtime()
   end)
   if job.follow then
     follow(job)
