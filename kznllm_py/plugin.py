@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pynvim
 
-from kznllm_py import conversation, fences, history, logfile, secrets
+from kznllm_py import fences, history, logfile, secrets
 from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
 from kznllm_py.errors import KznError, printable
@@ -26,37 +25,54 @@ from kznllm_py.history.ops import HistoryOps, retention
 from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry, request_json
 from kznllm_py.presets import merge_presets, pick
 from kznllm_py.providers.base import HttpRequest, Prompt
-from kznllm_py.review import ReviewFeed, split_lines
-from kznllm_py.review import diff as review_diff
 from kznllm_py.secrets import redact, redact_url
 
 if TYPE_CHECKING:
     import httpx
 
-    from kznllm_py import models, payload, prompts, sandbox
+    from kznllm_py import conversation, models, payload, prompts, review, sandbox
 
 
-def _lazy(name: str) -> ModuleType:
-    """`name`, loaded on first use: the host starts on the first call (often the history
-    sidebar), and HTTP (httpx, aiohttp), Jinja2 and the generation are ~200 ms of
-    imports it needs only for a fill."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.loader is not None, name
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
+class _OnFirstUse:
+    """A module imported on first use (an ordinary import, so under the import lock:
+    the loop and the sandbox's threads may both be first): the host starts on the first
+    call (often the history sidebar), and HTTP (httpx, aiohttp), Jinja2 and the
+    generation are ~200 ms of imports it needs only for a fill."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+FILL_MODULES = (
+    "kznllm_py.client",
+    "kznllm_py.conversation",
+    "kznllm_py.generation",
+    "kznllm_py.models",
+    "kznllm_py.payload",
+    "kznllm_py.prompts",
+    "kznllm_py.review",
+    "kznllm_py.sandbox",
+)
+
+
+def load_fill_modules() -> None:
+    """Import what a fill needs, on the loop's thread, before any worker thread of a
+    fill (templates, project files) can be the first to import one: two threads
+    importing the same modules at once can see them half made."""
+    for name in FILL_MODULES:
+        importlib.import_module(name)
 
 
 if not TYPE_CHECKING:
-    models = _lazy("kznllm_py.models")
-    payload = _lazy("kznllm_py.payload")
-    prompts = _lazy("kznllm_py.prompts")
-    sandbox = _lazy("kznllm_py.sandbox")
+    conversation = _OnFirstUse("kznllm_py.conversation")
+    review = _OnFirstUse("kznllm_py.review")
+    models = _OnFirstUse("kznllm_py.models")
+    payload = _OnFirstUse("kznllm_py.payload")
+    prompts = _OnFirstUse("kznllm_py.prompts")
+    sandbox = _OnFirstUse("kznllm_py.sandbox")
 
 log = logfile.logger
 
@@ -163,6 +179,7 @@ class KznllmPlugin:
         self.nvim.loop.call_later(0.2, self._warm)
 
     def _warm(self) -> None:
+        load_fill_modules()
         _ = self.client
         prompts.render(prompts.FillContext(mode="yap", query=""))  # compile the templates
 
@@ -308,6 +325,7 @@ class KznllmPlugin:
         self.nvim.exec_lua("vim.notify(..., vim.log.levels.ERROR)", message, async_=True)
 
     def _start_fill(self, p: dict[str, Any]) -> None:
+        load_fill_modules()  # a no-op after the first fill (or the warm-up)
         job_id = int(p["id"])
         debug = bool(p.get("debug"))
         sink = BufferSink(
@@ -341,7 +359,7 @@ class KznllmPlugin:
             def send(diff: dict[str, Any], complete: bool) -> None:
                 self._lua("review", "update", job_id, diff, complete)
 
-            feed = ReviewFeed(job.ctx.selection, send)
+            feed = review.ReviewFeed(job.ctx.selection, send)
         answer = Answer(feed, replace)
         sink.tap = answer.tap
         return answer
@@ -466,7 +484,7 @@ def apply_data(selection: str, answer: str) -> dict[str, Any]:
     the diff a review of it shows."""
     if answer.endswith("\n") and not selection.endswith("\n"):
         answer = answer[:-1]
-    diff = review_diff(split_lines(selection), answer, complete=True).to_dict()
+    diff = review.diff(review.split_lines(selection), answer, complete=True).to_dict()
     return {"text": answer, "diff": diff}
 
 
@@ -475,7 +493,7 @@ class Answer:
     chatty answer (prose around one code block) is cut down to the code, in the same
     undo step; under review its diff follows the stream."""
 
-    def __init__(self, feed: ReviewFeed | None, replace: bool) -> None:
+    def __init__(self, feed: review.ReviewFeed | None, replace: bool) -> None:
         self._parts: list[str] = []
         self._feed = feed
         self._replace = replace

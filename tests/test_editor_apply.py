@@ -18,7 +18,8 @@ def debug_then_apply(nvim: Child, server: LoopbackServer, answer: str) -> int:
     nvim.set_lines(SOURCE)
     source = nvim.nvim.current.buffer.number
     nvim.nvim.command("2,3KznDebug tidy")
-    assert nvim.wait_done()[0]["status"] == "ok"
+    done = nvim.wait_done()[0]
+    assert done["status"] == "ok", done
     nvim.wait_for(lambda: nvim.lua("return vim.b.kznllm_entry"), what="the entry")
     return source
 
@@ -57,7 +58,8 @@ def test_apply_from_an_earlier_session_finds_the_code_in_its_file(
         first.use_server(server.base_url)
         first.nvim.command(f"edit {path}")
         first.nvim.command("2,3KznFill tidy")
-        assert first.wait_done()[0]["status"] == "ok"
+        done = first.wait_done()[0]
+        assert done["status"] == "ok", done
         first.wait_for(lambda: first.lua("return vim.b.kznllm_entry") or True)
     finally:
         first.close()
