@@ -361,7 +361,8 @@ class KznllmPlugin:
 
             feed = review.ReviewFeed(job.ctx.selection, send)
         answer = Answer(feed, replace)
-        sink.tap = answer.tap
+        if replace:  # only a replace's text is needed again (chatty, review)
+            sink.tap = answer.tap
         return answer
 
     def _pace(self, job_id: int, cpu_s: float) -> None:

@@ -725,6 +725,14 @@ end
 -- the buffer's last change, when it was a write of ours: { tick, job }
 local last_write = {}
 
+--- The buffer's last change is now a write of `job` (the undo step later writes join,
+--- and where undo detection starts from).
+local function wrote(job)
+  job.seq = vim.fn.changenr()
+  last_write[job.buf] =
+    { tick = api.nvim_buf_get_changedtick(job.buf), job = job.id, time = vim.uv.hrtime() }
+end
+
 --- Keep the windows of a scratch buffer at the end of the stream while their cursor
 --- is there (one that the user moved up stays where it is).
 local function follow(job)
@@ -783,9 +791,7 @@ local function write_now(job, text)
     if not ok then
       error(err, 0)
     end
-    job.seq = vim.fn.changenr()
-    last_write[buf] =
-      { tick = api.nvim_buf_get_changedtick(buf), job = job.id, time = vim.uv.hrtime() }
+    wrote(job)
     job.chars = job.chars + #text
     job.wrote_at = vim.uv.hrtime()
   end)
@@ -815,8 +821,7 @@ function M.rewrite(id, text)
     writing = true
     pcall(api.nvim_buf_set_text, buf, hr, hc, tr, tc, vim.split(text, '\n', { plain = true }))
     writing = false
-    last_write[buf] = { tick = api.nvim_buf_get_changedtick(buf), job = id, time = vim.uv.hrtime() }
-    job.seq = vim.fn.changenr()
+    wrote(job)
     job.chars = #text
   end)
 end
