@@ -37,6 +37,7 @@ local M = {}
 ---@field notify_done boolean|nil
 ---@field notify 'all'|'errors'|false
 ---@field kzn_allow string[]
+---@field stream_highlight { mode: 'pause'|'live', quiet_ms: integer }
 
 ---@type kznllm.Options
 M.defaults = {
@@ -109,6 +110,11 @@ M.defaults = {
   -- .kzn folders (or their projects) used even when another user owns them or every
   -- user can write to them (git's safe.directory); '*' trusts every one
   kzn_allow = {},
+  -- a treesitter-highlighted buffer: 'pause' keeps its highlighting as it was while an
+  -- answer streams in (the code around it keeps its colours) and highlights the answer
+  -- when the stream pauses for quiet_ms or ends, so that a fast stream does not re-parse
+  -- the buffer at every write; 'live' re-parses at every write
+  stream_highlight = { mode = 'pause', quiet_ms = 150 },
 }
 
 ---@type kznllm.Options

@@ -728,6 +728,7 @@ local last_write = {}
 --- The buffer's last change is now a write of `job` (the undo step later writes join,
 --- and where undo detection starts from).
 local function wrote(job)
+  require('kznllm.stream_highlight').wrote(job.buf)
   job.seq = vim.fn.changenr()
   last_write[job.buf] =
     { tick = api.nvim_buf_get_changedtick(job.buf), job = job.id, time = vim.uv.hrtime() }
@@ -778,6 +779,7 @@ local function write_now(job, text)
     writing = true
     local ok, err = pcall(function()
       if not job.written then
+        job.held = require('kznllm.stream_highlight').hold(buf)
         first_write(job, lines)
         job.written = true
       else
@@ -961,6 +963,9 @@ function M.finish(id, status, err, info)
     pcall(api.nvim_buf_del_extmark, buf, ns, job.head)
     pcall(api.nvim_buf_del_extmark, buf, ns, job.tail)
     unmap_cancel(buf)
+  end
+  if job.held then
+    require('kznllm.stream_highlight').release(buf)
   end
   pcall(vim.cmd, 'redrawstatus!') -- no stale spinner in a statusline
   local msg, level = end_message(job, status, err, info)

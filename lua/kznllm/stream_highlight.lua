@@ -1,0 +1,148 @@
+-- While an answer streams into a buffer that treesitter highlights, the highlighter
+-- keeps the tree it had instead of re-parsing at every write. Each write still edits
+-- that tree (Neovim does it in on_bytes), so the code around the answer keeps its
+-- colours, in place; the answer itself is highlighted when the stream pauses
+-- (`quiet_ms` without a write) and when it ends.
+--
+-- Why: text that does not parse (prose in a C file, half a function) is an ERROR node
+-- that tree-sitter cannot reuse, so each re-parse goes over the whole answer so far:
+-- 3 ms per write at the start of a 2,000-token answer in a 3,000-line C file, 38 ms
+-- near its end (measured here), and an async parse that a new write restarts from
+-- scratch. With the tree held, a write costs its redraw.
+--
+-- Only the highlighter's view of the tree is held: `vim.treesitter.get_parser()` and
+-- everything else that parses (folds, textobjects, other plugins) see the real tree.
+local M = {}
+
+local api = vim.api
+
+---@class kznllm.HeldHighlight
+---@field hl table the buffer's TSHighlighter
+---@field real table its LanguageTree
+---@field proxy table what the highlighter sees instead while held
+---@field count integer jobs streaming into the buffer
+---@field last integer vim.uv.now() at the last write
+---@field timer uv.uv_timer_t|nil
+
+---@type table<integer, kznllm.HeldHighlight>
+local held = {}
+
+local function real_buf(buf)
+  return (buf == 0 or buf == nil) and api.nvim_get_current_buf() or buf
+end
+
+local function options()
+  return require('kznllm.config').options.stream_highlight or {}
+end
+
+local function redraw(buf)
+  -- as the highlighter itself does when an async parse ends; on_win then parses
+  pcall(api.nvim__redraw, { buf = buf, valid = false, flush = false })
+end
+
+--- A stand-in for the LanguageTree `real`: its methods run on `real`, its fields are
+--- `real`'s, and `parse` hands back the held (edited) trees until the buffer is quiet.
+local function proxy_of(h)
+  local real = h.real
+  local proxy = {}
+  function proxy.parse(_, range, on_parse)
+    if vim.uv.now() - h.last >= (options().quiet_ms or 150) then
+      return real:parse(range, on_parse)
+    end
+    return real:trees()
+  end
+  return setmetatable(proxy, {
+    __index = function(_, key)
+      local v = real[key]
+      if type(v) == 'function' then
+        return function(self, ...)
+          if self == proxy then
+            return v(real, ...)
+          end
+          return v(self, ...)
+        end
+      end
+      return v
+    end,
+  })
+end
+
+--- A job starts streaming into `buf`: hold its highlighter's tree (a no-op when
+--- treesitter does not highlight the buffer, or when turned off in setup()). True when
+--- held: the job then calls `release` at its end.
+---@return boolean
+function M.hold(buf)
+  buf = real_buf(buf)
+  local h = held[buf]
+  if h then
+    h.count = h.count + 1
+    return true
+  end
+  if options().mode ~= 'pause' then
+    return false
+  end
+  local ok, highlighter = pcall(require, 'vim.treesitter.highlighter')
+  local hl = ok and highlighter.active[buf]
+  if type(hl) ~= 'table' or type(hl.tree) ~= 'table' or type(hl.tree.trees) ~= 'function' then
+    return false
+  end
+  h = { hl = hl, real = hl.tree, count = 1, last = vim.uv.now() }
+  h.proxy = proxy_of(h)
+  hl.tree = h.proxy
+  held[buf] = h
+  return true
+end
+
+--- After each write of a job into `buf`: the answer is highlighted once writes stop
+--- for `quiet_ms` (a slow provider, a pause in the stream).
+function M.wrote(buf)
+  buf = real_buf(buf)
+  local h = held[buf]
+  if not h then
+    return
+  end
+  h.last = vim.uv.now()
+  h.timer = h.timer or vim.uv.new_timer()
+  h.timer:start(
+    options().quiet_ms or 150,
+    0,
+    vim.schedule_wrap(function()
+      if held[buf] == h and api.nvim_buf_is_valid(buf) then
+        redraw(buf)
+      end
+    end)
+  )
+end
+
+--- A job that streamed into `buf` ended: the last one gives the highlighter its tree
+--- back and has it parse what was written.
+function M.release(buf)
+  buf = real_buf(buf)
+  local h = held[buf]
+  if not h then
+    return
+  end
+  h.count = h.count - 1
+  if h.count > 0 then
+    return
+  end
+  held[buf] = nil
+  if h.timer then
+    h.timer:stop()
+    h.timer:close()
+  end
+  if h.hl.tree == h.proxy then
+    h.hl.tree = h.real
+  end
+  if api.nvim_buf_is_valid(buf) then
+    redraw(buf)
+  end
+end
+
+--- Whether the highlighter of `buf` is held now (for tests and :checkhealth).
+function M.is_held(buf)
+  buf = real_buf(buf)
+  return held[buf] ~= nil
+end
+
+return M
