@@ -9,6 +9,8 @@ on the same socket pings `nvim_eval('1')`. Scenarios:
               apart) into the middle of the screen: Neovim's CPU time as a share of the
               stream's wall time, the ping's p50/p99, buffer updates per second, and
               keypress -> first token
+  lsp         the treesitter scenario with a language server attached as well
+              (bench/lsp_server.py, incremental sync: every buffer change is a didChange)
   plain       the same stream into a small plain buffer (the baseline)
   big         keypress -> request at the server in a 16,000-line buffer and in a 1 MB
               single-line buffer
@@ -19,7 +21,7 @@ Updates are counted by an `on_lines` listener on the buffer, times are Neovim's 
 clock (vim.uv.hrtime()), CPU from /proc/<pid>/task/*/schedstat (the TUI process and
 the editor server together).
 
-    .venv/bin/python bench/editor_bench.py [--runs 3] [--only treesitter,plain,big,startup]
+    .venv/bin/python bench/editor_bench.py [--runs 3] [--only treesitter,lsp,plain,big,startup]
         [--tokens 2000] [--gap-ms 1] [--json]
 """
 
@@ -245,12 +247,12 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def scenario_stream(
-    ed: TuiNvim, server: BenchServer, args: argparse.Namespace, *, treesitter: bool
+    ed: TuiNvim, server: BenchServer, args: argparse.Namespace, *, treesitter: bool, lsp: bool
 ) -> dict[str, Any]:
     if treesitter:
         path = ed.tmp / "big.c"
         path.write_text(c_source(3000))
-        ed.nvim.command(f"edit {path}")
+        ed.nvim.command(f"edit! {path}")
     else:
         ed.nvim.command("enew!")
         ed.nvim.api.buf_set_lines(0, 0, -1, True, ["int main(void) {", "", "}"])
@@ -265,6 +267,8 @@ def scenario_stream(
                 active = "return vim.treesitter.highlighter.active[vim.api.nvim_get_current_buf()]"
                 if not ed.lua(active + " ~= nil"):
                     raise RuntimeError("treesitter highlighting did not start")
+                if lsp:
+                    attach_lsp(ed)
             else:
                 ed.nvim.command("%d | call setline(1, ['x', ''])")
             ed.nvim.command("1500 | normal! zz" if treesitter else "2")
@@ -272,6 +276,27 @@ def scenario_stream(
     finally:
         pinger.close()
     return {"runs": runs, "median": median_of(runs)}
+
+
+LSP_START = """
+local python, script, root = ...
+return vim.lsp.start({ name = 'kznbench', cmd = { python, script }, root_dir = root })
+"""
+
+
+def attach_lsp(ed: TuiNvim) -> None:
+    """bench/lsp_server.py attached to the current buffer, initialized."""
+    server = str(REPO / "bench" / "lsp_server.py")
+    cid = ed.lua(LSP_START, sys.executable, server, str(ed.tmp))
+    ready = (
+        "local c = vim.lsp.get_client_by_id(...)"
+        " return c ~= nil and c.initialized and vim.lsp.buf_is_attached(0, c.id)"
+    )
+    deadline = time.monotonic() + 10
+    while not ed.lua(ready, cid):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the language server did not attach")
+        time.sleep(0.02)
 
 
 def scenario_big(ed: TuiNvim, server: BenchServer, args: argparse.Namespace) -> dict[str, Any]:
@@ -336,11 +361,11 @@ def verdict(value: float | None, target: float, low: bool = True) -> str:
 
 
 def report(res: dict[str, Any]) -> None:
-    for name in ("treesitter", "plain"):
+    for name in ("treesitter", "lsp", "plain"):
         if name not in res:
             continue
         m = res[name]["median"]
-        ts = name == "treesitter"
+        ts = name != "plain"
         runs = len(res[name]["runs"])
         print(f"{name}: {res['tokens']} tokens {res['gap_ms']:g} ms apart, median of {runs}")
         print(f"  keypress -> request         {m['key_to_request_ms']:.1f} ms")
@@ -404,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=2000)
     ap.add_argument("--gap-ms", type=float, default=1.0)
-    ap.add_argument("--only", default="treesitter,plain,big,startup")
+    ap.add_argument("--only", default="treesitter,lsp,plain,big,startup")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if not shutil.which("tmux"):
@@ -415,12 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     server = BenchServer()
     res: dict[str, Any] = {"tokens": args.tokens, "gap_ms": args.gap_ms}
     try:
-        if only & {"treesitter", "plain", "big"}:
+        if only & {"treesitter", "lsp", "plain", "big"}:
             with editor(tmp / "tui", server) as ed:
-                for name in ("treesitter", "plain"):
+                for name in ("treesitter", "lsp", "plain"):
                     if name in only:
                         res[name] = scenario_stream(
-                            ed, server, args, treesitter=name == "treesitter"
+                            ed, server, args, treesitter=name != "plain", lsp=name == "lsp"
                         )
                 if "big" in only:
                     res["big"] = scenario_big(ed, server, args)
