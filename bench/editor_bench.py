@@ -22,7 +22,7 @@ clock (vim.uv.hrtime()), CPU from /proc/<pid>/task/*/schedstat (the TUI process 
 the editor server together).
 
     .venv/bin/python bench/editor_bench.py [--runs 3] [--only treesitter,lsp,plain,big,startup]
-        [--tokens 2000] [--gap-ms 1] [--json]
+        [--tokens 2000] [--gap-ms 1] [--stream-highlight pause|live] [--json]
 """
 
 from __future__ import annotations
@@ -117,7 +117,9 @@ def c_source(lines: int) -> str:
 class TuiNvim:
     """Neovim with its real TUI in a detached tmux session, driven over --listen."""
 
-    def __init__(self, tmp: Path, cols: int = 160, rows: int = 50) -> None:
+    def __init__(
+        self, tmp: Path, cols: int = 160, rows: int = 50, highlight: str = "pause"
+    ) -> None:
         self.tmp = tmp
         self.sock = str(tmp / "nvim.sock")
         self.tmux = ["tmux", "-L", f"kznbench{os.getpid()}"]
@@ -169,7 +171,8 @@ class TuiNvim:
             ).stdout.split()[0]
         )
         self.nvim.exec_lua(
-            "require('kznllm').setup(...)", {"python": sys.executable, "progress": True}
+            "require('kznllm').setup(...)",
+            {"python": sys.executable, "progress": True, "stream_highlight": {"mode": highlight}},
         )
         self.nvim.exec_lua(LUA, self.nvim.channel_id)
 
@@ -411,8 +414,8 @@ def report(res: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def editor(tmp: Path, server: BenchServer) -> Iterator[TuiNvim]:
-    ed = TuiNvim(tmp)
+def editor(tmp: Path, server: BenchServer, highlight: str) -> Iterator[TuiNvim]:
+    ed = TuiNvim(tmp, highlight=highlight)
     try:
         ed.use_server(server.base_url)
         # warm-up: the host starts, the connection pools
@@ -431,6 +434,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gap-ms", type=float, default=1.0)
     ap.add_argument("--only", default="treesitter,lsp,plain,big,startup")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--stream-highlight",
+        choices=("pause", "live"),
+        default="pause",
+        help="setup()'s stream_highlight.mode: 'live' re-parses a treesitter buffer at each write",
+    )
     args = ap.parse_args(argv)
     if not shutil.which("tmux"):
         print("editor_bench needs tmux (apt-get install tmux)", file=sys.stderr)
@@ -441,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"tokens": args.tokens, "gap_ms": args.gap_ms}
     try:
         if only & {"treesitter", "lsp", "plain", "big"}:
-            with editor(tmp / "tui", server) as ed:
+            with editor(tmp / "tui", server, args.stream_highlight) as ed:
                 for name in ("treesitter", "lsp", "plain"):
                     if name in only:
                         res[name] = scenario_stream(
