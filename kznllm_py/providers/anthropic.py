@@ -4,6 +4,7 @@ error)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from kznllm_py.errors import ProviderError
@@ -13,10 +14,12 @@ from kznllm_py.providers.base import (
     NUMBER,
     TABLE,
     TEXT,
+    Auth,
     Delta,
     DoneDelta,
     HttpRequest,
     JsonEventParser,
+    ModelListing,
     Param,
     Prompt,
     Provider,
@@ -26,6 +29,7 @@ from kznllm_py.providers.base import (
     as_count,
     as_text,
     between,
+    listed_ids,
     post,
     stream_end,
 )
@@ -34,6 +38,8 @@ from kznllm_py.sse import Event
 
 NAME = "anthropic"
 API_VERSION = "2023-06-01"
+AUTH = Auth("x-api-key", "")
+HEADERS = {"anthropic-version": API_VERSION}
 DEFAULT_MAX_TOKENS = 4096
 # the Messages API's request fields (it refuses others: "Extra inputs are not permitted")
 PARAMS: dict[str, Param] = {
@@ -77,23 +83,21 @@ def build_request(
         body["system"] = [block]
     body.update(params)
     body["stream"] = True
-    return post(
-        messages_url(base_url),
-        body,
-        api_key,
-        key_header="x-api-key",
-        scheme="",
-        extra={"anthropic-version": API_VERSION},
-    )
+    return post(api_url(base_url, "messages"), body, api_key, auth=AUTH, extra=HEADERS)
 
 
-def messages_url(base_url: str) -> str:
-    """The Messages endpoint under `base_url`. The SDKs' convention (ANTHROPIC_BASE_URL)
-    is a base without `/v1`, "https://api.anthropic.com"; one with a trailing `/v1` (as
-    this plugin once wanted) is accepted, not doubled."""
-    base = base_url.rstrip("/")
-    base = base.removesuffix("/v1")
-    return base + "/v1/messages"
+def api_url(base_url: str, route: str) -> str:
+    """The endpoint `route` ("messages", "models") under `base_url`. The SDKs'
+    convention (ANTHROPIC_BASE_URL) is a base without `/v1`, "https://api.anthropic.com";
+    one with a trailing `/v1` (as this plugin once wanted) is accepted, not doubled."""
+    return base_url.rstrip("/").removesuffix("/v1") + "/v1/" + route
+
+
+def listed_page(body: Any) -> tuple[list[str], str | None]:
+    """`{"data": [{"id"}], "has_more", "last_id"}`: the ids, and where the next page
+    starts."""
+    ids, _ = listed_ids(body)
+    return ids, (str(body["last_id"]) if body.get("has_more") and body.get("last_id") else None)
 
 
 def error_message(body: Any) -> str | None:
@@ -166,4 +170,11 @@ PROVIDER = Provider(
     family="anthropic",
     params=PARAMS,
     open_params=False,
+    models=ModelListing(
+        partial(api_url, route="models"),
+        listed_page,
+        auth=AUTH,
+        extra=HEADERS,
+        paging=("limit", "after_id"),
+    ),
 )

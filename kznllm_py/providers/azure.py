@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from kznllm_py.errors import ConfigError
 from kznllm_py.providers import openai
-from kznllm_py.providers.base import HttpRequest, Param, Prompt, Provider, non_empty, post
+from kznllm_py.providers.base import Auth, HttpRequest, Param, Prompt, Provider, non_empty, post
 
 NAME = "azure"
 DEFAULT_API_VERSION = "2024-10-21"
@@ -91,7 +91,7 @@ def build_request(
     body = dict(oa.body)
     if not model_in_body:
         body.pop("model", None)
-    return post(url, body, api_key, key_header="api-key", scheme="")
+    return post(url, body, api_key, auth=Auth("api-key", ""))
 
 
 def error_message(body: Any) -> str | None:

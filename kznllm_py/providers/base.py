@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from kznllm_py.errors import StreamError
 from kznllm_py.providers.jsonfast import loads_event
@@ -50,24 +51,82 @@ class HttpRequest:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Where a provider's server takes the key: the header, and what goes before the key
+    in it. The header is marked secret, so that it is redacted wherever a request is
+    shown."""
+
+    header: str = "Authorization"
+    scheme: str = "Bearer "
+
+    def headers(
+        self, headers: dict[str, str], api_key: str | None
+    ) -> tuple[dict[str, str], frozenset[str]]:
+        """`headers` with the key (if any) added, and the names of the secret ones."""
+        if not api_key:
+            return headers, frozenset()
+        headers[self.header] = self.scheme + api_key
+        return headers, frozenset({self.header.lower()})
+
+
+BEARER = Auth()
+
+
 def post(
     url: str,
     body: dict[str, Any],
     api_key: str | None,
     *,
-    key_header: str = "Authorization",
-    scheme: str = "Bearer ",
+    auth: Auth = BEARER,
     accept: str = "text/event-stream",
     extra: Mapping[str, str] | None = None,
 ) -> HttpRequest:
-    """A streamed JSON POST: the key (if any) in `key_header` after `scheme`, marked
-    secret so that it is redacted wherever the request is shown."""
+    """A streamed JSON POST, the key (if any) where `auth` says."""
     headers = {"Content-Type": "application/json", "Accept": accept, **(extra or {})}
-    secret: frozenset[str] = frozenset()
-    if api_key:
-        headers[key_header] = scheme + api_key
-        secret = frozenset({key_header.lower()})
+    headers, secret = auth.headers(headers, api_key)
     return HttpRequest("POST", url, headers, body, secret)
+
+
+def get_json(
+    url: str, api_key: str | None, *, auth: Auth = BEARER, extra: Mapping[str, str] | None = None
+) -> HttpRequest:
+    """A GET of a JSON document, the key (if any) where `auth` says."""
+    headers, secret = auth.headers({"Accept": "application/json", **(extra or {})}, api_key)
+    return HttpRequest("GET", url, headers, {}, secret)
+
+
+def under(route: str) -> Callable[[str], str]:
+    """The URL of `route` under a base URL (given without its trailing slash)."""
+    return lambda base: base + route
+
+
+def listed_ids(body: Any) -> tuple[list[str], str | None]:
+    """The model ids of an OpenAI-style list, `{"data": [{"id"}, ...]}` (one page)."""
+    return [str(m["id"]) for m in body["data"]], None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelListing:
+    """How a provider's server lists its models (`kznllm models`, `:KznPreset!`): a GET
+    of `url(base_url)`, the key where `auth` says (as the provider's requests have it),
+    with `extra` headers; `parse(body)` gives (model ids, the next page's token or None)
+    and raises KeyError / TypeError / AttributeError on a body of the wrong shape.
+    `paging` names the query parameters of a paged list: (page size, next page)."""
+
+    url: Callable[[str], str]
+    parse: Callable[[Any], tuple[list[str], str | None]] = listed_ids
+    auth: Auth = BEARER
+    extra: Mapping[str, str] = field(default_factory=dict)
+    paging: tuple[str, str] | None = None
+
+    def request(self, base_url: str, api_key: str | None, page: str | None = None) -> HttpRequest:
+        """The GET of the list (`page`: the token or the last id a previous page gave)."""
+        url = self.url(base_url.rstrip("/"))
+        if self.paging is not None:
+            size, start = self.paging
+            url += "?" + urlencode({size: "1000", **({start: page} if page else {})})
+        return get_json(url, api_key, auth=self.auth, extra=self.extra)
 
 
 # -- deltas: what a parsed stream yields ------------------------------------------------
@@ -252,6 +311,8 @@ class Provider:
     open_params: bool = True
     # the default base URL is a placeholder: a preset must say where (Azure's resource)
     needs_base_url: bool = False
+    # how its server lists its models; None: it does not
+    models: ModelListing | None = None
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(field, reason) for each param this provider refuses: a wrongly typed known

@@ -44,4 +44,5 @@ PROVIDER = Provider(
     new_parser=partial(openai.Parser, NAME),  # errors name this provider
     raw_prompt=True,
     params=PARAMS,
+    models=openai.PROVIDER.models,
 )

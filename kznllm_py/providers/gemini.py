@@ -16,10 +16,12 @@ from kznllm_py.providers.base import (
     NUMBER,
     STOP,
     TABLE,
+    Auth,
     Delta,
     DoneDelta,
     HttpRequest,
     JsonEventParser,
+    ModelListing,
     Param,
     Prompt,
     Provider,
@@ -30,11 +32,13 @@ from kznllm_py.providers.base import (
     between,
     post,
     stream_end,
+    under,
 )
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
 
 NAME = "gemini"
+AUTH = Auth("x-goog-api-key", "")  # never in the URL
 
 # GenerationConfig fields (camelCase, as the REST API spells them)
 GENERATION_FIELDS = frozenset(
@@ -125,7 +129,7 @@ def build_request(
     if config:
         body["generationConfig"] = config
     url = f"{base_url.rstrip('/')}/{model_path(model)}:streamGenerateContent?alt=sse"
-    return post(url, body, api_key, key_header="x-goog-api-key", scheme="")
+    return post(url, body, api_key, auth=AUTH)
 
 
 def error_message(body: Any) -> str | None:
@@ -144,6 +148,18 @@ def error_message(body: Any) -> str | None:
         if isinstance(message, str) and message:
             return message
     return None
+
+
+def listed_models(body: Any) -> tuple[list[str], str | None]:
+    """`{"models": [{"name": "models/...", "supportedGenerationMethods"}],
+    "nextPageToken"}`: the models that generate content (not the embedding ones), by
+    the names a preset uses, and the next page's token."""
+    names = []
+    for m in body.get("models") or []:
+        methods = m.get("supportedGenerationMethods")
+        if methods is None or "generateContent" in methods:
+            names.append(str(m["name"]).removeprefix("models/"))
+    return names, body.get("nextPageToken") or None
 
 
 class Parser(JsonEventParser):
@@ -229,4 +245,7 @@ PROVIDER = Provider(
         "generationConfig": TABLE,
         "generation_config": TABLE,
     },
+    models=ModelListing(
+        under("/models"), listed_models, auth=AUTH, paging=("pageSize", "pageToken")
+    ),
 )

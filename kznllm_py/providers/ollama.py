@@ -21,6 +21,7 @@ from kznllm_py.providers.base import (
     DoneDelta,
     HttpRequest,
     JsonEventParser,
+    ModelListing,
     Param,
     Prompt,
     Provider,
@@ -94,6 +95,16 @@ def error_message(body: Any) -> str | None:
     return None
 
 
+def tags_url(base_url: str) -> str:
+    """The native model list, also when `base_url` is the OpenAI-compatible `/v1`."""
+    return base_url.removesuffix("/v1") + "/api/tags"
+
+
+def listed_tags(body: Any) -> tuple[list[str], str | None]:
+    """`{"models": [{"name"}, ...]}`, one page."""
+    return [str(m["name"]) for m in body["models"]], None
+
+
 class Parser(JsonEventParser):
     """/api/chat lines -> deltas. Ends at the line with `"done": true`."""
 
@@ -157,4 +168,5 @@ PROVIDER = Provider(
         "think": Param((bool, str)),
         "format": Param((str, dict)),
     },
+    models=ModelListing(tags_url, listed_tags),
 )

@@ -18,6 +18,7 @@ from kznllm_py.providers.base import (
     Delta,
     DoneDelta,
     HttpRequest,
+    ModelListing,
     Param,
     Prompt,
     Provider,
@@ -29,6 +30,7 @@ from kznllm_py.providers.base import (
     between,
     post,
     stream_end,
+    under,
 )
 from kznllm_py.providers.jsonfast import loads_event
 from kznllm_py.secrets import clip
@@ -212,4 +214,5 @@ PROVIDER = Provider(
     new_parser=Parser,
     reasoning=True,
     params=PARAMS,
+    models=ModelListing(under("/models")),
 )

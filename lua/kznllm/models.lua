@@ -11,7 +11,14 @@ M.pending = {} -- request number -> { preset, on_pick }
 M.next_id = 0
 
 -- the providers whose servers list their models (as `kznllm models` does)
-M.listable = { openai = true, ollama = true, completions = true, anthropic = true, gemini = true }
+M.listable = {
+  openai = true,
+  ollama = true,
+  completions = true,
+  anthropic = true,
+  gemini = true,
+  mistral = true,
+}
 
 local function read()
   local ok, lines = pcall(vim.fn.readfile, state_file)
