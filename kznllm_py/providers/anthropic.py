@@ -29,9 +29,10 @@ from kznllm_py.providers.base import (
     as_count,
     as_text,
     between,
+    error_text,
     listed_ids,
     post,
-    stream_end,
+    turns,
 )
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
@@ -60,14 +61,9 @@ PARAMS: dict[str, Param] = {
 
 
 def build_request(
-    *,
-    base_url: str,
-    model: str,
-    prompt: Prompt,
-    params: dict[str, Any],
-    api_key: str | None,
+    *, base_url: str, model: str, prompt: Prompt, params: dict[str, Any], api_key: str | None
 ) -> HttpRequest:
-    messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+    messages = turns(prompt)
     if prompt.prefill.rstrip():
         # the answer continues this text (the API rejects trailing whitespace there)
         messages.append({"role": "assistant", "content": prompt.prefill.rstrip()})
@@ -101,15 +97,8 @@ def listed_page(body: Any) -> tuple[list[str], str | None]:
 
 
 def error_message(body: Any) -> str | None:
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            kind = err.get("type")
-            return f"{kind}: {err['message']}" if kind else str(err["message"])
-        message = body.get("message")
-        if isinstance(message, str):
-            return message
-    return None
+    """`{"type": "error", "error": {"type", "message"}}` as "type: message"."""
+    return error_text(body, label="type", fields=("message",))
 
 
 class Parser(JsonEventParser):
@@ -152,9 +141,6 @@ class Parser(JsonEventParser):
         if kind == "error":
             raise ProviderError(error_message(obj) or clip(event.data, 300), provider=NAME)
         return []  # ping, content_block_start/stop, unknown future events
-
-    def finish(self) -> list[Delta]:
-        return stream_end(NAME, self.done)
 
 
 PROVIDER = Provider(

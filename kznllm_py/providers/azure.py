@@ -71,12 +71,7 @@ def chat_url(base_url: str, deployment: str, api_version: str | None) -> tuple[s
 
 
 def build_request(
-    *,
-    base_url: str,
-    model: str,
-    prompt: Prompt,
-    params: dict[str, Any],
-    api_key: str | None,
+    *, base_url: str, model: str, prompt: Prompt, params: dict[str, Any], api_key: str | None
 ) -> HttpRequest:
     if urlsplit(base_url).hostname == urlsplit(PLACEHOLDER_ENDPOINT).hostname:
         raise ConfigError(

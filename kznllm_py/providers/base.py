@@ -88,6 +88,37 @@ def post(
     return HttpRequest("POST", url, headers, body, secret)
 
 
+def turns(prompt: Prompt, system_role: str | None = None) -> list[dict[str, Any]]:
+    """The prompt's turns as `{"role", "content"}` objects, after its system text as a
+    first message of `system_role` when one is named (and there is a system text)."""
+    messages: list[dict[str, Any]] = [
+        {"role": m.role, "content": m.content} for m in prompt.messages
+    ]
+    if system_role and prompt.system:
+        messages.insert(0, {"role": system_role, "content": prompt.system})
+    return messages
+
+
+def error_text(body: Any, *, label: str = "", fields: tuple[str, ...] = ()) -> str | None:
+    """The provider's words in an error body: `{"error": {"message"}}` (as "LABEL:
+    message" when the error has a `label` field: Anthropic's type, Google's status),
+    `{"error": "text"}`, or else the first text among the body's own `fields`. Empty
+    text is no message."""
+    if not isinstance(body, dict):
+        return None
+    err = body.get("error")
+    if isinstance(err, dict) and err.get("message"):
+        kind = err.get(label) if label else None
+        return f"{kind}: {err['message']}" if kind else str(err["message"])
+    if isinstance(err, str) and err:
+        return err
+    for name in fields:
+        value = body.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def get_json(
     url: str, api_key: str | None, *, auth: Auth = BEARER, extra: Mapping[str, str] | None = None
 ) -> HttpRequest:
@@ -207,6 +238,7 @@ class JsonEventParser:
 
     __slots__ = ()
     provider_name = ""
+    done: bool  # the provider's final event came (a slot of each subclass)
 
     def feed(self, event: Event) -> list[Delta]:
         obj = loads_event(event.data, self.provider_name)
@@ -221,6 +253,10 @@ class JsonEventParser:
 
     def _deltas(self, obj: dict[str, Any], event: Event) -> list[Delta]:
         raise NotImplementedError
+
+    def finish(self) -> list[Delta]:
+        """The body ended: complete only after the provider's final event."""
+        return stream_end(self.provider_name, self.done)
 
 
 # -- the contract: what a provider module declares ------------------------------------

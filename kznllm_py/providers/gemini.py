@@ -30,6 +30,7 @@ from kznllm_py.providers.base import (
     UsageDelta,
     as_count,
     between,
+    error_text,
     post,
     stream_end,
     under,
@@ -110,12 +111,7 @@ def model_path(model: str) -> str:
 
 
 def build_request(
-    *,
-    base_url: str,
-    model: str,
-    prompt: Prompt,
-    params: dict[str, Any],
-    api_key: str | None,
+    *, base_url: str, model: str, prompt: Prompt, params: dict[str, Any], api_key: str | None
 ) -> HttpRequest:
     contents = [
         {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
@@ -137,17 +133,7 @@ def error_message(body: Any) -> str | None:
     one-element array, so that shape is read too."""
     if isinstance(body, list) and len(body) == 1:
         body = body[0]
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            status = err.get("status")
-            return f"{status}: {err['message']}" if status else str(err["message"])
-        if isinstance(err, str) and err:
-            return err
-        message = body.get("message")
-        if isinstance(message, str) and message:
-            return message
-    return None
+    return error_text(body, label="status", fields=("message",))
 
 
 def listed_models(body: Any) -> tuple[list[str], str | None]:

@@ -30,8 +30,9 @@ from kznllm_py.providers.base import (
     UsageDelta,
     as_count,
     as_text,
+    error_text,
     post,
-    stream_end,
+    turns,
 )
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
@@ -65,16 +66,9 @@ def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def build_request(
-    *,
-    base_url: str,
-    model: str,
-    prompt: Prompt,
-    params: dict[str, Any],
-    api_key: str | None,
+    *, base_url: str, model: str, prompt: Prompt, params: dict[str, Any], api_key: str | None
 ) -> HttpRequest:
-    messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
-    if prompt.system:
-        messages.insert(0, {"role": "system", "content": prompt.system})
+    messages = turns(prompt, "system")
     options, top = split_params(params)
     body: dict[str, Any] = {"model": model, "messages": messages, **top, "stream": True}
     if options:
@@ -86,13 +80,8 @@ def build_request(
 
 
 def error_message(body: Any) -> str | None:
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, str) and err:
-            return err
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-    return None
+    """`{"error": "text"}` (a proxy in front may send OpenAI's `{"error": {"message"}}`)."""
+    return error_text(body)
 
 
 def tags_url(base_url: str) -> str:
@@ -138,9 +127,6 @@ class Parser(JsonEventParser):
             self.done = True
             out.append(DoneDelta(as_text(obj.get("done_reason"))))
         return out
-
-    def finish(self) -> list[Delta]:
-        return stream_end(NAME, self.done)
 
 
 PROVIDER = Provider(

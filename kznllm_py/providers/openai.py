@@ -28,8 +28,10 @@ from kznllm_py.providers.base import (
     as_count,
     as_text,
     between,
+    error_text,
     post,
     stream_end,
+    turns,
     under,
 )
 from kznllm_py.providers.jsonfast import loads_event
@@ -67,18 +69,12 @@ PARAMS: dict[str, Param] = {
 
 
 def build_request(
-    *,
-    base_url: str,
-    model: str,
-    prompt: Prompt,
-    params: dict[str, Any],
-    api_key: str | None,
+    *, base_url: str, model: str, prompt: Prompt, params: dict[str, Any], api_key: str | None
 ) -> HttpRequest:
-    messages: list[dict[str, str]] = [
-        {"role": m.role, "content": m.content} for m in prompt.messages
-    ]
+    reasoning = is_reasoning_model(model)
+    messages = turns(prompt, None if reasoning else "system")
     body: dict[str, Any] = {"model": model, "messages": messages, **params, "stream": True}
-    if is_reasoning_model(model):
+    if reasoning:
         # o-series: no system role (folded into the first user message), and
         # max_completion_tokens instead of max_tokens
         if prompt.system:
@@ -91,8 +87,6 @@ def build_request(
                 messages.insert(0, {"role": "user", "content": prompt.system})
         if "max_tokens" in body:
             body.setdefault("max_completion_tokens", body.pop("max_tokens"))
-    elif prompt.system:
-        messages.insert(0, {"role": "system", "content": prompt.system})
     return post(base_url.rstrip("/") + "/chat/completions", body, api_key)
 
 
@@ -102,17 +96,9 @@ def is_reasoning_model(model: str) -> bool:
 
 
 def error_message(body: Any) -> str | None:
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-        for field_name in ("message", "detail"):
-            value = body.get(field_name)
-            if isinstance(value, str):
-                return value
-    return None
+    """`{"error": {"message"}}`, `{"error": "text"}` (Ollama's /v1), vLLM's older
+    `{"object": "error", "message"}`, FastAPI-style servers' `{"detail": "text"}`."""
+    return error_text(body, fields=("message", "detail"))
 
 
 def content_parts(parts: list[Any]) -> tuple[str, str]:
