@@ -315,6 +315,7 @@ TEXT = Param((str,))
 FLAG = Param((bool,))
 LIST = Param((list,))
 STOP = Param((str, list))  # one stop sequence or several
+FRACTION = Param(_NUMBER, between(0, 1))  # top_p, and Anthropic's temperature
 
 
 @dataclass(frozen=True)
