@@ -7,7 +7,6 @@ Mistral)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from kznllm_py import models
 from kznllm_py.providers import PROVIDERS
+from tests.cli_env import clean_env
 from tests.servers import LoopbackServer, Reply, json_reply, openai_events
 
 KEY_VAR = "KZN_TEST_MODELS_KEY"
@@ -23,15 +23,13 @@ KEY = "sk-models-test-0123456789"
 
 
 def kznllm(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_BASE_URL"):
-        clean.pop(var, None)
+    clean = clean_env("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_BASE_URL", **{KEY_VAR: KEY})
     return subprocess.run(
         [sys.executable, "-m", "kznllm_py.cli", *args],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**clean, KEY_VAR: KEY, **env},
+        env={**clean, **env},
         stdin=subprocess.DEVNULL,
         timeout=60,
     )
