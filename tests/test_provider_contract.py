@@ -5,6 +5,7 @@ on a provider's name (presets.py and generation.py read the declarations)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -83,6 +84,14 @@ WORDLESS += [{"error": {"message": ""}}, {"message": ""}, {"detail": ""}]
 @pytest.mark.parametrize("name", sorted(PROVIDERS))
 def test_an_error_body_without_words_gives_no_message(name: str, body: object) -> None:
     assert PROVIDERS[name].error_message(body) is None  # the caller shows the status
+
+
+def test_the_editor_offers_a_model_list_for_every_provider_that_declares_one() -> None:
+    lua = (ROOT / "lua" / "kznllm" / "models.lua").read_text()
+    table = re.search(r"^M\.unlisted = \{(.*)\}$", lua, re.M)
+    assert table is not None
+    unlisted = set(re.findall(r"(\w+) = true", table.group(1)))
+    assert unlisted == {name for name, p in PROVIDERS.items() if p.models is None}
 
 
 def test_closed_providers_refuse_unknown_params_and_open_ones_pass_them() -> None:
