@@ -11,7 +11,7 @@ kznllm render [same options as fill] QUERY
     prints the exact request fill would send (keys redacted), sends nothing.
 kznllm models [--preset ID | --provider P --base-url URL --api-key NAME] [--json]
     lists the models the server offers (OpenAI-compatible /models, Ollama's /api/tags,
-    Anthropic's and Gemini's model lists).
+    Anthropic's, Gemini's and Mistral's model lists).
 kznllm presets [--check FILE|-] [--json]
     lists the presets (* = the default), or validates a JSON list of user presets.
     Every command also reads <nvim config dir>/kznllm/presets.toml, as the editor does.

@@ -16,17 +16,13 @@ from __future__ import annotations
 class KznError(Exception):
     """Base of every error this project raises on purpose; its text is user-facing."""
 
-    kind = "error"
-
 
 class ConfigError(KznError):
-    kind = "config"
+    """A preset, an option or an API key is missing or wrong."""
 
 
 class ProviderError(KznError):
     """The provider said no. `status` is the HTTP status (None for an in-stream error)."""
-
-    kind = "provider"
 
     def __init__(
         self,
@@ -53,19 +49,19 @@ class ProviderError(KznError):
 
 
 class TransportError(KznError):
-    kind = "transport"
+    """No answer: connection refused, timeout, stall, disconnect."""
 
 
 class StreamError(KznError):
-    kind = "stream"
+    """The answer cannot be understood (a malformed event, cut short)."""
 
 
 class LimitError(KznError):
-    kind = "limit"
+    """The answer went past a configured limit (max_response_bytes)."""
 
 
 class HistoryError(KznError):
-    kind = "history"
+    """The history database cannot be opened, read or written."""
 
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -15,45 +15,27 @@ error to show). Nothing is parsed here: the line goes to the provider as
 
 from __future__ import annotations
 
-import codecs
 import re
 
-from kznllm_py.sse import MAX_LINE, Event, complete_lines
+from kznllm_py.sse import Event, TextLines, complete_lines
 
 _BLANK_RUNS = re.compile("\n{2,}")
 
 
-class NDJSONDecoder:
-    __slots__ = ("_held", "_max_line", "_pending", "_start", "_utf8")
-
-    def __init__(self, max_line: int = MAX_LINE) -> None:
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._start = True  # BOM check still to do
-        self._max_line = max_line
-        self._pending: list[str] = []  # pieces of the current, unterminated line
-        self._held = 0  # characters in _pending (at most max_line)
-
-    def decode(self, chunk: bytes) -> list[Event]:
-        return self._feed(self._utf8.decode(chunk))
+class NDJSONDecoder(TextLines):
+    __slots__ = ()
 
     def flush(self) -> list[Event]:
         """End of stream: deliver the last line even without its newline."""
-        text = self._utf8.decode(b"", final=True)
-        events = self._feed(text) if text else []
-        if self._pending:
-            line = "".join(self._pending)
-            self._pending = []
-            self._held = 0
+        events, line = self._end()
+        if line is not None:
             _emit(line, events)
         return events
 
     def _feed(self, text: str) -> list[Event]:
+        text = self._text(text)
         if not text:
             return []
-        if self._start:
-            self._start = False
-            if text[0] == "\ufeff":
-                text = text[1:]
         if "\n\n" in text:  # blank lines are skipped: a run of them costs one
             text = _BLANK_RUNS.sub("\n", text)
         lines, self._held = complete_lines(self._pending, text, self._held, self._max_line)

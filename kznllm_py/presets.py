@@ -16,7 +16,9 @@ import os
 import stat
 import tomllib
 from collections.abc import Iterable, Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field, fields, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -70,154 +72,30 @@ class Preset:
         return {}
 
 
-def _env_url(var: str, default: str) -> str:
-    return os.environ.get(var) or default
+BUILTIN_FILE = Path(__file__).with_name("builtin_presets.toml")
+
+
+@cache
+def _builtin_entries() -> tuple[dict[str, Any], ...]:
+    return tuple(tomllib.loads(BUILTIN_FILE.read_text(encoding="utf-8"))["presets"])
 
 
 def builtin_presets() -> tuple[Preset, ...]:
-    """The built-ins (a function: base URLs come from the environment, as the SDKs read
-    them: ANTHROPIC_BASE_URL without `/v1`, OPENAI_BASE_URL with it, VLLM_BASE_URL,
-    OLLAMA_BASE_URL)."""
-    return (
-        Preset(
-            id="claude-sonnet",
-            description="Claude Sonnet 4.5 (Anthropic)",
-            provider="anthropic",
-            model="claude-sonnet-4-5",
-            base_url=_env_url("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
-            api_key="ANTHROPIC_API_KEY",
-            params={"max_tokens": 8192, "temperature": 0.7},
-            templates="anthropic",
-            context_window=200_000,
-            cache_system=True,
-        ),
-        Preset(
-            id="claude-haiku",
-            description="Claude Haiku 4.5 (Anthropic), fast",
-            provider="anthropic",
-            model="claude-haiku-4-5",
-            base_url=_env_url("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
-            api_key="ANTHROPIC_API_KEY",
-            params={"max_tokens": 8192, "temperature": 0.7},
-            templates="anthropic",
-            context_window=200_000,
-            cache_system=True,
-        ),
-        Preset(
-            id="gpt-4o-mini",
-            description="GPT-4o mini (OpenAI)",
-            provider="openai",
-            model="gpt-4o-mini",
-            base_url=_env_url("OPENAI_BASE_URL", "https://api.openai.com/v1"),
-            api_key="OPENAI_API_KEY",
-            params={"temperature": 0.7, "stream_options": {"include_usage": True}},
-            templates="openai",
-            context_window=128_000,
-        ),
-        Preset(
-            id="o4-mini",
-            description="o4-mini (OpenAI reasoning model)",
-            provider="openai",
-            model="o4-mini",
-            base_url=_env_url("OPENAI_BASE_URL", "https://api.openai.com/v1"),
-            api_key="OPENAI_API_KEY",
-            params={
-                "reasoning_effort": "medium",
-                "max_completion_tokens": 16_000,
-                "stream_options": {"include_usage": True},
-            },
-            templates="openai",
-            context_window=200_000,
-        ),
-        Preset(
-            id="deepseek-chat",
-            description="DeepSeek-V3 chat (DeepSeek beta endpoint)",
-            provider="openai",
-            model="deepseek-chat",
-            base_url="https://api.deepseek.com/beta",
-            api_key="DEEPSEEK_API_KEY",
-            params={"temperature": 0.0, "max_tokens": 8192},
-            templates="deepseek",
-            context_window=64_000,
-        ),
-        Preset(
-            id="groq-llama",
-            description="Llama 3.3 70B on Groq",
-            provider="openai",
-            model="llama-3.3-70b-versatile",
-            base_url="https://api.groq.com/openai/v1",
-            api_key="GROQ_API_KEY",
-            params={"temperature": 0.7, "max_tokens": 8192},
-            templates="llama",
-            context_window=128_000,
-        ),
-        Preset(
-            id="azure",
-            description=(
-                "Azure OpenAI deployment $AZURE_OPENAI_DEPLOYMENT (default gpt-4o-mini) "
-                "at $AZURE_OPENAI_ENDPOINT"
-            ),
-            provider="azure",
-            # the deployment name: Azure routes by it, the deployment picks the model
-            model=_env_url("AZURE_OPENAI_DEPLOYMENT", "gpt-4o-mini"),
-            # unset: the provider's placeholder, refused with a clear message when used
-            base_url=_env_url("AZURE_OPENAI_ENDPOINT", PROVIDERS["azure"].default_base_url),
-            api_key="AZURE_OPENAI_API_KEY",
-            params={
-                "temperature": 0.7,
-                "stream_options": {"include_usage": True},
-            },
-            templates="openai",
-            context_window=128_000,
-        ),
-        Preset(
-            id="vllm-qwen-coder",
-            description="Qwen2.5-Coder on a local vLLM ($VLLM_BASE_URL)",
-            provider="openai",
-            model="Qwen/Qwen2.5-Coder-32B-Instruct",
-            base_url=_env_url("VLLM_BASE_URL", "http://127.0.0.1:8000/v1"),
-            api_key=False,
-            params={"temperature": 0.2, "top_p": 0.9, "repetition_penalty": 1.05},
-            templates="qwen",
-            context_window=32_768,
-        ),
-        Preset(
-            id="vllm-qwen-fim",
-            description="Qwen2.5-Coder fill-in-the-middle on a local vLLM ($VLLM_BASE_URL)",
-            provider="completions",
-            model="Qwen/Qwen2.5-Coder-7B",
-            base_url=_env_url("VLLM_BASE_URL", "http://127.0.0.1:8000/v1"),
-            api_key=False,
-            params={
-                "temperature": 0.2,
-                "max_tokens": 512,
-                "stop": ["<|endoftext|>", "<|fim_pad|>", "<|file_sep|>"],
-            },
-            templates="qwen",
-            context_window=32_768,
-            fim=True,
-        ),
-        Preset(
-            id="ollama",
-            description="Local Ollama, OpenAI-compatible ($OLLAMA_BASE_URL)",
-            provider="openai",
-            model="qwen2.5-coder:7b",
-            base_url=_env_url("OLLAMA_BASE_URL", "http://127.0.0.1:11434/v1"),
-            api_key=False,
-            params={"temperature": 0.2},
-            templates="qwen",
-            context_window=32_768,
-        ),
-        Preset(
-            id=DEMO_ID,
-            description="Offline demo model (loopback, deterministic; not a real LLM)",
-            provider="openai",
-            model="kznllm-demo",
-            api_key=False,
-            templates="openai",
-            demo=True,
-        ),
-    )
+    """The built-ins: the data in builtin_presets.toml (the presets file's format), where
+    `FIELD_env = "VAR"` means $VAR, when set, is the FIELD (base URLs come from the
+    environment as the SDKs read them: ANTHROPIC_BASE_URL without `/v1`,
+    OPENAI_BASE_URL with it, VLLM_BASE_URL, OLLAMA_BASE_URL); a base URL neither given
+    nor set is the provider's default."""
+    presets = []
+    for entry in deepcopy(_builtin_entries()):
+        given = {k: v for k, v in entry.items() if not k.endswith("_env")}
+        fallback = {"base_url": PROVIDERS[given["provider"]].default_base_url}
+        for key, var in entry.items():
+            if key.endswith("_env"):
+                name = key.removesuffix("_env")
+                given[name] = os.environ.get(var) or given.get(name) or fallback[name]
+        presets.append(Preset(**given))
+    return tuple(presets)
 
 
 _FIELDS = {f.name for f in fields(Preset)}

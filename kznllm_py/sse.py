@@ -66,28 +66,62 @@ def too_long(what: str, limit: int) -> StreamError:
     return StreamError(f"{what} of the stream passed {size_text(limit)} without an end; stopped")
 
 
-class SSEDecoder:
-    __slots__ = (
-        "_data",
-        "_data_size",
-        "_event",
-        "_held",
-        "_last_id",
-        "_max_line",
-        "_pending",
-        "_retry",
-        "_saw_field",
-        "_start",
-        "_trailing_cr",
-        "_utf8",
-    )
+class TextLines:
+    """What the SSE and NDJSON decoders share: bytes to text (a UTF-8 character may be
+    split anywhere; invalid bytes become U+FFFD), a leading BOM dropped, the
+    unterminated rest of a line held between chunks (bounded by `max_line`), and at the
+    end of the stream, the last text and line. A decoder implements `_feed(text)` (which
+    calls `_text()` first) and `flush()`."""
+
+    __slots__ = ("_held", "_max_line", "_pending", "_start", "_utf8")
 
     def __init__(self, max_line: int = MAX_LINE) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._start = True  # BOM check still to do
         self._max_line = max_line
         self._pending: list[str] = []  # pieces of the current, unterminated line
-        self._held = 0  # characters in _pending
+        self._held = 0  # characters in _pending (at most max_line)
+
+    def decode(self, chunk: bytes) -> list[Event]:
+        return self._feed(self._utf8.decode(chunk))
+
+    def _feed(self, text: str) -> list[Event]:
+        raise NotImplementedError
+
+    def _text(self, text: str) -> str:
+        """`text` without the stream's leading BOM."""
+        if self._start and text:
+            self._start = False
+            if text[0] == "\ufeff":
+                return text[1:]
+        return text
+
+    def _end(self) -> tuple[list[Event], str | None]:
+        """End of stream: the events of the decoder's last bytes, and the last line if
+        it never got its line end (None if it did)."""
+        text = self._utf8.decode(b"", final=True)
+        events = self._feed(text) if text else []
+        if not self._pending:
+            return events, None
+        line = "".join(self._pending)
+        self._pending = []
+        self._held = 0
+        return events, line
+
+
+class SSEDecoder(TextLines):
+    __slots__ = (
+        "_data",
+        "_data_size",
+        "_event",
+        "_last_id",
+        "_retry",
+        "_saw_field",
+        "_trailing_cr",
+    )
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        super().__init__(max_line)
         self._data_size = 0  # characters in _data
         self._trailing_cr = False  # the previous chunk ended in CR
         self._data: list[str] = []
@@ -96,18 +130,11 @@ class SSEDecoder:
         self._retry: int | None = None
         self._saw_field = False
 
-    def decode(self, chunk: bytes) -> list[Event]:
-        return self._feed(self._utf8.decode(chunk))
-
     def flush(self) -> list[Event]:
         """End of stream: finish the last line and deliver a pending event, if any."""
-        text = self._utf8.decode(b"", final=True)
-        events = self._feed(text) if text else []
+        events, line = self._end()
         self._trailing_cr = False
-        if self._pending:
-            line = "".join(self._pending)
-            self._pending = []
-            self._held = 0
+        if line is not None:
             self._line(line, events)
         if self._saw_field:
             self._dispatch(events)
@@ -116,12 +143,9 @@ class SSEDecoder:
     # -- internals -------------------------------------------------------------------
 
     def _feed(self, text: str) -> list[Event]:
+        text = self._text(text)
         if not text:
             return []
-        if self._start:
-            self._start = False
-            if text[0] == "\ufeff":
-                text = text[1:]
         if self._trailing_cr:
             self._trailing_cr = False
             if text[:1] == "\n":

@@ -6,6 +6,8 @@ parser looks at), and every property covers it."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,3 +75,29 @@ counts = st.integers(0, 2**31)
 
 def joined(parts: list[str]) -> str:
     return "".join(parts)
+
+
+# text deltas as models emit them, for the per-provider chunking properties
+piece_text = st.lists(
+    st.one_of(
+        st.characters(blacklist_categories=("Cs",)),
+        st.sampled_from([s for s in SPECIAL if s]),
+    ),
+    min_size=1,
+    max_size=8,
+).map("".join)
+
+
+def chunkings(raw_strategy: Callable[[list[str], bool], Any]) -> st.SearchStrategy[Any]:
+    """(pieces, the stream `raw_strategy` makes of them, that stream cut anywhere)."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> tuple[list[str], Any, list[Any]]:
+        pieces = draw(st.lists(piece_text, max_size=8))
+        ascii_json = draw(st.booleans())
+        raw = raw_strategy(pieces, ascii_json)
+        cuts = draw(st.lists(st.integers(0, len(raw)), max_size=16))
+        bounds = [0, *sorted(cuts), len(raw)]
+        return pieces, raw, [raw[a:b] for a, b in itertools.pairwise(bounds)]
+
+    return build()

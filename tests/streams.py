@@ -12,6 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from kznllm_py.generation import DECODERS
+from kznllm_py.providers.base import Delta, Provider, ReasoningDelta, TextDelta
 from tests.servers import anthropic_events, openai_events
 
 PROVIDERS = ("openai", "anthropic", "gemini", "ollama")
@@ -90,6 +92,29 @@ def provider_events(provider: str, texts: Sequence[str], *, finish: str = "stop"
     if provider == "ollama":
         return ollama_lines(texts, finish=finish)
     raise ValueError(f"provider_events: unknown provider {provider!r}")
+
+
+def run(provider: Provider, chunks: Sequence[bytes]) -> list[Delta]:
+    """Network bytes -> the provider's stream decoder (as generation.stream_deltas picks
+    it) -> its parser -> deltas, finish() included."""
+    dec = DECODERS[provider.stream_format]()
+    parser = provider.new_parser()
+    out: list[Delta] = []
+    for chunk in chunks:
+        for ev in dec.decode(chunk):
+            out.extend(parser.feed(ev))
+    for ev in dec.flush():
+        out.extend(parser.feed(ev))
+    out.extend(parser.finish())
+    return out
+
+
+def text_of(deltas: Sequence[Delta]) -> str:
+    return "".join(d.text for d in deltas if isinstance(d, TextDelta))
+
+
+def reasoning_of(deltas: Sequence[Delta]) -> str:
+    return "".join(d.text for d in deltas if isinstance(d, ReasoningDelta))
 
 
 def base_url_for(provider: str, server_url: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from kznllm_py import demo_server
+from tests import cli_env
 from tests.servers import (
     LoopbackServer,
     Reply,
@@ -40,21 +41,7 @@ def server() -> Iterator[LoopbackServer]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for var in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "OPENAI_API_KEY",
-        "ANTHROPIC_API_KEY",
-        KEY_VAR,
-    ):
-        env.pop(var, None)
-    env.update(extra)
-    return env
+    return cli_env.clean_env("OPENAI_API_KEY", "ANTHROPIC_API_KEY", KEY_VAR, **extra)
 
 
 def fill(
@@ -257,9 +244,9 @@ def test_default_preset_without_keys_is_the_demo(tmp_path):
     assert res.stdout == b"-- kznllm demo model (offline): rename x\nlocal x = 1\n"
 
 
-def test_ctrl_c_keeps_the_partial_text_and_closes_the_stream(server, tmp_path):
-    server.queue(Reply(chunks=openai_events(["part", "ial", "never"]), pause_after=3))
-    proc = subprocess.Popen(
+def running_fill(server: LoopbackServer, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """`kznllm fill` against `server`, its stdout and stderr piped."""
+    return subprocess.Popen(
         [sys.executable, "-m", "kznllm_py.cli", "fill", *custom("openai", server.base_url), "q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -267,16 +254,27 @@ def test_ctrl_c_keeps_the_partial_text_and_closes_the_stream(server, tmp_path):
         cwd=tmp_path,
         env=clean_env(**{KEY_VAR: KEY}),
     )
-    try:
-        assert proc.stdout is not None
-        server.wait_paused(timeout=10)
-        sel = selectors.DefaultSelector()
+
+
+def read_until(proc: subprocess.Popen[bytes], want: bytes, timeout: float = 10) -> bytes:
+    """What `proc` writes to stdout, read until it is `want` (within `timeout` seconds)."""
+    assert proc.stdout is not None
+    out = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
-        out = b""
-        deadline = time.monotonic() + 10
-        while out != b"partial":
+        while out != want:
             assert sel.select(timeout=max(0.0, deadline - time.monotonic())), out
             out += os.read(proc.stdout.fileno(), 1024)
+    return out
+
+
+def test_ctrl_c_keeps_the_partial_text_and_closes_the_stream(server, tmp_path):
+    server.queue(Reply(chunks=openai_events(["part", "ial", "never"]), pause_after=3))
+    proc = running_fill(server, tmp_path)
+    try:
+        server.wait_paused(timeout=10)
+        out = read_until(proc, b"partial")
         proc.send_signal(signal.SIGINT)
         rest, err = proc.communicate(timeout=10)
     finally:
@@ -295,25 +293,11 @@ def test_reader_gone_ends_quietly(server, tmp_path):
     # The reply stalls after its last chunk, so the connection can only end by the client
     # going away (a finished reply could race the client's exit and be closed server-side).
     server.queue(Reply(chunks=openai_events(["part", "ial", "never"]), pause_after=3, end="stall"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kznllm_py.cli", "fill", *custom("openai", server.base_url), "q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        cwd=tmp_path,
-        env=clean_env(**{KEY_VAR: KEY}),
-    )
+    proc = running_fill(server, tmp_path)
     try:
         assert proc.stdout is not None and proc.stderr is not None
         server.wait_paused(timeout=10)
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        out = b""
-        deadline = time.monotonic() + 10
-        while out != b"partial":
-            assert sel.select(timeout=max(0.0, deadline - time.monotonic())), out
-            out += os.read(proc.stdout.fileno(), 1024)
-        sel.close()
+        read_until(proc, b"partial")
         proc.stdout.close()  # the reader goes away
         server.resume()
         err = proc.stderr.read()

@@ -1,12 +1,12 @@
 """The CLI's request options and model lists, as a user runs them: `kznllm` as a
 subprocess against a loopback server. `--provider completions` without a preset,
 `-o/--option NAME VALUE`, and `kznllm models` for every provider family that lists
-its models (OpenAI-compatible, Ollama, Anthropic and Gemini, with their pagination)."""
+its models (OpenAI-compatible, Ollama, Anthropic, Gemini with their pagination, and
+Mistral)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from kznllm_py import models
+from kznllm_py.providers import PROVIDERS
+from tests.cli_env import clean_env
 from tests.servers import LoopbackServer, Reply, json_reply, openai_events
 
 KEY_VAR = "KZN_TEST_MODELS_KEY"
@@ -21,15 +23,13 @@ KEY = "sk-models-test-0123456789"
 
 
 def kznllm(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_BASE_URL"):
-        clean.pop(var, None)
+    clean = clean_env("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_BASE_URL", **{KEY_VAR: KEY})
     return subprocess.run(
         [sys.executable, "-m", "kznllm_py.cli", *args],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**clean, KEY_VAR: KEY, **env},
+        env={**clean, **env},
         stdin=subprocess.DEVNULL,
         timeout=60,
     )
@@ -159,6 +159,14 @@ def test_models_of_native_ollama(server, tmp_path):
     res = kznllm(tmp_path, "models", "--provider", "ollama", "--base-url", server.url)
     assert (res.returncode, res.stdout) == (0, "phi4:latest\n")
     assert server.requests[0].path == "/api/tags"
+    assert "authorization" not in server.requests[0].headers
+
+
+def test_models_of_ollama_behind_a_proxy_send_its_key_as_fills_do(server, tmp_path):
+    server.queue(json_reply(200, {"models": [{"name": "phi4:latest"}]}))
+    res = models_cli(tmp_path, "ollama", server.url)
+    assert (res.returncode, res.stdout) == (0, "phi4:latest\n")
+    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
 
 def test_models_of_anthropic_follow_the_pages(server, tmp_path):
@@ -227,11 +235,47 @@ def test_models_of_gemini_that_generate_content(server, tmp_path):
     assert server.requests[0].headers["x-goog-api-key"] == KEY
 
 
+def test_models_of_mistral_that_chat(server, tmp_path):
+    listing = {
+        "object": "list",
+        "data": [
+            {"id": "mistral-small-latest", "capabilities": {"completion_chat": True}},
+            {"id": "mistral-embed", "capabilities": {"completion_chat": False}},
+            {"id": "codestral-2501"},  # a card without capabilities is kept
+        ],
+    }
+    server.queue(json_reply(200, listing))
+    res = models_cli(tmp_path, "mistral", server.base_url)
+    assert (res.returncode, res.stdout, res.stderr) == (
+        0,
+        "codestral-2501\nmistral-small-latest\n",
+        "",
+    )
+    [req] = server.requests
+    assert (req.method, req.path) == ("GET", "/v1/models")
+    assert req.headers["authorization"] == f"Bearer {KEY}"
+
+
 def test_models_error_is_the_providers_message(server, tmp_path):
     server.queue(json_reply(401, {"error": {"message": f"bad key {KEY}", "type": "auth"}}))
     res = models_cli(tmp_path, "openai", server.base_url)
     assert res.returncode == 1
     assert res.stderr == "kznllm: openai error (HTTP 401): bad key <redacted>\n"
+
+
+def test_a_models_list_of_the_wrong_shape_is_one_message(server, tmp_path):
+    server.queue(json_reply(200, {"models": "none here"}))
+    res = models_cli(tmp_path, "openai", server.base_url)
+    assert res.returncode == 1
+    assert res.stderr.startswith("kznllm: openai: unexpected models list: ")
+
+
+@pytest.mark.parametrize("name", [n for n, p in PROVIDERS.items() if p.models is not None])
+def test_every_listing_refuses_a_body_of_the_wrong_shape(name):
+    listing = PROVIDERS[name].models
+    assert listing is not None
+    with pytest.raises((KeyError, TypeError, AttributeError)):
+        listing.parse(["not", "a", "table"])
 
 
 def test_models_of_a_provider_without_a_list(tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from kznllm_py import cli, prompts
 from kznllm_py.generation import prepare, template_set
 from kznllm_py.presets import builtin_presets, preset_from_dict
 from kznllm_py.prompts import FillContext
+from tests import cli_env
 from tests.servers import LoopbackServer
 
 CANARY_VAR = "KZN_TEST_RENDER_KEY"
@@ -32,24 +32,9 @@ def server() -> Iterator[LoopbackServer]:
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for var in (
-        *KEY_VARS,
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "NVIM_APPNAME",
-        "VLLM_BASE_URL",
-        "OLLAMA_BASE_URL",
-    ):
-        env.pop(var, None)
-    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")  # no real user templates
-    env[CANARY_VAR] = CANARY
-    env.update(extra)
-    return env
+    # no real user templates (XDG_CONFIG_HOME)
+    extra = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), CANARY_VAR: CANARY, **extra}
+    return cli_env.clean_env(*KEY_VARS, "NVIM_APPNAME", "VLLM_BASE_URL", "OLLAMA_BASE_URL", **extra)
 
 
 def kznllm(

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from kznllm_py import demo_server
 from kznllm_py.client import Timeouts, new_client
 from kznllm_py.demo_server import DemoServer, answer_for, tokens
-from kznllm_py.generation import Generation
+from kznllm_py.generation import Generation, Outcome
 from kznllm_py.presets import DEMO_ID, merge_presets
 from kznllm_py.prompts import FillContext, render
 from kznllm_py.providers import openai
@@ -127,16 +127,23 @@ async def test_unknown_route_is_a_404_json_error(method, path, demo, client):
     assert events[-1] == "[DONE]"
 
 
-async def test_generation_with_the_demo_preset():
+async def demo_fill(ctx: FillContext) -> tuple[Outcome, list[str]]:
+    """A generation with the built-in demo preset (its server shut down after), and the
+    texts it wrote."""
     preset = merge_presets(None).presets[DEMO_ID]
     assert preset.demo
-    ctx = FillContext(mode="replace", query="rename x", selection="x = 1\n", filetype="python")
     got: list[str] = []
     try:
         async with new_client() as client:
             out = await Generation(client, preset, ctx, FAST).run(got.append)
     finally:
         await demo_server.shutdown()
+    return out, got
+
+
+async def test_generation_with_the_demo_preset():
+    ctx = FillContext(mode="replace", query="rename x", selection="x = 1\n", filetype="python")
+    out, got = await demo_fill(ctx)
     assert (out.status, out.error) == ("ok", None)
     assert "".join(got) == "# kznllm demo model (offline): rename x\nx = 1\n"
     assert out.finish_reason == "stop"
@@ -151,14 +158,8 @@ def test_demo_preset_survives_a_closed_event_loop():
         return (await demo_server.ensure_running()).port
 
     async def generate() -> tuple[str, str]:
-        preset = merge_presets(None).presets[DEMO_ID]
         ctx = FillContext(mode="replace", query="q", selection="y", filetype="lua")
-        got: list[str] = []
-        try:
-            async with new_client() as client:
-                out = await Generation(client, preset, ctx, FAST).run(got.append)
-        finally:
-            await demo_server.shutdown()
+        out, got = await demo_fill(ctx)
         return out.status, "".join(got)
 
     stale_port = asyncio.run(start_and_leave())  # no shutdown: left behind on purpose

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, free_port_refusing, json_reply, openai_events
 
@@ -207,12 +209,27 @@ def test_status_shows_the_preset_and_a_spinner_with_seconds_while_running(
     assert nvim.lua("return require('kznllm').status()") == "kznllm test"
 
 
+# a listing per provider whose server lists (OpenAI-compatible, and Mistral's own, which
+# leaves out the models that do not chat)
+LISTINGS = {
+    "openai": {"object": "list", "data": [{"id": "qwen-7b"}, {"id": "llama-1b"}]},
+    "mistral": {
+        "object": "list",
+        "data": [
+            {"id": "qwen-7b", "capabilities": {"completion_chat": True}},
+            {"id": "mistral-embed", "capabilities": {"completion_chat": False}},
+            {"id": "llama-1b", "capabilities": {"completion_chat": True}},
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize("provider", sorted(LISTINGS))
 def test_kznpreset_bang_picks_the_model_from_the_servers_list_and_fills_with_it(
-    nvim: Child, server: LoopbackServer
+    nvim: Child, server: LoopbackServer, provider: str
 ):
-    listing = {"object": "list", "data": [{"id": "qwen-7b"}, {"id": "llama-1b"}]}
-    server.queue(json_reply(200, listing), Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    server.queue(json_reply(200, LISTINGS[provider]), Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url, provider)
     nvim.lua(
         "_G.offered = nil; vim.ui.select = function(items, opts, cb)"
         " _G.offered = { prompt = opts.prompt, items = vim.tbl_map(opts.format_item, items) }"

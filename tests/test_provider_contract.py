@@ -5,6 +5,7 @@ on a provider's name (presets.py and generation.py read the declarations)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -16,6 +17,7 @@ from kznllm_py.presets import preset_from_dict
 from kznllm_py.prompts import families
 from kznllm_py.providers import PROVIDERS
 from kznllm_py.providers.base import Message, Param, Prompt, Provider
+from kznllm_py.providers.jsonfast import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = Prompt("sys", (Message("user", "hi"),), raw="raw prompt")
@@ -48,6 +50,20 @@ def test_every_provider_builds_a_streamed_request_and_parses_an_empty_body(name:
         p.new_parser().finish()  # a body that ended before anything: cut short
 
 
+@pytest.mark.parametrize("name", [n for n, p in PROVIDERS.items() if not p.raw_prompt])
+def test_a_system_text_is_sent_and_an_empty_one_is_no_system_at_all(name: str) -> None:
+    p = PROVIDERS[name]
+    base = "https://res.openai.azure.com" if p.needs_base_url else p.default_base_url
+
+    def body(system: str) -> str:
+        prompt = Prompt(system, (Message("user", "hi"),))
+        req = p.build_request(base_url=base, model="m", prompt=prompt, params={}, api_key=None)
+        return dumps(req.body).decode()
+
+    assert "SYSTEM-TEXT" in body("SYSTEM-TEXT")
+    assert "system" not in body("").lower()  # no system role, block or instruction
+
+
 @pytest.mark.parametrize("name", sorted(PROVIDERS))
 def test_a_wrongly_typed_param_is_refused_naming_the_preset_and_field(name: str) -> None:
     p = PROVIDERS[name]
@@ -57,6 +73,25 @@ def test_a_wrongly_typed_param_is_refused_naming_the_preset_and_field(name: str)
         raw["base_url"] = "https://res.openai.azure.com"
     with pytest.raises(Exception, match=f"^preset 'x': params.{typed}: want "):
         preset_from_dict(raw)
+
+
+# bodies that hold no words of any provider (not JSON, an empty error, an empty text)
+WORDLESS = [None, "404 page not found", [], {}, {"error": None}, {"error": ""}]
+WORDLESS += [{"error": {"message": ""}}, {"message": ""}, {"detail": ""}]
+
+
+@pytest.mark.parametrize("body", WORDLESS, ids=repr)
+@pytest.mark.parametrize("name", sorted(PROVIDERS))
+def test_an_error_body_without_words_gives_no_message(name: str, body: object) -> None:
+    assert PROVIDERS[name].error_message(body) is None  # the caller shows the status
+
+
+def test_the_editor_offers_a_model_list_for_every_provider_that_declares_one() -> None:
+    lua = (ROOT / "lua" / "kznllm" / "models.lua").read_text()
+    table = re.search(r"^M\.unlisted = \{(.*)\}$", lua, re.M)
+    assert table is not None
+    unlisted = set(re.findall(r"(\w+) = true", table.group(1)))
+    assert unlisted == {name for name, p in PROVIDERS.items() if p.models is None}
 
 
 def test_closed_providers_refuse_unknown_params_and_open_ones_pass_them() -> None:

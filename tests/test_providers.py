@@ -3,12 +3,10 @@ parsed, error bodies read. No network."""
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from kznllm_py.errors import ProviderError, StreamError
 from kznllm_py.providers import anthropic, get_provider, openai
@@ -21,28 +19,11 @@ from kznllm_py.providers.base import (
     UsageDelta,
 )
 from kznllm_py.sse import Event, SSEDecoder
-from tests.fuzzing import SPECIAL
+from tests.fuzzing import chunkings
+from tests.streams import run, text_of
 
 KEY = "sk-test-SECRET-0123456789"
 PROMPT = Prompt("You are terse.", (Message("user", "hi"), Message("assistant", "yo")))
-
-
-def run(provider, chunks: list[bytes]):
-    """Network bytes -> SSEDecoder -> provider parser -> deltas (finish() included)."""
-    dec = SSEDecoder()
-    parser = provider.new_parser()
-    out = []
-    for chunk in chunks:
-        for ev in dec.decode(chunk):
-            out.extend(parser.feed(ev))
-    for ev in dec.flush():
-        out.extend(parser.feed(ev))
-    out.extend(parser.finish())
-    return out
-
-
-def text_of(deltas) -> str:
-    return "".join(d.text for d in deltas if isinstance(d, TextDelta))
 
 
 def feed_all(parser, events: list[Event]):
@@ -254,14 +235,6 @@ def test_openai_system_is_the_first_message():
         {"role": "assistant", "content": "yo"},
     ]
     assert "system" not in req.body
-
-
-def test_openai_empty_system_sends_no_system_message():
-    prompt = Prompt("", (Message("user", "hi"),))
-    req = openai.build_request(
-        base_url="https://a/v1", model="m", prompt=prompt, params={}, api_key=None
-    )
-    assert req.body["messages"] == [{"role": "user", "content": "hi"}]
 
 
 def test_openai_params_passed_through_and_stream_forced():
@@ -712,12 +685,7 @@ def test_anthropic_non_object_json_is_stream_error():
         ({"error": "model 'llama9' not found"}, "model 'llama9' not found"),  # Ollama
         ({"object": "error", "message": "bad max_tokens", "code": 400}, "bad max_tokens"),
         ({"detail": "Not Found"}, "Not Found"),  # FastAPI-style servers
-        ({"error": {"message": ""}}, None),
-        ({"error": None}, None),
-        ({}, None),
-        ([{"error": {"message": "x"}}], None),
-        ("plain text", None),
-        (None, None),
+        ([{"error": {"message": "x"}}], None),  # Google's wrapping is Gemini's alone
     ],
 )
 def test_openai_error_message(body, expected):
@@ -750,9 +718,6 @@ def test_openai_error_message(body, expected):
         ({"error": {"message": "no type"}}, "no type"),
         ({"message": "Internal server error"}, "Internal server error"),
         ({"error": {"type": "api_error"}}, None),
-        ({}, None),
-        ("Overloaded", None),
-        (None, None),
     ],
 )
 def test_anthropic_error_message(body, expected):
@@ -761,29 +726,6 @@ def test_anthropic_error_message(body, expected):
 
 
 # -- byte-exact under any chunking --------------------------------------------------------
-
-# text deltas as models emit them (tests/fuzzing.py: SPECIAL)
-piece_text = st.lists(
-    st.one_of(
-        st.characters(blacklist_categories=("Cs",)),
-        st.sampled_from([s for s in SPECIAL if s]),
-    ),
-    min_size=1,
-    max_size=8,
-).map("".join)
-
-
-def chunkings(raw_strategy):
-    @st.composite
-    def build(draw):
-        pieces = draw(st.lists(piece_text, max_size=8))
-        ascii_json = draw(st.booleans())
-        raw = raw_strategy(pieces, ascii_json)
-        cuts = draw(st.lists(st.integers(0, len(raw)), max_size=16))
-        bounds = [0, *sorted(cuts), len(raw)]
-        return pieces, raw, [raw[a:b] for a, b in itertools.pairwise(bounds)]
-
-    return build()
 
 
 @settings(max_examples=150, deadline=None)

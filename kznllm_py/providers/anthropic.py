@@ -4,64 +4,42 @@ error)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from kznllm_py.errors import ProviderError
-from kznllm_py.providers.base import (
-    COUNT,
-    LIST,
-    NUMBER,
-    TABLE,
-    TEXT,
-    Delta,
-    DoneDelta,
-    HttpRequest,
-    JsonEventParser,
-    Param,
-    Prompt,
-    Provider,
-    ReasoningDelta,
-    TextDelta,
-    UsageDelta,
-    as_count,
-    as_text,
-    between,
-    post,
-    stream_end,
-)
+from kznllm_py.providers import base
+from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta, as_text
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
 
 NAME = "anthropic"
 API_VERSION = "2023-06-01"
+AUTH = base.Auth("x-api-key", "")
+HEADERS = {"anthropic-version": API_VERSION}
 DEFAULT_MAX_TOKENS = 4096
 # the Messages API's request fields (it refuses others: "Extra inputs are not permitted")
-PARAMS: dict[str, Param] = {
-    "max_tokens": COUNT,
-    "temperature": Param(NUMBER.types, between(0, 1)),
-    "top_p": Param(NUMBER.types, between(0, 1)),
-    "top_k": COUNT,
-    "stop_sequences": LIST,
-    "metadata": TABLE,
-    "thinking": TABLE,
-    "tools": LIST,
-    "tool_choice": TABLE,
-    "service_tier": TEXT,
-    "container": TEXT,
-    "mcp_servers": LIST,
-    "context_management": TABLE,
+PARAMS: dict[str, base.Param] = {
+    "max_tokens": base.COUNT,
+    "temperature": base.FRACTION,
+    "top_p": base.FRACTION,
+    "top_k": base.COUNT,
+    "stop_sequences": base.LIST,
+    "metadata": base.TABLE,
+    "thinking": base.TABLE,
+    "tools": base.LIST,
+    "tool_choice": base.TABLE,
+    "service_tier": base.TEXT,
+    "container": base.TEXT,
+    "mcp_servers": base.LIST,
+    "context_management": base.TABLE,
 }
 
 
 def build_request(
-    *,
-    base_url: str,
-    model: str,
-    prompt: Prompt,
-    params: dict[str, Any],
-    api_key: str | None,
-) -> HttpRequest:
-    messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+    *, base_url: str, model: str, prompt: base.Prompt, params: dict[str, Any], api_key: str | None
+) -> base.HttpRequest:
+    messages = base.turns(prompt)
     if prompt.prefill.rstrip():
         # the answer continues this text (the API rejects trailing whitespace there)
         messages.append({"role": "assistant", "content": prompt.prefill.rstrip()})
@@ -77,38 +55,29 @@ def build_request(
         body["system"] = [block]
     body.update(params)
     body["stream"] = True
-    return post(
-        messages_url(base_url),
-        body,
-        api_key,
-        key_header="x-api-key",
-        scheme="",
-        extra={"anthropic-version": API_VERSION},
-    )
+    return base.post(api_url(base_url, "messages"), body, api_key, auth=AUTH, extra=HEADERS)
 
 
-def messages_url(base_url: str) -> str:
-    """The Messages endpoint under `base_url`. The SDKs' convention (ANTHROPIC_BASE_URL)
-    is a base without `/v1`, "https://api.anthropic.com"; one with a trailing `/v1` (as
-    this plugin once wanted) is accepted, not doubled."""
-    base = base_url.rstrip("/")
-    base = base.removesuffix("/v1")
-    return base + "/v1/messages"
+def api_url(base_url: str, route: str) -> str:
+    """The endpoint `route` ("messages", "models") under `base_url`. The SDKs'
+    convention (ANTHROPIC_BASE_URL) is a base without `/v1`, "https://api.anthropic.com";
+    one with a trailing `/v1` (as this plugin once wanted) is accepted, not doubled."""
+    return base_url.rstrip("/").removesuffix("/v1") + "/v1/" + route
+
+
+def listed_page(body: Any) -> tuple[list[str], str | None]:
+    """`{"data": [{"id"}], "has_more", "last_id"}`: the ids, and where the next page
+    starts."""
+    ids, _ = base.listed_ids(body)
+    return ids, (str(body["last_id"]) if body.get("has_more") and body.get("last_id") else None)
 
 
 def error_message(body: Any) -> str | None:
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            kind = err.get("type")
-            return f"{kind}: {err['message']}" if kind else str(err["message"])
-        message = body.get("message")
-        if isinstance(message, str):
-            return message
-    return None
+    """`{"type": "error", "error": {"type", "message"}}` as "type: message"."""
+    return base.error_text(body, label="type", fields=("message",))
 
 
-class Parser(JsonEventParser):
+class Parser(base.JsonEventParser):
     __slots__ = ("done", "input_tokens", "stop_reason")
     provider_name = NAME
 
@@ -117,7 +86,7 @@ class Parser(JsonEventParser):
         self.stop_reason: str | None = None
         self.input_tokens: int | None = None
 
-    def _deltas(self, obj: dict[str, Any], event: Event) -> list[Delta]:
+    def _deltas(self, obj: dict[str, Any], event: Event) -> list[base.Delta]:
         kind = obj.get("type") or event.event
         if kind == "content_block_delta":
             delta = obj.get("delta") or {}
@@ -131,7 +100,7 @@ class Parser(JsonEventParser):
             return []  # signature_delta, input_json_delta, ...
         if kind == "message_start":
             usage = (obj.get("message") or {}).get("usage") or {}
-            self.input_tokens = as_count(usage.get("input_tokens"))
+            self.input_tokens = base.as_count(usage.get("input_tokens"))
             return []
         if kind == "message_delta":
             reason = as_text((obj.get("delta") or {}).get("stop_reason"))
@@ -139,8 +108,8 @@ class Parser(JsonEventParser):
             self.stop_reason = ("length" if reason == "max_tokens" else reason) or self.stop_reason
             usage = obj.get("usage") or {}
             if "output_tokens" in usage:
-                inp = as_count(usage.get("input_tokens", self.input_tokens))
-                return [UsageDelta(inp, as_count(usage["output_tokens"]))]
+                inp = base.as_count(usage.get("input_tokens", self.input_tokens))
+                return [UsageDelta(inp, base.as_count(usage["output_tokens"]))]
             return []
         if kind == "message_stop":
             self.done = True
@@ -149,11 +118,8 @@ class Parser(JsonEventParser):
             raise ProviderError(error_message(obj) or clip(event.data, 300), provider=NAME)
         return []  # ping, content_block_start/stop, unknown future events
 
-    def finish(self) -> list[Delta]:
-        return stream_end(NAME, self.done)
 
-
-PROVIDER = Provider(
+PROVIDER = base.Provider(
     name=NAME,
     description="Anthropic Messages API",
     default_base_url="https://api.anthropic.com",
@@ -166,4 +132,11 @@ PROVIDER = Provider(
     family="anthropic",
     params=PARAMS,
     open_params=False,
+    models=base.ModelListing(
+        partial(api_url, route="models"),
+        listed_page,
+        auth=AUTH,
+        extra=HEADERS,
+        paging=("limit", "after_id"),
+    ),
 )

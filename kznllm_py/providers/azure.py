@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from kznllm_py.errors import ConfigError
 from kznllm_py.providers import openai
-from kznllm_py.providers.base import HttpRequest, Param, Prompt, Provider, non_empty, post
+from kznllm_py.providers.base import Auth, HttpRequest, Param, Prompt, Provider, non_empty, post
 
 NAME = "azure"
 DEFAULT_API_VERSION = "2024-10-21"
@@ -71,12 +71,7 @@ def chat_url(base_url: str, deployment: str, api_version: str | None) -> tuple[s
 
 
 def build_request(
-    *,
-    base_url: str,
-    model: str,
-    prompt: Prompt,
-    params: dict[str, Any],
-    api_key: str | None,
+    *, base_url: str, model: str, prompt: Prompt, params: dict[str, Any], api_key: str | None
 ) -> HttpRequest:
     if urlsplit(base_url).hostname == urlsplit(PLACEHOLDER_ENDPOINT).hostname:
         raise ConfigError(
@@ -91,7 +86,7 @@ def build_request(
     body = dict(oa.body)
     if not model_in_body:
         body.pop("model", None)
-    return post(url, body, api_key, key_header="api-key", scheme="")
+    return post(url, body, api_key, auth=Auth("api-key", ""))
 
 
 def error_message(body: Any) -> str | None:

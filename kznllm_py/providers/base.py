@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from kznllm_py.errors import StreamError
 from kznllm_py.providers.jsonfast import loads_event
@@ -50,24 +51,113 @@ class HttpRequest:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Where a provider's server takes the key: the header, and what goes before the key
+    in it. The header is marked secret, so that it is redacted wherever a request is
+    shown."""
+
+    header: str = "Authorization"
+    scheme: str = "Bearer "
+
+    def headers(
+        self, headers: dict[str, str], api_key: str | None
+    ) -> tuple[dict[str, str], frozenset[str]]:
+        """`headers` with the key (if any) added, and the names of the secret ones."""
+        if not api_key:
+            return headers, frozenset()
+        headers[self.header] = self.scheme + api_key
+        return headers, frozenset({self.header.lower()})
+
+
+BEARER = Auth()
+
+
 def post(
     url: str,
     body: dict[str, Any],
     api_key: str | None,
     *,
-    key_header: str = "Authorization",
-    scheme: str = "Bearer ",
+    auth: Auth = BEARER,
     accept: str = "text/event-stream",
     extra: Mapping[str, str] | None = None,
 ) -> HttpRequest:
-    """A streamed JSON POST: the key (if any) in `key_header` after `scheme`, marked
-    secret so that it is redacted wherever the request is shown."""
+    """A streamed JSON POST, the key (if any) where `auth` says."""
     headers = {"Content-Type": "application/json", "Accept": accept, **(extra or {})}
-    secret: frozenset[str] = frozenset()
-    if api_key:
-        headers[key_header] = scheme + api_key
-        secret = frozenset({key_header.lower()})
+    headers, secret = auth.headers(headers, api_key)
     return HttpRequest("POST", url, headers, body, secret)
+
+
+def turns(prompt: Prompt, system_role: str | None = None) -> list[dict[str, Any]]:
+    """The prompt's turns as `{"role", "content"}` objects, after its system text as a
+    first message of `system_role` when one is named (and there is a system text)."""
+    messages: list[dict[str, Any]] = [
+        {"role": m.role, "content": m.content} for m in prompt.messages
+    ]
+    if system_role and prompt.system:
+        messages.insert(0, {"role": system_role, "content": prompt.system})
+    return messages
+
+
+def error_text(body: Any, *, label: str = "", fields: tuple[str, ...] = ()) -> str | None:
+    """The provider's words in an error body: `{"error": {"message"}}` (as "LABEL:
+    message" when the error has a `label` field: Anthropic's type, Google's status),
+    `{"error": "text"}`, or else the first text among the body's own `fields`. Empty
+    text is no message."""
+    if not isinstance(body, dict):
+        return None
+    err = body.get("error")
+    if isinstance(err, dict) and err.get("message"):
+        kind = err.get(label) if label else None
+        return f"{kind}: {err['message']}" if kind else str(err["message"])
+    if isinstance(err, str) and err:
+        return err
+    for name in fields:
+        value = body.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def get_json(
+    url: str, api_key: str | None, *, auth: Auth = BEARER, extra: Mapping[str, str] | None = None
+) -> HttpRequest:
+    """A GET of a JSON document, the key (if any) where `auth` says."""
+    headers, secret = auth.headers({"Accept": "application/json", **(extra or {})}, api_key)
+    return HttpRequest("GET", url, headers, {}, secret)
+
+
+def under(route: str) -> Callable[[str], str]:
+    """The URL of `route` under a base URL (given without its trailing slash)."""
+    return lambda base: base + route
+
+
+def listed_ids(body: Any) -> tuple[list[str], str | None]:
+    """The model ids of an OpenAI-style list, `{"data": [{"id"}, ...]}` (one page)."""
+    return [str(m["id"]) for m in body["data"]], None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelListing:
+    """How a provider's server lists its models (`kznllm models`, `:KznPreset!`): a GET
+    of `url(base_url)`, the key where `auth` says (as the provider's requests have it),
+    with `extra` headers; `parse(body)` gives (model ids, the next page's token or None)
+    and raises KeyError / TypeError / AttributeError on a body of the wrong shape.
+    `paging` names the query parameters of a paged list: (page size, next page)."""
+
+    url: Callable[[str], str]
+    parse: Callable[[Any], tuple[list[str], str | None]] = listed_ids
+    auth: Auth = BEARER
+    extra: Mapping[str, str] = field(default_factory=dict)
+    paging: tuple[str, str] | None = None
+
+    def request(self, base_url: str, api_key: str | None, page: str | None = None) -> HttpRequest:
+        """The GET of the list (`page`: the token or the last id a previous page gave)."""
+        url = self.url(base_url.rstrip("/"))
+        if self.paging is not None:
+            size, start = self.paging
+            url += "?" + urlencode({size: "1000", **({start: page} if page else {})})
+        return get_json(url, api_key, auth=self.auth, extra=self.extra)
 
 
 # -- deltas: what a parsed stream yields ------------------------------------------------
@@ -148,6 +238,7 @@ class JsonEventParser:
 
     __slots__ = ()
     provider_name = ""
+    done: bool  # the provider's final event came (a slot of each subclass)
 
     def feed(self, event: Event) -> list[Delta]:
         obj = loads_event(event.data, self.provider_name)
@@ -162,6 +253,10 @@ class JsonEventParser:
 
     def _deltas(self, obj: dict[str, Any], event: Event) -> list[Delta]:
         raise NotImplementedError
+
+    def finish(self) -> list[Delta]:
+        """The body ended: complete only after the provider's final event."""
+        return stream_end(self.provider_name, self.done)
 
 
 # -- the contract: what a provider module declares ------------------------------------
@@ -220,6 +315,7 @@ TEXT = Param((str,))
 FLAG = Param((bool,))
 LIST = Param((list,))
 STOP = Param((str, list))  # one stop sequence or several
+FRACTION = Param(_NUMBER, between(0, 1))  # top_p, and Anthropic's temperature
 
 
 @dataclass(frozen=True)
@@ -252,6 +348,8 @@ class Provider:
     open_params: bool = True
     # the default base URL is a placeholder: a preset must say where (Azure's resource)
     needs_base_url: bool = False
+    # how its server lists its models; None: it does not
+    models: ModelListing | None = None
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(field, reason) for each param this provider refuses: a wrongly typed known

@@ -24,12 +24,7 @@ PARAMS = {
 
 
 def build_request(
-    *,
-    base_url: str,
-    model: str,
-    prompt: Prompt,
-    params: dict[str, Any],
-    api_key: str | None,
+    *, base_url: str, model: str, prompt: Prompt, params: dict[str, Any], api_key: str | None
 ) -> HttpRequest:
     body: dict[str, Any] = {"model": model, "prompt": prompt.raw, **params, "stream": True}
     return post(base_url.rstrip("/") + "/completions", body, api_key)
@@ -44,4 +39,5 @@ PROVIDER = Provider(
     new_parser=partial(openai.Parser, NAME),  # errors name this provider
     raw_prompt=True,
     params=PARAMS,
+    models=openai.PROVIDER.models,
 )

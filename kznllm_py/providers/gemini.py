@@ -11,30 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from kznllm_py.errors import ProviderError
-from kznllm_py.providers.base import (
-    COUNT,
-    NUMBER,
-    STOP,
-    TABLE,
-    Delta,
-    DoneDelta,
-    HttpRequest,
-    JsonEventParser,
-    Param,
-    Prompt,
-    Provider,
-    ReasoningDelta,
-    TextDelta,
-    UsageDelta,
-    as_count,
-    between,
-    post,
-    stream_end,
-)
+from kznllm_py.providers import base
+from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta, as_count
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
 
 NAME = "gemini"
+AUTH = base.Auth("x-goog-api-key", "")  # never in the URL
 
 # GenerationConfig fields (camelCase, as the REST API spells them)
 GENERATION_FIELDS = frozenset(
@@ -106,13 +89,8 @@ def model_path(model: str) -> str:
 
 
 def build_request(
-    *,
-    base_url: str,
-    model: str,
-    prompt: Prompt,
-    params: dict[str, Any],
-    api_key: str | None,
-) -> HttpRequest:
+    *, base_url: str, model: str, prompt: base.Prompt, params: dict[str, Any], api_key: str | None
+) -> base.HttpRequest:
     contents = [
         {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
         for m in prompt.messages
@@ -125,7 +103,7 @@ def build_request(
     if config:
         body["generationConfig"] = config
     url = f"{base_url.rstrip('/')}/{model_path(model)}:streamGenerateContent?alt=sse"
-    return post(url, body, api_key, key_header="x-goog-api-key", scheme="")
+    return base.post(url, body, api_key, auth=AUTH)
 
 
 def error_message(body: Any) -> str | None:
@@ -133,20 +111,22 @@ def error_message(body: Any) -> str | None:
     one-element array, so that shape is read too."""
     if isinstance(body, list) and len(body) == 1:
         body = body[0]
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            status = err.get("status")
-            return f"{status}: {err['message']}" if status else str(err["message"])
-        if isinstance(err, str) and err:
-            return err
-        message = body.get("message")
-        if isinstance(message, str) and message:
-            return message
-    return None
+    return base.error_text(body, label="status", fields=("message",))
 
 
-class Parser(JsonEventParser):
+def listed_models(body: Any) -> tuple[list[str], str | None]:
+    """`{"models": [{"name": "models/...", "supportedGenerationMethods"}],
+    "nextPageToken"}`: the models that generate content (not the embedding ones), by
+    the names a preset uses, and the next page's token."""
+    names = []
+    for m in body.get("models") or []:
+        methods = m.get("supportedGenerationMethods")
+        if methods is None or "generateContent" in methods:
+            names.append(str(m["name"]).removeprefix("models/"))
+    return names, body.get("nextPageToken") or None
+
+
+class Parser(base.JsonEventParser):
     """GenerateContentResponse chunks -> deltas. The first candidate is the answer."""
 
     __slots__ = ("chunks", "done", "finish_reason", "usage")
@@ -158,11 +138,11 @@ class Parser(JsonEventParser):
         self.finish_reason: str | None = None
         self.usage: tuple[int | None, int | None] | None = None
 
-    def _deltas(self, obj: dict[str, Any], event: Event) -> list[Delta]:
+    def _deltas(self, obj: dict[str, Any], event: Event) -> list[base.Delta]:
         if obj.get("error"):
             raise ProviderError(error_message(obj) or clip(event.data, 300), provider=NAME)
         self.chunks += 1
-        out: list[Delta] = []
+        out: list[base.Delta] = []
         feedback = obj.get("promptFeedback")
         if feedback:
             blocked = feedback.get("blockReason")
@@ -197,19 +177,19 @@ class Parser(JsonEventParser):
                 out.append(UsageDelta(*usage))
         return out
 
-    def finish(self) -> list[Delta]:
+    def finish(self) -> list[base.Delta]:
         """The body ended cleanly (a cut connection is a transport error before this):
         Gemini and Vertex often leave `finishReason` off the last chunk, so an answer
         that came is complete; a body without a single chunk is not."""
         if not self.done and self.finish_reason is None and self.chunks:
             self.done = True
             return [DoneDelta(None)]
-        out = stream_end(NAME, self.done, self.finish_reason)
+        out = base.stream_end(NAME, self.done, self.finish_reason)
         self.done = True
         return out
 
 
-PROVIDER = Provider(
+PROVIDER = base.Provider(
     name=NAME,
     description="Google Gemini API (AI Studio)",
     default_base_url="https://generativelanguage.googleapis.com/v1beta",
@@ -220,13 +200,16 @@ PROVIDER = Provider(
     # sampling params by the names presets use; generationConfig fields and top-level
     # request fields (safetySettings, tools, ...) pass as they are
     params={
-        "temperature": Param(NUMBER.types, between(0, 2)),
-        "top_p": Param(NUMBER.types, between(0, 1)),
-        "top_k": COUNT,
-        "max_tokens": COUNT,
-        "max_completion_tokens": COUNT,
-        "stop": STOP,
-        "generationConfig": TABLE,
-        "generation_config": TABLE,
+        "temperature": base.Param(base.NUMBER.types, base.between(0, 2)),
+        "top_p": base.FRACTION,
+        "top_k": base.COUNT,
+        "max_tokens": base.COUNT,
+        "max_completion_tokens": base.COUNT,
+        "stop": base.STOP,
+        "generationConfig": base.TABLE,
+        "generation_config": base.TABLE,
     },
+    models=base.ModelListing(
+        base.under("/models"), listed_models, auth=AUTH, paging=("pageSize", "pageToken")
+    ),
 )

@@ -22,9 +22,11 @@ from kznllm_py.providers.base import (
     TABLE,
     TEXT,
     HttpRequest,
+    ModelListing,
     Param,
     Prompt,
     Provider,
+    under,
 )
 
 NAME = "mistral"
@@ -60,6 +62,18 @@ def build_request(*, prompt: Prompt, params: dict[str, Any], **where: Any) -> Ht
     return request
 
 
+def listed_chat_models(body: Any) -> tuple[list[str], str | None]:
+    """GET /v1/models: `{"object": "list", "data": [{"id", "capabilities": {
+    "completion_chat", ...}}]}`, the models that chat (not the embedding, moderation
+    or OCR ones; a card without capabilities is kept), one page."""
+    ids = []
+    for card in body["data"]:
+        capabilities = card.get("capabilities") or {}
+        if capabilities.get("completion_chat", True) is not False:
+            ids.append(str(card["id"]))
+    return ids, None
+
+
 def error_message(body: Any) -> str | None:
     """The API's own words: `{"message", "type"}` as "type: message"; a validation
     error's `detail` list as "field: why; ..."."""
@@ -92,4 +106,5 @@ PROVIDER = Provider(
     reasoning=True,
     params=PARAMS,
     open_params=False,
+    models=ModelListing(under("/models"), listed_chat_models),
 )

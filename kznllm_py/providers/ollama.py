@@ -12,26 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from kznllm_py.errors import ProviderError
-from kznllm_py.providers.base import (
-    COUNT,
-    NUMBER,
-    STOP,
-    TABLE,
-    Delta,
-    DoneDelta,
-    HttpRequest,
-    JsonEventParser,
-    Param,
-    Prompt,
-    Provider,
-    ReasoningDelta,
-    TextDelta,
-    UsageDelta,
-    as_count,
-    as_text,
-    post,
-    stream_end,
-)
+from kznllm_py.providers import base
+from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
 
@@ -64,16 +46,9 @@ def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def build_request(
-    *,
-    base_url: str,
-    model: str,
-    prompt: Prompt,
-    params: dict[str, Any],
-    api_key: str | None,
-) -> HttpRequest:
-    messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
-    if prompt.system:
-        messages.insert(0, {"role": "system", "content": prompt.system})
+    *, base_url: str, model: str, prompt: base.Prompt, params: dict[str, Any], api_key: str | None
+) -> base.HttpRequest:
+    messages = base.turns(prompt, "system")
     options, top = split_params(params)
     body: dict[str, Any] = {"model": model, "messages": messages, **top, "stream": True}
     if options:
@@ -81,20 +56,25 @@ def build_request(
     # Ollama itself has no keys; a reverse proxy in front of it (or ollama.com) takes a
     # bearer token
     url = base_url.rstrip("/") + "/api/chat"
-    return post(url, body, api_key, accept="application/x-ndjson")
+    return base.post(url, body, api_key, accept="application/x-ndjson")
 
 
 def error_message(body: Any) -> str | None:
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, str) and err:
-            return err
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-    return None
+    """`{"error": "text"}` (a proxy in front may send OpenAI's `{"error": {"message"}}`)."""
+    return base.error_text(body)
 
 
-class Parser(JsonEventParser):
+def tags_url(base_url: str) -> str:
+    """The native model list, also when `base_url` is the OpenAI-compatible `/v1`."""
+    return base_url.removesuffix("/v1") + "/api/tags"
+
+
+def listed_tags(body: Any) -> tuple[list[str], str | None]:
+    """`{"models": [{"name"}, ...]}`, one page."""
+    return [str(m["name"]) for m in body["models"]], None
+
+
+class Parser(base.JsonEventParser):
     """/api/chat lines -> deltas. Ends at the line with `"done": true`."""
 
     __slots__ = ("done",)
@@ -103,10 +83,10 @@ class Parser(JsonEventParser):
     def __init__(self) -> None:
         self.done = False
 
-    def _deltas(self, obj: dict[str, Any], event: Event) -> list[Delta]:
+    def _deltas(self, obj: dict[str, Any], event: Event) -> list[base.Delta]:
         if obj.get("error"):
             raise ProviderError(error_message(obj) or clip(event.data, 300), provider=NAME)
-        out: list[Delta] = []
+        out: list[base.Delta] = []
         message = obj.get("message")
         if message:
             thinking = message.get("thinking")
@@ -120,19 +100,16 @@ class Parser(JsonEventParser):
                     raise TypeError
                 out.append(TextDelta(content))
         if obj.get("done") is True:
-            inp = as_count(obj.get("prompt_eval_count"))
-            outp = as_count(obj.get("eval_count"))
+            inp = base.as_count(obj.get("prompt_eval_count"))
+            outp = base.as_count(obj.get("eval_count"))
             if inp is not None or outp is not None:
                 out.append(UsageDelta(inp, outp))
             self.done = True
-            out.append(DoneDelta(as_text(obj.get("done_reason"))))
+            out.append(DoneDelta(base.as_text(obj.get("done_reason"))))
         return out
 
-    def finish(self) -> list[Delta]:
-        return stream_end(NAME, self.done)
 
-
-PROVIDER = Provider(
+PROVIDER = base.Provider(
     name=NAME,
     description="Ollama's native chat API (/api/chat, NDJSON)",
     default_base_url="http://127.0.0.1:11434",
@@ -143,18 +120,19 @@ PROVIDER = Provider(
     reasoning=True,
     # model options by their names pass as they are (Ollama's option set grows)
     params={
-        "temperature": Param(NUMBER.types),
-        "top_p": Param(NUMBER.types),
-        "top_k": COUNT,
-        "num_predict": Param((int,)),
-        "num_ctx": COUNT,
-        "max_tokens": COUNT,
-        "max_completion_tokens": COUNT,
-        "stop": STOP,
-        "seed": Param((int,)),
-        "options": TABLE,
-        "keep_alive": Param((str, int, float)),
-        "think": Param((bool, str)),
-        "format": Param((str, dict)),
+        "temperature": base.Param(base.NUMBER.types),
+        "top_p": base.Param(base.NUMBER.types),
+        "top_k": base.COUNT,
+        "num_predict": base.Param((int,)),
+        "num_ctx": base.COUNT,
+        "max_tokens": base.COUNT,
+        "max_completion_tokens": base.COUNT,
+        "stop": base.STOP,
+        "seed": base.Param((int,)),
+        "options": base.TABLE,
+        "keep_alive": base.Param((str, int, float)),
+        "think": base.Param((bool, str)),
+        "format": base.Param((str, dict)),
     },
+    models=base.ModelListing(tags_url, listed_tags),
 )

@@ -7,29 +7,8 @@ import re
 from typing import Any
 
 from kznllm_py.errors import ProviderError, StreamError
-from kznllm_py.providers.base import (
-    COUNT,
-    FLAG,
-    LIST,
-    NUMBER,
-    STOP,
-    TABLE,
-    TEXT,
-    Delta,
-    DoneDelta,
-    HttpRequest,
-    Param,
-    Prompt,
-    Provider,
-    ReasoningDelta,
-    TextDelta,
-    UsageDelta,
-    as_count,
-    as_text,
-    between,
-    post,
-    stream_end,
-)
+from kznllm_py.providers import base
+from kznllm_py.providers.base import ReasoningDelta, TextDelta, UsageDelta, as_count, as_text
 from kznllm_py.providers.jsonfast import loads_event
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
@@ -38,45 +17,39 @@ NAME = "openai"
 
 # Chat Completions parameters (type-checked; other names pass: vLLM, llama.cpp, OpenRouter
 # and the rest take extras of their own, e.g. repetition_penalty)
-PARAMS: dict[str, Param] = {
-    "temperature": Param(NUMBER.types, between(0, 2)),
-    "top_p": Param(NUMBER.types, between(0, 1)),
-    "max_tokens": COUNT,
-    "max_completion_tokens": COUNT,
-    "stop": STOP,
-    "seed": Param((int,)),
-    "n": COUNT,
-    "presence_penalty": Param(NUMBER.types, between(-2, 2)),
-    "frequency_penalty": Param(NUMBER.types, between(-2, 2)),
-    "logit_bias": TABLE,
-    "logprobs": FLAG,
-    "top_logprobs": Param((int,)),
-    "response_format": TABLE,
-    "stream_options": TABLE,
-    "reasoning_effort": TEXT,
-    "tools": LIST,
-    "tool_choice": Param((str, dict)),
-    "parallel_tool_calls": FLAG,
-    "user": TEXT,
-    "service_tier": TEXT,
-    "metadata": TABLE,
-    "store": FLAG,
+PARAMS: dict[str, base.Param] = {
+    "temperature": base.Param(base.NUMBER.types, base.between(0, 2)),
+    "top_p": base.FRACTION,
+    "max_tokens": base.COUNT,
+    "max_completion_tokens": base.COUNT,
+    "stop": base.STOP,
+    "seed": base.Param((int,)),
+    "n": base.COUNT,
+    "presence_penalty": base.Param(base.NUMBER.types, base.between(-2, 2)),
+    "frequency_penalty": base.Param(base.NUMBER.types, base.between(-2, 2)),
+    "logit_bias": base.TABLE,
+    "logprobs": base.FLAG,
+    "top_logprobs": base.Param((int,)),
+    "response_format": base.TABLE,
+    "stream_options": base.TABLE,
+    "reasoning_effort": base.TEXT,
+    "tools": base.LIST,
+    "tool_choice": base.Param((str, dict)),
+    "parallel_tool_calls": base.FLAG,
+    "user": base.TEXT,
+    "service_tier": base.TEXT,
+    "metadata": base.TABLE,
+    "store": base.FLAG,
 }
 
 
 def build_request(
-    *,
-    base_url: str,
-    model: str,
-    prompt: Prompt,
-    params: dict[str, Any],
-    api_key: str | None,
-) -> HttpRequest:
-    messages: list[dict[str, str]] = [
-        {"role": m.role, "content": m.content} for m in prompt.messages
-    ]
+    *, base_url: str, model: str, prompt: base.Prompt, params: dict[str, Any], api_key: str | None
+) -> base.HttpRequest:
+    reasoning = is_reasoning_model(model)
+    messages = base.turns(prompt, None if reasoning else "system")
     body: dict[str, Any] = {"model": model, "messages": messages, **params, "stream": True}
-    if is_reasoning_model(model):
+    if reasoning:
         # o-series: no system role (folded into the first user message), and
         # max_completion_tokens instead of max_tokens
         if prompt.system:
@@ -89,9 +62,7 @@ def build_request(
                 messages.insert(0, {"role": "user", "content": prompt.system})
         if "max_tokens" in body:
             body.setdefault("max_completion_tokens", body.pop("max_tokens"))
-    elif prompt.system:
-        messages.insert(0, {"role": "system", "content": prompt.system})
-    return post(base_url.rstrip("/") + "/chat/completions", body, api_key)
+    return base.post(base_url.rstrip("/") + "/chat/completions", body, api_key)
 
 
 def is_reasoning_model(model: str) -> bool:
@@ -100,17 +71,9 @@ def is_reasoning_model(model: str) -> bool:
 
 
 def error_message(body: Any) -> str | None:
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-        for field_name in ("message", "detail"):
-            value = body.get(field_name)
-            if isinstance(value, str):
-                return value
-    return None
+    """`{"error": {"message"}}`, `{"error": "text"}` (Ollama's /v1), vLLM's older
+    `{"object": "error", "message"}`, FastAPI-style servers' `{"detail": "text"}`."""
+    return base.error_text(body, fields=("message", "detail"))
 
 
 def content_parts(parts: list[Any]) -> tuple[str, str]:
@@ -145,11 +108,11 @@ class Parser:
         self.finish_reason: str | None = None
         self.name = name  # who errors are attributed to (Azure reuses this parser)
 
-    def feed(self, event: Event) -> list[Delta]:
+    def feed(self, event: Event) -> list[base.Delta]:
         data = event.data
         if data == "[DONE]":
             self.done = True
-            return [DoneDelta(self.finish_reason)]
+            return [base.DoneDelta(self.finish_reason)]
         if self.done:
             return []  # nothing after [DONE] is part of the answer
         obj = loads_event(data, self.name)
@@ -160,7 +123,7 @@ class Parser:
             # with finish_reason "error") or vLLM's older {"object": "error", "message": ...}
             raise ProviderError(error_message(obj) or clip(data, 300), provider=self.name)
         try:
-            out: list[Delta] = []
+            out: list[base.Delta] = []
             choices = obj.get("choices") or []
             choice = choices[0] if choices else None
             if choice is not None and (choice.get("index") or len(choices) > 1):
@@ -197,13 +160,13 @@ class Parser:
             raise StreamError(f"{self.name}: unexpected stream event: {shown!r}") from None
         return out
 
-    def finish(self) -> list[Delta]:
-        out = stream_end(self.name, self.done, self.finish_reason)
+    def finish(self) -> list[base.Delta]:
+        out = base.stream_end(self.name, self.done, self.finish_reason)
         self.done = True
         return out
 
 
-PROVIDER = Provider(
+PROVIDER = base.Provider(
     name=NAME,
     description="OpenAI Chat Completions and compatible servers",
     default_base_url="https://api.openai.com/v1",
@@ -212,4 +175,5 @@ PROVIDER = Provider(
     new_parser=Parser,
     reasoning=True,
     params=PARAMS,
+    models=base.ModelListing(base.under("/models")),
 )

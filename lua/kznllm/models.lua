@@ -10,8 +10,9 @@ M.chosen = nil -- { [preset id] = model }, read once
 M.pending = {} -- request number -> { preset, on_pick }
 M.next_id = 0
 
--- the providers whose servers list their models (as `kznllm models` does)
-M.listable = { openai = true, ollama = true, completions = true, anthropic = true, gemini = true }
+-- the providers whose servers do not list their models (every other one does: each
+-- provider module declares its list, and the host says why when a list cannot be had)
+M.unlisted = { azure = true }
 
 local function read()
   local ok, lines = pcall(vim.fn.readfile, state_file)
@@ -36,7 +37,7 @@ end
 
 --- Ask the host for `preset`'s models, then let the user pick one.
 function M.pick(preset)
-  if not M.listable[preset.provider] then
+  if M.unlisted[preset.provider] then
     notify(
       ('kznllm: preset %s (%s) does not list its models here; set its model in setup()'):format(
         preset.id,
