@@ -171,6 +171,8 @@ class GenEvents:
         is sent or read meanwhile). What goes wrong while waiting is the generation's:
         None here, then the events of a cancel (a cancel of the task: held-back text,
         `Done` with status "cancelled") or of a failure (`aw` raised: `Error`, `Done`)."""
+        if self._outcome is not None:  # over: nothing to end, a cancel stays the task's
+            return await aw
         try:
             return await aw
         except asyncio.CancelledError:
@@ -182,7 +184,8 @@ class GenEvents:
     def stop(self) -> None:
         """End the generation from the consumer's side (its reader went away): the next
         pull gives what was held back, then `Done` with status "cancelled"."""
-        self._throw = Stopped()
+        if self._outcome is None:
+            self._throw = Stopped()
 
     async def aclose(self) -> None:
         await self._agen.aclose()
