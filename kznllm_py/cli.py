@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from kznllm_py import cli_history, context, demo_server, payload, secrets
 from kznllm_py.client import Timeouts, new_client
 from kznllm_py.errors import KznError, printable
+from kznllm_py.events import Retry, Text
 from kznllm_py.generation import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Generation,
@@ -46,6 +47,7 @@ from kznllm_py.generation import (
     check_max_response_bytes,
     prepare,
 )
+from kznllm_py.history.recorder import record
 from kznllm_py.presets import Preset, check_presets, merge_presets, pick, preset_from_dict
 from kznllm_py.prompts import FillContext, search_path
 from kznllm_py.providers import PROVIDERS
@@ -479,15 +481,17 @@ async def _fill(args: argparse.Namespace) -> int:
     reader_gone = False
     last = ""  # the answer's last character so far
 
-    def write(text: str) -> None:
+    def write(text: str) -> bool:
+        """`text` to stdout; False when the reader went away (`kznllm fill ... | head`)."""
         nonlocal reader_gone, last
-        last = text[-1:] or last
         try:
             out.write(text.encode("utf-8"))
             out.flush()
         except BrokenPipeError:
-            reader_gone = True  # `kznllm fill ... | head`: the raise ends the request
-            raise
+            reader_gone = True
+            return False
+        last = text[-1:] or last
+        return True
 
     async with new_client() as client:
         generation = Generation(
@@ -499,17 +503,23 @@ async def _fill(args: argparse.Namespace) -> int:
             retry=RetryPolicy(tries=max(1, args.retries)),
             max_response_bytes=args.max_response_bytes,
         )
-        generation.on_retry = lambda _n, wait, why: _err(f"{why}; trying again in {wait:g} s")
-        with cli_history.recording(job, generation, _err, enabled=not args.no_history) as rec:
-
-            def answer(text: str) -> None:
-                write(text)
-                if rec is not None:  # what reached stdout, as the buffer keeps what it got
-                    rec.text(text)
-
-            outcome = await generation.run(answer)
-            cli_history.finish(rec, outcome, reader_gone=reader_gone)
-        if ctx.mode == "replace" and ctx.selection.endswith("\n") and last not in ("", "\n"):
+        with cli_history.recording(job, _err, enabled=not args.no_history) as rec:
+            async with generation.events() as events:
+                async for event in events:
+                    match event:
+                        case Text(text):
+                            if reader_gone:
+                                continue  # the held-back rest of a stopped answer
+                            if not write(text):
+                                events.stop()  # the answer ends, cancelled
+                                continue  # history keeps what reached stdout
+                        case Retry(_, wait, why):
+                            _err(f"{why}; trying again in {wait:g} s")
+                    if rec is not None and (gate := record(rec, event)) is not None:
+                        await events.hold(gate)
+            outcome = events.outcome()
+        whole_lines = ctx.mode == "replace" and ctx.selection.endswith("\n")
+        if whole_lines and not reader_gone and last not in ("", "\n"):
             # whole lines were replaced: they end with a line break, as in the buffer
             write("\n")
     await demo_server.shutdown()

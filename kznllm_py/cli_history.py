@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from kznllm_py import conversation, history
+from kznllm_py import history
 from kznllm_py.errors import KznError
-from kznllm_py.generation import Generation, Outcome
 from kznllm_py.history import Entry, EntrySummary
-from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry, request_json
+from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry
 from kznllm_py.payload import FillJob
 
 
@@ -104,13 +103,13 @@ def show(args: argparse.Namespace, err: Callable[[str], None]) -> int:
 
 @contextmanager
 def recording(
-    job: FillJob, generation: Generation, err: Callable[[str], None], *, enabled: bool
+    job: FillJob, err: Callable[[str], None], *, enabled: bool
 ) -> Iterator[Recording | None]:
-    """Record a `kznllm fill` run as the editor records a fill: the generation's prompt,
-    request and reasoning go to the entry; the caller passes the answer's text to
-    `Recording.text` as it reaches stdout and ends with `finish`. Leaving the block
-    waits for every queued write (a few ms), so the entry is complete when the CLI exits.
-    A history that cannot be written is said once on stderr and never fails the run."""
+    """Record a `kznllm fill` run as the editor records a fill: the caller passes the
+    generation's events to `recorder.record`, the answer's text as it reached stdout.
+    Leaving the block waits for every queued write (a few ms), so the entry is complete
+    when the CLI exits. A history that cannot be written is said once on stderr and
+    never fails the run."""
     if not enabled:
         yield None
         return
@@ -118,23 +117,7 @@ def recording(
     # not prune what the editor keeps (the editor prunes at its next finished fill)
     path = history.default_path(history.nvim_data_dir())
     recorder = HistoryRecorder(path, err, max_entries=None, max_age_days=None)
-    rec = recorder.begin(new_entry(job, mode=job.ctx.mode))
-    generation.on_prompt = lambda pr: rec.prompt(conversation.prompt_to_json(pr))
-    generation.on_request = lambda r: rec.request(request_json(r))
-    generation.on_reasoning = rec.reasoning
-    generation.before_send = rec.created
     try:
-        yield rec
+        yield recorder.begin(new_entry(job, mode=job.ctx.mode))
     finally:
         recorder.close()
-
-
-def finish(rec: Recording | None, outcome: Outcome, *, reader_gone: bool) -> None:
-    """The run's outcome, as the editor records one; a reader that went away (`| head`)
-    cancelled the answer, it did not fail."""
-    if rec is None:
-        return
-    if reader_gone:
-        rec.finish("cancelled", None, outcome.to_dict())
-    else:
-        rec.finish(outcome.status, outcome.error, outcome.to_dict())

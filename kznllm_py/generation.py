@@ -1,20 +1,23 @@
 """One generation, from a preset and a fill context to text, shared by the CLI and the
 plugin: resolve the key, render the prompt, build the request, stream, decode, parse.
 
-`Generation.run(on_text)` calls `on_text` with each batch of text (the deltas decoded
-from one network read, concatenated) and returns an `Outcome`; it never raises for a
-failure of the request, and every error text in it is redacted.
+`Generation.events()` is the generation as an async iterator of typed events
+(kznllm_py/events.py): the prompt, the request, retries, text (the deltas decoded from
+one network read, concatenated), reasoning, usage, an error, and `Done` with the
+`Outcome`. It never raises for a failure of the request, and every error text in it is
+redacted. `run(on_text)` is its consumer for callers that want only the text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 
@@ -29,6 +32,20 @@ from kznllm_py.errors import (
     TransportError,
     printable,
     size_text,
+)
+from kznllm_py.events import (
+    Done,
+    Error,
+    GenEvent,
+    GenEvents,
+    Outcome,
+    PromptReady,
+    Reasoning,
+    RequestReady,
+    Retry,
+    Stopped,
+    Text,
+    Usage,
 )
 from kznllm_py.fences import FenceStripper
 from kznllm_py.ndjson import NDJSONDecoder
@@ -82,44 +99,6 @@ class RetryPolicy:
         if retry_after is not None:
             return min(retry_after, self.cap)
         return min(self.base * 2.0 ** (attempt - 1), self.cap)
-
-
-@dataclass
-class Outcome:
-    status: str  # "ok" | "error" | "cancelled"
-    error: str | None = None
-    usage: dict[str, int] | None = None
-    finish_reason: str | None = None
-    text_chars: int = 0
-    reasoning: str = ""
-    first_token_ms: float | None = None
-    duration_ms: float = 0.0
-    received: bool = False  # anything at all came from the provider's stream
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": self.status, "chars": self.text_chars}
-        if self.error:
-            out["error"] = self.error
-        if self.usage:
-            out["usage"] = self.usage
-        if self.finish_reason:
-            out["finish_reason"] = self.finish_reason
-        if self.first_token_ms is not None:
-            out["first_token_ms"] = round(self.first_token_ms, 2)
-            rate = self.tokens_per_s()
-            if rate is not None:
-                out["tokens_per_s"] = rate
-        out["duration_ms"] = round(self.duration_ms, 2)
-        return out
-
-    def tokens_per_s(self) -> float | None:
-        """Output tokens per second of streaming (from the first token to the end), when
-        the provider reported how many tokens it wrote."""
-        tokens = (self.usage or {}).get("output_tokens")
-        if not tokens or self.first_token_ms is None:
-            return None
-        streaming_s = (self.duration_ms - self.first_token_ms) / 1000
-        return round(tokens / streaming_s, 1) if streaming_s > 0 else None
 
 
 def template_set(preset: Preset, search_dirs: Sequence[Path] = ()) -> prompts.TemplateSet:
@@ -284,36 +263,100 @@ def _raise_json_error(provider: Provider, head: bytes) -> None:
         raise ProviderError(message, provider=provider.name)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Generation:
+    """One generation, configured at construction; `events()` runs it."""
+
     client: httpx.AsyncClient
     preset: Preset
     ctx: prompts.FillContext
     timeouts: Timeouts = field(default_factory=Timeouts)
     search_dirs: Sequence[Path] = ()
-    # called with the request once it is built, before it is sent
-    on_request: Callable[[HttpRequest], None] | None = None
-    # the debug view: its text is rendered from the request off the event loop (a
-    # project's debug.jinja is untrusted), then handed to `on_debug_view`, before sending
-    debug_view: Callable[[HttpRequest], str] | None = None
-    on_debug_view: Callable[[str], None] | None = None
-    # called with reasoning text as it streams (it never goes to on_text)
-    on_reasoning: Callable[[str], None] | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # sent instead of the rendered templates (a follow-up or re-run from history)
     prompt: Prompt | None = None
     # the debug view's text as the user edited it: its request body is sent as it reads
     # (kznllm_py/debug_request.py), to the preset's URL with its headers
     edited_view: str | None = None
-    # called with the provider-neutral prompt once rendered (history keeps it)
-    on_prompt: Callable[[Prompt], None] | None = None
-    # called before waiting to try again: (attempt that failed, seconds to wait, why)
-    on_retry: Callable[[int, float, str], None] | None = None
-    # awaited just before the request goes out (history: the entry exists by then)
-    before_send: Callable[[], Awaitable[Any]] | None = None
     # the answer and its reasoning, in UTF-8 bytes: past it the stream is stopped
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     started: float = field(default_factory=time.perf_counter)
+
+    def events(self) -> GenEvents:
+        """The generation's events (kznllm_py/events.py): it starts at the first pull,
+        and never raises for a failure of the request: that is an `Error`, then `Done`."""
+        return GenEvents(self._events())
+
+    async def run(
+        self, on_text: Callable[[str], None], on_reasoning: Callable[[str], None] | None = None
+    ) -> Outcome:
+        """The answer's text to `on_text` (reasoning to `on_reasoning`), then the outcome:
+        a consumer of `events()` for callers that need nothing else."""
+        async with self.events() as events:
+            async for event in events:
+                match event:
+                    case Text(text):
+                        on_text(text)
+                    case Reasoning(text) if on_reasoning is not None:
+                        on_reasoning(text)
+        return events.outcome()
+
+    async def _events(self) -> AsyncGenerator[GenEvent, None]:
+        out = Outcome("ok")
+        answer = AnswerFilter(self.ctx.mode == "replace", cap=self.max_response_bytes)
+        try:
+            provider, request, prompt = await prepare_with_prompt(
+                self.preset, self.ctx, search_dirs=self.search_dirs, prompt=self.prompt
+            )
+            if self.edited_view is not None:
+                body = debug_request.parse(self.edited_view, system_on_top="system" in request.body)
+                request = replace(request, body=body)
+            yield PromptReady(prompt)
+            # the consumers' waits (history's entry, the debug view) happen here, before
+            # the next pull: nothing is sent until then
+            yield RequestReady(request)
+            # the answer continues the prefill: it is part of the text
+            pending = self.preset.prefill.rstrip() if provider.supports_prefill else ""
+            for attempt in range(1, self.retry.tries + 1):
+                try:
+                    async with aclosing(
+                        self._stream(provider, request, answer, out, pending)
+                    ) as it:
+                        async for event in it:
+                            yield event
+                    break
+                except ProviderError as exc:
+                    # only before anything arrived: a retry must not repeat text
+                    if not exc.retryable or out.received or attempt == self.retry.tries:
+                        raise
+                    wait = self.retry.wait(attempt, exc.retry_after)
+                    yield Retry(attempt, wait, shown(str(exc)))
+                    await asyncio.sleep(wait)  # cancellable: <Esc> ends the wait too
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            out.status = "cancelled"
+        except Stopped:
+            out.status = "cancelled"
+        except KznError as exc:
+            out.status = "error"
+            out.error = shown(str(exc))
+        except Exception as exc:  # a bug of ours: still one clear, redacted message
+            out.status = "error"
+            out.error = shown(f"internal error: {type(exc).__name__}: {exc}")
+        # what was held back is text that arrived: it lands whatever the outcome
+        answer.finish()
+        while answer.held:
+            yield answer.held.popleft()
+        if answer.over_cap and out.status == "ok":  # the held-back text went past the cap
+            out.status, out.error = "error", cap_message(self.max_response_bytes)
+        out.text_chars = answer.chars
+        out.reasoning = answer.reasoning_text
+        out.duration_ms = (time.perf_counter() - self.started) * 1000
+        if out.error is not None:
+            yield Error(out.error)
+        yield Done(out)
 
     async def _stream(
         self,
@@ -322,7 +365,9 @@ class Generation:
         answer: AnswerFilter,
         out: Outcome,
         pending: str,
-    ) -> None:
+    ) -> AsyncGenerator[GenEvent, None]:
+        """One try: the events of each network read, as the answer filter lets them by."""
+        held = answer.held
         async with aclosing(
             stream_deltas(
                 self.client,
@@ -335,6 +380,7 @@ class Generation:
             async for batch in batches:
                 out.received = True
                 texts: list[str] = [pending] if pending else []
+                usage = None
                 for delta in batch:
                     if type(delta) is TextDelta:
                         texts.append(delta.text)
@@ -342,6 +388,7 @@ class Generation:
                         answer.reasoning(delta.text)
                     elif type(delta) is UsageDelta:
                         out.usage = delta.to_dict()
+                        usage = Usage(out.usage)
                     elif type(delta) is DoneDelta:
                         out.finish_reason = delta.finish_reason
                 if len(texts) > bool(pending):
@@ -349,98 +396,28 @@ class Generation:
                     if out.first_token_ms is None:
                         out.first_token_ms = (time.perf_counter() - self.started) * 1000
                     answer.push("".join(texts))
+                while held:
+                    yield held.popleft()
+                if usage is not None:
+                    yield usage
                 if answer.over_cap:  # leaving the loop closes the HTTP response
                     raise LimitError(cap_message(self.max_response_bytes))
-
-    async def run(self, on_text: Callable[[str], None]) -> Outcome:
-        """Stream the answer to `on_text` (reasoning to `on_reasoning`, if given)."""
-        out = Outcome("ok")
-        answer = AnswerFilter(
-            self.ctx.mode == "replace", on_text, self.on_reasoning, cap=self.max_response_bytes
-        )
-        try:
-            provider, request, prompt = await prepare_with_prompt(
-                self.preset, self.ctx, search_dirs=self.search_dirs, prompt=self.prompt
-            )
-            if self.edited_view is not None:
-                body = debug_request.parse(self.edited_view, system_on_top="system" in request.body)
-                request = replace(request, body=body)
-            if self.on_prompt is not None:
-                self.on_prompt(prompt)
-            # the answer continues the prefill: it is part of the text
-            pending = self.preset.prefill.rstrip() if provider.supports_prefill else ""
-            if self.on_request is not None:
-                self.on_request(request)
-            if self.debug_view is not None:
-                view = await sandbox.run_off_loop(self.debug_view, request)
-                if self.on_debug_view is not None:
-                    self.on_debug_view(view)
-            if self.before_send is not None:
-                await self.before_send()
-            for attempt in range(1, self.retry.tries + 1):
-                try:
-                    await self._stream(provider, request, answer, out, pending)
-                    break
-                except ProviderError as exc:
-                    # only before anything arrived: a retry must not repeat text
-                    if not exc.retryable or out.received or attempt == self.retry.tries:
-                        raise
-                    wait = self.retry.wait(attempt, exc.retry_after)
-                    if self.on_retry is not None:
-                        self.on_retry(attempt, wait, shown(str(exc)))
-                    await asyncio.sleep(wait)  # cancellable: <Esc> ends the wait too
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            out.status = "cancelled"
-        except KznError as exc:
-            out.status = "error"
-            out.error = shown(str(exc))
-        except Exception as exc:  # a bug of ours: still one clear, redacted message
-            out.status = "error"
-            out.error = shown(f"internal error: {type(exc).__name__}: {exc}")
-        # what was held back is text that arrived: it lands whatever the outcome
-        answer.finish()
-        if answer.over_cap and out.status == "ok":  # the held-back text went past the cap
-            out.status, out.error = "error", cap_message(self.max_response_bytes)
-        out.text_chars = answer.chars
-        out.reasoning = answer.reasoning_text
-        out.duration_ms = (time.perf_counter() - self.started) * 1000
-        return out
 
 
 class AnswerFilter:
     """The way from the provider's text to the buffer: a `<think>` block at the start
     is reasoning, not answer; in replace mode a markdown fence around the answer is
     removed (the model was asked for raw code). Both hold back only what may still turn
-    out to be a tag or a fence."""
+    out to be a tag or a fence. What gets through waits in `held`, as events, in order."""
 
-    __slots__ = (
-        "_fences",
-        "_left",
-        "_on_reasoning",
-        "_on_text",
-        "_reasoning",
-        "_think",
-        "chars",
-        "over_cap",
-    )
+    __slots__ = ("_fences", "_left", "_reasoning", "_think", "chars", "held", "over_cap")
 
-    def __init__(
-        self,
-        replace: bool,
-        on_text: Callable[[str], None],
-        on_reasoning: Callable[[str], None] | None = None,
-        *,
-        cap: int | None = None,
-    ) -> None:
+    def __init__(self, replace: bool, *, cap: int | None = None) -> None:
         self._left = cap  # bytes the cap still allows (None: no cap)
         self.over_cap = False
         self._think = ThinkSplitter()
         self._fences = FenceStripper() if replace else None
-        self._on_text = on_text
-        self._on_reasoning = on_reasoning
+        self.held: deque[Text | Reasoning] = deque()
         self._reasoning: list[str] = []
         self.chars = 0
 
@@ -452,8 +429,7 @@ class AnswerFilter:
         text = self._within_cap(text) if text else ""
         if text:
             self._reasoning.append(text)
-            if self._on_reasoning is not None:
-                self._on_reasoning(text)
+            self.held.append(Reasoning(text))
 
     def push(self, text: str) -> None:
         answer, thought = self._think.push(text)
@@ -473,7 +449,7 @@ class AnswerFilter:
         text = self._within_cap(text) if text else ""
         if text:
             self.chars += len(text)
-            self._on_text(text)
+            self.held.append(Text(text))
 
     def _within_cap(self, text: str) -> str:
         """`text`, or the whole characters of it that the size cap still allows."""

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pynvim
@@ -21,8 +22,15 @@ from kznllm_py import fences, history, logfile, secrets
 from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
 from kznllm_py.errors import KznError, printable
+from kznllm_py.events import Outcome, RequestReady, Retry, Text
 from kznllm_py.history.ops import HistoryOps, retention
-from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry, request_json
+from kznllm_py.history.recorder import (
+    HistoryRecorder,
+    Recording,
+    new_entry,
+    record,
+    request_json,
+)
 from kznllm_py.presets import merge_presets, pick
 from kznllm_py.providers.base import HttpRequest, Prompt
 from kznllm_py.secrets import redact, redact_url
@@ -31,6 +39,8 @@ if TYPE_CHECKING:
     import httpx
 
     from kznllm_py import conversation, models, payload, prompts, review, sandbox
+    from kznllm_py.debug_view import DebugView
+    from kznllm_py.generation import Generation
 
 
 class _OnFirstUse:
@@ -49,6 +59,7 @@ class _OnFirstUse:
 FILL_MODULES = (
     "kznllm_py.client",
     "kznllm_py.conversation",
+    "kznllm_py.debug_view",
     "kznllm_py.generation",
     "kznllm_py.models",
     "kznllm_py.payload",
@@ -415,6 +426,7 @@ class KznllmPlugin:
                 job.preset.provider,
                 job.preset.model,
             )
+            from kznllm_py.debug_view import DebugView
             from kznllm_py.generation import Generation
 
             generation = Generation(
@@ -423,40 +435,26 @@ class KznllmPlugin:
                 job.ctx,
                 job.timeouts,
                 search_dirs=job.search_dirs,
+                retry=job.retry,
                 prompt=turn.prompt,
                 edited_view=p["send"] if isinstance(p.get("send"), str) else None,
+                max_response_bytes=job.max_response_bytes,
             )
             answer = self._answer_taps(job_id, p, job, turn, sink)
-            out = Outputs(coalescer.push)
             if turn.head:
                 coalescer.push(turn.head)
-            view: DebugView | None = None
+            view = None
             if job.debug:
                 fence = job.ctx.filetype if job.ctx.mode == "replace" else None
-                view = DebugView(coalescer.push, fence=fence)
-                out = Outputs(view.answer, view.reasoning)
-                generation.debug_view = lambda r: payload.debug_text(job, r)
-                generation.on_debug_view = view.request
+                view = DebugView(coalescer.push, partial(payload.debug_text, job), fence=fence)
             rec = self._recording(p, job, mode=turn.mode, parent_id=turn.parent_id)
             if rec is not None:
-                out = out.also(rec.text, rec.reasoning, lambda r: rec.request(request_json(r)))
-                generation.on_prompt = lambda pr: rec.prompt(conversation.prompt_to_json(pr))
-                generation.before_send = rec.created
                 self._spawn(self._track(job_id, int(p.get("bufnr") or 0), rec, ended))
-            generation.on_request = _both(out.request, lambda r: _log_request(job_id, r))
-            generation.on_reasoning = out.reasoning
-            generation.retry = job.retry
-            generation.max_response_bytes = job.max_response_bytes
-            generation.on_retry = lambda n, wait, why: _retry_note(sink, job_id, n, wait, why)
-            outcome = await generation.run(out.text)
-            if view is not None:
-                view.close()
+            outcome = await _generate(job_id, generation, sink, coalescer.push, view, rec)
             coalescer.close()
             answer.end(sink)
             info = outcome.to_dict()
             _log_outcome(job_id, info)
-            if rec is not None:
-                rec.finish(outcome.status, outcome.error, info)
             info["preset"] = job.preset.id
             info["writes"] = coalescer.writes
             info["pace_ms"] = round(coalescer.interval * 1000, 1)
@@ -553,6 +551,34 @@ def at_spot(ctx: prompts.FillContext, where: str, spot: Any) -> prompts.FillCont
     return replace(ctx, before=before + rest + "\n", after=tail[1:] if tail[:1] == "\n" else tail)
 
 
+async def _generate(
+    job_id: int,
+    generation: Generation,
+    sink: BufferSink,
+    write: Callable[[str], None],
+    view: DebugView | None,
+    rec: Recording | None,
+) -> Outcome:
+    """Run a fill's generation into its consumers: the buffer (or the debug view, which
+    then gets the text), history, the log, the progress message. What a consumer must
+    have done before the request goes out (the debug view's render, history's entry)
+    holds the generation."""
+    async with generation.events() as events:
+        async for event in events:
+            match event:
+                case Text(text) if view is None:
+                    write(text)
+                case RequestReady(request):
+                    _log_request(job_id, request)
+                case Retry(attempt, wait, why):
+                    _retry_note(sink, job_id, attempt, wait, why)
+            if view is not None and (gate := view.take(event)) is not None:
+                await events.hold(gate)
+            if rec is not None and (gate := record(rec, event)) is not None:
+                await events.hold(gate)
+    return events.outcome()
+
+
 def _log_request(job_id: int, request: HttpRequest) -> None:
     log.info("fill %d: %s %s", job_id, request.method, redact_url(request.url))
     if log.isEnabledFor(logging.DEBUG):
@@ -589,93 +615,3 @@ class Turn:
     parent_id: int | None
     mode: str
     head: str
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """Where a generation's answer, reasoning and request go; `also` adds a listener."""
-
-    text: Callable[[str], None]
-    reasoning: Callable[[str], None] | None = None
-    request: Callable[[HttpRequest], None] | None = None
-
-    def also(
-        self,
-        text: Callable[[str], None],
-        reasoning: Callable[[str], None],
-        request: Callable[[HttpRequest], None],
-    ) -> Outputs:
-        return Outputs(
-            _both(self.text, text), _both(self.reasoning, reasoning), _both(self.request, request)
-        )
-
-
-def _both(
-    first: Callable[[Any], None] | None, second: Callable[[Any], None]
-) -> Callable[[Any], None]:
-    if first is None:
-        return second
-
-    def call(value: Any) -> None:
-        first(value)
-        second(value)
-
-    return call
-
-
-class DebugView:
-    """What the debug scratch buffer gets: the request, then the reasoning (if the model
-    sends any) under its own heading, then the answer under one "## Answer" heading; a
-    replace's answer is code, so it goes in a fence of its filetype."""
-
-    FENCE = "````"  # four: an answer's own ``` fences stay inside
-
-    def __init__(self, write: Callable[[str], None], *, fence: str | None = None) -> None:
-        self._write = write
-        self._fence = fence  # the filetype of a replace's code, None for prose
-        self._in_reasoning = False
-        self._answering = False
-        self._last = ""
-
-    def _put(self, text: str) -> None:
-        if text:
-            self._last = (self._last + text)[-2:]
-            self._write(text)
-
-    def _blank_line(self) -> str:
-        """What puts a heading on a line of its own, after a blank line."""
-        if self._last in ("", "\n\n"):
-            return ""
-        return "\n" if self._last.endswith("\n") else "\n\n"
-
-    def request(self, text: str) -> None:
-        self._put(text)
-
-    def reasoning(self, text: str) -> None:
-        if not self._in_reasoning and not self._answering:
-            self._in_reasoning = True
-            self._put(self._blank_line() + "## Reasoning\n\n")
-        self._put(text)
-
-    def _open_answer(self) -> None:
-        self._answering = True
-        self._in_reasoning = False
-        head = self._blank_line() + "## Answer\n\n"
-        if self._fence is not None:
-            head += f"{self.FENCE}{self._fence}\n"
-        self._put(head)
-
-    def answer(self, text: str) -> None:
-        if not text:
-            return
-        if not self._answering:
-            self._open_answer()
-        self._put(text)
-
-    def close(self) -> None:
-        """The end of the answer: the heading even if nothing came, the fence closed."""
-        if not self._answering:
-            self._open_answer()
-        if self._fence is not None:
-            self._put(("" if self._last[-1:] == "\n" else "\n") + self.FENCE)
-        self._fence = None

@@ -96,12 +96,14 @@ class Reply:
 @dataclass
 class Recorded:
     """A request as the server received it. Header names are lower-cased; `body` is the
-    JSON-decoded body when it parses, else the raw bytes."""
+    JSON-decoded body when it parses, else the raw bytes; `at` is when its head had
+    arrived (time.time(), as history's `started_at`)."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = 0.0
 
 
 class _ClientGone(Exception):
@@ -172,6 +174,7 @@ class _Conn:
 
     async def read_request(self) -> tuple[Recorded, bool]:
         head = await self.read_until(b"\r\n\r\n")
+        at = time.time()
         lines = head.decode("latin-1").split("\r\n")
         method, path, version = [*lines[0].split(" ", 2), "", "", ""][:3]
         headers: dict[str, str] = {}
@@ -195,7 +198,7 @@ class _Conn:
         except (ValueError, UnicodeDecodeError):
             parsed = body
         keep_alive = headers.get("connection", "").lower() != "close" and version != "HTTP/1.0"
-        return Recorded(method, path, headers, parsed), keep_alive
+        return Recorded(method, path, headers, parsed, at), keep_alive
 
     async def write(self, data: bytes) -> None:
         if self.eof:

@@ -189,6 +189,15 @@ def test_partial_text_then_error(server, tmp_path):
     assert b"closed the connection mid-answer" in res.stderr
 
 
+def test_a_turned_away_request_is_said_on_stderr_and_the_answer_comes_once(server, tmp_path):
+    busy = json_reply(429, {"error": {"message": "busy"}}, headers={"Retry-After": "0"})
+    server.queue(busy, Reply(chunks=openai_events(["fine"])))
+    res = fill(tmp_path, *custom("openai", server.base_url), "--retries", "2", "q")
+    assert (res.returncode, res.stdout) == (0, b"fine")
+    assert res.stderr == b"kznllm: openai error (HTTP 429): busy; trying again in 0 s\n"
+    assert len(server.requests) == 2
+
+
 def test_stall_timeout_option(server, tmp_path):
     server.queue(Reply(chunks=openai_events(["part"])[:2], end="stall"))
     res = fill(tmp_path, *custom("openai", server.base_url), "--stall-timeout", "0.3", "q")

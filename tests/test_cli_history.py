@@ -212,6 +212,25 @@ def test_ctrl_c_is_recorded_as_cancelled_with_the_text_that_reached_stdout(
     assert (entry.status, entry.response, entry.unfinished) == ("cancelled", "partial", False)
 
 
+def test_a_closed_pipe_is_recorded_as_cancelled_with_the_text_that_reached_stdout(
+    tmp_path: Path, server: LoopbackServer
+) -> None:
+    """`kznllm fill ... | head`: the text after the reader left reaches neither stdout
+    nor the history; the run ends cancelled (exit 141), not as an error."""
+    server.queue(Reply(chunks=openai_events(["part", "ial", "never"]), pause_after=3))
+    env = cli_env(tmp_path / "data")
+    with running(fill_argv(server.base_url, "q"), tmp_path, env) as proc:
+        assert proc.stdout is not None
+        server.wait_paused(timeout=15)
+        wait_saved(db_for(env), "partial")  # written to stdout, then saved
+        proc.stdout.close()  # the reader goes away
+        server.resume()  # "never" comes, and finds the pipe closed
+        proc.wait(timeout=15)
+    assert proc.returncode == 141
+    entry = only_entry(db_for(env))
+    assert (entry.status, entry.error, entry.response) == ("cancelled", None, "partial")
+
+
 def test_a_request_refused_before_any_text_is_recorded_as_an_error(
     tmp_path: Path, server: LoopbackServer
 ) -> None:

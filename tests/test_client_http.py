@@ -19,6 +19,7 @@ import pytest
 
 from kznllm_py import generation
 from kznllm_py.client import Timeouts, new_client
+from kznllm_py.events import Retry, Text
 from kznllm_py.generation import Generation, Outcome, RetryPolicy, prepare, stream_deltas
 from kznllm_py.presets import Preset, preset_from_dict
 from kznllm_py.prompts import FillContext
@@ -693,16 +694,17 @@ def test_server_sees_a_sync_client_leave_a_stall(server):
 async def test_turned_away_requests_are_retried_after_retry_after(status, server, client):
     busy = json_reply(status, {"error": {"message": "busy"}}, headers={"Retry-After": "0"})
     server.queue(busy, Reply(chunks=openai_events(["fine"])))
-    waits: list[tuple[int, float, str]] = []
     gen = Generation(
         client, make_preset("openai", server.base_url), CTX, FAST, retry=RetryPolicy(tries=3)
     )
-    gen.on_retry = lambda attempt, wait, why: waits.append((attempt, wait, why))
-    got: list[str] = []
-    out = await gen.run(got.append)
-    assert (out.status, "".join(got)) == ("ok", "fine")
+    async with gen.events() as events:
+        seen = [event async for event in events]
+    got = "".join(e.text for e in seen if isinstance(e, Text))
+    assert (events.outcome().status, got) == ("ok", "fine")
     assert len(server.requests) == 2
-    assert waits == [(1, 0.0, f"openai error (HTTP {status}): busy")]
+    assert [e for e in seen if isinstance(e, Retry)] == [
+        Retry(1, 0.0, f"openai error (HTTP {status}): busy")
+    ]
 
 
 async def test_retries_give_up_after_the_last_try_with_the_last_error(server, client):
@@ -734,8 +736,15 @@ async def test_cancel_ends_a_retry_wait_at_once(server, client):
     )
     gen = Generation(client, make_preset("openai", server.base_url), CTX, FAST)
     waiting = asyncio.Event()
-    gen.on_retry = lambda *_: waiting.set()
-    task = asyncio.create_task(gen.run(lambda _t: None))
+
+    async def consume() -> Outcome:
+        async with gen.events() as events:
+            async for event in events:
+                if isinstance(event, Retry):
+                    waiting.set()
+        return events.outcome()
+
+    task = asyncio.create_task(consume())
     await asyncio.wait_for(waiting.wait(), 5)
     task.cancel()
     out = await asyncio.wait_for(task, 2)

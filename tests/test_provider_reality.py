@@ -201,8 +201,7 @@ async def test_real_streams_end_to_end(provider, stream, answer, reasoning):
                 preset,
                 FillContext(mode="yap", query="q"),
                 Timeouts(5, 5),
-                on_reasoning=thought.append,
-            ).run(got.append)
+            ).run(got.append, thought.append)
     assert (out.status, out.error) == ("ok", None)
     assert "".join(got) == answer
     assert "".join(thought) == reasoning

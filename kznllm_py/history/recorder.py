@@ -7,7 +7,8 @@ so a crash or `:qa!` mid-stream leaves the partial answer. The fill waits for it
 to exist before it sends (at most `ENTRY_WAIT_S`: a locked database never holds a fill
 longer). A failing store is reported once and then left alone: history never breaks a
 fill. The editor (plugin.py) and `kznllm fill` both record through this module:
-`new_entry` is what a fill's entry starts with, `request_json` the request as kept.
+`new_entry` is what a fill's entry starts with, `record` takes a generation's events
+(kznllm_py/events.py) into the entry, `request_json` is the request as kept.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from kznllm_py.conversation import prompt_to_json
 from kznllm_py.errors import KznError
+from kznllm_py.events import Done, GenEvent, PromptReady, Reasoning, RequestReady, Text
 from kznllm_py.history.records import NewEntry
 from kznllm_py.history.store import DEFAULT_MAX_ENTRIES, HistoryStore
 from kznllm_py.providers.base import HttpRequest
@@ -59,6 +62,25 @@ def request_json(request: HttpRequest) -> str:
         "body": request.body,
     }
     return dumps(shown).decode()
+
+
+def record(rec: Recording, event: GenEvent) -> Awaitable[None] | None:
+    """Take one of a generation's events into its entry. On the request it returns what
+    the generation must wait for before sending (`GenEvents.hold`): the entry's creation,
+    so that a crash from the first token on leaves the entry."""
+    match event:
+        case Text(text):
+            rec.text(text)
+        case Reasoning(text):
+            rec.reasoning(text)
+        case PromptReady(prompt):
+            rec.prompt(prompt_to_json(prompt))
+        case RequestReady(request):
+            rec.request(request_json(request))
+            return rec.created()
+        case Done(outcome):
+            rec.finish(outcome.status, outcome.error, outcome.to_dict())
+    return None
 
 
 class HistoryRecorder:
