@@ -110,8 +110,11 @@ class KznllmPlugin:
         self._paced: dict[int, tuple[Coalescer, Pace]] = {}
         self._warned: set[str] = set()  # skipped .kzn folders already reported
 
-    @property
-    def client(self) -> httpx.AsyncClient:
+    def http(self) -> httpx.AsyncClient:
+        """The host's HTTP client, made on first use. A method, not a property: pynvim
+        reads every attribute of the plugin when it registers its handlers (at the
+        host's first call), and a property would build the client (httpx, aiohttp:
+        ~120 ms of imports) before that call is answered."""
         if self._client is None:
             from kznllm_py.client import new_client
 
@@ -191,7 +194,7 @@ class KznllmPlugin:
 
     def _warm(self) -> None:
         load_fill_modules()
-        _ = self.client
+        self.http()
         prompts.render(prompts.FillContext(mode="yap", query=""))  # compile the templates
 
     def _history(self, p: dict[str, Any]) -> HistoryRecorder | None:
@@ -251,7 +254,7 @@ class KznllmPlugin:
         result: dict[str, Any] = {"request": p.get("request")}
         try:
             preset = pick(merge_presets(p.get("presets") or []).presets, p.get("preset") or None)
-            result["models"] = await models.preset_models(self.client, preset)
+            result["models"] = await models.preset_models(self.http(), preset)
         except KznError as exc:
             result["error"] = redact(str(exc))
         except Exception as exc:  # a bug of ours: one message, the traceback in the log
@@ -430,7 +433,7 @@ class KznllmPlugin:
             from kznllm_py.generation import Generation
 
             generation = Generation(
-                self.client,
+                self.http(),
                 job.preset,
                 job.ctx,
                 job.timeouts,
