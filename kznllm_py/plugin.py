@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import pynvim
 
-from kznllm_py import fences, history, logfile, secrets
+from kznllm_py import fences, history, logfile, secrets, settings
 from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
 from kznllm_py.errors import KznError, printable
-from kznllm_py.history.ops import HistoryOps, retention
+from kznllm_py.history.ops import HistoryOps
 from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry, request_json
-from kznllm_py.presets import merge_presets, pick
+from kznllm_py.presets import pick
 from kznllm_py.providers.base import HttpRequest, Prompt
 from kznllm_py.secrets import redact, redact_url
 
@@ -90,6 +90,7 @@ class KznllmPlugin:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = None
         self._recorder: HistoryRecorder | None = None
+        self._recorder_for: tuple[Any, ...] = ()  # the path and limits it was made with
         self._history_ops: HistoryOps | None = None
         # entries this host is streaming (entry id -> job id): the sidebar shows them live
         self.live: dict[int, int] = {}
@@ -98,6 +99,9 @@ class KznllmPlugin:
         # the write pace of each running fill, set by what its writes cost the editor
         self._paced: dict[int, tuple[Coalescer, Pace]] = {}
         self._warned: set[str] = set()  # skipped .kzn folders already reported
+        # setup()'s options, validated once per `configure` (the editor's first call on
+        # a host's channel, and again at each setup()); a fill keeps the one it began with
+        self.settings = settings.Settings()
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -113,9 +117,9 @@ class KznllmPlugin:
     def host_call(self, args: list[Any]) -> None:
         op, data = [*args, {}][:2] if args else ("", {})
         try:
-            if isinstance(data, dict) and "log_level" in data:
-                logfile.configure(data.get("log_dir"), data.get("log_level"))
-            if op == "fill":
+            if op == "configure":
+                self._configure(data)
+            elif op == "fill":
                 self._start_fill(data)
             elif op == "pace":
                 self._pace(int(data.get("id", 0)), float(data.get("cpu", -1.0)))
@@ -140,20 +144,30 @@ class KznllmPlugin:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _configure(self, data: dict[str, Any]) -> None:
+        """setup()'s options, validated once: what every later call runs with. Each
+        problem goes back to the editor, which says it once (field and reason)."""
+        new = settings.from_config(data)
+        logfile.configure(new.log_dir or None, new.log_level)
+        for line in new.problems:
+            log.warning("%s", line)
+        self.settings = new
+        problems = [printable(redact(line)) for line in new.problems]
+        self._lua("host", "configured", {"generation": new.generation, "problems": problems})
+
     def answer(self, op: str, data: dict[str, Any]) -> Any:
         """What a `request` call asks (no I/O); the editor waits for it with a deadline,
         so a wedged host cannot freeze it, as a sync=True handler would."""
         if op == "presets":
+            s = self.settings
+            presets = s.presets
+            # the current one may be a preset left out as invalid: the list stays
             try:
-                merged = merge_presets(data.get("presets") or [])
-                self._warn_ignored(merged.problems)
-                presets = merged.presets
-                # the current one may be a preset left out as invalid: the list stays
                 current = presets.get(data.get("current") or "") or pick(presets, None)
             except KznError as exc:
                 return {"error": str(exc), "presets": []}
             return {
-                "problems": list(merged.problems),
+                "problems": [printable(redact(line)) for line in s.problems],
                 "current": current.id,
                 "presets": [
                     {
@@ -183,25 +197,29 @@ class KznllmPlugin:
         _ = self.client
         prompts.render(prompts.FillContext(mode="yap", query=""))  # compile the templates
 
-    def _history(self, p: dict[str, Any]) -> HistoryRecorder | None:
+    def _history(self, s: settings.Settings) -> HistoryRecorder | None:
         """The host's recorder (made on first use), or None when history is off."""
-        enabled, max_entries, max_age_days = retention(p.get("history"))
-        data_dir = p.get("data_dir")
-        if not enabled or not isinstance(data_dir, str) or not data_dir:
+        if not s.history_enabled:
             return None
+        _, max_entries, max_age_days = s.history
+        path = history.default_path(s.data_dir)
+        if self._recorder_for != (path, max_entries, max_age_days):
+            # first use, or setup() changed where history lives or what it keeps: a new
+            # recorder (one a running fill holds finishes its entry)
+            self._recorder, self._recorder_for = None, (path, max_entries, max_age_days)
         if self._recorder is None:
             # the recorder reports from its worker thread: hop onto the host's loop, the
             # only thread that may talk to Neovim
             self._recorder = HistoryRecorder(
-                history.default_path(data_dir),
+                path,
                 lambda m: self.nvim.loop.call_soon_threadsafe(self._report, f"kznllm: {m}"),
                 max_entries=max_entries,
                 max_age_days=max_age_days,
             )
         return self._recorder
 
-    def _ops(self, p: dict[str, Any]) -> HistoryOps:
-        recorder = self._history(p)
+    def _ops(self) -> HistoryOps:
+        recorder = self._history(self.settings)
         if recorder is None:
             raise KznError("history is off (setup({ history = true }) turns it on)")
         if self._history_ops is None or self._history_ops.recorder is not recorder:
@@ -210,9 +228,9 @@ class KznllmPlugin:
 
     async def _history_call(self, op: str, p: dict[str, Any]) -> None:
         try:
-            ops = self._ops(p)
+            ops = self._ops()
             if op == "history_view":
-                self._lua("sidebar", "render", await ops.view(p))
+                self._lua("sidebar", "render", await ops.view(p, self.settings))
             elif op == "history_entry":
                 data = await ops.entry(p)
                 if data["action"] == "apply":
@@ -239,7 +257,7 @@ class KznllmPlugin:
         """The models of a preset's server, for the model picker (`:KznPreset!`)."""
         result: dict[str, Any] = {"request": p.get("request")}
         try:
-            preset = pick(merge_presets(p.get("presets") or []).presets, p.get("preset") or None)
+            preset = self.settings.preset(p.get("preset") or None)
             result["models"] = await models.preset_models(self.client, preset)
         except KznError as exc:
             result["error"] = redact(str(exc))
@@ -252,9 +270,9 @@ class KznllmPlugin:
         self.nvim.exec_lua(f"return require('kznllm.{module}').{fn}(...)", *args, async_=True)
 
     def _recording(
-        self, p: dict[str, Any], job: payload.FillJob, *, mode: str, parent_id: int | None
+        self, s: settings.Settings, job: payload.FillJob, *, mode: str, parent_id: int | None
     ) -> Recording | None:
-        recorder = self._history(p)
+        recorder = self._history(s)
         if recorder is None:
             return None
         return recorder.begin(new_entry(job, mode=mode, parent_id=parent_id))
@@ -284,7 +302,7 @@ class KznllmPlugin:
             return Turn(replace(job, ctx=replace(job.ctx, mode="yap")), None, None, "debug", head)
         if not follow and not again:
             return Turn(job, None, None, "debug" if job.debug else job.ctx.mode, "")
-        entry = await self._ops(p).get(follow or again)
+        entry = await self._ops().get(follow or again)
         if entry is None:
             raise KznError(f"history entry {follow or again} is gone")
         answer = f"## Answer ({job.preset.id})\n\n"
@@ -307,8 +325,7 @@ class KznllmPlugin:
         return Turn(replace(job, ctx=ctx), conversation.rerun(entry), None, "rerun", head)
 
     def _warn_ignored(self, lines: tuple[str, ...]) -> None:
-        """A skipped `.kzn` folder or an invalid user preset is said once a session,
-        not at every fill."""
+        """A skipped `.kzn` folder is said once a session, not at every fill."""
         for line in lines:
             if line not in self._warned:
                 self._warned.add(line)
@@ -334,7 +351,9 @@ class KznllmPlugin:
             linewise=bool(p.get("linewise")) and not debug,
             crlf=p.get("fileformat") == "dos" and not debug,
         )
-        task = self.nvim.loop.create_task(self._fill(job_id, p, sink))
+        # the settings in force now: a setup() that comes in before the task runs (or
+        # while it streams) is for the next fill
+        task = self.nvim.loop.create_task(self._fill(job_id, p, sink, self.settings))
         self.tasks[job_id] = task
 
         def done(t: asyncio.Task[None]) -> None:
@@ -379,7 +398,9 @@ class KznllmPlugin:
             # nothing runs here (already over, or never started): end it in the editor
             BufferSink(self.nvim, job_id).finish("cancelled", None, {})
 
-    async def _fill(self, job_id: int, p: dict[str, Any], sink: BufferSink) -> None:
+    async def _fill(
+        self, job_id: int, p: dict[str, Any], sink: BufferSink, s: settings.Settings
+    ) -> None:
         self._begun.add(job_id)
         pace = Pace()
         coalescer = Coalescer(sink.write, interval=pace.interval)
@@ -389,8 +410,8 @@ class KznllmPlugin:
         answer: Answer | None = None
         try:
             try:
-                job = payload.parse(p)
-                self._warn_ignored(job.ignored_kzn + job.preset_problems)
+                job = payload.parse(p, s)
+                self._warn_ignored(job.ignored_kzn)
                 # file I/O and template renders (fitting the budget): off the loop
                 job = await sandbox.run_off_loop(payload.with_project_files, job)
                 turn = await self._conversation(p, job)
@@ -437,7 +458,7 @@ class KznllmPlugin:
                 out = Outputs(view.answer, view.reasoning)
                 generation.debug_view = lambda r: payload.debug_text(job, r)
                 generation.on_debug_view = view.request
-            rec = self._recording(p, job, mode=turn.mode, parent_id=turn.parent_id)
+            rec = self._recording(s, job, mode=turn.mode, parent_id=turn.parent_id)
             if rec is not None:
                 out = out.also(rec.text, rec.reasoning, lambda r: rec.request(request_json(r)))
                 generation.on_prompt = lambda pr: rec.prompt(conversation.prompt_to_json(pr))

@@ -229,21 +229,6 @@ local function fold_reasoning(buf)
   end
 end
 
---- What every call to the host carries: where history and the log live, their
---- options, and the presets with the one in use.
-function M.host_payload()
-  return {
-    data_dir = vim.fn.stdpath('data'),
-    history = config.options.history,
-    presets = config.options.presets,
-    preset = M.current_preset() or vim.NIL,
-    models = require('kznllm.models').overrides(), -- picked with :KznPreset!
-    log_dir = vim.fn.stdpath('log'),
-    log_level = (config.options.log or {}).level or 'info',
-    kzn_allow = config.options.kzn_allow,
-  }
-end
-
 local PLACEMENTS =
   { auto = true, cursor = true, below = true, above = true, split = true, tab = true }
 
@@ -353,38 +338,31 @@ function M.start(spec)
       fold_reasoning(target)
     end or nil,
   })
-  local payload = M.host_payload()
-  payload.preset = preset or vim.NIL -- a dot-repeat keeps the preset it was made with
-  local ok, err = pcall(
-    host.notify,
-    'fill',
-    vim.tbl_extend('error', payload, {
-      id = j.id,
-      bufnr = target,
-      debug = spec.debug or false,
-      mode = spec.replace and 'replace' or 'yap',
-      linewise = (spec.linewise and not spec.debug) or false,
-      placement = (not spec.replace and not to_scratch) and spec.placement or nil,
-      spot = (not spec.replace and not to_scratch) and job.spot(region) or nil,
-      query = spec.query,
-      selection = selection,
-      filetype = vim.bo[buf].filetype,
-      fileformat = vim.bo[target].fileformat,
-      path = api.nvim_buf_get_name(buf),
-      before = before,
-      after = after,
-      cursor = cursor,
-      cwd = vim.fn.getcwd(),
-      config_dir = vim.fn.stdpath('config'),
-      retries = config.options.retries,
-      max_response_bytes = config.options.max_response_bytes,
-      timeouts = config.options.timeouts,
-      followup = spec.followup,
-      rerun = spec.rerun,
-      send = spec.send,
-      review = j.review or false,
-    })
-  )
+  -- only what is new: the host has the settings (host.configure); a dot-repeat keeps
+  -- the preset it was made with
+  local ok, err = pcall(host.notify, 'fill', {
+    preset = preset or vim.NIL,
+    id = j.id,
+    bufnr = target,
+    debug = spec.debug or false,
+    mode = spec.replace and 'replace' or 'yap',
+    linewise = (spec.linewise and not spec.debug) or false,
+    placement = (not spec.replace and not to_scratch) and spec.placement or nil,
+    spot = (not spec.replace and not to_scratch) and job.spot(region) or nil,
+    query = spec.query,
+    selection = selection,
+    filetype = vim.bo[buf].filetype,
+    fileformat = vim.bo[target].fileformat,
+    path = api.nvim_buf_get_name(buf),
+    before = before,
+    after = after,
+    cursor = cursor,
+    cwd = vim.fn.getcwd(),
+    followup = spec.followup,
+    rerun = spec.rerun,
+    send = spec.send,
+    review = j.review or false,
+  })
   if not ok then
     job.finish(j.id, 'error', tostring(err))
   else
@@ -529,9 +507,7 @@ function M.apply()
     return notify('kznllm: the answer is still streaming here', vim.log.levels.WARN)
   end
   M.applying = scratch
-  local p = M.host_payload()
-  p.id, p.action = entry, 'apply'
-  host.notify('history_entry', p)
+  host.notify('history_entry', { id = entry, action = 'apply' })
 end
 
 --- The end of `buf`, where a follow-up's answer goes.
@@ -722,10 +698,7 @@ local function save_preset(id)
 end
 
 function M.presets()
-  return host.request(
-    'presets',
-    { presets = config.options.presets, current = M.current_preset() or vim.NIL }
-  )
+  return host.request('presets', { current = M.current_preset() or vim.NIL })
 end
 
 --- `pick_model` (`:KznPreset!`): then pick the preset's model from its server's list
@@ -756,17 +729,28 @@ function M.select_preset(id, pick_model)
   if pick_model and (not id or id == '') then
     id = list.current
   end
+  local problems = list.problems or {}
   if id and id ~= '' then
     for _, p in ipairs(list.presets) do
       if p.id == id then
         return choose(p)
       end
     end
+    for _, why in ipairs(problems) do -- one of setup()'s, left out: say why
+      if why:find(("preset '%s'"):format(id), 1, true) then
+        return notify(('kznllm: preset %s was left out: %s'):format(id, why), vim.log.levels.ERROR)
+      end
+    end
     notify(('kznllm: unknown preset %q'):format(id), vim.log.levels.ERROR)
     return
   end
+  -- the picker lists what works; what was left out, and why, is said beside it
+  for _, why in ipairs(problems) do
+    notify('kznllm: left out: ' .. why, vim.log.levels.WARN)
+  end
   vim.ui.select(list.presets, {
-    prompt = 'kznllm preset',
+    prompt = #problems > 0 and ('kznllm preset (%d left out, see :messages)'):format(#problems)
+      or 'kznllm preset',
     format_item = function(p)
       local key = p.key_present == false and ('  (no ' .. p.key .. ')') or ''
       return (p.id == list.current and '● ' or '  ')

@@ -114,9 +114,13 @@ M.defaults = {
 ---@type kznllm.Options
 M.options = vim.deepcopy(M.defaults)
 
+-- setup() calls so far: the host answers a configure with the one it got
+M.generation = 0
+
 --- Merge `opts` over the options in force (a list of presets replaces the old one).
 ---@return kznllm.Options
 function M.set(opts)
+  M.generation = M.generation + 1
   M.options = vim.tbl_deep_extend('force', M.options, opts or {})
   if opts and opts.presets then
     M.options.presets = opts.presets -- a list: replace, do not merge by index

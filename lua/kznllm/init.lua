@@ -34,13 +34,12 @@ end
 function M.setup(opts)
   ensure_helptags()
   M.config = config.set(opts)
-  if opts and opts.presets and #opts.presets > 0 then
+  local host = package.loaded['kznllm.host'] -- loaded: a host may run (nothing required here)
+  if host and host.chan then
+    host.configure() -- it validates them and says what is wrong, once
+  elseif opts and opts.presets and #opts.presets > 0 then
     -- reported now, with the field and the reason, not as an error at first use
-    require('kznllm.host').check_presets(opts.presets, function(problems)
-      for _, p in ipairs(problems) do
-        require('kznllm.notify').notify('kznllm: ' .. p, vim.log.levels.ERROR)
-      end
-    end)
+    require('kznllm.host').check_presets(opts.presets)
   end
   local km = M.config.keymaps or {}
   if km.fill then

@@ -93,15 +93,12 @@ local function work_win()
   return nil
 end
 
-local function base_payload()
-  return require('kznllm').host_payload()
-end
-
 --- Ask the host for the view from `offset` (0: the whole sidebar, else one more page).
 function M.request(offset)
   state.seq = state.seq + 1
   state.loading = true
-  local p = base_payload()
+  -- the preset the next request would use; the host has the rest (host.configure)
+  local p = { preset = require('kznllm').current_preset() or vim.NIL }
   local w = work_win()
   local buf = w and api.nvim_win_get_buf(w) or api.nvim_get_current_buf()
   p.seq = state.seq
@@ -384,11 +381,7 @@ local function entry_call(action)
   if not id then
     return
   end
-  local p = base_payload()
-  p.id = id
-  p.action = action
-  p.register = vim.v.register
-  host().notify('history_entry', p)
+  host().notify('history_entry', { id = id, action = action, register = vim.v.register })
 end
 
 local actions = {
@@ -410,13 +403,11 @@ local actions = {
   delete = function()
     local id = need_entry()
     if id then
-      local p = base_payload()
-      p.id = id
-      host().notify('history_delete', p)
+      host().notify('history_delete', { id = id })
     end
   end,
   undo = function()
-    host().notify('history_undelete', base_payload())
+    host().notify('history_undelete', vim.empty_dict())
   end,
   filter = function()
     -- the current filter is in the prompt, not in the text typed: what is typed replaces
@@ -532,7 +523,7 @@ function M.clear()
     prompt = 'Clear the whole kznllm history?',
   }, function(choice, idx)
     if idx == 1 then
-      host().notify('history_clear', base_payload())
+      host().notify('history_clear', vim.empty_dict())
     end
   end)
 end
