@@ -133,6 +133,7 @@ class HistoryOps:
             width=_width(p.get("width")),
         )
         out["seq"] = p.get("seq")
+        out["keys"] = {name: lhs for name, lhs in keys.items() if lhs}  # the editor maps these
         return out
 
     async def entry(self, p: Mapping[str, Any]) -> dict[str, Any]:
@@ -192,6 +193,12 @@ def _width(value: Any) -> int:
 
 
 def _keys(value: Any) -> dict[str, str]:
+    """setup()'s sidebar keys over the defaults (view.DEFAULT_KEYS, the one place they
+    are): a key, or false ("") for none."""
     if not isinstance(value, Mapping):
         return {}
-    return {k: v for k, v in value.items() if k in sidebar.DEFAULT_KEYS and isinstance(v, str)}
+    return {
+        k: v if isinstance(v, str) else ""
+        for k, v in value.items()
+        if k in sidebar.DEFAULT_KEYS and (isinstance(v, str) or v is False)
+    }

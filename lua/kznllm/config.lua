@@ -77,17 +77,10 @@ M.defaults = {
     min_width = 30,
     max_width = 80,
     side = 'right', -- or 'left'
-    keys = {
-      open = '<CR>',
-      rerun = 'r',
-      yank = 'y',
-      put = 'p',
-      delete = 'dd',
-      undo = 'u',
-      filter = 'f',
-      close = 'q',
-      help = '?',
-    },
+    -- { open = '<CR>', rerun = 'r', yank = 'y', put = 'p', delete = 'dd', undo = 'u',
+    -- filter = 'f', close = 'q', help = '?' } by default (the host's, with its help
+    -- lines: kznllm_py/history/view.py); a key here replaces one, false turns it off
+    keys = {},
   },
   -- the host's log, stdpath('log')/kznllm.log: 'debug' | 'info' | 'warn' | 'error' | 'off'
   log = { level = 'info' },

@@ -77,24 +77,25 @@ function M.report(generation, problems)
   end
 end
 
+-- the options the host validates and keeps (kznllm_py/settings.py)
+local SETTINGS = { 'presets', 'history', 'timeouts', 'retries', 'max_response_bytes', 'kzn_allow' }
+
 --- What the host keeps until the next setup(): the options (validated there once),
 --- the models picked per preset and where history, the log and presets.toml live.
 function M.settings()
   local o = config.options
-  return {
+  local s = {
     generation = config.generation,
-    presets = o.presets,
-    history = o.history,
-    timeouts = o.timeouts,
-    retries = o.retries,
-    max_response_bytes = o.max_response_bytes,
-    kzn_allow = o.kzn_allow,
     models = require('kznllm.models').overrides(), -- picked with :KznPreset!
     data_dir = vim.fn.stdpath('data'),
     config_dir = vim.fn.stdpath('config'),
     log_dir = vim.fn.stdpath('log'),
     log_level = (o.log or {}).level or 'info',
   }
+  for _, name in ipairs(SETTINGS) do
+    s[name] = o[name]
+  end
+  return s
 end
 
 --- From the host: the settings of `reply.generation` are in force.

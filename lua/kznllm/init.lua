@@ -1,6 +1,6 @@
 -- kznllm: LLM answers streamed into the buffer. This module is what a config loads at
 -- startup: setup() and the keymaps, nothing more; everything else loads on first use
--- (lua/kznllm/actions.lua, reached through this table: require('kznllm').prompt_fill).
+-- (lua/kznllm/actions.lua, presets.lua, ... reached through this table).
 local M = {}
 
 local api = vim.api
@@ -9,9 +9,16 @@ local config = require('kznllm.config')
 -- the options in force (lua/kznllm/config.lua holds the defaults)
 M.config = config.options
 
+-- the rest of the API, loaded on first use: require('kznllm').prompt_fill, .status, ...
+local API = { 'kznllm.actions', 'kznllm.presets', 'kznllm.capture', 'kznllm.apply' }
 setmetatable(M, {
   __index = function(_, key)
-    return require('kznllm.actions')[key]
+    for _, name in ipairs(API) do
+      local v = require(name)[key]
+      if v ~= nil then
+        return v
+      end
+    end
   end,
 })
 
