@@ -330,16 +330,19 @@ class KznllmPlugin:
             if line not in self._warned:
                 self._warned.add(line)
                 log.warning("%s", line)
-                self.nvim.exec_lua(
-                    "vim.notify(..., vim.log.levels.WARN)",
-                    f"kznllm: {printable(redact(line))}",
-                    async_=True,
-                )
+                self._notify(f"kznllm: {printable(redact(line))}", "WARN")
 
     def _report(self, message: str) -> None:
         message = printable(redact(message))
         log.error("%s", message)
-        self.nvim.exec_lua("vim.notify(..., vim.log.levels.ERROR)", message, async_=True)
+        self._notify(message, "ERROR")
+
+    def _notify(self, message: str, level: str) -> None:
+        """Through the plugin's one notify helper (lua/kznllm/notify.lua: setup()'s
+        `notify` filter, one line with the built-in vim.notify)."""
+        self.nvim.exec_lua(
+            f"require('kznllm.notify').notify(..., vim.log.levels.{level})", message, async_=True
+        )
 
     def _start_fill(self, p: dict[str, Any]) -> None:
         load_fill_modules()  # a no-op after the first fill (or the warm-up)
