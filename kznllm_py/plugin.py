@@ -152,8 +152,19 @@ class KznllmPlugin:
         for line in new.problems:
             log.warning("%s", line)
         self.settings = new
-        problems = [printable(redact(line)) for line in new.problems]
-        self._lua("host", "configured", {"generation": new.generation, "problems": problems})
+        # what the editor shows and where it puts an answer, as this side resolves them:
+        # the default preset, each preset's model (or the one picked) and 'auto' placement
+        presets = {pid: new.preset(pid) for pid in new.presets}
+        reply = {
+            "generation": new.generation,
+            "problems": [printable(redact(line)) for line in new.problems],
+            "presets": {
+                pid: {"model": p.model, "auto": placement("auto", p.fim)}
+                for pid, p in presets.items()
+            },
+            "default": new.preset(None).id,
+        }
+        self._lua("host", "configured", reply)
 
     def answer(self, op: str, data: dict[str, Any]) -> Any:
         """What a `request` call asks (no I/O); the editor waits for it with a deadline,
@@ -422,15 +433,12 @@ class KznllmPlugin:
                 sink.finish("error", printable(redact(str(exc))), info)
                 return
             job = turn.job
-            meta: dict[str, Any] = {"preset": job.preset.id, "model": job.preset.model}
+            # the editor places it the same way: the settings' presets told it (configure)
             where = placement(p.get("placement"), job.preset.fim)
             if where is not None and not job.debug and turn.prompt is None:
                 # an answer on a line of its own keeps that line's own line break
-                meta["placement"] = where
                 sink.linewise = where != "cursor"
                 job = replace(job, ctx=at_spot(job.ctx, where, p.get("spot")))
-            # the progress message may show the model the preset resolved to
-            self._lua("job", "meta", job_id, meta)
             log.info(
                 "fill %d: %s, preset %s (%s %s)",
                 job_id,

@@ -126,7 +126,8 @@ function M.start(spec)
     follow = to_scratch or vim.b[target].kznllm_conversation or false,
     replace = spec.replace and not spec.debug,
     review = review,
-    placement = placement == 'auto' and 'line' or placement,
+    placement = placement,
+    preset = preset, -- a dot-repeat's, or the current one (nil: the host's default)
     label = 'kznllm' .. (preset and (' ' .. preset) or ''),
     on_done = spec.debug and function(_, info)
       fold_reasoning(target, info and info.fold)

@@ -98,9 +98,14 @@ function M.settings()
   return s
 end
 
+-- what the host resolved from the settings in force: { default = preset id, presets =
+-- { [id] = { model, auto = where 'auto' puts an answer } } } (nil until it has said)
+M.known = nil
+
 --- From the host: the settings of `reply.generation` are in force.
 function M.configured(reply)
   M.heard()
+  M.known = { default = reply.default, presets = reply.presets or {} }
   M.report(reply.generation, reply.problems)
 end
 

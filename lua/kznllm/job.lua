@@ -27,6 +27,7 @@ end
 hl_defaults()
 
 local notify = require('kznllm.notify').notify
+local resolve -- below, with the preset a job runs with
 
 local function mark_pos(buf, id)
   local p = api.nvim_buf_get_extmark_by_id(buf, ns, id, {})
@@ -62,6 +63,7 @@ end
 --- says why), 'streaming', then at the end 'ok' | 'error' | 'cancelled' (with usage when
 --- the provider reported it).
 local function progress_info(job, status, usage)
+  resolve(job)
   if not status then
     status = job.written and 'streaming' or (job.note and 'retrying' or 'waiting')
   end
@@ -187,8 +189,8 @@ local function progress_stop(job, status, usage)
   end
 end
 
---- The preset id and model a job runs with, as far as the editor knows them (the host
---- may tell more with meta()): opts.preset, else the current preset, and its model when
+--- The preset id and model a job runs with, as far as the editor knows them before the
+--- host has said (resolve()): opts.preset, else the current preset, and its model when
 --- it is one of setup()'s presets.
 local function preset_and_model(opts)
   local preset, model = opts.preset, opts.model
@@ -201,6 +203,26 @@ local function preset_and_model(opts)
     end
   end
   return preset, model
+end
+
+--- `job`'s preset, model and 'auto' placement as the host resolved them (host.known,
+--- from the settings it got: the default preset, a model picked with :KznPreset!, a
+--- fill-in-the-middle preset's answer at the cursor), once it has said them; it says
+--- them before any text of a fill it runs with them.
+resolve = function(job)
+  local known = require('kznllm.host').known
+  if job.resolved or not known then
+    return
+  end
+  job.resolved = true
+  local id = job.preset or known.default
+  local p = known.presets[id or '']
+  if p then
+    job.preset, job.model = id, p.model
+    if job.auto and not job.written and job.region.kind == 'point' then
+      job.placement = p.auto
+    end
+  end
 end
 
 -- regions: every position a request uses is an extmark from the keypress -------------
@@ -575,7 +597,8 @@ function M.new(buf, region, opts)
     replace = opts.replace,
     follow = opts.follow,
     review = opts.replace and opts.review and region.kind == 'range' or nil,
-    placement = opts.placement or 'cursor',
+    placement = opts.placement == 'auto' and 'line' or opts.placement or 'cursor',
+    auto = opts.placement == 'auto', -- the preset decides (resolve())
     label = opts.label or 'kznllm',
     started = vim.uv.hrtime(),
     written = false,
@@ -583,6 +606,7 @@ function M.new(buf, region, opts)
     on_done = opts.on_done, -- called with the status once the job ends
   }
   job.preset, job.model = preset_and_model(opts)
+  resolve(job)
   if opts.replace then
     -- the selection stays until the first token replaces it: a request that fails
     -- before then leaves the buffer exactly as it was
@@ -839,19 +863,6 @@ function M.note(id, text)
   progress_update(job)
 end
 
---- From the host, when it knows them: the preset's id and model (for progress messages).
-function M.meta(id, meta)
-  local job = M.jobs[id]
-  if job and type(meta) == 'table' then
-    job.preset = meta.preset or job.preset
-    job.model = meta.model or job.model
-    -- 'auto' in normal mode: the host knows whether the preset fills in the middle
-    if meta.placement and not job.written and job.region.kind == 'point' then
-      job.placement = meta.placement
-    end
-  end
-end
-
 --- Called by the host with each coalesced batch of text, and the tokens of all the text
 --- so far (its estimate: the progress and the sidebar show it).
 function M.write(id, text, tokens)
@@ -860,6 +871,7 @@ function M.write(id, text, tokens)
   if not job or job.done or job.stopping then
     return
   end
+  resolve(job) -- before the first text: where 'auto' puts it
   job.tokens = tokens or job.tokens
   if not api.nvim_buf_is_valid(job.buf) then
     return M.stop(id, 'cancelled', 'the buffer was closed')
