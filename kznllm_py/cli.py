@@ -48,6 +48,7 @@ from kznllm_py.generation import (
     prepare,
 )
 from kznllm_py.history.recorder import record
+from kznllm_py.messages import end_message
 from kznllm_py.presets import Preset, check_presets, merge_presets, pick, preset_from_dict
 from kznllm_py.prompts import FillContext, search_path
 from kznllm_py.providers import PROVIDERS
@@ -528,15 +529,10 @@ async def _fill(args: argparse.Namespace) -> int:
         # when Python flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a tool killed by the pipe
-    if outcome.status == "error":
-        _err(f"{outcome.error}")
-        return 1
-    if outcome.status == "cancelled":
-        _err("cancelled")
-        return 130
-    if outcome.finish_reason == "length":
-        _err("the answer was cut at the token limit (truncated)")
-    return 0
+    text, level = end_message(outcome.status, outcome.error, outcome.to_dict())
+    if level != "info":  # the editor's words; a plain success says nothing here
+        _err(text)
+    return {"error": 1, "cancelled": 130}.get(outcome.status, 0)
 
 
 async def _demo_server(args: argparse.Namespace) -> int:

@@ -194,15 +194,33 @@ def estimate_tokens(text: str) -> int:
 
     The result is `ceil(ascii / 4 + other_bytes / 3)`: 0 only for "", additive in its
     parts, hence monotonic: appending text never lowers it."""
-    if not text:
-        return 0
+    return -(-_twelfths(text) // 12)
+
+
+def _twelfths(text: str) -> int:
+    """Twelfths of a token: ceil(a/4 + o/3) == ceil((3a + 4o) / 12), in integers."""
     if text.isascii():
-        return -(-len(text) // 4)
+        return 3 * len(text)
     total = len(text.encode("utf-8", "surrogatepass"))
     ascii_count = len(text.encode("ascii", "ignore"))
-    other = total - ascii_count
-    # ceil(a/4 + o/3) == ceil((3a + 4o) / 12), in integers
-    return -(-(3 * ascii_count + 4 * other) // 12)
+    return 3 * ascii_count + 4 * (total - ascii_count)
+
+
+class TokenTally:
+    """`estimate_tokens` of a text that comes a piece at a time: the same figure as of
+    the whole, at the cost of each piece."""
+
+    __slots__ = ("_twelfths",)
+
+    def __init__(self) -> None:
+        self._twelfths = 0
+
+    def add(self, text: str) -> None:
+        self._twelfths += _twelfths(text)
+
+    @property
+    def tokens(self) -> int:
+        return -(-self._twelfths // 12)
 
 
 def budget_for(context_window: int, share: float = DEFAULT_BUDGET_SHARE, reserved: int = 0) -> int:

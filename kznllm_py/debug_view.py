@@ -31,6 +31,8 @@ class DebugView:
         self._in_reasoning = False
         self._answering = False
         self._last = ""
+        self._lines = 1  # the buffer's line the next text starts on (it starts empty)
+        self._fold: list[int] = []  # the reasoning's first and last line
 
     def take(self, event: GenEvent) -> Awaitable[None] | None:
         """One event into the view; on the request, what the generation waits for before
@@ -52,7 +54,13 @@ class DebugView:
     def _put(self, text: str) -> None:
         if text:
             self._last = (self._last + text)[-2:]
+            self._lines += text.count("\n")
             self._write(text)
+
+    def fold(self) -> list[int] | None:
+        """The lines (1-based, inclusive) of the reasoning, heading included, that the
+        editor folds once the answer is in; None without reasoning."""
+        return self._fold if len(self._fold) == 2 else None
 
     def _blank_line(self) -> str:
         """What puts a heading on a line of its own, after a blank line."""
@@ -66,13 +74,18 @@ class DebugView:
     def reasoning(self, text: str) -> None:
         if not self._in_reasoning and not self._answering:
             self._in_reasoning = True
-            self._put(self._blank_line() + "## Reasoning\n\n")
+            gap = self._blank_line()
+            self._fold = [self._lines + gap.count("\n")]
+            self._put(gap + "## Reasoning\n\n")
         self._put(text)
 
     def _open_answer(self) -> None:
         self._answering = True
         self._in_reasoning = False
-        head = self._blank_line() + "## Answer\n\n"
+        gap = self._blank_line()
+        if len(self._fold) == 1:  # to the line before the answer's heading
+            self._fold.append(self._lines + gap.count("\n") - 1)
+        head = gap + "## Answer\n\n"
         if self._fence is not None:
             head += f"{self.FENCE}{self._fence}\n"
         self._put(head)

@@ -9,6 +9,9 @@ from typing import Any
 
 import pynvim
 
+from kznllm_py.context import TokenTally
+from kznllm_py.messages import end_message
+
 _WRITE = "require('kznllm.job').write(...)"
 _FINISH = "require('kznllm.job').finish(...)"
 _NOTE = "require('kznllm.job').note(...)"
@@ -19,7 +22,7 @@ class BufferSink:
     """Sends one job's text to its extmark. In linewise replace mode the answer's final
     newline is held back and dropped (the replaced lines keep their own line break)."""
 
-    __slots__ = ("_cr", "_held", "_id", "_nvim", "crlf", "linewise", "tap")
+    __slots__ = ("_cr", "_held", "_id", "_nvim", "_tally", "crlf", "linewise", "tap")
 
     def __init__(
         self, nvim: pynvim.Nvim, job_id: int, *, linewise: bool = False, crlf: bool = False
@@ -32,6 +35,9 @@ class BufferSink:
         self.crlf = crlf
         self._held = ""
         self._cr = ""  # a CR at the end of the last piece: the LF may come next
+        # the tokens of what went to the buffer so far (context.estimate_tokens'), sent
+        # with each write: the progress and the sidebar show it
+        self._tally = TokenTally()
         # sees exactly the text that goes into the buffer (a review's diff follows it)
         self.tap: Callable[[str], None] | None = None
 
@@ -49,7 +55,11 @@ class BufferSink:
             text = stripped
             if not text:
                 return
-        self._nvim.exec_lua(_WRITE, self._id, text, async_=True)
+        self._send(text)
+
+    def _send(self, text: str) -> None:
+        self._tally.add(text)
+        self._nvim.exec_lua(_WRITE, self._id, text, self._tally.tokens, async_=True)
         if self.tap is not None:
             self.tap(text)
 
@@ -64,10 +74,7 @@ class BufferSink:
             self._cr, self.crlf = "", False
             self.write("\r")
         if self.linewise and len(self._held) > 1:
-            held = self._held[:-1]
-            self._nvim.exec_lua(_WRITE, self._id, held, async_=True)
-            if self.tap is not None:
-                self.tap(held)
+            self._send(self._held[:-1])
         self._held = ""
 
     def rewrite(self, text: str) -> None:
@@ -75,5 +82,8 @@ class BufferSink:
         self._nvim.exec_lua(_REWRITE, self._id, text, async_=True)
 
     def finish(self, status: str, error: str | None, info: dict[str, Any]) -> None:
+        """The end of the job, with the line that says it (messages.end_message)."""
         self.flush()
+        text, level = end_message(status, error, info, wrote=self._tally.tokens > 0)
+        info = {**info, "message": text, "level": level}
         self._nvim.exec_lua(_FINISH, self._id, status, error, info, async_=True)

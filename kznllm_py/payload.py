@@ -9,15 +9,10 @@ from typing import Any
 
 from kznllm_py import context, generation, prompts, sandbox
 from kznllm_py.client import Timeouts
-from kznllm_py.errors import ConfigError
-from kznllm_py.generation import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    RetryPolicy,
-    check_max_response_bytes,
-    template_set,
-)
-from kznllm_py.presets import PRESETS_FILE, Preset, merge_presets, pick
+from kznllm_py.generation import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, template_set
+from kznllm_py.presets import Preset
 from kznllm_py.providers.base import HttpRequest
+from kznllm_py.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,8 +29,6 @@ class FillJob:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # answer + reasoning, UTF-8 bytes
     # `.kzn` folders skipped (not the user's, or writable by all): one line each
     ignored_kzn: tuple[str, ...] = ()
-    # user presets left out as invalid (where, field, reason): one line each
-    preset_problems: tuple[str, ...] = ()
 
 
 def _str(p: Mapping[str, Any], key: str) -> str:
@@ -43,41 +36,20 @@ def _str(p: Mapping[str, Any], key: str) -> str:
     return v if isinstance(v, str) else ""
 
 
-def parse(p: Mapping[str, Any]) -> FillJob:
-    """The fill request, without the project files yet (see `with_project_files`)."""
-    config_dir = _str(p, "config_dir")
-    merged = merge_presets(
-        p.get("presets") or [],
-        file=Path(config_dir) / PRESETS_FILE if config_dir else None,
-    )
-    presets = merged.presets
+def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
+    """The fill request (what is new with each: the buffer's context, the query, the
+    preset's id, the per-call flags) under the host's `settings`
+    (validated once, at configure), without the project files yet (see
+    `with_project_files`)."""
+    settings = Settings() if settings is None else settings
     chosen = p.get("preset") or None
-    preset = pick(presets, chosen if isinstance(chosen, str) else None)
-    overrides = p.get("models")  # {preset id: model} (an empty Lua table may come as [])
-    model = overrides.get(preset.id) if isinstance(overrides, dict) else None
-    if isinstance(model, str) and model:  # picked from the server's list (:KznPreset!)
-        preset = replace(preset, model=model)
-    t = p.get("timeouts") or {}
-    try:
-        total = t.get("total", Timeouts.total)
-        timeouts = Timeouts(
-            connect=float(t.get("connect", Timeouts.connect)),
-            stall=float(t.get("stall", Timeouts.stall)),
-            total=None if total is False or total is None else float(total),
-            reused=float(t.get("reused", Timeouts.reused)),
-        )
-    except (TypeError, ValueError, AttributeError):
-        raise ConfigError(
-            "timeouts: connect, stall, total and reused must be numbers of seconds "
-            "(total: or false)"
-        ) from None
-    tries = p.get("retries", RetryPolicy.tries)
-    if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
-        raise ConfigError("retries must be a whole number of tries, 1 or more")
-    cap = check_max_response_bytes(p.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
+    preset = settings.preset(chosen if isinstance(chosen, str) else None)
+    timeouts = Timeouts(**settings.timeouts)  # type: ignore[arg-type]
+    retry = RetryPolicy(tries=settings.retries) if settings.retries else RetryPolicy()
+    cap = settings.max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES
     cursor = p.get("cursor")
     cwd = _str(p, "cwd")
-    allow = context.allow_list(p.get("kzn_allow"))
+    allow = list(settings.kzn_allow)
     found = context.discover_kzn(Path(cwd), allow=allow) if cwd else context.Discovery(None)
     kzn_dir = found.kzn_dir
     ctx = prompts.FillContext(
@@ -97,15 +69,15 @@ def parse(p: Mapping[str, Any]) -> FillJob:
         ctx=ctx,
         timeouts=timeouts,
         search_dirs=prompts.search_path(
-            project_kzn=kzn_dir, user_config=Path(config_dir) if config_dir else None
+            project_kzn=kzn_dir,
+            user_config=Path(settings.config_dir) if settings.config_dir else None,
         ),
         debug=bool(p.get("debug")),
         kzn_dir=kzn_dir,
         used_default=chosen is None,
-        retry=RetryPolicy(tries=tries),
+        retry=retry,
         max_response_bytes=cap,
         ignored_kzn=found.ignored,
-        preset_problems=merged.problems,
     )
 
 

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import pynvim
 
-from kznllm_py import fences, history, logfile, secrets
+from kznllm_py import fences, history, logfile, secrets, settings
 from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
 from kznllm_py.errors import KznError, printable
 from kznllm_py.events import Outcome, RequestReady, Retry, Text
-from kznllm_py.history.ops import HistoryOps, retention
+from kznllm_py.history.ops import HistoryOps
 from kznllm_py.history.recorder import (
     HistoryRecorder,
     Recording,
@@ -31,7 +31,7 @@ from kznllm_py.history.recorder import (
     record,
     request_json,
 )
-from kznllm_py.presets import merge_presets, pick
+from kznllm_py.presets import pick
 from kznllm_py.providers.base import HttpRequest, Prompt
 from kznllm_py.secrets import redact, redact_url
 
@@ -101,6 +101,7 @@ class KznllmPlugin:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = None
         self._recorder: HistoryRecorder | None = None
+        self._recorder_for: tuple[Any, ...] = ()  # the path and limits it was made with
         self._history_ops: HistoryOps | None = None
         # entries this host is streaming (entry id -> job id): the sidebar shows them live
         self.live: dict[int, int] = {}
@@ -109,6 +110,9 @@ class KznllmPlugin:
         # the write pace of each running fill, set by what its writes cost the editor
         self._paced: dict[int, tuple[Coalescer, Pace]] = {}
         self._warned: set[str] = set()  # skipped .kzn folders already reported
+        # setup()'s options, validated once per `configure` (the editor's first call on
+        # a host's channel, and again at each setup()); a fill keeps the one it began with
+        self.settings = settings.Settings()
 
     def http(self) -> httpx.AsyncClient:
         """The host's HTTP client, made on first use. A method, not a property: pynvim
@@ -127,9 +131,9 @@ class KznllmPlugin:
     def host_call(self, args: list[Any]) -> None:
         op, data = [*args, {}][:2] if args else ("", {})
         try:
-            if isinstance(data, dict) and "log_level" in data:
-                logfile.configure(data.get("log_dir"), data.get("log_level"))
-            if op == "fill":
+            if op == "configure":
+                self._configure(data)
+            elif op == "fill":
                 self._start_fill(data)
             elif op == "pace":
                 self._pace(int(data.get("id", 0)), float(data.get("cpu", -1.0)))
@@ -154,20 +158,41 @@ class KznllmPlugin:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _configure(self, data: dict[str, Any]) -> None:
+        """setup()'s options, validated once: what every later call runs with. Each
+        problem goes back to the editor, which says it once (field and reason)."""
+        new = settings.from_config(data)
+        logfile.configure(new.log_dir or None, new.log_level)
+        for line in new.problems:
+            log.warning("%s", line)
+        self.settings = new
+        # what the editor shows and where it puts an answer, as this side resolves them:
+        # the default preset, each preset's model (or the one picked) and 'auto' placement
+        presets = {pid: new.preset(pid) for pid in new.presets}
+        reply = {
+            "generation": new.generation,
+            "problems": [printable(redact(line)) for line in new.problems],
+            "presets": {
+                pid: {"model": p.model, "auto": placement("auto", p.fim)}
+                for pid, p in presets.items()
+            },
+            "default": new.preset(None).id,
+        }
+        self._lua("host", "configured", reply)
+
     def answer(self, op: str, data: dict[str, Any]) -> Any:
         """What a `request` call asks (no I/O); the editor waits for it with a deadline,
         so a wedged host cannot freeze it, as a sync=True handler would."""
         if op == "presets":
+            s = self.settings
+            presets = s.presets
+            # the current one may be a preset left out as invalid: the list stays
             try:
-                merged = merge_presets(data.get("presets") or [])
-                self._warn_ignored(merged.problems)
-                presets = merged.presets
-                # the current one may be a preset left out as invalid: the list stays
                 current = presets.get(data.get("current") or "") or pick(presets, None)
             except KznError as exc:
                 return {"error": str(exc), "presets": []}
             return {
-                "problems": list(merged.problems),
+                "problems": [printable(redact(line)) for line in s.problems],
                 "current": current.id,
                 "presets": [
                     {
@@ -197,25 +222,29 @@ class KznllmPlugin:
         self.http()
         prompts.render(prompts.FillContext(mode="yap", query=""))  # compile the templates
 
-    def _history(self, p: dict[str, Any]) -> HistoryRecorder | None:
+    def _history(self, s: settings.Settings) -> HistoryRecorder | None:
         """The host's recorder (made on first use), or None when history is off."""
-        enabled, max_entries, max_age_days = retention(p.get("history"))
-        data_dir = p.get("data_dir")
-        if not enabled or not isinstance(data_dir, str) or not data_dir:
+        if not s.history_enabled:
             return None
+        _, max_entries, max_age_days = s.history
+        path = history.default_path(s.data_dir)
+        if self._recorder_for != (path, max_entries, max_age_days):
+            # first use, or setup() changed where history lives or what it keeps: a new
+            # recorder (one a running fill holds finishes its entry)
+            self._recorder, self._recorder_for = None, (path, max_entries, max_age_days)
         if self._recorder is None:
             # the recorder reports from its worker thread: hop onto the host's loop, the
             # only thread that may talk to Neovim
             self._recorder = HistoryRecorder(
-                history.default_path(data_dir),
+                path,
                 lambda m: self.nvim.loop.call_soon_threadsafe(self._report, f"kznllm: {m}"),
                 max_entries=max_entries,
                 max_age_days=max_age_days,
             )
         return self._recorder
 
-    def _ops(self, p: dict[str, Any]) -> HistoryOps:
-        recorder = self._history(p)
+    def _ops(self) -> HistoryOps:
+        recorder = self._history(self.settings)
         if recorder is None:
             raise KznError("history is off (setup({ history = true }) turns it on)")
         if self._history_ops is None or self._history_ops.recorder is not recorder:
@@ -224,9 +253,9 @@ class KznllmPlugin:
 
     async def _history_call(self, op: str, p: dict[str, Any]) -> None:
         try:
-            ops = self._ops(p)
+            ops = self._ops()
             if op == "history_view":
-                self._lua("sidebar", "render", await ops.view(p))
+                self._lua("sidebar", "render", await ops.view(p, self.settings))
             elif op == "history_entry":
                 data = await ops.entry(p)
                 if data["action"] == "apply":
@@ -253,7 +282,7 @@ class KznllmPlugin:
         """The models of a preset's server, for the model picker (`:KznPreset!`)."""
         result: dict[str, Any] = {"request": p.get("request")}
         try:
-            preset = pick(merge_presets(p.get("presets") or []).presets, p.get("preset") or None)
+            preset = self.settings.preset(p.get("preset") or None)
             result["models"] = await models.preset_models(self.http(), preset)
         except KznError as exc:
             result["error"] = redact(str(exc))
@@ -266,9 +295,9 @@ class KznllmPlugin:
         self.nvim.exec_lua(f"return require('kznllm.{module}').{fn}(...)", *args, async_=True)
 
     def _recording(
-        self, p: dict[str, Any], job: payload.FillJob, *, mode: str, parent_id: int | None
+        self, s: settings.Settings, job: payload.FillJob, *, mode: str, parent_id: int | None
     ) -> Recording | None:
-        recorder = self._history(p)
+        recorder = self._history(s)
         if recorder is None:
             return None
         return recorder.begin(new_entry(job, mode=mode, parent_id=parent_id))
@@ -298,7 +327,7 @@ class KznllmPlugin:
             return Turn(replace(job, ctx=replace(job.ctx, mode="yap")), None, None, "debug", head)
         if not follow and not again:
             return Turn(job, None, None, "debug" if job.debug else job.ctx.mode, "")
-        entry = await self._ops(p).get(follow or again)
+        entry = await self._ops().get(follow or again)
         if entry is None:
             raise KznError(f"history entry {follow or again} is gone")
         answer = f"## Answer ({job.preset.id})\n\n"
@@ -321,22 +350,24 @@ class KznllmPlugin:
         return Turn(replace(job, ctx=ctx), conversation.rerun(entry), None, "rerun", head)
 
     def _warn_ignored(self, lines: tuple[str, ...]) -> None:
-        """A skipped `.kzn` folder or an invalid user preset is said once a session,
-        not at every fill."""
+        """A skipped `.kzn` folder is said once a session, not at every fill."""
         for line in lines:
             if line not in self._warned:
                 self._warned.add(line)
                 log.warning("%s", line)
-                self.nvim.exec_lua(
-                    "vim.notify(..., vim.log.levels.WARN)",
-                    f"kznllm: {printable(redact(line))}",
-                    async_=True,
-                )
+                self._notify(f"kznllm: {printable(redact(line))}", "WARN")
 
     def _report(self, message: str) -> None:
         message = printable(redact(message))
         log.error("%s", message)
-        self.nvim.exec_lua("vim.notify(..., vim.log.levels.ERROR)", message, async_=True)
+        self._notify(message, "ERROR")
+
+    def _notify(self, message: str, level: str) -> None:
+        """Through the plugin's one notify helper (lua/kznllm/notify.lua: setup()'s
+        `notify` filter, one line with the built-in vim.notify)."""
+        self.nvim.exec_lua(
+            f"require('kznllm.notify').notify(..., vim.log.levels.{level})", message, async_=True
+        )
 
     def _start_fill(self, p: dict[str, Any]) -> None:
         load_fill_modules()  # a no-op after the first fill (or the warm-up)
@@ -348,7 +379,9 @@ class KznllmPlugin:
             linewise=bool(p.get("linewise")) and not debug,
             crlf=p.get("fileformat") == "dos" and not debug,
         )
-        task = self.nvim.loop.create_task(self._fill(job_id, p, sink))
+        # the settings in force now: a setup() that comes in before the task runs (or
+        # while it streams) is for the next fill
+        task = self.nvim.loop.create_task(self._fill(job_id, p, sink, self.settings))
         self.tasks[job_id] = task
 
         def done(t: asyncio.Task[None]) -> None:
@@ -393,7 +426,9 @@ class KznllmPlugin:
             # nothing runs here (already over, or never started): end it in the editor
             BufferSink(self.nvim, job_id).finish("cancelled", None, {})
 
-    async def _fill(self, job_id: int, p: dict[str, Any], sink: BufferSink) -> None:
+    async def _fill(
+        self, job_id: int, p: dict[str, Any], sink: BufferSink, s: settings.Settings
+    ) -> None:
         self._begun.add(job_id)
         pace = Pace()
         coalescer = Coalescer(sink.write, interval=pace.interval)
@@ -403,8 +438,8 @@ class KznllmPlugin:
         answer: Answer | None = None
         try:
             try:
-                job = payload.parse(p)
-                self._warn_ignored(job.ignored_kzn + job.preset_problems)
+                job = payload.parse(p, s)
+                self._warn_ignored(job.ignored_kzn)
                 # file I/O and template renders (fitting the budget): off the loop
                 job = await sandbox.run_off_loop(payload.with_project_files, job)
                 turn = await self._conversation(p, job)
@@ -412,15 +447,12 @@ class KznllmPlugin:
                 sink.finish("error", printable(redact(str(exc))), info)
                 return
             job = turn.job
-            meta: dict[str, Any] = {"preset": job.preset.id, "model": job.preset.model}
+            # the editor places it the same way: the settings' presets told it (configure)
             where = placement(p.get("placement"), job.preset.fim)
             if where is not None and not job.debug and turn.prompt is None:
                 # an answer on a line of its own keeps that line's own line break
-                meta["placement"] = where
                 sink.linewise = where != "cursor"
                 job = replace(job, ctx=at_spot(job.ctx, where, p.get("spot")))
-            # the progress message may show the model the preset resolved to
-            self._lua("job", "meta", job_id, meta)
             log.info(
                 "fill %d: %s, preset %s (%s %s)",
                 job_id,
@@ -450,13 +482,15 @@ class KznllmPlugin:
             if job.debug:
                 fence = job.ctx.filetype if job.ctx.mode == "replace" else None
                 view = DebugView(coalescer.push, partial(payload.debug_text, job), fence=fence)
-            rec = self._recording(p, job, mode=turn.mode, parent_id=turn.parent_id)
+            rec = self._recording(s, job, mode=turn.mode, parent_id=turn.parent_id)
             if rec is not None:
                 self._spawn(self._track(job_id, int(p.get("bufnr") or 0), rec, ended))
             outcome = await _generate(job_id, generation, sink, coalescer.push, view, rec)
             coalescer.close()
             answer.end(sink)
             info = outcome.to_dict()
+            if view is not None and view.fold() is not None:
+                info["fold"] = view.fold()  # the editor folds the reasoning there
             _log_outcome(job_id, info)
             info["preset"] = job.preset.id
             info["writes"] = coalescer.writes

@@ -32,6 +32,20 @@ def nvim_binary() -> str:
     return exe
 
 
+# the editor's side of the wire: every notification to the host, as
+# { op, msgpack bytes, keys of its payload }, in _G.kzn_sent (tests, bench/wire_bench.py)
+SPY_SENT = """
+_G.kzn_sent = {}
+local orig = vim.rpcnotify
+vim.rpcnotify = function(chan, method, args)
+  local keys = type(args[2]) == 'table' and vim.tbl_keys(args[2]) or {}
+  table.sort(keys)
+  table.insert(_G.kzn_sent, { args[1], #vim.mpack.encode(args), keys })
+  return orig(chan, method, args)
+end
+"""
+
+
 class Child:
     def __init__(
         self, tmp: Path, *, setup: dict[str, Any] | None = None, env: dict[str, str] | None = None
@@ -154,6 +168,14 @@ class Child:
             " require('kznllm').state.preset = 'test'",
             preset,
         )
+
+    def spy_sent(self) -> None:
+        """From now on record what the editor sends the host (see `sent`)."""
+        self.lua(SPY_SENT)
+
+    def sent(self, op: str | None = None) -> list[tuple[str, int, list[str]]]:
+        """What went to the host since `spy_sent`: (op, msgpack bytes, payload keys)."""
+        return [tuple(s) for s in self.lua("return _G.kzn_sent") if op is None or s[0] == op]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -87,13 +87,22 @@ def test_builtin_indicator_shows_the_custom_message_with_status_and_progress(
     job_id = nvim.events("KznllmStart")[0][1]["id"]
     nvim.lua("require('kznllm.job').note(...)", job_id, "retry in 2 s: busy")
     assert "status=retrying" in shown_with(nvim, "note=retry in 2 s: busy")
-    # the host may tell the model it resolved
-    nvim.lua("require('kznllm.job').meta(...)", job_id, {"model": "resolved-model"})
-    assert "status=retrying" in shown_with(nvim, "model=resolved-model")
     server.resume()
     assert nvim.wait_done()[0]["status"] == "ok"
     assert indicator(nvim) == []
     assert nvim.text() == "abcd"
+
+
+def test_the_progress_shows_the_preset_and_model_the_host_resolved(
+    nvim: Child, server: LoopbackServer
+):
+    # no preset chosen: the host's default; a model picked for it with :KznPreset!
+    nvim.lua("require('kznllm.models').set('demo', 'picked-model')")
+    nvim.lua(MESSAGE_FN)
+    nvim.nvim.command("KznFill q")
+    shown = shown_with(nvim, "preset=demo model=picked-model")
+    assert "MSG preset=demo model=picked-model" in shown
+    assert nvim.wait_done()[0]["status"] == "ok"
 
 
 def test_builtin_indicator_counts_written_bytes_while_streaming(nvim: Child, server):

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kznllm_py import payload, secrets
+from kznllm_py import payload, secrets, settings
 from kznllm_py.client import Timeouts
 from kznllm_py.errors import ConfigError
 from kznllm_py.generation import DEFAULT_MAX_RESPONSE_BYTES, Generation, Outcome, RetryPolicy
@@ -267,16 +267,18 @@ async def test_text_held_back_by_the_fence_filter_is_capped_too(client):
     assert out.error == "response stopped at the 4 bytes cap (max_response_bytes)"
 
 
-def test_the_cap_travels_in_the_fill_payload_and_is_validated():
+def test_the_cap_comes_with_the_settings_and_is_validated_there():
     base = {"id": 1, "mode": "yap", "query": "q"}
     assert payload.parse(base).max_response_bytes == DEFAULT_MAX_RESPONSE_BYTES == MB
-    assert payload.parse({**base, "max_response_bytes": 4096}).max_response_bytes == 4096
+    s = settings.from_config({"max_response_bytes": 4096})
+    assert payload.parse(base, s).max_response_bytes == 4096
     for bad in (0, -1, "1MB", 1.5, True):
-        with pytest.raises(ConfigError) as err:
-            payload.parse({**base, "max_response_bytes": bad})
-        assert str(err.value) == (
-            f"max_response_bytes must be a whole number of bytes, 1 or more, not {bad!r}"
+        s = settings.from_config({"max_response_bytes": bad})
+        assert s.problems == (
+            "setup({ max_response_bytes }): max_response_bytes must be a whole number of "
+            f"bytes, 1 or more, not {bad!r}; the default is used",
         )
+        assert payload.parse(base, s).max_response_bytes == MB
 
 
 def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -938,16 +940,14 @@ def test_a_corrupt_history_database_is_moved_aside_and_the_fill_recorded_anew(nv
 # -- the cap from setup() --------------------------------------------------------------
 
 
-def test_setup_max_response_bytes_goes_out_in_the_fill_payload(nvim: Child):
-    nvim.lua(
-        "_G.sent = {} require('kznllm.host').notify = function(op, p)"
-        " if op == 'fill' then table.insert(_G.sent, p.max_response_bytes) end end"
-    )
-    nvim.set_lines(["one", "two"])
-    nvim.nvim.command("KznFill one")
+def test_setup_max_response_bytes_goes_to_a_running_host_with_the_settings(nvim: Child):
+    nvim.set_lines(["one"])
+    nvim.nvim.command("KznFill one")  # the demo: starts the host
+    nvim.wait_done()
+    nvim.spy_sent()
     nvim.lua("require('kznllm').setup({ max_response_bytes = 4096 })")
-    nvim.nvim.command("2 | KznFill two")  # another line: the first still runs
-    assert nvim.lua("return _G.sent") == [MB, 4096]
+    assert [op for op, _, _ in nvim.sent()] == ["configure"]
+    assert nvim.lua("return require('kznllm.host').settings().max_response_bytes") == 4096
 
 
 def test_a_cap_set_in_setup_stops_the_answer_in_the_editor(nvim: Child):

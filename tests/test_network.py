@@ -244,20 +244,25 @@ async def test_ssl_cert_file_trusts_a_private_ca(tls_server, ca, tmp_path, monke
     assert await answer(tls_server.base_url) == ("ok", None, "over TLS")
 
 
-# -- the timeouts as the editor sends them -------------------------------------------------
+# -- the timeouts as setup() gives them ------------------------------------------------
 
 
-def test_the_timeouts_travel_in_the_fill_payload_and_are_validated():
-    from kznllm_py import payload
-    from kznllm_py.errors import ConfigError
+def test_the_timeouts_come_with_the_settings_and_are_validated_there():
+    from kznllm_py import payload, settings
 
     base = {"id": 1, "mode": "yap", "query": "q"}
     assert payload.parse(base).timeouts == Timeouts()  # 10, 60, 600, 5
     given = {"connect": 1, "stall": 2, "total": 30, "reused": 0.5}
-    assert payload.parse({**base, "timeouts": given}).timeouts == Timeouts(1, 2, 30, 0.5)
-    assert payload.parse({**base, "timeouts": {"total": False}}).timeouts.total is None
-    with pytest.raises(ConfigError, match="must be numbers of seconds"):
-        payload.parse({**base, "timeouts": {"reused": "soon"}})
+    s = settings.from_config({"timeouts": given})
+    assert payload.parse(base, s).timeouts == Timeouts(1, 2, 30, 0.5)
+    s = settings.from_config({"timeouts": {"total": False}})
+    assert payload.parse(base, s).timeouts.total is None
+    # a bad one is said once, at configure, and the defaults stand
+    s = settings.from_config({"timeouts": {"reused": "soon"}})
+    assert payload.parse(base, s).timeouts == Timeouts()
+    [problem] = s.problems
+    assert problem.startswith("setup({ timeouts }): timeouts: connect, stall, total and reused")
+    assert problem.endswith("; the default is used")
 
 
 # -- the same in the editor: the host stays small and the buffer as it was ------------------

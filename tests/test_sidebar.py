@@ -18,6 +18,7 @@ from kznllm_py.history import view as sidebar
 from kznllm_py.history.ops import HistoryOps, retention
 from kznllm_py.history.recorder import HistoryRecorder
 from kznllm_py.providers.base import Message, Prompt
+from kznllm_py.settings import Settings
 
 NOW = 1_763_900_000.0
 
@@ -320,7 +321,7 @@ async def test_the_view_reads_after_queued_writes_and_pages(tmp_path: Path):
         rec.text("partial")
         rec.finish("ok", None, {"duration_ms": 12.0})
         ops = HistoryOps(recorder, live={})
-        view = await ops.view({"filter": "", "offset": 0, "seq": 7})
+        view = await ops.view({"filter": "", "offset": 0, "seq": 7}, Settings())
         assert view["seq"] == 7
         assert "History (1 entry)" in view["lines"]
         assert any(line.endswith("  first") and " ok " in line for line in view["lines"])
@@ -329,7 +330,7 @@ async def test_the_view_reads_after_queued_writes_and_pages(tmp_path: Path):
         with pytest.raises(KznError, match="is gone"):
             await ops.entry({"id": 999, "action": "open"})
         with pytest.raises(ConfigError):
-            await ops.view({"filter": "status:nope"})
+            await ops.view({"filter": "status:nope"}, Settings())
         assert await ops.clear() == 1
         assert errors == []
     finally:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kznllm_py import context, history, secrets
 from kznllm_py.errors import ConfigError, KznError
 from kznllm_py.history import HistoryStore
 from kznllm_py.history import view as sidebar
 from kznllm_py.history.recorder import HistoryRecorder
-from kznllm_py.presets import merge_presets, pick
+
+if TYPE_CHECKING:
+    from kznllm_py.settings import Settings
 
 
 def retention(value: Any) -> tuple[bool, int | None, float | None]:
@@ -46,17 +48,14 @@ def _str(p: Mapping[str, Any], key: str) -> str:
     return v if isinstance(v, str) else ""
 
 
-def context_info(p: Mapping[str, Any]) -> sidebar.ContextInfo:
+def context_info(p: Mapping[str, Any], settings: Settings) -> sidebar.ContextInfo:
     """The sidebar's context section: the preset the next request would use (and
     whether its key is there), the current buffer, the `.kzn` files it would send.
     Reads files: call it off the event loop."""
     info: dict[str, Any] = {"buffer_path": _str(p, "path"), "filetype": _str(p, "filetype")}
     try:
         chosen = p.get("preset")
-        preset = pick(
-            merge_presets(p.get("presets") or []).presets,
-            chosen if isinstance(chosen, str) else None,
-        )
+        preset = settings.preset(chosen if isinstance(chosen, str) else None)
     except KznError as exc:
         return sidebar.ContextInfo(error=secrets.redact(str(exc)), **info)
     info.update(
@@ -67,7 +66,7 @@ def context_info(p: Mapping[str, Any]) -> sidebar.ContextInfo:
         key_present=secrets.present(preset.api_key),
     )
     cwd = _str(p, "cwd")
-    allow = context.allow_list(p.get("kzn_allow"))
+    allow = list(settings.kzn_allow)
     kzn_dir = context.find_kzn_dir(Path(cwd), allow=allow) if cwd else None
     if kzn_dir is not None:
         try:
@@ -106,7 +105,7 @@ class HistoryOps:
         self.live = live
         self._deleted: list[dict[str, Any]] = []
 
-    async def view(self, p: Mapping[str, Any]) -> dict[str, Any]:
+    async def view(self, p: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
         """A page of the sidebar; the first page (offset 0) with the context section."""
         flt = sidebar.parse_filter(_str(p, "filter"))
         offset = max(0, int(p.get("offset") or 0))
@@ -117,7 +116,7 @@ class HistoryOps:
             where["status"] = flt.status or None
             total = store.count(**where)
             entries = store.list(limit=sidebar.PAGE, offset=offset, **where)
-            return entries, total, context_info(p) if first else None
+            return entries, total, context_info(p, settings) if first else None
 
         entries, total, ctx = await self.recorder.read(read)
         keys = {**sidebar.DEFAULT_KEYS, **_keys(p.get("keys"))}
@@ -134,6 +133,7 @@ class HistoryOps:
             width=_width(p.get("width")),
         )
         out["seq"] = p.get("seq")
+        out["keys"] = {name: lhs for name, lhs in keys.items() if lhs}  # the editor maps these
         return out
 
     async def entry(self, p: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,6 +193,12 @@ def _width(value: Any) -> int:
 
 
 def _keys(value: Any) -> dict[str, str]:
+    """setup()'s sidebar keys over the defaults (view.DEFAULT_KEYS, the one place they
+    are): a key, or false ("") for none."""
     if not isinstance(value, Mapping):
         return {}
-    return {k: v for k, v in value.items() if k in sidebar.DEFAULT_KEYS and isinstance(v, str)}
+    return {
+        k: v if isinstance(v, str) else ""
+        for k, v in value.items()
+        if k in sidebar.DEFAULT_KEYS and (isinstance(v, str) or v is False)
+    }

@@ -211,7 +211,8 @@ def help_line(keys: Mapping[str, str], compact: bool = False) -> str:
     names: tuple[str, ...] = ("open", "rerun", "yank", "put", "delete", "undo", "filter")
     names = ("open", "filter", "help") if compact else (*names, "close", "help")
     short = {"open": "open", "rerun": "re-run", "help": "help", "undo": "undelete"}
-    return "  ".join(f"{keys.get(n, DEFAULT_KEYS[n])} {short.get(n, n)}" for n in names)
+    shown = [(keys.get(n, DEFAULT_KEYS[n]), n) for n in names]
+    return "  ".join(f"{lhs} {short.get(n, n)}" for lhs, n in shown if lhs)
 
 
 def _context_lines(out: _Out, ctx: ContextInfo) -> None:
@@ -275,7 +276,8 @@ def render(
         out.add(help_line(keys, compact), "KznllmHistoryDim")
         if show_help:
             for name, text in KEY_HELP.items():
-                out.add(f"  {keys.get(name, DEFAULT_KEYS[name]):<6} {text}", "KznllmHistoryDim")
+                if lhs := keys.get(name, DEFAULT_KEYS[name]):  # "": turned off
+                    out.add(f"  {lhs:<6} {text}", "KznllmHistoryDim")
             out.add("  :KznHistory clear   delete every entry (asks first)", "KznllmHistoryDim")
         out.add("")
         _context_lines(out, context)

@@ -78,17 +78,10 @@ M.defaults = {
     min_width = 30,
     max_width = 80,
     side = 'right', -- or 'left'
-    keys = {
-      open = '<CR>',
-      rerun = 'r',
-      yank = 'y',
-      put = 'p',
-      delete = 'dd',
-      undo = 'u',
-      filter = 'f',
-      close = 'q',
-      help = '?',
-    },
+    -- { open = '<CR>', rerun = 'r', yank = 'y', put = 'p', delete = 'dd', undo = 'u',
+    -- filter = 'f', close = 'q', help = '?' } by default (the host's, with its help
+    -- lines: kznllm_py/history/view.py); a key here replaces one, false turns it off
+    keys = {},
   },
   -- the host's log, stdpath('log')/kznllm.log: 'debug' | 'info' | 'warn' | 'error' | 'off'
   log = { level = 'info' },
@@ -120,9 +113,13 @@ M.defaults = {
 ---@type kznllm.Options
 M.options = vim.deepcopy(M.defaults)
 
+-- setup() calls so far: the host answers a configure with the one it got
+M.generation = 0
+
 --- Merge `opts` over the options in force (a list of presets replaces the old one).
 ---@return kznllm.Options
 function M.set(opts)
+  M.generation = M.generation + 1
   M.options = vim.tbl_deep_extend('force', M.options, opts or {})
   if opts and opts.presets then
     M.options.presets = opts.presets -- a list: replace, do not merge by index

@@ -116,8 +116,7 @@ function M.check()
       or 'host not started yet (it starts on first use)'
   )
 
-  local kzn = require('kznllm')
-  local rows, problems = presets_report(python, kzn.config.presets or {})
+  local rows, problems = presets_report(python, require('kznllm.config').options.presets or {})
   if not rows then
     health.error('could not list the presets')
   else
@@ -127,9 +126,9 @@ function M.check()
     if problems and #problems == 0 then
       health.ok('user presets valid')
     end
-    local current = kzn.current_preset()
+    local current = require('kznllm.presets').current_preset()
     local users = {}
-    for _, p in ipairs(kzn.config.presets or {}) do
+    for _, p in ipairs(require('kznllm.config').options.presets or {}) do
       if type(p) == 'table' and p.id then
         users[p.id] = true
       end

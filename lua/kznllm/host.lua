@@ -57,13 +57,74 @@ end
 M.find_python = find_python
 M.root = root
 
---- Validate user presets at setup, in a short-lived process (the host stays lazy).
---- `on_problems` gets a list of messages, only if there are any.
-function M.check_presets(presets, on_problems)
+-- the problems of the config already said (setup()'s generation, and their text): a
+-- bad preset is said once, whether the check at setup() or the host says it first
+local reported = { generation = -1, lines = {} }
+
+--- Say each of `problems` (field and reason) not said yet for setup() call `generation`.
+function M.report(generation, problems)
+  if generation ~= config.generation then
+    return -- an older setup()'s: the newer one is checked on its own
+  end
+  if reported.generation ~= generation then
+    reported.generation, reported.lines = generation, {}
+  end
+  for _, p in ipairs(problems or {}) do
+    if not reported.lines[p] then
+      reported.lines[p] = true
+      notify('kznllm: ' .. p, vim.log.levels.ERROR)
+    end
+  end
+end
+
+-- the options the host validates and keeps (kznllm_py/settings.py)
+local SETTINGS = { 'presets', 'history', 'timeouts', 'retries', 'max_response_bytes', 'kzn_allow' }
+
+--- What the host keeps until the next setup(): the options (validated there once),
+--- the models picked per preset and where history, the log and presets.toml live.
+function M.settings()
+  local o = config.options
+  local s = {
+    generation = config.generation,
+    models = require('kznllm.models').overrides(), -- picked with :KznPreset!
+    data_dir = vim.fn.stdpath('data'),
+    config_dir = vim.fn.stdpath('config'),
+    log_dir = vim.fn.stdpath('log'),
+    log_level = (o.log or {}).level or 'info',
+  }
+  for _, name in ipairs(SETTINGS) do
+    s[name] = o[name]
+  end
+  return s
+end
+
+-- what the host resolved from the settings in force: { default = preset id, presets =
+-- { [id] = { model, auto = where 'auto' puts an answer } } } (nil until it has said)
+M.known = nil
+
+--- From the host: the settings of `reply.generation` are in force.
+function M.configured(reply)
+  M.heard()
+  M.known = { default = reply.default, presets = reply.presets or {} }
+  M.report(reply.generation, reply.problems)
+end
+
+--- Send the settings to the running host (setup() again, a model picked); a host
+--- started later gets them first thing (ensure()).
+function M.configure()
+  if M.chan then
+    vim.rpcnotify(M.chan, method, { 'configure', M.settings() })
+  end
+end
+
+--- Validate user presets at setup, in a short-lived process (the host stays lazy);
+--- what it finds is said through report().
+function M.check_presets(presets)
   local python = find_python()
   if not python then
     return
   end
+  local generation = config.generation
   local code = ('import sys; sys.path.insert(0, %q); from kznllm_py.cli import main; '):format(root)
     .. "sys.exit(main(['presets', '--check', '-', '--json']))"
   local ok = pcall(
@@ -80,7 +141,7 @@ function M.check_presets(presets, on_problems)
       end
       if problems and #problems > 0 then
         vim.schedule(function()
-          on_problems(problems)
+          M.report(generation, problems)
         end)
       end
     end
@@ -147,8 +208,10 @@ function M.ensure()
   M.chan = chan
   M.pid = vim.fn.jobpid(chan)
   started_at, heard_at = vim.uv.hrtime(), nil
+  -- the settings first: every other call on this channel runs with them
+  vim.rpcnotify(chan, method, { 'configure', M.settings() })
   -- build the HTTP client and compile the templates while the user types the query
-  vim.rpcnotify(chan, method, { 'warmup', require('kznllm').host_payload() })
+  vim.rpcnotify(chan, method, { 'warmup', vim.empty_dict() })
   return chan
 end
 

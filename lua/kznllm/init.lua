@@ -1,6 +1,6 @@
 -- kznllm: LLM answers streamed into the buffer. This module is what a config loads at
 -- startup: setup() and the keymaps, nothing more; everything else loads on first use
--- (lua/kznllm/actions.lua, reached through this table: require('kznllm').prompt_fill).
+-- (lua/kznllm/actions.lua, presets.lua, ... reached through this table).
 local M = {}
 
 local api = vim.api
@@ -9,9 +9,16 @@ local config = require('kznllm.config')
 -- the options in force (lua/kznllm/config.lua holds the defaults)
 M.config = config.options
 
+-- the rest of the API, loaded on first use: require('kznllm').prompt_fill, .status, ...
+local API = { 'kznllm.actions', 'kznllm.presets', 'kznllm.capture', 'kznllm.apply' }
 setmetatable(M, {
   __index = function(_, key)
-    return require('kznllm.actions')[key]
+    for _, name in ipairs(API) do
+      local v = require(name)[key]
+      if v ~= nil then
+        return v
+      end
+    end
   end,
 })
 
@@ -34,13 +41,12 @@ end
 function M.setup(opts)
   ensure_helptags()
   M.config = config.set(opts)
-  if opts and opts.presets and #opts.presets > 0 then
+  local host = package.loaded['kznllm.host'] -- loaded: a host may run (nothing required here)
+  if host and host.chan then
+    host.configure() -- it validates them and says what is wrong, once
+  elseif opts and opts.presets and #opts.presets > 0 then
     -- reported now, with the field and the reason, not as an error at first use
-    require('kznllm.host').check_presets(opts.presets, function(problems)
-      for _, p in ipairs(problems) do
-        require('kznllm.notify').notify('kznllm: ' .. p, vim.log.levels.ERROR)
-      end
-    end)
+    require('kznllm.host').check_presets(opts.presets)
   end
   local km = M.config.keymaps or {}
   if km.fill then

@@ -11,7 +11,6 @@ M.ns = ns
 ---@type table<integer, table>
 M.jobs = {}
 local next_id = 0
-local spinner = { '⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏' }
 
 local config = require('kznllm.config')
 
@@ -28,6 +27,7 @@ end
 hl_defaults()
 
 local notify = require('kznllm.notify').notify
+local resolve -- below, with the preset a job runs with
 
 local function mark_pos(buf, id)
   local p = api.nvim_buf_get_extmark_by_id(buf, ns, id, {})
@@ -63,6 +63,7 @@ end
 --- says why), 'streaming', then at the end 'ok' | 'error' | 'cancelled' (with usage when
 --- the provider reported it).
 local function progress_info(job, status, usage)
+  resolve(job)
   if not status then
     status = job.written and 'streaming' or (job.note and 'retrying' or 'waiting')
   end
@@ -74,6 +75,7 @@ local function progress_info(job, status, usage)
     model = job.model,
     elapsed = (vim.uv.hrtime() - job.started) / 1e9,
     chars = job.chars,
+    tokens = job.tokens, -- the host's estimate of the answer's tokens so far
     status = status,
     note = job.note,
     usage = usage,
@@ -99,11 +101,11 @@ local function progress_text(job, status, usage)
   return M.default_message(info)
 end
 
-local function progress_update(job, frame, tick)
+local function progress_update(job, tick, timer)
   if job.done then
     return
   end
-  if tick and job.wrote_at and vim.uv.hrtime() - job.wrote_at < 3e8 then
+  if timer and job.wrote_at and vim.uv.hrtime() - job.wrote_at < 3e8 then
     -- text is landing: that is the progress; a spinner redraw now would cost a heavy
     -- buffer (treesitter) a second redraw for nothing
     return
@@ -125,10 +127,12 @@ local function progress_update(job, frame, tick)
   if not ok or not row then
     return
   end
-  job.frame = frame or job.frame or 1
+  job.tick = tick or job.tick or 0
   pcall(api.nvim_buf_set_extmark, job.buf, ns, row, col, {
     id = job.indicator,
-    virt_text = { { (' %s %s'):format(spinner[job.frame], text), 'KznllmProgress' } },
+    virt_text = {
+      { (' %s %s'):format(require('kznllm.notify').spinner(job.tick), text), 'KznllmProgress' },
+    },
     virt_text_pos = 'eol',
     right_gravity = true,
   })
@@ -151,7 +155,7 @@ local function progress_start(job)
   if not job.fidget then
     local r, c = anchor(job)
     job.indicator = api.nvim_buf_set_extmark(job.buf, ns, r or 0, c or 0, {})
-    progress_update(job, 1)
+    progress_update(job, 0)
   end
   job.timer = vim.uv.new_timer()
   local tick = 0
@@ -160,7 +164,7 @@ local function progress_start(job)
     100,
     vim.schedule_wrap(function()
       tick = tick + 1
-      progress_update(job, tick % #spinner + 1, true)
+      progress_update(job, tick, true)
     end)
   )
 end
@@ -185,17 +189,13 @@ local function progress_stop(job, status, usage)
   end
 end
 
---- The preset id and model a job runs with, as far as the editor knows them (the host
---- may tell more with meta()): opts.preset, else the current preset, and its model when
+--- The preset id and model a job runs with, as far as the editor knows them before the
+--- host has said (resolve()): opts.preset, else the current preset, and its model when
 --- it is one of setup()'s presets.
 local function preset_and_model(opts)
   local preset, model = opts.preset, opts.model
-  local ok, kzn = pcall(require, 'kznllm')
-  if not ok or type(kzn) ~= 'table' then
-    return preset, model
-  end
-  if not preset and type(kzn.current_preset) == 'function' then
-    preset = kzn.current_preset() or nil
+  if not preset then
+    preset = require('kznllm.presets').current_preset() or nil
   end
   for _, p in ipairs(not model and config.options.presets or {}) do
     if type(p) == 'table' and p.id == preset then
@@ -203,6 +203,26 @@ local function preset_and_model(opts)
     end
   end
   return preset, model
+end
+
+--- `job`'s preset, model and 'auto' placement as the host resolved them (host.known,
+--- from the settings it got: the default preset, a model picked with :KznPreset!, a
+--- fill-in-the-middle preset's answer at the cursor), once it has said them; it says
+--- them before any text of a fill it runs with them.
+resolve = function(job)
+  local known = require('kznllm.host').known
+  if job.resolved or not known then
+    return
+  end
+  job.resolved = true
+  local id = job.preset or known.default
+  local p = known.presets[id or '']
+  if p then
+    job.preset, job.model = id, p.model
+    if job.auto and not job.written and job.region.kind == 'point' then
+      job.placement = p.auto
+    end
+  end
 end
 
 -- regions: every position a request uses is an extmark from the keypress -------------
@@ -404,6 +424,11 @@ local function running_in(buf)
   return n
 end
 
+--- Does an answer stream into `buf` now?
+function M.streaming_in(buf)
+  return running_in(buf) > 0
+end
+
 -- the user's own mapping of the key, as maparg() gives it (buffer-local first)
 local function run_mapping(m)
   local function feed(keys)
@@ -572,7 +597,8 @@ function M.new(buf, region, opts)
     replace = opts.replace,
     follow = opts.follow,
     review = opts.replace and opts.review and region.kind == 'range' or nil,
-    placement = opts.placement or 'cursor',
+    placement = opts.placement == 'auto' and 'line' or opts.placement or 'cursor',
+    auto = opts.placement == 'auto', -- the preset decides (resolve())
     label = opts.label or 'kznllm',
     started = vim.uv.hrtime(),
     written = false,
@@ -580,6 +606,7 @@ function M.new(buf, region, opts)
     on_done = opts.on_done, -- called with the status once the job ends
   }
   job.preset, job.model = preset_and_model(opts)
+  resolve(job)
   if opts.replace then
     -- the selection stays until the first token replaces it: a request that fails
     -- before then leaves the buffer exactly as it was
@@ -838,26 +865,16 @@ function M.note(id, text)
   progress_update(job)
 end
 
---- From the host, when it knows them: the preset's id and model (for progress messages).
-function M.meta(id, meta)
-  local job = M.jobs[id]
-  if job and type(meta) == 'table' then
-    job.preset = meta.preset or job.preset
-    job.model = meta.model or job.model
-    -- 'auto' in normal mode: the host knows whether the preset fills in the middle
-    if meta.placement and not job.written and job.region.kind == 'point' then
-      job.placement = meta.placement
-    end
-  end
-end
-
---- Called by the host with each coalesced batch of text.
-function M.write(id, text)
+--- Called by the host with each coalesced batch of text, and the tokens of all the text
+--- so far (its estimate: the progress and the sidebar show it).
+function M.write(id, text, tokens)
   require('kznllm.host').heard()
   local job = M.jobs[id]
   if not job or job.done or job.stopping then
     return
   end
+  resolve(job) -- before the first text: where 'auto' puts it
+  job.tokens = tokens or job.tokens
   if not api.nvim_buf_is_valid(job.buf) then
     return M.stop(id, 'cancelled', 'the buffer was closed')
   end
@@ -880,32 +897,13 @@ function M.write(id, text)
   end
 end
 
+local LEVELS = { info = vim.log.levels.INFO, warn = vim.log.levels.WARN }
+
+--- The line that ends a job: the host's (kznllm_py/messages.py), unless the editor
+--- ended it itself (an undo, a change, the watchdog): then its reason.
 local function end_message(job, status, err, info)
-  local secs = (vim.uv.hrtime() - job.started) / 1e9
-  if status == 'ok' then
-    local usage = info and info.usage
-    local extra = ''
-    if info and info.first_token_ms then
-      extra = (', first token %.2fs'):format(info.first_token_ms / 1000)
-    end
-    if usage and usage.output_tokens then
-      extra = extra .. (', %s→%s tokens'):format(usage.input_tokens or '?', usage.output_tokens)
-    end
-    if info and info.tokens_per_s then
-      extra = extra .. (', %.0f/s'):format(info.tokens_per_s)
-    end
-    if info and info.skipped_files then
-      extra = extra
-        .. ('; %d .kzn file(s) left out (:KznDebug shows which and why)'):format(info.skipped_files)
-    end
-    if info and info.finish_reason == 'length' then
-      return ('kznllm: the answer was cut at the token limit (truncated) after %.1fs%s'):format(
-        secs,
-        extra
-      ),
-        vim.log.levels.WARN
-    end
-    return ('kznllm: done in %.1fs%s'):format(secs, extra), vim.log.levels.INFO
+  if info and info.message and not job.stop_reason then
+    return 'kznllm: ' .. info.message, LEVELS[info.level] or vim.log.levels.ERROR
   end
   local kept = job.written and ' (partial output kept)' or ' (buffer unchanged)'
   if err == M.UNDONE or err == M.CHANGED or err == M.DELETED or err == M.REJECTED then
@@ -993,7 +991,7 @@ function M.finish(id, status, err, info)
     data.writes, data.pace_ms = info.writes, info.pace_ms
   end
   if job.on_done then
-    pcall(job.on_done, status)
+    pcall(job.on_done, status, info)
   end
   pcall(api.nvim_exec_autocmds, 'User', { pattern = 'KznllmDone', data = data })
 end

@@ -1,6 +1,6 @@
 -- The model of a preset, picked from the list its server offers (`:KznPreset!`): the
 -- host fetches the list (off the editor: a notification out, a call back in), the
--- choice is remembered per preset across restarts and goes out with every fill.
+-- choice is remembered per preset across restarts and goes to the host with the settings.
 local M = {}
 
 local notify = require('kznllm.notify').notify
@@ -33,6 +33,7 @@ function M.set(preset_id, model)
   chosen[preset_id] = model
   vim.fn.mkdir(vim.fn.fnamemodify(state_file, ':h'), 'p')
   vim.fn.writefile({ vim.json.encode(chosen) }, state_file)
+  require('kznllm.host').configure() -- the host keeps them with the settings
 end
 
 --- Ask the host for `preset`'s models, then let the user pick one.
@@ -49,10 +50,7 @@ function M.pick(preset)
   end
   M.next_id = M.next_id + 1
   M.pending[M.next_id] = preset
-  local payload = require('kznllm').host_payload()
-  payload.request = M.next_id
-  payload.preset = preset.id
-  require('kznllm.host').notify('models', payload)
+  require('kznllm.host').notify('models', { request = M.next_id, preset = preset.id })
 end
 
 --- Called by the host: { request, models = {...} } or { request, error }.

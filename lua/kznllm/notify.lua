@@ -48,6 +48,14 @@ function M.notify(msg, level)
   api.nvim_echo({ { fit(line, width), hl } }, true, {})
 end
 
+local FRAMES = { '⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏' }
+
+--- The spinner's frame at `tick` (ticks a tenth of a second apart; any whole number):
+--- the progress, the sidebar's live rows and the statusline turn the same one.
+function M.spinner(tick)
+  return FRAMES[math.floor(tick) % #FRAMES + 1]
+end
+
 --- A routine line (a fill's timings): one line in the echo area and :messages, only
 --- with notify = 'all'.
 function M.routine(msg)

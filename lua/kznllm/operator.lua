@@ -24,13 +24,13 @@ function M.run(kind)
   local vmode = ({ line = 'V', char = 'v', block = '\22' })[kind] or 'v'
   -- the motion's extent, as a visual selection of it would have it
   local span = { vmode, vim.fn.getpos("'["), vim.fn.getpos("']") }
-  local kzn = require('kznllm')
+  local kzn = require('kznllm.actions')
   if fresh or not M.last then
     fresh = false
     return kzn.prompt_fill({
       span = span,
       on_query = function(q)
-        M.last = { query = q, preset = kzn.current_preset() }
+        M.last = { query = q, preset = require('kznllm.presets').current_preset() }
       end,
     })
   end

@@ -7,7 +7,6 @@ local M = {}
 local api = vim.api
 local ns = api.nvim_create_namespace('kznllm_history')
 local live_ns = api.nvim_create_namespace('kznllm_history_live')
-local spinner = { '⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏' }
 
 local config = require('kznllm.config')
 
@@ -93,15 +92,12 @@ local function work_win()
   return nil
 end
 
-local function base_payload()
-  return require('kznllm').host_payload()
-end
-
 --- Ask the host for the view from `offset` (0: the whole sidebar, else one more page).
 function M.request(offset)
   state.seq = state.seq + 1
   state.loading = true
-  local p = base_payload()
+  -- the preset the next request would use; the host has the rest (host.configure)
+  local p = { preset = require('kznllm.presets').current_preset() or vim.NIL }
   local w = work_win()
   local buf = w and api.nvim_win_get_buf(w) or api.nvim_get_current_buf()
   p.seq = state.seq
@@ -146,9 +142,9 @@ local function draw_live()
       n = n + 1
       local secs = (vim.uv.hrtime() - job.started) / 1e9
       local text = ('%s %.1fs ~%d tok'):format(
-        spinner[math.floor(secs * 10) % #spinner + 1],
+        require('kznllm.notify').spinner(secs * 10),
         secs,
-        math.floor((job.chars or 0) / 4)
+        job.tokens or 0 -- the host's estimate (context.estimate_tokens)
       )
       text = text .. string.rep(' ', math.max(0, state.live_width - vim.fn.strdisplaywidth(text)))
       pcall(api.nvim_buf_set_extmark, state.buf, live_ns, l.line, l.col, {
@@ -190,7 +186,9 @@ local function set_lines(from, to, lines)
   vim.bo[state.buf].modifiable = false
 end
 
---- From the host: a view (see kznllm_py/sidebar.py render()).
+local map_keys -- below, with the actions the keys run
+
+--- From the host: a view (kznllm_py/history/view.py render(), with its keys).
 function M.render(view)
   if view.seq ~= state.seq or not (state.buf and api.nvim_buf_is_valid(state.buf)) then
     return
@@ -213,6 +211,9 @@ function M.render(view)
   end
   for i, id in ipairs(view.rows) do
     state.rows[base + i] = id
+  end
+  if view.keys then
+    map_keys(state.buf, view.keys)
   end
   for _, h in ipairs(view.hl) do
     pcall(api.nvim_buf_set_extmark, state.buf, ns, base + h[1], h[2], {
@@ -326,8 +327,8 @@ end
 
 function M.entry(data)
   if data.action == 'apply' then
-    local actions = require('kznllm.actions')
-    return actions.apply_entry(data, actions.applying)
+    local apply = require('kznllm.apply')
+    return apply.apply_entry(data, apply.applying)
   end
   if data.action == 'open' then
     local buf = M.view_scratch(('kznllm://history/%d-%d'):format(data.entry, vim.uv.hrtime() % 1e6))
@@ -384,11 +385,7 @@ local function entry_call(action)
   if not id then
     return
   end
-  local p = base_payload()
-  p.id = id
-  p.action = action
-  p.register = vim.v.register
-  host().notify('history_entry', p)
+  host().notify('history_entry', { id = id, action = action, register = vim.v.register })
 end
 
 local actions = {
@@ -404,19 +401,17 @@ local actions = {
   rerun = function()
     local id = need_entry()
     if id then
-      require('kznllm').rerun(id, M.view_scratch)
+      require('kznllm.actions').rerun(id, M.view_scratch)
     end
   end,
   delete = function()
     local id = need_entry()
     if id then
-      local p = base_payload()
-      p.id = id
-      host().notify('history_delete', p)
+      host().notify('history_delete', { id = id })
     end
   end,
   undo = function()
-    host().notify('history_undelete', base_payload())
+    host().notify('history_undelete', vim.empty_dict())
   end,
   filter = function()
     -- the current filter is in the prompt, not in the text typed: what is typed replaces
@@ -440,15 +435,17 @@ local actions = {
   end,
 }
 
-local function setup_buffer(buf)
-  vim.bo[buf].buftype = 'nofile'
-  vim.bo[buf].bufhidden = 'hide'
-  vim.bo[buf].swapfile = false
-  vim.bo[buf].modifiable = false
-  vim.bo[buf].filetype = 'kznllm-history'
-  pcall(api.nvim_buf_set_name, buf, 'kznllm://history')
-  for name, lhs in pairs(opts().keys or {}) do
-    if lhs and lhs ~= '' and actions[name] then
+--- Map the keys the host's view names ({ action = lhs }: setup()'s over its defaults).
+map_keys = function(buf, keys)
+  local old = vim.b[buf].kznllm_keys or {}
+  if vim.deep_equal(old, keys) then
+    return
+  end
+  for _, lhs in pairs(old) do
+    pcall(vim.keymap.del, 'n', lhs, { buffer = buf })
+  end
+  for name, lhs in pairs(keys) do
+    if actions[name] then
       vim.keymap.set(
         'n',
         lhs,
@@ -457,6 +454,16 @@ local function setup_buffer(buf)
       )
     end
   end
+  vim.b[buf].kznllm_keys = keys
+end
+
+local function setup_buffer(buf)
+  vim.bo[buf].buftype = 'nofile'
+  vim.bo[buf].bufhidden = 'hide'
+  vim.bo[buf].swapfile = false
+  vim.bo[buf].modifiable = false
+  vim.bo[buf].filetype = 'kznllm-history'
+  pcall(api.nvim_buf_set_name, buf, 'kznllm://history')
   local group = api.nvim_create_augroup('kznllm_history_buf', { clear = true })
   api.nvim_create_autocmd('CursorMoved', {
     group = group,
@@ -532,7 +539,7 @@ function M.clear()
     prompt = 'Clear the whole kznllm history?',
   }, function(choice, idx)
     if idx == 1 then
-      host().notify('history_clear', base_payload())
+      host().notify('history_clear', vim.empty_dict())
     end
   end)
 end

@@ -1,0 +1,40 @@
+"""The one line that ends a request, for the editor and the CLI alike. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+KEPT = " (partial output kept)"
+UNCHANGED = " (buffer unchanged)"
+
+
+def end_message(
+    status: str, error: str | None, info: Mapping[str, Any], *, wrote: bool | None = None
+) -> tuple[str, str]:
+    """(text, level) of a request that ended with `status` ('ok', 'error', 'cancelled'),
+    `error` and the outcome's `info` (Outcome.to_dict(): timings, usage, finish reason,
+    skipped files). `wrote`: whether text went into a buffer (None: there is none, as in
+    the CLI), said after a failure. Level: 'info', 'warn' or 'error'. No prefix: the
+    editor puts "kznllm: " before it, the CLI's stderr lines have theirs."""
+    if status == "ok":
+        extra = ""
+        if info.get("first_token_ms") is not None:
+            extra = f", first token {info['first_token_ms'] / 1000:.2f}s"
+        usage = info.get("usage") or {}
+        if usage.get("output_tokens") is not None:
+            extra += f", {usage.get('input_tokens', '?')}→{usage['output_tokens']} tokens"
+        if info.get("tokens_per_s"):
+            extra += f", {info['tokens_per_s']:.0f}/s"
+        if info.get("skipped_files"):
+            n = info["skipped_files"]
+            extra += f"; {n} .kzn file(s) left out (:KznDebug shows which and why)"
+        secs = float(info.get("duration_ms") or 0) / 1000
+        if info.get("finish_reason") == "length":
+            cut = "the answer was cut at the token limit (truncated)"
+            return f"{cut} after {secs:.1f}s{extra}", "warn"
+        return f"done in {secs:.1f}s{extra}", "info"
+    kept = "" if wrote is None else KEPT if wrote else UNCHANGED
+    if status == "cancelled":
+        return "cancelled" + (f": {error}" if error else "") + kept, "warn"
+    return (error or "failed") + kept, "error"
