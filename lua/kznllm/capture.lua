@@ -7,8 +7,16 @@ local api = vim.api
 local config = require('kznllm.config')
 local job = require('kznllm.job')
 
-function M.line_len(buf, row)
-  return #api.nvim_buf_get_lines(buf, row, row + 1, true)[1]
+M.line_len = job.line_len -- from buffer offsets: a long line is not read for it
+
+--- How far the multibyte character whose first byte is byte `b` (1-based) of line
+--- `row` (`len` bytes long) goes on (vim.str_utf_end), reading those bytes only.
+local function utf_end(buf, row, b, len)
+  if b < 1 or b > len then
+    return 0
+  end
+  local bytes = api.nvim_buf_get_text(buf, row, b - 1, row, math.min(b + 3, len), {})[1] or ''
+  return #bytes > 0 and vim.str_utf_end(bytes, 1) or 0
 end
 
 --- The range to replace for visual `mode` between positions `a` and `b` (getpos()).
@@ -41,11 +49,10 @@ function M.region(buf, mode, a, b)
   for _, r in ipairs(regions) do
     local row = r[1][2] - 1
     local len = M.line_len(buf, row)
-    local line = api.nvim_buf_get_lines(buf, row, row + 1, true)[1]
     local s = math.min(r[1][3] - 1, len)
     local e = r[2][3] -- 1-based inclusive byte of the last char's first byte
     if e >= 1 and e <= len then
-      e = e + vim.str_utf_end(line, e) -- through the last byte of a multibyte char
+      e = e + utf_end(buf, row, e, len) -- through the last byte of a multibyte char
     end
     e = math.min(math.max(e, s), len)
     table.insert(rows, { row, s, e })
@@ -61,9 +68,9 @@ end
 function M.after_cursor(buf)
   local row, col = unpack(api.nvim_win_get_cursor(0))
   row = math.max(row, 1) -- 0 in a startup `-c` command, before the buffer is shown
-  local line = api.nvim_buf_get_lines(buf, row - 1, row, true)[1] or ''
-  if #line > 0 then
-    col = math.min(col + 1 + vim.str_utf_end(line, col + 1), #line)
+  local len = M.line_len(buf, row - 1) or 0
+  if len > 0 then
+    col = math.min(col + 1 + utf_end(buf, row - 1, col + 1, len), len)
   end
   return { row - 1, col, row - 1, col }
 end
@@ -72,6 +79,7 @@ end
 -- no more cross the RPC; each is at most 4 bytes, so this many bytes are read to find them
 local CONTEXT_CHARS = 24000
 local CONTEXT_BYTES = 4 * CONTEXT_CHARS
+M.CONTEXT_BYTES = CONTEXT_BYTES
 
 --- The last row in [lo, hi] whose start is at or before byte offset `target`.
 local function row_at(buf, lo, hi, target)

@@ -246,6 +246,34 @@ local function line_at(buf, row)
   return api.nvim_buf_get_lines(buf, row, row + 1, false)[1]
 end
 
+--- The byte length of line `row`, from buffer offsets: the line itself is not read
+--- (a 1 MB line would be copied into Lua for its length). nil past the last line.
+function M.line_len(buf, row)
+  local count = api.nvim_buf_line_count(buf)
+  if row < 0 or row >= count then
+    return nil
+  end
+  local len = api.nvim_buf_get_offset(buf, row + 1) - api.nvim_buf_get_offset(buf, row)
+  if row < count - 1 then
+    return len - 1
+  end
+  -- the last line's EOL counts only when it would be written ('eol', or 'fixeol'
+  -- without 'binary')
+  local bo = vim.bo[buf]
+  return (bo.eol or (bo.fixeol and not bo.binary)) and len - 1 or len
+end
+local line_len = M.line_len
+
+--- Whether line `row` holds only white space (read in full only when it is short, or
+--- when its start is all white space).
+local function blank_line(buf, row, len)
+  local head = api.nvim_buf_get_text(buf, row, 0, row, math.min(len, 256), {})[1] or ''
+  if not head:match('^%s*$') then
+    return false
+  end
+  return len <= 256 or (line_at(buf, row) or ''):match('^%s*$') ~= nil
+end
+
 local function mark(buf, row, col, right_gravity)
   return api.nvim_buf_set_extmark(buf, ns, row, col, { right_gravity = right_gravity })
 end
@@ -346,7 +374,7 @@ function M.bounds(r, placement)
       return { p[1], p[2], p[1], p[2] }
     end
     local row = api.nvim_buf_get_extmark_by_id(r.buf, ns, r.line, {})[1]
-    local len = #(line_at(r.buf, row) or '')
+    local len = line_len(r.buf, row) or 0
     return { math.min(row, p[1]), 0, math.max(row, p[1]), math.max(len, p[2]) }
   end
   local s = spans(r)
@@ -359,10 +387,20 @@ end
 
 --- The cursor line of a point region split at its insertion point: { head, rest,
 --- blank } (the host moves the prompt's context split to where the answer goes).
+--- A part longer than the context the host gets (`capture.CONTEXT_BYTES`) cannot be
+--- in it: it is left out (nil), which the host reads as "split where it is".
 function M.spot(r)
-  local p = api.nvim_buf_get_extmark_by_id(r.buf, ns, r.point, {})
-  local line = line_at(r.buf, p[1]) or ''
-  return { head = line:sub(1, p[2]), rest = line:sub(p[2] + 1), blank = line:match('^%s*$') ~= nil }
+  local buf = r.buf
+  local p = api.nvim_buf_get_extmark_by_id(buf, ns, r.point, {})
+  local len = line_len(buf, p[1]) or 0
+  local most = require('kznllm.capture').CONTEXT_BYTES
+  local function part(sc, ec)
+    if ec - sc > most then
+      return nil
+    end
+    return api.nvim_buf_get_text(buf, p[1], sc, p[1], ec, {})[1] or ''
+  end
+  return { head = part(0, p[2]), rest = part(p[2], len), blank = blank_line(buf, p[1], len) }
 end
 
 --- The text a request is about, as context sees it: the region's bounds, a linewise
@@ -370,7 +408,7 @@ end
 function M.text_bounds(r)
   local b = M.bounds(r, 'cursor')
   if b and r.nl and b[3] > b[1] then
-    return { b[1], b[2], b[3] - 1, #(line_at(r.buf, b[3] - 1) or '') }
+    return { b[1], b[2], b[3] - 1, line_len(r.buf, b[3] - 1) or 0 }
   end
   return b
 end
@@ -684,18 +722,18 @@ local function point_target(job, lines)
     return p[1], p[2], p[1], p[2], lines, 0
   end
   local row = api.nvim_buf_get_extmark_by_id(job.buf, ns, r.line, {})[1]
-  local text = line_at(job.buf, row) or ''
+  local len = line_len(job.buf, row) or 0
   if job.placement == 'above' then
     local out = vim.list_extend({}, lines)
     table.insert(out, '')
     return row, 0, row, 0, out, 0
   end
-  if job.placement == 'line' and text:match('^%s*$') then
-    return row, #text, row, #text, lines, 0
+  if job.placement == 'line' and blank_line(job.buf, row, len) then
+    return row, len, row, len, lines, 0
   end
   local out = { '' }
   vim.list_extend(out, lines)
-  return row, #text, row, #text, out, 1
+  return row, len, row, len, out, 1
 end
 
 local function first_write(job, lines)
@@ -728,7 +766,7 @@ local function first_write(job, lines)
       local er, ec = x[3], x[4]
       if r.nl then -- up to the end of the last selected line, not its line break
         er = er - 1
-        ec = #(line_at(buf, er) or '')
+        ec = line_len(buf, er) or 0
       end
       sr, sc = x[1], x[2]
       api.nvim_buf_set_text(buf, sr, sc, er, ec, lines)
