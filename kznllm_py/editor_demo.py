@@ -127,7 +127,10 @@ def _check(nvim_exe: str, tmp: Path) -> int:
         second = wait(2)
         text = "\n".join(nvim.api.buf_get_lines(0, 0, -1, True))
         ok = ok and second["status"] == "ok" and "offline demo model" in text.split("\n")[-1]
-        print(f"yap: {second['status']}: {text.splitlines()[-1][:70]!r}...")
+        print(
+            f"yap: {second['status']}: {text.splitlines()[-1][:70]!r}...",
+            second.get("error") or "",
+        )
         nvim.command("normal! u")
         undone = nvim.api.buf_get_lines(0, 0, -1, True)
         ok = ok and undone == lines
@@ -137,7 +140,10 @@ def _check(nvim_exe: str, tmp: Path) -> int:
         debug = "\n".join(nvim.api.buf_get_lines(0, 0, -1, True))
         shown = debug.startswith("# kznllm debug: demo") and "## System" in debug
         ok = ok and third["status"] == "ok" and shown and "offline demo model" in debug
-        print(f"debug view: {third['status']}: the request shown first: {shown}")
+        print(
+            f"debug view: {third['status']}: the request shown first: {shown}",
+            third.get("error") or "",
+        )
         deadline = time.monotonic() + 30
         while not nvim.exec_lua("return vim.b.kznllm_entry") and time.monotonic() < deadline:
             nvim.api.get_mode()
@@ -146,7 +152,10 @@ def _check(nvim_exe: str, tmp: Path) -> int:
         debug = "\n".join(nvim.api.buf_get_lines(0, 0, -1, True))
         followed = "## You\n\nand in one line?" in debug
         ok = ok and fourth["status"] == "ok" and followed
-        print(f"follow-up: {fourth['status']}: below the first answer: {followed}")
+        print(
+            f"follow-up: {fourth['status']}: below the first answer: {followed}",
+            fourth.get("error") or "",
+        )
         nvim.command("KznHistory")
         deadline = time.monotonic() + 30
         rows: list[int] = []

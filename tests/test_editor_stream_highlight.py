@@ -179,3 +179,18 @@ def test_two_answers_in_one_buffer_hold_it_until_the_last_ends(nvim: Child, tmp_
     assert not held(nvim)
     nvim.nvim.command("enew")  # no highlighter here: nothing to hold
     assert not nvim.lua(f"return {sh}.hold(0)")
+
+
+@pytest.mark.parametrize("quiet", [-5, "soon", 1e309])
+def test_a_bad_quiet_ms_does_not_break_a_fill(
+    nvim: Child, server: LoopbackServer, tmp_path: Path, quiet: object
+):
+    nvim.use_server(server.base_url)
+    open_c(nvim, tmp_path)
+    nvim.lua("require('kznllm').setup({ stream_highlight = { quiet_ms = ... } })", quiet)
+    server.queue(Reply(chunks=openai_events(TOKENS[:40])))
+    nvim.nvim.command("KznFill go")
+    [done] = nvim.wait_done(1)
+    assert done["status"] == "ok"
+    assert "tok39" in nvim.text()
+    assert not held(nvim)

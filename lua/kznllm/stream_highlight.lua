@@ -31,8 +31,16 @@ local function real_buf(buf)
   return (buf == 0 or buf == nil) and api.nvim_get_current_buf() or buf
 end
 
+--- setup()'s stream_highlight, read safely: a mode other than 'live' holds, a quiet_ms
+--- that is not a number of milliseconds (0 or more) is the default's 150.
 local function options()
-  return require('kznllm.config').options.stream_highlight or {}
+  local o = require('kznllm.config').options.stream_highlight
+  o = type(o) == 'table' and o or {}
+  local quiet = tonumber(o.quiet_ms)
+  if not quiet or quiet < 0 or quiet ~= quiet or quiet == math.huge then
+    quiet = 150
+  end
+  return { mode = o.mode == 'live' and 'live' or 'pause', quiet_ms = math.floor(quiet) }
 end
 
 local function redraw(buf)
@@ -46,7 +54,7 @@ local function proxy_of(h)
   local real = h.real
   local proxy = {}
   function proxy.parse(_, range, on_parse)
-    if vim.uv.now() - h.last >= (options().quiet_ms or 150) then
+    if vim.uv.now() - h.last >= options().quiet_ms then
       return real:parse(range, on_parse)
     end
     return real:trees()
@@ -104,7 +112,7 @@ function M.wrote(buf)
   h.last = vim.uv.now()
   h.timer = h.timer or vim.uv.new_timer()
   h.timer:start(
-    options().quiet_ms or 150,
+    options().quiet_ms,
     0,
     vim.schedule_wrap(function()
       if held[buf] == h and api.nvim_buf_is_valid(buf) then
