@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -94,6 +95,21 @@ DEMO_NOTICE = (
 )
 
 
+_PLUGINS: list[KznllmPlugin] = []  # the instances pynvim made (one per host)
+
+
+def shutdown(timeout: float = 1.0) -> None:
+    """The host's loop has ended (Neovim quit, or closed the channel; the host's entry
+    command calls this): what each plugin instance still runs ends as a cancel ends it,
+    within `timeout`, so history records a partial answer as cancelled, and history's
+    queued writes are flushed before the process exits. Neovim's SIGTERM at its exit
+    (it follows with SIGKILL 2 s later) would cut that short: it is ignored meanwhile."""
+    with contextlib.suppress(ValueError, OSError):  # not the main thread: not ours to set
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for plugin in _PLUGINS:
+        plugin.detach(timeout)
+
+
 @pynvim.plugin
 class KznllmPlugin:
     def __init__(self, nvim: pynvim.Nvim) -> None:
@@ -110,9 +126,24 @@ class KznllmPlugin:
         # the write pace of each running fill, set by what its writes cost the editor
         self._paced: dict[int, tuple[Coalescer, Pace]] = {}
         self._warned: set[str] = set()  # skipped .kzn folders already reported
+        _PLUGINS.append(self)
         # setup()'s options, validated once per `configure` (the editor's first call on
         # a host's channel, and again at each setup()); a fill keeps the one it began with
         self.settings = settings.Settings()
+
+    def detach(self, timeout: float) -> None:
+        """See `shutdown`. Nothing more goes to the editor: it is gone."""
+        session = getattr(self.nvim, "_session", None)
+        if session is not None:
+            setattr(session, "request", lambda *_args, **_kw: None)  # noqa: B010
+        loop = self.nvim.loop
+        pending = [t for t in (*self.tasks.values(), *self._background) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending and not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
+        if self._recorder is not None:
+            self._recorder.close()
 
     def http(self) -> httpx.AsyncClient:
         """The host's HTTP client, made on first use. A method, not a property: pynvim

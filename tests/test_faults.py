@@ -889,6 +889,27 @@ def test_quitting_neovim_mid_stream_ends_the_host_and_history_keeps_the_partial_
     assert (entry.status, entry.response) == ("cancelled", "partial ")
 
 
+def test_a_host_whose_channel_closes_mid_stream_records_the_partial_answer(nvim: Child):
+    """No cancel comes first (unlike :qa!, which unloads the buffer): the host sees its
+    channel end, and still ends the fill as a cancel does, history flushed, before it
+    exits."""
+    with LoopbackServer() as server:
+        server.queue(Reply(chunks=openai_events(["partial ", "rest"]), pause_after=2))
+        nvim.use_server(server.base_url)
+        nvim.nvim.command("KznFill go")
+        server.wait_paused()
+        nvim.wait_for(lambda: nvim.text() == "partial ", what="the first token")
+        host = nvim.lua("return vim.fn.jobpid(require('kznllm.host').chan)")
+        nvim.lua("vim.fn.chanclose(require('kznllm.host').chan)")
+        wait_until(lambda: not alive(host), 10, "the Python host to exit")
+        server.wait_client_gone()
+    store = HistoryStore(db_path(nvim))
+    (row,) = store.list()
+    entry = store.get(row.id)
+    assert entry is not None
+    assert (entry.status, entry.response) == ("cancelled", "partial ")
+
+
 # -- the history database ---------------------------------------------------------------
 
 

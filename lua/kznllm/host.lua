@@ -161,7 +161,10 @@ function M.ensure()
   local argv = {
     python,
     '-c',
-    'import sys; sys.path = [p for p in sys.path if p != ""]; import pynvim; pynvim.start_host()',
+    -- after the loop (Neovim gone): running fills end as cancelled, history is flushed
+    'import sys; sys.path = [p for p in sys.path if p != ""]; import pynvim\n'
+      .. 'try:\n    pynvim.start_host()\nfinally:\n'
+      .. '    p = sys.modules.get("kznllm_py.plugin")\n    p and p.shutdown()',
     M.plugin_path,
   }
   local chan = vim.fn.jobstart(argv, {
