@@ -202,7 +202,7 @@ class KznllmPlugin:
         presets = {pid: new.preset(pid) for pid in new.presets}
         reply = {
             "generation": new.generation,
-            "problems": [printable(redact(line)) for line in new.problems],
+            "problems": new.shown_problems(),
             "presets": {
                 pid: {"model": p.model, "auto": placement("auto", p.fim)}
                 for pid, p in presets.items()
@@ -223,7 +223,7 @@ class KznllmPlugin:
             except KznError as exc:
                 return {"error": str(exc), "presets": []}
             return {
-                "problems": [printable(redact(line)) for line in s.problems],
+                "problems": s.shown_problems(),
                 "current": current.id,
                 "presets": [
                     {

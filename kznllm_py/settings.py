@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from kznllm_py import context
-from kznllm_py.errors import ConfigError
+from kznllm_py.errors import ConfigError, printable
 from kznllm_py.history.ops import retention
 from kznllm_py.presets import PRESETS_FILE, Preset, builtin_presets, merge_presets, pick
+from kznllm_py.secrets import redact
 
 # the HTTP client and the generation are ~250 ms of imports a fill needs, not this: the
 # numbers are checked here and made into their types (Timeouts, RetryPolicy) by a fill
@@ -45,6 +46,10 @@ class Settings:
     problems: tuple[str, ...] = ()
     # which configure call these came from: the editor ignores a reply to an older one
     generation: int = 0
+
+    def shown_problems(self) -> list[str]:
+        """The problems as the editor shows them: redacted, control characters escaped."""
+        return [printable(redact(line)) for line in self.problems]
 
     @property
     def history_enabled(self) -> bool:

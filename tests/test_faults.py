@@ -861,18 +861,32 @@ def test_a_cancel_that_reaches_the_host_with_its_fill_still_ends_the_job(nvim: C
 # -- Neovim quits mid-stream --------------------------------------------------------------
 
 
+def stream_paused_after_a_token(child: Child, server: LoopbackServer) -> int:
+    """A fill whose stream stops after "partial " (in the buffer); the host's pid."""
+    server.queue(Reply(chunks=openai_events(["partial ", "rest"]), pause_after=2))
+    child.use_server(server.base_url)
+    child.nvim.command("KznFill go")
+    server.wait_paused()
+    child.wait_for(lambda: child.text() == "partial ", what="the first token")
+    return int(child.lua("return vim.fn.jobpid(require('kznllm.host').chan)"))
+
+
+def recorded(path: Path) -> tuple[str, str]:
+    """The status and response of the one history entry in `path`."""
+    store = HistoryStore(path)
+    (row,) = store.list()
+    entry = store.get(row.id)
+    assert entry is not None
+    return entry.status, entry.response
+
+
 def test_quitting_neovim_mid_stream_ends_the_host_and_history_keeps_the_partial_text(
     tmp_path: Path,
 ):
     child = Child(tmp_path)
     try:
         with LoopbackServer() as server:
-            server.queue(Reply(chunks=openai_events(["partial ", "rest"]), pause_after=2))
-            child.use_server(server.base_url)
-            child.nvim.command("KznFill go")
-            server.wait_paused()
-            child.wait_for(lambda: child.text() == "partial ", what="the first token")
-            host = child.lua("return vim.fn.jobpid(require('kznllm.host').chan)")
+            host = stream_paused_after_a_token(child, server)
             editor = child.nvim.call("getpid")
             data = Path(child.lua("return vim.fn.stdpath('data')"))
             with contextlib.suppress(Exception):  # the channel goes away with Neovim
@@ -882,11 +896,7 @@ def test_quitting_neovim_mid_stream_ends_the_host_and_history_keeps_the_partial_
             server.wait_client_gone()  # the stream was closed, not left hanging
     finally:
         child.close()
-    store = HistoryStore(data / "kznllm" / "history.sqlite3")
-    (row,) = store.list()
-    entry = store.get(row.id)
-    assert entry is not None
-    assert (entry.status, entry.response) == ("cancelled", "partial ")
+    assert recorded(data / "kznllm" / "history.sqlite3") == ("cancelled", "partial ")
 
 
 def test_a_host_whose_channel_closes_mid_stream_records_the_partial_answer(nvim: Child):
@@ -894,20 +904,11 @@ def test_a_host_whose_channel_closes_mid_stream_records_the_partial_answer(nvim:
     channel end, and still ends the fill as a cancel does, history flushed, before it
     exits."""
     with LoopbackServer() as server:
-        server.queue(Reply(chunks=openai_events(["partial ", "rest"]), pause_after=2))
-        nvim.use_server(server.base_url)
-        nvim.nvim.command("KznFill go")
-        server.wait_paused()
-        nvim.wait_for(lambda: nvim.text() == "partial ", what="the first token")
-        host = nvim.lua("return vim.fn.jobpid(require('kznllm.host').chan)")
+        host = stream_paused_after_a_token(nvim, server)
         nvim.lua("vim.fn.chanclose(require('kznllm.host').chan)")
         wait_until(lambda: not alive(host), 10, "the Python host to exit")
         server.wait_client_gone()
-    store = HistoryStore(db_path(nvim))
-    (row,) = store.list()
-    entry = store.get(row.id)
-    assert entry is not None
-    assert (entry.status, entry.response) == ("cancelled", "partial ")
+    assert recorded(db_path(nvim)) == ("cancelled", "partial ")
 
 
 # -- the history database ---------------------------------------------------------------

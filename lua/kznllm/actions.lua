@@ -143,7 +143,7 @@ function M.start(spec)
     mode = spec.replace and 'replace' or 'yap',
     linewise = (spec.linewise and not spec.debug) or false,
     placement = (not spec.replace and not to_scratch) and spec.placement or nil,
-    spot = (not spec.replace and not to_scratch) and job.spot(region) or nil,
+    spot = (not spec.replace and not to_scratch) and job.spot(region, capture.CONTEXT_BYTES) or nil,
     query = spec.query,
     selection = selection,
     filetype = vim.bo[buf].filetype,

@@ -387,13 +387,12 @@ end
 
 --- The cursor line of a point region split at its insertion point: { head, rest,
 --- blank } (the host moves the prompt's context split to where the answer goes).
---- A part longer than the context the host gets (`capture.CONTEXT_BYTES`) cannot be
---- in it: it is left out (nil), which the host reads as "split where it is".
-function M.spot(r)
+--- A part longer than `most` bytes (the context the host gets) cannot be in it: it is
+--- left out (nil), which the host reads as "split where it is".
+function M.spot(r, most)
   local buf = r.buf
   local p = api.nvim_buf_get_extmark_by_id(buf, ns, r.point, {})
   local len = line_len(buf, p[1]) or 0
-  local most = require('kznllm.capture').CONTEXT_BYTES
   local function part(sc, ec)
     if ec - sc > most then
       return nil
@@ -793,7 +792,9 @@ local last_write = {}
 --- The buffer's last change is now a write of `job` (the undo step later writes join,
 --- and where undo detection starts from).
 local function wrote(job)
-  require('kznllm.stream_highlight').wrote(job.buf)
+  if job.held then
+    require('kznllm.stream_highlight').wrote(job.buf)
+  end
   job.seq = vim.fn.changenr()
   last_write[job.buf] =
     { tick = api.nvim_buf_get_changedtick(job.buf), job = job.id, time = vim.uv.hrtime() }

@@ -22,6 +22,7 @@ local api = vim.api
 ---@field proxy table what the highlighter sees instead while held
 ---@field count integer jobs streaming into the buffer
 ---@field last integer vim.uv.now() at the last write
+---@field quiet integer setup()'s quiet_ms when the hold began (read once, not per redraw)
 ---@field timer uv.uv_timer_t|nil
 
 ---@type table<integer, kznllm.HeldHighlight>
@@ -54,7 +55,7 @@ local function proxy_of(h)
   local real = h.real
   local proxy = {}
   function proxy.parse(_, range, on_parse)
-    if vim.uv.now() - h.last >= options().quiet_ms then
+    if vim.uv.now() - h.last >= h.quiet then
       return real:parse(range, on_parse)
     end
     return real:trees()
@@ -86,7 +87,8 @@ function M.hold(buf)
     h.count = h.count + 1
     return true
   end
-  if options().mode ~= 'pause' then
+  local o = options()
+  if o.mode ~= 'pause' then
     return false
   end
   local ok, highlighter = pcall(require, 'vim.treesitter.highlighter')
@@ -94,7 +96,7 @@ function M.hold(buf)
   if type(hl) ~= 'table' or type(hl.tree) ~= 'table' or type(hl.tree.trees) ~= 'function' then
     return false
   end
-  h = { hl = hl, real = hl.tree, count = 1, last = vim.uv.now() }
+  h = { hl = hl, real = hl.tree, count = 1, last = vim.uv.now(), quiet = o.quiet_ms }
   h.proxy = proxy_of(h)
   hl.tree = h.proxy
   held[buf] = h
@@ -112,7 +114,7 @@ function M.wrote(buf)
   h.last = vim.uv.now()
   h.timer = h.timer or vim.uv.new_timer()
   h.timer:start(
-    options().quiet_ms,
+    h.quiet,
     0,
     vim.schedule_wrap(function()
       if held[buf] == h and api.nvim_buf_is_valid(buf) then
