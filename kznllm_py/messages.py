@@ -33,6 +33,9 @@ def end_message(
         if info.get("finish_reason") == "length":
             cut = "the answer was cut at the token limit (truncated)"
             return f"{cut} after {secs:.1f}s{extra}", "warn"
+        if info.get("finish_reason") == "content_filter":
+            cut = "the answer was stopped by the provider's content filter (partial)"
+            return f"{cut} after {secs:.1f}s{extra}", "warn"
         return f"done in {secs:.1f}s{extra}", "info"
     kept = "" if wrote is None else KEPT if wrote else UNCHANGED
     if status == "cancelled":

@@ -77,14 +77,27 @@ def error_message(body: Any) -> str | None:
     return base.error_text(body, label="type", fields=("message",))
 
 
+def input_counts(usage: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(every input token, the ones read from the cache). Anthropic's `input_tokens`
+    leaves out `cache_creation_input_tokens` and `cache_read_input_tokens`: all three
+    are input."""
+    inp = base.as_count(usage.get("input_tokens"))
+    written = base.as_count(usage.get("cache_creation_input_tokens"))
+    read = base.as_count(usage.get("cache_read_input_tokens"))
+    if inp is not None and (written or read):
+        inp += (written or 0) + (read or 0)
+    return inp, read or None
+
+
 class Parser(base.JsonEventParser):
-    __slots__ = ("done", "input_tokens", "stop_reason")
+    __slots__ = ("cached", "done", "input_tokens", "stop_reason")
     provider_name = NAME
 
     def __init__(self) -> None:
         self.done = False
         self.stop_reason: str | None = None
         self.input_tokens: int | None = None
+        self.cached: int | None = None
 
     def _deltas(self, obj: dict[str, Any], event: Event) -> list[base.Delta]:
         kind = obj.get("type") or event.event
@@ -100,7 +113,7 @@ class Parser(base.JsonEventParser):
             return []  # signature_delta, input_json_delta, ...
         if kind == "message_start":
             usage = (obj.get("message") or {}).get("usage") or {}
-            self.input_tokens = base.as_count(usage.get("input_tokens"))
+            self.input_tokens, self.cached = input_counts(usage)
             return []
         if kind == "message_delta":
             reason = as_text((obj.get("delta") or {}).get("stop_reason"))
@@ -108,8 +121,14 @@ class Parser(base.JsonEventParser):
             self.stop_reason = ("length" if reason == "max_tokens" else reason) or self.stop_reason
             usage = obj.get("usage") or {}
             if "output_tokens" in usage:
-                inp = base.as_count(usage.get("input_tokens", self.input_tokens))
-                return [UsageDelta(inp, base.as_count(usage["output_tokens"]))]
+                inp, cached = self.input_tokens, self.cached
+                if "input_tokens" in usage:  # newer servers repeat the counts here
+                    inp, cached = input_counts(usage)
+                return [
+                    UsageDelta(
+                        inp, base.as_count(usage["output_tokens"]), cached_input_tokens=cached
+                    )
+                ]
             return []
         if kind == "message_stop":
             self.done = True

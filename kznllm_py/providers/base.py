@@ -177,11 +177,23 @@ class ReasoningDelta:
 
 @dataclass(slots=True)
 class UsageDelta:
+    """Token counts as the provider reports them. `input_tokens` counts every input
+    token, the cached ones (`cached_input_tokens`, billed at the cached price) among
+    them; `output_tokens` counts every output token, the reasoning ones
+    (`reasoning_tokens`) among them."""
+
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     def to_dict(self) -> dict[str, int]:
-        out = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        out = {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_input_tokens": self.cached_input_tokens or None,
+            "reasoning_tokens": self.reasoning_tokens or None,
+        }
         return {k: v for k, v in out.items() if v is not None}
 
 

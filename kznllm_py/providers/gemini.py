@@ -136,7 +136,7 @@ class Parser(base.JsonEventParser):
         self.chunks = 0  # GenerateContentResponse objects read
         self.done = False
         self.finish_reason: str | None = None
-        self.usage: tuple[int | None, int | None] | None = None
+        self.usage: tuple[int | None, ...] | None = None
 
     def _deltas(self, obj: dict[str, Any], event: Event) -> list[base.Delta]:
         if obj.get("error"):
@@ -171,7 +171,13 @@ class Parser(base.JsonEventParser):
             thoughts = as_count(meta.get("thoughtsTokenCount"))
             if thoughts is not None:  # billed as output, like OpenAI's reasoning tokens
                 out_tokens = (out_tokens or 0) + thoughts
-            usage = (as_count(meta.get("promptTokenCount")), out_tokens)
+            cached = as_count(meta.get("cachedContentTokenCount"))  # within promptTokenCount
+            usage = (
+                as_count(meta.get("promptTokenCount")),
+                out_tokens,
+                cached or None,
+                thoughts or None,
+            )
             if usage != self.usage:  # usageMetadata rides on every chunk, running totals
                 self.usage = usage
                 out.append(UsageDelta(*usage))

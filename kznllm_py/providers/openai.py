@@ -98,6 +98,22 @@ def content_parts(parts: list[Any]) -> tuple[str, str]:
     return "".join(text), "".join(thought)
 
 
+def read_usage(usage: dict[str, Any]) -> UsageDelta:
+    """`{prompt_tokens, completion_tokens, prompt_tokens_details: {cached_tokens},
+    completion_tokens_details: {reasoning_tokens}}` (the details: OpenAI, DeepSeek's
+    `prompt_cache_hit_tokens` too; both counted within the totals)."""
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    if cached is None:
+        cached = usage.get("prompt_cache_hit_tokens")
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    return UsageDelta(
+        as_count(usage.get("prompt_tokens")),
+        as_count(usage.get("completion_tokens")),
+        cached_input_tokens=as_count(cached) or None,  # 0: none (as absent)
+        reasoning_tokens=as_count(reasoning) or None,
+    )
+
+
 class Parser:
     """Chat Completions chunks -> deltas. Ends at `data: [DONE]`."""
 
@@ -149,12 +165,7 @@ class Parser:
                     self.finish_reason = reason
             usage = obj.get("usage")
             if usage:
-                out.append(
-                    UsageDelta(
-                        as_count(usage.get("prompt_tokens")),
-                        as_count(usage.get("completion_tokens")),
-                    )
-                )
+                out.append(read_usage(usage))
         except (AttributeError, TypeError, KeyError, IndexError):
             shown = clip(data, 200)
             raise StreamError(f"{self.name}: unexpected stream event: {shown!r}") from None
