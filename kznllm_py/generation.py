@@ -49,7 +49,7 @@ from kznllm_py.events import (
 )
 from kznllm_py.fences import FenceStripper
 from kznllm_py.ndjson import NDJSONDecoder
-from kznllm_py.presets import Preset
+from kznllm_py.presets import Preset, request_params
 from kznllm_py.providers import get_provider
 from kznllm_py.providers.base import (
     Delta,
@@ -151,7 +151,7 @@ async def prepare_with_prompt(
         base_url=base_url,
         model=preset.model,
         prompt=prompt,
-        params=dict(preset.params),
+        params=request_params(preset),
         api_key=key,
     )
     secrets.check_headers(request.headers, preset.id)

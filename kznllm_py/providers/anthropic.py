@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from kznllm_py.errors import ProviderError
-from kznllm_py.providers import base
+from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta, as_text
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
@@ -33,7 +33,46 @@ PARAMS: dict[str, base.Param] = {
     "container": base.TEXT,
     "mcp_servers": base.LIST,
     "context_management": base.TABLE,
+    "output_config": base.TABLE,
 }
+
+_OFF = {"thinking": {"type": "disabled"}}
+# the API refuses these with thinking on
+_NOT_WITH_THINKING = ("temperature", "top_k", "top_p")
+# thinking budgets of the models that take `budget_tokens`, counted within max_tokens:
+# the switch adds the budget to the preset's max_tokens, so the answer keeps its room
+BUDGETS = {"low": 2048, "medium": 8192, "high": 24576}
+# the reasoning switch, first match wins (providers/reasoning.py): adaptive thinking
+# with an effort for the models of Claude 4.6 and later (they refuse budget_tokens),
+# a budget for Claude 3.7 and 4 to 4.5
+REASONING_RULES = (
+    reasoning.Rule(
+        r"^claude-[a-z]+-(4-[6-9]|[5-9])(-|$)",
+        {
+            "off": _OFF,
+            **{
+                level: {"thinking": {"type": "adaptive"}, "output_config": {"effort": level}}
+                for level in ("low", "medium", "high")
+            },
+        },
+        soft=("thinking.display",),
+        drop=_NOT_WITH_THINKING,
+    ),
+    reasoning.Rule(
+        r"^claude-(3-7-sonnet|[a-z]+-4(-[0-5])?(-\d{8})?$)",
+        {
+            "off": _OFF,
+            **{
+                level: {"thinking": {"type": "enabled", "budget_tokens": budget}}
+                for level, budget in BUDGETS.items()
+            },
+        },
+        drop=_NOT_WITH_THINKING,
+        grow=("max_tokens", DEFAULT_MAX_TOKENS),
+        budget=BUDGETS,
+    ),
+    reasoning.Rule(r"^claude-", {"off": {}}, why="this Claude model does not think"),
+)
 
 
 def build_request(
@@ -158,4 +197,5 @@ PROVIDER = base.Provider(
         extra=HEADERS,
         paging=("limit", "after_id"),
     ),
+    reasoning_rules=REASONING_RULES,
 )

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from kznllm_py.errors import StreamError
 from kznllm_py.providers.jsonfast import loads_event
+from kznllm_py.providers.reasoning import Rule
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
 
@@ -362,6 +363,9 @@ class Provider:
     needs_base_url: bool = False
     # how its server lists its models; None: it does not
     models: ModelListing | None = None
+    # the reasoning switch (a preset's `reasoning`) in its spelling, per model: data
+    # (providers/reasoning.py); empty: it has none
+    reasoning_rules: tuple[Rule, ...] = ()
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(field, reason) for each param this provider refuses: a wrongly typed known

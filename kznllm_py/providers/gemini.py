@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kznllm_py.errors import ProviderError
-from kznllm_py.providers import base
+from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta, as_count
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
@@ -51,6 +51,50 @@ ALIASES = {
 }
 # finishReason -> the name the rest of kznllm reports (others: the enum, lowercased)
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
+
+
+def _thinking(**config: Any) -> dict[str, Any]:
+    return {"thinkingConfig": {**config, "includeThoughts": True}}
+
+
+_SOFT = ("thinkingConfig.includeThoughts",)
+# thinking budgets of the 2.5 models (Pro: 128 to 32768, Flash: 0 to 24576)
+BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+# the reasoning switch, first match wins (providers/reasoning.py): `thinkingLevel` for
+# Gemini 3 (Pro: low or high, never off; Flash: 'off' is its "minimal"),
+# `thinkingBudget` for 2.5 (Pro cannot stop thinking; Flash stops at 0); thoughts are
+# included, as reasoning
+REASONING_RULES = (
+    reasoning.Rule(
+        r"^gemini-3.*-pro",
+        {"low": _thinking(thinkingLevel="low"), "high": _thinking(thinkingLevel="high")},
+        why="Gemini 3 Pro thinks at 'low' or 'high' only, and cannot stop thinking",
+        soft=_SOFT,
+    ),
+    reasoning.Rule(
+        r"^gemini-3",
+        {
+            "off": {"thinkingConfig": {"thinkingLevel": "minimal"}},
+            **{lv: _thinking(thinkingLevel=lv) for lv in ("low", "medium", "high")},
+        },
+        soft=_SOFT,
+    ),
+    reasoning.Rule(
+        r"^gemini-2\.5-pro",
+        {lv: _thinking(thinkingBudget=n) for lv, n in BUDGETS.items()},
+        why="Gemini 2.5 Pro cannot stop thinking (lowest: 'low')",
+        soft=_SOFT,
+    ),
+    reasoning.Rule(
+        r"^gemini-2\.5-flash",
+        {
+            "off": {"thinkingConfig": {"thinkingBudget": 0}},
+            **{lv: _thinking(thinkingBudget=n) for lv, n in BUDGETS.items()},
+        },
+        soft=_SOFT,
+    ),
+    reasoning.Rule(r"^gemini-", {"off": {}}, why="this Gemini model does not think"),
+)
 
 
 def _camel(name: str) -> str:
@@ -218,4 +262,5 @@ PROVIDER = base.Provider(
     models=base.ModelListing(
         base.under("/models"), listed_models, auth=AUTH, paging=("pageSize", "pageToken")
     ),
+    reasoning_rules=REASONING_RULES,
 )

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from kznllm_py.errors import ProviderError, StreamError
-from kznllm_py.providers import base
+from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import ReasoningDelta, TextDelta, UsageDelta, as_count, as_text
 from kznllm_py.providers.jsonfast import loads_event
 from kznllm_py.secrets import clip
@@ -41,6 +41,38 @@ PARAMS: dict[str, base.Param] = {
     "metadata": base.TABLE,
     "store": base.FLAG,
 }
+
+
+def _effort(level: str, off: str | None = None) -> dict[str, Any]:
+    return {"reasoning_effort": off if level == "off" else level}
+
+
+_GRADED = {level: _effort(level) for level in ("low", "medium", "high")}
+# the reasoning switch, first match wins (providers/reasoning.py)
+REASONING_RULES = (
+    # OpenRouter: its own `reasoning` object, for every model it routes
+    reasoning.Rule(
+        "",
+        {
+            level: {"reasoning": {"effort": "none" if level == "off" else level}}
+            for level in reasoning.LEVELS
+        },
+        base_url=r"//openrouter\.ai/",
+        soft=("reasoning.exclude",),
+    ),
+    reasoning.Rule(r"^gpt-5\.\d", {"off": _effort("off", "none"), **_GRADED}),
+    reasoning.Rule(r"^gpt-5", {"off": _effort("off", "minimal"), **_GRADED}),
+    reasoning.Rule(r"^o\d", _GRADED, why="o-series models always reason (lowest: 'low')"),
+    reasoning.Rule(r"^(gpt-4|gpt-3\.5|chatgpt-)", {"off": {}}, why="it is not a reasoning model"),
+    # any other model on a compatible server (vLLM's gpt-oss, Groq, ...): the effort;
+    # there is no common way to turn reasoning off
+    reasoning.Rule(
+        "",
+        _GRADED,
+        why="compatible servers have no common way to turn reasoning off "
+        "(pass the server's own param instead)",
+    ),
+)
 
 
 def build_request(
@@ -187,4 +219,5 @@ PROVIDER = base.Provider(
     reasoning=True,
     params=PARAMS,
     models=base.ModelListing(base.under("/models")),
+    reasoning_rules=REASONING_RULES,
 )

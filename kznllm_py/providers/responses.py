@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from kznllm_py.errors import ProviderError
-from kznllm_py.providers import base
+from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import (
     DoneDelta,
     ReasoningDelta,
@@ -63,6 +63,31 @@ PARAMS: dict[str, base.Param] = {
 ALIASES = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens"}
 # incomplete_details.reason -> the finish reason the rest of kznllm reports
 INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+def _effort(effort: str) -> dict[str, Any]:
+    return {"reasoning": {"effort": effort, "summary": "auto"}}
+
+
+_GRADED = {level: _effort(level) for level in ("low", "medium", "high")}
+_SOFT = ("reasoning.summary",)  # a preset may ask for "detailed" summaries
+# the reasoning switch, first match wins (providers/reasoning.py)
+REASONING_RULES = (
+    reasoning.Rule(
+        r"^gpt-5\.\d", {"off": {"reasoning": {"effort": "none"}}, **_GRADED}, soft=_SOFT
+    ),
+    reasoning.Rule(r"^gpt-5", {"off": {"reasoning": {"effort": "minimal"}}, **_GRADED}, soft=_SOFT),
+    reasoning.Rule(
+        r"^o\d", _GRADED, why="o-series models always reason (lowest: 'low')", soft=_SOFT
+    ),
+    reasoning.Rule(r"^(gpt-4|chatgpt-)", {"off": {}}, why="it is not a reasoning model"),
+    reasoning.Rule(
+        "",
+        _GRADED,
+        why="only OpenAI's own models are known to turn reasoning off",
+        soft=_SOFT,
+    ),
+)
 
 
 def build_request(
@@ -174,4 +199,5 @@ PROVIDER = base.Provider(
     params=PARAMS,
     open_params=False,
     models=base.ModelListing(base.under("/models")),
+    reasoning_rules=REASONING_RULES,
 )
