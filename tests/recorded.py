@@ -428,3 +428,231 @@ RESPONSES = (
     RESPONSES_FAILED,
     RESPONSES_ERROR,
 )
+
+
+# -- reasoning fields of the other formats ----------------------------------------------------
+
+OR_ID = "gen-1781978252-oERvmq3BlwuXujK8XVU7"
+
+
+def _or(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": OR_ID,
+        "object": "chat.completion.chunk",
+        "created": 1781978252,
+        "model": "openai/gpt-5.5-20260423",
+        "provider": "OpenAI",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"content": "", "role": "assistant", **delta},
+                "finish_reason": finish,
+                "native_finish_reason": "completed" if finish else None,
+            }
+        ],
+        **extra,
+    }
+
+
+def _or_summary(text: str) -> dict[str, Any]:
+    detail = {"type": "reasoning.summary", "summary": text, "format": "openai-responses-v1"}
+    return _or({"reasoning": text, "reasoning_details": [{**detail, "index": 0}]})
+
+
+_OR_SUMMARY = ["**Considering concise descriptions**\n\nI", " see", " the", " user", " is"]
+OPENROUTER_DETAILS = Recorded(
+    "openrouter-reasoning-details",
+    "openai",
+    "olimorris/codecompanion.nvim tests/adapters/http/stubs/"
+    "openrouter_reasoning_streaming.txt (openai/gpt-5.5 through OpenRouter); abridged: "
+    "fewer summary deltas, the encrypted detail's `data` shortened",
+    (
+        *(_or_summary(t) for t in _OR_SUMMARY),
+        _or(
+            {
+                "reasoning": None,
+                "reasoning_details": [
+                    {
+                        "type": "reasoning.encrypted",
+                        "data": "gAAAAABqNtSd4grAadCD6NmHi5AZxV8Wsm7JMJGst-MIZ==",
+                        "format": "openai-responses-v1",
+                        "id": "rs_024a4dbbd7df51ce016a36d48d2c1c8193acbcd1dcef67ad46",
+                        "index": 0,
+                    }
+                ],
+            }
+        ),
+        _or({"content": "Express"}),
+        _or({"content": "ive"}),
+        _or({"content": " language"}),
+        _or({"reasoning": None}, "stop"),
+        _or(
+            {},
+            "stop",
+            service_tier="default",
+            usage={
+                "prompt_tokens": 1985,
+                "completion_tokens": 145,
+                "total_tokens": 2130,
+                "cost": 0.01413225,
+                "is_byok": False,
+                "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 136, "image_tokens": 0},
+            },
+        ),
+        "[DONE]",
+    ),
+    text="Expressive language",
+    reasoning="".join(_OR_SUMMARY),
+    usage={"input_tokens": 1985, "output_tokens": 145, "reasoning_tokens": 136},
+)
+
+
+def _vllm(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-8f0a",
+        "object": "chat.completion.chunk",
+        "created": 1760000000,
+        "model": "Qwen/Qwen3-8B",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        **extra,
+    }
+
+
+VLLM_REASONING = Recorded(
+    "vllm-reasoning",
+    "openai",
+    "vLLM docs, Reasoning Outputs (streaming: `delta.reasoning`, the field that replaced "
+    "`reasoning_content`), chunk shape of vLLM's OpenAI-compatible server",
+    (
+        _vllm({"role": "assistant", "content": ""}),
+        _vllm({"reasoning": "9.11 and 9.8:"}),
+        _vllm({"reasoning": " compare tenths."}),
+        _vllm({"content": "9.8 is "}),
+        _vllm({"content": "greater."}),
+        _vllm(
+            {},
+            "stop",
+            usage={"prompt_tokens": 21, "completion_tokens": 12, "total_tokens": 33},
+        ),
+        "[DONE]",
+    ),
+    text="9.8 is greater.",
+    reasoning="9.11 and 9.8: compare tenths.",
+    usage={"input_tokens": 21, "output_tokens": 12},
+)
+
+
+def _an(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, **fields}
+
+
+ANTHROPIC_SIGNED = Recorded(
+    "anthropic-thinking-signature-redacted",
+    "anthropic",
+    "Anthropic docs, Building with extended thinking: the streaming example "
+    "(thinking_delta, signature_delta) and thinking redaction (a redacted_thinking "
+    "block); signature and data shortened",
+    (
+        _an(
+            "message_start",
+            message={
+                "id": "msg_01HCDu5LRGeP2o7s2xGmxyx8",
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "model": "claude-sonnet-4-5",
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": 472,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 2048,
+                    "output_tokens": 1,
+                },
+            },
+        ),
+        _an("content_block_start", index=0, content_block={"type": "thinking", "thinking": ""}),
+        _an(
+            "content_block_delta",
+            index=0,
+            delta={"type": "thinking_delta", "thinking": "Let me solve this step by step:"},
+        ),
+        _an(
+            "content_block_delta",
+            index=0,
+            delta={"type": "thinking_delta", "thinking": "\n\n1. First break down 27 * 453"},
+        ),
+        _an(
+            "content_block_delta",
+            index=0,
+            delta={"type": "signature_delta", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"},
+        ),
+        _an("content_block_stop", index=0),
+        _an(
+            "content_block_start",
+            index=1,
+            content_block={"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4a"},
+        ),
+        _an("content_block_stop", index=1),
+        _an("content_block_start", index=2, content_block={"type": "text", "text": ""}),
+        _an("ping"),
+        _an("content_block_delta", index=2, delta={"type": "text_delta", "text": "27 * 453 "}),
+        _an("content_block_delta", index=2, delta={"type": "text_delta", "text": "= 12,231"}),
+        _an("content_block_stop", index=2),
+        _an(
+            "message_delta",
+            delta={"stop_reason": "end_turn", "stop_sequence": None},
+            usage={"output_tokens": 89},
+        ),
+        _an("message_stop"),
+    ),
+    text="27 * 453 = 12,231",
+    reasoning="Let me solve this step by step:\n\n1. First break down 27 * 453",
+    finish="end_turn",
+    usage={"input_tokens": 2520, "output_tokens": 89, "cached_input_tokens": 2048},
+    named=True,
+)
+
+
+def _gm(parts: list[dict[str, Any]], finish: str | None = None, **meta: int) -> dict[str, Any]:
+    cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if finish:
+        cand["finishReason"] = finish
+    usage = {"promptTokenCount": 30, "candidatesTokenCount": 0, **meta}
+    return {"candidates": [cand], "usageMetadata": usage, "modelVersion": "gemini-2.5-flash"}
+
+
+GEMINI_THOUGHTS = Recorded(
+    "gemini-thought-signature",
+    "gemini",
+    "Google Gemini API docs, Thinking (thought summaries: parts with `thought: true` "
+    "while streaming) and Thought signatures (`thoughtSignature` on a part, or a part of "
+    "its own); signatures shortened",
+    (
+        _gm([{"text": "**Weighing the sums**\n\nAdd", "thought": True}], thoughtsTokenCount=40),
+        _gm(
+            [{"text": " the digits.", "thought": True, "thoughtSignature": "CiQBVKhc7oX0a3N2"}],
+            thoughtsTokenCount=80,
+        ),
+        _gm([{"text": "The sum ", "thoughtSignature": "Ci8BVKhc7k9q"}], thoughtsTokenCount=80),
+        _gm([{"text": "is 12."}], candidatesTokenCount=5, thoughtsTokenCount=80),
+        _gm(
+            [{"text": "", "thoughtSignature": "CiwBVKhc7uZr"}],
+            "STOP",
+            candidatesTokenCount=5,
+            thoughtsTokenCount=80,
+            cachedContentTokenCount=16,
+        ),
+    ),
+    text="The sum is 12.",
+    reasoning="**Weighing the sums**\n\nAdd the digits.",
+    usage={
+        "input_tokens": 30,
+        "output_tokens": 85,
+        "cached_input_tokens": 16,
+        "reasoning_tokens": 80,
+    },
+)
+
+REASONING_FIELDS = (OPENROUTER_DETAILS, VLLM_REASONING, ANTHROPIC_SIGNED, GEMINI_THOUGHTS)

@@ -1,6 +1,11 @@
 """Anthropic Messages API: `x-api-key`, `anthropic-version`, system as blocks, and a
 typed event stream (message_start, content_block_*, ping, message_delta, message_stop,
-error)."""
+error).
+
+Thinking (`thinking_delta`) is reasoning; `signature_delta` and `redacted_thinking`
+blocks carry no text and stay out of the answer. A follow-up resends earlier answers as
+plain assistant turns without their thinking blocks: the API requires them (signed,
+unchanged) only within a tool-use turn, and kznllm uses no tools."""
 
 from __future__ import annotations
 

@@ -4,6 +4,10 @@ turns as `contents` with roles "user" / "model", sampling params in `generationC
 
 The stream is SSE whose every `data:` is a whole GenerateContentResponse; it has no
 [DONE]: it simply ends after the chunk that carries a `finishReason`.
+
+Parts with `thought: true` are reasoning; a `thoughtSignature` (on a part, or a part of its
+own) is never text. Follow-ups resend earlier answers as text parts without signatures:
+Gemini requires them only on function-call parts, and kznllm uses no tools.
 """
 
 from __future__ import annotations

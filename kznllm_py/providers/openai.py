@@ -130,6 +130,21 @@ def content_parts(parts: list[Any]) -> tuple[str, str]:
     return "".join(text), "".join(thought)
 
 
+def reasoning_of(details: list[Any]) -> str | None:
+    """The reasoning text of OpenRouter's `reasoning_details`: `reasoning.text` (its
+    `text`) and `reasoning.summary` (its `summary`); `reasoning.encrypted` carries none.
+    None when no detail has text (OpenRouter's `reasoning` beside it then says it; when
+    both come, they hold the same text, read once)."""
+    texts = []
+    for detail in details:
+        kind = detail.get("type")
+        if kind == "reasoning.text":
+            texts.append(as_text(detail.get("text")) or "")
+        elif kind == "reasoning.summary":
+            texts.append(as_text(detail.get("summary")) or "")
+    return "".join(texts) if texts else None
+
+
 def read_usage(usage: dict[str, Any]) -> UsageDelta:
     """`{prompt_tokens, completion_tokens, prompt_tokens_details: {cached_tokens},
     completion_tokens_details: {reasoning_tokens}}` (the details: OpenAI, DeepSeek's
@@ -179,7 +194,10 @@ class Parser:
                 choice = next((c for c in choices if not c.get("index")), None)
             if choice is not None:
                 delta = choice.get("delta") or {}
-                reasoning = as_text(delta.get("reasoning_content") or delta.get("reasoning"))
+                details = delta.get("reasoning_details")
+                reasoning = reasoning_of(details) if details else None
+                if reasoning is None:  # vLLM: `reasoning` (was `reasoning_content`)
+                    reasoning = as_text(delta.get("reasoning_content") or delta.get("reasoning"))
                 content = delta.get("content")
                 if type(content) is list:  # Mistral: typed parts, `thinking` ones too
                     content, thought = content_parts(content)
