@@ -21,6 +21,9 @@ kznllm demo-server [--port N] [--rate TOKENS_PER_S]
 kznllm demo [--check]
     opens Neovim with the plugin on a sample file, against the offline demo model.
 kznllm history [-n N] [--json] [--preset ID] [--status S] [--db PATH]
+kznllm history --cost [--since YYYY-MM-DD] [--db PATH]
+    prints what the recorded fills cost in US dollars ("$1.23"; fills without a
+    known price are counted apart, on stderr).
 kznllm history show ID [--json] [--db PATH]
     lists the recorded interactions (the editor's and `kznllm fill`'s), newest first,
     or prints one whole entry.
@@ -167,6 +170,10 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("--preset", help="only this preset's entries")
     hist.add_argument("--status", choices=["ok", "error", "cancelled", "running"])
     hist.add_argument("--db", type=Path, help="the database (default: Neovim's data dir)")
+    hist.add_argument(
+        "--cost", action="store_true", help="print what the recorded fills cost, as $D.CC"
+    )
+    hist.add_argument("--since", metavar="DAY", help="with --cost: from DAY (YYYY-MM-DD) on")
     hist_sub = hist.add_subparsers(dest="history_command")
     show = hist_sub.add_parser("show", help="print one whole entry")
     show.add_argument("id", type=int)

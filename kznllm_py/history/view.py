@@ -18,6 +18,7 @@ from typing import Any
 from kznllm_py.conversation import prompt_from_json
 from kznllm_py.errors import ConfigError
 from kznllm_py.history.records import STATUSES, Entry, EntrySummary
+from kznllm_py.pricing import dollars
 
 PAGE = 200  # entries rendered per page; more load as the cursor nears the end
 
@@ -340,6 +341,8 @@ def _meta(e: Entry) -> str:
         parts.append(f"first token {e.first_token_ms} ms")
     if e.input_tokens is not None or e.output_tokens is not None:
         parts.append(f"{_tokens(e)} tokens in/out")
+    if e.cost_usd is not None:  # at the price stored with the entry
+        parts.append(dollars(e.cost_usd))
     return " · ".join(parts)
 
 
