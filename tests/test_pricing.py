@@ -96,6 +96,15 @@ def test_a_presets_own_price_goes_over_the_table() -> None:
     assert preset_price(p) == pricing.as_price(PRICE)
 
 
+def test_a_model_picked_later_does_not_take_the_presets_own_price() -> None:
+    from kznllm_py.settings import Settings
+
+    p = preset_from_dict({"id": "mini", "provider": "openai", "model": "m-1", "price": PRICE})
+    assert preset_price(Settings(presets={"mini": p}).preset("mini")) is not None
+    picked = Settings(presets={"mini": p}, models={"mini": "m-2"}).preset("mini")
+    assert picked.model == "m-2" and preset_price(picked) is None
+
+
 @pytest.mark.parametrize(
     ("price", "reason"),
     [
