@@ -266,11 +266,13 @@ def render(
     keys: Mapping[str, str] = DEFAULT_KEYS,
     show_help: bool = False,
     width: int = 80,
+    spent_today: float | None = None,
 ) -> dict[str, Any]:
     """The sidebar: with `context` (the first page), the help line, the context and the
     heading, then the entries; without it (a later page), the entries only. `live`
     maps the ids of entries that requests of this editor are streaming to their job id.
-    `width` is the sidebar window's: narrow ones get compact entry lines."""
+    `width` is the sidebar window's: narrow ones get compact entry lines.
+    `spent_today`: what today's fills cost (US$), said in the heading when known."""
     out = _Out()
     compact = width < COMPACT_BELOW
     if context is not None:
@@ -284,6 +286,8 @@ def render(
         _context_lines(out, context)
         out.add("")
         heading = f"History ({total:,} entr{'y' if total == 1 else 'ies'}"
+        if spent_today:
+            heading += f", ${spent_today:.2f} today"
         heading += f", filter: {flt.describe()})" if flt.active else ")"
         out.add(heading, "KznllmHistoryTitle")
         if total == 0:
