@@ -196,3 +196,15 @@ def test_cli_option_reasoning_as_a_table_stays_a_raw_param(tmp_path: Path) -> No
     )
     assert res.returncode == 0, res.stderr
     assert '- reasoning: `{"effort": "low"}`' in res.stdout
+
+
+def test_setup_reports_a_refused_level_once_and_keeps_the_other_presets() -> None:
+    from kznllm_py.settings import from_config
+
+    bad = {"id": "o", "provider": "openai", "model": "o3", "reasoning": "off"}
+    good = {"id": "g", "provider": "openai", "model": "gpt-5.1", "reasoning": "off"}
+    settings = from_config({"presets": [bad, good]})
+    [problem] = [p for p in settings.problems if "preset 'o'" in p]
+    assert "reasoning: 'off' is not possible with openai model 'o3'" in problem
+    assert "o" not in settings.presets
+    assert request_params(settings.presets["g"]) == {"reasoning_effort": "none"}
