@@ -5,7 +5,8 @@ kznllm fill [--preset ID | --provider P --base-url URL --model M --api-key NAME|
     streams the answer's text to stdout, byte-exact, nothing else; errors go to
     stderr with a non-zero exit (1 failure, 2 usage, 130 interrupted). Piped stdin is
     the selection (replace mode); --range says where it sits in --file.
-    -o/--option NAME VALUE sets a request parameter (temperature, max_tokens, ...).
+    -o/--option NAME VALUE sets a request parameter (temperature, max_tokens, ...);
+    -o reasoning off|low|medium|high is the reasoning switch, in the provider's spelling.
     The run is recorded in the editor's history (see below); --no-history: not.
 kznllm render [same options as fill] QUERY
     prints the exact request fill would send (keys redacted), sends nothing.
@@ -20,6 +21,9 @@ kznllm demo-server [--port N] [--rate TOKENS_PER_S]
 kznllm demo [--check]
     opens Neovim with the plugin on a sample file, against the offline demo model.
 kznllm history [-n N] [--json] [--preset ID] [--status S] [--db PATH]
+kznllm history --cost [--since YYYY-MM-DD] [--db PATH]
+    prints what the recorded fills cost in US dollars ("$1.23"; fills without a
+    known price are counted apart, on stderr).
 kznllm history show ID [--json] [--db PATH]
     lists the recorded interactions (the editor's and `kznllm fill`'s), newest first,
     or prints one whole entry.
@@ -166,6 +170,10 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("--preset", help="only this preset's entries")
     hist.add_argument("--status", choices=["ok", "error", "cancelled", "running"])
     hist.add_argument("--db", type=Path, help="the database (default: Neovim's data dir)")
+    hist.add_argument(
+        "--cost", action="store_true", help="print what the recorded fills cost, as $D.CC"
+    )
+    hist.add_argument("--since", metavar="DAY", help="with --cost: from DAY (YYYY-MM-DD) on")
     hist_sub = hist.add_subparsers(dest="history_command")
     show = hist_sub.add_parser("show", help="print one whole entry")
     show.add_argument("id", type=int)
@@ -236,13 +244,19 @@ def _preset_from_args(args: argparse.Namespace, *, need_model: bool = True) -> P
         if v
     }
     options = _options(getattr(args, "option", None) or [])
+    # -o reasoning high: the reasoning switch (a table stays a raw param)
+    level = options.pop("reasoning") if isinstance(options.get("reasoning"), str) else None
     if args.preset or not custom:  # a preset (or the default one), changed by what is given
         base = pick(presets, args.preset)
         if options:
             custom["params"] = options
+        if level is not None:
+            custom["reasoning"] = level
         return preset_from_dict({"id": base.id, **custom}, base=base) if custom else base
     if options:
         custom["params"] = options
+    if level is not None:
+        custom["reasoning"] = level
     if "provider" not in custom or ("model" not in custom and need_model):
         raise KznError(
             "without --preset, give at least --provider and --model"

@@ -19,6 +19,7 @@ from kznllm_py.errors import KznError
 from kznllm_py.history import Entry, EntrySummary
 from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry
 from kznllm_py.payload import FillJob
+from kznllm_py.pricing import dollars
 
 
 def _when(epoch: float) -> str:
@@ -33,15 +34,38 @@ def _tokens(s: EntrySummary) -> str:
     )
 
 
+def _cost(s: EntrySummary) -> str:
+    """What it cost ("-": no price was known)."""
+    return "-" if s.cost_usd is None else dollars(s.cost_usd)
+
+
+def _token_details(s: EntrySummary) -> str:
+    parts = []
+    if s.cached_input_tokens:
+        parts.append(f"{s.cached_input_tokens} cached")
+    if s.reasoning_tokens:
+        parts.append(f"{s.reasoning_tokens} reasoning")
+    return f"; {', '.join(parts)}" if parts else ""
+
+
+def _price(e: Entry) -> str:
+    """The price the cost was counted at, as stored with the entry."""
+    try:
+        p = json.loads(e.price)
+        return f" at ${p['input']:g} in, ${p['cached_input']:g} cached, ${p['output']:g} out per M"
+    except (ValueError, TypeError, KeyError):
+        return ""
+
+
 def _seconds(ms: int | None) -> str:
     return "-" if ms is None else f"{ms / 1000:.1f}s"
 
 
 def format_summary(s: EntrySummary) -> str:
-    """One line: id, time, preset, mode, status, tokens in/out, duration, query."""
+    """One line: id, time, preset, mode, status, tokens in/out, cost, duration, query."""
     return (
         f"{s.id:>5}  {_when(s.started_at)}  {s.preset_id or '-':<18} {s.mode:<7} "
-        f"{s.status:<9} {_tokens(s):>11} {_seconds(s.duration_ms):>7}  {s.title}"
+        f"{s.status:<9} {_tokens(s):>11} {_cost(s):>8} {_seconds(s.duration_ms):>7}  {s.title}"
     )
 
 
@@ -58,7 +82,8 @@ def format_entry(e: Entry) -> str:
         f"mode:        {e.mode}",
         f"buffer:      {e.path or '-'} ({e.filetype or 'no filetype'})",
         f"status:      {status}",
-        f"tokens:      {_tokens(e)} (in/out)",
+        f"tokens:      {_tokens(e)} (in/out{_token_details(e)})",
+        f"cost:        {_cost(e)}{_price(e) if e.cost_usd is not None else ' (no known price)'}",
         f"first token: {'-' if e.first_token_ms is None else f'{e.first_token_ms} ms'}",
         f"duration:    {_seconds(e.duration_ms)}",
     ]
@@ -82,6 +107,8 @@ def show(args: argparse.Namespace, err: Callable[[str], None]) -> int:
         store = history.HistoryStore(db) if db.exists() else None
         if store is not None and store.notice is not None:
             err(f"{store.notice}")
+        if getattr(args, "cost", False) and args.history_command != "show":
+            return _spent(store, args.since, err)
         if args.history_command == "show":
             entry = store.get(args.id) if store else None
             if entry is None:
@@ -98,6 +125,24 @@ def show(args: argparse.Namespace, err: Callable[[str], None]) -> int:
         print(json.dumps([r.to_dict() for r in rows], ensure_ascii=False))
     for line in [] if args.json else map(format_summary, rows):
         print(line)
+    return 0
+
+
+def _spent(
+    store: history.HistoryStore | None, since: str | None, err: Callable[[str], None]
+) -> int:
+    """`kznllm history --cost [--since DAY]`: the total as "$D.CC" on stdout."""
+    start = None
+    if since is not None:
+        try:
+            start = datetime.strptime(since, "%Y-%m-%d").timestamp()  # local midnight
+        except ValueError:
+            err(f"--since: want a day as YYYY-MM-DD, not {since!r}")
+            return 2
+    total, _priced, unpriced = store.spent(start) if store else (0.0, 0, 0)
+    print(f"${total:.2f}")
+    if unpriced:
+        err(f"{unpriced} fill(s) with tokens but no known price are not counted")
     return 0
 
 

@@ -11,11 +11,13 @@ import pynvim
 
 from kznllm_py.context import TokenTally
 from kznllm_py.messages import end_message
+from kznllm_py.pricing import figures
 
 _WRITE = "require('kznllm.job').write(...)"
 _FINISH = "require('kznllm.job').finish(...)"
 _NOTE = "require('kznllm.job').note(...)"
 _REWRITE = "require('kznllm.job').rewrite(...)"
+_SPENT = "require('kznllm.actions').spent(...)"
 
 
 class BufferSink:
@@ -87,3 +89,6 @@ class BufferSink:
         text, level = end_message(status, error, info, wrote=self._tally.tokens > 0)
         info = {**info, "message": text, "level": level}
         self._nvim.exec_lua(_FINISH, self._id, status, error, info, async_=True)
+        spent = figures(info.get("usage"), info.get("cost_usd"))
+        if spent:  # the statusline's last tokens and cost
+            self._nvim.exec_lua(_SPENT, spent, async_=True)

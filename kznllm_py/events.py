@@ -38,6 +38,9 @@ class Outcome:
     first_token_ms: float | None = None
     duration_ms: float = 0.0
     received: bool = False  # anything at all came from the provider's stream
+    # what it cost in US$ and the price it was counted at (pricing.py); None: unknown
+    cost_usd: float | None = None
+    price: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "chars": self.text_chars}
@@ -47,6 +50,9 @@ class Outcome:
             out["usage"] = self.usage
         if self.finish_reason:
             out["finish_reason"] = self.finish_reason
+        if self.cost_usd is not None:
+            out["cost_usd"] = self.cost_usd
+            out["price"] = self.price
         if self.first_token_ms is not None:
             out["first_token_ms"] = round(self.first_token_ms, 2)
             rate = self.tokens_per_s()

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import httpx
 
-from kznllm_py import debug_request, demo_server, prompts, sandbox, secrets
+from kznllm_py import debug_request, demo_server, pricing, prompts, sandbox, secrets
 from kznllm_py.client import WIRE_FACTOR, WIRE_FLOOR, Timeouts, host_of, stream_bytes
 from kznllm_py.context import estimate_tokens
 from kznllm_py.errors import (
@@ -49,7 +49,7 @@ from kznllm_py.events import (
 )
 from kznllm_py.fences import FenceStripper
 from kznllm_py.ndjson import NDJSONDecoder
-from kznllm_py.presets import Preset
+from kznllm_py.presets import Preset, preset_price, request_params
 from kznllm_py.providers import get_provider
 from kznllm_py.providers.base import (
     Delta,
@@ -151,7 +151,7 @@ async def prepare_with_prompt(
         base_url=base_url,
         model=preset.model,
         prompt=prompt,
-        params=dict(preset.params),
+        params=request_params(preset),
         api_key=key,
     )
     secrets.check_headers(request.headers, preset.id)
@@ -354,6 +354,10 @@ class Generation:
         out.text_chars = answer.chars
         out.reasoning = answer.reasoning_text
         out.duration_ms = (time.perf_counter() - self.started) * 1000
+        price = preset_price(self.preset)
+        out.cost_usd = pricing.cost(out.usage, price)
+        if out.cost_usd is not None and price is not None:
+            out.price = price.to_dict()
         if out.error is not None:
             yield Error(out.error)
         yield Done(out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kznllm_py.pricing import dollars
+
 KEPT = " (partial output kept)"
 UNCHANGED = " (buffer unchanged)"
 
@@ -24,6 +26,10 @@ def end_message(
         usage = info.get("usage") or {}
         if usage.get("output_tokens") is not None:
             extra += f", {usage.get('input_tokens', '?')}→{usage['output_tokens']} tokens"
+            if usage.get("cached_input_tokens"):
+                extra += f" ({usage['cached_input_tokens']} cached)"
+        if info.get("cost_usd") is not None:
+            extra += f", {dollars(info['cost_usd'])}"
         if info.get("tokens_per_s"):
             extra += f", {info['tokens_per_s']:.0f}/s"
         if info.get("skipped_files"):
@@ -32,6 +38,9 @@ def end_message(
         secs = float(info.get("duration_ms") or 0) / 1000
         if info.get("finish_reason") == "length":
             cut = "the answer was cut at the token limit (truncated)"
+            return f"{cut} after {secs:.1f}s{extra}", "warn"
+        if info.get("finish_reason") == "content_filter":
+            cut = "the answer was stopped by the provider's content filter (partial)"
             return f"{cut} after {secs:.1f}s{extra}", "warn"
         return f"done in {secs:.1f}s{extra}", "info"
     kept = "" if wrote is None else KEPT if wrote else UNCHANGED

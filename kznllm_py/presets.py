@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from kznllm_py import pricing
 from kznllm_py.errors import ConfigError
-from kznllm_py.providers import PROVIDERS, get_provider
+from kznllm_py.providers import PROVIDERS, get_provider, reasoning
 from kznllm_py.stdpath import nvim_stdpath
 
 DEMO_ID = "demo"
@@ -53,6 +54,12 @@ class Preset:
     placement: str = ""
     # the offline demo model: served in-process on loopback, never a silent fallback
     demo: bool = False
+    # the reasoning switch: 'off', 'low', 'medium', 'high' ('' = none), in the
+    # provider's spelling (providers/reasoning.py)
+    reasoning: str = ""
+    # US$ per million tokens { input, cached_input, output }; None: the built-in
+    # table's for its model at its host, if any (pricing.py)
+    price: Mapping[str, Any] | None = None
 
     @property
     def family(self) -> str:
@@ -172,10 +179,45 @@ def validate(p: Preset) -> None:
     if p.fim is not False and not (p.fim is True and provider.raw_prompt):
         raw = ", ".join(repr(name) for name, spec in PROVIDERS.items() if spec.raw_prompt)
         raise ConfigError(f"{where}: fim = true needs a raw-prompt provider ({raw})")
+    if p.price is not None:
+        why = pricing.check_price(p.price)
+        if why:
+            raise ConfigError(f"{where}: price: {why}")
+    if not isinstance(p.reasoning, str):
+        raise ConfigError(f"{where}: reasoning must be one of {', '.join(reasoning.LEVELS)}")
+    try:
+        request_params(p)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     if p.placement not in PLACEMENTS:
         raise ConfigError(
             f"{where}: placement must be one of {', '.join(repr(x) for x in PLACEMENTS[1:])}"
         )
+
+
+def request_params(p: Preset) -> dict[str, Any]:
+    """The params a request of `p` sends: its own, with its reasoning switch in its
+    provider's spelling. A level the provider or model cannot do: ConfigError
+    ("reasoning: why")."""
+    provider = get_provider(p.provider)
+    try:
+        return reasoning.apply(
+            provider.reasoning_rules,
+            p.provider,
+            p.reasoning,
+            model=p.model,
+            base_url=p.base_url or provider.default_base_url,
+            params=p.params,
+        )
+    except reasoning.SwitchError as exc:
+        raise ConfigError(f"reasoning: {exc}") from None
+
+
+def preset_price(p: Preset) -> pricing.Price | None:
+    """What `p`'s tokens cost: its own `price`, else the built-in table's for its model
+    at its host; None: unknown."""
+    base_url = p.base_url or get_provider(p.provider).default_base_url
+    return pricing.price_for(p.model, base_url, p.price)
 
 
 @dataclass(frozen=True)

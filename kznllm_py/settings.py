@@ -59,7 +59,10 @@ class Settings:
         """The preset `preset_id` (None: the default), with the model picked for it."""
         p = pick(self.presets, preset_id)
         model = self.models.get(p.id)
-        return replace(p, model=model) if model else p
+        if not model or model == p.model:
+            return p
+        # a preset's own price is for its own model: another model's is unknown
+        return replace(p, model=model, price=None)
 
 
 def _str(p: Mapping[str, Any], key: str) -> str:

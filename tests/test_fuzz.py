@@ -343,7 +343,7 @@ def gemini_cases(draw: st.DrawFn) -> Case:
             WireEvent({"candidates": [cand], "usageMetadata": meta, "modelVersion": "gemini-fuzz"})
         )
     last = len(groups) - 1
-    usage = UsageDelta(prompt_tokens, last + (thought_tokens or 0))
+    usage = UsageDelta(prompt_tokens, last + (thought_tokens or 0), None, thought_tokens or None)
     return Case("gemini", tuple(events), joined(texts), joined(thoughts), reported, usage)
 
 

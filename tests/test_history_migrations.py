@@ -20,6 +20,7 @@ from kznllm_py.history import migrations as m
 RELEASED = {
     "_m001_initial": "6d1067db74757bab",
     "_m002_prompt": "9c6eac9423b21085",
+    "_m003_cost": "4849e05dc8584434",
 }
 
 COLUMNS = [  # (name, type, not null, default, primary key)
@@ -45,6 +46,10 @@ COLUMNS = [  # (name, type, not null, default, primary key)
     ("reasoning", "TEXT", 1, "''", 0),
     ("response", "TEXT", 1, "''", 0),
     ("prompt", "TEXT", 1, "''", 0),
+    ("cost_usd", "REAL", 0, None, 0),
+    ("cached_input_tokens", "INTEGER", 0, None, 0),
+    ("reasoning_tokens", "INTEGER", 0, None, 0),
+    ("price", "TEXT", 1, "''", 0),
 ]
 
 INDEXES = {  # name -> [(column, descending)]

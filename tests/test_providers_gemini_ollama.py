@@ -428,10 +428,10 @@ def test_gemini_thought_parts_are_reasoning_and_count_as_output():
     deltas = run(gemini.PROVIDER, [raw])
     assert reasoning_of(deltas) == "**Planning**\n\nThe user wants"
     assert text_of(deltas) == "Answer."
-    # thoughtsTokenCount is billed output, like OpenAI's reasoning tokens
+    # thoughtsTokenCount is billed output, like OpenAI's reasoning tokens (and said so)
     assert [d for d in deltas if isinstance(d, UsageDelta)] == [
-        UsageDelta(12, 40),
-        UsageDelta(12, 41),
+        UsageDelta(12, 40, reasoning_tokens=40),
+        UsageDelta(12, 41, reasoning_tokens=40),
     ]
     assert deltas[-1] == DoneDelta("stop")
     assert deltas.index(ReasoningDelta(" wants")) < deltas.index(TextDelta("Answer."))
@@ -492,7 +492,7 @@ def test_gemini_max_tokens_chunk_without_parts():
         '"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":8,'
         '"thoughtsTokenCount":100}}'
     )
-    assert p.feed(ev) == [UsageDelta(3, 108)]
+    assert p.feed(ev) == [UsageDelta(3, 108, reasoning_tokens=100)]
     assert p.finish() == [DoneDelta("length")]
     assert p.finish() == []  # once
 

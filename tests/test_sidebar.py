@@ -335,3 +335,27 @@ async def test_the_view_reads_after_queued_writes_and_pages(tmp_path: Path):
         assert errors == []
     finally:
         await asyncio.to_thread(recorder.close)
+
+
+def test_the_heading_says_what_todays_fills_cost_when_known():
+    view = sidebar.render(
+        [summary()],
+        total=1,
+        offset=0,
+        now=NOW,
+        live={},
+        context=sidebar.ContextInfo(),
+        spent_today=0.0512,
+    )
+    assert "History (1 entry, $0.05 today)" in view["lines"]
+    unknown = sidebar.render(
+        [summary()], total=1, offset=0, now=NOW, live={}, context=sidebar.ContextInfo()
+    )
+    assert "History (1 entry)" in unknown["lines"]
+
+
+def test_the_entry_view_says_the_cost_stored_with_the_entry():
+    e = entry(cost_usd=0.023)
+    meta = sidebar.entry_view([e])["lines"][1]
+    assert meta.endswith("1200/345 tokens in/out · $0.0230"), meta
+    assert "$" not in sidebar.entry_view([entry()])["lines"][1]  # no price: tokens only

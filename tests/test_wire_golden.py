@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from kznllm_py.generation import render_prompt
-from kznllm_py.presets import Preset, builtin_presets
+from kznllm_py.presets import Preset, builtin_presets, request_params
 from kznllm_py.prompts import FillContext
 from kznllm_py.providers import PROVIDERS
 from kznllm_py.providers.base import HttpRequest, Message, Param, Prompt, Provider
@@ -117,10 +117,84 @@ def builtin_requests(name: str) -> list[tuple[str, HttpRequest]]:
             base_url=fixed.base_url,
             model=fixed.model,
             prompt=prompt,
-            params=dict(fixed.params),
+            params=request_params(fixed),
             api_key=KEY,
         )
         out.append((f"built-in preset {preset.id}", request))
+    return out
+
+
+# a model of each reasoning rule of each provider (and a base URL where the rule needs
+# one), for the golden requests of every level of the switch
+SWITCH_MODELS: dict[str, list[tuple[str, str]]] = {
+    "openai": [
+        ("gpt-5.1", ""),
+        ("gpt-5-mini", ""),
+        ("o4-mini", ""),
+        ("gpt-4o-mini", ""),
+        ("Qwen/Qwen3-32B", "http://127.0.0.1:8000/v1"),
+        ("deepseek/deepseek-r1", "https://openrouter.ai/api/v1"),
+    ],
+    "azure": [("gpt-5-mini", ""), ("o4-mini", ""), ("gpt-4o-mini", "")],
+    "responses": [
+        ("gpt-5.1", ""),
+        ("gpt-5-mini", ""),
+        ("o3", ""),
+        ("gpt-4.1", ""),
+        ("openai/gpt-oss-120b", "http://127.0.0.1:8000/v1"),
+    ],
+    "anthropic": [
+        ("claude-opus-4-6", ""),
+        ("claude-sonnet-5", ""),
+        ("claude-sonnet-4-5", ""),
+        ("claude-sonnet-4-20250514", ""),
+        ("claude-3-7-sonnet-latest", ""),
+        ("claude-3-5-haiku-latest", ""),
+    ],
+    "gemini": [
+        ("gemini-3-pro-preview", ""),
+        ("gemini-3-flash-preview", ""),
+        ("gemini-2.5-pro", ""),
+        ("gemini-2.5-flash", ""),
+        ("gemini-2.0-flash", ""),
+    ],
+    "ollama": [("gpt-oss:20b", ""), ("qwen3:8b", "")],
+    "mistral": [("magistral-medium-latest", "")],
+    "completions": [("Qwen/Qwen2.5-Coder-7B", "")],
+}
+# params a preset may have that the switch changes (Anthropic's thinking drops the
+# sampling ones and grows max_tokens by the budget)
+SWITCH_PARAMS = {"anthropic": {"max_tokens": 8192, "temperature": 0.7}}
+
+
+def switch_requests(name: str) -> list[tuple[str, HttpRequest | str]]:
+    """Every level of the reasoning switch on a model of each of `name`'s rules: the
+    request, or the reason it is refused."""
+    from kznllm_py.errors import ConfigError
+
+    p = PROVIDERS[name]
+    prompt = RAW if p.raw_prompt else NO_SYSTEM
+    out: list[tuple[str, HttpRequest | str]] = []
+    for model, url in SWITCH_MODELS[name]:
+        for level in ("off", "low", "medium", "high"):
+            preset = Preset(
+                id="switch",
+                provider=name,
+                model=model,
+                base_url=url or base_for(p),
+                params=SWITCH_PARAMS.get(name, {}),
+                reasoning=level,
+            )
+            label = f"reasoning={level} {model} {url}".rstrip()
+            try:
+                params = request_params(preset)
+            except ConfigError as exc:
+                out.append((label, f"refused: {exc}"))
+                continue
+            request = p.build_request(
+                base_url=preset.base_url, model=model, prompt=prompt, params=params, api_key=KEY
+            )
+            out.append((label, request))
     return out
 
 
@@ -140,7 +214,10 @@ def listing_requests(name: str) -> list[tuple[str, HttpRequest]]:
 
 def wire(name: str) -> str:
     rows = requests_of(name) + builtin_requests(name) + listing_requests(name)
-    return "\n".join(shown(label, request) for label, request in rows)
+    text = "\n".join(shown(label, request) for label, request in rows)
+    for label, got in switch_requests(name):
+        text += "\n" + (f"=== {label} ===\n{got}\n" if isinstance(got, str) else shown(label, got))
+    return text
 
 
 @pytest.mark.parametrize("name", sorted(PROVIDERS))

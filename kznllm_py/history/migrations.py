@@ -61,6 +61,16 @@ def _m002_prompt(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE entries ADD COLUMN prompt TEXT NOT NULL DEFAULT ''")
 
 
+@migration
+def _m003_cost(db: sqlite3.Connection) -> None:
+    # what a fill cost (US$) and the price it was counted at (JSON {input, cached_input,
+    # output} per million tokens): a later change of prices never rewrites history
+    db.execute("ALTER TABLE entries ADD COLUMN cost_usd REAL")
+    db.execute("ALTER TABLE entries ADD COLUMN cached_input_tokens INTEGER")
+    db.execute("ALTER TABLE entries ADD COLUMN reasoning_tokens INTEGER")
+    db.execute("ALTER TABLE entries ADD COLUMN price TEXT NOT NULL DEFAULT ''")
+
+
 def schema_version() -> int:
     """The version a database has once every migration ran."""
     return len(MIGRATIONS)

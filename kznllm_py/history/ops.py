@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,14 +112,19 @@ class HistoryOps:
         offset = max(0, int(p.get("offset") or 0))
         first = offset == 0
 
-        def read(store: HistoryStore) -> tuple[list[history.EntrySummary], int, Any]:
+        def read(
+            store: HistoryStore,
+        ) -> tuple[list[history.EntrySummary], int, Any, float | None]:
             where = {"text": flt.text or None, "preset": flt.preset or None}
             where["status"] = flt.status or None
             total = store.count(**where)
             entries = store.list(limit=sidebar.PAGE, offset=offset, **where)
-            return entries, total, context_info(p, settings) if first else None
+            if not first:
+                return entries, total, None, None
+            midnight = datetime.combine(date.today(), datetime.min.time()).timestamp()
+            return entries, total, context_info(p, settings), store.spent(midnight)[0]
 
-        entries, total, ctx = await self.recorder.read(read)
+        entries, total, ctx, spent = await self.recorder.read(read)
         keys = {**sidebar.DEFAULT_KEYS, **_keys(p.get("keys"))}
         out = sidebar.render(
             entries,
@@ -131,6 +137,7 @@ class HistoryOps:
             keys=keys,
             show_help=bool(p.get("help")),
             width=_width(p.get("width")),
+            spent_today=spent,
         )
         out["seq"] = p.get("seq")
         out["keys"] = {name: lhs for name, lhs in keys.items() if lhs}  # the editor maps these

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -206,6 +207,8 @@ class Recording:
                 usage=outcome.get("usage"),
                 first_token_ms=None if first is None else round(first),
                 duration_ms=None if duration is None else round(duration),
+                cost_usd=outcome.get("cost_usd"),
+                price=json.dumps(outcome["price"]) if outcome.get("price") else "",
             )
         )
 

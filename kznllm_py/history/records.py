@@ -5,7 +5,7 @@ read selects. Plain data, no SQLite."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kznllm_py.errors import HistoryError
@@ -53,6 +53,11 @@ class EntrySummary:
     path: str
     parent_id: int | None
     query: str
+    # what it cost (None: no price known) and the tokens within input / output counted
+    # apart (schema version 3; keyword-only, so that Entry's fields can follow)
+    cost_usd: float | None = field(default=None, kw_only=True)
+    cached_input_tokens: int | None = field(default=None, kw_only=True)
+    reasoning_tokens: int | None = field(default=None, kw_only=True)
 
     @property
     def unfinished(self) -> bool:
@@ -80,15 +85,20 @@ class Entry(EntrySummary):
     # the provider-neutral prompt as JSON {"system": str, "messages": [{role, content}]}:
     # what a follow-up continues and a re-run sends again ("" before schema version 2)
     prompt: str = ""
+    # the price the cost was counted at, JSON {input, cached_input, output} in US$ per
+    # million tokens ("" when none was known)
+    price: str = field(default="", kw_only=True)
 
 
 SUMMARY_COLUMNS = (
     "id, started_at, finished_at, preset_id, provider, model, mode, status, error, "
     "input_tokens, output_tokens, first_token_ms, duration_ms, path, parent_id"
 )
-SUMMARY_SELECT = f"{SUMMARY_COLUMNS}, substr(query, 1, {SUMMARY_QUERY_CHARS})"
+COST_COLUMNS = "cost_usd, cached_input_tokens, reasoning_tokens"
+SUMMARY_SELECT = f"{SUMMARY_COLUMNS}, substr(query, 1, {SUMMARY_QUERY_CHARS}), {COST_COLUMNS}"
 ENTRY_SELECT = (
-    f"{SUMMARY_COLUMNS}, query, filetype, selection, request, reasoning, response, prompt"
+    f"{SUMMARY_COLUMNS}, query, filetype, selection, request, reasoning, response, prompt, "
+    f"{COST_COLUMNS}, price"
 )
 NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
 
@@ -99,8 +109,18 @@ def check_choice(what: str, value: str, choices: Sequence[str]) -> None:
 
 
 def summary_of(row: Sequence[Any]) -> EntrySummary:
-    return EntrySummary(*row)
+    cost, cached, reasoning = row[-3:]
+    return EntrySummary(
+        *row[:-3], cost_usd=cost, cached_input_tokens=cached, reasoning_tokens=reasoning
+    )
 
 
 def entry_of(row: Sequence[Any]) -> Entry:
-    return Entry(*row)
+    cost, cached, reasoning, price = row[-4:]
+    return Entry(
+        *row[:-4],
+        cost_usd=cost,
+        cached_input_tokens=cached,
+        reasoning_tokens=reasoning,
+        price=price,
+    )

@@ -258,9 +258,13 @@ class HistoryStore:
         usage: Mapping[str, int] | None = None,
         first_token_ms: int | None = None,
         duration_ms: int | None = None,
+        cost_usd: float | None = None,
+        price: str = "",
     ) -> bool:
         """Close an entry (ok / error / cancelled), then apply the retention limits.
-        Without `duration_ms`, the time since `started_at`. False when there is no entry."""
+        Without `duration_ms`, the time since `started_at`. False when there is no entry.
+        `cost_usd` and `price` (JSON, the price it was counted at) are kept as they are:
+        a later price change never rewrites them."""
         check_choice("status", status, FINAL_STATUSES)
         usage = usage or {}
         now = time.time()
@@ -271,6 +275,10 @@ class HistoryStore:
             usage.get("input_tokens"),
             usage.get("output_tokens"),
             first_token_ms,
+            cost_usd,
+            usage.get("cached_input_tokens"),
+            usage.get("reasoning_tokens"),
+            price,
             duration_ms,
             now,
             entry_id,
@@ -279,7 +287,8 @@ class HistoryStore:
         def close(db: sqlite3.Connection) -> bool:
             cur = db.execute(
                 "UPDATE entries SET status = ?, error = ?, finished_at = ?, input_tokens = ?,"
-                " output_tokens = ?, first_token_ms = ?,"
+                " output_tokens = ?, first_token_ms = ?, cost_usd = ?, cached_input_tokens = ?,"
+                " reasoning_tokens = ?, price = ?,"
                 " duration_ms = coalesce(?, CAST(round((? - started_at) * 1000) AS INTEGER))"
                 " WHERE id = ?",
                 params,
@@ -413,6 +422,21 @@ class HistoryStore:
             return None if row is None else entry_of(row)
 
         return self._run("read the entry", read)
+
+    def spent(self, since: float | None = None) -> tuple[float, int, int]:
+        """(what the entries started since `since` (epoch seconds; None: ever) cost in
+        US$, how many of them had a price, how many finished with tokens but none)."""
+
+        def read(db: sqlite3.Connection) -> tuple[float, int, int]:
+            row = db.execute(
+                "SELECT coalesce(sum(cost_usd), 0), count(cost_usd),"
+                " sum(cost_usd IS NULL AND output_tokens IS NOT NULL)"
+                " FROM entries WHERE started_at >= ?",
+                (since if since is not None else float("-inf"),),
+            ).fetchone()
+            return float(row[0]), int(row[1]), int(row[2] or 0)
+
+        return self._run("read the costs", read)
 
     def list(
         self,

@@ -18,6 +18,7 @@ from typing import Any
 from kznllm_py.conversation import prompt_from_json
 from kznllm_py.errors import ConfigError
 from kznllm_py.history.records import STATUSES, Entry, EntrySummary
+from kznllm_py.pricing import dollars
 
 PAGE = 200  # entries rendered per page; more load as the cursor nears the end
 
@@ -265,11 +266,13 @@ def render(
     keys: Mapping[str, str] = DEFAULT_KEYS,
     show_help: bool = False,
     width: int = 80,
+    spent_today: float | None = None,
 ) -> dict[str, Any]:
     """The sidebar: with `context` (the first page), the help line, the context and the
     heading, then the entries; without it (a later page), the entries only. `live`
     maps the ids of entries that requests of this editor are streaming to their job id.
-    `width` is the sidebar window's: narrow ones get compact entry lines."""
+    `width` is the sidebar window's: narrow ones get compact entry lines.
+    `spent_today`: what today's fills cost (US$), said in the heading when known."""
     out = _Out()
     compact = width < COMPACT_BELOW
     if context is not None:
@@ -283,6 +286,8 @@ def render(
         _context_lines(out, context)
         out.add("")
         heading = f"History ({total:,} entr{'y' if total == 1 else 'ies'}"
+        if spent_today:
+            heading += f", ${spent_today:.2f} today"
         heading += f", filter: {flt.describe()})" if flt.active else ")"
         out.add(heading, "KznllmHistoryTitle")
         if total == 0:
@@ -340,6 +345,8 @@ def _meta(e: Entry) -> str:
         parts.append(f"first token {e.first_token_ms} ms")
     if e.input_tokens is not None or e.output_tokens is not None:
         parts.append(f"{_tokens(e)} tokens in/out")
+    if e.cost_usd is not None:  # at the price stored with the entry
+        parts.append(dollars(e.cost_usd))
     return " · ".join(parts)
 
 

@@ -11,7 +11,16 @@ else names it.
 from __future__ import annotations
 
 from kznllm_py.errors import ConfigError
-from kznllm_py.providers import anthropic, azure, completions, gemini, mistral, ollama, openai
+from kznllm_py.providers import (
+    anthropic,
+    azure,
+    completions,
+    gemini,
+    mistral,
+    ollama,
+    openai,
+    responses,
+)
 from kznllm_py.providers.base import Provider
 
 PROVIDERS: dict[str, Provider] = {
@@ -22,6 +31,7 @@ PROVIDERS: dict[str, Provider] = {
     "completions": completions.PROVIDER,
     "azure": azure.PROVIDER,
     "mistral": mistral.PROVIDER,
+    "responses": responses.PROVIDER,
 }
 
 

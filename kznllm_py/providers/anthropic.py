@@ -1,6 +1,11 @@
 """Anthropic Messages API: `x-api-key`, `anthropic-version`, system as blocks, and a
 typed event stream (message_start, content_block_*, ping, message_delta, message_stop,
-error)."""
+error).
+
+Thinking (`thinking_delta`) is reasoning; `signature_delta` and `redacted_thinking`
+blocks carry no text and stay out of the answer. A follow-up resends earlier answers as
+plain assistant turns without their thinking blocks: the API requires them (signed,
+unchanged) only within a tool-use turn, and kznllm uses no tools."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from kznllm_py.errors import ProviderError
-from kznllm_py.providers import base
+from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta, as_text
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
@@ -33,7 +38,46 @@ PARAMS: dict[str, base.Param] = {
     "container": base.TEXT,
     "mcp_servers": base.LIST,
     "context_management": base.TABLE,
+    "output_config": base.TABLE,
 }
+
+_OFF = {"thinking": {"type": "disabled"}}
+# the API refuses these with thinking on
+_NOT_WITH_THINKING = ("temperature", "top_k", "top_p")
+# thinking budgets of the models that take `budget_tokens`, counted within max_tokens:
+# the switch adds the budget to the preset's max_tokens, so the answer keeps its room
+BUDGETS = {"low": 2048, "medium": 8192, "high": 24576}
+# the reasoning switch, first match wins (providers/reasoning.py): adaptive thinking
+# with an effort for the models of Claude 4.6 and later (they refuse budget_tokens),
+# a budget for Claude 3.7 and 4 to 4.5
+REASONING_RULES = (
+    reasoning.Rule(
+        r"^claude-[a-z]+-(4-[6-9]|[5-9])(-|$)",
+        {
+            "off": _OFF,
+            **{
+                level: {"thinking": {"type": "adaptive"}, "output_config": {"effort": level}}
+                for level in ("low", "medium", "high")
+            },
+        },
+        soft=("thinking.display",),
+        drop=_NOT_WITH_THINKING,
+    ),
+    reasoning.Rule(
+        r"^claude-(3-7-sonnet|[a-z]+-4(-[0-5])?(-\d{8})?$)",
+        {
+            "off": _OFF,
+            **{
+                level: {"thinking": {"type": "enabled", "budget_tokens": budget}}
+                for level, budget in BUDGETS.items()
+            },
+        },
+        drop=_NOT_WITH_THINKING,
+        grow=("max_tokens", DEFAULT_MAX_TOKENS),
+        budget=BUDGETS,
+    ),
+    reasoning.Rule(r"^claude-", {"off": {}}, why="this Claude model does not think"),
+)
 
 
 def build_request(
@@ -77,14 +121,27 @@ def error_message(body: Any) -> str | None:
     return base.error_text(body, label="type", fields=("message",))
 
 
+def input_counts(usage: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(every input token, the ones read from the cache). Anthropic's `input_tokens`
+    leaves out `cache_creation_input_tokens` and `cache_read_input_tokens`: all three
+    are input."""
+    inp = base.as_count(usage.get("input_tokens"))
+    written = base.as_count(usage.get("cache_creation_input_tokens"))
+    read = base.as_count(usage.get("cache_read_input_tokens"))
+    if inp is not None and (written or read):
+        inp += (written or 0) + (read or 0)
+    return inp, read or None
+
+
 class Parser(base.JsonEventParser):
-    __slots__ = ("done", "input_tokens", "stop_reason")
+    __slots__ = ("cached", "done", "input_tokens", "stop_reason")
     provider_name = NAME
 
     def __init__(self) -> None:
         self.done = False
         self.stop_reason: str | None = None
         self.input_tokens: int | None = None
+        self.cached: int | None = None
 
     def _deltas(self, obj: dict[str, Any], event: Event) -> list[base.Delta]:
         kind = obj.get("type") or event.event
@@ -100,7 +157,7 @@ class Parser(base.JsonEventParser):
             return []  # signature_delta, input_json_delta, ...
         if kind == "message_start":
             usage = (obj.get("message") or {}).get("usage") or {}
-            self.input_tokens = base.as_count(usage.get("input_tokens"))
+            self.input_tokens, self.cached = input_counts(usage)
             return []
         if kind == "message_delta":
             reason = as_text((obj.get("delta") or {}).get("stop_reason"))
@@ -108,8 +165,14 @@ class Parser(base.JsonEventParser):
             self.stop_reason = ("length" if reason == "max_tokens" else reason) or self.stop_reason
             usage = obj.get("usage") or {}
             if "output_tokens" in usage:
-                inp = base.as_count(usage.get("input_tokens", self.input_tokens))
-                return [UsageDelta(inp, base.as_count(usage["output_tokens"]))]
+                inp, cached = self.input_tokens, self.cached
+                if "input_tokens" in usage:  # newer servers repeat the counts here
+                    inp, cached = input_counts(usage)
+                return [
+                    UsageDelta(
+                        inp, base.as_count(usage["output_tokens"]), cached_input_tokens=cached
+                    )
+                ]
             return []
         if kind == "message_stop":
             self.done = True
@@ -139,4 +202,5 @@ PROVIDER = base.Provider(
         extra=HEADERS,
         paging=("limit", "after_id"),
     ),
+    reasoning_rules=REASONING_RULES,
 )

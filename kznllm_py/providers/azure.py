@@ -113,4 +113,6 @@ PROVIDER = Provider(
     reasoning=True,
     params={**openai.PARAMS, "api_version": Param((str,), non_empty)},
     needs_base_url=True,
+    # a deployment name is the model's name by convention: OpenAI's rules
+    reasoning_rules=openai.REASONING_RULES,
 )

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from kznllm_py.errors import StreamError
 from kznllm_py.providers.jsonfast import loads_event
+from kznllm_py.providers.reasoning import Rule
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
 
@@ -177,11 +178,23 @@ class ReasoningDelta:
 
 @dataclass(slots=True)
 class UsageDelta:
+    """Token counts as the provider reports them. `input_tokens` counts every input
+    token, the cached ones (`cached_input_tokens`, billed at the cached price) among
+    them; `output_tokens` counts every output token, the reasoning ones
+    (`reasoning_tokens`) among them."""
+
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     def to_dict(self) -> dict[str, int]:
-        out = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        out = {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_input_tokens": self.cached_input_tokens or None,
+            "reasoning_tokens": self.reasoning_tokens or None,
+        }
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -350,6 +363,9 @@ class Provider:
     needs_base_url: bool = False
     # how its server lists its models; None: it does not
     models: ModelListing | None = None
+    # the reasoning switch (a preset's `reasoning`) in its spelling, per model: data
+    # (providers/reasoning.py); empty: it has none
+    reasoning_rules: tuple[Rule, ...] = ()
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(field, reason) for each param this provider refuses: a wrongly typed known

@@ -4,6 +4,10 @@ turns as `contents` with roles "user" / "model", sampling params in `generationC
 
 The stream is SSE whose every `data:` is a whole GenerateContentResponse; it has no
 [DONE]: it simply ends after the chunk that carries a `finishReason`.
+
+Parts with `thought: true` are reasoning; a `thoughtSignature` (on a part, or a part of its
+own) is never text. Follow-ups resend earlier answers as text parts without signatures:
+Gemini requires them only on function-call parts, and kznllm uses no tools.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from kznllm_py.errors import ProviderError
-from kznllm_py.providers import base
+from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta, as_count
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
@@ -51,6 +55,50 @@ ALIASES = {
 }
 # finishReason -> the name the rest of kznllm reports (others: the enum, lowercased)
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
+
+
+def _thinking(**config: Any) -> dict[str, Any]:
+    return {"thinkingConfig": {**config, "includeThoughts": True}}
+
+
+_SOFT = ("thinkingConfig.includeThoughts",)
+# thinking budgets of the 2.5 models (Pro: 128 to 32768, Flash: 0 to 24576)
+BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+# the reasoning switch, first match wins (providers/reasoning.py): `thinkingLevel` for
+# Gemini 3 (Pro: low or high, never off; Flash: 'off' is its "minimal"),
+# `thinkingBudget` for 2.5 (Pro cannot stop thinking; Flash stops at 0); thoughts are
+# included, as reasoning
+REASONING_RULES = (
+    reasoning.Rule(
+        r"^gemini-3.*-pro",
+        {"low": _thinking(thinkingLevel="low"), "high": _thinking(thinkingLevel="high")},
+        why="Gemini 3 Pro thinks at 'low' or 'high' only, and cannot stop thinking",
+        soft=_SOFT,
+    ),
+    reasoning.Rule(
+        r"^gemini-3",
+        {
+            "off": {"thinkingConfig": {"thinkingLevel": "minimal"}},
+            **{lv: _thinking(thinkingLevel=lv) for lv in ("low", "medium", "high")},
+        },
+        soft=_SOFT,
+    ),
+    reasoning.Rule(
+        r"^gemini-2\.5-pro",
+        {lv: _thinking(thinkingBudget=n) for lv, n in BUDGETS.items()},
+        why="Gemini 2.5 Pro cannot stop thinking (lowest: 'low')",
+        soft=_SOFT,
+    ),
+    reasoning.Rule(
+        r"^gemini-2\.5-flash",
+        {
+            "off": {"thinkingConfig": {"thinkingBudget": 0}},
+            **{lv: _thinking(thinkingBudget=n) for lv, n in BUDGETS.items()},
+        },
+        soft=_SOFT,
+    ),
+    reasoning.Rule(r"^gemini-", {"off": {}}, why="this Gemini model does not think"),
+)
 
 
 def _camel(name: str) -> str:
@@ -136,7 +184,7 @@ class Parser(base.JsonEventParser):
         self.chunks = 0  # GenerateContentResponse objects read
         self.done = False
         self.finish_reason: str | None = None
-        self.usage: tuple[int | None, int | None] | None = None
+        self.usage: tuple[int | None, ...] | None = None
 
     def _deltas(self, obj: dict[str, Any], event: Event) -> list[base.Delta]:
         if obj.get("error"):
@@ -171,7 +219,13 @@ class Parser(base.JsonEventParser):
             thoughts = as_count(meta.get("thoughtsTokenCount"))
             if thoughts is not None:  # billed as output, like OpenAI's reasoning tokens
                 out_tokens = (out_tokens or 0) + thoughts
-            usage = (as_count(meta.get("promptTokenCount")), out_tokens)
+            cached = as_count(meta.get("cachedContentTokenCount"))  # within promptTokenCount
+            usage = (
+                as_count(meta.get("promptTokenCount")),
+                out_tokens,
+                cached or None,
+                thoughts or None,
+            )
             if usage != self.usage:  # usageMetadata rides on every chunk, running totals
                 self.usage = usage
                 out.append(UsageDelta(*usage))
@@ -212,4 +266,5 @@ PROVIDER = base.Provider(
     models=base.ModelListing(
         base.under("/models"), listed_models, auth=AUTH, paging=("pageSize", "pageToken")
     ),
+    reasoning_rules=REASONING_RULES,
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kznllm_py.errors import ProviderError
-from kznllm_py.providers import base
+from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta
 from kznllm_py.secrets import clip
 from kznllm_py.sse import Event
@@ -23,6 +23,22 @@ NAME = "ollama"
 TOP_LEVEL = frozenset({"format", "keep_alive", "think", "tools", "truncate", "shift"})
 # names other providers' presets use for an option
 ALIASES = {"max_tokens": "num_predict", "max_completion_tokens": "num_predict"}
+
+
+# the reasoning switch, first match wins (providers/reasoning.py): gpt-oss takes a
+# level and cannot stop thinking; other thinking models (Qwen3, DeepSeek-R1, ...) think
+# or not, so 'low', 'medium' and 'high' all send `think: true`
+REASONING_RULES = (
+    reasoning.Rule(
+        r"^gpt-oss",
+        {level: {"think": level} for level in ("low", "medium", "high")},
+        why="gpt-oss cannot stop thinking (lowest: 'low')",
+    ),
+    reasoning.Rule(
+        "",
+        {"off": {"think": False}, **{lv: {"think": True} for lv in ("low", "medium", "high")}},
+    ),
+)
 
 
 def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -135,4 +151,5 @@ PROVIDER = base.Provider(
         "format": base.Param((str, dict)),
     },
     models=base.ModelListing(tags_url, listed_tags),
+    reasoning_rules=REASONING_RULES,
 )

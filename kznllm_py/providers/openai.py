@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from kznllm_py.errors import ProviderError, StreamError
-from kznllm_py.providers import base
+from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import ReasoningDelta, TextDelta, UsageDelta, as_count, as_text
 from kznllm_py.providers.jsonfast import loads_event
 from kznllm_py.secrets import clip
@@ -41,6 +41,38 @@ PARAMS: dict[str, base.Param] = {
     "metadata": base.TABLE,
     "store": base.FLAG,
 }
+
+
+def _effort(level: str, off: str | None = None) -> dict[str, Any]:
+    return {"reasoning_effort": off if level == "off" else level}
+
+
+_GRADED = {level: _effort(level) for level in ("low", "medium", "high")}
+# the reasoning switch, first match wins (providers/reasoning.py)
+REASONING_RULES = (
+    # OpenRouter: its own `reasoning` object, for every model it routes
+    reasoning.Rule(
+        "",
+        {
+            level: {"reasoning": {"effort": "none" if level == "off" else level}}
+            for level in reasoning.LEVELS
+        },
+        base_url=r"//openrouter\.ai/",
+        soft=("reasoning.exclude",),
+    ),
+    reasoning.Rule(r"^gpt-5\.\d", {"off": _effort("off", "none"), **_GRADED}),
+    reasoning.Rule(r"^gpt-5", {"off": _effort("off", "minimal"), **_GRADED}),
+    reasoning.Rule(r"^o\d", _GRADED, why="o-series models always reason (lowest: 'low')"),
+    reasoning.Rule(r"^(gpt-4|gpt-3\.5|chatgpt-)", {"off": {}}, why="it is not a reasoning model"),
+    # any other model on a compatible server (vLLM's gpt-oss, Groq, ...): the effort;
+    # there is no common way to turn reasoning off
+    reasoning.Rule(
+        "",
+        _GRADED,
+        why="compatible servers have no common way to turn reasoning off "
+        "(pass the server's own param instead)",
+    ),
+)
 
 
 def build_request(
@@ -98,6 +130,37 @@ def content_parts(parts: list[Any]) -> tuple[str, str]:
     return "".join(text), "".join(thought)
 
 
+def reasoning_of(details: list[Any]) -> str | None:
+    """The reasoning text of OpenRouter's `reasoning_details`: `reasoning.text` (its
+    `text`) and `reasoning.summary` (its `summary`); `reasoning.encrypted` carries none.
+    None when no detail has text (OpenRouter's `reasoning` beside it then says it; when
+    both come, they hold the same text, read once)."""
+    texts = []
+    for detail in details:
+        kind = detail.get("type")
+        if kind == "reasoning.text":
+            texts.append(as_text(detail.get("text")) or "")
+        elif kind == "reasoning.summary":
+            texts.append(as_text(detail.get("summary")) or "")
+    return "".join(texts) if texts else None
+
+
+def read_usage(usage: dict[str, Any]) -> UsageDelta:
+    """`{prompt_tokens, completion_tokens, prompt_tokens_details: {cached_tokens},
+    completion_tokens_details: {reasoning_tokens}}` (the details: OpenAI, DeepSeek's
+    `prompt_cache_hit_tokens` too; both counted within the totals)."""
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    if cached is None:
+        cached = usage.get("prompt_cache_hit_tokens")
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    return UsageDelta(
+        as_count(usage.get("prompt_tokens")),
+        as_count(usage.get("completion_tokens")),
+        cached_input_tokens=as_count(cached) or None,  # 0: none (as absent)
+        reasoning_tokens=as_count(reasoning) or None,
+    )
+
+
 class Parser:
     """Chat Completions chunks -> deltas. Ends at `data: [DONE]`."""
 
@@ -131,7 +194,10 @@ class Parser:
                 choice = next((c for c in choices if not c.get("index")), None)
             if choice is not None:
                 delta = choice.get("delta") or {}
-                reasoning = as_text(delta.get("reasoning_content") or delta.get("reasoning"))
+                details = delta.get("reasoning_details")
+                reasoning = reasoning_of(details) if details else None
+                if reasoning is None:  # vLLM: `reasoning` (was `reasoning_content`)
+                    reasoning = as_text(delta.get("reasoning_content") or delta.get("reasoning"))
                 content = delta.get("content")
                 if type(content) is list:  # Mistral: typed parts, `thinking` ones too
                     content, thought = content_parts(content)
@@ -149,12 +215,7 @@ class Parser:
                     self.finish_reason = reason
             usage = obj.get("usage")
             if usage:
-                out.append(
-                    UsageDelta(
-                        as_count(usage.get("prompt_tokens")),
-                        as_count(usage.get("completion_tokens")),
-                    )
-                )
+                out.append(read_usage(usage))
         except (AttributeError, TypeError, KeyError, IndexError):
             shown = clip(data, 200)
             raise StreamError(f"{self.name}: unexpected stream event: {shown!r}") from None
@@ -176,4 +237,5 @@ PROVIDER = base.Provider(
     reasoning=True,
     params=PARAMS,
     models=base.ModelListing(base.under("/models")),
+    reasoning_rules=REASONING_RULES,
 )

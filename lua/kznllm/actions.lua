@@ -340,13 +340,22 @@ function M.cancel()
   end
 end
 
---- A short string for statuslines: the preset, and while requests run a spinner with
---- the elapsed seconds of the oldest one (and how many run, if more than one).
+local last_spent = nil
+
+--- From the host, at the end of a fill that reported its tokens: "1200→340 $0.0042"
+--- (the words are the host's: pricing.figures), shown by M.status() until the next.
+function M.spent(text)
+  last_spent = text
+end
+
+--- A short string for statuslines: the preset (and the last fill's tokens and cost),
+--- and while requests run a spinner with the elapsed seconds of the oldest one (and
+--- how many run, if more than one).
 function M.status()
   local p = presets.current_preset() or 'default'
   local n, oldest = job.running()
   if n == 0 then
-    return 'kznllm ' .. p
+    return 'kznllm ' .. p .. (last_spent and (' ' .. last_spent) or '')
   end
   local secs = (vim.uv.hrtime() - oldest) / 1e9
   local frame = require('kznllm.notify').spinner(secs * 10)
