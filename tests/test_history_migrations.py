@@ -45,6 +45,7 @@ COLUMNS = [  # (name, type, not null, default, primary key)
     ("reasoning", "TEXT", 1, "''", 0),
     ("response", "TEXT", 1, "''", 0),
     ("prompt", "TEXT", 1, "''", 0),
+    ("span", "TEXT", 1, "''", 0),
 ]
 
 INDEXES = {  # name -> [(column, descending)]

@@ -31,6 +31,7 @@ class NewEntry:
     request: str = ""  # the rendered request (URL, headers redacted, body)
     parent_id: int | None = None  # the entry this one follows up
     started_at: float | None = None  # epoch seconds; None: now
+    span: str = ""  # where a replace's selection stood (apply.Span as JSON), else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,8 @@ class Entry(EntrySummary):
     # the provider-neutral prompt as JSON {"system": str, "messages": [{role, content}]}:
     # what a follow-up continues and a re-run sends again ("" before schema version 2)
     prompt: str = ""
+    # where a replace's selection stood, as JSON (apply.Span; "" before schema version 3)
+    span: str = ""
 
 
 SUMMARY_COLUMNS = (
@@ -88,7 +91,7 @@ SUMMARY_COLUMNS = (
 )
 SUMMARY_SELECT = f"{SUMMARY_COLUMNS}, substr(query, 1, {SUMMARY_QUERY_CHARS})"
 ENTRY_SELECT = (
-    f"{SUMMARY_COLUMNS}, query, filetype, selection, request, reasoning, response, prompt"
+    f"{SUMMARY_COLUMNS}, query, filetype, selection, request, reasoning, response, prompt, span"
 )
 NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
 
