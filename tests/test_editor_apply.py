@@ -411,3 +411,64 @@ def test_a_blockwise_apply_with_the_buffer_open_replaces_only_the_blocks_columns
     assert nvim.lines(source) == ["abNEWef", "ghkl", "mnopqr"]
     nvim.feed("u")
     assert nvim.lines(source) == ["abcdef", "ghijkl", "mnopqr"]
+
+
+# -- what a demanding user meets ----------------------------------------------------------
+
+
+def test_apply_twice_from_the_debug_view_says_it_is_there_already(
+    nvim: Child, server: LoopbackServer
+):
+    source = debug_then_apply(nvim, server, "def f(x):\n    return x + 1\n")
+    nvim.nvim.command("KznApply")
+    said(nvim, "applied (u")
+    nvim.nvim.command("wincmd p")  # back to the debug view
+    nvim.nvim.command("KznApply")
+    assert said(nvim, "already applied") == (
+        f"kznllm: #{nvim.lua('return vim.b.kznllm_entry')} is already applied: the answer"
+        " stands at line 2 (u takes it back)"
+    )
+    assert nvim.lines(source) == ["import os", "def f(x):", "    return x + 1", "print(f(1))"]
+    # after `u` in the source, the code is back where it was: apply finds it again
+    nvim.nvim.command("wincmd p")
+    nvim.feed("u")
+    assert nvim.lines(source) == SOURCE
+    nvim.nvim.command("wincmd p")
+    nvim.nvim.command("KznApply")
+    nvim.wait_for(lambda: nvim.lines(source)[2] == "    return x + 1", what="the second apply")
+
+
+def test_a_crlf_answer_takes_the_buffers_line_breaks(nvim: Child, server: LoopbackServer):
+    server.queue(Reply(chunks=openai_events(["def f(x):\r\n", "    return x + 1\r\n"])))
+    nvim.use_server(server.base_url)
+    nvim.set_lines(SOURCE)
+    nvim.lua("vim.bo.fileformat = 'dos'")
+    source = nvim.nvim.current.buffer.number
+    nvim.nvim.command("2,3KznDebug tidy")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    entry_done(nvim, "ok")
+    nvim.nvim.command("KznApply")
+    said(nvim, "applied (u")
+    assert nvim.lines(source) == ["import os", "def f(x):", "    return x + 1", "print(f(1))"]
+
+
+def test_after_a_restart_apply_goes_into_the_buffer_as_edited_and_unsaved(
+    tmp_path: Path, server: LoopbackServer
+):
+    path = tmp_path / "u.py"
+    path.write_text("def g(x):\n    return 1\n")
+    entry = first_session(tmp_path, server, path, "2GV", "    return 2\n")
+    again = Child(tmp_path)
+    try:
+        again.nvim.command(f"edit {path}")
+        again.feed("ggOimport os<Esc>")  # not saved: the buffer, not the file, is searched
+        in_history(again, entry)
+        again.nvim.command("KznApply")
+        said(again, "applied (u")
+        assert again.lines() == ["import os", "def g(x):", "    return 2"]
+        assert again.lua("return vim.bo.modified") is True
+        assert path.read_text() == "def g(x):\n    return 1\n"
+        again.feed("u")
+        assert again.lines() == ["import os", "def g(x):", "    return 1"]
+    finally:
+        again.close()

@@ -12,7 +12,8 @@ local job = require('kznllm.job')
 local host = require('kznllm.host')
 
 --- scratch buffer -> { buf, region }: the selection a debug view's replace was asked
---- about, tracked by its extmarks while both buffers live
+--- about, tracked by its extmarks while both buffers live (once applied, the buffer
+--- alone: a later :KznApply searches it, a file or not)
 local sources = {}
 
 --- searches in flight: token -> { plan, buf, tick, created, tries }
@@ -30,7 +31,7 @@ function M.remember_source(scratch, buf, region)
     callback = function()
       local s = sources[scratch]
       sources[scratch] = nil
-      if s and api.nvim_buf_is_valid(s.buf) then
+      if s and s.region and api.nvim_buf_is_valid(s.buf) then
         job.release(s.region)
       end
     end,
@@ -93,7 +94,7 @@ local function put(plan, buf, region, scratch)
     api.nvim_buf_set_text(buf, b[1], b[2], b[3], b[4], lines)
   end)
   if sources[scratch] and sources[scratch].region == region then
-    sources[scratch] = nil
+    sources[scratch] = { buf = buf }
   end
   -- show it: in a window that has it, else in the window before the scratch one
   local win = vim.fn.win_findbuf(buf)[1]
@@ -154,6 +155,10 @@ end
 --- for the conversation shown in `scratch`.
 function M.planned(plan, scratch)
   local src = sources[scratch]
+  if src and api.nvim_buf_is_valid(src.buf) and not src.region then
+    local name = vim.fn.fnamemodify(api.nvim_buf_get_name(src.buf), ':t')
+    return search({ plan = plan, buf = src.buf, scratch = scratch, tries = 1, name = name })
+  end
   if src and api.nvim_buf_is_valid(src.buf) then
     if job.region_changed(src.region) then
       return say(
