@@ -19,6 +19,7 @@ from kznllm_py.history.records import Entry
 
 SPAN_CAP = 1000  # characters kept of the line's text on each side of a selection
 MAX_PLACES = 100  # matches counted when the selection stands in several places
+MAX_CHECKS = 200_000  # places a block's first row stands that are checked as the block
 FENCE = "```"
 
 
@@ -76,15 +77,8 @@ class Span:
         if not isinstance(data, dict):
             return None
         if data.get("kind") == "block":
-            rows = data.get("rows")
-            if not isinstance(rows, list) or not rows:
-                return None
-            out: list[tuple[int, int, int]] = []
-            for r in rows:
-                if not (isinstance(r, list) and len(r) == 3 and all(_nat(x) for x in r)):
-                    return None
-                out.append((r[0], r[1], r[2]))
-            return cls("block", rows=tuple(out))
+            rows = _block_rows(data.get("rows"))
+            return None if rows is None else cls("block", rows=rows)
         start, end = data.get("start"), data.get("end")
         head, tail, tail_bytes = data.get("head"), data.get("tail"), data.get("tail_bytes")
         if not (_pair(start) and _pair(end) and isinstance(head, str) and isinstance(tail, str)):
@@ -96,6 +90,21 @@ class Span:
 
 def _nat(x: Any) -> TypeGuard[int]:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _block_rows(rows: Any) -> tuple[tuple[int, int, int], ...] | None:
+    """A block's rows as recorded: [row, start column, end column] each, on consecutive
+    rows, each start at or before its end; else None."""
+    if not isinstance(rows, list) or not rows:
+        return None
+    out: list[tuple[int, int, int]] = []
+    for r in rows:
+        if not (isinstance(r, list) and len(r) == 3 and all(_nat(x) for x in r)):
+            return None
+        if r[1] > r[2] or (out and r[0] != out[-1][0] + 1):
+            return None
+        out.append((r[0], r[1], r[2]))
+    return tuple(out)
 
 
 def _pair(x: Any) -> TypeGuard[list[int]]:
@@ -111,15 +120,8 @@ def span_of(p: Mapping[str, Any], selection: str, before: str, after: str) -> Sp
     if not selection or not isinstance(raw, Mapping):
         return None
     if raw.get("kind") == "block":
-        rows = raw.get("rows")
-        if not isinstance(rows, list) or not rows:
-            return None
-        out: list[tuple[int, int, int]] = []
-        for r in rows:
-            if not (isinstance(r, list) and len(r) == 3 and all(_nat(x) for x in r)):
-                return None
-            out.append((r[0], r[1], max(r[1], r[2])))
-        return Span("block", rows=tuple(out))
+        rows = _block_rows(raw.get("rows"))
+        return None if rows is None else Span("block", rows=rows)
     rng, last_len = raw.get("range"), raw.get("last_len")
     if not (isinstance(rng, list) and len(rng) == 4 and all(_nat(x) for x in rng)):
         return None
@@ -214,7 +216,9 @@ def plan(chain: Sequence[Entry], *, force: bool, live: Container[int] = ()) -> P
 
 def unfinished(entry: Entry, live: Container[int]) -> str:
     if entry.status == "running":
-        return "is still streaming" if entry.id in live else "never finished (Neovim quit)"
+        if entry.id in live:
+            return "is still streaming"
+        return "has not finished (it streams in another Neovim, or its Neovim quit mid-answer)"
     if entry.status == "cancelled":
         return "was cancelled"
     error = secrets.redact(entry.error or "").strip().splitlines()
@@ -424,12 +428,20 @@ def _locate_block(buf: list[bytes], texts: list[bytes], span: Span, where: str) 
     # anchor on the block's first non-empty row: each place it stands is a candidate
     anchor = next((i for i, t in enumerate(texts) if t), None)
     places: list[tuple[tuple[int, int, int], ...]] = []
+    checks = 0
     if anchor is not None:
         arow, acol, _ = rows[anchor]
         text = texts[anchor]
         for r, line in enumerate(buf):
             c = line.find(text)
             while c >= 0 and len(places) <= MAX_PLACES:
+                checks += 1
+                if checks > MAX_CHECKS:
+                    raise ApplyError(
+                        f"the block it was asked about is no longer at lines {rows[0][0] + 1}-"
+                        f"{rows[-1][0] + 1}{where}, and its text stands in too many places"
+                        " to search"
+                    )
                 p = at(r - arow, c - acol)
                 if p is not None and p not in places:
                     places.append(p)

@@ -39,7 +39,7 @@ def test_an_answer_that_did_not_finish_is_refused_saying_why_and_forced_with_ban
     for status, error, why in [
         ("cancelled", None, "was cancelled"),
         ("error", "the stream broke", "ended in an error (the stream broke)"),
-        ("running", None, "never finished"),
+        ("running", None, "has not finished (it streams in another Neovim, or its Neovim quit"),
     ]:
         chain = [entry(1, status=status, error=error, response="def f(x):\n    y = 1")]
         with pytest.raises(ApplyError, match=r"#1 .*:KznApply! applies it anyway") as exc:
@@ -125,6 +125,9 @@ def test_a_span_keeps_the_text_around_the_selection_on_its_lines() -> None:
     assert span_of({}, "x", "", "") is None and span_of(p, "", "", "") is None
     for bad in ["", "[]", '{"kind": "range"}', '{"kind": "block", "rows": [[1, -1, 2]]}', "{"]:
         assert Span.from_json(bad) is None
+    # a block's rows are consecutive, each starting at or before its end
+    for rows in ["[[1, 0, 2], [1, 0, 2]]", "[[2, 0, 2], [1, 0, 2]]", "[[1, 3, 2]]"]:
+        assert Span.from_json('{"kind": "block", "rows": ' + rows + "}") is None
     # a key in the line around the selection is redacted, as the selection is
     secrets.remember("sk-test-apply-span-" + "a" * 30)
     keyed = span_of(p, "x", 'k = "sk-test-apply-span-' + "a" * 30 + '"; ', "")
@@ -192,6 +195,9 @@ def test_a_block_matches_as_a_block_never_as_a_run_of_text() -> None:
     # "cd\nij" as one run across two lines is not the block
     with pytest.raises(ApplyError, match="block it was asked about is no longer at lines 1-2"):
         locate(["xxabcd", "ijyy"], "cd\nij", span)
+    # a text that stands everywhere is searched within a bound
+    with pytest.raises(ApplyError, match="too many places to search"):
+        locate(["a" * 1000] * 300, "a\nb", Span("block", rows=((0, 0, 1), (1, 0, 1))))
 
 
 def test_an_answer_already_in_place_says_so() -> None:
