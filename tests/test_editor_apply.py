@@ -472,3 +472,31 @@ def test_after_a_restart_apply_goes_into_the_buffer_as_edited_and_unsaved(
         assert again.lines() == ["import os", "def g(x):", "    return 1"]
     finally:
         again.close()
+
+
+def test_a_re_run_applies_where_the_entry_it_re_asks_was_selected(
+    tmp_path: Path, server: LoopbackServer
+):
+    path = tmp_path / "rr.py"
+    path.write_text("def g(x):\n    return 1\n")
+    entry = first_session(tmp_path, server, path, "2G$v", "2")  # the `1` of `return 1`
+    path.write_text("# top\ndef g(x):\n    return 1\n")
+    again = Child(tmp_path)
+    try:
+        server.queue(Reply(chunks=openai_events(["3"])))
+        again.use_server(server.base_url)
+        again.nvim.command("KznHistory")
+        rows = "return require('kznllm.sidebar').state.rows or {}"
+        again.wait_for(lambda: entry in again.lua(rows), what="the entry in the sidebar")
+        row = again.lua("return vim.fn.index(require('kznllm.sidebar').state.rows, ...) + 1", entry)
+        again.lua("vim.api.nvim_win_set_cursor(require('kznllm.sidebar').win(), { ..., 0 })", row)
+        again.feed("r")
+        assert again.wait_done()[0]["status"] == "ok"
+        rerun = entry_done(again, "ok")
+        assert rerun != entry
+        again.nvim.command("KznApply")
+        said(again, "applied (u")
+        # the re-run's entry kept where the selection stood: `1` of its line, not a line
+        assert again.lines() == ["# top", "def g(x):", "    return 3"]
+    finally:
+        again.close()
