@@ -500,3 +500,35 @@ def test_a_re_run_applies_where_the_entry_it_re_asks_was_selected(
         assert again.lines() == ["# top", "def g(x):", "    return 3"]
     finally:
         again.close()
+
+
+def test_apply_is_its_own_undo_step_after_the_users_typing(nvim: Child, server: LoopbackServer):
+    source = debug_then_apply(nvim, server, "def f(x):\n    return x + 1\n")
+    nvim.nvim.command("wincmd p")
+    assert nvim.nvim.current.buffer.number == source
+    nvim.feed("ggO# mine<Esc>")
+    nvim.nvim.command("wincmd p")
+    nvim.nvim.command("KznApply")
+    said(nvim, "applied (u")
+    assert nvim.lines(source) == ["# mine", "import os", "def f(x):", "    return x + 1",
+                                  "print(f(1))"]  # fmt: skip
+    nvim.feed("u")
+    assert nvim.lines(source) == ["# mine", *SOURCE]  # the user's line stays
+    nvim.feed("u")
+    assert nvim.lines(source) == SOURCE
+    nvim.feed("<C-r><C-r>")
+    assert nvim.lines(source)[3] == "    return x + 1"
+
+
+def test_apply_into_code_an_answer_streams_into_is_refused(nvim: Child, server: LoopbackServer):
+    source = debug_then_apply(nvim, server, "def f(x):\n    return x + 1\n")
+    nvim.nvim.command("wincmd p")
+    server.queue(Reply(chunks=openai_events(["# other"]), pause_after=1))
+    nvim.nvim.command("2,3KznFill other")
+    server.wait_paused()
+    nvim.nvim.command("wincmd p")
+    nvim.nvim.command("KznApply")
+    said(nvim, "another answer is streaming there")
+    assert nvim.lines(source) == SOURCE
+    server.resume()
+    assert nvim.wait_done(2)[1]["status"] == "ok"

@@ -70,6 +70,14 @@ local function put(plan, buf, region, scratch)
     job.release(region)
     return say("the buffer is not modifiable ('modifiable' is off); nothing was applied")
   end
+  local at = job.bounds(region)
+  if at and job.overlapping(buf, at) then
+    job.release(region)
+    return say(
+      ('cannot apply #%d: another answer is streaming there (<Esc> cancels it)'):format(plan.id),
+      'WARN'
+    )
+  end
   local lines = vim.split(plan.text, '\n', { plain = true })
   local b = job.text_bounds(region)
   local block = region.kind == 'block'
