@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pynvim
 
-from kznllm_py import fences, history, logfile, secrets, settings
+from kznllm_py import apply, fences, history, logfile, secrets, settings
 from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
 from kznllm_py.errors import KznError, printable
@@ -178,6 +178,8 @@ class KznllmPlugin:
                 self._warmup()
             elif op.startswith("history_"):
                 self._spawn(self._history_call(op, data))
+            elif op in ("apply", "apply_locate"):
+                self._spawn(self._apply(op, data))
             elif op == "models":
                 self._spawn(self._models(data))
         except Exception as exc:  # never a traceback in the user's face
@@ -288,10 +290,7 @@ class KznllmPlugin:
             if op == "history_view":
                 self._lua("sidebar", "render", await ops.view(p, self.settings))
             elif op == "history_entry":
-                data = await ops.entry(p)
-                if data["action"] == "apply":
-                    data.update(apply_data(data["selection"], data["text"]))
-                self._lua("sidebar", "entry", data)
+                self._lua("sidebar", "entry", await ops.entry(p))
             elif op == "history_delete":
                 await ops.delete(int(p.get("id") or 0))
                 self._lua("sidebar", "changed")
@@ -305,6 +304,39 @@ class KznllmPlugin:
                 raise KznError(f"unknown history call {op!r}")
         except KznError as exc:
             self._report(f"kznllm: {redact(str(exc))}")
+        except Exception as exc:  # a bug of ours: one message, the traceback in the log
+            log.exception("%s failed", op)
+            self._report(f"kznllm: internal error: {redact(f'{type(exc).__name__}: {exc}')}")
+
+    async def _apply(self, op: str, p: dict[str, Any]) -> None:
+        """:KznApply (kznllm_py/apply.py decides): 'apply' picks the answer of the entry's
+        conversation and what it replaces; 'apply_locate' finds where that stands in the
+        buffer lines the editor sent. The editor captures and writes."""
+        try:
+            if op == "apply":
+                entry_id = int(p.get("id") or 0)
+                chain = await self._ops().recorder.read(lambda s: s.chain(entry_id))
+                plan = apply.plan(chain, force=bool(p.get("bang")), live=self.live)
+                out = plan.to_dict()
+                if not plan.span or plan.span.kind != "block":  # a blockwise one: no review
+                    selected = review.split_lines(plan.selection)
+                    out["diff"] = review.diff(selected, plan.code, complete=True).to_dict()
+                self._lua("apply", "planned", out, p.get("scratch"))
+            else:
+                lines = [x if isinstance(x, str) else "" for x in p.get("lines") or ()]
+                found = await asyncio.to_thread(
+                    apply.locate_answer,
+                    lines,
+                    str(p.get("selection") or ""),
+                    str(p.get("text") or ""),
+                    apply.Span.from_json(str(p.get("span") or "")),
+                    name=str(p.get("name") or ""),
+                )
+                self._lua("apply", "located", p.get("token"), found.to_dict())
+        except apply.ApplyError as exc:
+            self._lua("apply", "refused", p.get("token"), printable(redact(str(exc))), exc.level)
+        except KznError as exc:
+            self._lua("apply", "refused", p.get("token"), printable(redact(str(exc))), "ERROR")
         except Exception as exc:  # a bug of ours: one message, the traceback in the log
             log.exception("%s failed", op)
             self._report(f"kznllm: internal error: {redact(f'{type(exc).__name__}: {exc}')}")
@@ -326,12 +358,18 @@ class KznllmPlugin:
         self.nvim.exec_lua(f"return require('kznllm.{module}').{fn}(...)", *args, async_=True)
 
     def _recording(
-        self, s: settings.Settings, job: payload.FillJob, *, mode: str, parent_id: int | None
+        self,
+        s: settings.Settings,
+        job: payload.FillJob,
+        *,
+        mode: str,
+        parent_id: int | None,
+        span: str = "",
     ) -> Recording | None:
         recorder = self._history(s)
         if recorder is None:
             return None
-        return recorder.begin(new_entry(job, mode=mode, parent_id=parent_id))
+        return recorder.begin(replace(new_entry(job, mode=mode, parent_id=parent_id), span=span))
 
     async def _track(self, job_id: int, bufnr: int, rec: Recording, ended: asyncio.Event) -> None:
         """The editor learns the entry id (follow-ups in a conversation buffer continue
@@ -378,7 +416,8 @@ class KznllmPlugin:
         )
         head = f"# kznllm re-run of #{entry.id} with {job.preset.id}\n\n## Query\n\n"
         head += f"{entry.query}\n\n{answer}"
-        return Turn(replace(job, ctx=ctx), conversation.rerun(entry), None, "rerun", head)
+        turn = Turn(replace(job, ctx=ctx), conversation.rerun(entry), None, "rerun", head)
+        return replace(turn, span=entry.span)  # where the selection it re-asks stood
 
     def _warn_ignored(self, lines: tuple[str, ...]) -> None:
         """A skipped `.kzn` folder is said once a session, not at every fill."""
@@ -513,7 +552,8 @@ class KznllmPlugin:
             if job.debug:
                 fence = job.ctx.filetype if job.ctx.mode == "replace" else None
                 view = DebugView(coalescer.push, partial(payload.debug_text, job), fence=fence)
-            rec = self._recording(s, job, mode=turn.mode, parent_id=turn.parent_id)
+            span = turn.span or _span_json(p, job.ctx)
+            rec = self._recording(s, job, mode=turn.mode, parent_id=turn.parent_id, span=span)
             if rec is not None:
                 self._spawn(self._track(job_id, int(p.get("bufnr") or 0), rec, ended))
             outcome = await _generate(job_id, generation, sink, coalescer.push, view, rec)
@@ -545,14 +585,12 @@ class KznllmPlugin:
             log.debug("fill %d: %d writes, paced at %.0f ms", job_id, coalescer.writes, ms)
 
 
-def apply_data(selection: str, answer: str) -> dict[str, Any]:
-    """What :KznApply puts in place of `selection`: the answer as a replace would have
-    written it (whole lines keep their own line break: the answer's final one goes), and
-    the diff a review of it shows."""
-    if answer.endswith("\n") and not selection.endswith("\n"):
-        answer = answer[:-1]
-    diff = review.diff(review.split_lines(selection), answer, complete=True).to_dict()
-    return {"text": answer, "diff": diff}
+def _span_json(p: dict[str, Any], ctx: prompts.FillContext) -> str:
+    """Where a replace's selection stood, for history (:KznApply finds it again)."""
+    if ctx.mode != "replace":
+        return ""
+    span = apply.span_of(p, ctx.selection, ctx.before, ctx.after)
+    return "" if span is None else span.to_json()
 
 
 class Answer:
@@ -683,3 +721,4 @@ class Turn:
     parent_id: int | None
     mode: str
     head: str
+    span: str = ""  # a re-run's: where the selection of the entry it re-asks stood

@@ -36,10 +36,12 @@ vim.api.nvim_create_user_command('KznReject', function(cmd)
   require('kznllm.review').act(false, cmd.bang)
 end, { bang = true, desc = 'kznllm: reject the hunk under the cursor (!: the whole answer)' })
 
-vim.api.nvim_create_user_command('KznApply', function()
-  k().apply()
+vim.api.nvim_create_user_command('KznApply', function(cmd)
+  k().apply(cmd.bang)
 end, {
-  desc = 'kznllm: put this answer (debug view, history entry, re-run) in place of its code',
+  bang = true,
+  desc = 'kznllm: put this answer (debug view, history entry, re-run) in place of its code'
+    .. ' (!: also one that did not finish)',
 })
 
 vim.api.nvim_create_user_command('KznSend', function()

@@ -75,7 +75,7 @@ def all_bytes(directory: Path) -> bytes:
 def test_schema_version_tables_columns_and_indexes(store: HistoryStore) -> None:
     db = sqlite3.connect(store.path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 4
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         columns = [(r[1], r[2], r[3]) for r in db.execute("PRAGMA table_info(entries)")]
         indexes = {
@@ -114,6 +114,7 @@ def test_schema_version_tables_columns_and_indexes(store: HistoryStore) -> None:
         ("cached_input_tokens", "INTEGER", 0),
         ("reasoning_tokens", "INTEGER", 0),
         ("price", "TEXT", 1),
+        ("span", "TEXT", 1),
     ]
     assert sorted(indexes) == [
         "entries_by_parent",

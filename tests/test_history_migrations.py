@@ -21,6 +21,7 @@ RELEASED = {
     "_m001_initial": "6d1067db74757bab",
     "_m002_prompt": "9c6eac9423b21085",
     "_m003_cost": "4849e05dc8584434",
+    "_m004_span": "c5c2a3f247a2aad3",
 }
 
 COLUMNS = [  # (name, type, not null, default, primary key)
@@ -50,6 +51,7 @@ COLUMNS = [  # (name, type, not null, default, primary key)
     ("cached_input_tokens", "INTEGER", 0, None, 0),
     ("reasoning_tokens", "INTEGER", 0, None, 0),
     ("price", "TEXT", 1, "''", 0),
+    ("span", "TEXT", 1, "''", 0),
 ]
 
 INDEXES = {  # name -> [(column, descending)]

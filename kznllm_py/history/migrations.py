@@ -71,6 +71,13 @@ def _m003_cost(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE entries ADD COLUMN price TEXT NOT NULL DEFAULT ''")
 
 
+@migration
+def _m004_span(db: sqlite3.Connection) -> None:
+    # where a replace's selection stood (kznllm_py/apply.py Span, as JSON): :KznApply
+    # finds it again as whole lines, or as its block
+    db.execute("ALTER TABLE entries ADD COLUMN span TEXT NOT NULL DEFAULT ''")
+
+
 def schema_version() -> int:
     """The version a database has once every migration ran."""
     return len(MIGRATIONS)

@@ -31,6 +31,7 @@ class NewEntry:
     request: str = ""  # the rendered request (URL, headers redacted, body)
     parent_id: int | None = None  # the entry this one follows up
     started_at: float | None = None  # epoch seconds; None: now
+    span: str = ""  # where a replace's selection stood (apply.Span as JSON), else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,8 @@ class Entry(EntrySummary):
     # the price the cost was counted at, JSON {input, cached_input, output} in US$ per
     # million tokens ("" when none was known)
     price: str = field(default="", kw_only=True)
+    # where a replace's selection stood, as JSON (apply.Span; "" before schema version 4)
+    span: str = field(default="", kw_only=True)
 
 
 SUMMARY_COLUMNS = (
@@ -98,7 +101,7 @@ COST_COLUMNS = "cost_usd, cached_input_tokens, reasoning_tokens"
 SUMMARY_SELECT = f"{SUMMARY_COLUMNS}, substr(query, 1, {SUMMARY_QUERY_CHARS}), {COST_COLUMNS}"
 ENTRY_SELECT = (
     f"{SUMMARY_COLUMNS}, query, filetype, selection, request, reasoning, response, prompt, "
-    f"{COST_COLUMNS}, price"
+    f"{COST_COLUMNS}, price, span"
 )
 NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
 
@@ -116,11 +119,12 @@ def summary_of(row: Sequence[Any]) -> EntrySummary:
 
 
 def entry_of(row: Sequence[Any]) -> Entry:
-    cost, cached, reasoning, price = row[-4:]
+    cost, cached, reasoning, price, span = row[-5:]
     return Entry(
-        *row[:-4],
+        *row[:-5],
         cost_usd=cost,
         cached_input_tokens=cached,
         reasoning_tokens=reasoning,
         price=price,
+        span=span,
     )

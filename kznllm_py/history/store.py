@@ -213,12 +213,14 @@ class HistoryStore:
             secrets.redact(entry.query),
             secrets.redact(entry.selection),
             secrets.redact(entry.request),
+            entry.span,  # its texts come redacted (apply.span_of)
         )
 
         def insert(db: sqlite3.Connection) -> int:
             cur = db.execute(
                 "INSERT INTO entries (started_at, preset_id, provider, model, mode, parent_id,"
-                " path, filetype, query, selection, request) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " path, filetype, query, selection, request, span)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 row,
             )
             return int(cur.lastrowid or 0)

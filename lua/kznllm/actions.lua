@@ -146,6 +146,7 @@ function M.start(spec)
     spot = (not spec.replace and not to_scratch) and job.spot(region, capture.CONTEXT_BYTES) or nil,
     query = spec.query,
     selection = selection,
+    span = spec.replace and apply.span(source) or nil, -- where it stood, for :KznApply
     filetype = vim.bo[buf].filetype,
     fileformat = vim.bo[target].fileformat,
     path = api.nvim_buf_get_name(buf),

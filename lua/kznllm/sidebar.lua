@@ -326,10 +326,6 @@ function M.view_scratch(name)
 end
 
 function M.entry(data)
-  if data.action == 'apply' then
-    local apply = require('kznllm.apply')
-    return apply.apply_entry(data, apply.applying)
-  end
   if data.action == 'open' then
     local buf = M.view_scratch(('kznllm://history/%d-%d'):format(data.entry, vim.uv.hrtime() % 1e6))
     api.nvim_buf_set_lines(buf, 0, -1, false, data.lines)
