@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kznllm_py import cli_history, context, demo_server, payload, secrets
+from kznllm_py import cli_history, context, demo_server, payload, secrets, terminal
 from kznllm_py.client import Timeouts, new_client
 from kznllm_py.errors import KznError, printable
 from kznllm_py.events import Retry, Text
@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--json", action="store_true", help="the exact request (URL, headers, body) as JSON"
     )
+    render.add_argument("--raw", action="store_true", help="texts as they are (no escaping)")
     fill.add_argument(
         "--retries", type=int, default=RetryPolicy.tries, help="tries when turned away (429, 503)"
     )
@@ -166,11 +167,13 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("--preset", help="only this preset's entries")
     hist.add_argument("--status", choices=["ok", "error", "cancelled", "running"])
     hist.add_argument("--db", type=Path, help="the database (default: Neovim's data dir)")
+    hist.add_argument("--raw", action="store_true", help="stored text as it is (no escaping)")
     hist_sub = hist.add_subparsers(dest="history_command")
     show = hist_sub.add_parser("show", help="print one whole entry")
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     show.add_argument("--db", type=Path, default=argparse.SUPPRESS)
+    show.add_argument("--raw", action="store_true", default=argparse.SUPPRESS)
     return ap
 
 
@@ -378,6 +381,8 @@ async def _render(args: argparse.Namespace) -> int:
         return 1
     finally:
         await demo_server.shutdown()
+    if not args.raw:  # the buffer's, the project's text: escaped for the terminal
+        text = terminal.json_text(text) if args.json else terminal.text(text)
     sys.stdout.write(text)
     return 0
 
@@ -461,13 +466,13 @@ async def _models(args: argparse.Namespace) -> int:
         async with new_client() as client:
             names = await models.preset_models(client, preset, timeouts)
     except KznError as exc:
-        print(f"kznllm: {secrets.redact(str(exc))}", file=sys.stderr)
+        _err(str(exc))
         return 1
-    if args.json:
-        print(json.dumps(names, ensure_ascii=False))
+    if args.json:  # the names are the server's: escaped for the terminal
+        print(terminal.json_text(json.dumps(names, ensure_ascii=False)))
     else:
         for name in names:
-            print(name)
+            print(terminal.line(name))
     return 0
 
 
