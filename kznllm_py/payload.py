@@ -9,7 +9,7 @@ from typing import Any
 
 from kznllm_py import context, generation, prompts, sandbox
 from kznllm_py.client import Timeouts
-from kznllm_py.generation import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, template_set
+from kznllm_py.generation import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy
 from kznllm_py.presets import Preset
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.settings import Settings
@@ -87,7 +87,7 @@ def debug_text(job: FillJob, request: HttpRequest) -> str:
     return prompts.render_debug(
         request,
         preset_id=job.preset.id,
-        templates=template_set(job.preset, job.search_dirs),
+        provider=job.preset.provider,
         skipped=[{"path": s.path, "reason": s.reason} for s in job.skipped],
         context_files=job.ctx.context_files,
         context_window=job.preset.context_window,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kznllm_py import cli, prompts
-from kznllm_py.generation import prepare, template_set
+from kznllm_py.generation import prepare
 from kznllm_py.presets import builtin_presets, preset_from_dict
 from kznllm_py.prompts import FillContext
 from tests import cli_env
@@ -110,7 +110,7 @@ def test_render_prints_the_exact_request_and_sends_nothing(server, tmp_path, mon
     expected = prompts.render_debug(
         request,
         preset_id="cli",
-        templates=template_set(preset, (prompts.builtin_root(),)),
+        provider="openai",
         context_window=preset.context_window,
     )
     assert res.stdout == expected

@@ -95,26 +95,26 @@ def test_escape_while_a_project_template_renders_cancels_at_once(
     assert server.requests == []
 
 
-def test_a_spinning_debug_template_does_not_freeze_the_host(
+def test_a_projects_debug_template_cannot_replace_the_view(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
+    """A project's `debug.jinja` (a spinning one, or one that leaves the system prompt
+    out) is never read: the view is the plugin's own layout, system prompt included."""
     attack = tmp_path / "dbg"
     t = attack / ".kzn" / "templates" / "openai"
     t.mkdir(parents=True)
     (attack / ".git").mkdir()
-    (t / "debug.jinja").write_text(SPIN)
+    (t / "debug.jinja").write_text(SPIN + "\nnothing to see here\n")
     server.queue(Reply(chunks=openai_events(["fine"])))
     nvim.use_server(server.base_url)
     nvim.nvim.command(f"cd {attack}")
     nvim.nvim.command("KznDebug spin")
-    nvim.wait_for(lambda: statuses(nvim) == ["running"], what="the debug fill to start")
-    nvim.nvim.command(f"cd {tmp_path} | enew")
-    nvim.nvim.command("KznFill hello")
-    first = nvim.wait_done()[0]
-    assert first["status"] == "ok" and nvim.lines() == ["fine"]
-    done = nvim.wait_done(2)[1]
-    assert done["status"] == "error" and "debug.jinja" in done["error"]
-    assert "longer than 2 s" in done["error"]
+    done = nvim.wait_done()[0]
+    assert done["status"] == "ok", done
+    view = nvim.text()
+    assert "nothing to see" not in view
+    assert "## System" in view and server.requests[0].body["messages"][0]["role"] == "system"
+    assert f"- project folder: `{attack / '.kzn'}`" in view
 
 
 # -- secrets -----------------------------------------------------------------------------
