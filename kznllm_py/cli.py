@@ -53,6 +53,7 @@ from kznllm_py.presets import Preset, check_presets, merge_presets, pick, preset
 from kznllm_py.prompts import FillContext, search_path
 from kznllm_py.providers import PROVIDERS
 from kznllm_py.stdpath import nvim_stdpath
+from kznllm_py.trust import trust_file
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -351,11 +352,17 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
         preset=preset,
         ctx=ctx,
         timeouts=Timeouts(connect=connect, stall=stall, total=total),
-        search_dirs=search_path(project_kzn=kzn_dir, user_config=nvim_stdpath("config")),
+        # the project's templates join in with_project_files, once judged trusted
+        search_dirs=search_path(user_config=nvim_stdpath("config")),
         debug=False,
         kzn_dir=kzn_dir,
+        trust_db=trust_file(nvim_stdpath("state")),
+        trust_how="trust them in Neovim: :KznTrust",
     )
-    return payload.with_project_files(job)
+    job = payload.with_project_files(job)
+    for line in job.notices:
+        _err(line)
+    return job
 
 
 async def _render(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from typing import Any
 
 import jinja2
 
-from kznllm_py import debug_request, sandbox, secrets
+from kznllm_py import debug_request, project_templates, sandbox, secrets
 from kznllm_py.context import estimate_tokens
 from kznllm_py.errors import ConfigError
 from kznllm_py.providers.base import HttpRequest, Message, Prompt
@@ -85,23 +85,51 @@ def families(root: Path | None = None) -> tuple[str, ...]:
     return tuple(sorted(p.parent.name for p in base.glob("*/system.jinja")))
 
 
+# project template folders (real paths) in a search path: read confined, and judged
+# against the trust database given (None: the caller decided, kznllm_py/payload.py)
+_PROJECT: dict[Path, Path | None] = {}
+
+
+def project_dir(root: str, trust_db: Path | None) -> Path:
+    """A project's templates folder (`project_templates.templates_root`) as an entry of
+    a search path: its templates are read through project_templates.ProjectLoader."""
+    path = Path(root)
+    _PROJECT[path] = trust_db
+    return path
+
+
 def search_path(
-    *, project_kzn: Path | None = None, user_config: Path | None = None
+    *,
+    project_kzn: Path | None = None,
+    user_config: Path | None = None,
 ) -> tuple[Path, ...]:
-    """The template roots, first hit wins: project, user, built-in."""
+    """The template roots, first hit wins: project (confined; whoever calls with it has
+    decided it is trusted, see project_templates.decide), user, built-in."""
     dirs: list[Path] = []
-    if project_kzn is not None and (project_kzn / "templates").is_dir():
-        dirs.append(project_kzn / "templates")
+    if project_kzn is not None:
+        root = project_templates.templates_root(project_kzn)
+        if root is not None:
+            dirs.append(project_dir(root, None))
     if user_config is not None and (user_config / "kznllm" / "templates").is_dir():
         dirs.append(user_config / "kznllm" / "templates")
     dirs.append(builtin_root())
     return tuple(dirs)
 
 
-@functools.lru_cache(maxsize=16)
+def _loader(d: Path, trust_db: Path | None, project: bool) -> jinja2.BaseLoader:
+    if project:
+        return project_templates.ProjectLoader(str(d), trust_db)
+    return jinja2.FileSystemLoader(str(d))
+
+
 def _environment(dirs: tuple[Path, ...]) -> jinja2.Environment:
+    return _cached_environment(tuple((d, _PROJECT.get(d), d in _PROJECT) for d in dirs))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_environment(dirs: tuple[tuple[Path, Path | None, bool], ...]) -> jinja2.Environment:
     env = sandbox.GuardedSandbox(
-        loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+        loader=jinja2.ChoiceLoader([_loader(*d) for d in dirs]),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
@@ -139,6 +167,8 @@ def _render(ts: TemplateSet, role: str, variables: Mapping[str, Any]) -> str:
         return sandbox.render_template(template, dict(variables))
     except sandbox.RenderStopped:
         raise
+    except project_templates.TemplateRefused as exc:
+        raise ConfigError(f"project template {exc}; nothing was sent") from None
     except jinja2.TemplateNotFound as exc:
         where = ", ".join(str(d) for d in (ts.search_dirs or (builtin_root(),)))
         raise ConfigError(f"template {exc.name} not found (searched {where})") from None

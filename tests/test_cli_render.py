@@ -19,6 +19,7 @@ from kznllm_py.presets import builtin_presets, preset_from_dict
 from kznllm_py.prompts import FillContext
 from tests import cli_env
 from tests.servers import LoopbackServer
+from tests.trusting import allow
 
 CANARY_VAR = "KZN_TEST_RENDER_KEY"
 CANARY = "sk-canary-7f3a9c1e-d0-not-leak"
@@ -34,6 +35,8 @@ def server() -> Iterator[LoopbackServer]:
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     # no real user templates (XDG_CONFIG_HOME)
     extra = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), CANARY_VAR: CANARY, **extra}
+    # Neovim's trust database of the test's own (project templates need trust)
+    extra.setdefault("XDG_STATE_HOME", str(tmp_path / "state"))
     return cli_env.clean_env(*KEY_VARS, "NVIM_APPNAME", "VLLM_BASE_URL", "OLLAMA_BASE_URL", **extra)
 
 
@@ -175,8 +178,10 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("where", [".", "src/deep"])
-def test_render_shows_the_project_files_included_and_skipped(project, server, where):
-    res = kznllm(project / where, "render", "q", *loopback(server))
+def test_render_shows_the_project_files_included_and_skipped(project, server, where, tmp_path):
+    env = clean_env(tmp_path)
+    allow(Path(env["XDG_STATE_HOME"]) / "nvim", project / ".kzn/templates/openai/user.jinja")
+    res = kznllm(project / where, "render", "q", *loopback(server), env=env)
     assert (res.returncode, res.stderr) == (0, "")
     out = res.stdout
     assert f"- project folder: `{project / '.kzn'}`" in out
@@ -217,7 +222,9 @@ def test_render_template_error_is_one_line_on_stderr(project, server):
     bad = write(
         project / ".kzn" / "templates" / "openai" / "system.jinja", "ok\n{{ user_query.__class__ }}"
     )
-    res = kznllm(project, "render", "q", *loopback(server))
+    env = clean_env(project)
+    allow(Path(env["XDG_STATE_HOME"]) / "nvim", bad, project / ".kzn/templates/openai/user.jinja")
+    res = kznllm(project, "render", "q", *loopback(server), env=env)
     assert res.returncode == 1
     assert res.stdout == ""
     assert res.stderr == f"kznllm: template {bad}:2: SecurityError: " + (
