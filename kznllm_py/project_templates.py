@@ -32,7 +32,7 @@ import jinja2
 from kznllm_py import sandbox, trust
 from kznllm_py.errors import printable, size_text
 
-MAX_TEMPLATE_BYTES = 128 * 1024
+MAX_TEMPLATE_BYTES = 64 * 1024  # compiling one (uninterruptible at its end) stays well under 1 s
 MAX_FILES = 64  # files looked at in a family's folder (and _shared/) when deciding
 SHARED = "_shared"
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)

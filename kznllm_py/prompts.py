@@ -157,6 +157,7 @@ def _render(ts: TemplateSet, role: str, variables: Mapping[str, Any]) -> str:
     env = _environment(ts.search_dirs or (builtin_root(),))
     explicit = ts.explicit.get(role)
     name = explicit or f"{ts.family}/{role}.jinja"
+    template: jinja2.Template | None = None  # compiling may stop before there is one
     try:
         if explicit:
             file = Path(explicit).expanduser()

@@ -106,7 +106,7 @@ def test_links_out_are_refused_and_never_offered_for_trust(
     warned = [m for m in nvim.messages() if "refused" in m]
     assert "kznllm: openai/env.jinja: a symbolic link (refused)" in warned
     assert any(
-        "qwen/system.jinja: larger than 128 KB (1024 MB; refused unread)" in m for m in warned
+        "qwen/system.jinja: larger than 64 KB (1024 MB; refused unread)" in m for m in warned
     )
     started = time.monotonic()
     nvim.nvim.command("KznFill one")
@@ -126,4 +126,4 @@ def test_links_out_are_refused_and_never_offered_for_trust(
     )
     nvim.nvim.command("KznFill two")
     assert nvim.wait_done(2)[1]["status"] == "ok"
-    assert any("qwen/system.jinja: larger than 128 KB" in m for m in trust_lines(nvim))
+    assert any("qwen/system.jinja: larger than 64 KB" in m for m in trust_lines(nvim))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py import payload, prompts, trust
+from kznllm_py import payload, prompts, sandbox, trust
 from kznllm_py.errors import ConfigError
 from kznllm_py.presets import preset_from_dict
 from kznllm_py.project_templates import MAX_TEMPLATE_BYTES, decide, review
@@ -114,12 +114,12 @@ def test_a_huge_sparse_template_is_refused_before_a_byte_is_read(tmp_path: Path)
     took = time.monotonic() - started
     grew_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert str(err.value) == (
-        "project template openai/system.jinja: larger than 128 KB (1024 MB; refused unread); "
+        "project template openai/system.jinja: larger than 64 KB (1024 MB; refused unread); "
         "nothing was sent"
     )
     assert took < 0.5 and grew_kb < 50_000, (took, grew_kb)
     decision = decide(root / ".kzn", "openai", None, how=":KznTrust")
-    assert decision.root is None and "larger than 128 KB" in decision.notice
+    assert decision.root is None and "larger than 64 KB" in decision.notice
 
 
 def test_a_template_at_the_cap_is_read(tmp_path: Path) -> None:
@@ -182,3 +182,14 @@ def test_the_trust_file_is_read_as_neovim_writes_it(tmp_path: Path) -> None:
     assert trust.verdict("/x/b.jinja", b"a", known) == "denied"
     assert trust.verdict("/x/c.jinja", b"a", known) == "not trusted"
     assert trust.load(tmp_path / "none") == {} and trust.load(None) == {}
+
+
+def test_compiling_a_large_template_counts_in_the_budget(tmp_path: Path) -> None:
+    """Lexing, parsing and code generation check the render's deadline: a template at
+    the cap made of 9,000 expressions stops with the time limit, not seconds later."""
+    root, tdir = repo(tmp_path)
+    (tdir / "system.jinja").write_text("{{ a }}" * (MAX_TEMPLATE_BYTES // 7))
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"longer than 0\.05 s"):
+        sandbox.run_limited(render_with, root, tdir, budget=sandbox.Budget(time_limit=0.05))
+    assert time.monotonic() - started < 1.5
