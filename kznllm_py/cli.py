@@ -19,8 +19,8 @@ kznllm demo-server [--port N] [--rate TOKENS_PER_S]
     the offline demo model (OpenAI-compatible) on 127.0.0.1, in the foreground.
 kznllm demo [--check]
     opens Neovim with the plugin on a sample file, against the offline demo model.
-kznllm history [-n N] [--json] [--preset ID] [--status S] [--db PATH]
-kznllm history show ID [--json] [--db PATH]
+kznllm history [-n N] [--json] [--raw] [--preset ID] [--status S] [--db PATH]
+kznllm history show ID [--json] [--raw] [--db PATH]
     lists the recorded interactions (the editor's and `kznllm fill`'s), newest first,
     or prints one whole entry.
 """
