@@ -361,3 +361,17 @@ def test_render_json_is_the_exact_request_with_the_file_as_buffer_context(tmp_pa
     assert "python" in system["content"]
     assert "def f():\n    pass\n<cursor/>" in user["content"]
     assert user["content"].endswith("explain")
+
+
+def test_render_leaves_untrusted_project_templates_out_with_one_line(project, server, tmp_path):
+    """Not trusted in Neovim's database: the built-in templates, and one line on stderr
+    that says which file and how to trust it; the project's context files still go in."""
+    res = kznllm(project, "render", "q", *loopback(server), env=clean_env(tmp_path))
+    assert res.returncode == 0
+    assert res.stderr == (
+        f"kznllm: the project's templates in {project / '.kzn' / 'templates'} are not used, "
+        "the built-in ones are: openai/user.jinja: not trusted (trust them in Neovim: "
+        ":KznTrust)\n"
+    )
+    assert "PROJECT USER" not in res.stdout and "## User\n\n`````text\nq\n`````\n" in res.stdout
+    assert "Use tabs, never spaces." in res.stdout
