@@ -19,10 +19,11 @@ kznllm demo-server [--port N] [--rate TOKENS_PER_S]
     the offline demo model (OpenAI-compatible) on 127.0.0.1, in the foreground.
 kznllm demo [--check]
     opens Neovim with the plugin on a sample file, against the offline demo model.
-kznllm history [-n N] [--json] [--raw] [--preset ID] [--status S] [--db PATH]
-kznllm history show ID [--json] [--raw] [--db PATH]
+kznllm history [-n N] [--json] [--preset ID] [--status S] [--db PATH]
+kznllm history show ID [--json] [--db PATH]
     lists the recorded interactions (the editor's and `kznllm fill`'s), newest first,
     or prints one whole entry.
+    Stored text is printed with control characters escaped; --raw: as it is stored.
 """
 
 from __future__ import annotations
@@ -165,10 +166,10 @@ def _parser() -> argparse.ArgumentParser:
     hist = sub.add_parser("history", help="list the recorded interactions, or show one")
     hist.add_argument("-n", type=int, default=50, help="how many (newest first)")
     hist.add_argument("--json", action="store_true", help="machine-readable output")
+    hist.add_argument("--raw", action="store_true", help="stored text as it is (no escaping)")
     hist.add_argument("--preset", help="only this preset's entries")
     hist.add_argument("--status", choices=["ok", "error", "cancelled", "running"])
     hist.add_argument("--db", type=Path, help="the database (default: Neovim's data dir)")
-    hist.add_argument("--raw", action="store_true", help="stored text as it is (no escaping)")
     hist_sub = hist.add_subparsers(dest="history_command")
     show = hist_sub.add_parser("show", help="print one whole entry")
     show.add_argument("id", type=int)

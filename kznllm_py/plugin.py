@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pynvim
 
-from kznllm_py import debug_request, fences, history, logfile, secrets, settings
+from kznllm_py import fences, history, logfile, secrets, settings
 from kznllm_py.coalesce import Coalescer, Pace
 from kznllm_py.editor import BufferSink
 from kznllm_py.errors import KznError, printable
@@ -490,7 +490,9 @@ class KznllmPlugin:
         try:
             try:
                 if isinstance(p.get("send"), str):  # :KznSend: the preset the view names
-                    p = {**p, "preset": debug_request.preset_of(p["send"], s.presets)}
+                    from kznllm_py.debug_request import preset_of
+
+                    p = {**p, "preset": preset_of(p["send"], s.presets)}
                 job = payload.parse(p, s)
                 self._warn_ignored(job.ignored_kzn)
                 # file I/O and template renders (fitting the budget): off the loop
