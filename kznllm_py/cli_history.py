@@ -8,11 +8,13 @@ with what arrived."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 from kznllm_py import history, terminal
 from kznllm_py.errors import KznError
@@ -75,11 +77,22 @@ def format_entry(e: Entry) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _reader(db: Path) -> history.HistoryStore:
+    """The database opened read-only (it works on a read-only folder, and reading changes
+    nothing); one from an older kznllm is first brought up to date, as the editor's next
+    fill would, where it can be written (else it is read as it is)."""
+    store = history.HistoryStore(db, read_only=True)
+    if store.behind():
+        with contextlib.suppress(KznError):
+            return history.HistoryStore(db)
+    return store
+
+
 def show(args: argparse.Namespace, err: Callable[[str], None]) -> int:
     """`kznllm history [show ID]`: reading creates nothing (no database: no entries)."""
     db = args.db or history.default_path(history.nvim_data_dir())
     try:
-        store = history.HistoryStore(db, read_only=True) if db.exists() else None
+        store = _reader(db) if db.exists() else None
         if store is not None and store.notice is not None:
             err(f"{store.notice}")
         if args.history_command == "show":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from kznllm_py.history import HistoryStore, NewEntry, default_path, nvim_data_dir
+from kznllm_py.history.migrations import MIGRATIONS
 from tests.cli_env import clean_env
 from tests.servers import LoopbackServer, Reply, openai_events
 
@@ -155,3 +157,25 @@ def test_a_fill_with_a_read_only_history_streams_and_says_so_once(
     assert out.stdout == b"hello there"
     [line] = out.stderr.decode().splitlines()
     assert "history" in line and "Read-only file system" in line
+
+
+def test_history_reads_a_database_of_an_older_kznllm_after_bringing_it_up_to_date(
+    tmp_path: Path,
+) -> None:
+    """Read-only opening must not strand a database the editor has not migrated yet:
+    `kznllm history` brings it up to date where it can write, as the editor would."""
+    db_path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute(f"PRAGMA user_version = {1}")
+    MIGRATIONS[0](db)
+    db.execute(
+        "INSERT INTO entries (started_at, mode, query, response, status)"
+        " VALUES (1.0, 'yap', 'old question', 'old answer', 'ok')"
+    )
+    db.close()
+    out = _cli("history", "--db", str(db_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode().rstrip().endswith("old question")
+    shown = _cli("history", "show", "1", "--db", str(db_path))
+    assert shown.returncode == 0 and b"--- response ---\nold answer\n" in shown.stdout

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from kznllm_py import secrets
 from kznllm_py.errors import HistoryError
-from kznllm_py.history.migrations import migrate
+from kznllm_py.history.migrations import migrate, schema_version, user_version
 from kznllm_py.history.records import (
     ENTRY_SELECT,
     FINAL_STATUSES,
@@ -465,6 +465,10 @@ class HistoryStore:
             db.close()
             raise
         return db
+
+    def behind(self) -> bool:
+        """The database's schema is older than this kznllm's (its migrations not run)."""
+        return self._run("read the schema version", user_version) < schema_version()
 
     def _connect_read_only(self) -> sqlite3.Connection:
         """The file through `mode=ro`: SQLite never writes it (nor creates it). A WAL
