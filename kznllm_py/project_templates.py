@@ -156,9 +156,12 @@ class Decision:
 def _files(root: str, folder: str) -> list[str]:
     """Template names in `root/folder`, recursively, at most MAX_FILES (links are
     listed, not followed, so that they are refused)."""
+    top = os.path.join(root, folder)
+    if not os.path.lexists(top):
+        return []
+    if os.path.islink(top) or not os.path.isdir(top):
+        return [folder]  # a file or a link where a folder should be: read, and refused
     names: list[str] = []
-    if not os.path.isdir(os.path.join(root, folder)) or os.path.islink(os.path.join(root, folder)):
-        return [folder] if os.path.lexists(os.path.join(root, folder)) else []
     stack = [folder]
     while stack and len(names) < MAX_FILES:
         rel = stack.pop()
