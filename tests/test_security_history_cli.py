@@ -179,3 +179,34 @@ def test_history_reads_a_database_of_an_older_kznllm_after_bringing_it_up_to_dat
     assert out.stdout.decode().rstrip().endswith("old question")
     shown = _cli("history", "show", "1", "--db", str(db_path))
     assert shown.returncode == 0 and b"--- response ---\nold answer\n" in shown.stdout
+
+
+def test_render_prints_a_projects_escape_sequences_escaped(tmp_path: Path) -> None:
+    """A cloned repository's `.kzn` file with a clipboard write: `kznllm render` shows the
+    request with it escaped (text and JSON), `--raw` as it is."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".kzn").mkdir()
+    (tmp_path / ".kzn" / "notes.md").write_text(f"notes {OSC52}{C1_CSI}\n")
+    argv = ["render", "--provider", "openai", "--model", "m"]
+    argv += ["--base-url", "http://127.0.0.1:9/v1", "--api-key", "", "q"]
+
+    def render(*extra: str) -> bytes:
+        out = subprocess.run(
+            [sys.executable, "-m", "kznllm_py.cli", *argv[:-1], *extra, argv[-1]],
+            cwd=tmp_path,
+            env=clean_env(XDG_STATE_HOME=str(tmp_path / "state")),
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    shown = render()
+    assert b"\x1b" not in shown and "\x9b".encode() not in shown
+    assert b"notes \\x1b]52;c;cHduZWQ=\\x07\\x9b2J" in shown
+    as_json = render("--json")
+    assert b"\x1b" not in as_json and "\x9b".encode() not in as_json
+    system = json.loads(as_json)["body"]["messages"][0]["content"]
+    assert f"notes {OSC52}{C1_CSI}" in system  # the same value, escaped only as JSON
+    assert OSC52.encode() in render("--raw")
