@@ -17,7 +17,9 @@ the checks are put into the compiled template where a template can spend without
   repeating a big value in a loop (into a macro's buffer, say) stops long before memory
   runs out; the output itself stops at `OUTPUT_CAP` characters;
 * `lipsum` makes at most 100 paragraphs of 1000 words; `range` keeps the sandbox's
-  100,000 cap.
+  100,000 cap;
+* compiling counts too: the lexer's every token and the code generator's every node
+  check the deadline (a project template's reading and size: project_templates.py).
 
 `run_off_loop` runs a render on a thread of its own, so the host's event loop is never
 blocked; cancelling the awaiting task sets the stop flag, and the render stops at its
