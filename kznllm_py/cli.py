@@ -27,6 +27,7 @@ kznllm history --cost [--since YYYY-MM-DD] [--db PATH]
 kznllm history show ID [--json] [--db PATH]
     lists the recorded interactions (the editor's and `kznllm fill`'s), newest first,
     or prints one whole entry.
+    Stored text is printed with control characters escaped; --raw: as it is stored.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kznllm_py import cli_history, context, demo_server, payload, secrets
+from kznllm_py import cli_history, context, demo_server, payload, secrets, terminal
 from kznllm_py.client import Timeouts, new_client
 from kznllm_py.errors import KznError, printable
 from kznllm_py.events import Retry, Text
@@ -57,6 +58,7 @@ from kznllm_py.presets import Preset, check_presets, merge_presets, pick, preset
 from kznllm_py.prompts import FillContext, search_path
 from kznllm_py.providers import PROVIDERS
 from kznllm_py.stdpath import nvim_stdpath
+from kznllm_py.trust import trust_file
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -116,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--json", action="store_true", help="the exact request (URL, headers, body) as JSON"
     )
+    render.add_argument("--raw", action="store_true", help="texts as they are (no escaping)")
     fill.add_argument(
         "--retries", type=int, default=RetryPolicy.tries, help="tries when turned away (429, 503)"
     )
@@ -167,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     hist = sub.add_parser("history", help="list the recorded interactions, or show one")
     hist.add_argument("-n", type=int, default=50, help="how many (newest first)")
     hist.add_argument("--json", action="store_true", help="machine-readable output")
+    hist.add_argument("--raw", action="store_true", help="stored text as it is (no escaping)")
     hist.add_argument("--preset", help="only this preset's entries")
     hist.add_argument("--status", choices=["ok", "error", "cancelled", "running"])
     hist.add_argument("--db", type=Path, help="the database (default: Neovim's data dir)")
@@ -179,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     show.add_argument("--db", type=Path, default=argparse.SUPPRESS)
+    show.add_argument("--raw", action="store_true", default=argparse.SUPPRESS)
     return ap
 
 
@@ -362,11 +367,17 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
         preset=preset,
         ctx=ctx,
         timeouts=Timeouts(connect=connect, stall=stall, total=total),
-        search_dirs=search_path(project_kzn=kzn_dir, user_config=nvim_stdpath("config")),
+        # the project's templates join in with_project_files, once judged trusted
+        search_dirs=search_path(user_config=nvim_stdpath("config")),
         debug=False,
         kzn_dir=kzn_dir,
+        trust_db=trust_file(nvim_stdpath("state")),
+        trust_how="trust them in Neovim: :KznTrust",
     )
-    return payload.with_project_files(job)
+    job = payload.with_project_files(job)
+    for line in job.notices:
+        _err(line)
+    return job
 
 
 async def _render(args: argparse.Namespace) -> int:
@@ -392,6 +403,8 @@ async def _render(args: argparse.Namespace) -> int:
         return 1
     finally:
         await demo_server.shutdown()
+    if not args.raw:  # the buffer's, the project's text: escaped for the terminal
+        text = terminal.json_text(text) if args.json else terminal.text(text)
     sys.stdout.write(text)
     return 0
 
@@ -475,13 +488,13 @@ async def _models(args: argparse.Namespace) -> int:
         async with new_client() as client:
             names = await models.preset_models(client, preset, timeouts)
     except KznError as exc:
-        print(f"kznllm: {secrets.redact(str(exc))}", file=sys.stderr)
+        _err(str(exc))
         return 1
-    if args.json:
-        print(json.dumps(names, ensure_ascii=False))
+    if args.json:  # the names are the server's: escaped for the terminal
+        print(terminal.json_text(json.dumps(names, ensure_ascii=False)))
     else:
         for name in names:
-            print(name)
+            print(terminal.line(name))
     return 0
 
 

@@ -8,13 +8,15 @@ with what arrived."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
-from kznllm_py import history
+from kznllm_py import history, terminal
 from kznllm_py.errors import KznError
 from kznllm_py.history import Entry, EntrySummary
 from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry
@@ -100,11 +102,22 @@ def format_entry(e: Entry) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _reader(db: Path) -> history.HistoryStore:
+    """The database opened read-only (it works on a read-only folder, and reading changes
+    nothing); one from an older kznllm is first brought up to date, as the editor's next
+    fill would, where it can be written (else it is read as it is)."""
+    store = history.HistoryStore(db, read_only=True)
+    if store.behind():
+        with contextlib.suppress(KznError):
+            return history.HistoryStore(db)
+    return store
+
+
 def show(args: argparse.Namespace, err: Callable[[str], None]) -> int:
     """`kznllm history [show ID]`: reading creates nothing (no database: no entries)."""
     db = args.db or history.default_path(history.nvim_data_dir())
     try:
-        store = history.HistoryStore(db) if db.exists() else None
+        store = _reader(db) if db.exists() else None
         if store is not None and store.notice is not None:
             err(f"{store.notice}")
         if getattr(args, "cost", False) and args.history_command != "show":
@@ -114,17 +127,22 @@ def show(args: argparse.Namespace, err: Callable[[str], None]) -> int:
             if entry is None:
                 err(f"no history entry {args.id} in {db}")
                 return 1
-            text = json.dumps(entry.to_dict(), ensure_ascii=False, indent=2) + "\n"
-            sys.stdout.write(text if args.json else format_entry(entry))
+            if args.json:
+                text = json.dumps(entry.to_dict(), ensure_ascii=False, indent=2) + "\n"
+                sys.stdout.write(text if args.raw else terminal.json_text(text))
+            else:
+                text = format_entry(entry)
+                sys.stdout.write(text if args.raw else terminal.text(text))
             return 0
         rows = store.list(limit=args.n, preset=args.preset, status=args.status) if store else []
     except KznError as exc:
         err(f"{exc}")
         return 1
     if args.json:
-        print(json.dumps([r.to_dict() for r in rows], ensure_ascii=False))
+        text = json.dumps([r.to_dict() for r in rows], ensure_ascii=False)
+        print(text if args.raw else terminal.json_text(text))
     for line in [] if args.json else map(format_summary, rows):
-        print(line)
+        print(line if args.raw else terminal.line(line))
     return 0
 
 

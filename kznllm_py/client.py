@@ -307,14 +307,19 @@ def _shown(body: bytes, *, html: bool = False) -> str:
     if not html:
         head = body[:1024].lstrip()[:15].lower()
         html = head.startswith((b"<!doctype html", b"<html"))
+    # a body read up to its cap may end in the first part of a key
+    redact = secrets.redact_cut if len(body) >= ERROR_BODY_CAP else secrets.redact
     if not html:
         # redacted before the cut: a key crossing the cut would leak in part
-        return secrets.clip(body.decode("utf-8", errors="replace"), RAW_ERROR_SHOWN).strip()
+        text = redact(body.decode("utf-8", errors="replace"))
+        return secrets.clip(text, RAW_ERROR_SHOWN).strip()
     page = _PageText()
     with contextlib.suppress(Exception):  # a broken page shows what was read of it
         page.feed(body.decode("utf-8", errors="replace"))
         page.close()
-    text = secrets.redact(page.title() or page.text())
+    # the page's pieces are joined with spaces: a key split by a tag or a line break is
+    # found across them (secrets.redact allows gaps)
+    text = redact(page.title() or page.text())
     if len(text) > RAW_ERROR_SHOWN:
         text = text[: RAW_ERROR_SHOWN - 1].rstrip() + "…"
     return text

@@ -26,7 +26,7 @@ class DebugView:
         fence: str | None = None,
     ) -> None:
         self._write = write
-        self._render = render  # blocking, and a project's debug.jinja is untrusted
+        self._render = render  # blocking: rendered off the loop (kznllm_py/debug_request.py)
         self._fence = fence  # the filetype of a replace's code, None for prose
         self._in_reasoning = False
         self._answering = False

@@ -309,6 +309,14 @@ class Generation:
                 self.preset, self.ctx, search_dirs=self.search_dirs, prompt=self.prompt
             )
             if self.edited_view is not None:
+                # to the preset, provider and URL the view names, or nothing is sent
+                url = secrets.redact_url(request.url)
+                debug_request.check(
+                    self.edited_view,
+                    preset_id=self.preset.id,
+                    provider=self.preset.provider,
+                    url=url,
+                )
                 body = debug_request.parse(self.edited_view, system_on_top="system" in request.body)
                 request = replace(request, body=body)
             yield PromptReady(prompt)

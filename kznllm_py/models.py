@@ -54,9 +54,9 @@ async def list_models(
         try:
             got, page = how.parse(body)
         except (KeyError, TypeError, AttributeError):
-            shown = str(body)[:200]
+            shown = secrets.clip(str(body), 200)  # redacted before the cut
             raise StreamError(f"{provider}: unexpected models list: {shown!r}") from None
-        names.extend(got)
+        names.extend(secrets.redact(name) for name in got)  # a name may echo the key
         if page is None:
             break
     return sorted(set(names))

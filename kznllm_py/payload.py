@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kznllm_py import context, generation, prompts, sandbox
+from kznllm_py import context, generation, project_templates, prompts, sandbox, trust
 from kznllm_py.client import Timeouts
 from kznllm_py.generation import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, template_set
 from kznllm_py.presets import Preset
@@ -29,6 +29,12 @@ class FillJob:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # answer + reasoning, UTF-8 bytes
     # `.kzn` folders skipped (not the user's, or writable by all): one line each
     ignored_kzn: tuple[str, ...] = ()
+    # Neovim's trust database (stdpath('state')/trust): project templates need it
+    trust_db: Path | None = None
+    # how the user trusts project files, for the line that says they are not used
+    trust_how: str = ":KznTrust reviews and trusts them"
+    # lines to show once (project templates not used, and why)
+    notices: tuple[str, ...] = ()
 
 
 def _str(p: Mapping[str, Any], key: str) -> str:
@@ -68,8 +74,8 @@ def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
         preset=preset,
         ctx=ctx,
         timeouts=timeouts,
+        # the project's templates join in with_project_files, once judged trusted
         search_dirs=prompts.search_path(
-            project_kzn=kzn_dir,
             user_config=Path(settings.config_dir) if settings.config_dir else None,
         ),
         debug=bool(p.get("debug")),
@@ -78,6 +84,7 @@ def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
         retry=retry,
         max_response_bytes=cap,
         ignored_kzn=found.ignored,
+        trust_db=trust.trust_file(settings.state_dir) if settings.state_dir else None,
     )
 
 
@@ -87,7 +94,7 @@ def debug_text(job: FillJob, request: HttpRequest) -> str:
     return prompts.render_debug(
         request,
         preset_id=job.preset.id,
-        templates=template_set(job.preset, job.search_dirs),
+        provider=job.preset.provider,
         skipped=[{"path": s.path, "reason": s.reason} for s in job.skipped],
         context_files=job.ctx.context_files,
         context_window=job.preset.context_window,
@@ -100,10 +107,12 @@ def with_project_files(job: FillJob) -> FillJob:
     the files cost in the rendered prompt, each file's wrapper (its path, tags,
     separators) included, fits the budget; files that do not are skipped with the
     reason. File I/O and rendering: run it off the event loop."""
-    if job.kzn_dir is None:
+    kzn_dir = job.kzn_dir
+    if kzn_dir is None:
         return job
+    job = with_project_templates(job)
     budget = context.budget_for(job.preset.context_window)
-    found = context.collect(job.kzn_dir, budget_tokens=budget)
+    found = context.collect(kzn_dir, budget_tokens=budget)
     files = tuple(prompts.ContextFile(f.path, f.content, f.tokens) for f in found.included)
     kept, dropped = fit_files(job, files, budget)
     return replace(
@@ -111,6 +120,22 @@ def with_project_files(job: FillJob) -> FillJob:
         ctx=replace(job.ctx, context_files=kept),
         skipped=(*dropped, *found.skipped),
     )
+
+
+def with_project_templates(job: FillJob) -> FillJob:
+    """The project's templates first on the search path when every one of the preset's
+    family (and `_shared/`) is a confined regular file the user trusted
+    (kznllm_py/project_templates.py); else the job says why, in one line. Reads files:
+    off the event loop."""
+    if job.kzn_dir is None:
+        return job
+    family = template_set(job.preset).family
+    decision = project_templates.decide(job.kzn_dir, family, job.trust_db, how=job.trust_how)
+    if decision.root is None:
+        notices = (*job.notices, decision.notice) if decision.notice else job.notices
+        return replace(job, notices=notices)
+    first = prompts.project_dir(decision.root, job.trust_db)
+    return replace(job, search_dirs=(first, *job.search_dirs))
 
 
 def fit_files(

@@ -182,6 +182,8 @@ class KznllmPlugin:
                 self._spawn(self._apply(op, data))
             elif op == "models":
                 self._spawn(self._models(data))
+            elif op == "trust":
+                self._spawn(self._trust(data))
         except Exception as exc:  # never a traceback in the user's face
             log.exception("%s failed", op)
             self._report(f"kznllm: {redact(str(exc))}")
@@ -354,6 +356,24 @@ class KznllmPlugin:
             result["error"] = redact(f"internal error: {type(exc).__name__}: {exc}")
         self._lua("models", "listed", result)
 
+    async def _trust(self, p: dict[str, Any]) -> None:
+        """`:KznTrust`: the project's template files the user has not trusted yet, for
+        the editor to ask about through vim.secure.read()."""
+        load_fill_modules()  # on the loop's thread, before a worker may import them
+        from kznllm_py import project_templates
+
+        try:
+            job = payload.parse(p, self.settings)
+            self._warn_ignored(job.ignored_kzn)
+            if job.kzn_dir is None:
+                self._lua("trust", "review", [], [], None)
+                return
+            found = await sandbox.run_off_loop(project_templates.review, job.kzn_dir, job.trust_db)
+            where = str(job.kzn_dir / "templates")
+            self._lua("trust", "review", list(found.files), list(found.lines), where)
+        except KznError as exc:
+            self._report(f"kznllm: {redact(str(exc))}")
+
     def _lua(self, module: str, fn: str, *args: Any) -> None:
         self.nvim.exec_lua(f"return require('kznllm.{module}').{fn}(...)", *args, async_=True)
 
@@ -508,10 +528,15 @@ class KznllmPlugin:
         answer: Answer | None = None
         try:
             try:
+                if isinstance(p.get("send"), str):  # :KznSend: the preset the view names
+                    from kznllm_py.debug_request import preset_of
+
+                    p = {**p, "preset": preset_of(p["send"], s.presets)}
                 job = payload.parse(p, s)
                 self._warn_ignored(job.ignored_kzn)
                 # file I/O and template renders (fitting the budget): off the loop
                 job = await sandbox.run_off_loop(payload.with_project_files, job)
+                self._warn_ignored(job.notices)  # project templates not used: why
                 turn = await self._conversation(p, job)
             except KznError as exc:
                 sink.finish("error", printable(redact(str(exc))), info)

@@ -30,7 +30,7 @@ from kznllm_py.stdpath import nvim_stdpath
 
 DEMO_ID = "demo"
 DEFAULT_CONTEXT_WINDOW = 32_768
-_TEMPLATE_ROLES = ("system", "user", "debug")
+_TEMPLATE_ROLES = ("system", "user")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Preset:
     api_key: str | bool | None = None
     description: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
-    # a template family name, or {system=path, user=path, debug=path} (+ family=name)
+    # a template family name, or {system=path, user=path} (+ family=name)
     templates: str | Mapping[str, str] = ""
     context_window: int = DEFAULT_CONTEXT_WINDOW
     cache_system: bool = False  # Anthropic prompt caching of the system block
@@ -160,6 +160,12 @@ def validate(p: Preset) -> None:
     if p.api_key is True or not (p.api_key in (None, False) or isinstance(p.api_key, str)):
         raise ConfigError(f"{where}: api_key must be an env var name, 'cmd:...', or false")
     if isinstance(p.templates, Mapping):
+        if "debug" in p.templates:  # the debug view is the plugin's own layout now
+            raise ConfigError(
+                f"{where}: templates.debug is no longer read: the debug view's layout is "
+                "the plugin's own, so that no template can hide or forge what is sent "
+                "(remove the key)"
+            )
         bad = set(p.templates) - {*_TEMPLATE_ROLES, "family"}
         if bad:
             raise ConfigError(

@@ -2,8 +2,9 @@
 
 Templates are found on a search path, first hit wins: the project's
 `.kzn/templates/<family>/`, the user's `stdpath('config')/kznllm/templates/<family>/`,
-then the built-in `templates/<family>/`. Every family has `system.jinja`, `user.jinja`
-and `debug.jinja`; completion-style families (qwen, llama) also have `prompt.jinja`
+then the built-in `templates/<family>/`. Every family has `system.jinja` and
+`user.jinja` (the debug view is no template: kznllm_py/debug_request.py);
+completion-style families (qwen, llama) also have `prompt.jinja`
 (one raw prompt) and qwen a fill-in-the-middle `fim.jinja`.
 
 All templates render in Jinja2's immutable sandbox (project templates are untrusted),
@@ -28,7 +29,7 @@ from typing import Any
 
 import jinja2
 
-from kznllm_py import sandbox, secrets
+from kznllm_py import debug_request, project_templates, sandbox, secrets
 from kznllm_py.context import estimate_tokens
 from kznllm_py.errors import ConfigError
 from kznllm_py.providers.base import HttpRequest, Message, Prompt
@@ -84,23 +85,51 @@ def families(root: Path | None = None) -> tuple[str, ...]:
     return tuple(sorted(p.parent.name for p in base.glob("*/system.jinja")))
 
 
+# project template folders (real paths) in a search path: read confined, and judged
+# against the trust database given (None: the caller decided, kznllm_py/payload.py)
+_PROJECT: dict[Path, Path | None] = {}
+
+
+def project_dir(root: str, trust_db: Path | None) -> Path:
+    """A project's templates folder (`project_templates.templates_root`) as an entry of
+    a search path: its templates are read through project_templates.ProjectLoader."""
+    path = Path(root)
+    _PROJECT[path] = trust_db
+    return path
+
+
 def search_path(
-    *, project_kzn: Path | None = None, user_config: Path | None = None
+    *,
+    project_kzn: Path | None = None,
+    user_config: Path | None = None,
 ) -> tuple[Path, ...]:
-    """The template roots, first hit wins: project, user, built-in."""
+    """The template roots, first hit wins: project (confined; whoever calls with it has
+    decided it is trusted, see project_templates.decide), user, built-in."""
     dirs: list[Path] = []
-    if project_kzn is not None and (project_kzn / "templates").is_dir():
-        dirs.append(project_kzn / "templates")
+    if project_kzn is not None:
+        root = project_templates.templates_root(project_kzn)
+        if root is not None:
+            dirs.append(project_dir(root, None))
     if user_config is not None and (user_config / "kznllm" / "templates").is_dir():
         dirs.append(user_config / "kznllm" / "templates")
     dirs.append(builtin_root())
     return tuple(dirs)
 
 
-@functools.lru_cache(maxsize=16)
+def _loader(d: Path, trust_db: Path | None, project: bool) -> jinja2.BaseLoader:
+    if project:
+        return project_templates.ProjectLoader(str(d), trust_db)
+    return jinja2.FileSystemLoader(str(d))
+
+
 def _environment(dirs: tuple[Path, ...]) -> jinja2.Environment:
+    return _cached_environment(tuple((d, _PROJECT.get(d), d in _PROJECT) for d in dirs))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_environment(dirs: tuple[tuple[Path, Path | None, bool], ...]) -> jinja2.Environment:
     env = sandbox.GuardedSandbox(
-        loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+        loader=jinja2.ChoiceLoader([_loader(*d) for d in dirs]),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
@@ -128,6 +157,7 @@ def _render(ts: TemplateSet, role: str, variables: Mapping[str, Any]) -> str:
     env = _environment(ts.search_dirs or (builtin_root(),))
     explicit = ts.explicit.get(role)
     name = explicit or f"{ts.family}/{role}.jinja"
+    template: jinja2.Template | None = None  # compiling may stop before there is one
     try:
         if explicit:
             file = Path(explicit).expanduser()
@@ -138,6 +168,8 @@ def _render(ts: TemplateSet, role: str, variables: Mapping[str, Any]) -> str:
         return sandbox.render_template(template, dict(variables))
     except sandbox.RenderStopped:
         raise
+    except project_templates.TemplateRefused as exc:
+        raise ConfigError(f"project template {exc}; nothing was sent") from None
     except jinja2.TemplateNotFound as exc:
         where = ", ".join(str(d) for d in (ts.search_dirs or (builtin_root(),)))
         raise ConfigError(f"template {exc.name} not found (searched {where})") from None
@@ -205,50 +237,41 @@ def render_debug(
     request: HttpRequest,
     *,
     preset_id: str,
-    templates: TemplateSet | None = None,
+    provider: str = "",
     skipped: Sequence[Mapping[str, str]] = (),
     context_files: Sequence[ContextFile] = (),
     context_window: int | None = None,
     project_dir: str = "",
 ) -> str:
     """The debug view's text: the exact request as it goes on the wire (system and
-    messages in the provider's own shape), key headers redacted, what context went in."""
-    body = dict(request.body)
-    messages = body.pop("messages", [])
-    system = body.pop("system", None)
-    raw_prompt = body.pop("prompt", None)
-    model = body.pop("model", "")
+    messages in the provider's own shape), key headers redacted, what context went in.
+    The layout is the plugin's own (kznllm_py/debug_request.py), no template."""
+    body = request.body
+    texts = [_content_text(m.get("content")) for m in body.get("messages") or []]
+    system = body.get("system")
     if isinstance(system, str):
-        system = [{"type": "text", "text": system}]
-    shown_messages = [
-        {"role": m.get("role", ""), "content": _content_text(m.get("content"))} for m in messages
-    ]
-    texts = [m["content"] for m in shown_messages]
-    texts += [str(b.get("text", "")) for b in system or []]
+        texts.append(system)
+    elif isinstance(system, list):
+        texts += [str(b.get("text", "")) for b in system if isinstance(b, dict)]
     prompt_tokens = sum(estimate_tokens(t) for t in texts)
-    prompt_tokens += estimate_tokens(raw_prompt) if raw_prompt else 0
+    raw_prompt = body.get("prompt")
+    prompt_tokens += estimate_tokens(raw_prompt) if isinstance(raw_prompt, str) else 0
     estimate: dict[str, Any] = {"prompt_tokens": prompt_tokens}
     if context_window:
         estimate["context_window"] = context_window
         estimate["percent"] = round(100 * prompt_tokens / context_window, 1)
-    values = {
-        "preset": {"id": preset_id, "model": model},
-        "request": {
-            "method": request.method,
-            "url": secrets.redact_url(request.url),
-            "headers": request.redacted_headers(),
-            "params": body,
-            "system": system or [],
-            "messages": shown_messages,
-            "prompt": raw_prompt,
-        },
-        "estimate": estimate,
-        "project_dir": project_dir,
-        "context_files": [{"path": f.path, "tokens": f.tokens} for f in context_files],
-        "skipped_files": list(skipped),
-    }
-    ts = templates or TemplateSet()
-    return _render(ts, "debug", values).rstrip("\n") + "\n\n"
+    return debug_request.render(
+        preset_id=preset_id,
+        provider=provider,
+        method=request.method,
+        url=secrets.redact_url(request.url),
+        headers=request.redacted_headers(),
+        body=body,
+        estimate=estimate,
+        project_dir=project_dir,
+        context_files=[{"path": f.path, "tokens": f.tokens} for f in context_files],
+        skipped=skipped,
+    )
 
 
 def _content_text(content: object) -> str:

@@ -17,7 +17,9 @@ the checks are put into the compiled template where a template can spend without
   repeating a big value in a loop (into a macro's buffer, say) stops long before memory
   runs out; the output itself stops at `OUTPUT_CAP` characters;
 * `lipsum` makes at most 100 paragraphs of 1000 words; `range` keeps the sandbox's
-  100,000 cap.
+  100,000 cap;
+* compiling counts too: the lexer's every token and the code generator's every node
+  check the deadline (a project template's reading and size: project_templates.py).
 
 `run_off_loop` runs a render on a thread of its own, so the host's event loop is never
 blocked; cancelling the awaiting task sets the stop flag, and the render stops at its
@@ -38,7 +40,9 @@ from typing import Any, TypeVar
 
 import jinja2
 from jinja2 import nodes
+from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
+from jinja2.lexer import TokenStream
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
@@ -413,6 +417,17 @@ class _Guards(NodeTransformer):
         return node
 
 
+class _BudgetedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, checking the budget at every node it writes out: turning
+    a large template into Python is seconds of work, counted and stopped like a render."""
+
+    def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
+        budget = current()
+        if budget is not None:
+            budget.check()
+        return super().visit(node, *args, **kwargs)
+
+
 class GuardedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox with the budget's checks (see the module doc); an unsafe
     attribute raises at once. (Jinja's own sandbox returns an undefined value that
@@ -420,6 +435,7 @@ class GuardedSandbox(ImmutableSandboxedEnvironment):
     `{{ cycler.__init__.__globals__.os }}` would then render as "" and pass silently.)"""
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = _BudgetedCodeGenerator
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -428,6 +444,21 @@ class GuardedSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _guard_filter(name, fn) for name, fn in self.filters.items()}
         self.filters["_kzn_loop"] = _loop_guard
         self.filters["_kzn_value"] = _charged
+
+    def _tokenize(
+        self,
+        source: str,
+        name: str | None,
+        filename: str | None = None,
+        state: str | None = None,
+    ) -> TokenStream:
+        """Lexing and parsing (driven by the tokens) count in the budget: a check at
+        every token. (TokenStream._iter: an internal of Jinja2 3.1, like _parse.)"""
+        stream = super()._tokenize(source, name, filename, state)
+        budget = current()
+        if budget is not None:
+            stream._iter = _guarded_iter(stream._iter, budget)
+        return stream
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         guarded = _Guards().visit(super()._parse(source, name, filename))

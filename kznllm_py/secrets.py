@@ -7,6 +7,13 @@ for servers that need no key. Every key resolved is remembered, whole and line b
 so that `redact()` can scrub it from any text shown to the user (a provider's error
 message may echo it back); so is the password of a base URL's userinfo. Text is
 redacted before it is cut (`clip`): a key crossing the cut never leaks in part.
+
+A server cannot split a key past redaction: a secret of `SPLIT_MIN` characters or more
+is also found with whitespace or invisible characters (zero-width spaces, soft hyphens)
+between its characters, which is what an HTML error page's reduction to text makes of a
+key split by a tag (`sk-ab<b>cd</b>`), a line break or an entity. Text a cap already cut
+(an error body read up to its limit) loses a trailing beginning of a secret too
+(`redact_cut`).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -29,6 +37,12 @@ _cmd_cache: dict[str, str] = {}
 
 
 _ordered: list[str] = []  # _known, longest first
+# what may sit between a secret's characters and still show it to a reader: whitespace
+# (an HTML page's tags and line breaks become spaces) and invisible characters
+GAPS = "\\s\u00ad\u200b-\u200f\u2060\ufeff"
+_GAP = re.compile(f"[{GAPS}]")
+SPLIT_MIN = 8  # shorter secrets are matched whole only (too many false matches)
+_split: list[re.Pattern[str]] = []  # the secrets of SPLIT_MIN or more, gaps allowed
 
 
 def remember(secret: str) -> None:
@@ -43,12 +57,34 @@ def remember(secret: str) -> None:
             added = True
     if added:
         _ordered[:] = sorted(_known, key=len, reverse=True)
+        gap = f"[{GAPS}]*"
+        _split[:] = [
+            re.compile(gap.join(re.escape(c) for c in s)) for s in _ordered if len(s) >= SPLIT_MIN
+        ]
 
 
 def redact(text: str) -> str:
     for secret in _ordered:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    for pattern in _split:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def redact_cut(text: str) -> str:
+    """`text` that a limit cut (the head of a body read up to its cap) redacted, and
+    also without a beginning of a secret at its end (gaps allowed, 4 characters or
+    more): the rest of that secret was past the cut, where `redact` cannot see it."""
+    text = redact(text)
+    window = text[-4096:]
+    offset = len(text) - len(window)
+    kept = [i for i, c in enumerate(window) if not _GAP.match(c)]
+    chars = "".join(window[i] for i in kept)
+    for secret in _ordered:
+        for k in range(min(len(secret) - 1, len(chars)), 3, -1):
+            if chars.endswith(secret[:k]):
+                return text[: offset + kept[len(chars) - k]] + REDACTED
     return text
 
 

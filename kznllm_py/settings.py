@@ -40,6 +40,7 @@ class Settings:
     models: Mapping[str, str] = field(default_factory=dict)
     data_dir: str = ""
     config_dir: str = ""
+    state_dir: str = ""  # stdpath('state'): Neovim's trust database (kznllm_py/trust.py)
     log_dir: str = ""
     log_level: str = "info"
     # one line (where, field, reason) per option or preset left out
@@ -138,6 +139,7 @@ def from_config(p: Mapping[str, Any]) -> Settings:
         models=_models(p.get("models")),
         data_dir=_str(p, "data_dir"),
         config_dir=config_dir,
+        state_dir=_str(p, "state_dir"),
         log_dir=_str(p, "log_dir"),
         log_level=_str(p, "log_level") or "info",
         problems=tuple(problems),

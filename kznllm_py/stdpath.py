@@ -14,7 +14,9 @@ def nvim_stdpath(kind: str, env: Mapping[str, str] | None = None) -> Path:
     app = env.get("NVIM_APPNAME") or "nvim"
     if os.name == "nt":
         base = env.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / (f"{app}-data" if kind == "data" else app)
+        return Path(base) / (f"{app}-data" if kind in ("data", "state") else app)
     if kind == "data":
         return Path(env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")) / app
+    if kind == "state":
+        return Path(env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")) / app
     return Path(env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")) / app

@@ -48,6 +48,10 @@ vim.api.nvim_create_user_command('KznSend', function()
   k().send()
 end, { desc = 'kznllm: send the debug view request as edited; the answer streams below' })
 
+vim.api.nvim_create_user_command('KznTrust', function()
+  require('kznllm.trust').start()
+end, { desc = "kznllm: review the project's templates and trust them (vim.secure)" })
+
 vim.api.nvim_create_user_command('KznCancel', function()
   k().cancel()
 end, { desc = 'kznllm: cancel what runs in this buffer (or clear partial-output marks)' })

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from kznllm_py import cli, prompts
-from kznllm_py.generation import prepare, template_set
+from kznllm_py.generation import prepare
 from kznllm_py.presets import builtin_presets, preset_from_dict
 from kznllm_py.prompts import FillContext
 from tests import cli_env
 from tests.servers import LoopbackServer
+from tests.trusting import allow
 
 CANARY_VAR = "KZN_TEST_RENDER_KEY"
 CANARY = "sk-canary-7f3a9c1e-d0-not-leak"
@@ -34,6 +35,8 @@ def server() -> Iterator[LoopbackServer]:
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     # no real user templates (XDG_CONFIG_HOME)
     extra = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), CANARY_VAR: CANARY, **extra}
+    # Neovim's trust database of the test's own (project templates need trust)
+    extra.setdefault("XDG_STATE_HOME", str(tmp_path / "state"))
     return cli_env.clean_env(*KEY_VARS, "NVIM_APPNAME", "VLLM_BASE_URL", "OLLAMA_BASE_URL", **extra)
 
 
@@ -110,7 +113,7 @@ def test_render_prints_the_exact_request_and_sends_nothing(server, tmp_path, mon
     expected = prompts.render_debug(
         request,
         preset_id="cli",
-        templates=template_set(preset, (prompts.builtin_root(),)),
+        provider="openai",
         context_window=preset.context_window,
     )
     assert res.stdout == expected
@@ -175,8 +178,10 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("where", [".", "src/deep"])
-def test_render_shows_the_project_files_included_and_skipped(project, server, where):
-    res = kznllm(project / where, "render", "q", *loopback(server))
+def test_render_shows_the_project_files_included_and_skipped(project, server, where, tmp_path):
+    env = clean_env(tmp_path)
+    allow(Path(env["XDG_STATE_HOME"]) / "nvim", project / ".kzn/templates/openai/user.jinja")
+    res = kznllm(project / where, "render", "q", *loopback(server), env=env)
     assert (res.returncode, res.stderr) == (0, "")
     out = res.stdout
     assert f"- project folder: `{project / '.kzn'}`" in out
@@ -217,7 +222,9 @@ def test_render_template_error_is_one_line_on_stderr(project, server):
     bad = write(
         project / ".kzn" / "templates" / "openai" / "system.jinja", "ok\n{{ user_query.__class__ }}"
     )
-    res = kznllm(project, "render", "q", *loopback(server))
+    env = clean_env(project)
+    allow(Path(env["XDG_STATE_HOME"]) / "nvim", bad, project / ".kzn/templates/openai/user.jinja")
+    res = kznllm(project, "render", "q", *loopback(server), env=env)
     assert res.returncode == 1
     assert res.stdout == ""
     assert res.stderr == f"kznllm: template {bad}:2: SecurityError: " + (
@@ -354,3 +361,17 @@ def test_render_json_is_the_exact_request_with_the_file_as_buffer_context(tmp_pa
     assert "python" in system["content"]
     assert "def f():\n    pass\n<cursor/>" in user["content"]
     assert user["content"].endswith("explain")
+
+
+def test_render_leaves_untrusted_project_templates_out_with_one_line(project, server, tmp_path):
+    """Not trusted in Neovim's database: the built-in templates, and one line on stderr
+    that says which file and how to trust it; the project's context files still go in."""
+    res = kznllm(project, "render", "q", *loopback(server), env=clean_env(tmp_path))
+    assert res.returncode == 0
+    assert res.stderr == (
+        f"kznllm: the project's templates in {project / '.kzn' / 'templates'} are not used, "
+        "the built-in ones are: openai/user.jinja: not trusted (trust them in Neovim: "
+        ":KznTrust)\n"
+    )
+    assert "PROJECT USER" not in res.stdout and "## User\n\n`````text\nq\n`````\n" in res.stdout
+    assert "Use tabs, never spaces." in res.stdout

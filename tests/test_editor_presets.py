@@ -9,6 +9,7 @@ import pytest
 
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, free_port_refusing, json_reply, openai_events
+from tests.trusting import allow_in
 
 
 def project(tmp_path: Path) -> Path:
@@ -51,6 +52,7 @@ def test_a_project_template_overrides_the_builtin_and_runs_sandboxed(
     tdir = root / ".kzn" / "templates" / "openai"
     tdir.mkdir(parents=True)
     (tdir / "user.jinja").write_text("PROJECT TEMPLATE: {{ user_query | upper }}\n")
+    allow_in(nvim, tdir / "user.jinja")
     nvim.nvim.command(f"cd {root}")
     server.queue(Reply(chunks=openai_events(["ok"])))
     nvim.use_server(server.base_url)
@@ -59,6 +61,7 @@ def test_a_project_template_overrides_the_builtin_and_runs_sandboxed(
     assert server.requests[0].body["messages"][-1]["content"] == "PROJECT TEMPLATE: HELLO"
     # an escape attempt is refused with the template's path, and nothing is sent
     (tdir / "user.jinja").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}\n")
+    allow_in(nvim, tdir / "user.jinja")
     nvim.nvim.command("KznFill again")
     done = nvim.wait_done(2)[1]
     assert done["status"] == "error"

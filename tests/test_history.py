@@ -729,8 +729,11 @@ def test_cli_reports_a_damaged_database(tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite3"
     path.write_bytes(b"\x00garbage" * 100)
     out = _cli("--db", str(path))
-    assert out.returncode == 0
-    assert "could not be read" in out.stderr and "moved to" in out.stderr
+    assert out.returncode == 1
+    assert "could not be read" in out.stderr and "left as it is" in out.stderr
+    # reading changes nothing: the fill that writes next moves it aside
+    assert path.read_bytes() == b"\x00garbage" * 100
+    assert [p.name for p in tmp_path.iterdir()] == ["h.sqlite3"]
 
 
 def test_a_nul_in_the_answer_does_not_cut_later_text(store: HistoryStore) -> None:

@@ -505,3 +505,11 @@ def test_a_preset_may_say_where_its_normal_mode_answers_go():
     presets = merge_presets([{"id": "gpt-4o-mini", "placement": "split"}]).presets
     assert presets["gpt-4o-mini"].placement == "split"
     assert presets["claude-haiku"].placement == ""  # setup()'s placement applies
+
+
+def test_a_debug_template_in_a_preset_is_refused_with_why() -> None:
+    """The debug view's layout is the plugin's own (no template can hide what is sent):
+    a preset still naming a debug template is told so, not silently ignored."""
+    raw = {"id": "d", "provider": "openai", "model": "m", "templates": {"debug": "/x.jinja"}}
+    with pytest.raises(ConfigError, match=r"templates\.debug is no longer read"):
+        preset_from_dict(raw)

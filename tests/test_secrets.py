@@ -117,3 +117,15 @@ def test_userinfo_of_a_url_is_redacted_and_its_password_remembered():
     secrets.remember_url(url)
     assert secrets.redact("auth hunter2-pass! failed") == "auth <redacted> failed"
     assert secrets.redact("auth hunter2-pass%21 failed") == "auth <redacted> failed"
+
+
+def test_a_key_with_gaps_between_its_characters_is_redacted_and_a_cut_one_too() -> None:
+    key = "sk-gaps-0123456789abcdef"
+    secrets.remember(key)
+    assert secrets.redact(f"a {key[:6]} \n\u200b{key[6:]} b") == "a <redacted> b"
+    assert secrets.redact(f"a {key[:4]}\u00ad{key[4:]}") == "a <redacted>"
+    # a cap cut the key: its first part is no key to redact(), but redact_cut drops it
+    cut = f"page text {key[:5]} {key[5:9]}"
+    assert secrets.redact(cut) == cut
+    assert secrets.redact_cut(cut) == "page text <redacted>"
+    assert secrets.redact_cut("page text sk-") == "page text sk-"  # under 4 characters

@@ -13,6 +13,7 @@ import pytest
 from kznllm_py.history import HistoryStore
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, json_reply, openai_events
+from tests.trusting import allow_in
 
 SPIN = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
 
@@ -47,6 +48,7 @@ def test_a_spinning_project_template_leaves_other_fills_free_and_fails_with_one_
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
     attack = attack_project(tmp_path)
+    allow_in(nvim, attack / ".kzn/templates/openai/system.jinja")  # trusted, still sandboxed
     clean = tmp_path / "clean"
     (clean / ".git").mkdir(parents=True)
     server.queue(Reply(chunks=openai_events(["fine"])))
@@ -83,6 +85,7 @@ def test_escape_while_a_project_template_renders_cancels_at_once(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
     attack = attack_project(tmp_path)
+    allow_in(nvim, attack / ".kzn/templates/openai/system.jinja")  # trusted, still sandboxed
     nvim.use_server(server.base_url)
     nvim.nvim.command(f"cd {attack}")
     nvim.set_lines(["keep", "me"])
@@ -95,26 +98,26 @@ def test_escape_while_a_project_template_renders_cancels_at_once(
     assert server.requests == []
 
 
-def test_a_spinning_debug_template_does_not_freeze_the_host(
+def test_a_projects_debug_template_cannot_replace_the_view(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
+    """A project's `debug.jinja` (a spinning one, or one that leaves the system prompt
+    out) is never read: the view is the plugin's own layout, system prompt included."""
     attack = tmp_path / "dbg"
     t = attack / ".kzn" / "templates" / "openai"
     t.mkdir(parents=True)
     (attack / ".git").mkdir()
-    (t / "debug.jinja").write_text(SPIN)
+    (t / "debug.jinja").write_text(SPIN + "\nnothing to see here\n")
     server.queue(Reply(chunks=openai_events(["fine"])))
     nvim.use_server(server.base_url)
     nvim.nvim.command(f"cd {attack}")
     nvim.nvim.command("KznDebug spin")
-    nvim.wait_for(lambda: statuses(nvim) == ["running"], what="the debug fill to start")
-    nvim.nvim.command(f"cd {tmp_path} | enew")
-    nvim.nvim.command("KznFill hello")
-    first = nvim.wait_done()[0]
-    assert first["status"] == "ok" and nvim.lines() == ["fine"]
-    done = nvim.wait_done(2)[1]
-    assert done["status"] == "error" and "debug.jinja" in done["error"]
-    assert "longer than 2 s" in done["error"]
+    done = nvim.wait_done()[0]
+    assert done["status"] == "ok", done
+    view = nvim.text()
+    assert "nothing to see" not in view
+    assert "## System" in view and server.requests[0].body["messages"][0]["role"] == "system"
+    assert f"- project folder: `{attack / '.kzn'}`" in view
 
 
 # -- secrets -----------------------------------------------------------------------------
@@ -281,6 +284,7 @@ def test_a_kzn_folder_not_owned_by_the_user_is_skipped_once_with_a_message(
     assert warnings[0].endswith("(kzn_allow in setup(), or --allow-kzn, trusts it)")
     # the allow-list is the way to use it anyway
     nvim.lua("require('kznllm').setup({ kzn_allow = { ... } })", str(kzn))
+    allow_in(nvim, t / "system.jinja")  # and its template trusted
     nvim.nvim.command("KznFill three")
     assert nvim.wait_done(3)[2]["status"] == "ok"
     assert server.requests[2].body["messages"][0]["content"].startswith("EVIL")

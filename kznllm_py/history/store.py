@@ -17,6 +17,11 @@ directory created 0700. A database that cannot be read (not a database, corrupt)
 renamed aside with a timestamp suffix, never deleted, and a fresh one is started;
 `HistoryStore.notice` then holds a HistoryError that says so, to show the user.
 
+`HistoryStore(path, read_only=True)` (what `kznllm history` uses) creates, migrates and
+moves aside nothing: it opens the file through SQLite's `mode=ro` URI, and where even
+that needs to write (a WAL database in a read-only folder has no -shm file to make) as
+`immutable`, which nobody can change there anyway; a write raises one HistoryError.
+
 Text is redacted again as it is written (history/redaction.py); the schema comes from
 the append-only migrations in history/migrations.py; the rows' shapes from
 history/records.py.
@@ -35,7 +40,7 @@ from typing import Any, TypeVar
 
 from kznllm_py import secrets
 from kznllm_py.errors import HistoryError
-from kznllm_py.history.migrations import migrate
+from kznllm_py.history.migrations import migrate, schema_version, user_version
 from kznllm_py.history.records import (
     ENTRY_SELECT,
     FINAL_STATUSES,
@@ -175,8 +180,11 @@ class HistoryStore:
         max_entries: int | None = DEFAULT_MAX_ENTRIES,
         max_age_days: float | None = None,
         keep_open: bool = False,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.read_only = read_only
+        self._immutable = False  # read-only and SQLite could not even make its -shm
         self.max_entries = max_entries
         self.max_age_days = max_age_days
         self.notice: HistoryError | None = None  # set when a bad file was moved aside
@@ -472,6 +480,8 @@ class HistoryStore:
     # -- the connection
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return self._connect_read_only()
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             db.execute("PRAGMA foreign_keys = ON")
@@ -481,6 +491,36 @@ class HistoryStore:
             db.close()
             raise
         return db
+
+    def behind(self) -> bool:
+        """The database's schema is older than this kznllm's (its migrations not run)."""
+        return self._run("read the schema version", user_version) < schema_version()
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """The file through `mode=ro`: SQLite never writes it (nor creates it). A WAL
+        database whose folder is read-only cannot get the -shm file a reader needs: it is
+        then opened `immutable` (no locks, no WAL), true where nothing can write."""
+        uri = self.path.absolute().as_uri()
+        for immutable in (False, True) if not self._immutable else (True,):
+            db = sqlite3.connect(
+                f"{uri}?mode=ro{'&immutable=1' if immutable else ''}",
+                uri=True,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,
+            )
+            try:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                db.close()
+                if immutable or not self.path.is_file():
+                    raise
+                continue  # cannot open the -shm / -wal files: read-only all the way
+            except BaseException:
+                db.close()
+                raise
+            self._immutable = immutable
+            return db
+        raise sqlite3.OperationalError("unable to open database file")  # not reached
 
     def _once(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
         db = getattr(self._local, "db", None) if self._keep_open else None
@@ -505,6 +545,18 @@ class HistoryStore:
                 db.close()
 
     def _run(self, what: str, fn: Callable[[sqlite3.Connection], T], write: bool = False) -> T:
+        if self.read_only:
+            if write:
+                raise HistoryError(f"history: could not {what}: {self.path} is open read-only")
+            try:
+                return self._once(fn, write)
+            except sqlite3.Error as exc:
+                if _is_corrupt(exc):
+                    raise HistoryError(
+                        f"the history database {self.path} could not be read ({exc}); read "
+                        "only, it is left as it is (the next fill moves it aside)"
+                    ) from exc
+                raise HistoryError(f"history: could not {what} ({self.path}): {exc}") from exc
         if not self.path.exists():  # removed (or moved aside) since: start a new one
             self.close()
             self._init()
@@ -527,6 +579,8 @@ class HistoryStore:
     # -- opening, and recovering from a bad file
 
     def _init(self) -> None:
+        if self.read_only:
+            return  # nothing is created, migrated or moved aside
         self._create_file()
         try:
             _retry_busy(self._setup)

@@ -89,6 +89,7 @@ function M.settings()
     models = require('kznllm.models').overrides(), -- picked with :KznPreset!
     data_dir = vim.fn.stdpath('data'),
     config_dir = vim.fn.stdpath('config'),
+    state_dir = vim.fn.stdpath('state'), -- the trust database (:trust, :KznTrust)
     log_dir = vim.fn.stdpath('log'),
     log_level = (o.log or {}).level or 'info',
   }

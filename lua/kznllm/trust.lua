@@ -1,0 +1,36 @@
+-- :KznTrust: the project's templates are used only once trusted, with Neovim's own trust
+-- database (the one :trust and exrc use). The host lists the files (kznllm_py/
+-- project_templates.py review()); each goes through vim.secure.read(), which shows the
+-- path and asks: [i]gnore, [v]iew, [d]eny, [a]llow. Allow stores the file's hash: a
+-- changed file is asked about again.
+local M = {}
+
+local notify = require('kznllm.notify').notify
+
+function M.start()
+  local preset = require('kznllm.presets').current_preset()
+  require('kznllm.host').notify('trust', { cwd = vim.fn.getcwd(), preset = preset or vim.NIL })
+end
+
+--- From the host: `files` (real paths) to ask about, `lines` for those that cannot be
+--- trusted (links, too large) or were denied, `where` the templates folder (or nil).
+function M.review(files, lines, where)
+  for _, line in ipairs(lines) do
+    notify('kznllm: ' .. line, vim.log.levels.WARN)
+  end
+  if #files == 0 then
+    if where == vim.NIL or where == nil then
+      return notify('kznllm: no project templates here (.kzn/templates)')
+    end
+    return notify('kznllm: nothing to trust in ' .. where)
+  end
+  local trusted = 0
+  for _, path in ipairs(files) do
+    if vim.secure.read(path) then
+      trusted = trusted + 1
+    end
+  end
+  notify(('kznllm: %d of %d project template files trusted'):format(trusted, #files))
+end
+
+return M

@@ -1,0 +1,129 @@
+"""Trust, the Neovim way, in a real Neovim: a cloned repository's templates are not used
+until the user trusts them through Neovim's own trust database (`:KznTrust` goes through
+vim.secure.read(), which shows the file and asks); until then the built-in templates
+are used and one line says how to trust them; a file changed after it was trusted is
+not used again until trusted again. Links out of the project are refused, never
+offered for trust, and a 1 GiB template costs nothing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.nvim_child import Child
+from tests.servers import LoopbackServer, Reply, openai_events
+from tests.trusting import allow_in
+
+BUILTIN = "You are a helpful assistant"
+
+
+def cloned(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "cloned"
+    (root / ".git").mkdir(parents=True)
+    tdir = root / ".kzn" / "templates" / "openai"
+    tdir.mkdir(parents=True)
+    system = tdir / "system.jinja"
+    system.write_text("PROJECT SYSTEM\n")
+    return root, system
+
+
+def system_sent(server: LoopbackServer, n: int) -> str:
+    content = server.requests[n].body["messages"][0]["content"]
+    assert isinstance(content, str)
+    return content
+
+
+def trust_lines(nvim: Child) -> list[str]:
+    return [m for m in nvim.messages() if "the project's templates in" in m]
+
+
+def test_untrusted_then_trusted_then_changed(nvim: Child, server: LoopbackServer, tmp_path: Path):
+    root, system = cloned(tmp_path)
+    server.queue(*[Reply(chunks=openai_events(["ok"])) for _ in range(5)])
+    nvim.use_server(server.base_url)
+    nvim.nvim.command(f"cd {root}")
+    # untrusted: the built-ins, and one line that says how to trust
+    nvim.nvim.command("KznFill one")
+    nvim.wait_done(1)
+    nvim.nvim.command("KznFill two")
+    assert [d["status"] for d in nvim.wait_done(2)] == ["ok", "ok"]
+    assert system_sent(server, 0).startswith(BUILTIN)
+    assert system_sent(server, 1).startswith(BUILTIN)
+    [line] = trust_lines(nvim)  # once, not at every fill
+    assert line == (
+        f"kznllm: the project's templates in {root / '.kzn' / 'templates'} are not used, the "
+        "built-in ones are: openai/system.jinja: not trusted (:KznTrust reviews and trusts "
+        "them)"
+    )
+    # :KznTrust asks through vim.secure.read() (a prompt needs a UI: one is attached);
+    # the user answers [a]llow
+    nvim.nvim.ui_attach(80, 24, rgb=True)
+    nvim.nvim.command("KznTrust")
+    # nvim_get_mode is answered while Neovim waits in the prompt (vim.fn.confirm)
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "r?", what="the trust prompt")
+    nvim.nvim.input("a")
+    nvim.wait_for(
+        lambda: any("1 of 1 project template files trusted" in m for m in nvim.messages()),
+        what="the file trusted",
+    )
+    nvim.nvim.ui_detach()
+    trust_db = Path(nvim.lua("return vim.fn.stdpath('state')")) / "trust"
+    assert str(system) in trust_db.read_text()  # Neovim's own database
+    nvim.nvim.command("KznFill three")
+    assert nvim.wait_done(3)[2]["status"] == "ok"
+    assert system_sent(server, 2) == "PROJECT SYSTEM"
+    # changed after it was trusted: the built-ins again, and the line says why
+    system.write_text("PROJECT SYSTEM, now with an injected prompt\n")
+    nvim.nvim.command("KznFill four")
+    assert nvim.wait_done(4)[3]["status"] == "ok"
+    assert system_sent(server, 3).startswith(BUILTIN)
+    assert trust_lines(nvim)[-1].endswith(
+        "openai/system.jinja: changed since it was trusted (:KznTrust reviews and trusts them)"
+    )
+
+
+def test_links_out_are_refused_and_never_offered_for_trust(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    """The attack of the issue: env.jinja links to the process's environment (every
+    provider's key), system.jinja includes it. Even when the user trusts system.jinja,
+    the link is refused, nothing of the environment is sent, and other fills run."""
+    root, system = cloned(tmp_path)
+    (system.parent / "env.jinja").symlink_to("/proc/self/environ")
+    system.write_text('sys {% include "openai/env.jinja" %}\n')
+    huge = root / ".kzn" / "templates" / "qwen" / "system.jinja"
+    huge.parent.mkdir()
+    with open(huge, "wb") as f:
+        f.truncate(1 << 30)
+    server.queue(*[Reply(chunks=openai_events(["ok"])) for _ in range(2)])
+    nvim.use_server(server.base_url)
+    allow_in(nvim, system)
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.command("KznTrust")
+    nvim.wait_for(
+        lambda: any("nothing to trust in" in m for m in nvim.messages()), what=":KznTrust's answer"
+    )
+    warned = [m for m in nvim.messages() if "refused" in m]
+    assert "kznllm: openai/env.jinja: a symbolic link (refused)" in warned
+    assert any(
+        "qwen/system.jinja: larger than 64 KB (1024 MB; refused unread)" in m for m in warned
+    )
+    started = time.monotonic()
+    nvim.nvim.command("KznFill one")
+    assert nvim.wait_done(1)[0]["status"] == "ok"
+    assert time.monotonic() - started < 10
+    assert system_sent(server, 0).startswith(BUILTIN)
+    assert "PATH=" not in str(server.requests[0].body)
+    assert trust_lines(nvim)[-1].endswith(
+        "openai/env.jinja: a symbolic link (refused) (:KznTrust reviews and trusts them)"
+    )
+    # a qwen preset in the same repository: the huge file is refused unread, fill goes on
+    nvim.lua(
+        "require('kznllm').setup({ presets = { { id = 'q', provider = 'openai', model = 'm',"
+        " base_url = ..., templates = 'qwen', api_key = false } } })"
+        " require('kznllm').state.preset = 'q'",
+        server.base_url,
+    )
+    nvim.nvim.command("KznFill two")
+    assert nvim.wait_done(2)[1]["status"] == "ok"
+    assert any("qwen/system.jinja: larger than 64 KB" in m for m in trust_lines(nvim))
