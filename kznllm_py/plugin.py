@@ -429,17 +429,11 @@ class KznllmPlugin:
         self, job_id: int, p: dict[str, Any], job: payload.FillJob, turn: Turn, sink: BufferSink
     ) -> Answer:
         """Follow what a fill writes: a replace (not a debug view or a conversation) may
-        be chatty, and under review its diff goes to the editor as it streams."""
+        be chatty. A review's diff is the editor's own (vim.diff over the region, in
+        lua/kznllm/review.lua): the host's loop never diffs."""
         replace = job.ctx.mode == "replace" and not job.debug and turn.prompt is None
-        feed = None
-        if replace and p.get("review"):
-
-            def send(diff: dict[str, Any], complete: bool) -> None:
-                self._lua("review", "update", job_id, diff, complete)
-
-            feed = review.ReviewFeed(job.ctx.selection, send)
-        answer = Answer(feed, replace)
-        if replace:  # only a replace's text is needed again (chatty, review)
+        answer = Answer(replace)
+        if replace:  # only a replace's text is needed again (chatty)
             sink.tap = answer.tap
         return answer
 
@@ -558,17 +552,14 @@ def apply_data(selection: str, answer: str) -> dict[str, Any]:
 class Answer:
     """What a replace-mode answer put in the buffer, as it went there: at its end a
     chatty answer (prose around one code block) is cut down to the code, in the same
-    undo step; under review its diff follows the stream."""
+    undo step."""
 
-    def __init__(self, feed: review.ReviewFeed | None, replace: bool) -> None:
+    def __init__(self, replace: bool) -> None:
         self._parts: list[str] = []
-        self._feed = feed
         self._replace = replace
 
     def tap(self, text: str) -> None:
         self._parts.append(text)
-        if self._feed is not None:
-            self._feed.push(text)
 
     def end(self, sink: BufferSink, *, complete: bool = True) -> None:
         """The answer is over (`complete`: it ended on its own, not cancelled)."""
@@ -576,11 +567,6 @@ class Answer:
         code = fences.only_code("".join(self._parts)) if self._replace and complete else None
         if code is not None:
             sink.rewrite(code)
-            if self._feed is not None:
-                self._feed.replace(code)
-        if self._feed is not None:
-            self._feed.finish()
-            self._feed = None
 
 
 PLACEMENTS = ("auto", "cursor", "below", "above")

@@ -1007,6 +1007,16 @@ function M.finish(id, status, err, info)
   pcall(vim.cmd, 'redrawstatus!') -- no stale spinner in a statusline
   local msg, level = end_message(job, status, err, info)
   local notable = info and (info.finish_reason == 'length' or info.skipped_files)
+  if job.review then
+    -- the review gets what arrived: hunks to accept or reject, and one line says so
+    -- (an answer undone, deleted or rejected while it streamed ends it)
+    local gone = err == M.UNDONE or err == M.DELETED or err == M.REJECTED or not job.written
+    local line = require('kznllm.review').complete(id, gone)
+    if line then
+      msg = status == 'ok' and 'kznllm: ' .. line or msg .. ' · ' .. line
+      notable = true
+    end
+  end
   if job.quiet then
     -- ended with others by the watchdog, which says so once for all of them
     vim.api.nvim_echo({ { msg } }, true, {})
