@@ -126,7 +126,7 @@ def test_a_killed_host_ends_a_streaming_review_with_the_hunks_that_arrived(
     assert changed_rows(nvim) == [2, 3]  # what arrived is a hunk to accept or reject
     # the job's end line says what is to review and with which keys
     assert nvim.messages()[-1].endswith(
-        "(partial output kept) · 1 hunk to review: ga/gr accept/reject, gA/gR all, ]c/[c move"
+        "(partial output kept) · 1 hunk to review: gy/gb accept/reject, gY/gB all, ]h/[h move"
     )
     nvim.nvim.command("KznReject!")
     assert nvim.lines() == SOURCE

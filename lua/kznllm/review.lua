@@ -59,7 +59,6 @@ hl_defaults()
 ---@field pending string[] while streaming: original lines the answer has not reached
 ---@field complete boolean
 ---@field tick integer b:changedtick when the answer ended (a reject joins its undo step)
----@field saved table<string, table> the user's own buffer maps our keys hid
 ---@field timer uv.uv_timer_t|nil streaming: redraws the diff while text lands
 
 ---@type table<integer, kznllm.Review>
@@ -197,43 +196,42 @@ end
 
 -- keys ---------------------------------------------------------------------------------
 
-local function map_keys(r)
-  if r.mapped then
+-- The keys are mapped once per buffer while a review is open there, and only those that
+-- shadow nothing: a key the user (or Neovim, 0.11's gr* maps) already maps, or that
+-- would make a longer mapping wait for 'timeoutlen' (mapcheck()), is left alone; the
+-- commands do what it would. The defaults are free keys (no built-in command either).
+local mapped = {} -- buf -> the lhs we mapped there
+
+local function map_keys(buf)
+  if mapped[buf] then
     return
   end
-  r.mapped = true
-  r.saved = {}
-  for name, lhs in pairs(keys()) do
-    if lhs and lhs ~= '' then
-      local prev = vim.fn.maparg(lhs, 'n', false, true)
-      if prev and prev.buffer == 1 then
-        r.saved[lhs] = prev
+  mapped[buf] = {}
+  api.nvim_buf_call(buf, function()
+    for name, lhs in pairs(keys()) do
+      if type(lhs) == 'string' and lhs ~= '' and vim.fn.mapcheck(lhs, 'n') == '' then
+        vim.keymap.set('n', lhs, function()
+          M.key(name)
+        end, { buffer = buf, desc = 'kznllm review: ' .. name:gsub('_', ' ') })
+        mapped[buf][name] = lhs
       end
-      vim.keymap.set('n', lhs, function()
-        M.key(name)
-      end, { buffer = r.buf, nowait = true, desc = 'kznllm review: ' .. name:gsub('_', ' ') })
     end
-  end
+  end)
 end
 
-local function unmap_keys(r)
-  if not r.mapped or not api.nvim_buf_is_valid(r.buf) then
-    return
-  end
-  for _, other in pairs(M.reviews) do
-    if other ~= r and other.buf == r.buf and other.mapped then
+local function unmap_keys(buf)
+  for _, r in pairs(M.reviews) do
+    if r.buf == buf then
       return -- another review in this buffer still uses them
     end
   end
-  for _, lhs in pairs(keys()) do
-    if lhs and lhs ~= '' then
-      pcall(vim.keymap.del, 'n', lhs, { buffer = r.buf })
-      if r.saved[lhs] then
-        api.nvim_buf_call(r.buf, function()
-          vim.fn.mapset('n', false, r.saved[lhs])
-        end)
-      end
-    end
+  local was = mapped[buf]
+  mapped[buf] = nil
+  if not was or not api.nvim_buf_is_valid(buf) then
+    return
+  end
+  for _, lhs in pairs(was) do
+    pcall(vim.keymap.del, 'n', lhs, { buffer = buf })
   end
 end
 
@@ -250,7 +248,7 @@ end
 local function close(r)
   M.reviews[r.id] = nil
   stop_timer(r)
-  unmap_keys(r)
+  unmap_keys(r.buf)
   if api.nvim_buf_is_valid(r.buf) then
     for _, h in ipairs(r.hunks) do
       pcall(api.nvim_buf_del_extmark, r.buf, track, h.mark)
@@ -300,7 +298,7 @@ function M.open(id, buf, span_, original)
   r.start = api.nvim_buf_set_extmark(buf, track, span_[1], span_[2], { right_gravity = false })
   r.stop = api.nvim_buf_set_extmark(buf, track, span_[3], span_[4], { right_gravity = true })
   M.reviews[id] = r
-  map_keys(r)
+  map_keys(buf)
   refresh_stream(r)
   r.timer = vim.uv.new_timer()
   r.timer:start(
@@ -367,11 +365,11 @@ local function watch(buf)
   })
 end
 
---- "ga/gr accept/reject, gA/gR all, ]c/[c move": the keys as set up now.
-local function key_line()
-  local km, parts = keys(), {}
+--- "gy/gb accept/reject, gY/gB all, ]h/[h move": the keys mapped in `buf`.
+local function key_line(buf)
+  local km, parts = mapped[buf] or {}, {}
   local function on(k)
-    return type(km[k]) == 'string' and km[k] ~= '' and km[k] or nil
+    return km[k]
   end
   for _, x in ipairs({
     { 'accept', 'reject', 'accept/reject' },
@@ -459,7 +457,7 @@ function M.complete(id, quiet)
   r.tick = api.nvim_buf_get_changedtick(r.buf)
   watch(r.buf)
   draw(r.buf)
-  return ('%d hunk%s to review: %s'):format(#r.hunks, #r.hunks == 1 and '' or 's', key_line())
+  return ('%d hunk%s to review: %s'):format(#r.hunks, #r.hunks == 1 and '' or 's', key_line(r.buf))
 end
 
 --- From the host (or :KznApply), once it is complete. The diff is computed here.
@@ -629,7 +627,7 @@ function M.act(keep, all)
   done_if_decided(r)
 end
 
---- ]c / [c: the cursor to the next / previous open hunk of the buffer's reviews.
+--- ]h / [h (next / prev): the cursor to the next / previous open hunk of the buffer's reviews.
 function M.jump(dir)
   local buf = api.nvim_get_current_buf()
   local row = api.nvim_win_get_cursor(0)[1] - 1
