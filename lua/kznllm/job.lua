@@ -449,7 +449,11 @@ anchor = function(job)
   return b[3], b[4]
 end
 
--- <Esc> cancels while a job runs in the buffer, then does what the user's own <Esc> does
+-- <Esc> cancels while a job runs in the buffer, then does what the user's own <Esc> does.
+-- It ends only what the user meant: in Normal mode with the cursor on or next to the
+-- answer (or the region it will replace; anywhere in a scratch buffer the answer fills),
+-- and never the <Esc> that comes within 'timeoutlen' of leaving Insert or Replace mode
+-- (a habitual second <Esc>). :KznCancel always cancels.
 
 local function running_in(buf)
   local n = 0
@@ -505,7 +509,7 @@ local function map_cancel(buf)
     vim.b[buf].kznllm_saved_map = user
   end
   vim.keymap.set('n', key, function()
-    M.cancel_buffer(buf)
+    M.cancel_at_cursor(buf)
     if user then
       run_mapping(user)
     end
@@ -1107,6 +1111,38 @@ api.nvim_create_autocmd({ 'BufUnload', 'BufWipeout' }, {
     end
   end,
 })
+
+local left_insert = 0 -- vim.uv.hrtime() when Insert or Replace mode was last left
+
+api.nvim_create_autocmd('ModeChanged', {
+  group = api.nvim_create_augroup('kznllm_cancel_key', { clear = true }),
+  pattern = '*:n*',
+  callback = function()
+    if (vim.v.event.old_mode or ''):match('^[iR]') then
+      left_insert = vim.uv.hrtime()
+    end
+  end,
+})
+
+--- The cancel key in `buf` (the current buffer): the jobs there whose answer or region
+--- is on or next to the cursor's line, unless the key just followed leaving Insert mode.
+function M.cancel_at_cursor(buf)
+  if (vim.uv.hrtime() - left_insert) / 1e6 < vim.o.timeoutlen then
+    return 0
+  end
+  local row = api.nvim_win_get_cursor(0)[1] - 1
+  local n = 0
+  for id, job in pairs(M.jobs) do
+    if job.buf == buf and not job.done then
+      local b = not job.follow and job_bounds(job)
+      if job.follow or (b and row >= b[1] - 1 and row <= b[3] + 1) then
+        M.stop(id, 'cancelled', nil)
+        n = n + 1
+      end
+    end
+  end
+  return n
+end
 
 function M.cancel_buffer(buf)
   local n = 0
