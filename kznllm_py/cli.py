@@ -164,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("-n", type=int, default=50, help="how many (newest first)")
     hist.add_argument("--json", action="store_true", help="machine-readable output")
     hist.add_argument("--preset", help="only this preset's entries")
-    hist.add_argument("--status", choices=["ok", "error", "cancelled", "running"])
+    hist.add_argument("--status", choices=["ok", "error", "cancelled", "rejected", "running"])
     hist.add_argument("--db", type=Path, help="the database (default: Neovim's data dir)")
     hist_sub = hist.add_subparsers(dest="history_command")
     show = hist_sub.add_parser("show", help="print one whole entry")

@@ -301,6 +301,9 @@ class KznllmPlugin:
             elif op == "history_clear":
                 n = await ops.clear()
                 self._lua("sidebar", "cleared", n)
+            elif op == "history_review":  # a review the user rejected as a whole
+                if await ops.review_outcome(p):
+                    self._lua("sidebar", "changed")
             else:
                 raise KznError(f"unknown history call {op!r}")
         except KznError as exc:

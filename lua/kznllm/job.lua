@@ -1015,7 +1015,7 @@ function M.finish(id, status, err, info)
     -- the review gets what arrived: hunks to accept or reject, and one line says so
     -- (an answer undone, deleted or rejected while it streamed ends it)
     local gone = err == M.UNDONE or err == M.DELETED or err == M.REJECTED or not job.written
-    local line = require('kznllm.review').complete(id, gone)
+    local line = require('kznllm.review').complete(id, gone, job.entry_id)
     if line then
       msg = status == 'ok' and 'kznllm: ' .. line or msg .. ' · ' .. line
       notable = true
@@ -1042,6 +1042,10 @@ function M.finish(id, status, err, info)
   if info and info.writes then
     -- how the answer went in: buffer writes, and the pace they settled at
     data.writes, data.pace_ms = info.writes, info.pace_ms
+  end
+  if err == M.REJECTED then
+    -- after the host recorded the end: history says "rejected"
+    require('kznllm.review').record_rejected(job.entry_id)
   end
   if job.on_done then
     pcall(job.on_done, status, info)

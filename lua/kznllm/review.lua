@@ -59,6 +59,7 @@ hl_defaults()
 ---@field pending string[] while streaming: original lines the answer has not reached
 ---@field complete boolean
 ---@field tick integer b:changedtick when the answer ended (a reject joins its undo step)
+---@field entry integer|nil the answer's history entry
 ---@field timer uv.uv_timer_t|nil streaming: redraws the diff while text lands
 
 ---@type table<integer, kznllm.Review>
@@ -389,14 +390,24 @@ local function key_line(buf)
   return table.concat(parts, ', ')
 end
 
+--- Tell history that the answer of `entry` was rejected as a whole (the sidebar and
+--- `kznllm history` show "rejected", not how the request ended).
+function M.record_rejected(entry)
+  if type(entry) == 'number' then
+    pcall(require('kznllm.host').notify, 'history_review', { id = entry, status = 'rejected' })
+  end
+end
+
 --- The answer is complete (or ended early: what came is what is reviewed). `quiet`:
---- the answer was undone or deleted, the review just ends. Returns the line that says
---- what is to review and with which keys (the job's end message carries it).
-function M.complete(id, quiet)
+--- the answer was undone or deleted, the review just ends. `entry`: its history entry.
+--- Returns the line that says what is to review and with which keys (the job's end
+--- message carries it).
+function M.complete(id, quiet, entry)
   local r = M.reviews[id]
   if not r or r.complete then
     return
   end
+  r.entry = entry
   stop_timer(r)
   local text = api.nvim_buf_is_valid(r.buf) and region_text(r) or nil
   if not text or quiet then
@@ -521,6 +532,13 @@ end
 
 local function done_if_decided(r)
   if open_hunks(r) == 0 then
+    local rejected = true
+    for _, h in ipairs(r.hunks) do
+      rejected = rejected and h.state == 'rejected'
+    end
+    if rejected then
+      M.record_rejected(r.entry)
+    end
     return close(r)
   end
   draw(r.buf)
