@@ -174,6 +174,8 @@ class KznllmPlugin:
                 self._lua("host", "reply", data.get("seq"), self.answer(data["op"], data["data"]))
             elif op == "ping":  # the editor's watchdog: a host that answers is not wedged
                 self._lua("host", "pong")
+            elif op == "log":  # the editor's own debug lines (a job's transitions)
+                log.debug("editor: %s", redact(str(data.get("text", ""))))
             elif op == "warmup":
                 self._warmup()
             elif op.startswith("history_"):
