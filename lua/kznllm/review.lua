@@ -20,6 +20,8 @@ M.ns = ns
 
 local config = require('kznllm.config')
 local differ = require('kznllm.review_diff')
+local region = require('kznllm.job.region')
+local undo = require('kznllm.job.undo')
 local notify = require('kznllm.notify').notify
 
 local REDRAW_MS = 100
@@ -66,8 +68,7 @@ hl_defaults()
 M.reviews = {} -- by job id
 
 local function pos(buf, id)
-  local p = api.nvim_buf_get_extmark_by_id(buf, track, id, {})
-  return p[1], p[2]
+  return region.mark_pos(buf, id, track)
 end
 
 local function in_buffer(buf)
@@ -314,11 +315,7 @@ end
 
 -- After a change in a buffer under review: which hunks were undone or redone, then a
 -- redraw (once per batch of changes).
-local attached = {}
-local queued = {}
-
 local function recheck(buf)
-  queued[buf] = nil
   local any = false
   for _, r in ipairs(in_buffer(buf)) do
     any = true
@@ -339,31 +336,14 @@ local function recheck(buf)
 end
 
 local function watch(buf)
-  if attached[buf] then
-    return
-  end
-  attached[buf] = true
-  api.nvim_buf_attach(buf, false, {
-    on_lines = function()
-      local open = false
-      for _, r in pairs(M.reviews) do
-        open = open or (r.buf == buf and r.complete)
+  require('kznllm.job.watch').watch('review', buf, function(b)
+    for _, r in pairs(M.reviews) do
+      if r.buf == b and r.complete then
+        return true
       end
-      if not open then
-        attached[buf] = nil
-        return true -- detach
-      end
-      if not queued[buf] then
-        queued[buf] = true
-        vim.schedule(function()
-          recheck(buf)
-        end)
-      end
-    end,
-    on_detach = function()
-      attached[buf] = nil
-    end,
-  })
+    end
+    return false
+  end, recheck)
 end
 
 --- "gy/gb accept/reject, gY/gB all, ]h/[h move": the keys mapped in `buf`.
@@ -484,13 +464,7 @@ end
 --- Start an undo step for a reject of `r`: joins the answer's only when nothing came
 --- between (the buffer is as the answer left it).
 local function undo_step(r, first)
-  if not first then
-    pcall(vim.cmd, 'undojoin')
-  elseif api.nvim_buf_get_changedtick(r.buf) == r.tick then
-    pcall(vim.cmd, 'undojoin')
-  else
-    vim.o.undolevels = vim.o.undolevels -- a new undo step (see :help undo-break)
-  end
+  undo.step(not first or api.nvim_buf_get_changedtick(r.buf) == r.tick)
 end
 
 --- Put hunk h's original text back: insert it, then remove the answer's, so that the
@@ -502,14 +476,14 @@ local function reject(r, h, first)
     undo_step(r, first)
     if h.at_end and h.count > 0 then
       api.nvim_buf_set_text(r.buf, er, ec, er, ec, lines)
-      pcall(vim.cmd, 'undojoin')
+      undo.step(true)
       api.nvim_buf_set_text(r.buf, sr, sc, er, ec, { '' })
     else
       api.nvim_buf_set_text(r.buf, sr, sc, sr, sc, lines)
       if h.count > 0 then
         local _, _, nr, nc = span(r, h)
         local tr, tc = sr + #lines - 1, (#lines == 1 and sc or 0) + #lines[#lines]
-        pcall(vim.cmd, 'undojoin')
+        undo.step(true)
         api.nvim_buf_set_text(r.buf, tr, tc, nr, nc, { '' })
       end
     end
@@ -601,7 +575,7 @@ function M.act(keep, all)
     local sr, sc = pos(r.buf, r.start)
     local er, ec = pos(r.buf, r.stop)
     api.nvim_buf_call(r.buf, function()
-      pcall(vim.cmd, 'undojoin') -- the answer's step: one u is the original
+      undo.step(true) -- the answer's step: one u is the original
       api.nvim_buf_set_text(r.buf, sr, sc, er, ec, r.old)
     end)
     return close(r)

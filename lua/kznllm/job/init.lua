@@ -199,10 +199,7 @@ end
 M.cancel_at_cursor = cancel.at_cursor
 
 -- A change by anyone else in a buffer with jobs: check them once the change is done.
-local checking = {}
-
 local function check_buffer(buf)
-  checking[buf] = nil
   if not api.nvim_buf_is_valid(buf) then
     return
   end
@@ -222,30 +219,18 @@ local function check_buffer(buf)
   end
 end
 
-local attached = {}
-
 local function watch_buffer(buf)
-  if attached[buf] then
-    return
-  end
-  attached[buf] = true
-  api.nvim_buf_attach(buf, false, {
-    on_lines = function()
-      if cancel.running_in(buf) == 0 then
-        attached[buf] = nil
-        return true -- detach
-      end
-      if not write.writing and not checking[buf] then
-        checking[buf] = true
-        vim.schedule(function()
-          check_buffer(buf)
-        end)
-      end
+  require('kznllm.job.watch').watch(
+    'job',
+    buf,
+    function(b)
+      return cancel.running_in(b) > 0
     end,
-    on_detach = function()
-      attached[buf] = nil
-    end,
-  })
+    check_buffer,
+    function()
+      return write.writing
+    end
+  )
 end
 
 -- the job's life ---------------------------------------------------------------------

@@ -6,9 +6,10 @@ local api = vim.api
 local ns = api.nvim_create_namespace('kznllm')
 M.ns = ns
 
---- The position of extmark `id` of the jobs' namespace: row, col (nil when gone).
-function M.mark_pos(buf, id)
-  local p = api.nvim_buf_get_extmark_by_id(buf, ns, id, {})
+--- The position of extmark `id` (of the jobs' namespace, or `space`): row, col (nil
+--- when gone).
+function M.mark_pos(buf, id, space)
+  local p = api.nvim_buf_get_extmark_by_id(buf, space or ns, id, {})
   return p[1], p[2]
 end
 
