@@ -172,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("--json", action="store_true", help="machine-readable output")
     hist.add_argument("--raw", action="store_true", help="stored text as it is (no escaping)")
     hist.add_argument("--preset", help="only this preset's entries")
-    hist.add_argument("--status", choices=["ok", "error", "cancelled", "running"])
+    hist.add_argument("--status", choices=["ok", "error", "cancelled", "rejected", "running"])
     hist.add_argument("--db", type=Path, help="the database (default: Neovim's data dir)")
     hist.add_argument(
         "--cost", action="store_true", help="print what the recorded fills cost, as $D.CC"

@@ -174,6 +174,8 @@ class KznllmPlugin:
                 self._lua("host", "reply", data.get("seq"), self.answer(data["op"], data["data"]))
             elif op == "ping":  # the editor's watchdog: a host that answers is not wedged
                 self._lua("host", "pong")
+            elif op == "log":  # the editor's own debug lines (a job's transitions)
+                log.debug("editor: %s", redact(str(data.get("text", ""))))
             elif op == "warmup":
                 self._warmup()
             elif op.startswith("history_"):
@@ -302,6 +304,9 @@ class KznllmPlugin:
             elif op == "history_clear":
                 n = await ops.clear()
                 self._lua("sidebar", "cleared", n)
+            elif op == "history_review":  # a review the user rejected as a whole
+                if await ops.review_outcome(p):
+                    self._lua("sidebar", "changed")
             else:
                 raise KznError(f"unknown history call {op!r}")
         except KznError as exc:
@@ -488,17 +493,11 @@ class KznllmPlugin:
         self, job_id: int, p: dict[str, Any], job: payload.FillJob, turn: Turn, sink: BufferSink
     ) -> Answer:
         """Follow what a fill writes: a replace (not a debug view or a conversation) may
-        be chatty, and under review its diff goes to the editor as it streams."""
+        be chatty. A review's diff is the editor's own (vim.diff over the region, in
+        lua/kznllm/review.lua): the host's loop never diffs."""
         replace = job.ctx.mode == "replace" and not job.debug and turn.prompt is None
-        feed = None
-        if replace and p.get("review"):
-
-            def send(diff: dict[str, Any], complete: bool) -> None:
-                self._lua("review", "update", job_id, diff, complete)
-
-            feed = review.ReviewFeed(job.ctx.selection, send)
-        answer = Answer(feed, replace)
-        if replace:  # only a replace's text is needed again (chatty, review)
+        answer = Answer(replace)
+        if replace:  # only a replace's text is needed again (chatty)
             sink.tap = answer.tap
         return answer
 
@@ -621,17 +620,14 @@ def _span_json(p: dict[str, Any], ctx: prompts.FillContext) -> str:
 class Answer:
     """What a replace-mode answer put in the buffer, as it went there: at its end a
     chatty answer (prose around one code block) is cut down to the code, in the same
-    undo step; under review its diff follows the stream."""
+    undo step."""
 
-    def __init__(self, feed: review.ReviewFeed | None, replace: bool) -> None:
+    def __init__(self, replace: bool) -> None:
         self._parts: list[str] = []
-        self._feed = feed
         self._replace = replace
 
     def tap(self, text: str) -> None:
         self._parts.append(text)
-        if self._feed is not None:
-            self._feed.push(text)
 
     def end(self, sink: BufferSink, *, complete: bool = True) -> None:
         """The answer is over (`complete`: it ended on its own, not cancelled)."""
@@ -639,11 +635,6 @@ class Answer:
         code = fences.only_code("".join(self._parts)) if self._replace and complete else None
         if code is not None:
             sink.rewrite(code)
-            if self._feed is not None:
-                self._feed.replace(code)
-        if self._feed is not None:
-            self._feed.finish()
-            self._feed = None
 
 
 PLACEMENTS = ("auto", "cursor", "below", "above")

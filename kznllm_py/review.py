@@ -1,6 +1,7 @@
-"""The diff a review shows: the answer against the lines it replaces, as hunks, while it
-streams and when it is complete. Pure, and only ever over the region (the original
-selection and the answer so far), never the file.
+"""The diff of an answer against the lines it replaces, as hunks (what :KznApply sends
+with its text). Pure, over the region only. A streaming review does not use it: the
+editor diffs with Neovim's own C diff (lua/kznllm/review_diff.lua), so no diff ever
+runs on the host's loop while an answer streams.
 
 While the answer streams, its last line may still grow and the original lines past the
 last one the answer has matched may still come back; those are `pending` (the review
@@ -12,13 +13,10 @@ Line numbers are 0-based offsets in the answer (`new_start`) and in the original
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Any, Literal
-
-from kznllm_py.coalesce import Coalescer
 
 Kind = Literal["add", "change", "delete"]
 
@@ -107,56 +105,3 @@ def resolve(original: Sequence[str], answer: str, keep: Sequence[bool]) -> str:
         j = hunk.new_start + hunk.new_count
     out.extend(new[j:])
     return "\n".join(out)
-
-
-class ReviewFeed:
-    """Follows a reviewed answer as it is written and sends its diff to the editor: at
-    once for the first text, then at most every `interval` seconds (a diff costs
-    O(region), not O(file), but a token-per-write stream needs none per token), and
-    the complete diff at the end. `send(diff_dict, complete)`."""
-
-    def __init__(
-        self,
-        original: str,
-        send: Callable[[dict[str, Any], bool], None],
-        *,
-        interval: float = 0.1,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        self._old = split_lines(original)
-        self._send = send
-        self._parts: list[str] = []
-        self._ended = False
-        self._throttle = Coalescer(self._update, interval=interval, loop=loop)
-        self.sent = 0
-
-    @property
-    def answer(self) -> str:
-        if len(self._parts) > 1:
-            self._parts[:] = ["".join(self._parts)]
-        return self._parts[0] if self._parts else ""
-
-    def push(self, text: str) -> None:
-        """Text as it went into the buffer."""
-        self._throttle.push(text)
-
-    def _update(self, text: str) -> None:
-        self._parts.append(text)
-        if not self._ended:
-            self.sent += 1
-            self._send(diff(self._old, self.answer, complete=False).to_dict(), False)
-
-    def _end(self) -> None:
-        self._ended = True
-        self._throttle.close()  # what is pending joins the answer, sending nothing
-
-    def replace(self, text: str) -> None:
-        """The answer became `text` (a chatty answer cut down to its code)."""
-        self._end()
-        self._parts = [text]
-
-    def finish(self) -> None:
-        """The answer is complete (or ended early: what came is what is reviewed)."""
-        self._end()
-        self.sent += 1
-        self._send(diff(self._old, self.answer, complete=True).to_dict(), True)

@@ -99,7 +99,7 @@ def test_apply_with_review_on_opens_a_review_that_gr_rejects(nvim: Child, server
     )
     assert nvim.nvim.current.buffer.number == source
     assert nvim.lines(source)[2] == "    return x + 1"
-    nvim.feed("gR")
+    nvim.feed("gB")
     assert nvim.lines(source) == SOURCE
 
 

@@ -79,7 +79,7 @@ def test_a_review_streams_as_real_text_with_the_original_beside_it(
     assert deleted == [["    s = 0"], ["        s += x"]]
     changed = sorted(m["row"] for m in marks if m["hl"] == "KznllmReviewChange")
     assert changed == [2, 4]
-    assert nvim.lua("return vim.fn.maparg('ga', 'n', false, true).buffer") == 1
+    assert nvim.lua("return vim.fn.maparg('gy', 'n', false, true).buffer") == 1
     assert open_reviews(nvim) == 1
 
 
@@ -89,10 +89,10 @@ def test_reject_all_restores_the_original_byte_for_byte_and_closes(
     start_review(nvim, server, ANSWER)
     nvim.wait_done()
     nvim.wait_for(lambda: review_marks(nvim), what="the hunks")
-    nvim.feed("3GgR")
+    nvim.feed("3GgB")
     assert nvim.lines() == SOURCE
     assert review_marks(nvim) == [] and open_reviews(nvim) == 0
-    assert nvim.lua("return vim.fn.maparg('ga', 'n', false, true).buffer") is None
+    assert nvim.lua("return vim.fn.maparg('gy', 'n', false, true).buffer") is None
 
 
 def test_accept_all_keeps_the_answer_and_one_u_brings_the_original_back(
@@ -112,11 +112,11 @@ def test_per_hunk_keys_give_exactly_the_hunks_chosen(nvim: Child, server: Loopba
     start_review(nvim, server, ANSWER)
     nvim.wait_done()
     nvim.wait_for(lambda: review_marks(nvim), what="the hunks")
-    nvim.feed("gg]c")
+    nvim.feed("gg]h")
     assert nvim.nvim.current.window.cursor[0] == 3  # the first hunk
-    nvim.feed("ga]c")
+    nvim.feed("gy]h")
     assert nvim.nvim.current.window.cursor[0] == 5  # the second
-    nvim.feed("gr")
+    nvim.feed("gb")
     want = resolve(ORIGINAL, "\n".join(ANSWER), [True, False]).split("\n")
     assert nvim.lines() == [SOURCE[0], *want, SOURCE[6]]
     assert open_reviews(nvim) == 0 and review_marks(nvim) == []
@@ -187,7 +187,7 @@ def test_setup_review_makes_every_replace_a_review_and_e_bang_ends_it(
     nvim.nvim.command("edit!")
     assert open_reviews(nvim) == 0 and review_marks(nvim) == []
     assert nvim.lines() == SOURCE
-    assert nvim.lua("return vim.fn.maparg('ga', 'n', false, true).buffer") is None
+    assert nvim.lua("return vim.fn.maparg('gy', 'n', false, true).buffer") is None
 
 
 def test_a_chatty_answer_keeps_only_its_code_in_one_undo_step(nvim: Child, server: LoopbackServer):

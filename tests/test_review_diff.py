@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kznllm_py.review import Hunk, ReviewFeed, diff, resolve, split_lines
+from kznllm_py.review import Hunk, diff, resolve, split_lines
 
 ORIGINAL = ["def total(xs):", "    s = 0", "    for x in xs:", "        s += x", "    return s"]
 
@@ -84,28 +81,3 @@ def test_property_a_streaming_diff_covers_the_compared_lines_and_keeps_the_rest_
     matched = d.compared - sum(h.new_count for h in d.hunks)
     assert deleted + matched + len(d.pending) == len(old)
     assert all(h.new_start + h.new_count <= d.compared for h in d.hunks)
-
-
-async def test_the_feed_sends_the_first_diff_at_once_then_throttled_then_the_complete_one():
-    sent: list[tuple[dict[str, Any], bool]] = []
-    got = asyncio.Event()
-
-    def send(d: dict[str, Any], complete: bool) -> None:
-        sent.append((d, complete))
-        got.set()
-
-    feed = ReviewFeed("a\nb\nc", send, interval=0.05)
-    feed.push("a\n")
-    assert len(sent) == 1 and sent[0][1] is False
-    assert sent[0][0]["pending"] == ["b", "c"]
-    got.clear()
-    feed.push("B\n")
-    feed.push("c")
-    assert len(sent) == 1  # within the interval: one update later for both
-    await asyncio.wait_for(got.wait(), timeout=5)
-    assert len(sent) == 2 and sent[1][0]["compared"] == 2
-    feed.finish()
-    final, complete = sent[-1]
-    assert complete and final["pending"] == []
-    assert [(h["kind"], h["old"]) for h in final["hunks"]] == [("change", ["b"])]
-    assert feed.answer == "a\nB\nc"

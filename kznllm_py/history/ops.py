@@ -191,6 +191,13 @@ class HistoryOps:
         self._deleted.clear()  # what was cleared stays gone: nothing to bring back
         return await self.recorder.read(lambda s: s.clear())
 
+    async def review_outcome(self, p: Mapping[str, Any]) -> bool:
+        """The editor's word on a reviewed answer: {id, status = 'rejected'}."""
+        entry_id, status = p.get("id"), p.get("status")
+        if not isinstance(entry_id, int) or isinstance(entry_id, bool) or status != "rejected":
+            return False
+        return bool(await self.recorder.read(lambda s: s.set_review_outcome(entry_id, status)))
+
     async def get(self, entry_id: int) -> history.Entry | None:
         return await self.recorder.read(lambda s: s.get(entry_id))
 

@@ -11,7 +11,9 @@ from typing import Any
 from kznllm_py.errors import HistoryError
 
 MODES = ("replace", "yap", "debug", "chat", "rerun")
-STATUSES = ("ok", "error", "cancelled", "running")
+STATUSES = ("ok", "error", "cancelled", "running", "rejected")
+# set after the request ended: a reviewed answer the user rejected as a whole
+REVIEW_STATUSES = ("rejected",)
 FINAL_STATUSES = ("ok", "error", "cancelled")
 SUMMARY_QUERY_CHARS = 200
 

@@ -46,6 +46,7 @@ from kznllm_py.history.records import (
     FINAL_STATUSES,
     MODES,
     NEWEST_FIRST,
+    REVIEW_STATUSES,
     STATUSES,
     SUMMARY_SELECT,
     Entry,
@@ -310,6 +311,18 @@ class HistoryStore:
         done = self._run("save the outcome", close, write=True)
         self.prune(self.max_entries, self.max_age_days)
         return done
+
+    def set_review_outcome(self, entry_id: int, status: str) -> bool:
+        """A reviewed answer the user rejected as a whole (every hunk, or while it
+        streamed): its entry says so instead of how the request ended. Only an entry
+        that ended (a running one is left alone). False when there is none."""
+        check_choice("status", status, REVIEW_STATUSES)
+
+        def mark(db: sqlite3.Connection) -> bool:
+            sql = "UPDATE entries SET status = ? WHERE id = ? AND status != 'running'"
+            return db.execute(sql, (status, entry_id)).rowcount > 0
+
+        return bool(self._run("save the review's outcome", mark, write=True))
 
     def set_request(self, entry_id: int, request: str) -> bool:
         """The rendered request, once it is built (after the entry was started)."""

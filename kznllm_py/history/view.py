@@ -41,7 +41,7 @@ KEY_HELP = {
     "put": "put the response after the cursor of the previous window",
     "delete": "delete the entry",
     "undo": "bring back the entry deleted last",
-    "filter": "filter: words, preset:ID, status:ok|error|cancelled|unfinished",
+    "filter": "filter: words, preset:ID, status:ok|error|cancelled|rejected|unfinished",
     "close": "close the sidebar",
     "help": "toggle this help",
 }
@@ -60,6 +60,7 @@ STATUS_GROUPS = {
     "ok": "KznllmHistoryOk",
     "error": "KznllmHistoryError",
     "cancelled": "KznllmHistoryCancelled",
+    "rejected": "KznllmHistoryRejected",
     "unfinished": "KznllmHistoryUnfinished",
     "running": "KznllmHistoryRunning",
 }

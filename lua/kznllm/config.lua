@@ -53,14 +53,15 @@ M.defaults = {
     history = '<leader>h',
     operator = 'gz', -- gz{motion}: replace what the motion covers; gzz: the line(s)
     cancel = '<Esc>',
-    -- while a review is open, in its buffer
+    -- while a review is open, in its buffer: keys no built-in command or default map
+    -- uses (a key mapped already, or the start of a longer map, is left alone)
     review = {
-      accept = 'ga',
-      reject = 'gr',
-      accept_all = 'gA',
-      reject_all = 'gR',
-      next = ']c',
-      prev = '[c',
+      accept = 'gy',
+      reject = 'gb',
+      accept_all = 'gY',
+      reject_all = 'gB',
+      next = ']h',
+      prev = '[h',
     },
   },
   timeouts = { connect = 10, stall = 60 }, -- seconds
@@ -90,7 +91,7 @@ M.defaults = {
   -- 'split' or 'tab' (a scratch buffer); a preset's own `placement` wins
   placement = 'auto',
   -- every replace is a review (:help kznllm-review): the answer streams in as real text,
-  -- the lines it replaces show beside it, ga / gr / gA / gR accept or reject
+  -- the lines it replaces show beside it, gy / gb / gY / gB accept or reject
   review = false,
   -- seconds: a cancel the host does not answer within `cancel`, or no word from it for
   -- `silence` while a request runs, ends the request in the editor (:help kznllm-watchdog)

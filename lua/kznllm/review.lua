@@ -1,15 +1,30 @@
 -- Review before keeping: while a replace streams, the buffer holds the answer as real
 -- text and the lines it replaces show as virtual lines beside the hunks that changed;
 -- when it is complete the review stays open until every hunk is accepted or rejected.
--- The host computes the hunks (kznllm_py/review.py) over the region only; this side
--- draws them and applies a choice to the buffer.
+--
+-- The diff is Neovim's own (kznllm.review_diff, vim.diff): a few milliseconds for a
+-- 2,500-line region, run here at most every REDRAW_MS while text lands, never on the
+-- host's loop. Once the answer is complete each hunk is an extmark over the text it
+-- holds now: accept and reject act where the hunk is, whatever was typed around it.
+--
+-- Undo: a reject is its own undo step, or joins the answer's when nothing came between
+-- (b:changedtick unchanged since the answer ended); an accept changes no text and makes
+-- no undo step. A hunk whose text the user changed is "edited": accept keeps the edit,
+-- reject refuses. `u` / <C-r> of a reject reopen / re-reject its hunk.
 local M = {}
 
 local api = vim.api
-local ns = api.nvim_create_namespace('kznllm_review')
+local ns = api.nvim_create_namespace('kznllm_review') -- what is drawn
+local track = api.nvim_create_namespace('kznllm_review_track') -- where things are
 M.ns = ns
 
 local config = require('kznllm.config')
+local differ = require('kznllm.review_diff')
+local region = require('kznllm.job.region')
+local undo = require('kznllm.job.undo')
+local notify = require('kznllm.notify').notify
+
+local REDRAW_MS = 100
 
 local function keys()
   local km = config.options.keymaps
@@ -24,27 +39,36 @@ local function hl_defaults()
 end
 hl_defaults()
 
+---@class kznllm.ReviewHunk
+---@field mark integer extmark (track namespace) over the hunk's text now
+---@field text string what the answer put there (the hunk's text when it was shown)
+---@field old_text string what a reject puts there
+---@field old string[] the original lines (drawn while it is open)
+---@field count integer the answer's lines in it
+---@field kind 'add'|'change'|'delete'
+---@field at_end boolean the hunk ends where the region ends (its text starts with "\n")
+---@field state 'open'|'accepted'|'rejected'
+
 ---@class kznllm.Review
 ---@field id integer the job's id
 ---@field buf integer
----@field start integer extmark at the region's first byte
----@field stop integer extmark after the region's last byte
+---@field start integer extmark (track) at the region's first byte
+---@field stop integer extmark (track) after the region's last byte
 ---@field original string the replaced text, byte for byte
 ---@field old string[] its lines
----@field hunks table[] from the host: { new_start, new_count, old_start, old, kind }
----@field decided (boolean|nil)[] per hunk: true accepted, false rejected, nil open
----@field pending string[] streaming: original lines the answer has not reached
+---@field hunks kznllm.ReviewHunk[] once complete
+---@field stream table[] while streaming: the hunks so far { new_start, new_count, old }
+---@field pending string[] while streaming: original lines the answer has not reached
 ---@field complete boolean
----@field saved table<string, table> the user's own buffer maps our keys hid
+---@field tick integer b:changedtick when the answer ended (a reject joins its undo step)
+---@field entry integer|nil the answer's history entry
+---@field timer uv.uv_timer_t|nil streaming: redraws the diff while text lands
 
 ---@type table<integer, kznllm.Review>
 M.reviews = {} -- by job id
 
-local notify = require('kznllm.notify').notify
-
-local function pos(r, id)
-  local p = api.nvim_buf_get_extmark_by_id(r.buf, ns, id, {})
-  return p[1], p[2]
+local function pos(buf, id)
+  return region.mark_pos(buf, id, track)
 end
 
 local function in_buffer(buf)
@@ -55,124 +79,185 @@ local function in_buffer(buf)
     end
   end
   table.sort(out, function(a, b)
-    return (pos(a, a.start) or 0) < (pos(b, b.start) or 0)
+    return (pos(a.buf, a.start) or 0) < (pos(b.buf, b.start) or 0)
   end)
   return out
 end
 
---- The buffer row where hunk `k` starts now: the region's first row plus the lines of
---- the hunks before it as decided (a rejected hunk holds its original lines).
-local function hunk_row(r, k)
-  local row = pos(r, r.start)
-  local shift = 0
-  for i = 1, k - 1 do
-    local h = r.hunks[i]
-    if r.decided[i] == false then
-      shift = shift + #h.old - h.new_count
-    end
+--- The region's text now.
+local function region_text(r)
+  local sr, sc = pos(r.buf, r.start)
+  local er, ec = pos(r.buf, r.stop)
+  if not sr or not er or er < sr or (er == sr and ec < sc) then
+    return nil
   end
-  return row + r.hunks[k].new_start + shift
+  return table.concat(api.nvim_buf_get_text(r.buf, sr, sc, er, ec, {}), '\n')
 end
 
-local function draw(r)
-  if not api.nvim_buf_is_valid(r.buf) then
-    return
+--- A hunk's span now: srow, scol, erow, ecol.
+local function span(r, h)
+  local m = api.nvim_buf_get_extmark_by_id(r.buf, track, h.mark, { details = true })
+  if not m[1] then
+    return nil
   end
-  local srow = pos(r, r.start)
-  local erow = pos(r, r.stop)
-  if not srow or not erow then
-    return
+  return m[1], m[2], m[3].end_row or m[1], m[3].end_col or m[2]
+end
+
+local function hunk_text(r, h)
+  local sr, sc, er, ec = span(r, h)
+  if not sr then
+    return nil
   end
-  for id in pairs(r.owned or {}) do
-    api.nvim_buf_del_extmark(r.buf, ns, id)
+  return table.concat(api.nvim_buf_get_text(r.buf, sr, sc, er, ec, {}), '\n')
+end
+
+--- The rows a hunk's lines stand on now (first, last; last < first: none, a deletion
+--- that shows above `first`).
+local function rows(r, h)
+  local sr, sc, er, ec = span(r, h)
+  if not sr then
+    return nil
   end
-  r.owned = {}
-  local last = api.nvim_buf_line_count(r.buf) - 1
+  if h.at_end then
+    -- "\n" .. lines: from the line after the mark's start to its end
+    local first = (sc > 0 or sr < er) and h.count > 0 and sr + 1 or sr
+    return first, h.count > 0 and er or first - 1
+  end
+  if ec == 0 and er > sr then
+    return sr, er - 1
+  end
+  return sr, er - (h.count == 0 and 1 or 0)
+end
+
+-- drawing ------------------------------------------------------------------------------
+
+local function virt(lines, group)
+  local out = {}
+  for _, line in ipairs(lines) do
+    table.insert(out, { { line, group } })
+  end
+  return out
+end
+
+local function draw_review(r, last)
   local function put(row, opts)
-    local id = api.nvim_buf_set_extmark(r.buf, ns, math.min(row, last), 0, opts)
-    r.owned[id] = true
+    pcall(api.nvim_buf_set_extmark, r.buf, ns, math.max(0, math.min(row, last)), 0, opts)
   end
-  for k, h in ipairs(r.hunks) do
-    if r.decided[k] == nil then
-      local row = hunk_row(r, k)
+  local sr = pos(r.buf, r.start)
+  local er = pos(r.buf, r.stop)
+  if not sr or not er then
+    return
+  end
+  if not r.complete then
+    for _, h in ipairs(r.stream) do
+      local row = sr + h.new_start
       if #h.old > 0 then
-        local virt = {}
-        for _, line in ipairs(h.old) do
-          table.insert(virt, { { line, 'KznllmReviewDelete' } })
-        end
-        local below = row > erow or (h.new_count == 0 and row > last)
-        put(below and erow or row, { virt_lines = virt, virt_lines_above = not below })
+        put(row, { virt_lines = virt(h.old, 'KznllmReviewDelete'), virt_lines_above = true })
       end
-      local group = h.kind == 'add' and 'KznllmReviewAdd' or 'KznllmReviewChange'
+      local group = #h.old == 0 and 'KznllmReviewAdd' or 'KznllmReviewChange'
       for i = 0, h.new_count - 1 do
-        if row + i <= last then
-          put(row + i, { line_hl_group = group, priority = 150 })
+        put(row + i, { line_hl_group = group, priority = 150 })
+      end
+    end
+    if #r.pending > 0 then
+      put(er, { virt_lines = virt(r.pending, 'KznllmReviewPending') })
+    end
+    return
+  end
+  for _, h in ipairs(r.hunks) do
+    if h.state == 'open' then
+      local first, final = rows(r, h)
+      if first then
+        if #h.old > 0 then
+          local below = first > last
+          put(below and last or first, {
+            virt_lines = virt(h.old, 'KznllmReviewDelete'),
+            virt_lines_above = not below,
+          })
+        end
+        local group = h.kind == 'add' and 'KznllmReviewAdd' or 'KznllmReviewChange'
+        for row = first, final do
+          put(row, { line_hl_group = group, priority = 150 })
         end
       end
     end
   end
-  if not r.complete and #r.pending > 0 then
-    local virt = {}
-    for _, line in ipairs(r.pending) do
-      table.insert(virt, { { line, 'KznllmReviewPending' } })
-    end
-    put(erow, { virt_lines = virt })
+end
+
+--- Redraw every review of `buf` (they share the namespace).
+local function draw(buf)
+  if not api.nvim_buf_is_valid(buf) then
+    return
+  end
+  api.nvim_buf_clear_namespace(buf, ns, 0, -1)
+  local last = api.nvim_buf_line_count(buf) - 1
+  for _, r in ipairs(in_buffer(buf)) do
+    draw_review(r, last)
   end
 end
 
 -- keys ---------------------------------------------------------------------------------
 
-local function map_keys(r)
-  if r.mapped then
+-- The keys are mapped once per buffer while a review is open there, and only those that
+-- shadow nothing: a key the user (or Neovim, 0.11's gr* maps) already maps, or that
+-- would make a longer mapping wait for 'timeoutlen' (mapcheck()), is left alone; the
+-- commands do what it would. The defaults are free keys (no built-in command either).
+local mapped = {} -- buf -> the lhs we mapped there
+
+local function map_keys(buf)
+  if mapped[buf] then
     return
   end
-  r.mapped = true
-  r.saved = {}
-  for name, lhs in pairs(keys()) do
-    if lhs and lhs ~= '' then
-      local prev = vim.fn.maparg(lhs, 'n', false, true)
-      if prev and prev.buffer == 1 then
-        r.saved[lhs] = prev
+  mapped[buf] = {}
+  api.nvim_buf_call(buf, function()
+    for name, lhs in pairs(keys()) do
+      if type(lhs) == 'string' and lhs ~= '' and vim.fn.mapcheck(lhs, 'n') == '' then
+        vim.keymap.set('n', lhs, function()
+          M.key(name)
+        end, { buffer = buf, desc = 'kznllm review: ' .. name:gsub('_', ' ') })
+        mapped[buf][name] = lhs
       end
-      vim.keymap.set('n', lhs, function()
-        M.key(name)
-      end, { buffer = r.buf, nowait = true, desc = 'kznllm review: ' .. name:gsub('_', ' ') })
     end
-  end
+  end)
 end
 
-local function unmap_keys(r)
-  if not r.mapped or not api.nvim_buf_is_valid(r.buf) then
-    return
-  end
-  for _, other in pairs(M.reviews) do
-    if other ~= r and other.buf == r.buf and other.mapped then
+local function unmap_keys(buf)
+  for _, r in pairs(M.reviews) do
+    if r.buf == buf then
       return -- another review in this buffer still uses them
     end
   end
-  for _, lhs in pairs(keys()) do
-    if lhs and lhs ~= '' then
-      pcall(vim.keymap.del, 'n', lhs, { buffer = r.buf })
-      if r.saved[lhs] then
-        api.nvim_buf_call(r.buf, function()
-          vim.fn.mapset('n', false, r.saved[lhs])
-        end)
-      end
-    end
+  local was = mapped[buf]
+  mapped[buf] = nil
+  if not was or not api.nvim_buf_is_valid(buf) then
+    return
+  end
+  for _, lhs in pairs(was) do
+    pcall(vim.keymap.del, 'n', lhs, { buffer = buf })
   end
 end
 
 -- the life of a review -----------------------------------------------------------------
 
+local function stop_timer(r)
+  if r.timer then
+    r.timer:stop()
+    r.timer:close()
+    r.timer = nil
+  end
+end
+
 local function close(r)
   M.reviews[r.id] = nil
-  unmap_keys(r)
+  stop_timer(r)
+  unmap_keys(r.buf)
   if api.nvim_buf_is_valid(r.buf) then
-    for id in pairs(r.owned or {}) do
-      pcall(api.nvim_buf_del_extmark, r.buf, ns, id)
+    for _, h in ipairs(r.hunks) do
+      pcall(api.nvim_buf_del_extmark, r.buf, track, h.mark)
     end
-    pcall(api.nvim_buf_del_extmark, r.buf, ns, r.start)
-    pcall(api.nvim_buf_del_extmark, r.buf, ns, r.stop)
+    pcall(api.nvim_buf_del_extmark, r.buf, track, r.start)
+    pcall(api.nvim_buf_del_extmark, r.buf, track, r.stop)
+    draw(r.buf)
   end
   pcall(api.nvim_exec_autocmds, 'User', {
     pattern = 'KznllmReviewDone',
@@ -180,112 +265,279 @@ local function close(r)
   })
 end
 
+--- While streaming: the diff of what came so far, when the buffer changed since the last.
+local function refresh_stream(r)
+  if r.complete or not api.nvim_buf_is_valid(r.buf) then
+    return
+  end
+  local tick = api.nvim_buf_get_changedtick(r.buf)
+  if tick == r.drawn_tick then
+    return
+  end
+  r.drawn_tick = tick
+  local text = region_text(r)
+  if not text then
+    return
+  end
+  r.stream, r.pending = differ.hunks(r.old, vim.split(text, '\n', { plain = true }), true)
+  draw(r.buf)
+end
+
 --- Start reviewing job `id`: its answer spans (srow, scol)..(erow, ecol) of `buf` and
 --- replaced `original`. The marks follow the answer as it grows at its end.
-function M.open(id, buf, span, original)
+function M.open(id, buf, span_, original)
   local r = {
     id = id,
     buf = buf,
     original = original,
     old = vim.split(original, '\n', { plain = true }),
     hunks = {},
-    decided = {},
+    stream = {},
     pending = {},
     complete = false,
   }
-  r.start = api.nvim_buf_set_extmark(buf, ns, span[1], span[2], { right_gravity = false })
-  r.stop = api.nvim_buf_set_extmark(buf, ns, span[3], span[4], { right_gravity = true })
   r.pending = vim.deepcopy(r.old)
+  r.start = api.nvim_buf_set_extmark(buf, track, span_[1], span_[2], { right_gravity = false })
+  r.stop = api.nvim_buf_set_extmark(buf, track, span_[3], span_[4], { right_gravity = true })
   M.reviews[id] = r
-  map_keys(r)
-  draw(r)
+  map_keys(buf)
+  refresh_stream(r)
+  r.timer = vim.uv.new_timer()
+  r.timer:start(
+    REDRAW_MS,
+    REDRAW_MS,
+    vim.schedule_wrap(function()
+      refresh_stream(r)
+    end)
+  )
   return r
 end
 
---- From the host, while the answer streams and once more when it is complete.
-function M.update(id, diff, complete)
+-- After a change in a buffer under review: which hunks were undone or redone, then a
+-- redraw (once per batch of changes).
+local function recheck(buf)
+  local any = false
+  for _, r in ipairs(in_buffer(buf)) do
+    any = true
+    if r.complete then
+      for _, h in ipairs(r.hunks) do
+        local now = hunk_text(r, h)
+        if h.state == 'rejected' and now == h.text then
+          h.state = 'open' -- the reject was undone
+        elseif h.state == 'open' and now == h.old_text then
+          h.state = 'rejected' -- and redone
+        end
+      end
+    end
+  end
+  if any then
+    draw(buf)
+  end
+end
+
+local function watch(buf)
+  require('kznllm.job.watch').watch('review', buf, function(b)
+    for _, r in pairs(M.reviews) do
+      if r.buf == b and r.complete then
+        return true
+      end
+    end
+    return false
+  end, recheck)
+end
+
+--- "gy/gb accept/reject, gY/gB all, ]h/[h move": the keys mapped in `buf`.
+local function key_line(buf)
+  local km, parts = mapped[buf] or {}, {}
+  local function on(k)
+    return km[k]
+  end
+  for _, x in ipairs({
+    { 'accept', 'reject', 'accept/reject' },
+    { 'accept_all', 'reject_all', 'all' },
+    { 'next', 'prev', 'move' },
+  }) do
+    local a, b = on(x[1]), on(x[2])
+    if a and b then
+      table.insert(parts, ('%s/%s %s'):format(a, b, x[3]))
+    elseif a or b then
+      table.insert(parts, ('%s %s'):format(a or b, x[3]:match(a and '^[^/]+' or '[^/]+$')))
+    end
+  end
+  if #parts == 0 then
+    return ':KznAccept / :KznReject (! for all)'
+  end
+  return table.concat(parts, ', ')
+end
+
+--- Tell history that the answer of `entry` was rejected as a whole (the sidebar and
+--- `kznllm history` show "rejected", not how the request ended).
+function M.record_rejected(entry)
+  if type(entry) == 'number' then
+    pcall(require('kznllm.host').notify, 'history_review', { id = entry, status = 'rejected' })
+  end
+end
+
+--- The answer is complete (or ended early: what came is what is reviewed). `quiet`:
+--- the answer was undone or deleted, the review just ends. `entry`: its history entry.
+--- Returns the line that says what is to review and with which keys (the job's end
+--- message carries it).
+function M.complete(id, quiet, entry)
   local r = M.reviews[id]
-  if not r then
+  if not r or r.complete then
     return
   end
-  r.hunks = diff.hunks or {}
-  r.pending = diff.pending or {}
-  r.complete = complete and true or false
-  r.decided = {}
-  if r.complete and #r.hunks == 0 then
-    notify('kznllm: the answer is the same as the original: nothing to review')
+  r.entry = entry
+  stop_timer(r)
+  local text = api.nvim_buf_is_valid(r.buf) and region_text(r) or nil
+  if not text or quiet then
     return close(r)
   end
-  draw(r)
+  r.complete = true
+  local sr, sc = pos(r.buf, r.start)
+  local er, ec = pos(r.buf, r.stop)
+  local new = vim.split(text, '\n', { plain = true })
+  local list = differ.hunks(r.old, new, false)
+  if #list == 0 then
+    close(r)
+    return 'the answer is the same as the original: nothing to review'
+  end
+  -- the buffer position of the start of answer line j (0-based)
+  local function line_start(j)
+    if j == 0 then
+      return sr, sc
+    end
+    return sr + j, 0
+  end
+  for _, d in ipairs(list) do
+    local j, n = d.new_start, d.new_count
+    local h = {
+      old = d.old,
+      count = n,
+      kind = #d.old == 0 and 'add' or (n == 0 and 'delete' or 'change'),
+      state = 'open',
+    }
+    local a_r, a_c, b_r, b_c, opts
+    if j + n < #new then
+      -- lines each followed by their line break
+      a_r, a_c = line_start(j)
+      b_r, b_c = line_start(j + n)
+      h.text = n > 0 and table.concat(vim.list_slice(new, j + 1, j + n), '\n') .. '\n' or ''
+      h.old_text = #d.old > 0 and table.concat(d.old, '\n') .. '\n' or ''
+      opts = { right_gravity = false, end_right_gravity = n == 0 }
+    elseif j > 0 then
+      -- at the region's end: each line after a line break
+      h.at_end = true
+      a_r = sr + j - 1
+      a_c = (j - 1 == 0 and sc or 0) + #new[j]
+      b_r, b_c = er, ec
+      h.text = n > 0 and '\n' .. table.concat(vim.list_slice(new, j + 1, j + n), '\n') or ''
+      h.old_text = #d.old > 0 and '\n' .. table.concat(d.old, '\n') or ''
+      opts = { right_gravity = n == 0 and false or true, end_right_gravity = true }
+    else
+      -- the whole region
+      a_r, a_c, b_r, b_c = sr, sc, er, ec
+      h.text = text
+      h.old_text = table.concat(d.old, '\n')
+      opts = { right_gravity = false, end_right_gravity = true }
+    end
+    opts.end_row, opts.end_col = b_r, b_c
+    h.mark = api.nvim_buf_set_extmark(r.buf, track, a_r, a_c, opts)
+    table.insert(r.hunks, h)
+  end
+  r.tick = api.nvim_buf_get_changedtick(r.buf)
+  watch(r.buf)
+  draw(r.buf)
+  return ('%d hunk%s to review: %s'):format(#r.hunks, #r.hunks == 1 and '' or 's', key_line(r.buf))
 end
 
---- The region's text now.
-local function region_text(r)
-  local sr, sc = pos(r, r.start)
-  local er, ec = pos(r, r.stop)
-  return table.concat(api.nvim_buf_get_text(r.buf, sr, sc, er, ec, {}), '\n')
+--- From the host (or :KznApply), once it is complete. The diff is computed here.
+function M.update(id, _, complete)
+  if complete then
+    local line = M.complete(id)
+    if line then
+      notify('kznllm: ' .. line)
+    end
+  end
 end
 
---- Replace the region's text, in the generation's undo step when nothing came between.
-local function set_region(r, text)
-  local sr, sc = pos(r, r.start)
-  local er, ec = pos(r, r.stop)
+--- Start an undo step for a reject of `r`: joins the answer's only when nothing came
+--- between (the buffer is as the answer left it).
+local function undo_step(r, first)
+  undo.step(not first or api.nvim_buf_get_changedtick(r.buf) == r.tick)
+end
+
+--- Put hunk h's original text back: insert it, then remove the answer's, so that the
+--- mark spans it and undo / redo restore both exactly.
+local function reject(r, h, first)
+  local sr, sc, er, ec = span(r, h)
+  local lines = vim.split(h.old_text, '\n', { plain = true })
   api.nvim_buf_call(r.buf, function()
-    pcall(vim.cmd, 'undojoin')
-    api.nvim_buf_set_text(r.buf, sr, sc, er, ec, vim.split(text, '\n', { plain = true }))
+    undo_step(r, first)
+    if h.at_end and h.count > 0 then
+      api.nvim_buf_set_text(r.buf, er, ec, er, ec, lines)
+      undo.step(true)
+      api.nvim_buf_set_text(r.buf, sr, sc, er, ec, { '' })
+    else
+      api.nvim_buf_set_text(r.buf, sr, sc, sr, sc, lines)
+      if h.count > 0 then
+        local _, _, nr, nc = span(r, h)
+        local tr, tc = sr + #lines - 1, (#lines == 1 and sc or 0) + #lines[#lines]
+        undo.step(true)
+        api.nvim_buf_set_text(r.buf, tr, tc, nr, nc, { '' })
+      end
+    end
   end)
+  h.state = 'rejected'
+  r.tick = -1 -- a later reject is a step of its own
+end
+
+local function edited(r, h)
+  return hunk_text(r, h) ~= h.text
+end
+
+local function open_hunks(r)
+  local n = 0
+  for _, h in ipairs(r.hunks) do
+    n = n + (h.state == 'open' and 1 or 0)
+  end
+  return n
 end
 
 local function done_if_decided(r)
-  for k = 1, #r.hunks do
-    if r.decided[k] == nil then
-      return draw(r)
+  if open_hunks(r) == 0 then
+    local rejected = true
+    for _, h in ipairs(r.hunks) do
+      rejected = rejected and h.state == 'rejected'
     end
+    if rejected then
+      M.record_rejected(r.entry)
+    end
+    return close(r)
   end
-  close(r)
-end
-
---- Decide hunk k (true: keep the answer's lines, false: put the original's back).
-local function decide(r, k, keep)
-  if r.decided[k] ~= nil then
-    return
-  end
-  if not keep then
-    local h = r.hunks[k]
-    local row = hunk_row(r, k)
-    local srow = pos(r, r.start)
-    local lines = vim.split(region_text(r), '\n', { plain = true })
-    local at = row - srow + 1
-    local new = {}
-    for i = 1, at - 1 do
-      new[#new + 1] = lines[i]
-    end
-    for _, line in ipairs(h.old) do
-      new[#new + 1] = line
-    end
-    for i = at + h.new_count, #lines do
-      new[#new + 1] = lines[i]
-    end
-    set_region(r, table.concat(new, '\n'))
-  end
-  r.decided[k] = keep
+  draw(r.buf)
 end
 
 --- The review and hunk under the cursor of the current window, if any.
 local function at_cursor(buf)
   local row = api.nvim_win_get_cursor(0)[1] - 1
   for _, r in ipairs(in_buffer(buf)) do
-    for k, h in ipairs(r.hunks) do
-      if r.decided[k] == nil then
-        local first = hunk_row(r, k)
-        if row >= first and row < first + math.max(h.new_count, 1) then
-          return r, k
+    if r.complete then
+      for k, h in ipairs(r.hunks) do
+        if h.state == 'open' then
+          local first, final = rows(r, h)
+          if first and row >= first and row <= math.max(first, final) then
+            return r, k
+          end
         end
       end
     end
   end
   return nil
 end
+
+local REFUSE = 'kznllm: the hunk was edited: reject would drop your edit'
+  .. ' (accept keeps it; u undoes the edit)'
 
 --- :KznAccept[!] / :KznReject[!]: the hunk under the cursor, or with `all` the whole
 --- answer of the review under the cursor (or the only one in the buffer).
@@ -298,8 +550,8 @@ function M.act(keep, all)
     if not r then
       local row = api.nvim_win_get_cursor(0)[1] - 1
       for _, x in ipairs(list) do
-        local s, e = pos(x, x.start), pos(x, x.stop)
-        if row >= s and row <= e then
+        local s, e = pos(x.buf, x.start), pos(x.buf, x.stop)
+        if s and row >= s and row <= e then
           r = x
         end
       end
@@ -308,44 +560,83 @@ function M.act(keep, all)
   if not r then
     return notify('kznllm: no review hunk here', vim.log.levels.WARN)
   end
-  if all then
-    if not r.complete then
-      if keep then
-        return notify('kznllm: the answer is still streaming (gR rejects it)', vim.log.levels.WARN)
-      end
-      local job = require('kznllm.job')
-      job.stop(r.id, 'cancelled', job.REJECTED)
+  if not r.complete then
+    if not all then
+      return notify('kznllm: the answer is still streaming', vim.log.levels.WARN)
     end
     if keep then
-      close(r)
-    else
-      set_region(r, r.original)
-      close(r)
+      return notify(
+        'kznllm: the answer is still streaming (reject all cancels it)',
+        vim.log.levels.WARN
+      )
     end
-    return
+    local job = require('kznllm.job')
+    job.stop(r.id, 'cancelled', job.REJECTED)
+    local sr, sc = pos(r.buf, r.start)
+    local er, ec = pos(r.buf, r.stop)
+    api.nvim_buf_call(r.buf, function()
+      undo.step(true) -- the answer's step: one u is the original
+      api.nvim_buf_set_text(r.buf, sr, sc, er, ec, r.old)
+    end)
+    return close(r)
   end
-  if not r.complete then
-    return notify('kznllm: the answer is still streaming', vim.log.levels.WARN)
+  if not all then
+    local h = r.hunks[k]
+    if not keep then
+      if edited(r, h) then
+        return notify(REFUSE, vim.log.levels.WARN)
+      end
+      reject(r, h, true)
+    else
+      h.state = 'accepted'
+    end
+    return done_if_decided(r)
   end
-  decide(r, k, keep)
+  local kept = 0
+  local first = true
+  for i = #r.hunks, 1, -1 do -- bottom up: each reject leaves the ones above in place
+    local h = r.hunks[i]
+    if h.state == 'open' then
+      if keep then
+        h.state = 'accepted'
+      elseif edited(r, h) then
+        kept = kept + 1
+      else
+        reject(r, h, first)
+        first = false
+      end
+    end
+  end
+  if kept > 0 then
+    notify(
+      ('kznllm: %d edited hunk%s kept: accept, or undo the edit, to end the review'):format(
+        kept,
+        kept == 1 and '' or 's'
+      ),
+      vim.log.levels.WARN
+    )
+  end
   done_if_decided(r)
 end
 
---- ]c / [c: the cursor to the next / previous open hunk of the buffer's reviews.
+--- ]h / [h (next / prev): the cursor to the next / previous open hunk of the buffer's reviews.
 function M.jump(dir)
   local buf = api.nvim_get_current_buf()
   local row = api.nvim_win_get_cursor(0)[1] - 1
-  local rows = {}
+  local targets = {}
   for _, r in ipairs(in_buffer(buf)) do
-    for k = 1, #r.hunks do
-      if r.decided[k] == nil then
-        table.insert(rows, hunk_row(r, k))
+    for _, h in ipairs(r.complete and r.hunks or {}) do
+      if h.state == 'open' then
+        local first = rows(r, h)
+        if first then
+          table.insert(targets, math.min(first, api.nvim_buf_line_count(buf) - 1))
+        end
       end
     end
   end
-  table.sort(rows)
+  table.sort(targets)
   local target
-  for _, x in ipairs(rows) do
+  for _, x in ipairs(targets) do
     if dir > 0 and x > row and not target then
       target = x
     elseif dir < 0 and x < row then

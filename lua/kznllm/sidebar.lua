@@ -51,6 +51,7 @@ local function hl_defaults()
     KznllmHistoryOk = 'DiagnosticOk',
     KznllmHistoryError = 'DiagnosticError',
     KznllmHistoryCancelled = 'DiagnosticWarn',
+    KznllmHistoryRejected = 'DiagnosticWarn',
     KznllmHistoryUnfinished = 'DiagnosticWarn',
     KznllmHistoryRunning = 'DiagnosticInfo',
   }
