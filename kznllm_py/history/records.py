@@ -14,6 +14,14 @@ MODES = ("replace", "yap", "debug", "chat", "rerun")
 STATUSES = ("ok", "error", "cancelled", "running")
 FINAL_STATUSES = ("ok", "error", "cancelled")
 SUMMARY_QUERY_CHARS = 200
+# what a user reads for each mode ('yap' is the code's word for an answer at the cursor)
+MODE_NAMES = {"replace": "replace", "yap": "insert", "debug": "debug", "chat": "chat"}
+MODE_NAMES["rerun"] = "re-run"
+
+
+def mode_name(mode: str) -> str:
+    """The user-facing name of a stored `mode` (an unknown one as it is)."""
+    return MODE_NAMES.get(mode, mode)
 
 
 @dataclass(frozen=True, slots=True)

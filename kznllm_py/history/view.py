@@ -17,7 +17,7 @@ from typing import Any
 
 from kznllm_py.conversation import prompt_from_json
 from kznllm_py.errors import ConfigError
-from kznllm_py.history.records import STATUSES, Entry, EntrySummary
+from kznllm_py.history.records import STATUSES, Entry, EntrySummary, mode_name
 
 PAGE = 200  # entries rendered per page; more load as the cursor nears the end
 
@@ -200,7 +200,7 @@ def entry_line(
     status = status_word(s, live)
     head = f"{_when(s.started_at, now):<{TIME_W}} "
     if not compact:
-        head += f"{_fit(s.preset_id or '-', PRESET_W):<{PRESET_W}} {s.mode:<{MODE_W}} "
+        head += f"{_fit(s.preset_id or '-', PRESET_W):<{PRESET_W}} {mode_name(s.mode):<{MODE_W}} "
     tail = f"{status:<{STATUS_W}} {_answer_tokens(s):>{TOKENS_W}} "
     if not compact:
         tail += f"{_duration(s.duration_ms):>{DURATION_W}} "
@@ -333,7 +333,11 @@ def _meta(e: Entry) -> str:
     model = " ".join(p for p in (e.provider, e.model) if p)
     status = status_word(e, live=False) + (f": {e.error}" if e.error else "")
     parts = [datetime.fromtimestamp(e.started_at).strftime("%Y-%m-%d %H:%M:%S")]
-    parts += [f"{e.preset_id or '-'} ({model})" if model else e.preset_id or "-", e.mode, status]
+    parts += [
+        f"{e.preset_id or '-'} ({model})" if model else e.preset_id or "-",
+        mode_name(e.mode),
+        status,
+    ]
     if e.duration_ms is not None:
         parts.append(_duration(e.duration_ms))
     if e.first_token_ms is not None:
