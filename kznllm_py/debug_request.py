@@ -53,8 +53,11 @@ def parse(text: str, *, system_on_top: bool) -> dict[str, Any]:
         elif section == "Parameters" and (m := _PARAM.match(line)):
             try:
                 body[m["name"]] = json.loads(m["value"])
-            except ValueError as exc:
-                raise ConfigError(f"line {n}: parameter {m['name']}: not JSON ({exc})") from None
+            except json.JSONDecodeError as exc:
+                col = m.start("value") + exc.pos + 1  # where in the line the JSON breaks
+                raise ConfigError(
+                    f"line {n}, column {col}: parameter {m['name']}: write a JSON value ({exc.msg})"
+                ) from None
         elif section == "System" and (m := _CACHE.match(line)):
             cache = json.loads(m["json"])
         elif section == "Parameters" and line.startswith("- "):
