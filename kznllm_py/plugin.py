@@ -204,7 +204,13 @@ class KznllmPlugin:
             "generation": new.generation,
             "problems": new.shown_problems(),
             "presets": {
-                pid: {"model": p.model, "auto": placement("auto", p.fim)}
+                pid: {
+                    "model": p.model,
+                    "auto": placement("auto", p.fim),
+                    # the env var of a key this host lacks: the editor refuses at the
+                    # keypress, before the query is typed (a cmd: key is never run there)
+                    "missing_key": p.api_key if secrets.present(p.api_key) is False else None,
+                }
                 for pid, p in presets.items()
             },
             "default": new.preset(None).id,

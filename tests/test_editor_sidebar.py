@@ -436,23 +436,28 @@ def test_a_follow_up_from_a_history_entry_continues_its_conversation(
 
 
 def test_a_follow_up_waits_for_the_answer_and_needs_history(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["slow"]), pause_after=1))
+    server.queue(
+        Reply(chunks=openai_events(["slow"]), pause_after=1),
+        Reply(chunks=openai_events(["then"])),
+    )
     nvim.use_server(server.base_url)
     nvim.nvim.command("KznDebug first")
     server.wait_paused()
-    nvim.nvim.command("KznFill too early")
-    assert any("still streaming" in m for m in nvim.messages())
+    nvim.nvim.command("KznFill too early")  # waits for the answer, then goes out
+    assert any("goes out when the answer streaming here ends" in m for m in nvim.messages())
+    assert len(server.requests) == 1
     server.resume()
-    nvim.wait_done()
+    assert [d["status"] for d in nvim.wait_done(2)] == ["ok", "ok"]
+    assert server.requests[1].body["messages"][-1]["content"] == "too early"
     # with history off, a debug view never learns an entry: nothing to follow up
     nvim.lua("require('kznllm').setup({ history = false })")
     server.queue(Reply(chunks=openai_events(["unrecorded"])))
     nvim.nvim.command("KznDebug second")
-    second = nvim.wait_done(2)[1]
+    second = nvim.wait_done(3)[2]
     assert nvim.nvim.current.buffer.number == second["bufnr"]
     nvim.nvim.command("KznFill no history")
     assert any("follow-ups need setup({ history = true })" in m for m in nvim.messages())
-    assert len(server.requests) == 2
+    assert len(server.requests) == 3
 
 
 def test_history_persists_across_restarts_and_is_navigated_with_real_keys(

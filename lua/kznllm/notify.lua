@@ -86,6 +86,15 @@ function M.show_log()
   api.nvim_win_set_cursor(win, { api.nvim_buf_line_count(buf), 0 })
 end
 
+-- a refusal holds the echo area this long: a routine line arriving right after (an
+-- answer elsewhere ending: "done in 3.2s") goes to :KznLog only, not over it
+M.HOLD_MS = 4000
+local held_until = 0
+
+local function held()
+  return vim.uv.now() < held_until
+end
+
 ---@param msg string
 ---@param level integer|nil vim.log.levels (default INFO)
 function M.notify(msg, level)
@@ -94,6 +103,9 @@ function M.notify(msg, level)
   local mode = config.options.notify
   if level < levels.ERROR and (mode == false or (mode == 'errors' and level < levels.WARN)) then
     return
+  end
+  if level < levels.WARN and held() then
+    return -- a refusal is on the screen; :KznLog has this one
   end
   if not builtin() then
     return vim.notify(msg, level, { title = 'kznllm' })
@@ -109,6 +121,13 @@ function M.notify(msg, level)
   end
   -- one line on the screen and in :messages; :KznLog has the whole text
   api.nvim_echo({ { fit(line, width, MORE), hl } }, true, {})
+end
+
+--- A refusal: said at once, and not covered by a routine line for M.HOLD_MS.
+function M.refuse(msg, level)
+  vim.uv.update_time()
+  held_until = vim.uv.now() + M.HOLD_MS
+  M.notify(msg, level or levels.ERROR)
 end
 
 --- `notify` once the screen is redrawn: after a pick in vim.ui.select (an inputlist)
@@ -132,7 +151,7 @@ end
 --- with notify = 'all'.
 function M.routine(msg)
   remember(msg, levels.INFO)
-  if config.options.notify == 'all' then
+  if config.options.notify == 'all' and not held() then
     local width = math.max(20, (vim.v.echospace or 80) - 1)
     api.nvim_echo({ { fit(msg, width) } }, true, {})
   end
