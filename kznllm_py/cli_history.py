@@ -18,7 +18,7 @@ from kznllm_py import history
 from kznllm_py.errors import KznError
 from kznllm_py.history import Entry, EntrySummary
 from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry
-from kznllm_py.history.records import mode_name
+from kznllm_py.history.records import mode_name, shown_title
 from kznllm_py.payload import FillJob
 
 
@@ -42,7 +42,8 @@ def format_summary(s: EntrySummary) -> str:
     """One line: id, time, preset, mode, status, tokens in/out, duration, query."""
     return (
         f"{s.id:>5}  {_when(s.started_at)}  {s.preset_id or '-':<18} {mode_name(s.mode):<7} "
-        f"{s.status:<9} {_tokens(s):>11} {_seconds(s.duration_ms):>7}  {s.title}"
+        f"{s.status:<9} {_tokens(s):>11} {_seconds(s.duration_ms):>7}  "
+        f"{shown_title(s.mode, s.title)}"
     )
 
 

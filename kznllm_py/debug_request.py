@@ -22,6 +22,20 @@ _CACHE = re.compile(r"^_\(cache_control: (?P<json>.*)\)_$")
 ROLES = {"System": "system", "User": "user", "Assistant": "assistant"}
 
 
+def last_question(text: str) -> str:
+    """The last User text of a debug view (what an edited request asks), or "" when the
+    view does not read (sending it says why)."""
+    try:
+        body = parse(text, system_on_top=False)
+    except ConfigError:
+        return ""
+    for message in reversed(body.get("messages") or []):
+        content = message.get("content")
+        if message.get("role") == "user" and isinstance(content, str):
+            return content
+    return ""
+
+
 def parse(text: str, *, system_on_top: bool) -> dict[str, Any]:
     """The body the view shows. `system_on_top`: the provider takes the system text as
     a top-level `system` (Anthropic), not as a message. ConfigError names the line of

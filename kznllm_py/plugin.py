@@ -361,7 +361,11 @@ class KznllmPlugin:
         follow, again = int(p.get("followup") or 0), int(p.get("rerun") or 0)
         if isinstance(p.get("send"), str):  # :KznSend: the debug view as edited
             head = f"\n\n## Answer ({job.preset.id}, to the edited request)\n\n"
-            return Turn(replace(job, ctx=replace(job.ctx, mode="yap")), None, None, "debug", head)
+            from kznllm_py import debug_request
+
+            # history's entry says so, with the question as the view now asks it
+            ctx = replace(job.ctx, mode="yap", query=debug_request.last_question(p["send"]))
+            return Turn(replace(job, ctx=ctx), None, None, "send", head)
         if not follow and not again:
             return Turn(job, None, None, "debug" if job.debug else job.ctx.mode, "")
         entry = await self._ops().get(follow or again)

@@ -204,7 +204,8 @@ def test_y_yanks_and_p_puts_the_response_at_the_cursor_of_the_previous_window(nv
     nvim.feed("p")
     work = nvim.lua("return vim.api.nvim_win_get_buf(vim.fn.win_getid(vim.fn.winnr('#')))")
     nvim.wait_for(lambda: len(nvim.lines(work)) > 2, what="the put")
-    assert nvim.lines(work) == ["beforeline one", "line two", "after"]
+    # a multi-line answer goes in as whole lines below the cursor's, never mid-line
+    assert nvim.lines(work) == ["before", "line one", "line two", "after"]
 
 
 def test_dd_deletes_an_entry_and_u_brings_it_back_with_its_follow_ups_linked(nvim: Child):
