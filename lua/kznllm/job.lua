@@ -105,11 +105,14 @@ local function progress_update(job, tick, timer)
   if job.done then
     return
   end
-  if timer and job.wrote_at and vim.uv.hrtime() - job.wrote_at < 3e8 then
+  local now = vim.uv.hrtime()
+  if timer and job.wrote_at and now - job.wrote_at < 3e8 and now - (job.shown_at or 0) < 5e8 then
     -- text is landing: that is the progress; a spinner redraw now would cost a heavy
-    -- buffer (treesitter) a second redraw for nothing
+    -- buffer (treesitter) a second redraw for nothing (but twice a second it moves, at
+    -- any token rate: a slow stream lands text every tick)
     return
   end
+  job.shown_at = now
   local text = progress_text(job)
   if job.fidget then
     if text ~= job.reported then
@@ -991,10 +994,13 @@ function M.finish(id, status, err, info)
       -- mark partial output: a note at its end, until the next fill or :KznClear
       local ok, pos = pcall(api.nvim_buf_get_extmark_by_id, buf, ns, job.tail, {})
       if ok and pos[1] then
-        pcall(api.nvim_buf_set_extmark, buf, ns, pos[1], pos[2], {
+        local marked, mark = pcall(api.nvim_buf_set_extmark, buf, ns, pos[1], pos[2], {
           virt_text = { { ' ⚠ kznllm: partial output (' .. status .. ')', 'KznllmPartial' } },
           virt_text_pos = 'eol',
         })
+        if marked then -- `u` that takes the text back takes the note too
+          require('kznllm.partial_mark').until_undone(buf, ns, mark, job.seq)
+        end
       end
     end
     pcall(api.nvim_buf_del_extmark, buf, ns, job.head)
