@@ -1,5 +1,8 @@
 """`kznllm`: the same core as the plugin, from the command line.
 
+kznllm [-m MODEL] [-s SYSTEM] [-c] PROMPT
+    is `kznllm fill PROMPT`, as `llm PROMPT` (a subcommand's name wins). -m: the model,
+    -s: the system prompt, -c: continue the last conversation (the newest history entry).
 kznllm fill [--preset ID | --provider P --base-url URL --model M --api-key NAME|cmd:...]
             [--selection-file F|-] [--file F [--range A:B | --line N]] [--filetype FT] QUERY
     streams the answer's text to stdout, byte-exact, nothing else; errors go to
@@ -37,12 +40,23 @@ import asyncio
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kznllm_py import cli_history, context, demo_server, payload, secrets, terminal
+from kznllm_py import (
+    cli_history,
+    context,
+    demo_server,
+    history,
+    payload,
+    sandbox,
+    secrets,
+    terminal,
+)
 from kznllm_py.client import Timeouts, new_client
+from kznllm_py.conversation import follow_up
 from kznllm_py.errors import KznError, printable
 from kznllm_py.events import Retry, Text
 from kznllm_py.generation import (
@@ -50,13 +64,15 @@ from kznllm_py.generation import (
     Generation,
     RetryPolicy,
     check_max_response_bytes,
-    prepare,
+    prepare_with_prompt,
+    render_prompt,
 )
 from kznllm_py.history.recorder import record
 from kznllm_py.messages import end_message
 from kznllm_py.presets import Preset, check_presets, merge_presets, pick, preset_from_dict
 from kznllm_py.prompts import FillContext, search_path
-from kznllm_py.providers import PROVIDERS
+from kznllm_py.providers import PROVIDERS, get_provider
+from kznllm_py.providers.base import Prompt
 from kznllm_py.stdpath import nvim_stdpath
 from kznllm_py.trust import trust_file
 
@@ -72,7 +88,17 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--preset", help="a preset id (default: first with a key, else demo)")
         cmd.add_argument("--provider", choices=sorted(PROVIDERS))
         cmd.add_argument("--base-url")
-        cmd.add_argument("--model")
+        cmd.add_argument("-m", "--model", help="the model (of the preset, or the default one)")
+        cmd.add_argument(
+            "-s", "--system", help="the system prompt, instead of the templates' system text"
+        )
+        cmd.add_argument(
+            "-c",
+            "--continue",
+            dest="continue_",
+            action="store_true",
+            help="continue the last conversation (the newest history entry, its preset too)",
+        )
         cmd.add_argument("--api-key", help="env var NAME, or cmd:<shell command>")
         cmd.add_argument(
             "-o",
@@ -251,7 +277,7 @@ def _preset_from_args(args: argparse.Namespace, *, need_model: bool = True) -> P
     options = _options(getattr(args, "option", None) or [])
     # -o reasoning high: the reasoning switch (a table stays a raw param)
     level = options.pop("reasoning") if isinstance(options.get("reasoning"), str) else None
-    if args.preset or not custom:  # a preset (or the default one), changed by what is given
+    if args.preset or set(custom) <= {"model"}:  # a preset (or the default), changed
         base = pick(presets, args.preset)
         if options:
             custom["params"] = options
@@ -382,8 +408,15 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
 
 async def _render(args: argparse.Namespace) -> int:
     try:
-        job = _job_from_args(args)
-        _, request = await prepare(job.preset, job.ctx, search_dirs=job.search_dirs)
+        job = _job_from_args(_continued(args))
+        if job.preset.demo:
+            # the demo server takes a free port when a fill starts: shown as such, not as
+            # the port of a server started and stopped only for this
+            job = replace(job, preset=replace(job.preset, demo=False, base_url=DEMO_URL_SHOWN))
+        asked = await _prompt_from_args(args, job)
+        _, request, _ = await prepare_with_prompt(
+            job.preset, job.ctx, search_dirs=job.search_dirs, prompt=asked
+        )
         if args.json:
             text = json.dumps(
                 {
@@ -468,15 +501,34 @@ def _presets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"  {'id':<18} {'provider':<10} {'model':<34} key")
     words: dict[object, str] = {True: "yes", False: "no", None: "not needed"}
+    table: list[tuple[str, ...]] = [("", "id", "provider", "model", "key")]
     for r in rows:
-        mark = "*" if r["default"] else " "
         present = words[r["key_present"]]
         if r["key_present"] is not None:
             present += f" ({r['key']})"
-        print(f"{mark} {r['id']:<18} {r['provider']:<10} {r['model']:<34} {present}")
+        mark = "*" if r["default"] else " "
+        table.append((mark, str(r["id"]), str(r["provider"]), str(r["model"]), present))
+    for line in aligned(table):
+        print(line)
     return 0
+
+
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as lines whose columns line up, each as wide as its widest cell (in display
+    cells: a wide character counts twice), two spaces between; no trailing spaces."""
+    import unicodedata
+
+    def width(cell: str) -> int:
+        wide = sum(unicodedata.east_asian_width(ch) in "WF" for ch in cell)
+        return len(cell) + wide - sum(bool(unicodedata.combining(ch)) for ch in cell)
+
+    widths = [max(width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [c + " " * (w - width(c)) for c, w in zip(r[:-1], widths, strict=False)]
+        out.append(" ".join([*cells[:1], "  ".join([*cells[1:], r[-1]])]).rstrip())
+    return out
 
 
 async def _models(args: argparse.Namespace) -> int:
@@ -500,7 +552,8 @@ async def _models(args: argparse.Namespace) -> int:
 
 async def _fill(args: argparse.Namespace) -> int:
     try:
-        job = _job_from_args(args)
+        job = _job_from_args(_continued(args))
+        asked = await _prompt_from_args(args, job)
     except (KznError, OSError) as exc:
         _err(f"{exc}")
         return 2
@@ -530,8 +583,10 @@ async def _fill(args: argparse.Namespace) -> int:
             search_dirs=job.search_dirs,
             retry=RetryPolicy(tries=max(1, args.retries)),
             max_response_bytes=args.max_response_bytes,
+            prompt=asked,
         )
-        with cli_history.recording(job, _err, enabled=not args.no_history) as rec:
+        parent = getattr(args, "parent_id", None)
+        with cli_history.recording(job, _err, enabled=not args.no_history, parent_id=parent) as rec:
             async with generation.events() as events:
                 async for event in events:
                     match event:
@@ -547,8 +602,9 @@ async def _fill(args: argparse.Namespace) -> int:
                         await events.hold(gate)
             outcome = events.outcome()
         whole_lines = ctx.mode == "replace" and ctx.selection.endswith("\n")
-        if whole_lines and not reader_gone and last not in ("", "\n"):
-            # whole lines were replaced: they end with a line break, as in the buffer
+        if (whole_lines or _a_terminal(out)) and not reader_gone and last not in ("", "\n"):
+            # whole lines were replaced: they end with a line break, as in the buffer; at
+            # a terminal, the shell's prompt starts on a line of its own
             write("\n")
     await demo_server.shutdown()
     if reader_gone:
@@ -562,6 +618,61 @@ async def _fill(args: argparse.Namespace) -> int:
     return {"error": 1, "cancelled": 130}.get(outcome.status, 0)
 
 
+def _a_terminal(out: Any) -> bool:
+    try:
+        return bool(out.isatty())
+    except (OSError, ValueError):
+        return False
+
+
+DEMO_URL_SHOWN = "http://127.0.0.1:<port>/v1"  # `render` of the demo preset
+
+
+def _continued(args: argparse.Namespace) -> argparse.Namespace:
+    """With -c: the newest history entry becomes `args.parent_id`, and its preset the one
+    used when none is named (as simonw/llm continues with the conversation's model)."""
+    args.parent_id = None
+    if not getattr(args, "continue_", False):
+        return args
+    db = history.default_path(history.nvim_data_dir())
+    store = history.HistoryStore(db) if db.exists() else None
+    try:
+        newest = store.list(limit=1) if store is not None else []
+    finally:
+        if store is not None:
+            store.close()
+    if not newest:
+        raise KznError(f"-c: no conversation to continue (the history at {db} is empty)")
+    args.parent_id = newest[0].id
+    if not (args.preset or args.provider) and newest[0].preset_id in merge_presets(None).presets:
+        args.preset = newest[0].preset_id
+    return args
+
+
+async def _prompt_from_args(args: argparse.Namespace, job: payload.FillJob) -> Prompt | None:
+    """The prompt to send instead of the templates' own: -c's conversation with this
+    query as its next turn, and -s's system text; None: the templates, as they are."""
+    system = getattr(args, "system", None)
+    parent = getattr(args, "parent_id", None)
+    if system is None and parent is None:
+        return None
+    if parent is not None:
+        db = history.default_path(history.nvim_data_dir())
+        store = history.HistoryStore(db)
+        try:
+            entry = store.get(parent)
+        finally:
+            store.close()
+        if entry is None:
+            raise KznError(f"-c: history entry {parent} is gone")
+        asked = follow_up(entry, job.ctx.query)
+    else:
+        if get_provider(job.preset.provider).raw_prompt:
+            raise KznError(f"-s: preset {job.preset.id} sends one raw prompt, with no system")
+        asked = await sandbox.run_off_loop(render_prompt, job.preset, job.ctx, job.search_dirs)
+    return asked if system is None else replace(asked, system=system)
+
+
 async def _demo_server(args: argparse.Namespace) -> int:
     server = await demo_server.DemoServer(args.rate).start(port=args.port)
     print(f"kznllm offline demo model (not a real LLM) at {server.base_url}", flush=True)
@@ -570,8 +681,19 @@ async def _demo_server(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS = ("fill", "render", "models", "presets", "demo-server", "demo", "history")
+
+
+def _with_command(argv: list[str]) -> list[str]:
+    """`kznllm PROMPT` (and `kznllm -m M PROMPT`) is `kznllm fill ...`, as `llm PROMPT`
+    is `llm prompt ...`; a subcommand's name wins (`kznllm fill models` asks "models")."""
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        return ["fill", *argv]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_with_command(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "fill":
             return asyncio.run(_fill(args))

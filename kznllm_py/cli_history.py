@@ -20,6 +20,7 @@ from kznllm_py import history, terminal
 from kznllm_py.errors import KznError
 from kznllm_py.history import Entry, EntrySummary
 from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry
+from kznllm_py.history.records import mode_name, shown_title
 from kznllm_py.payload import FillJob
 from kznllm_py.pricing import dollars
 
@@ -66,8 +67,9 @@ def _seconds(ms: int | None) -> str:
 def format_summary(s: EntrySummary) -> str:
     """One line: id, time, preset, mode, status, tokens in/out, cost, duration, query."""
     return (
-        f"{s.id:>5}  {_when(s.started_at)}  {s.preset_id or '-':<18} {s.mode:<7} "
-        f"{s.status:<9} {_tokens(s):>11} {_cost(s):>8} {_seconds(s.duration_ms):>7}  {s.title}"
+        f"{s.id:>5}  {_when(s.started_at)}  {s.preset_id or '-':<18} {mode_name(s.mode):<7} "
+        f"{s.status:<9} {_tokens(s):>11} {_cost(s):>8} {_seconds(s.duration_ms):>7}  "
+        f"{shown_title(s.mode, s.title)}"
     )
 
 
@@ -81,7 +83,7 @@ def format_entry(e: Entry) -> str:
         f"id:          {e.id}" + (f" (follows {e.parent_id})" if e.parent_id else ""),
         f"started:     {_when(e.started_at)}",
         f"preset:      {e.preset_id or '-'} ({model})",
-        f"mode:        {e.mode}",
+        f"mode:        {mode_name(e.mode)}",
         f"buffer:      {e.path or '-'} ({e.filetype or 'no filetype'})",
         f"status:      {status}",
         f"tokens:      {_tokens(e)} (in/out{_token_details(e)})",
@@ -166,7 +168,7 @@ def _spent(
 
 @contextmanager
 def recording(
-    job: FillJob, err: Callable[[str], None], *, enabled: bool
+    job: FillJob, err: Callable[[str], None], *, enabled: bool, parent_id: int | None = None
 ) -> Iterator[Recording | None]:
     """Record a `kznllm fill` run as the editor records a fill: the caller passes the
     generation's events to `recorder.record`, the answer's text as it reached stdout.
@@ -181,6 +183,7 @@ def recording(
     path = history.default_path(history.nvim_data_dir())
     recorder = HistoryRecorder(path, err, max_entries=None, max_age_days=None)
     try:
-        yield recorder.begin(new_entry(job, mode=job.ctx.mode))
+        mode = "chat" if parent_id is not None else job.ctx.mode  # a follow-up (-c)
+        yield recorder.begin(new_entry(job, mode=mode, parent_id=parent_id))
     finally:
         recorder.close()

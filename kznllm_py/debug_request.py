@@ -216,6 +216,20 @@ def _unescape(text: str) -> str:
     return _UNESCAPE.sub(lambda m: _ESCAPES[m.group()], text)
 
 
+def last_question(text: str) -> str:
+    """The last User text of a debug view (what an edited request asks), or "" when the
+    view does not read (sending it says why)."""
+    try:
+        body = parse(text, system_on_top=False)
+    except ConfigError:
+        return ""
+    for message in reversed(body.get("messages") or []):
+        content = message.get("content")
+        if message.get("role") == "user" and isinstance(content, str):
+            return content
+    return ""
+
+
 def parse(text: str, *, system_on_top: bool) -> dict[str, Any]:
     """The body the view shows. `system_on_top`: the provider takes the system text as
     a top-level `system` (Anthropic), not as a message. ConfigError names the line of
@@ -253,8 +267,11 @@ def parse(text: str, *, system_on_top: bool) -> dict[str, Any]:
         elif section == "Parameters" and (m := _PARAM.match(line)):
             try:
                 body[m["name"]] = json.loads(m["value"])
-            except ValueError as exc:
-                raise ConfigError(f"line {n}: parameter {m['name']}: not JSON ({exc})") from None
+            except json.JSONDecodeError as exc:
+                col = m.start("value") + exc.pos + 1  # where in the line the JSON breaks
+                raise ConfigError(
+                    f"line {n}, column {col}: parameter {m['name']}: write a JSON value ({exc.msg})"
+                ) from None
         elif section not in ("", "Parameters", "Context") and (m := _FIELDS.match(line)):
             try:
                 value = json.loads(m["json"])

@@ -5,6 +5,8 @@ deterministic answer built from the request at a realistic rate (default 60 toke
 in replace mode (a `<selection>` in the prompt) it returns the selected code under a
 comment naming the request; otherwise a short explanation of what it received.
 
+It answers as a real server does (aiohttp's web server): `GET /v1/models` lists its
+models, an unknown model or route is a 404 with an OpenAI-style error body.
 `kznllm demo-server` runs it in the foreground; the plugin and the CLI start it
 in-process, on an ephemeral port, when the `demo` preset is used.
 """
@@ -14,14 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
+
+from aiohttp import web
 
 from kznllm_py.providers.jsonfast import dumps, loads_body
 
 DEFAULT_RATE = 60.0  # tokens per second
 MODEL = "kznllm-demo"
+FAST_MODEL = "kznllm-demo-fast"  # the same answers, unpaced: a burst, as a fast model sends
+MODELS = (MODEL, FAST_MODEL)
+MAX_BODY = 32 * 1024 * 1024  # a request body past this is refused (413)
 
 _COMMENT = {
     "python": "#",
@@ -69,24 +77,28 @@ def tokens(text: str) -> Iterator[str]:
     yield from re.findall(r"\s*\S+|\s+", text)
 
 
-def _chunk(content: str | None, finish: str | None = None) -> bytes:
+def _chunk(content: str | None, model: str = MODEL, finish: str | None = None) -> bytes:
     delta = {"content": content} if content is not None else {}
     obj = {
         "id": "chatcmpl-demo",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
-        "model": MODEL,
+        "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
     return b"data: " + dumps(obj) + b"\n\n"
 
 
 class DemoServer:
+    """The demo model on aiohttp's server: `POST /v1/chat/completions` streams, `GET
+    /v1/models` lists the models, an unknown model or route is a 404 with an OpenAI-style
+    error body, as a real server answers."""
+
     def __init__(self, rate: float = DEFAULT_RATE) -> None:
         self.rate = rate
-        self._server: asyncio.Server | None = None
+        self._runner: web.AppRunner | None = None
+        self._sock: socket.socket | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     @property
@@ -95,81 +107,83 @@ class DemoServer:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> DemoServer:
         self.loop = asyncio.get_running_loop()
-        self._server = await asyncio.start_server(self._handle, host, port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_route("*", "/{tail:.*}", self._no_route)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        # our own socket: abandon() can close it even when the loop that serves it is gone
+        sock = socket.create_server((host, port))
+        self._sock = sock
+        await web.SockSite(self._runner, sock).start()
+        self.port = sock.getsockname()[1]
         return self
 
     async def serve_forever(self) -> None:
-        assert self._server is not None
-        await self._server.serve_forever()
+        await asyncio.Event().wait()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            # idle keep-alive connections too: since Python 3.12, wait_closed() waits
-            # for every connection, and a client may keep one open for ever
-            for writer in list(self._writers):
-                writer.close()
-            await self._server.wait_closed()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()  # idle keep-alive connections end too
+        self._sock = None
 
     def abandon(self) -> None:
         """Stop listening without awaiting: for a server whose loop is not the running one
         (closed, or gone with its `asyncio.run`)."""
-        if self._server is not None:
-            # its loop may be in a state we cannot fix: then the port is lost
-            with contextlib.suppress(Exception):
-                self._server.close()
-            self._server = None
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+        self._sock = None
+        self._runner = None
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            while await self._one_request(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        except asyncio.CancelledError:
-            pass  # the server is shutting down; this connection ends with it
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    def _speed(self, model: str) -> float:
+        return 0.0 if model == FAST_MODEL else self.rate
 
-    async def _one_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bool:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        method, path, _ = [*lines[0].split(" "), "", ""][:3]
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body_bytes = await reader.readexactly(int(headers.get("content-length") or 0))
-        if method != "POST" or not path.endswith("/chat/completions"):
-            msg = dumps({"error": {"message": f"demo server: no route {method} {path}"}})
-            writer.write(
-                b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(msg), msg)
-            )
-            await writer.drain()
-            return True
-        body = loads_body(body_bytes) or {}
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
-        )
-        delay = 1.0 / self.rate if self.rate > 0 else 0.0
-        parts = [_chunk(tok) for tok in tokens(answer_for(body))]
-        parts.append(_chunk(None, "stop"))
+    async def _models(self, request: web.Request) -> web.Response:
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "kznllm"} for m in MODELS]
+        return _json({"object": "list", "data": data})
+
+    async def _no_route(self, request: web.Request) -> web.Response:
+        msg = f"demo server: no route {request.method} {request.path}"
+        return _error(404, msg, "invalid_request_error", None)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = loads_body(await request.read())
+        if not isinstance(body, dict):
+            return _error(400, "the request body is not a JSON object", "invalid_request_error")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _error(400, "you must provide a model parameter", "invalid_request_error")
+        if model not in MODELS:
+            known = ", ".join(MODELS)
+            msg = f"The model `{model[:100]}` does not exist (this demo server has: {known})"
+            return _error(404, msg, "invalid_request_error", "model_not_found")
+        resp = web.StreamResponse(headers={"Cache-Control": "no-cache"})
+        resp.content_type = "text/event-stream"
+        await resp.prepare(request)
+        rate = self._speed(model)
+        delay = 1.0 / rate if rate > 0 else 0.0
+        parts = [_chunk(tok, model) for tok in tokens(answer_for(body))]
+        parts.append(_chunk(None, model, "stop"))
         parts.append(b"data: [DONE]\n\n")
         for part in parts:
-            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
-            await writer.drain()
+            await resp.write(part)
             if delay:
                 await asyncio.sleep(delay)
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-        return headers.get("connection", "").lower() != "close"
+        await resp.write_eof()
+        return resp
+
+
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=dumps(obj), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str, kind: str, code: str | None = None) -> web.Response:
+    """OpenAI's error body: {"error": {"message", "type", "param", "code"}}."""
+    err = {"message": message, "type": kind, "param": None, "code": code}
+    return _json({"error": err}, status)
 
 
 _running: DemoServer | None = None

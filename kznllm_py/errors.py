@@ -12,6 +12,9 @@ the boundary that meets them, into one of these; callers show `str(err)` to the 
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class KznError(Exception):
     """Base of every error this project raises on purpose; its text is user-facing."""
@@ -93,6 +96,19 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(_escaped(ch) if _unsafe(ch) else ch for ch in text)
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """ ": did you mean 'openai'?" when `word` is close to one of `known` (a typo), else
+    "": the fix, said before the list of what is known (which a one-line message cuts)."""
+    close = close_match(word, known)
+    return f": did you mean {close!r}?" if close else ""
+
+
+def close_match(word: str, known: Iterable[str]) -> str | None:
+    """The one of `known` that `word` is a typo of, if any."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.7)
+    return close[0] if close else None
 
 
 def size_text(n: int) -> str:

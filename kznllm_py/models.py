@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-from kznllm_py import secrets
+from kznllm_py import demo_server, secrets
 from kznllm_py.client import Timeouts, fetch_json
 from kznllm_py.errors import ConfigError, StreamError
 from kznllm_py.presets import Preset
@@ -65,9 +65,10 @@ async def list_models(
 async def preset_models(
     client: httpx.AsyncClient, preset: Preset, timeouts: Timeouts | None = None
 ) -> list[str]:
-    """The models `preset`'s server lists (the offline demo: its one model)."""
+    """The models `preset`'s server lists (the offline demo's too, from its server)."""
     if preset.demo:
-        return [preset.model]
+        base_url = (await demo_server.ensure_running()).base_url
+        return await list_models(client, preset.provider, base_url, None, timeouts or Timeouts())
     provider = get_provider(preset.provider)
     base_url = preset.base_url or provider.default_base_url
     key = await secrets.resolve(preset.api_key, preset_id=preset.id)

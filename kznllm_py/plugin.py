@@ -210,7 +210,13 @@ class KznllmPlugin:
             "generation": new.generation,
             "problems": new.shown_problems(),
             "presets": {
-                pid: {"model": p.model, "auto": placement("auto", p.fim)}
+                pid: {
+                    "model": p.model,
+                    "auto": placement("auto", p.fim),
+                    # the env var of a key this host lacks: the editor refuses at the
+                    # keypress, before the query is typed (a cmd: key is never run there)
+                    "missing_key": p.api_key if secrets.present(p.api_key) is False else None,
+                }
                 for pid, p in presets.items()
             },
             "default": new.preset(None).id,
@@ -418,7 +424,11 @@ class KznllmPlugin:
         follow, again = int(p.get("followup") or 0), int(p.get("rerun") or 0)
         if isinstance(p.get("send"), str):  # :KznSend: the debug view as edited
             head = f"\n\n## Answer ({job.preset.id}, to the edited request)\n\n"
-            return Turn(replace(job, ctx=replace(job.ctx, mode="yap")), None, None, "debug", head)
+            from kznllm_py import debug_request
+
+            # history's entry says so, with the question as the view now asks it
+            ctx = replace(job.ctx, mode="yap", query=debug_request.last_question(p["send"]))
+            return Turn(replace(job, ctx=ctx), None, None, "send", head)
         if not follow and not again:
             return Turn(job, None, None, "debug" if job.debug else job.ctx.mode, "")
         entry = await self._ops().get(follow or again)

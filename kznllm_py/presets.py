@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from kznllm_py import pricing
-from kznllm_py.errors import ConfigError
+from kznllm_py.errors import ConfigError, close_match, did_you_mean
 from kznllm_py.providers import PROVIDERS, get_provider, reasoning
 from kznllm_py.stdpath import nvim_stdpath
 
@@ -116,8 +116,9 @@ def preset_from_dict(raw: Mapping[str, Any], *, base: Preset | None = None) -> P
     where = f"preset {raw.get('id')!r}"
     unknown = set(raw) - _FIELDS
     if unknown:
+        hint = did_you_mean(min(unknown), _FIELDS) if len(unknown) == 1 else ""
         raise ConfigError(
-            f"{where}: unknown field(s) {', '.join(sorted(unknown))} "
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))}{hint} "
             f"(known: {', '.join(sorted(_FIELDS))})"
         )
     pid = raw.get("id")
@@ -142,9 +143,14 @@ def preset_from_dict(raw: Mapping[str, Any], *, base: Preset | None = None) -> P
 def validate(p: Preset) -> None:
     where = f"preset {p.id!r}"
     if p.provider not in PROVIDERS:
-        raise ConfigError(
-            f"{where}: unknown provider {p.provider!r} (known: {', '.join(sorted(PROVIDERS))})"
-        )
+        known = ", ".join(sorted(PROVIDERS))
+        close = close_match(p.provider, PROVIDERS)
+        if close:  # the fix first: a one-line message keeps its start
+            raise ConfigError(
+                f"{where}: did you mean provider {close!r}? "
+                f"(unknown provider {p.provider!r}; known: {known})"
+            )
+        raise ConfigError(f"{where}: unknown provider {p.provider!r} (known: {known})")
     provider = PROVIDERS[p.provider]
     if not isinstance(p.model, str) or not p.model:
         raise ConfigError(f"{where}: missing model")
@@ -356,5 +362,6 @@ def pick(
         return presets[preset_id]
     except KeyError:
         raise ConfigError(
-            f"unknown preset {preset_id!r} (known: {', '.join(sorted(presets))})"
+            f"unknown preset {preset_id!r}{did_you_mean(preset_id, presets)} "
+            f"(known: {', '.join(sorted(presets))})"
         ) from None

@@ -165,8 +165,7 @@ async def resolve(
         if not key:
             where = f" for preset {preset_id!r}" if preset_id else ""
             raise ConfigError(
-                f"API key missing{where}: set the environment variable {spec} "
-                f"(or choose another preset)"
+                f"set {spec}{where}: its API key is missing (or choose another preset)"
             )
     remember(key)
     return key

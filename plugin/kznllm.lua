@@ -66,6 +66,10 @@ end, {
   desc = 'kznllm: toggle the history sidebar (:KznHistory clear deletes every entry)',
 })
 
+vim.api.nvim_create_user_command('KznLog', function()
+  require('kznllm.notify').show_log()
+end, { desc = "kznllm: the plugin's last messages, whole" })
+
 vim.api.nvim_create_user_command('KznPreset', function(cmd)
   k().select_preset(cmd.args, cmd.bang)
 end, {

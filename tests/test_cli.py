@@ -176,7 +176,7 @@ def test_missing_key_names_the_variable(server, tmp_path):
     assert res.stdout == b""
     err = res.stderr.decode()
     assert "KZN_TEST_CLI_UNSET" in err
-    assert "API key missing" in err
+    assert "set KZN_TEST_CLI_UNSET" in err and "API key is missing" in err
     assert server.requests == []
 
 

@@ -237,7 +237,7 @@ def test_render_missing_key_names_the_variable(server, tmp_path):
     res = kznllm(tmp_path, "render", "q", "--preset", "gpt-4o-mini", "--base-url", server.base_url)
     assert res.returncode == 1
     assert res.stdout == ""
-    assert "OPENAI_API_KEY" in res.stderr and "API key missing" in res.stderr
+    assert "set OPENAI_API_KEY for preset" in res.stderr and "API key is missing" in res.stderr
 
 
 # -- presets ---------------------------------------------------------------------------

@@ -116,15 +116,46 @@ async def test_replace_mode_keeps_the_selection_byte_for_byte(demo, client):
     assert text_of(events).split("\n", 1)[1] == selection
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/models"), ("POST", "/v1/completions")])
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/nothing"), ("POST", "/v1/completions")])
 async def test_unknown_route_is_a_404_json_error(method, path, demo, client):
     resp = await client.request(method, f"http://127.0.0.1:{demo.port}{path}", json={})
     assert resp.status_code == 404
     assert resp.headers["content-type"] == "application/json"
-    assert resp.json() == {"error": {"message": f"demo server: no route {method} {path}"}}
+    assert resp.json()["error"]["message"] == f"demo server: no route {method} {path}"
     # the connection is still good for a real request
     events = await stream(client, demo.base_url, chat_body(FillContext(mode="yap", query="x")))
     assert events[-1] == "[DONE]"
+
+
+async def test_models_are_listed_as_openai_lists_them(demo, client):
+    resp = await client.get(demo.base_url + "/models")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["kznllm-demo", "kznllm-demo-fast"]
+    assert all(m["object"] == "model" for m in body["data"])
+
+
+async def test_an_unknown_model_is_a_404_with_an_openai_error_body(demo, client):
+    body = {**chat_body(FillContext(mode="yap", query="x")), "model": "gpt-9"}
+    resp = await client.post(demo.base_url + "/chat/completions", json=body)
+    assert resp.status_code == 404
+    err = resp.json()["error"]
+    assert err["code"] == "model_not_found"
+    assert err["type"] == "invalid_request_error"
+    assert err["message"].startswith("The model `gpt-9` does not exist")
+    assert "kznllm-demo" in err["message"]  # what it has instead
+
+
+async def test_the_fast_model_streams_the_same_answer_under_its_own_name(client):
+    server = await DemoServer(rate=1.0).start()  # paced at 1/s: only the fast one is quick
+    try:
+        body = {**chat_body(FillContext(mode="yap", query="x")), "model": "kznllm-demo-fast"}
+        events = await asyncio.wait_for(stream(client, server.base_url, body), 5)
+    finally:
+        await server.close()
+    assert text_of(events) == answer_for(body)
+    assert {e["model"] for e in events if isinstance(e, dict)} == {"kznllm-demo-fast"}
 
 
 async def demo_fill(ctx: FillContext) -> tuple[Outcome, list[str]]:

@@ -128,7 +128,7 @@ def test_kznpreset_shows_what_was_left_out_and_why(nvim: Child, server: Loopback
     )
     nvim.nvim.command("KznPreset")
     prompt = nvim.wait_for(lambda: nvim.lua("return _G.prompt"), what="the picker")
-    assert prompt == "kznllm preset (1 left out, see :messages)"
+    assert prompt == "kznllm preset (1 left out, see :KznLog)"
     assert "bad1" not in nvim.lua("return _G.ids") and "demo" in nvim.lua("return _G.ids")
     left_out = [m for m in nvim.messages() if m.startswith("kznllm: left out: ")]
     assert len(left_out) == 1 and "preset 'bad1'" in left_out[0] and "nope" in left_out[0]

@@ -97,11 +97,11 @@ def test_the_progress_shows_the_preset_and_model_the_host_resolved(
     nvim: Child, server: LoopbackServer
 ):
     # no preset chosen: the host's default; a model picked for it with :KznPreset!
-    nvim.lua("require('kznllm.models').set('demo', 'picked-model')")
+    nvim.lua("require('kznllm.models').set('demo', 'kznllm-demo-fast')")  # its server has it
     nvim.lua(MESSAGE_FN)
     nvim.nvim.command("KznFill q")
-    shown = shown_with(nvim, "preset=demo model=picked-model")
-    assert "MSG preset=demo model=picked-model" in shown
+    shown = shown_with(nvim, "preset=demo model=kznllm-demo-fast")
+    assert "MSG preset=demo model=kznllm-demo-fast" in shown
     assert nvim.wait_done()[0]["status"] == "ok"
 
 

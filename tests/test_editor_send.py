@@ -98,7 +98,7 @@ def test_the_view_parses_back_to_its_body_and_names_bad_lines():
     }
     on_top = parse(view, system_on_top=True)
     assert on_top["system"] == [{"type": "text", "text": "be brief"}]
-    with pytest.raises(ConfigError, match="line 2: parameter x: not JSON"):
+    with pytest.raises(ConfigError, match="line 2, column 8: parameter x: write a JSON value"):
         parse("## Parameters\n- x: `{nope`", system_on_top=False)
     with pytest.raises(ConfigError, match="not closed"):
         parse("## User\n`````text\nq", system_on_top=False)

@@ -204,7 +204,8 @@ def test_y_yanks_and_p_puts_the_response_at_the_cursor_of_the_previous_window(nv
     nvim.feed("p")
     work = nvim.lua("return vim.api.nvim_win_get_buf(vim.fn.win_getid(vim.fn.winnr('#')))")
     nvim.wait_for(lambda: len(nvim.lines(work)) > 2, what="the put")
-    assert nvim.lines(work) == ["beforeline one", "line two", "after"]
+    # a multi-line answer goes in as whole lines below the cursor's, never mid-line
+    assert nvim.lines(work) == ["before", "line one", "line two", "after"]
 
 
 def test_dd_deletes_an_entry_and_u_brings_it_back_with_its_follow_ups_linked(nvim: Child):
@@ -436,23 +437,28 @@ def test_a_follow_up_from_a_history_entry_continues_its_conversation(
 
 
 def test_a_follow_up_waits_for_the_answer_and_needs_history(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["slow"]), pause_after=1))
+    server.queue(
+        Reply(chunks=openai_events(["slow"]), pause_after=1),
+        Reply(chunks=openai_events(["then"])),
+    )
     nvim.use_server(server.base_url)
     nvim.nvim.command("KznDebug first")
     server.wait_paused()
-    nvim.nvim.command("KznFill too early")
-    assert any("still streaming" in m for m in nvim.messages())
+    nvim.nvim.command("KznFill too early")  # waits for the answer, then goes out
+    assert any("goes out when the answer streaming here ends" in m for m in nvim.messages())
+    assert len(server.requests) == 1
     server.resume()
-    nvim.wait_done()
+    assert [d["status"] for d in nvim.wait_done(2)] == ["ok", "ok"]
+    assert server.requests[1].body["messages"][-1]["content"] == "too early"
     # with history off, a debug view never learns an entry: nothing to follow up
     nvim.lua("require('kznllm').setup({ history = false })")
     server.queue(Reply(chunks=openai_events(["unrecorded"])))
     nvim.nvim.command("KznDebug second")
-    second = nvim.wait_done(2)[1]
+    second = nvim.wait_done(3)[2]
     assert nvim.nvim.current.buffer.number == second["bufnr"]
     nvim.nvim.command("KznFill no history")
     assert any("follow-ups need setup({ history = true })" in m for m in nvim.messages())
-    assert len(server.requests) == 2
+    assert len(server.requests) == 3
 
 
 def test_history_persists_across_restarts_and_is_navigated_with_real_keys(

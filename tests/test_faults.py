@@ -544,8 +544,8 @@ def test_failure_before_the_first_token_leaves_the_selection_and_records_the_err
         elif fault == "key-env-missing":
             extra = {"api_key": "KZN_FAULT_UNSET_KEY"}
             want = (
-                "API key missing for preset 'test': set the environment variable "
-                "KZN_FAULT_UNSET_KEY (or choose another preset)"
+                "set KZN_FAULT_UNSET_KEY for preset 'test': its API key is missing "
+                "(or choose another preset)"
             )
         else:
             extra = {"api_key": "cmd:echo sk-fault-secret; echo 'vault is locked' >&2; exit 3"}

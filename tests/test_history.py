@@ -681,7 +681,7 @@ def test_cli_lists_entries_one_line_each(filled: tuple[Path, list[int]]) -> None
     assert len(lines) == 3
     assert lines[0].split()[0] == str(c) and "running" in lines[0]
     assert lines[2].split()[0] == str(a)
-    for part in ("alpha", "yap", "ok", "12/34", "1.5s", "first question"):
+    for part in ("alpha", "insert", "ok", "12/34", "1.5s", "first question"):
         assert part in lines[2]
     assert "line two" not in out.stdout
     assert "beta" in lines[1] and "chat" in lines[1] and "error" in lines[1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,12 @@ def test_a_compact_line_keeps_time_status_tokens_and_query_for_a_narrow_sidebar(
     line, col, _ = sidebar.entry_line(summary(), now=NOW, compact=True)
     assert "claude-sonnet" not in line and "2.5s" not in line
     assert line.encode()[col:].startswith(b"ok ") and " 345 " in line
-    assert len(line) - len("explain this") == 25  # the query starts at column 25
+    assert len(line) - len("explain this") == 21  # the query starts at column 21
+    # no tokens known: no empty column either (the query starts at column 17)
+    bare, _, _ = sidebar.entry_line(
+        replace(summary(), input_tokens=None, output_tokens=None), now=NOW, compact=True
+    )
+    assert bare.endswith("ok         explain this") and len(bare) - len("explain this") == 17
     view = sidebar.render([summary()], total=1, offset=0, now=NOW, live={}, width=36)
     assert view["live_width"] == sidebar.COMPACT_LIVE_WIDTH
     assert view["lines"][-1] == line

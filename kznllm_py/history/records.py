@@ -10,12 +10,26 @@ from typing import Any
 
 from kznllm_py.errors import HistoryError
 
-MODES = ("replace", "yap", "debug", "chat", "rerun")
+MODES = ("replace", "yap", "debug", "chat", "rerun", "send")
 STATUSES = ("ok", "error", "cancelled", "running", "rejected")
 # set after the request ended: a reviewed answer the user rejected as a whole
 REVIEW_STATUSES = ("rejected",)
 FINAL_STATUSES = ("ok", "error", "cancelled")
 SUMMARY_QUERY_CHARS = 200
+# what a user reads for each mode ('yap' is the code's word for an answer at the cursor)
+MODE_NAMES = {"replace": "replace", "yap": "insert", "debug": "debug", "chat": "chat"}
+MODE_NAMES["rerun"] = "re-run"
+MODE_NAMES["send"] = "edited"  # :KznSend: the debug view's request as the user edited it
+
+
+def mode_name(mode: str) -> str:
+    """The user-facing name of a stored `mode` (an unknown one as it is)."""
+    return MODE_NAMES.get(mode, mode)
+
+
+def shown_title(mode: str, title: str) -> str:
+    """An entry's title as a list shows it: a :KznSend one says it was edited."""
+    return f"edited request: {title}" if mode == "send" else title
 
 
 @dataclass(frozen=True, slots=True)

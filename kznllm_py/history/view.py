@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +18,7 @@ from typing import Any
 
 from kznllm_py.conversation import prompt_from_json
 from kznllm_py.errors import ConfigError
-from kznllm_py.history.records import STATUSES, Entry, EntrySummary
+from kznllm_py.history.records import STATUSES, Entry, EntrySummary, mode_name, shown_title
 from kznllm_py.pricing import dollars
 
 PAGE = 200  # entries rendered per page; more load as the cursor nears the end
@@ -38,7 +39,7 @@ KEY_HELP = {
     "open": "open the entry in a scratch buffer (follow up there with :KznFill)",
     "rerun": "re-run the prompt with the current preset, into a scratch buffer",
     "yank": 'yank the response ("ay into register a)',
-    "put": "put the response after the cursor of the previous window",
+    "put": "put the response in the previous window (lines: below the cursor's)",
     "delete": "delete the entry",
     "undo": "bring back the entry deleted last",
     "filter": "filter: words, preset:ID, status:ok|error|cancelled|rejected|unfinished",
@@ -52,6 +53,8 @@ KEY_HELP = {
 # tokens are the answer's, the entry view has both counts)
 TIME_W, PRESET_W, MODE_W, STATUS_W, TOKENS_W, DURATION_W = 5, 13, 7, 10, 6, 5
 LIVE_WIDTH = STATUS_W + 1 + TOKENS_W + 1 + DURATION_W
+# a narrow sidebar keeps the time and the status, then the query (17 columns before it;
+# a row streaming now leaves room for its live status: spinner, seconds, tokens)
 COMPACT_LIVE_WIDTH = STATUS_W + 1 + TOKENS_W
 # below this many columns the sidebar drops the preset, mode and duration columns
 COMPACT_BELOW = 64
@@ -201,12 +204,17 @@ def entry_line(
     the rest."""
     status = status_word(s, live)
     head = f"{_when(s.started_at, now):<{TIME_W}} "
-    if not compact:
-        head += f"{_fit(s.preset_id or '-', PRESET_W):<{PRESET_W}} {s.mode:<{MODE_W}} "
+    title = _fit(shown_title(s.mode, s.title), 200)
+    if compact:  # the query gets the room: tokens only when known, no empty column
+        tokens = _answer_tokens(s)
+        tail = f"{status:<{STATUS_W}} " + ("" if tokens == "-" else f"{tokens} ")
+        if live:
+            tail = f"{tail:<{COMPACT_LIVE_WIDTH + 1}}"
+        return head + tail + title, len(head.encode()), status
+    head += f"{_fit(s.preset_id or '-', PRESET_W):<{PRESET_W}} {mode_name(s.mode):<{MODE_W}} "
     tail = f"{status:<{STATUS_W}} {_answer_tokens(s):>{TOKENS_W}} "
-    if not compact:
-        tail += f"{_duration(s.duration_ms):>{DURATION_W}} "
-    return head + tail + f" {_fit(s.title, 200)}", len(head.encode()), status
+    tail += f"{_duration(s.duration_ms):>{DURATION_W}} "
+    return head + tail + f" {title}", len(head.encode()), status
 
 
 def help_line(keys: Mapping[str, str], compact: bool = False) -> str:
@@ -281,7 +289,11 @@ def render(
         if show_help:
             for name, text in KEY_HELP.items():
                 if lhs := keys.get(name, DEFAULT_KEYS[name]):  # "": turned off
-                    out.add(f"  {lhs:<6} {text}", "KznllmHistoryDim")
+                    # wrapped to the width: a narrow sidebar (no 'wrap') cuts nothing
+                    parts = textwrap.wrap(text, max(20, width - 10)) if compact else [text]
+                    out.add(f"  {lhs:<6} {parts[0]}", "KznllmHistoryDim")
+                    for rest in parts[1:]:
+                        out.add(f"  {'':<6} {rest}", "KznllmHistoryDim")
             out.add("  :KznHistory clear   delete every entry (asks first)", "KznllmHistoryDim")
         out.add("")
         _context_lines(out, context)
@@ -339,7 +351,11 @@ def _meta(e: Entry) -> str:
     model = " ".join(p for p in (e.provider, e.model) if p)
     status = status_word(e, live=False) + (f": {e.error}" if e.error else "")
     parts = [datetime.fromtimestamp(e.started_at).strftime("%Y-%m-%d %H:%M:%S")]
-    parts += [f"{e.preset_id or '-'} ({model})" if model else e.preset_id or "-", e.mode, status]
+    parts += [
+        f"{e.preset_id or '-'} ({model})" if model else e.preset_id or "-",
+        mode_name(e.mode),
+        status,
+    ]
     if e.duration_ms is not None:
         parts.append(_duration(e.duration_ms))
     if e.first_token_ms is not None:

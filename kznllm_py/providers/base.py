@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from kznllm_py.errors import StreamError
+from kznllm_py.errors import StreamError, did_you_mean
 from kznllm_py.providers.jsonfast import loads_event
 from kznllm_py.providers.reasoning import Rule
 from kznllm_py.secrets import clip
@@ -376,7 +376,9 @@ class Provider:
             if spec is None:
                 if not self.open_params:
                     known = ", ".join(sorted(self.params))
-                    problems.append((f"params.{key}", f"unknown to {self.name} (known: {known})"))
+                    hint = did_you_mean(key, self.params)
+                    unknown = f"unknown to {self.name}{hint} (known: {known})"
+                    problems.append((f"params.{key}", unknown))
                 continue
             why = spec.problem(value)
             if why:

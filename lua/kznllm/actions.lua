@@ -51,18 +51,12 @@ end
 
 --- Why `buf` cannot take an answer, or nil.
 local function unwritable(buf)
-  if vim.bo[buf].buftype == 'terminal' then
-    return 'a terminal buffer cannot take an answer'
-  end
-  if not vim.bo[buf].modifiable then
-    return "this buffer cannot take an answer ('modifiable' is off)"
-  end
-  return nil
+  return require('kznllm.refusal').unwritable(buf)
 end
 
 local function refuse(region, msg, level)
   job.release(region)
-  notify('kznllm: ' .. msg, level or vim.log.levels.ERROR)
+  require('kznllm.notify').refuse('kznllm: ' .. msg, level)
 end
 
 local BUSY = 'another answer is streaming there (<Esc> cancels it); nothing was sent'
@@ -168,33 +162,60 @@ function M.start(spec)
   return j.id
 end
 
+local NO_ENTRY = 'kznllm: nothing to follow up here: the history has no entry for this buffer'
+  .. ' (follow-ups need setup({ history = true }))'
+
+--- `fn()` now, or once the answer streaming in `buf` has ended (a follow-up asked
+--- while it streams: its query is typed into the prompt, never run as commands).
+local function when_idle(buf, fn)
+  if not job.streaming_in(buf) then
+    return fn()
+  end
+  notify('kznllm: the follow-up goes out when the answer streaming here ends')
+  api.nvim_create_autocmd('User', {
+    pattern = 'KznllmDone',
+    callback = function(ev)
+      if not api.nvim_buf_is_valid(buf) then
+        return true
+      end
+      if ev.data and ev.data.bufnr == buf and not job.streaming_in(buf) then
+        vim.schedule(fn)
+        return true -- once
+      end
+    end,
+  })
+end
+
 --- A follow-up in a conversation buffer (debug view, history entry, re-run): the
---- earlier turns are sent as messages, the answer goes below.
+--- earlier turns are sent as messages, the answer goes below. Asked while an answer
+--- still streams there, it goes out once that one ends.
 local function follow_up(buf, opts)
-  if job.streaming_in(buf) then
-    return notify('kznllm: an answer is still streaming here (<Esc> cancels it)')
+  local streaming = job.streaming_in(buf)
+  if not streaming and not vim.b[buf].kznllm_entry then
+    return notify(NO_ENTRY, vim.log.levels.ERROR)
   end
-  local entry = vim.b[buf].kznllm_entry
-  if not entry then
-    return notify(
-      'kznllm: nothing to follow up here: the history has no entry for this buffer'
-        .. ' (follow-ups need setup({ history = true }))',
-      vim.log.levels.ERROR
-    )
+  local why = require('kznllm.refusal').missing_key(presets.current_preset())
+  if why then
+    return require('kznllm.notify').refuse('kznllm: ' .. why, vim.log.levels.ERROR)
   end
-  local spec = { buf = buf, query = opts.query, followup = entry }
   local function go(q)
     if q and q ~= '' then
-      spec.query = q
-      spec.range = capture.buffer_end(buf)
-      M.start(spec)
+      when_idle(buf, function()
+        local entry = vim.b[buf].kznllm_entry -- the entry of the answer that just ended
+        if not entry then
+          return notify(NO_ENTRY, vim.log.levels.ERROR)
+        end
+        M.start({ buf = buf, query = q, followup = entry, range = capture.buffer_end(buf) })
+      end)
     end
   end
   pcall(host.ensure)
-  if spec.query and spec.query ~= '' then
-    return go(spec.query)
+  if opts.query and opts.query ~= '' then
+    return go(opts.query)
   end
-  vim.ui.input({ prompt = 'kznllm follow-up: ' }, go)
+  local prompt = streaming and 'kznllm follow-up (sent when this answer ends): '
+    or 'kznllm follow-up: '
+  vim.ui.input({ prompt = prompt }, go)
 end
 
 --- :KznSend in a debug view: send the request as the view shows it now (the user may
@@ -276,9 +297,10 @@ function M.prompt_fill(opts)
     end
   end
   local to_scratch = spec.debug or scratch_placement(spec)
-  local why = not to_scratch and unwritable(buf)
+  -- every refusal before the prompt opens: nothing typed after it is lost
+  local why = require('kznllm.refusal').before_prompt(buf, spec, to_scratch)
   if why then
-    return notify('kznllm: ' .. why .. '; nothing was sent', vim.log.levels.ERROR)
+    return require('kznllm.notify').refuse('kznllm: ' .. why, vim.log.levels.ERROR)
   end
   spec.region = capture.capture(buf, spec)
   if not to_scratch and job.overlapping(buf, job.bounds(spec.region)) then

@@ -69,11 +69,17 @@ function M.report(generation, problems)
   if reported.generation ~= generation then
     reported.generation, reported.lines = generation, {}
   end
+  local new = {}
   for _, p in ipairs(problems or {}) do
     if not reported.lines[p] then
       reported.lines[p] = true
-      notify('kznllm: ' .. p, vim.log.levels.ERROR)
+      table.insert(new, p)
     end
+  end
+  if #new > 0 then
+    -- one message, however many: two lines at startup would ask for ENTER (:KznLog has
+    -- each whole)
+    notify('kznllm: ' .. table.concat(new, '\n'), vim.log.levels.ERROR)
   end
 end
 

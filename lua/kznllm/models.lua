@@ -78,7 +78,8 @@ function M.listed(result)
     if model then
       M.set(preset.id, model)
       require('kznllm.sidebar').changed()
-      notify(('kznllm: preset %s now uses %s'):format(preset.id, model), vim.log.levels.INFO)
+      local say = require('kznllm.notify').after_pick -- the screen is redrawn first
+      say(('kznllm: preset %s now uses %s'):format(preset.id, model), vim.log.levels.INFO)
     end
   end)
 end

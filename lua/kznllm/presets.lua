@@ -3,6 +3,7 @@
 local M = {}
 
 local notify = require('kznllm.notify').notify
+local after_pick = require('kznllm.notify').after_pick
 local config = require('kznllm.config')
 
 local state_file = vim.fn.stdpath('data') .. '/kznllm/preset'
@@ -55,21 +56,32 @@ function M.select_preset(id, pick_model)
     notify('kznllm: ' .. tostring(list), vim.log.levels.ERROR)
     return
   end
-  local function choose(p)
+  local function choose(p, picked)
+    local say = picked and after_pick or notify
     M.state.preset = p.id
     save_preset(p.id)
     require('kznllm.sidebar').changed() -- its context shows the preset
     if p.key_present == false then
       -- said now, not at the first fill's failure
-      notify(
-        ('kznllm: preset %s, but %s is not set: requests will fail until it is'):format(p.id, p.key),
+      say(
+        ('kznllm: set %s for preset %s: requests fail until then'):format(
+          p.key:gsub('^%$', ''),
+          p.id
+        ),
         vim.log.levels.WARN
       )
     else
-      notify(('kznllm: preset %s (%s)'):format(p.id, p.description or ''), vim.log.levels.INFO)
+      local desc = (p.description or '') ~= '' and (' (%s)'):format(p.description) or ''
+      say(('kznllm: preset %s%s'):format(p.id, desc), vim.log.levels.INFO)
     end
     if pick_model then
-      require('kznllm.models').pick(p)
+      if picked then -- the model list opens once the screen is redrawn
+        vim.schedule(function()
+          require('kznllm.models').pick(p)
+        end)
+      else
+        require('kznllm.models').pick(p)
+      end
     end
   end
   if pick_model and (not id or id == '') then
@@ -90,24 +102,22 @@ function M.select_preset(id, pick_model)
     notify(('kznllm: unknown preset %q'):format(id), vim.log.levels.ERROR)
     return
   end
-  -- the picker lists what works; what was left out, and why, is said beside it
-  for _, why in ipairs(problems) do
-    notify('kznllm: left out: ' .. why, vim.log.levels.WARN)
+  -- the picker lists what works; what was left out, and why, is said beside it (one
+  -- line: :KznLog has each whole)
+  if #problems > 0 then
+    notify('kznllm: left out: ' .. table.concat(problems, '\n'), vim.log.levels.WARN)
   end
   vim.ui.select(list.presets, {
-    prompt = #problems > 0 and ('kznllm preset (%d left out, see :messages)'):format(#problems)
+    prompt = #problems > 0 and ('kznllm preset (%d left out, see :KznLog)'):format(#problems)
       or 'kznllm preset',
     format_item = function(p)
       local key = p.key_present == false and ('  (no ' .. p.key .. ')') or ''
-      return (p.id == list.current and '● ' or '  ')
-        .. p.id
-        .. ' — '
-        .. (p.description or '')
-        .. key
+      local desc = (p.description or '') ~= '' and (' — ' .. p.description) or ''
+      return (p.id == list.current and '● ' or '  ') .. p.id .. desc .. key
     end,
   }, function(p)
     if p then
-      choose(p)
+      choose(p, true)
     end
   end)
 end

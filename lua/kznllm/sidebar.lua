@@ -147,6 +147,9 @@ local function draw_live()
         secs,
         job.tokens or 0 -- the host's estimate (context.estimate_tokens)
       )
+      if vim.fn.strdisplaywidth(text) > state.live_width then -- narrow: the query stays
+        text = ('%s %.1fs'):format(require('kznllm.notify').spinner(secs * 10), secs)
+      end
       text = text .. string.rep(' ', math.max(0, state.live_width - vim.fn.strdisplaywidth(text)))
       pcall(api.nvim_buf_set_extmark, state.buf, live_ns, l.line, l.col, {
         virt_text = { { text, 'KznllmHistoryRunning' } },
@@ -361,8 +364,14 @@ function M.entry(data)
     if not vim.bo[buf].modifiable then
       return notify('kznllm: the buffer is not modifiable', vim.log.levels.ERROR)
     end
+    -- a multi-line answer goes in as whole lines below the cursor's, as `p` of a
+    -- linewise register does; one line goes in after the cursor
+    local linewise = #lines > 1
+    if linewise and lines[#lines] == '' then
+      table.remove(lines)
+    end
     api.nvim_win_call(w, function()
-      api.nvim_put(lines, 'c', true, true)
+      api.nvim_put(lines, linewise and 'l' or 'c', true, true)
     end)
   end
 end
@@ -472,6 +481,16 @@ local function setup_buffer(buf)
         if row >= api.nvim_buf_line_count(buf) - 3 then
           M.request(state.next_offset)
         end
+      end
+    end,
+  })
+  api.nvim_create_autocmd('VimResized', {
+    group = group,
+    callback = function()
+      local w = M.win()
+      if w then -- its share of the new screen ('winfixwidth' kept the old one)
+        api.nvim_win_set_width(w, M.width(vim.o.columns))
+        M.request(0) -- laid out again for its new width
       end
     end,
   })

@@ -395,10 +395,13 @@ function M.finish(id, status, err, info)
       -- mark partial output: a note at its end, until the next fill or :KznClear
       local ok, pos = pcall(api.nvim_buf_get_extmark_by_id, buf, ns, job.tail, {})
       if ok and pos[1] then
-        pcall(api.nvim_buf_set_extmark, buf, ns, pos[1], pos[2], {
+        local marked, mark = pcall(api.nvim_buf_set_extmark, buf, ns, pos[1], pos[2], {
           virt_text = { { ' ⚠ kznllm: partial output (' .. status .. ')', 'KznllmPartial' } },
           virt_text_pos = 'eol',
         })
+        if marked then -- `u` that takes the text back takes the note too
+          require('kznllm.partial_mark').until_undone(buf, ns, mark, job.seq)
+        end
       end
     end
     pcall(api.nvim_buf_del_extmark, buf, ns, job.head)

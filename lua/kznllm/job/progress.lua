@@ -82,11 +82,14 @@ function M.update(job, tick, timer)
   if job.state == 'done' then
     return
   end
-  if timer and job.wrote_at and vim.uv.hrtime() - job.wrote_at < 3e8 then
+  local now = vim.uv.hrtime()
+  if timer and job.wrote_at and now - job.wrote_at < 3e8 and now - (job.shown_at or 0) < 5e8 then
     -- text is landing: that is the progress; a spinner redraw now would cost a heavy
-    -- buffer (treesitter) a second redraw for nothing
+    -- buffer (treesitter) a second redraw for nothing (but twice a second it moves, at
+    -- any token rate: a slow stream lands text every tick)
     return
   end
+  job.shown_at = now
   local text = progress_text(job)
   if job.fidget then
     if text ~= job.reported then

@@ -1,0 +1,76 @@
+"""No typed key lost or run as a command (issue 27, item 3): every refusal comes before
+the query prompt opens, a follow-up asked while an answer streams is sent once it ends,
+and a refusal stays on the screen when an answer elsewhere ends right after it."""
+
+from __future__ import annotations
+
+from tests.nvim_child import Child
+from tests.servers import LoopbackServer, Reply, openai_events
+
+
+def test_a_follow_up_typed_while_the_debug_stream_ends_is_sent_not_run_as_commands(
+    nvim: Child, server: LoopbackServer
+):
+    server.queue(
+        Reply(chunks=openai_events(["first ", "answer"]), pause_after=2),
+        Reply(chunks=openai_events(["second answer"])),
+    )
+    nvim.use_server(server.base_url)
+    nvim.nvim.command("KznDebug hello")
+    nvim.wait_for(lambda: "first" in nvim.text(), what="the first answer to stream")
+    debug_buf = nvim.nvim.current.buffer.number
+    before = nvim.lines()
+    # <leader>k in the view while its answer still streams, then the query, typed on
+    nvim.feed(" k")
+    nvim.feed("please fix it<CR>")
+    assert nvim.lines() == before  # nothing of it ran as Normal-mode commands (p, l, e, ...)
+    assert nvim.nvim.api.get_mode()["mode"] == "n"
+    server.resume()  # the first answer ends; the follow-up goes out then
+    done = nvim.wait_done(2)
+    assert [d["status"] for d in done] == ["ok", "ok"]
+    assert all(d["bufnr"] == debug_buf for d in done)
+    assert server.requests[1].body["messages"][-1] == {"role": "user", "content": "please fix it"}
+    text = nvim.text(debug_buf)
+    assert "## You\n\nplease fix it" in text and text.rstrip().endswith("second answer")
+
+
+def test_a_missing_key_is_refused_at_the_keypress_before_the_prompt(
+    nvim: Child, server: LoopbackServer
+):
+    nvim.use_server(server.base_url, api_key="KZN_REFUSAL_UNSET_KEY")
+    nvim.lua("require('kznllm.host').ensure()")
+    nvim.wait_for(
+        lambda: nvim.lua(
+            "local k = require('kznllm.host').known"
+            " return k and k.presets.test and k.presets.test.missing_key"
+        ),
+        what="the host's word on the presets",
+    )
+    nvim.lua("_G.asked = 0; vim.ui.input = function() _G.asked = _G.asked + 1 end")
+    nvim.set_lines(["x = 1"])
+    nvim.feed(" k")
+    assert nvim.lua("return _G.asked") == 0  # no prompt opened: nothing typed is lost
+    assert any(
+        m.startswith("kznllm: set KZN_REFUSAL_UNSET_KEY for preset test") for m in nvim.messages()
+    )
+    nvim.feed("V k")
+    assert nvim.lua("return _G.asked") == 0
+    assert nvim.lines() == ["x = 1"] and server.requests == []
+
+
+def test_a_refusal_is_not_covered_by_the_done_line_of_the_answer_it_refused_for(
+    nvim: Child, server: LoopbackServer
+):
+    nvim.lua("vim.notify = _G.kzn_builtin_notify")  # Neovim's own: the echo area
+    server.queue(Reply(chunks=openai_events(["a", "b"]), pause_after=2))
+    nvim.use_server(server.base_url)
+    nvim.set_lines(["one", "two"])
+    nvim.nvim.command("1,2KznFill rewrite")
+    nvim.wait_for(lambda: nvim.lines()[0].startswith("a"), what="the answer to stream")
+    nvim.nvim.command("%KznFill again")  # overlaps the streaming answer: refused
+    server.resume()
+    assert nvim.wait_done()[0]["status"] == "ok"
+    said = nvim.nvim.api.exec2("messages", {"output": True})["output"].splitlines()
+    assert "another answer is streaming there" in said[-1]
+    log = "\n".join(nvim.lua("return require('kznllm.notify').log_lines()"))
+    assert "done in" in log  # kept for :KznLog
