@@ -124,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds for the whole answer (default: 600; 0: no limit)",
     )
     fill.add_argument(
+        "--first-token-timeout",
+        type=float,
+        default=Timeouts.first_token,
+        help="seconds from the request to its first token (default: 120; 0: no limit)",
+    )
+    fill.add_argument(
         "--no-history",
         action="store_true",
         help="do not record this run in the history (Neovim's data dir, as the editor does)",
@@ -344,10 +350,11 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
     connect = getattr(args, "connect_timeout", Timeouts.connect)
     stall = getattr(args, "stall_timeout", Timeouts.stall)
     total = getattr(args, "total_timeout", Timeouts.total) or None
+    first_token = getattr(args, "first_token_timeout", Timeouts.first_token) or None
     job = payload.FillJob(
         preset=preset,
         ctx=ctx,
-        timeouts=Timeouts(connect=connect, stall=stall, total=total),
+        timeouts=Timeouts(connect=connect, stall=stall, total=total, first_token=first_token),
         search_dirs=search_path(project_kzn=kzn_dir, user_config=nvim_stdpath("config")),
         debug=False,
         kzn_dir=kzn_dir,

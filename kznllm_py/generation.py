@@ -193,7 +193,9 @@ async def stream_deltas(
     started = False  # the first delta went out
     head = b""  # the body until the first delta: a JSON error sent as a 200 is read from it
     loop = asyncio.get_running_loop()
-    deadline = None if timeouts.total is None else loop.time() + timeouts.total
+    sent = loop.time()
+    deadline = None if timeouts.total is None else sent + timeouts.total
+    first = None if timeouts.first_token is None else sent + timeouts.first_token
     wire_cap = wire_limit(max_response_bytes)
     body = stream_bytes(client, provider, request, timeouts, max_bytes=wire_cap)
     async with aclosing(body) as chunks:
@@ -204,20 +206,24 @@ async def stream_deltas(
             # well-behaved server (the connection is then reused); one that keeps the
             # body open is not waited on until the stall timeout
             until = loop.time() + DONE_GRACE_S if grace else None
+            limit = "grace"
             if deadline is not None and (until is None or deadline < until):
-                until, grace = deadline, False
+                until, limit = deadline, "total"
+            if not started and first is not None and (until is None or first < until):
+                until, limit = first, "first_token"
             try:
                 async with asyncio.timeout_at(until):
                     chunk = await anext(it)
             except StopAsyncIteration:
                 break
             except TimeoutError:
-                if grace:
+                if limit == "grace":
                     break
-                raise TransportError(
-                    f"{host_of(request.url)} did not finish the answer within "
-                    f"{timeouts.total:g} s; the limit is the total timeout option"
-                ) from None
+                raise deadline_error(request, timeouts, limit) from None
+            except TransportError:
+                if grace:  # the answer is whole: what broke after its end loses nothing
+                    break
+                raise
             if not started and len(head) < ERROR_HEAD_CAP:
                 head += chunk[: ERROR_HEAD_CAP - len(head)]
             pieces = [chunk]
@@ -250,6 +256,20 @@ async def stream_deltas(
         raise
     if tail:
         yield tail
+
+
+def deadline_error(request: HttpRequest, timeouts: Timeouts, limit: str) -> TransportError:
+    """The stream passed one of its deadlines: which, and the option that sets it."""
+    host = host_of(request.url)
+    if limit == "first_token":
+        return TransportError(
+            f"{host} sent no token within {timeouts.first_token:g} s (nothing, or only "
+            "keep-alive comments or empty events); the limit is the first_token timeout option"
+        )
+    return TransportError(
+        f"{host} did not finish the answer within {timeouts.total:g} s; the limit is the "
+        "total timeout option"
+    )
 
 
 def _raise_json_error(provider: Provider, head: bytes) -> None:

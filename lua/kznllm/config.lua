@@ -23,7 +23,7 @@ local M = {}
 ---@field preset string|nil
 ---@field presets table[]
 ---@field keymaps kznllm.Keymaps|false
----@field timeouts { connect: number, stall: number }
+---@field timeouts { connect: number, stall: number, total: number|false?, reused: number?, first_token: number|false? }
 ---@field progress boolean|{ message: fun(info: table): string }
 ---@field context_lines integer
 ---@field history boolean|table
