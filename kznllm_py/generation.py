@@ -143,8 +143,17 @@ async def prepare_with_prompt(
     if preset.prefill and provider.supports_prefill:
         ctx = replace(ctx, prefill=preset.prefill)
     if prompt is None:
-        # off the event loop, within the template budget (project templates are untrusted)
-        prompt = await sandbox.run_off_loop(render_prompt, preset, ctx, search_dirs)
+        if _renders_inline(preset, search_dirs):
+            # the built-in templates, compiled already: ~0.1 ms, less than the hop to a
+            # thread and back costs (0.1 ms idle, a few ms on a busy machine); still
+            # within the template budget
+            prompt = sandbox.run_limited(
+                render_prompt, preset, ctx, search_dirs, budget=sandbox.Budget()
+            )
+        else:
+            # off the event loop, within the template budget (project templates are
+            # untrusted; a first render compiles)
+            prompt = await sandbox.run_off_loop(render_prompt, preset, ctx, search_dirs)
     if preset.cache_system and provider.prompt_caching:
         prompt = replace(prompt, cache_system=True)
     request = provider.build_request(
@@ -158,18 +167,40 @@ async def prepare_with_prompt(
     return provider, request, prompt
 
 
+# the built-in template sets rendered once already (compiled: later renders are quick)
+_compiled: set[tuple[str, str, bool, tuple[str, ...]]] = set()
+
+
+def _template_key(
+    preset: Preset, search_dirs: Sequence[Path]
+) -> tuple[str, str, bool, tuple[str, ...]]:
+    return (preset.family, preset.provider, preset.fim, tuple(str(d) for d in search_dirs))
+
+
+def _renders_inline(preset: Preset, search_dirs: Sequence[Path]) -> bool:
+    """Whether the render may run on the event loop: only the built-in templates (no
+    project's, no user's, none named by the preset), and only once they are compiled."""
+    builtin = all(Path(d) == prompts.builtin_root() for d in search_dirs)
+    compiled = _template_key(preset, search_dirs) in _compiled
+    return builtin and compiled and not preset.explicit_templates
+
+
 def render_prompt(
     preset: Preset, ctx: prompts.FillContext, search_dirs: Sequence[Path] = ()
 ) -> Prompt:
     """The preset's templates rendered for `ctx`: system and user messages, or one raw
     prompt for a completion endpoint (fill-in-the-middle around the cursor). Blocking:
-    call it off the event loop (sandbox.run_off_loop)."""
+    call it off the event loop (sandbox.run_off_loop), or under a budget on the loop
+    when `_renders_inline` says so."""
     templates = template_set(preset, search_dirs)
     if get_provider(preset.provider).raw_prompt:
         role = "fim" if preset.fim else "prompt"
         raw = prompts.render_raw(ctx, templates, role, preset_id=preset.id, model=preset.model)
-        return Prompt(system="", messages=(), raw=raw)
-    return prompts.render(ctx, templates, preset_id=preset.id, model=preset.model)
+        prompt = Prompt(system="", messages=(), raw=raw)
+    else:
+        prompt = prompts.render(ctx, templates, preset_id=preset.id, model=preset.model)
+    _compiled.add(_template_key(preset, search_dirs))
+    return prompt
 
 
 def prompt_tokens(prompt: Prompt) -> int:

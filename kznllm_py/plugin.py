@@ -471,8 +471,10 @@ class KznllmPlugin:
             try:
                 job = payload.parse(p, s)
                 self._warn_ignored(job.ignored_kzn)
-                # file I/O and template renders (fitting the budget): off the loop
-                job = await sandbox.run_off_loop(payload.with_project_files, job)
+                # file I/O and template renders (fitting the budget): off the loop, when
+                # there is a .kzn folder to read (else no hop to a thread and back)
+                if job.kzn_dir is not None:
+                    job = await sandbox.run_off_loop(payload.with_project_files, job)
                 turn = await self._conversation(p, job)
             except KznError as exc:
                 sink.finish("error", printable(redact(str(exc))), info)

@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 
 SAVE_EVERY_S = 0.5
 ENTRY_WAIT_S = 0.5
+# the prompt and the request (each as long as the context: tens of KB to redact and
+# write) are saved this long after the request went out, or at its end, not before
+# it: their redaction on the history thread held the GIL while the host's loop
+# built, sent and answered the request (the keypress -> request +6 ms of a 16,000-line
+# buffer, bench/keypress_bench.py)
+AFTER_SEND_S = 0.05
 T = TypeVar("T")
 
 
@@ -74,9 +80,9 @@ def record(rec: Recording, event: GenEvent) -> Awaitable[None] | None:
         case Reasoning(text):
             rec.reasoning(text)
         case PromptReady(prompt):
-            rec.prompt(prompt_to_json(prompt))
+            rec.after_send(lambda: rec.prompt(prompt_to_json(prompt)))
         case RequestReady(request):
-            rec.request(request_json(request))
+            rec.after_send(lambda: rec.request(request_json(request)))
             return rec.created()
         case Done(outcome):
             rec.finish(outcome.status, outcome.error, outcome.to_dict())
@@ -149,6 +155,28 @@ class Recording:
         self._reasoning: list[str] = []
         self._last_save = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None  # the save of text not yet saved
+        self._after_send: list[Callable[[], None]] = []  # saves kept off the send's path
+        self._after_timer: asyncio.TimerHandle | None = None
+
+    def after_send(self, save: Callable[[], None]) -> None:
+        """`save()` once the request is out: AFTER_SEND_S from now (after a burst's first
+        reads, too), or at the end, whichever comes first; in order."""
+        self._after_send.append(save)
+        if self._after_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._sent()
+                return
+            self._after_timer = loop.call_later(AFTER_SEND_S, self._sent)
+
+    def _sent(self) -> None:
+        if self._after_timer is not None:
+            self._after_timer.cancel()
+            self._after_timer = None
+        saves, self._after_send = self._after_send, []
+        for save in saves:
+            save()
 
     def _with_id(self, fn: Callable[[HistoryStore, int], Any]) -> None:
         def call(store: HistoryStore) -> Any:
@@ -195,6 +223,7 @@ class Recording:
         self._with_id(lambda s, i: s.append(i, text, reasoning))
 
     def finish(self, status: str, error: str | None, outcome: Mapping[str, Any]) -> None:
+        self._sent()
         self._save()
         first = outcome.get("first_token_ms")
         duration = outcome.get("duration_ms")
