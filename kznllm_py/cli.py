@@ -47,7 +47,7 @@ from kznllm_py.generation import (
     check_max_response_bytes,
     prepare,
 )
-from kznllm_py.history.recorder import record
+from kznllm_py.history.recorder import before_delivery, record
 from kznllm_py.messages import end_message
 from kznllm_py.presets import Preset, check_presets, merge_presets, pick, preset_from_dict
 from kznllm_py.prompts import FillContext, search_path
@@ -514,6 +514,8 @@ async def _fill(args: argparse.Namespace) -> int:
         with cli_history.recording(job, _err, enabled=not args.no_history) as rec:
             async with generation.events() as events:
                 async for event in events:
+                    if rec is not None and (gate := before_delivery(rec, event)) is not None:
+                        await events.hold(gate)  # the first text waits for the entry
                     match event:
                         case Text(text):
                             if reader_gone:
@@ -523,8 +525,8 @@ async def _fill(args: argparse.Namespace) -> int:
                                 continue  # history keeps what reached stdout
                         case Retry(_, wait, why):
                             _err(f"{why}; trying again in {wait:g} s")
-                    if rec is not None and (gate := record(rec, event)) is not None:
-                        await events.hold(gate)
+                    if rec is not None:
+                        record(rec, event)
             outcome = events.outcome()
         whole_lines = ctx.mode == "replace" and ctx.selection.endswith("\n")
         if whole_lines and not reader_gone and last not in ("", "\n"):

@@ -28,6 +28,7 @@ from kznllm_py.history.ops import HistoryOps
 from kznllm_py.history.recorder import (
     HistoryRecorder,
     Recording,
+    before_delivery,
     new_entry,
     record,
     request_json,
@@ -635,6 +636,8 @@ async def _generate(
     holds the generation."""
     async with generation.events() as events:
         async for event in events:
+            if rec is not None and (gate := before_delivery(rec, event)) is not None:
+                await events.hold(gate)  # the first text waits for history's entry
             match event:
                 case Text(text) if view is None:
                     write(text)
@@ -644,8 +647,8 @@ async def _generate(
                     _retry_note(sink, job_id, attempt, wait, why)
             if view is not None and (gate := view.take(event)) is not None:
                 await events.hold(gate)
-            if rec is not None and (gate := record(rec, event)) is not None:
-                await events.hold(gate)
+            if rec is not None:
+                record(rec, event)
     return events.outcome()
 
 

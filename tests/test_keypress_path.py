@@ -16,7 +16,7 @@ import pytest
 from kznllm_py import generation as gen_mod
 from kznllm_py import prompts, sandbox
 from kznllm_py.generation import prepare_with_prompt
-from kznllm_py.history.recorder import HistoryRecorder, record
+from kznllm_py.history.recorder import HistoryRecorder, before_delivery, record
 from kznllm_py.history.records import NewEntry
 from kznllm_py.history.store import HistoryStore
 from tests.servers import LoopbackServer, Reply, openai_events
@@ -61,12 +61,11 @@ async def test_project_templates_always_render_on_a_thread(
     assert hops == ["render_prompt"] * 3
 
 
-async def test_the_prompt_and_request_are_saved_after_the_send_the_entry_before(
+async def test_the_prompt_and_request_are_saved_after_the_send(
     server: LoopbackServer, client: httpx.AsyncClient, tmp_path: Path, monkeypatch
 ):
-    """The entry exists before the request reaches the server; the prompt and request
-    are saved (redacted: the whole context, on history's thread) after it, and are in
-    history at the end."""
+    """The prompt and request are saved (redacted: the whole context, on history's
+    thread) after the request reached the server, and are in history at the end."""
     saves: dict[str, float] = {}
 
     def stamped(name: str) -> Any:
@@ -87,9 +86,10 @@ async def test_the_prompt_and_request_are_saved_after_the_send_the_entry_before(
         server.queue(Reply(chunks=openai_events(["saved"])))
         async with generation(client, server).events() as events:
             async for event in events:
-                gate = record(rec, event)
+                gate = before_delivery(rec, event)
                 if gate is not None:
                     await events.hold(gate)
+                record(rec, event)
         entry_id = await rec.entry_id()
         assert entry_id is not None
         entry = await recorder.read(lambda store: store.get(entry_id))
@@ -97,7 +97,6 @@ async def test_the_prompt_and_request_are_saved_after_the_send_the_entry_before(
         recorder.close()
     assert entry is not None
     (request,) = server.requests
-    assert entry.started_at <= request.at
     assert request.at <= saves["set_prompt"] and request.at <= saves["set_request"]
     assert "say hello" in entry.request and "say hello" in entry.prompt
     assert (entry.status, entry.response) == ("ok", "saved")

@@ -3,12 +3,15 @@
 Every store call runs on one worker thread of its own (so calls stay in order and the
 asyncio loop never touches SQLite); streamed text is batched and saved at most
 `SAVE_EVERY_S` after it arrived, whether or not more text follows (a timer on the loop),
-so a crash or `:qa!` mid-stream leaves the partial answer. The fill waits for its entry
-to exist before it sends (at most `ENTRY_WAIT_S`: a locked database never holds a fill
-longer). A failing store is reported once and then left alone: history never breaks a
-fill. The editor (plugin.py) and `kznllm fill` both record through this module:
-`new_entry` is what a fill's entry starts with, `record` takes a generation's events
-(kznllm_py/events.py) into the entry, `request_json` is the request as kept.
+so a crash or `:qa!` mid-stream leaves the partial answer. The fill's first text waits
+for its entry to exist before it is delivered (`before_delivery`, at most
+`ENTRY_WAIT_S`: a locked database never holds a fill longer); the request goes out
+meanwhile (it used to wait for the entry: two thread wake-ups on the keypress's path,
+several ms on a busy machine). A failing store is reported once and then left alone:
+history never breaks a fill. The editor (plugin.py) and `kznllm fill` both record
+through this module: `new_entry` is what a fill's entry starts with, `record` takes a
+generation's events (kznllm_py/events.py) into the entry, `request_json` is the request
+as kept.
 """
 
 from __future__ import annotations
@@ -70,10 +73,17 @@ def request_json(request: HttpRequest) -> str:
     return dumps(shown).decode()
 
 
-def record(rec: Recording, event: GenEvent) -> Awaitable[None] | None:
-    """Take one of a generation's events into its entry. On the request it returns what
-    the generation must wait for before sending (`GenEvents.hold`): the entry's creation,
-    so that a crash from the first token on leaves the entry."""
+def before_delivery(rec: Recording, event: GenEvent) -> Awaitable[None] | None:
+    """What a consumer waits for (`GenEvents.hold`) before it delivers `event` (writes
+    text to the buffer or stdout): the entry's creation, for the first text or reasoning,
+    so that a crash from the first token on leaves the entry. None: deliver at once."""
+    if isinstance(event, Text | Reasoning) and not rec.entry_known():
+        return rec.created()
+    return None
+
+
+def record(rec: Recording, event: GenEvent) -> None:
+    """Take one of a generation's events into its entry."""
     match event:
         case Text(text):
             rec.text(text)
@@ -83,10 +93,8 @@ def record(rec: Recording, event: GenEvent) -> Awaitable[None] | None:
             rec.after_send(lambda: rec.prompt(prompt_to_json(prompt)))
         case RequestReady(request):
             rec.after_send(lambda: rec.request(request_json(request)))
-            return rec.created()
         case Done(outcome):
             rec.finish(outcome.status, outcome.error, outcome.to_dict())
-    return None
 
 
 class HistoryRecorder:
@@ -237,6 +245,10 @@ class Recording:
                 duration_ms=None if duration is None else round(duration),
             )
         )
+
+    def entry_known(self) -> bool:
+        """The entry's creation ended (written, or failed): nothing to wait for."""
+        return self._id_future.done()
 
     async def entry_id(self) -> int | None:
         return await asyncio.wrap_future(self._id_future)
