@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pynvim
@@ -253,6 +254,15 @@ class KznllmPlugin:
         load_fill_modules()
         self.http()
         prompts.render(prompts.FillContext(mode="yap", query=""))  # compile the templates
+        # and the default preset's, as a fill renders them: its first render is then on
+        # the loop too (generation._renders_inline), not a hop to a thread
+        from kznllm_py.generation import render_prompt
+
+        s = self.settings
+        dirs = prompts.search_path(user_config=Path(s.config_dir) if s.config_dir else None)
+        if dirs == (prompts.builtin_root(),):  # the user's own templates: on a thread
+            with contextlib.suppress(KznError):
+                render_prompt(s.preset(None), prompts.FillContext(mode="yap", query=""), dirs)
 
     def _history(self, s: settings.Settings) -> HistoryRecorder | None:
         """The host's recorder (made on first use), or None when history is off."""
