@@ -417,6 +417,7 @@ def analyse(
         "send_to_first_ms": ms(first_end - served.send_start) if first_end else None,
         "send_to_all_ms": ms(last_end - served.send_start) if last_end else None,
         "server_send_ms": ms(served.send_end - served.send_start),
+        "last_byte_to_last_write_ms": ms(last_end - served.send_end) if last_end else None,
     }
     if first_end and last_end:
         span = (last_end - served.send_start) / 1e9
@@ -501,6 +502,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "send_to_all_ms",
         "key_to_done_ms",
         "server_send_ms",
+        "last_byte_to_last_write_ms",
         "tokens_per_s",
         "write_calls",
         "buffer_writes",
@@ -592,6 +594,7 @@ def print_report(res: dict[str, Any]) -> None:
         print(line)
         print(f"  server send start -> all text  {fmt(agg['send_to_all_ms'])}")
         print(f"  server write of the response   {fmt(agg['server_send_ms'])}")
+        print(f"  server's last byte -> last write {fmt(agg['last_byte_to_last_write_ms'])}")
         print(f"  keypress -> KznllmDone         {fmt(agg['key_to_done_ms'])}")
         print(f"  tokens/s (send start -> all)   {fmt(agg['tokens_per_s'], 'tok/s', 0)}")
         print(f"  write notifications            {fmt(agg['write_calls'], '', 0)}")

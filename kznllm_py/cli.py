@@ -67,7 +67,7 @@ from kznllm_py.generation import (
     prepare_with_prompt,
     render_prompt,
 )
-from kznllm_py.history.recorder import record
+from kznllm_py.history.recorder import before_delivery, record
 from kznllm_py.messages import end_message
 from kznllm_py.presets import Preset, check_presets, merge_presets, pick, preset_from_dict
 from kznllm_py.prompts import FillContext, search_path
@@ -155,6 +155,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=Timeouts.total,
         help="seconds for the whole answer (default: 600; 0: no limit)",
+    )
+    fill.add_argument(
+        "--first-token-timeout",
+        type=float,
+        default=Timeouts.first_token,
+        help="seconds from the request to its first token (default: 120; 0: no limit)",
     )
     fill.add_argument(
         "--no-history",
@@ -389,10 +395,11 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
     connect = getattr(args, "connect_timeout", Timeouts.connect)
     stall = getattr(args, "stall_timeout", Timeouts.stall)
     total = getattr(args, "total_timeout", Timeouts.total) or None
+    first_token = getattr(args, "first_token_timeout", Timeouts.first_token) or None
     job = payload.FillJob(
         preset=preset,
         ctx=ctx,
-        timeouts=Timeouts(connect=connect, stall=stall, total=total),
+        timeouts=Timeouts(connect=connect, stall=stall, total=total, first_token=first_token),
         # the project's templates join in with_project_files, once judged trusted
         search_dirs=search_path(user_config=nvim_stdpath("config")),
         debug=False,
@@ -589,6 +596,8 @@ async def _fill(args: argparse.Namespace) -> int:
         with cli_history.recording(job, _err, enabled=not args.no_history, parent_id=parent) as rec:
             async with generation.events() as events:
                 async for event in events:
+                    if rec is not None and (gate := before_delivery(rec, event)) is not None:
+                        await events.hold(gate)  # the first text waits for the entry
                     match event:
                         case Text(text):
                             if reader_gone:
@@ -598,8 +607,8 @@ async def _fill(args: argparse.Namespace) -> int:
                                 continue  # history keeps what reached stdout
                         case Retry(_, wait, why):
                             _err(f"{why}; trying again in {wait:g} s")
-                    if rec is not None and (gate := record(rec, event)) is not None:
-                        await events.hold(gate)
+                    if rec is not None:
+                        record(rec, event)
             outcome = events.outcome()
         whole_lines = ctx.mode == "replace" and ctx.selection.endswith("\n")
         if (whole_lines or _a_terminal(out)) and not reader_gone and last not in ("", "\n"):

@@ -31,7 +31,7 @@ from kznllm_py.errors import (
 )
 from kznllm_py.providers.base import HttpRequest, Provider
 from kznllm_py.providers.jsonfast import dumps, loads_body
-from kznllm_py.transport import REUSED_HEAD, HeadTimeout, StreamingTransport
+from kznllm_py.transport import REUSED_HEAD, BodyCut, HeadTimeout, StreamingTransport
 
 ERROR_BODY_CAP = 64 * 1024
 JSON_CAP = 16 * 1024 * 1024  # a JSON answer that is no stream (a models list)
@@ -55,6 +55,9 @@ class Timeouts:
     # a reused connection that does not start answering within this is tried once more
     # on a fresh one (a NAT or a load balancer dropped it silently)
     reused: float = REUSED_HEAD
+    # from sending the request to its first token (text or reasoning): keep-alive
+    # comments and empty events do not count (None: no limit)
+    first_token: float | None = 120.0
 
     def to_httpx(self) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect, read=self.stall, write=30.0, pool=self.connect)
@@ -244,6 +247,11 @@ def _mapped(host: str, timeouts: Timeouts) -> Iterator[_State]:
         raise TransportError(
             f"{host} sent nothing for {timeouts.stall:g} s (stalled); "
             f"the limit is the stall timeout option"
+        ) from None
+    except BodyCut as exc:
+        raise TransportError(
+            f"{host} sent more than the {exc.length} bytes its Content-Length announced: "
+            "the body was cut there (what came before it is kept)"
         ) from None
     except httpx.RemoteProtocolError as exc:
         reason = _reason(exc)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pynvim
@@ -28,6 +29,7 @@ from kznllm_py.history.ops import HistoryOps
 from kznllm_py.history.recorder import (
     HistoryRecorder,
     Recording,
+    before_delivery,
     new_entry,
     record,
     request_json,
@@ -264,6 +266,15 @@ class KznllmPlugin:
         load_fill_modules()
         self.http()
         prompts.render(prompts.FillContext(mode="yap", query=""))  # compile the templates
+        # and the default preset's, as a fill renders them: its first render is then on
+        # the loop too (generation._renders_inline), not a hop to a thread
+        from kznllm_py.generation import render_prompt
+
+        s = self.settings
+        dirs = prompts.search_path(user_config=Path(s.config_dir) if s.config_dir else None)
+        if dirs == (prompts.builtin_root(),):  # the user's own templates: on a thread
+            with contextlib.suppress(KznError):
+                render_prompt(s.preset(None), prompts.FillContext(mode="yap", query=""), dirs)
 
     def _history(self, s: settings.Settings) -> HistoryRecorder | None:
         """The host's recorder (made on first use), or None when history is off."""
@@ -543,9 +554,11 @@ class KznllmPlugin:
                     p = {**p, "preset": preset_of(p["send"], s.presets)}
                 job = payload.parse(p, s)
                 self._warn_ignored(job.ignored_kzn)
-                # file I/O and template renders (fitting the budget): off the loop
-                job = await sandbox.run_off_loop(payload.with_project_files, job)
-                self._warn_ignored(job.notices)  # project templates not used: why
+                # file I/O and template renders (fitting the budget): off the loop, when
+                # there is a .kzn folder to read (else no hop to a thread and back)
+                if job.kzn_dir is not None:
+                    job = await sandbox.run_off_loop(payload.with_project_files, job)
+                    self._warn_ignored(job.notices)  # project templates not used: why
                 turn = await self._conversation(p, job)
             except KznError as exc:
                 sink.finish("error", printable(redact(str(exc))), info)
@@ -697,6 +710,8 @@ async def _generate(
     holds the generation."""
     async with generation.events() as events:
         async for event in events:
+            if rec is not None and (gate := before_delivery(rec, event)) is not None:
+                await events.hold(gate)  # the first text waits for history's entry
             match event:
                 case Text(text) if view is None:
                     write(text)
@@ -706,8 +721,8 @@ async def _generate(
                     _retry_note(sink, job_id, attempt, wait, why)
             if view is not None and (gate := view.take(event)) is not None:
                 await events.hold(gate)
-            if rec is not None and (gate := record(rec, event)) is not None:
-                await events.hold(gate)
+            if rec is not None:
+                record(rec, event)
     return events.outcome()
 
 

@@ -22,7 +22,8 @@ from kznllm_py.secrets import redact
 
 # the HTTP client and the generation are ~250 ms of imports a fill needs, not this: the
 # numbers are checked here and made into their types (Timeouts, RetryPolicy) by a fill
-TIMEOUTS = ("connect", "stall", "total", "reused")
+TIMEOUTS = ("connect", "stall", "total", "reused", "first_token")
+NO_LIMIT = ("total", "first_token")  # these may be false: no limit
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Settings:
     presets: Mapping[str, Preset] = field(
         default_factory=lambda: {p.id: p for p in builtin_presets()}
     )
-    # seconds, only those setup() gave (total: None for no limit); the rest: defaults
+    # seconds, only those setup() gave (total, first_token: None for no limit); the
+    # rest: defaults
     timeouts: Mapping[str, float | None] = field(default_factory=dict)
     retries: int | None = None  # None: the default
     max_response_bytes: int | None = None  # None: the default
@@ -76,17 +78,18 @@ def _number(v: Any) -> bool:
 
 
 def timeouts(value: Any) -> dict[str, float | None]:
-    """setup()'s `timeouts`: { connect, stall, total (or false), reused } in seconds."""
+    """setup()'s `timeouts`: { connect, stall, total (or false), reused, first_token (or
+    false) } in seconds."""
     if value is None or value == []:  # an empty Lua table may come as []
         return {}
     given = value if isinstance(value, Mapping) else None
     if given is None or not all(
-        k in TIMEOUTS and ((_number(v) and v > 0) or (k == "total" and v is False))
+        k in TIMEOUTS and ((_number(v) and v > 0) or (k in NO_LIMIT and v is False))
         for k, v in given.items()
     ):
         raise ConfigError(
-            "timeouts: connect, stall, total and reused must be positive numbers of seconds "
-            "(total: or false)"
+            "timeouts: connect, stall, total, reused and first_token must be positive numbers "
+            "of seconds (total, first_token: or false)"
         )
     return {k: None if v is False else float(v) for k, v in given.items()}
 

@@ -11,24 +11,39 @@ long-lived, streamed answers need added:
   the request went out, is tried once more on a fresh connection; nothing of the
   answer was read then, so nothing can be repeated;
 - the response head as a whole must come within the read (stall) timeout: trickled
-  headers and endless `103 Early Hints` end there, not never.
+  headers and endless `103 Early Hints` end there, not never;
+- a body that goes on past its Content-Length keeps what the Content-Length framed,
+  then fails with BodyCut (aiohttp's parser fails a read with the end of a body and
+  more bytes as a whole: the answer that had arrived was lost as "bad status line").
 
 aiohttp's exceptions are mapped to httpx's here, once (as httpx's own transports map
 httpcore's); what a user reads is decided in client.py from httpx's exceptions.
+
+Why not on top of the `httpx-aiohttp` package (0.2.0, its AiohttpTransport; tried on
+2026-12-06 against tests/servers.py): its constructor builds a TLS context on the event
+loop (150-300 ms here, even for plain http), and its exception map turns a server that
+closed before answering into httpx.ConnectTimeout ("no answer within 10 s"), a body cut
+mid-answer into ReadError, lets a malformed chunk size through as aiohttp's own
+ClientResponseError, and a URL with userinfo fails with aiohttp's ValueError; it passes
+no trace context (the head deadline and the retry of a silent reused connection hang
+on it) and reads in 16 KB pieces. Undoing each of those on top of it would be more
+code than the transport below, not less.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import httpx
+from aiohttp.client_proto import ResponseHandler
 
 IDLE_MAX = 15.0  # seconds an idle pooled connection may wait for its next request
 REUSED_HEAD = 5.0  # a reused connection must start answering within this (then: retry)
@@ -46,6 +61,95 @@ def now() -> float:
 
 class HeadTimeout(httpx.ReadTimeout):
     """The response head (status line and headers) did not come in time."""
+
+
+class BodyCut(httpx.RemoteProtocolError):
+    """More bytes followed a body framed by its Content-Length: the body ends there."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(f"more bytes followed the {length} of the Content-Length")
+        self.length = length
+
+
+HEAD_SEEN_MAX = 64 * 1024  # a head longer than this is aiohttp's to refuse: not followed
+
+
+def body_length(head: bytes) -> int | None:
+    """The body length a response head frames by Content-Length (0 for an interim or
+    bodiless status); None when it has none or is chunked (its end is not ours to find)."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    status = int(parts[1])
+    if status < 200 or status in (204, 304):
+        return 0
+    length: int | None = None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            value = value.strip()
+            if not value.isdigit() or (length is not None and int(value) != length):
+                return None  # aiohttp refuses it (or decides): not ours
+            length = int(value)
+    return length
+
+
+class _Protocol(ResponseHandler):
+    """aiohttp's protocol, with a read that holds the end of a Content-Length body and
+    more bytes fed to its parser in two: the response is delivered whole, then the
+    rest fails the connection as before. Only the framing is followed here (the head's
+    end, its Content-Length, the body's size), the parsing stays aiohttp's."""
+
+    _head = b""  # the head read so far
+    _left: int | None = None  # body bytes the Content-Length still frames
+    _follow = True  # False once a head is chunked, unframed or too long
+    cut = False  # bytes after a framed body failed the parser: that body was cut there
+    _bodies = 0  # framed bodies read whole
+
+    def data_received(self, data: bytes) -> None:
+        if not self._follow or not data or self.exception() is not None:
+            super().data_received(data)  # b"": aiohttp resuming its decompression
+            return
+        after_body = self._left is None and not self._head and self._bodies > 0
+        for i, piece in enumerate(self._split(data)):
+            super().data_received(piece)
+            if self.exception() is not None:
+                self.cut = i > 0 or after_body  # the failing bytes came after a whole body
+                return
+
+    def _split(self, data: bytes) -> list[bytes]:
+        pieces: list[bytes] = []
+        start = pos = 0
+        while self._follow and pos < len(data):
+            if self._left is None:  # in a head
+                seen = len(self._head)
+                self._head += data[pos : pos + HEAD_SEEN_MAX]
+                end = self._head.find(b"\r\n\r\n", max(0, seen - 3))
+                if end < 0:
+                    if len(self._head) >= HEAD_SEEN_MAX:
+                        self._follow = False
+                    break
+                pos += end + 4 - seen
+                self._left = body_length(bytes(self._head[:end]))
+                self._head = b""
+                if self._left is None:
+                    self._follow = False
+            else:
+                take = min(self._left, len(data) - pos)
+                pos += take
+                self._left -= take
+                if self._left == 0:
+                    self._left = None  # the next head, if any, starts here
+                    self._bodies += 1
+                    if pos < len(data):
+                        pieces.append(data[start:pos])
+                        start = pos
+        pieces.append(data[start:])
+        return pieces
 
 
 def keep_alive_timeout(value: str | None) -> float | None:
@@ -73,6 +177,8 @@ class _Connector(aiohttp.TCPConnector):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(keepalive_timeout=IDLE_MAX, **kwargs)
+        protocol: Callable[..., ResponseHandler] = _Protocol  # each connection's, ours
+        self._factory = functools.partial(protocol, loop=self._loop)
         self._released_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._idle_limit: dict[Origin, float] = {}  # what the server said, less a margin
 
@@ -165,9 +271,16 @@ class _Body(httpx.AsyncByteStream):
         self._done = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
         with _mapped(answered=True):
-            async for chunk in self._response.content.iter_any():
+            async for chunk in content.iter_any():
                 yield chunk
+        # the payload's protocol (a private slot: where aiohttp changes it, the cut
+        # body still arrives whole, only without saying it was cut)
+        protocol = getattr(content, "_protocol", None)
+        length = self._response.content_length
+        if isinstance(protocol, _Protocol) and protocol.cut and length is not None:
+            raise BodyCut(length)
         self._done = True
 
     async def aclose(self) -> None:

@@ -80,7 +80,9 @@ class Child:
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        opts = {"python": sys.executable, "progress": True}
+        # prestart off: a test idle for 'updatetime' must not start a host it did not ask
+        # for (tests/test_editor_prestart.py turns it on)
+        opts = {"python": sys.executable, "progress": True, "prestart": False}
         opts.update(setup or {})
         self.nvim.exec_lua("require('kznllm').setup(...)", opts)
         self.nvim.exec_lua(

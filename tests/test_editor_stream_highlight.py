@@ -194,3 +194,44 @@ def test_a_bad_quiet_ms_does_not_break_a_fill(
     assert done["status"] == "ok"
     assert "tok39" in nvim.text()
     assert not held(nvim)
+
+
+@pytest.mark.parametrize("missing", ["forced", "the highlighter's tree"])
+def test_without_the_private_api_a_stream_takes_the_public_path(
+    nvim: Child, server: LoopbackServer, tmp_path: Path, missing: str
+):
+    """An upgrade that removes `nvim__redraw` or changes the highlighter's `tree` field
+    costs the hold, never the answer: the highlighter re-parses at writes as in 'live',
+    the text lands whole, the answer is highlighted at its end. (Neovim's own
+    highlighter calls nvim__redraw: removing it here would break Neovim, not us; the
+    module's switch forces the same path.)"""
+    nvim.use_server(server.base_url)
+    buf = open_c(nvim, tmp_path)  # 'pause': the hold is asked for
+    if missing == "forced":
+        nvim.lua("require('kznllm.stream_highlight').use_private = false")
+    else:  # the highlighter keeps its tree elsewhere: `tree` is no LanguageTree
+        nvim.lua(
+            "local hl = vim.treesitter.highlighter.active[...]"
+            " hl.kzn_tree, hl.tree = hl.tree, setmetatable({}, { __index = hl.tree })"
+            " rawset(hl.tree, 'trees', false)",
+            buf,
+        )
+    before = parses(nvim)
+    fill_paused(nvim, server, 150)
+    assert not held(nvim)
+    nvim.wait_for(lambda: parses(nvim) > before, what="a parse while streaming")
+    server.resume()
+    [done] = nvim.wait_done(1)
+    assert done["status"] == "ok"
+    assert "".join(TOKENS) in nvim.text()
+    row = next(i for i, line in enumerate(nvim.lines()) if line.startswith("tok0 "))
+    # the tree the highlighter draws from is the parser's own, and it holds the answer
+    assert (
+        nvim.lua(
+            "return vim.treesitter.highlighter.active[...].tree == vim.treesitter.get_parser(...)",
+            buf,
+        )
+        or missing != "forced"
+    )
+    end_row = nvim.lua("return vim.treesitter.get_parser(0):parse(true)[1]:root():end_()")
+    assert end_row >= row + len(TOKENS) // 16

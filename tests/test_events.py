@@ -27,7 +27,7 @@ from kznllm_py.events import (
     Usage,
 )
 from kznllm_py.generation import Generation, RetryPolicy
-from kznllm_py.history.recorder import HistoryRecorder, record
+from kznllm_py.history.recorder import HistoryRecorder, before_delivery, record
 from kznllm_py.history.records import NewEntry
 from kznllm_py.history.store import HistoryStore
 from kznllm_py.presets import Preset, preset_from_dict
@@ -266,12 +266,12 @@ async def test_stop_ends_the_generation_as_cancelled_and_closes_the_stream(serve
     await server.wait_client_gone_async(timeout=5.0)
 
 
-async def test_history_entry_exists_before_the_request_reaches_the_server(
+async def test_history_entry_exists_before_the_first_text_is_delivered(
     server, client, tmp_path: Path, monkeypatch
 ):
-    """With a slow store (writing an entry takes 0.25 s), the request still reaches the
-    server only after the entry was written: the consumer holds the generation on the
-    request event until `Recording.created()`."""
+    """With a slow store (writing an entry takes 0.25 s), the request goes out at once
+    (it does not wait for history), and the first text is delivered only once the entry
+    was written: the consumer holds the generation on it (`before_delivery`)."""
     start = HistoryStore.start
 
     def slow_start(store: HistoryStore, entry: NewEntry) -> int:
@@ -283,11 +283,15 @@ async def test_history_entry_exists_before_the_request_reaches_the_server(
     try:
         rec = recorder.begin(NewEntry(mode="yap", query="say hello"))
         server.queue(Reply(chunks=openai_events(["saved"])))
+        delivered_at: float | None = None
         async with generation(client, server).events() as events:
             async for event in events:
-                gate = record(rec, event)
+                gate = before_delivery(rec, event)
                 if gate is not None:
                     await events.hold(gate)
+                if isinstance(event, Text) and delivered_at is None:
+                    delivered_at = time.time()
+                record(rec, event)
         entry_id = await rec.entry_id()
         assert entry_id is not None
         entry = await recorder.read(lambda store: store.get(entry_id))
@@ -295,7 +299,8 @@ async def test_history_entry_exists_before_the_request_reaches_the_server(
         recorder.close()
     assert entry is not None
     (request,) = server.requests
-    assert entry.started_at <= request.at, (entry.started_at, request.at)
+    assert request.at < entry.started_at, "the request waited for history's entry"
+    assert delivered_at is not None and entry.started_at <= delivered_at
     assert (entry.status, entry.response) == ("ok", "saved")
     assert "say hello" in entry.request
 

@@ -155,6 +155,23 @@ ATTACKS = {
         "{host} did not finish the answer within 1.5 s; the limit is the total timeout option",
         ("--total-timeout", "1.5"),
     ),
+    # a comment every 0.5 s keeps the stall timeout (1 s) from ever firing
+    "keep-alive-before-any-token": (
+        lambda: Reply(chunks=itertools.repeat(b": keep-alive\n\n"), gap=0.5),
+        "{host} sent no token within 2 s (nothing, or only keep-alive comments or empty "
+        "events); the limit is the first_token timeout option",
+        ("--stall-timeout", "1", "--first-token-timeout", "2"),
+    ),
+    "keep-alive-after-tokens": (
+        lambda: Reply(
+            chunks=itertools.chain(
+                openai_events(["kept"], done=False)[:2], itertools.repeat(b": keep-alive\n\n")
+            ),
+            gap=0.5,
+        ),
+        "{host} did not finish the answer within 3 s; the limit is the total timeout option",
+        ("--stall-timeout", "1", "--first-token-timeout", "2", "--total-timeout", "3"),
+    ),
 }
 
 
@@ -251,17 +268,18 @@ def test_the_timeouts_come_with_the_settings_and_are_validated_there():
     from kznllm_py import payload, settings
 
     base = {"id": 1, "mode": "yap", "query": "q"}
-    assert payload.parse(base).timeouts == Timeouts()  # 10, 60, 600, 5
-    given = {"connect": 1, "stall": 2, "total": 30, "reused": 0.5}
+    assert payload.parse(base).timeouts == Timeouts()  # 10, 60, 600, 5, 120
+    given = {"connect": 1, "stall": 2, "total": 30, "reused": 0.5, "first_token": 7}
     s = settings.from_config({"timeouts": given})
-    assert payload.parse(base, s).timeouts == Timeouts(1, 2, 30, 0.5)
-    s = settings.from_config({"timeouts": {"total": False}})
+    assert payload.parse(base, s).timeouts == Timeouts(1, 2, 30, 0.5, 7)
+    s = settings.from_config({"timeouts": {"total": False, "first_token": False}})
     assert payload.parse(base, s).timeouts.total is None
+    assert payload.parse(base, s).timeouts.first_token is None
     # a bad one is said once, at configure, and the defaults stand
     s = settings.from_config({"timeouts": {"reused": "soon"}})
     assert payload.parse(base, s).timeouts == Timeouts()
     [problem] = s.problems
-    assert problem.startswith("setup({ timeouts }): timeouts: connect, stall, total and reused")
+    assert problem.startswith("setup({ timeouts }): timeouts: connect, stall, total, reused and")
     assert problem.endswith("; the default is used")
 
 

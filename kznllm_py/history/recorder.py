@@ -3,12 +3,15 @@
 Every store call runs on one worker thread of its own (so calls stay in order and the
 asyncio loop never touches SQLite); streamed text is batched and saved at most
 `SAVE_EVERY_S` after it arrived, whether or not more text follows (a timer on the loop),
-so a crash or `:qa!` mid-stream leaves the partial answer. The fill waits for its entry
-to exist before it sends (at most `ENTRY_WAIT_S`: a locked database never holds a fill
-longer). A failing store is reported once and then left alone: history never breaks a
-fill. The editor (plugin.py) and `kznllm fill` both record through this module:
-`new_entry` is what a fill's entry starts with, `record` takes a generation's events
-(kznllm_py/events.py) into the entry, `request_json` is the request as kept.
+so a crash or `:qa!` mid-stream leaves the partial answer. The fill's first text waits
+for its entry to exist before it is delivered (`before_delivery`, at most
+`ENTRY_WAIT_S`: a locked database never holds a fill longer); the request goes out
+meanwhile (it used to wait for the entry: two thread wake-ups on the keypress's path,
+several ms on a busy machine). A failing store is reported once and then left alone:
+history never breaks a fill. The editor (plugin.py) and `kznllm fill` both record
+through this module: `new_entry` is what a fill's entry starts with, `record` takes a
+generation's events (kznllm_py/events.py) into the entry, `request_json` is the request
+as kept.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ if TYPE_CHECKING:
 
 SAVE_EVERY_S = 0.5
 ENTRY_WAIT_S = 0.5
+# the prompt and the request (each as long as the context: tens of KB to redact and
+# write) are saved this long after the request went out, or at its end, not before
+# it: their redaction on the history thread held the GIL while the host's loop
+# built, sent and answered the request (the keypress -> request +6 ms of a 16,000-line
+# buffer, bench/keypress_bench.py)
+AFTER_SEND_S = 0.05
 T = TypeVar("T")
 
 
@@ -65,23 +74,28 @@ def request_json(request: HttpRequest) -> str:
     return dumps(shown).decode()
 
 
-def record(rec: Recording, event: GenEvent) -> Awaitable[None] | None:
-    """Take one of a generation's events into its entry. On the request it returns what
-    the generation must wait for before sending (`GenEvents.hold`): the entry's creation,
-    so that a crash from the first token on leaves the entry."""
+def before_delivery(rec: Recording, event: GenEvent) -> Awaitable[None] | None:
+    """What a consumer waits for (`GenEvents.hold`) before it delivers `event` (writes
+    text to the buffer or stdout): the entry's creation, for the first text or reasoning,
+    so that a crash from the first token on leaves the entry. None: deliver at once."""
+    if isinstance(event, Text | Reasoning) and not rec.entry_known():
+        return rec.created()
+    return None
+
+
+def record(rec: Recording, event: GenEvent) -> None:
+    """Take one of a generation's events into its entry."""
     match event:
         case Text(text):
             rec.text(text)
         case Reasoning(text):
             rec.reasoning(text)
         case PromptReady(prompt):
-            rec.prompt(prompt_to_json(prompt))
+            rec.after_send(lambda: rec.prompt(prompt_to_json(prompt)))
         case RequestReady(request):
-            rec.request(request_json(request))
-            return rec.created()
+            rec.after_send(lambda: rec.request(request_json(request)))
         case Done(outcome):
             rec.finish(outcome.status, outcome.error, outcome.to_dict())
-    return None
 
 
 class HistoryRecorder:
@@ -150,6 +164,28 @@ class Recording:
         self._reasoning: list[str] = []
         self._last_save = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None  # the save of text not yet saved
+        self._after_send: list[Callable[[], None]] = []  # saves kept off the send's path
+        self._after_timer: asyncio.TimerHandle | None = None
+
+    def after_send(self, save: Callable[[], None]) -> None:
+        """`save()` once the request is out: AFTER_SEND_S from now (after a burst's first
+        reads, too), or at the end, whichever comes first; in order."""
+        self._after_send.append(save)
+        if self._after_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._sent()
+                return
+            self._after_timer = loop.call_later(AFTER_SEND_S, self._sent)
+
+    def _sent(self) -> None:
+        if self._after_timer is not None:
+            self._after_timer.cancel()
+            self._after_timer = None
+        saves, self._after_send = self._after_send, []
+        for save in saves:
+            save()
 
     def _with_id(self, fn: Callable[[HistoryStore, int], Any]) -> None:
         def call(store: HistoryStore) -> Any:
@@ -196,6 +232,7 @@ class Recording:
         self._with_id(lambda s, i: s.append(i, text, reasoning))
 
     def finish(self, status: str, error: str | None, outcome: Mapping[str, Any]) -> None:
+        self._sent()
         self._save()
         first = outcome.get("first_token_ms")
         duration = outcome.get("duration_ms")
@@ -211,6 +248,10 @@ class Recording:
                 price=json.dumps(outcome["price"]) if outcome.get("price") else "",
             )
         )
+
+    def entry_known(self) -> bool:
+        """The entry's creation ended (written, or failed): nothing to wait for."""
+        return self._id_future.done()
 
     async def entry_id(self) -> int | None:
         return await asyncio.wrap_future(self._id_future)

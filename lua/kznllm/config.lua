@@ -23,7 +23,7 @@ local M = {}
 ---@field preset string|nil
 ---@field presets table[]
 ---@field keymaps kznllm.Keymaps|false
----@field timeouts { connect: number, stall: number }
+---@field timeouts { connect: number, stall: number, total: number|false?, reused: number?, first_token: number|false? }
 ---@field progress boolean|{ message: fun(info: table): string }
 ---@field context_lines integer
 ---@field history boolean|table
@@ -38,6 +38,7 @@ local M = {}
 ---@field notify 'all'|'errors'|false
 ---@field kzn_allow string[]
 ---@field stream_highlight { mode: 'pause'|'live', quiet_ms: integer }
+---@field prestart boolean
 
 ---@type kznllm.Options
 M.defaults = {
@@ -109,6 +110,9 @@ M.defaults = {
   -- when the stream pauses for quiet_ms or ends, so that a fast stream does not re-parse
   -- the buffer at every write; 'live' re-parses at every write
   stream_highlight = { mode = 'pause', quiet_ms = 150 },
+  -- start the Python host the first time Neovim is idle ('updatetime' without a key:
+  -- CursorHold), so that the first fill is as fast as the next; false: at first use
+  prestart = true,
 }
 
 ---@type kznllm.Options

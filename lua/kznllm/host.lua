@@ -225,6 +225,15 @@ function M.ensure()
   return chan
 end
 
+--- Start the host ahead of its first use (Neovim is idle: setup()'s CursorHold), so
+--- that the first fill does not wait for Python; quietly nothing when there is no
+--- Python or the host does not start: the first use says why, as without this.
+function M.prestart()
+  if not M.chan and find_python() then
+    pcall(M.ensure)
+  end
+end
+
 --- The watchdog found the host on `chan` wedged (`why`): kill it (SIGKILL also ends a
 --- stopped process), end its requests in the editor, say so in one line. The next use
 --- starts a fresh host.

@@ -48,6 +48,17 @@ function M.setup(opts)
     -- reported now, with the field and the reason, not as an error at first use
     require('kznllm.host').check_presets(opts.presets)
   end
+  -- the host starts the first time Neovim is idle (:help kznllm-prestart); false: at first use
+  local group = api.nvim_create_augroup('kznllm_prestart', { clear = true })
+  if M.config.prestart and not (host and host.chan) then
+    api.nvim_create_autocmd({ 'CursorHold', 'CursorHoldI' }, {
+      group = group,
+      once = true,
+      callback = function()
+        require('kznllm.host').prestart()
+      end,
+    })
+  end
   local km = M.config.keymaps or {}
   if km.fill then
     map('n', km.fill, function()

@@ -12,9 +12,17 @@
 --
 -- Only the highlighter's view of the tree is held: `vim.treesitter.get_parser()` and
 -- everything else that parses (folds, textobjects, other plugins) see the real tree.
+--
+-- Private API, behind a feature check: the hold swaps the highlighter's `tree` field
+-- and redraws with `nvim__redraw` (no public call re-runs a buffer's decorations). A
+-- Neovim without either (an upgrade that changed them) streams as 'live' does, with
+-- public API only: the highlighter re-parses at each write, slower, never wrong.
 local M = {}
 
 local api = vim.api
+
+-- false: the public path only, as on a Neovim without the private parts (tests force it)
+M.use_private = true
 
 ---@class kznllm.HeldHighlight
 ---@field hl table the buffer's TSHighlighter
@@ -45,8 +53,22 @@ local function options()
 end
 
 local function redraw(buf)
-  -- as the highlighter itself does when an async parse ends; on_win then parses
-  pcall(api.nvim__redraw, { buf = buf, valid = false, flush = false })
+  if type(api.nvim__redraw) == 'function' then
+    -- as the highlighter itself does when an async parse ends; on_win then parses
+    pcall(api.nvim__redraw, { buf = buf, valid = false, flush = false })
+  else
+    vim.cmd('redraw!') -- public: the whole screen, each line's decorations again
+  end
+end
+
+--- The feature check: the private parts a hold needs are there and look as expected.
+local function can_hold(hl)
+  local tree = type(hl) == 'table' and hl.tree
+  return M.use_private
+    and type(api.nvim__redraw) == 'function'
+    and type(tree) == 'table'
+    and type(tree.trees) == 'function'
+    and type(tree.parse) == 'function'
 end
 
 --- A stand-in for the LanguageTree `real`: its methods run on `real`, its fields are
@@ -93,8 +115,8 @@ function M.hold(buf)
   end
   local ok, highlighter = pcall(require, 'vim.treesitter.highlighter')
   local hl = ok and highlighter.active[buf]
-  if type(hl) ~= 'table' or type(hl.tree) ~= 'table' or type(hl.tree.trees) ~= 'function' then
-    return false
+  if not can_hold(hl) then
+    return false -- no highlighter, or not the one this was made for: 'live'
   end
   h = { hl = hl, real = hl.tree, count = 1, last = vim.uv.now(), quiet = o.quiet_ms }
   h.proxy = proxy_of(h)
