@@ -41,7 +41,7 @@ from kznllm_py.secrets import redact, redact_url
 if TYPE_CHECKING:
     import httpx
 
-    from kznllm_py import conversation, models, payload, prompts, review, sandbox
+    from kznllm_py import conversation, models, payload, prompts, sandbox
     from kznllm_py.debug_view import DebugView
     from kznllm_py.generation import Generation
 
@@ -67,7 +67,6 @@ FILL_MODULES = (
     "kznllm_py.models",
     "kznllm_py.payload",
     "kznllm_py.prompts",
-    "kznllm_py.review",
     "kznllm_py.sandbox",
 )
 
@@ -82,7 +81,6 @@ def load_fill_modules() -> None:
 
 if not TYPE_CHECKING:
     conversation = _OnFirstUse("kznllm_py.conversation")
-    review = _OnFirstUse("kznllm_py.review")
     models = _OnFirstUse("kznllm_py.models")
     payload = _OnFirstUse("kznllm_py.payload")
     prompts = _OnFirstUse("kznllm_py.prompts")
@@ -341,11 +339,8 @@ class KznllmPlugin:
                 entry_id = int(p.get("id") or 0)
                 chain = await self._ops().recorder.read(lambda s: s.chain(entry_id))
                 plan = apply.plan(chain, force=bool(p.get("bang")), live=self.live)
-                out = plan.to_dict()
-                if not plan.span or plan.span.kind != "block":  # a blockwise one: no review
-                    selected = review.split_lines(plan.selection)
-                    out["diff"] = review.diff(selected, plan.code, complete=True).to_dict()
-                self._lua("apply", "planned", out, p.get("scratch"))
+                # a review of it diffs in the editor (vim.diff), never here on the loop
+                self._lua("apply", "planned", plan.to_dict(), p.get("scratch"))
             else:
                 lines = [x if isinstance(x, str) else "" for x in p.get("lines") or ()]
                 found = await asyncio.to_thread(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kznllm_py.review import resolve
 from tests.nvim_child import Child
+from tests.review_oracle import resolve
 from tests.servers import LoopbackServer, Reply, openai_events
 
 SOURCE = [

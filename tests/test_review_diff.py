@@ -1,11 +1,11 @@
-"""The review's diff (kznllm_py/review.py): pure, over plain data."""
+"""The review tests' oracle (tests/review_oracle.py): pure, over plain data."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kznllm_py.review import Hunk, diff, resolve, split_lines
+from tests.review_oracle import Hunk, diff, resolve, split_lines
 
 ORIGINAL = ["def total(xs):", "    s = 0", "    for x in xs:", "        s += x", "    return s"]
 

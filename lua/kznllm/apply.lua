@@ -119,7 +119,7 @@ local function put(plan, buf, region, scratch)
     local ec = #lines == 1 and b[2] + #lines[1] or #lines[#lines]
     local key = 'apply-' .. plan.id
     require('kznllm.review').open(key, buf, { b[1], b[2], er, ec }, plan.selection)
-    require('kznllm.review').update(key, plan.diff, true)
+    require('kznllm.review').update(key, nil, true)
     if note ~= '' then
       say(('#%d under review%s'):format(plan.id, note), 'INFO')
     end

@@ -59,6 +59,8 @@ hl_defaults()
 ---@field hunks kznllm.ReviewHunk[] once complete
 ---@field stream table[] while streaming: the hunks so far { new_start, new_count, old }
 ---@field pending string[] while streaming: original lines the answer has not reached
+---@field settled table while streaming: review_diff.stream's state (the settled hunks)
+---@field diffed integer|nil answer lines the last streaming pass read and diffed
 ---@field complete boolean
 ---@field tick integer b:changedtick when the answer ended (a reject joins its undo step)
 ---@field entry integer|nil the answer's history entry
@@ -92,6 +94,33 @@ local function region_text(r)
     return nil
   end
   return table.concat(api.nvim_buf_get_text(r.buf, sr, sc, er, ec, {}), '\n')
+end
+
+--- The answer's lines from its line `from` (0-based) to its end, or nil when the region
+--- is gone. Past the first line a line is whole, from column 0.
+local function answer_lines(r, from)
+  local sr, sc = pos(r.buf, r.start)
+  local er, ec = pos(r.buf, r.stop)
+  if not sr or not er or er < sr or (er == sr and ec < sc) then
+    return nil
+  end
+  if from == 0 then
+    return api.nvim_buf_get_text(r.buf, sr, sc, er, ec, {})
+  end
+  if sr + from > er then
+    return nil
+  end
+  return api.nvim_buf_get_text(r.buf, sr + from, 0, er, ec, {})
+end
+
+--- The buffer line just before the unsettled part of the answer (nil: none settled).
+local function settled_edge(r)
+  local j = r.settled.j or 0
+  local sr = j > 0 and pos(r.buf, r.start)
+  if not sr then
+    return nil
+  end
+  return api.nvim_buf_get_lines(r.buf, sr + j - 1, sr + j, false)[1]
 end
 
 --- A hunk's span now: srow, scol, erow, ecol.
@@ -275,11 +304,19 @@ local function refresh_stream(r)
     return
   end
   r.drawn_tick = tick
-  local text = region_text(r)
-  if not text then
+  -- only the part not settled yet is read and diffed; an edit in the settled part (its
+  -- edge line is not as the last pass left it) starts over from the region's start
+  if (r.settled.j or 0) > 0 and settled_edge(r) ~= r.settled.edge then
+    r.settled = {}
+  end
+  local hunks, pending, diffed = differ.stream(r.settled, r.old, function(from)
+    return answer_lines(r, from)
+  end)
+  if not hunks then
     return
   end
-  r.stream, r.pending = differ.hunks(r.old, vim.split(text, '\n', { plain = true }), true)
+  r.settled.edge = settled_edge(r)
+  r.stream, r.pending, r.diffed = hunks, pending, diffed
   draw(r.buf)
 end
 
@@ -294,6 +331,7 @@ function M.open(id, buf, span_, original)
     hunks = {},
     stream = {},
     pending = {},
+    settled = {}, -- review_diff.stream's state: the hunks no more text can move
     complete = false,
   }
   r.pending = vim.deepcopy(r.old)

@@ -1,13 +1,10 @@
-"""The diff of an answer against the lines it replaces, as hunks (what :KznApply sends
-with its text). Pure, over the region only. A streaming review does not use it: the
-editor diffs with Neovim's own C diff (lua/kznllm/review_diff.lua), so no diff ever
-runs on the host's loop while an answer streams.
+"""An independent oracle for review tests: the hunks of an answer against the lines it
+replaces (Python's difflib, over plain data) and what a mix of accepts and rejects must
+leave. The plugin itself diffs in the editor with Neovim's own C diff
+(lua/kznllm/review_diff.lua); the host never diffs.
 
 While the answer streams, its last line may still grow and the original lines past the
-last one the answer has matched may still come back; those are `pending` (the review
-shows them dimmed below the stream), not deletions. When the answer is complete every
-difference is a hunk.
-
+last one the answer has matched may still come back; those are `pending`, not deletions.
 Line numbers are 0-based offsets in the answer (`new_start`) and in the original
 (`old_start`)."""
 
