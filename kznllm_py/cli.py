@@ -568,6 +568,8 @@ async def _fill(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     reader_gone = False
     last = ""  # the answer's last character so far
+    # at a terminal the answer's control characters are shown escaped (a pipe: bytes)
+    screen = terminal.AnswerText() if _a_terminal(out) else None
 
     def write(text: str) -> bool:
         """`text` to stdout; False when the reader went away (`kznllm fill ... | head`)."""
@@ -602,7 +604,8 @@ async def _fill(args: argparse.Namespace) -> int:
                         case Text(text):
                             if reader_gone:
                                 continue  # the held-back rest of a stopped answer
-                            if not write(text):
+                            shown = screen.feed(text) if screen else text
+                            if shown and not write(shown):
                                 events.stop()  # the answer ends, cancelled
                                 continue  # history keeps what reached stdout
                         case Retry(_, wait, why):
@@ -610,6 +613,8 @@ async def _fill(args: argparse.Namespace) -> int:
                     if rec is not None:
                         record(rec, event)
             outcome = events.outcome()
+        if screen and not reader_gone and (held := screen.flush()):
+            write(held)
         whole_lines = ctx.mode == "replace" and ctx.selection.endswith("\n")
         if (whole_lines or _a_terminal(out)) and not reader_gone and last not in ("", "\n"):
             # whole lines were replaced: they end with a line break, as in the buffer; at
