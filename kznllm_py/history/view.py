@@ -225,7 +225,7 @@ def help_line(keys: Mapping[str, str], compact: bool = False) -> str:
     return "  ".join(f"{lhs} {short.get(n, n)}" for lhs, n in shown if lhs)
 
 
-def _context_lines(out: _Out, ctx: ContextInfo) -> None:
+def _context_lines(out: _Out, ctx: ContextInfo, compact: bool = False) -> None:
     out.add("Context", "KznllmHistoryTitle")
     if ctx.error:
         out.add(f"  preset  {ctx.error}", "KznllmHistoryError")
@@ -233,7 +233,12 @@ def _context_lines(out: _Out, ctx: ContextInfo) -> None:
         model = " ".join(p for p in (ctx.provider, ctx.model) if p)
         line = f"  preset  {ctx.preset_id} · {model}"
         if ctx.key_present is not None:
-            line += f" · key {ctx.key} " + ("set" if ctx.key_present else "MISSING")
+            key = f"{ctx.key} " + ("set" if ctx.key_present else "MISSING")
+            if compact:  # a row of its own: a narrow sidebar (no 'wrap') would cut it off
+                out.mark(out.add(line), 0, 9, "KznllmHistoryLabel")
+                line = f"  key     {key}"
+            else:
+                line += f" · key {key}"
         n = out.add(line)
         out.mark(n, 0, 9, "KznllmHistoryLabel")
         if ctx.key_present is False:
@@ -294,9 +299,15 @@ def render(
                     out.add(f"  {lhs:<6} {parts[0]}", "KznllmHistoryDim")
                     for rest in parts[1:]:
                         out.add(f"  {'':<6} {rest}", "KznllmHistoryDim")
-            out.add("  :KznHistory clear   delete every entry (asks first)", "KznllmHistoryDim")
+            clear = ("  :KznHistory clear", "delete every entry (asks first)")
+            if compact:  # wrapped as the keys' lines are
+                out.add(clear[0], "KznllmHistoryDim")
+                for part in textwrap.wrap(clear[1], max(20, width - 10)):
+                    out.add(f"  {'':<6} {part}", "KznllmHistoryDim")
+            else:
+                out.add(f"{clear[0]}   {clear[1]}", "KznllmHistoryDim")
         out.add("")
-        _context_lines(out, context)
+        _context_lines(out, context, compact)
         out.add("")
         heading = f"History ({total:,} entr{'y' if total == 1 else 'ies'}"
         if spent_today:
