@@ -709,25 +709,36 @@ def _with_command(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(_with_command(sys.argv[1:] if argv is None else argv))
     try:
-        if args.command == "fill":
-            return asyncio.run(_fill(args))
-        if args.command == "render":
-            return asyncio.run(_render(args))
-        if args.command == "presets":
-            return _presets(args)
-        if args.command == "models":
-            return asyncio.run(_models(args))
-        if args.command == "demo-server":
-            return asyncio.run(_demo_server(args))
-        if args.command == "history":
-            return cli_history.show(args, _err)
-        if args.command == "demo":
-            from kznllm_py import editor_demo as demo
-
-            return demo.main(check=args.check)
+        code = _command(args)
+        sys.stdout.flush()  # a reader gone away is found here, not in Python's exit
+        return code
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except BrokenPipeError:
+        # `kznllm models | head -1`: quiet, as other tools cut short by a pipe are
+        # (fill has its own, to record what reached the reader)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "fill":
+        return asyncio.run(_fill(args))
+    if args.command == "render":
+        return asyncio.run(_render(args))
+    if args.command == "presets":
+        return _presets(args)
+    if args.command == "models":
+        return asyncio.run(_models(args))
+    if args.command == "demo-server":
+        return asyncio.run(_demo_server(args))
+    if args.command == "history":
+        return cli_history.show(args, _err)
+    if args.command == "demo":
+        from kznllm_py import editor_demo as demo
+
+        return demo.main(check=args.check)
     return 2
 
 

@@ -1,18 +1,23 @@
-"""A model's answer printed at a terminal by `kznllm PROMPT` cannot drive it: its escape
-sequences (an OSC 52 clipboard write, a title change, a screen clear, a bidi override)
-are shown escaped, while a pipe still gets every byte. A real subprocess on a
-pseudo-terminal, a real loopback server."""
+"""The CLI's output where it goes: a model's answer printed at a terminal by `kznllm
+PROMPT` cannot drive it (its escape sequences, an OSC 52 clipboard write, a title change,
+a screen clear, a bidi override, are shown escaped) while a pipe still gets every byte;
+a pipe whose reader is gone ends a command quietly. Real subprocesses, on a
+pseudo-terminal or a pipe, a real loopback server."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from kznllm_py.history import HistoryStore, NewEntry, default_path, nvim_data_dir
 from kznllm_py.terminal import AnswerText
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.test_cli_llm_style import kznllm, on, run_in_pty
+from tests.test_cli_llm_style import env_for, kznllm, on, run_in_pty
 
 HOSTILE = [
     "ok\r",
@@ -50,3 +55,39 @@ def test_a_cr_held_at_a_delta_end_is_escaped_when_nothing_follows():
     assert screen.feed("") == ""
     assert screen.flush() == "\\r"
     assert screen.feed("b\r") + screen.feed("c") == "b\\rc"
+
+
+@pytest.mark.parametrize("args", [("presets",), ("history",), ("models", "--preset", "demo")])
+def test_a_reader_gone_before_the_output_ends_the_command_quietly(tmp_path: Path, args):
+    """`kznllm presets | head -1`: a reader that closed its end (here before the first
+    byte, so the race is decided) gets no traceback on stderr, as other tools cut short
+    by a pipe; the exit code says SIGPIPE (141), as a shell reports a killed tool."""
+    env = env_for(tmp_path)
+    if args[0] == "history":  # something to list
+        server_free_store(tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "kznllm_py.cli", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert res.stderr.decode() == ""
+    assert res.returncode == 141
+
+
+def server_free_store(tmp_path: Path) -> None:
+    store = HistoryStore(default_path(nvim_data_dir(env_for(tmp_path))))
+    try:
+        for i in range(50):
+            entry = store.start(NewEntry(mode="yap", query=f"question {i}"))
+            store.finish(entry, "ok")
+    finally:
+        store.close()
