@@ -298,7 +298,7 @@ local function hide_streaming(buf)
     end
   end
   require('kznllm.notify').notify(
-    ('kznllm: :sbuffer %d shows the answer; it streams on (:KznCancel there stops it)'):format(buf)
+    ('kznllm: :sb %d shows the hidden answer; :KznCancel there stops it'):format(buf)
   )
 end
 
