@@ -91,3 +91,25 @@ def server_free_store(tmp_path: Path) -> None:
             store.finish(entry, "ok")
     finally:
         store.close()
+
+
+def test_a_fill_from_the_demo_whose_reader_is_gone_prints_no_server_traceback(tmp_path: Path):
+    """`kznllm fill --preset demo ... | head -c 20`: the in-process demo server finds the
+    client gone at its next write; that is the end of its answer, not a traceback on
+    the user's terminal."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "kznllm_py.cli", "fill", "--preset", "demo", "a question"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+            env=env_for(tmp_path),
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert res.stderr.decode() == ""
+    assert res.returncode == 141
