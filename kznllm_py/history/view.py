@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from kznllm_py.conversation import prompt_from_json
-from kznllm_py.errors import ConfigError
+from kznllm_py.errors import ConfigError, printable
 from kznllm_py.history.records import STATUSES, Entry, EntrySummary, mode_name, shown_title
 from kznllm_py.pricing import dollars
 
@@ -244,7 +244,9 @@ def _context_lines(out: _Out, ctx: ContextInfo, compact: bool = False) -> None:
         if ctx.key_present is False:
             start = len(line.encode()) - len("MISSING")
             out.mark(n, start, len(line.encode()), "KznllmHistoryError")
-    buffer = ctx.buffer_path or "[No Name]"
+    # names from outside (a buffer's, a cloned project's files) with their control
+    # characters escaped: a line break in one is a line Neovim refuses to set
+    buffer = printable(ctx.buffer_path) or "[No Name]"
     n = out.add(f"  buffer  {buffer}" + (f" ({ctx.filetype})" if ctx.filetype else ""))
     out.mark(n, 0, 9, "KznllmHistoryLabel")
     kzn = ctx.kzn
@@ -253,19 +255,20 @@ def _context_lines(out: _Out, ctx: ContextInfo, compact: bool = False) -> None:
         out.mark(n, 0, 9, "KznllmHistoryLabel")
         return
     if kzn.error:
-        n = out.add(f"  .kzn    {kzn.directory}: {kzn.error}")
+        n = out.add(f"  .kzn    {printable(kzn.directory)}: {printable(kzn.error)}")
         out.mark(n, 0, 9, "KznllmHistoryLabel")
         return
     total = sum(t for _, t in kzn.files)
     n = out.add(
-        f"  .kzn    {kzn.directory}: {len(kzn.files)} file{'' if len(kzn.files) == 1 else 's'}, "
+        f"  .kzn    {printable(kzn.directory)}: "
+        f"{len(kzn.files)} file{'' if len(kzn.files) == 1 else 's'}, "
         f"~{total:,} of {kzn.budget:,} tokens"
     )
     out.mark(n, 0, 9, "KznllmHistoryLabel")
     for path, tokens in kzn.files:
-        out.add(f"          {path}  ~{tokens:,}")
+        out.add(f"          {printable(path)}  ~{tokens:,}")
     for path, reason in kzn.skipped:
-        out.add(f"          {path}  skipped: {reason}", "KznllmHistoryDim")
+        out.add(f"          {printable(path)}  skipped: {printable(reason)}", "KznllmHistoryDim")
 
 
 def render(
