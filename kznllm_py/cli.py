@@ -568,6 +568,8 @@ async def _fill(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     reader_gone = False
     last = ""  # the answer's last character so far
+    # at a terminal the answer's control characters are shown escaped (a pipe: bytes)
+    screen = terminal.AnswerText() if _a_terminal(out) else None
 
     def write(text: str) -> bool:
         """`text` to stdout; False when the reader went away (`kznllm fill ... | head`)."""
@@ -602,7 +604,8 @@ async def _fill(args: argparse.Namespace) -> int:
                         case Text(text):
                             if reader_gone:
                                 continue  # the held-back rest of a stopped answer
-                            if not write(text):
+                            shown = screen.feed(text) if screen else text
+                            if shown and not write(shown):
                                 events.stop()  # the answer ends, cancelled
                                 continue  # history keeps what reached stdout
                         case Retry(_, wait, why):
@@ -610,6 +613,8 @@ async def _fill(args: argparse.Namespace) -> int:
                     if rec is not None:
                         record(rec, event)
             outcome = events.outcome()
+        if screen and not reader_gone and (held := screen.flush()):
+            write(held)
         whole_lines = ctx.mode == "replace" and ctx.selection.endswith("\n")
         if (whole_lines or _a_terminal(out)) and not reader_gone and last not in ("", "\n"):
             # whole lines were replaced: they end with a line break, as in the buffer; at
@@ -704,25 +709,36 @@ def _with_command(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(_with_command(sys.argv[1:] if argv is None else argv))
     try:
-        if args.command == "fill":
-            return asyncio.run(_fill(args))
-        if args.command == "render":
-            return asyncio.run(_render(args))
-        if args.command == "presets":
-            return _presets(args)
-        if args.command == "models":
-            return asyncio.run(_models(args))
-        if args.command == "demo-server":
-            return asyncio.run(_demo_server(args))
-        if args.command == "history":
-            return cli_history.show(args, _err)
-        if args.command == "demo":
-            from kznllm_py import editor_demo as demo
-
-            return demo.main(check=args.check)
+        code = _command(args)
+        sys.stdout.flush()  # a reader gone away is found here, not in Python's exit
+        return code
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except BrokenPipeError:
+        # `kznllm models | head -1`: quiet, as other tools cut short by a pipe are
+        # (fill has its own, to record what reached the reader)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "fill":
+        return asyncio.run(_fill(args))
+    if args.command == "render":
+        return asyncio.run(_render(args))
+    if args.command == "presets":
+        return _presets(args)
+    if args.command == "models":
+        return asyncio.run(_models(args))
+    if args.command == "demo-server":
+        return asyncio.run(_demo_server(args))
+    if args.command == "history":
+        return cli_history.show(args, _err)
+    if args.command == "demo":
+        from kznllm_py import editor_demo as demo
+
+        return demo.main(check=args.check)
     return 2
 
 

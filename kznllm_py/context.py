@@ -5,7 +5,8 @@ Which `.kzn` folder (`discover_kzn`), like git's safe.directory rule: the neares
 or above the working directory, but never above the project root (the nearest folder
 holding `.git`, else the working directory itself; never above the home directory when
 the working directory is inside it); and only one owned by the user and not writable by
-every user (checked on the folder a symlink leads to). Another user's `/tmp/.kzn` is
+every user (checked on the folder a symlink leads to), and not a symlink to outside the
+folder holding it (a cloned `.kzn -> ../../.ssh`). Another user's `/tmp/.kzn` is
 skipped with a one-line reason; a folder named in the allow-list (`kzn_allow`, or "*")
 is used whoever owns it.
 
@@ -118,7 +119,7 @@ def discover_kzn(
     for folder in (here, *here.parents):
         candidate = folder / KZN_DIR_NAME
         if os.path.isdir(candidate):  # follows symlinks; never raises
-            why = _untrusted(candidate, me)
+            why = _untrusted(candidate, me) or _leads_out(candidate, folder)
             if why is None or _allowed(candidate, allowed):
                 return Discovery(candidate, tuple(ignored))
             ignored.append(
@@ -158,6 +159,18 @@ def _untrusted(folder: Path, uid: int) -> str | None:
     if st.st_mode & stat.S_IWOTH:
         return "every user can write to it"
     return None
+
+
+def _leads_out(candidate: Path, folder: Path) -> str | None:
+    """Why a `.kzn` that is a symlink out of the folder holding it does not count: git
+    clones symlinks as they are, and a repository's `.kzn -> ../../.ssh` leads to a
+    folder the user owns (the ownership rule passes) whose files would be sent."""
+    if not os.path.islink(candidate):
+        return None
+    real = os.path.realpath(candidate)
+    if _inside(real, (os.path.realpath(folder),)):
+        return None
+    return f"it is a symlink to outside the project ({real})"
 
 
 def _user_name(uid: int) -> str:

@@ -168,11 +168,14 @@ class DemoServer:
         parts = [_chunk(tok, model) for tok in tokens(answer_for(body))]
         parts.append(_chunk(None, model, "stop"))
         parts.append(b"data: [DONE]\n\n")
-        for part in parts:
-            await resp.write(part)
-            if delay:
-                await asyncio.sleep(delay)
-        await resp.write_eof()
+        try:
+            for part in parts:
+                await resp.write(part)
+                if delay:
+                    await asyncio.sleep(delay)
+            await resp.write_eof()
+        except ConnectionResetError:  # the client went away (cancel, Ctrl-C, `| head`)
+            pass  # the end of this answer, not a traceback on the user's terminal
         return resp
 
 

@@ -38,3 +38,24 @@ def json_text(dumped: str) -> str:
     """The output of json.dumps(..., ensure_ascii=False) with the characters JSON leaves
     raw and a terminal obeys written as `\\uXXXX` escapes: the same JSON value."""
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)
+
+
+class AnswerText:
+    """An answer streamed to a terminal, delta by delta: `text()`'s escaping (a model's or
+    a server's ESC, BEL, C1 or bidi override never reaches the terminal raw), with a CRLF
+    split across two deltas still one line break (a CR waits for the next delta)."""
+
+    def __init__(self) -> None:
+        self._cr = False
+
+    def feed(self, chunk: str) -> str:
+        if self._cr:
+            chunk, self._cr = "\r" + chunk, False
+        if chunk.endswith("\r"):
+            chunk, self._cr = chunk[:-1], True
+        return text(chunk.replace("\r\n", "\n"))
+
+    def flush(self) -> str:
+        """What is held back (a final lone CR, escaped)."""
+        held, self._cr = self._cr, False
+        return text("\r") if held else ""

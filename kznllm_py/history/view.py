@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from kznllm_py.conversation import prompt_from_json
-from kznllm_py.errors import ConfigError
+from kznllm_py.errors import ConfigError, printable
 from kznllm_py.history.records import STATUSES, Entry, EntrySummary, mode_name, shown_title
 from kznllm_py.pricing import dollars
 
@@ -225,7 +225,7 @@ def help_line(keys: Mapping[str, str], compact: bool = False) -> str:
     return "  ".join(f"{lhs} {short.get(n, n)}" for lhs, n in shown if lhs)
 
 
-def _context_lines(out: _Out, ctx: ContextInfo) -> None:
+def _context_lines(out: _Out, ctx: ContextInfo, compact: bool = False) -> None:
     out.add("Context", "KznllmHistoryTitle")
     if ctx.error:
         out.add(f"  preset  {ctx.error}", "KznllmHistoryError")
@@ -233,13 +233,20 @@ def _context_lines(out: _Out, ctx: ContextInfo) -> None:
         model = " ".join(p for p in (ctx.provider, ctx.model) if p)
         line = f"  preset  {ctx.preset_id} · {model}"
         if ctx.key_present is not None:
-            line += f" · key {ctx.key} " + ("set" if ctx.key_present else "MISSING")
+            key = f"{ctx.key} " + ("set" if ctx.key_present else "MISSING")
+            if compact:  # a row of its own: a narrow sidebar (no 'wrap') would cut it off
+                out.mark(out.add(line), 0, 9, "KznllmHistoryLabel")
+                line = f"  key     {key}"
+            else:
+                line += f" · key {key}"
         n = out.add(line)
         out.mark(n, 0, 9, "KznllmHistoryLabel")
         if ctx.key_present is False:
             start = len(line.encode()) - len("MISSING")
             out.mark(n, start, len(line.encode()), "KznllmHistoryError")
-    buffer = ctx.buffer_path or "[No Name]"
+    # names from outside (a buffer's, a cloned project's files) with their control
+    # characters escaped: a line break in one is a line Neovim refuses to set
+    buffer = printable(ctx.buffer_path) or "[No Name]"
     n = out.add(f"  buffer  {buffer}" + (f" ({ctx.filetype})" if ctx.filetype else ""))
     out.mark(n, 0, 9, "KznllmHistoryLabel")
     kzn = ctx.kzn
@@ -248,19 +255,20 @@ def _context_lines(out: _Out, ctx: ContextInfo) -> None:
         out.mark(n, 0, 9, "KznllmHistoryLabel")
         return
     if kzn.error:
-        n = out.add(f"  .kzn    {kzn.directory}: {kzn.error}")
+        n = out.add(f"  .kzn    {printable(kzn.directory)}: {printable(kzn.error)}")
         out.mark(n, 0, 9, "KznllmHistoryLabel")
         return
     total = sum(t for _, t in kzn.files)
     n = out.add(
-        f"  .kzn    {kzn.directory}: {len(kzn.files)} file{'' if len(kzn.files) == 1 else 's'}, "
+        f"  .kzn    {printable(kzn.directory)}: "
+        f"{len(kzn.files)} file{'' if len(kzn.files) == 1 else 's'}, "
         f"~{total:,} of {kzn.budget:,} tokens"
     )
     out.mark(n, 0, 9, "KznllmHistoryLabel")
     for path, tokens in kzn.files:
-        out.add(f"          {path}  ~{tokens:,}")
+        out.add(f"          {printable(path)}  ~{tokens:,}")
     for path, reason in kzn.skipped:
-        out.add(f"          {path}  skipped: {reason}", "KznllmHistoryDim")
+        out.add(f"          {printable(path)}  skipped: {printable(reason)}", "KznllmHistoryDim")
 
 
 def render(
@@ -294,9 +302,15 @@ def render(
                     out.add(f"  {lhs:<6} {parts[0]}", "KznllmHistoryDim")
                     for rest in parts[1:]:
                         out.add(f"  {'':<6} {rest}", "KznllmHistoryDim")
-            out.add("  :KznHistory clear   delete every entry (asks first)", "KznllmHistoryDim")
+            clear = ("  :KznHistory clear", "delete every entry (asks first)")
+            if compact:  # wrapped as the keys' lines are
+                out.add(clear[0], "KznllmHistoryDim")
+                for part in textwrap.wrap(clear[1], max(20, width - 10)):
+                    out.add(f"  {'':<6} {part}", "KznllmHistoryDim")
+            else:
+                out.add(f"{clear[0]}   {clear[1]}", "KznllmHistoryDim")
         out.add("")
-        _context_lines(out, context)
+        _context_lines(out, context, compact)
         out.add("")
         heading = f"History ({total:,} entr{'y' if total == 1 else 'ies'}"
         if spent_today:

@@ -90,6 +90,7 @@ end
 -- answer elsewhere ending: "done in 3.2s") goes to :KznLog only, not over it
 M.HOLD_MS = 4000
 local held_until = 0
+local warned_until = 0 -- a warning holds the echo area against routine lines only
 
 local function held()
   return vim.uv.now() < held_until
@@ -106,6 +107,12 @@ function M.notify(msg, level)
   end
   if level < levels.WARN and held() then
     return -- a refusal is on the screen; :KznLog has this one
+  end
+  if level >= levels.WARN then
+    -- a warning is not covered by the routine line that comes right after it (its
+    -- answer's "done in"): that one goes to :KznLog (what the user asks for still shows)
+    vim.uv.update_time()
+    warned_until = vim.uv.now() + M.HOLD_MS
   end
   if not builtin() then
     return vim.notify(msg, level, { title = 'kznllm' })
@@ -151,7 +158,7 @@ end
 --- with notify = 'all'.
 function M.routine(msg)
   remember(msg, levels.INFO)
-  if config.options.notify == 'all' and not held() then
+  if config.options.notify == 'all' and not held() and vim.uv.now() >= warned_until then
     local width = math.max(20, (vim.v.echospace or 80) - 1)
     api.nvim_echo({ { fit(msg, width) } }, true, {})
   end

@@ -284,14 +284,36 @@ end
 --- re-run): :KznFill there follows up (see job.entry). `split` opens it from the
 --- current window (default 'belowright split'; '' for the current window itself);
 --- with no room (E36), in that window.
+--- `q` in a scratch view whose answer still streams: its window goes (its tab, when it
+--- is the tab's only one), the buffer stays loaded so the answer keeps landing in it.
+local function hide_streaming(buf)
+  if #api.nvim_tabpage_list_wins(0) > 1 then
+    api.nvim_win_hide(0)
+  elseif #api.nvim_list_tabpages() > 1 then
+    vim.cmd('tabclose')
+  else
+    -- the only window: show another buffer in it (the alternate one, else an empty one)
+    if not pcall(vim.cmd, 'buffer #') or api.nvim_get_current_buf() == buf then
+      vim.cmd('enew')
+    end
+  end
+  require('kznllm.notify').notify(
+    ('kznllm: :sb %d shows the hidden answer; :KznCancel there stops it'):format(buf)
+  )
+end
+
 function M.scratch(name, split)
   local buf = api.nvim_create_buf(false, true)
   vim.bo[buf].bufhidden = 'hide'
   vim.bo[buf].filetype = 'markdown'
   pcall(api.nvim_buf_set_name, buf, name)
   vim.b[buf].kznllm_conversation = true
-  -- q closes it (not a macro), as in :help or the quickfix list
+  -- q closes it (not a macro), as in :help or the quickfix list; an answer still
+  -- streaming into it goes on, hidden, and one line says how to get it back
   vim.keymap.set('n', 'q', function()
+    if require('kznllm.job').streaming_in(buf) then
+      return hide_streaming(buf)
+    end
     if #api.nvim_tabpage_list_wins(0) > 1 then
       api.nvim_win_close(0, false)
     else

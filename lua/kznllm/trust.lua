@@ -30,7 +30,11 @@ function M.review(files, lines, where)
       trusted = trusted + 1
     end
   end
-  notify(('kznllm: %d of %d project template files trusted'):format(trusted, #files))
+  -- after vim.secure.read()'s question (a confirm() that scrolls the screen): said once
+  -- the screen is redrawn, so it asks for no ENTER
+  require('kznllm.notify').after_pick(
+    ('kznllm: %d of %d project template files trusted'):format(trusted, #files)
+  )
 end
 
 return M
