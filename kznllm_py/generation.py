@@ -473,13 +473,26 @@ class AnswerFilter:
     removed (the model was asked for raw code). Both hold back only what may still turn
     out to be a tag or a fence. What gets through waits in `held`, as events, in order."""
 
-    __slots__ = ("_fences", "_left", "_reasoning", "_think", "chars", "held", "over_cap")
+    __slots__ = (
+        "_fences",
+        "_keys",
+        "_keys_reasoning",
+        "_left",
+        "_reasoning",
+        "_think",
+        "chars",
+        "held",
+        "over_cap",
+    )
 
     def __init__(self, replace: bool, *, cap: int | None = None) -> None:
         self._left = cap  # bytes the cap still allows (None: no cap)
         self.over_cap = False
         self._think = ThinkSplitter()
         self._fences = FenceStripper() if replace else None
+        # a server that echoes the key back: never in the buffer, the view or history
+        self._keys = secrets.SecretStream()
+        self._keys_reasoning = secrets.SecretStream()
         self.held: deque[Text | Reasoning] = deque()
         self._reasoning: list[str] = []
         self.chars = 0
@@ -489,19 +502,28 @@ class AnswerFilter:
         return "".join(self._reasoning)
 
     def reasoning(self, text: str) -> None:
+        self._reason(self._keys_reasoning.push(text) if text else "")
+
+    def _reason(self, text: str) -> None:
         text = self._within_cap(text) if text else ""
         if text:
             self._reasoning.append(text)
             self.held.append(Reasoning(text))
 
     def push(self, text: str) -> None:
-        answer, thought = self._think.push(text)
-        self.reasoning(thought)
+        answer, thought = self._think.push(self._keys.push(text))
+        self._reason(thought)
         self._emit(answer)
 
     def finish(self) -> None:
+        self._reason(self._keys_reasoning.finish())
+        rest = self._keys.finish()
+        if rest:
+            answer, thought = self._think.push(rest)
+            self._reason(thought)
+            self._emit(answer)
         answer, thought = self._think.finish()
-        self.reasoning(thought)
+        self._reason(thought)
         self._emit(answer, final=True)
 
     def _emit(self, text: str, *, final: bool = False) -> None:

@@ -77,15 +77,54 @@ def redact_cut(text: str) -> str:
     also without a beginning of a secret at its end (gaps allowed, 4 characters or
     more): the rest of that secret was past the cut, where `redact` cannot see it."""
     text = redact(text)
+    start = _secret_start(text, shortest=4)
+    return text if start is None else text[:start] + REDACTED
+
+
+def _secret_start(text: str, *, shortest: int) -> int | None:
+    """Where the longest beginning of a secret (`shortest` characters of it or more,
+    gaps allowed) that ends `text` starts, or None."""
     window = text[-4096:]
     offset = len(text) - len(window)
     kept = [i for i, c in enumerate(window) if not _GAP.match(c)]
     chars = "".join(window[i] for i in kept)
+    longest = 0
     for secret in _ordered:
-        for k in range(min(len(secret) - 1, len(chars)), 3, -1):
+        for k in range(min(len(secret) - 1, len(chars)), max(shortest, longest + 1) - 1, -1):
             if chars.endswith(secret[:k]):
-                return text[: offset + kept[len(chars) - k]] + REDACTED
-    return text
+                longest = k
+                break
+    return offset + kept[len(chars) - longest] if longest else None
+
+
+class SecretStream:
+    """Redaction of a text that arrives in pieces (an answer a server streams: one that
+    echoes the key back must not show it, whole or split across two pieces): each piece
+    comes back redacted, less a trailing beginning of a secret, which waits for the next
+    piece (or `finish`) to tell. Nothing is held while no secret is known."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def push(self, text: str) -> str:
+        if not _ordered:
+            if self._held:
+                text, self._held = self._held + text, ""
+            return text
+        text = redact(self._held + text)
+        start = _secret_start(text, shortest=1)
+        if start is None:
+            self._held = ""
+            return text
+        self._held = text[start:]
+        return text[:start]
+
+    def finish(self) -> str:
+        """What is still held: a beginning of a secret that never went on, as it was."""
+        text, self._held = self._held, ""
+        return redact(text)
 
 
 def clip(text: str, limit: int) -> str:

@@ -51,7 +51,8 @@ def test_the_key_appears_nowhere_in_the_editor(tmp_path: Path):
         nvim.use_server(server.base_url, api_key=KEY_VAR)
         server.queue(
             Reply(chunks=openai_events(["y = 2"])),  # replace
-            Reply(chunks=openai_events(["debug answer"])),  # debug view
+            # the debug view's answer echoes the key, split across two events
+            Reply(chunks=openai_events(["debug answer ", CANARY[:9], CANARY[9:], " end"])),
             Reply(chunks=openai_events(["follow-up answer"])),  # follow-up there
             json_reply(
                 429, {"error": {"message": f"slow down {CANARY}"}}, headers={"Retry-After": "0"}
@@ -148,6 +149,10 @@ def test_the_key_appears_nowhere_in_cli_output(tmp_path: Path):
         server.queue(*echoing_replies())
         outputs = [cli(tmp_path, "fill", *custom, "q") for _ in range(3)]
         assert [o.returncode for o in outputs] == [1, 1, 1]
+        # an answer that echoes the key, split across events, in the text and reasoning
+        server.queue(Reply(chunks=openai_events(["key: ", CANARY[:5], CANARY[5:], "."])))
+        outputs.append(cli(tmp_path, "fill", *custom, "q"))
+        assert outputs[-1].returncode == 0 and outputs[-1].stdout == "key: <redacted>."
         assert "HTTP 401" in outputs[0].stderr and "<redacted>" in outputs[0].stderr
         outputs.append(cli(tmp_path, "render", *custom, "q"))
         outputs.append(cli(tmp_path, "render", *custom, "--json", "q"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kznllm_py import secrets
 from kznllm_py.errors import ConfigError
@@ -20,7 +22,7 @@ async def test_env_var_key_is_read_and_trimmed():
 
 
 async def test_missing_env_var_names_the_variable_and_the_preset():
-    with pytest.raises(ConfigError, match=r"preset 'p1'.*environment variable MY_KEY"):
+    with pytest.raises(ConfigError, match=r"^set MY_KEY for preset 'p1': its API key is missing"):
         await secrets.resolve("MY_KEY", preset_id="p1", env={})
 
 
@@ -129,3 +131,34 @@ def test_a_key_with_gaps_between_its_characters_is_redacted_and_a_cut_one_too() 
     assert secrets.redact(cut) == cut
     assert secrets.redact_cut(cut) == "page text <redacted>"
     assert secrets.redact_cut("page text sk-") == "page text sk-"  # under 4 characters
+
+
+STREAMED_KEY = "sk-streamed-5e1d0c7b9a"
+
+
+@settings(deadline=None)
+@given(
+    before=st.text(max_size=40),
+    after=st.text(max_size=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=120), max_size=8),
+)
+def test_a_key_a_server_streams_back_is_redacted_however_the_pieces_fall(
+    before: str, after: str, cuts: list[int]
+) -> None:
+    secrets.remember(STREAMED_KEY)
+    text = before + STREAMED_KEY + after
+    bounds = sorted({min(c, len(text)) for c in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *bounds], [*bounds, len(text)], strict=True)]
+    stream = secrets.SecretStream()
+    shown = [stream.push(p) for p in pieces]
+    shown.append(stream.finish())
+    assert not any(STREAMED_KEY in s for s in shown)
+    assert "".join(shown) == secrets.redact(text)
+    assert secrets.REDACTED in "".join(shown)
+
+
+def test_a_streamed_text_with_no_key_in_it_comes_through_as_it_is() -> None:
+    secrets.remember(STREAMED_KEY)
+    stream = secrets.SecretStream()
+    out = [stream.push(p) for p in ("def f():\n", "    return 's", "k-' + x\n")]
+    assert "".join(out) + stream.finish() == "def f():\n    return 'sk-' + x\n"
