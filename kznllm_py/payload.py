@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kznllm_py import context, generation, project_templates, prompts, sandbox, trust
+from kznllm_py import context, generation, options, project_templates, prompts, sandbox, trust
 from kznllm_py.client import Timeouts
 from kznllm_py.generation import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, template_set
 from kznllm_py.presets import Preset
@@ -37,11 +37,6 @@ class FillJob:
     notices: tuple[str, ...] = ()
 
 
-def _str(p: Mapping[str, Any], key: str) -> str:
-    v = p.get(key)
-    return v if isinstance(v, str) else ""
-
-
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
     """The fill request (what is new with each: the buffer's context, the query, the
     preset's id, the per-call flags) under the host's `settings`
@@ -54,18 +49,18 @@ def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
     retry = RetryPolicy(tries=settings.retries) if settings.retries else RetryPolicy()
     cap = settings.max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES
     cursor = p.get("cursor")
-    cwd = _str(p, "cwd")
+    cwd = options.text(p, "cwd")
     allow = list(settings.kzn_allow)
     found = context.discover_kzn(Path(cwd), allow=allow) if cwd else context.Discovery(None)
     kzn_dir = found.kzn_dir
     ctx = prompts.FillContext(
-        mode=_str(p, "mode") or "yap",
-        query=_str(p, "query"),
-        selection=_str(p, "selection"),
-        filetype=_str(p, "filetype"),
-        path=_str(p, "path"),
-        before=_str(p, "before"),
-        after=_str(p, "after"),
+        mode=options.text(p, "mode") or "yap",
+        query=options.text(p, "query"),
+        selection=options.text(p, "selection"),
+        filetype=options.text(p, "filetype"),
+        path=options.text(p, "path"),
+        before=options.text(p, "before"),
+        after=options.text(p, "after"),
         cursor=(int(cursor[0]), int(cursor[1]))
         if isinstance(cursor, list | tuple) and len(cursor) == 2
         else None,
