@@ -18,8 +18,9 @@ from pathlib import Path
 
 from kznllm_py import history, terminal
 from kznllm_py.errors import KznError
+from kznllm_py.fill import new_entry
 from kznllm_py.history import Entry, EntrySummary
-from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry
+from kznllm_py.history.recorder import HistoryRecorder, Recording
 from kznllm_py.history.records import mode_name, shown_title
 from kznllm_py.payload import FillJob
 from kznllm_py.pricing import dollars
