@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kznllm_py import context, options
+from kznllm_py import options
 from kznllm_py.errors import ConfigError, printable
 from kznllm_py.history.store import DEFAULT_MAX_ENTRIES
-from kznllm_py.presets import PRESETS_FILE, Preset, builtin_presets, merge_presets, pick
+from kznllm_py.prompt import context
+from kznllm_py.prompt.presets import PRESETS_FILE, Preset, builtin_presets, merge_presets, pick
 from kznllm_py.secrets import redact
 
 # the HTTP client and the generation are ~250 ms of imports a fill needs, not this: the
@@ -63,7 +64,7 @@ class Settings:
     models: Mapping[str, str] = field(default_factory=dict)
     data_dir: str = ""
     config_dir: str = ""
-    state_dir: str = ""  # stdpath('state'): Neovim's trust database (kznllm_py/trust.py)
+    state_dir: str = ""  # stdpath('state'): Neovim's trust database (kznllm_py/prompt/trust.py)
     log_dir: str = ""
     log_level: str = "info"
     # one line (where, field, reason) per option or preset left out

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from kznllm_py.fill import at_spot, placement
-from kznllm_py.prompts import FillContext
-from kznllm_py.request import Spot
+from kznllm_py.fill.request import Spot
+from kznllm_py.fill.turn import at_spot, placement
+from kznllm_py.prompt.prompts import FillContext
 
 
 @pytest.mark.parametrize(

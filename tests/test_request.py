@@ -1,12 +1,14 @@
-"""A fill's request, typed once at the edge (kznllm_py/request.py), and a fill's own
-logic over plain data (kznllm_py/fill.py): what it sends, records and writes first."""
+"""A fill's request, typed once at the edge (kznllm_py/fill/request.py), and a fill's own
+logic over plain data (kznllm_py/fill/turn.py): what it sends, records and writes first."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 
-from kznllm_py import fill, payload, request
+from kznllm_py.fill import job as payload
+from kznllm_py.fill import request
+from kznllm_py.fill import turn as fill
 from kznllm_py.settings import Settings
 from tests.test_sidebar import entry
 

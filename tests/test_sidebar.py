@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py import conversation
 from kznllm_py.errors import ConfigError, KznError
-from kznllm_py.history import Entry, EntrySummary, HistoryStore, NewEntry
+from kznllm_py.history import Entry, EntrySummary, HistoryStore, NewEntry, conversation
 from kznllm_py.history import view as sidebar
 from kznllm_py.history.ops import HistoryOps
 from kznllm_py.history.recorder import HistoryRecorder

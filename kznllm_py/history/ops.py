@@ -13,11 +13,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kznllm_py import context, history, options, secrets
+from kznllm_py import history, options, secrets
 from kznllm_py.errors import KznError
 from kznllm_py.history import HistoryStore
 from kznllm_py.history import view as sidebar
 from kznllm_py.history.recorder import HistoryRecorder
+from kznllm_py.prompt import context
 
 if TYPE_CHECKING:
     from kznllm_py.settings import Settings

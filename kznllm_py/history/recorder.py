@@ -10,7 +10,7 @@ meanwhile (it used to wait for the entry: two thread wake-ups on the keypress's 
 several ms on a busy machine). A failing store is reported once and then left alone:
 history never breaks a fill. The editor (plugin.py) and `kznllm fill` both record
 through this module: it records what it is given (a `NewEntry`, plain fields: the
-fill's module makes it), `record` takes a generation's events (kznllm_py/events.py)
+fill's module makes it), `record` takes a generation's events (kznllm_py/stream/events.py)
 into the entry, `request_json` is the request as kept.
 """
 
@@ -24,14 +24,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kznllm_py.conversation import prompt_to_json
 from kznllm_py.errors import KznError
-from kznllm_py.events import Done, GenEvent, PromptReady, Reasoning, RequestReady, Text
+from kznllm_py.history.conversation import prompt_to_json
 from kznllm_py.history.records import NewEntry
 from kznllm_py.history.store import DEFAULT_MAX_ENTRIES, HistoryStore
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.providers.jsonfast import dumps
 from kznllm_py.secrets import redact_url
+from kznllm_py.stream.events import Done, GenEvent, PromptReady, Reasoning, RequestReady, Text
 
 SAVE_EVERY_S = 0.5
 ENTRY_WAIT_S = 0.5

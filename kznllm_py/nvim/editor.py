@@ -9,10 +9,10 @@ from typing import Any
 
 import pynvim
 
-from kznllm_py.calls import script
-from kznllm_py.context import TokenTally
 from kznllm_py.messages import end_message
+from kznllm_py.nvim.calls import script
 from kznllm_py.pricing import figures
+from kznllm_py.prompt.context import TokenTally
 
 _WRITE = script("job.write")
 _FINISH = script("job.finish")

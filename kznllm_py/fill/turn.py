@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kznllm_py import conversation
-from kznllm_py.events import Outcome
+from kznllm_py.fill.job import FillJob
+from kznllm_py.fill.request import PLACEMENTS, FillRequest, Spot, placement
+from kznllm_py.history import conversation
 from kznllm_py.history.records import Entry, NewEntry
-from kznllm_py.payload import FillJob
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers.base import Prompt
-from kznllm_py.request import PLACEMENTS, FillRequest, Spot, placement
+from kznllm_py.stream.events import Outcome
 
 __all__ = [
     "PLACEMENTS",
@@ -75,7 +75,7 @@ def turn(req: FillRequest, job: FillJob, entry: Entry | None = None) -> Turn:
     caller reads it: `req.followup or req.rerun`), None for any other fill."""
     if req.send is not None:  # :KznSend: the debug view as edited
         head = f"\n\n## Answer ({job.preset.id}, to the edited request)\n\n"
-        from kznllm_py import debug_request
+        from kznllm_py.prompt import debug_request
 
         # history's entry says so, with the question as the view now asks it
         ctx = replace(job.ctx, mode="yap", query=debug_request.last_question(req.send))

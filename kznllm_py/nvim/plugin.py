@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import pynvim
 
-from kznllm_py import apply, calls, fences, history, logfile, request, secrets, settings
-from kznllm_py.coalesce import Coalescer, Pace
-from kznllm_py.editor import BufferSink
+from kznllm_py import apply, history, logfile, secrets, settings
 from kznllm_py.errors import KznError, printable
-from kznllm_py.events import Outcome, RequestReady, Retry, Text
+from kznllm_py.fill import request
+from kznllm_py.fill.request import FillRequest
 from kznllm_py.history.ops import HistoryOps
 from kznllm_py.history.recorder import (
     HistoryRecorder,
@@ -33,17 +32,24 @@ from kznllm_py.history.recorder import (
     record,
     request_json,
 )
-from kznllm_py.presets import pick
+from kznllm_py.nvim import calls
+from kznllm_py.nvim.editor import BufferSink
+from kznllm_py.prompt.presets import pick
 from kznllm_py.providers.base import HttpRequest
-from kznllm_py.request import FillRequest
 from kznllm_py.secrets import redact, redact_url
+from kznllm_py.stream import fences
+from kznllm_py.stream.coalesce import Coalescer, Pace
+from kznllm_py.stream.events import Outcome, RequestReady, Retry, Text
 
 if TYPE_CHECKING:
     import httpx
 
-    from kznllm_py import fill, models, payload, prompts, review, sandbox
-    from kznllm_py.debug_view import DebugView
-    from kznllm_py.generation import Generation
+    from kznllm_py import models, review
+    from kznllm_py.fill import job as payload
+    from kznllm_py.fill import turn as fill
+    from kznllm_py.fill.debug_view import DebugView
+    from kznllm_py.prompt import prompts, sandbox
+    from kznllm_py.stream.generation import Generation
 
 
 class _OnFirstUse:
@@ -60,16 +66,16 @@ class _OnFirstUse:
 
 
 FILL_MODULES = (
-    "kznllm_py.client",
-    "kznllm_py.conversation",
-    "kznllm_py.fill",
-    "kznllm_py.debug_view",
-    "kznllm_py.generation",
+    "kznllm_py.stream.client",
+    "kznllm_py.history.conversation",
+    "kznllm_py.fill.turn",
+    "kznllm_py.fill.debug_view",
+    "kznllm_py.stream.generation",
     "kznllm_py.models",
-    "kznllm_py.payload",
-    "kznllm_py.prompts",
+    "kznllm_py.fill.job",
+    "kznllm_py.prompt.prompts",
     "kznllm_py.review",
-    "kznllm_py.sandbox",
+    "kznllm_py.prompt.sandbox",
 )
 
 
@@ -82,12 +88,12 @@ def load_fill_modules() -> None:
 
 
 if not TYPE_CHECKING:
-    fill = _OnFirstUse("kznllm_py.fill")
+    fill = _OnFirstUse("kznllm_py.fill.turn")
     review = _OnFirstUse("kznllm_py.review")
     models = _OnFirstUse("kznllm_py.models")
-    payload = _OnFirstUse("kznllm_py.payload")
-    prompts = _OnFirstUse("kznllm_py.prompts")
-    sandbox = _OnFirstUse("kznllm_py.sandbox")
+    payload = _OnFirstUse("kznllm_py.fill.job")
+    prompts = _OnFirstUse("kznllm_py.prompt.prompts")
+    sandbox = _OnFirstUse("kznllm_py.prompt.sandbox")
 
 log = logfile.logger
 
@@ -155,7 +161,7 @@ class KznllmPlugin:
         host's first call), and a property would build the client (httpx, aiohttp:
         ~120 ms of imports) before that call is answered."""
         if self._client is None:
-            from kznllm_py.client import new_client
+            from kznllm_py.stream.client import new_client
 
             self._client = new_client()
         return self._client
@@ -267,7 +273,7 @@ class KznllmPlugin:
         prompts.render(prompts.FillContext(mode="yap", query=""))  # compile the templates
         # and the default preset's, as a fill renders them: its first render is then on
         # the loop too (generation._renders_inline), not a hop to a thread
-        from kznllm_py.generation import render_prompt
+        from kznllm_py.stream.generation import render_prompt
 
         s = self.settings
         dirs = prompts.search_path(user_config=Path(s.config_dir) if s.config_dir else None)
@@ -386,7 +392,7 @@ class KznllmPlugin:
         """`:KznTrust`: the project's template files the user has not trusted yet, for
         the editor to ask about through vim.secure.read()."""
         load_fill_modules()  # on the loop's thread, before a worker may import them
-        from kznllm_py import project_templates
+        from kznllm_py.prompt import project_templates
 
         try:
             job = payload.job_of(request.parse(p), self.settings)
@@ -514,7 +520,7 @@ class KznllmPlugin:
         try:
             try:
                 if req.send is not None:  # :KznSend: the preset the view names
-                    from kznllm_py.debug_request import preset_of
+                    from kznllm_py.prompt.debug_request import preset_of
 
                     req = replace(req, preset=preset_of(req.send, s.presets))
                 job = payload.job_of(req, s)
@@ -543,8 +549,8 @@ class KznllmPlugin:
                 job.preset.provider,
                 job.preset.model,
             )
-            from kznllm_py.debug_view import DebugView
-            from kznllm_py.generation import Generation
+            from kznllm_py.fill.debug_view import DebugView
+            from kznllm_py.stream.generation import Generation
 
             generation = Generation(
                 self.http(),

@@ -1,4 +1,4 @@
-"""A fill's job: its typed request (kznllm_py/request.py) under the host's settings,
+"""A fill's job: its typed request (kznllm_py/fill/request.py) under the host's settings,
 then the project's files and templates read into it (off the event loop)."""
 
 from __future__ import annotations
@@ -8,13 +8,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kznllm_py import context, generation, project_templates, prompts, request, sandbox, trust
-from kznllm_py.client import Timeouts
-from kznllm_py.generation import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, template_set
-from kznllm_py.presets import Preset
+from kznllm_py.fill import request
+from kznllm_py.fill.request import FillRequest
+from kznllm_py.prompt import context, project_templates, prompts, sandbox, trust
+from kznllm_py.prompt.presets import Preset
 from kznllm_py.providers.base import HttpRequest
-from kznllm_py.request import FillRequest
 from kznllm_py.settings import Settings
+from kznllm_py.stream import generation
+from kznllm_py.stream.client import Timeouts
+from kznllm_py.stream.generation import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, template_set
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class FillJob:
 
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
     """The job of a raw fill table (the CLI's and the tests' way in): `job_of` its
-    typed request (kznllm_py/request.py)."""
+    typed request (kznllm_py/fill/request.py)."""
     return job_of(request.parse(p), settings)
 
 
@@ -123,7 +125,7 @@ def with_project_files(job: FillJob) -> FillJob:
 def with_project_templates(job: FillJob) -> FillJob:
     """The project's templates first on the search path when every one of the preset's
     family (and `_shared/`) is a confined regular file the user trusted
-    (kznllm_py/project_templates.py); else the job says why, in one line. Reads files:
+    (kznllm_py/prompt/project_templates.py); else the job says why, in one line. Reads files:
     off the event loop."""
     if job.kzn_dir is None:
         return job
