@@ -82,3 +82,19 @@ def test_the_architecture_doc_names_only_paths_that_exist() -> None:
         if not (list(ROOT.glob(path)) if "*" in path else (ROOT / path).exists()):
             missing.append(path)
     assert missing == []
+
+
+def test_the_command_runs_as_its_folder_too() -> None:
+    """`python -m kznllm_py.cli` (the folder) is the `kznllm` command, as it was when
+    the CLI was one module."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "kznllm_py.cli", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.startswith("usage: kznllm ")
