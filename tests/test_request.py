@@ -95,3 +95,29 @@ def test_a_new_entry_holds_the_asked_fields_and_the_presets_model() -> None:
     new = fill.new_entry(job, mode="yap", parent_id=3)
     assert (new.query, new.path, new.filetype, new.parent_id) == ("q", "/p.py", "python", 3)
     assert (new.preset_id, new.model) == (job.preset.id, job.preset.model)
+
+
+def test_the_end_record_holds_what_the_editor_reads_at_a_fills_end() -> None:
+    from kznllm_py.stream.events import Outcome
+
+    usage = {"input_tokens": 3, "output_tokens": 4}
+    end = fill.FillEnd(
+        Outcome("ok", usage=usage, finish_reason="stop", text_chars=9),
+        preset="p",
+        writes=2,
+        pace_ms=16.66,
+        fold=[3, 5],
+        skipped_files=1,
+        notice="demo",
+    )
+    info = end.to_dict()
+    assert {k: info[k] for k in ("status", "chars", "usage", "finish_reason")} == {
+        "status": "ok",
+        "chars": 9,
+        "usage": usage,
+        "finish_reason": "stop",
+    }
+    assert (info["fold"], info["preset"], info["writes"], info["pace_ms"]) == ([3, 5], "p", 2, 16.7)
+    assert (info["skipped_files"], info["notice"]) == (1, "demo")
+    bare = fill.FillEnd(Outcome("cancelled"), preset="p", writes=0, pace_ms=0).to_dict()
+    assert not {"fold", "skipped_files", "notice"} & set(bare)
