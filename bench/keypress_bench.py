@@ -89,7 +89,9 @@ if _out:
             _mark(stage)
             return r
         setattr(mod, name, wrapped)
-    import kznllm_py.plugin as plugin, kznllm_py.payload as payload, kznllm_py.prompts as prompts
+    import kznllm_py.nvim.plugin as plugin
+    import kznllm_py.fill.job as payload
+    import kznllm_py.prompt.prompts as prompts
     orig_call = plugin.KznllmPlugin.host_call
     def host_call(self, args):
         if args and args[0] == "fill":
@@ -113,7 +115,7 @@ if _out:
     _after(prompts, "render", "rendered")
     _after(plugin, "_log_request", "built")
     try:
-        import kznllm_py.sandbox as sandbox
+        import kznllm_py.prompt.sandbox as sandbox
         orig_off = sandbox.run_off_loop
         async def run_off_loop(fn, *a, **kw):
             r = await orig_off(fn, *a, **kw)
@@ -122,11 +124,11 @@ if _out:
         sandbox.run_off_loop = run_off_loop
     except ImportError:
         pass
-    import kznllm_py.editor as editor, kznllm_py.sse as sse
+    import kznllm_py.nvim.editor as editor, kznllm_py.stream.sse as sse
     _after(editor.BufferSink, "write", "sink_write")
     _after(sse.SSEDecoder, "decode", "decoded")
     try:
-        import kznllm_py.transport as transport
+        import kznllm_py.stream.transport as transport
         cls = transport.StreamingTransport
         orig_send = cls.handle_async_request
         async def handle(self, request):

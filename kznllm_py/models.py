@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import httpx
 
-from kznllm_py import demo_server, secrets
-from kznllm_py.client import Timeouts, fetch_json
+from kznllm_py import secrets
 from kznllm_py.errors import ConfigError, StreamError
-from kznllm_py.presets import Preset
+from kznllm_py.prompt.presets import Preset
 from kznllm_py.providers import PROVIDERS, get_provider
 from kznllm_py.providers.base import HttpRequest, ModelListing
+from kznllm_py.stream import demo_server
+from kznllm_py.stream.client import Timeouts, fetch_json
 
 MAX_PAGES = 20  # a server that pages forever is not followed forever
 

@@ -14,16 +14,38 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kznllm_py import context
+from kznllm_py import options
 from kznllm_py.errors import ConfigError, printable
-from kznllm_py.history.ops import retention
-from kznllm_py.presets import PRESETS_FILE, Preset, builtin_presets, merge_presets, pick
+from kznllm_py.history.store import DEFAULT_MAX_ENTRIES
+from kznllm_py.prompt import context
+from kznllm_py.prompt.presets import PRESETS_FILE, Preset, builtin_presets, merge_presets, pick
 from kznllm_py.secrets import redact
 
 # the HTTP client and the generation are ~250 ms of imports a fill needs, not this: the
 # numbers are checked here and made into their types (Timeouts, RetryPolicy) by a fill
 TIMEOUTS = ("connect", "stall", "total", "reused", "first_token")
 NO_LIMIT = ("total", "first_token")  # these may be false: no limit
+
+
+def retention(value: Any) -> tuple[bool, int | None, float | None]:
+    """setup()'s `history`: true / false, or { enabled, max_entries, max_age_days }.
+    Returns (enabled, max entries, max age in days)."""
+    if value is None or isinstance(value, bool):
+        return value is not False, DEFAULT_MAX_ENTRIES, None
+    if not isinstance(value, Mapping):
+        raise ConfigError("history must be true, false or a table { enabled, max_entries, ... }")
+    enabled = value.get("enabled", True) is not False
+    max_entries = value.get("max_entries", DEFAULT_MAX_ENTRIES)
+    max_age = value.get("max_age_days")
+    if max_entries is not None and (
+        isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
+    ):
+        raise ConfigError("history.max_entries must be a whole number, 1 or more")
+    if max_age is not None and (
+        isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0
+    ):
+        raise ConfigError("history.max_age_days must be a positive number of days")
+    return enabled, max_entries, None if max_age is None else float(max_age)
 
 
 @dataclass(frozen=True)
@@ -42,7 +64,7 @@ class Settings:
     models: Mapping[str, str] = field(default_factory=dict)
     data_dir: str = ""
     config_dir: str = ""
-    state_dir: str = ""  # stdpath('state'): Neovim's trust database (kznllm_py/trust.py)
+    state_dir: str = ""  # stdpath('state'): Neovim's trust database (kznllm_py/prompt/trust.py)
     log_dir: str = ""
     log_level: str = "info"
     # one line (where, field, reason) per option or preset left out
@@ -68,15 +90,6 @@ class Settings:
         return replace(p, model=model, price=None)
 
 
-def _str(p: Mapping[str, Any], key: str) -> str:
-    v = p.get(key)
-    return v if isinstance(v, str) else ""
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
 def timeouts(value: Any) -> dict[str, float | None]:
     """setup()'s `timeouts`: { connect, stall, total (or false), reused, first_token (or
     false) } in seconds."""
@@ -84,7 +97,7 @@ def timeouts(value: Any) -> dict[str, float | None]:
         return {}
     given = value if isinstance(value, Mapping) else None
     if given is None or not all(
-        k in TIMEOUTS and ((_number(v) and v > 0) or (k in NO_LIMIT and v is False))
+        k in TIMEOUTS and ((options.is_number(v) and v > 0) or (k in NO_LIMIT and v is False))
         for k, v in given.items()
     ):
         raise ConfigError(
@@ -127,7 +140,7 @@ def from_config(p: Mapping[str, Any]) -> Settings:
             problems.append(f"setup({{ {name} }}): {exc}; the default is used")
             return default
 
-    config_dir = _str(p, "config_dir")
+    config_dir = options.text(p, "config_dir")
     merged = merge_presets(
         p.get("presets") or [], file=Path(config_dir) / PRESETS_FILE if config_dir else None
     )
@@ -140,11 +153,11 @@ def from_config(p: Mapping[str, Any]) -> Settings:
         history=option("history", retention, base.history),
         kzn_allow=tuple(option("kzn_allow", context.allow_list, [])),
         models=_models(p.get("models")),
-        data_dir=_str(p, "data_dir"),
+        data_dir=options.text(p, "data_dir"),
         config_dir=config_dir,
-        state_dir=_str(p, "state_dir"),
-        log_dir=_str(p, "log_dir"),
-        log_level=_str(p, "log_level") or "info",
+        state_dir=options.text(p, "state_dir"),
+        log_dir=options.text(p, "log_dir"),
+        log_level=options.text(p, "log_level") or "info",
         problems=tuple(problems),
         generation=p["generation"] if isinstance(p.get("generation"), int) else 0,
     )

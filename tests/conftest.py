@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kznllm_py.client import new_client
+from kznllm_py.stream.client import new_client
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer
 

@@ -12,8 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from kznllm_py.generation import DECODERS
 from kznllm_py.providers.base import Delta, Provider, ReasoningDelta, TextDelta
+from kznllm_py.stream.generation import DECODERS
 from tests.servers import anthropic_events, openai_events
 
 PROVIDERS = ("openai", "anthropic", "gemini", "ollama")

@@ -16,10 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from kznllm_py.client import Timeouts, new_client
 from kznllm_py.errors import ConfigError
-from kznllm_py.generation import Generation, Outcome, RetryPolicy
-from kznllm_py.presets import (
+from kznllm_py.prompt.presets import (
     Preset,
     builtin_presets,
     check_presets,
@@ -27,9 +25,11 @@ from kznllm_py.presets import (
     merge_presets,
     preset_from_dict,
 )
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import azure, get_provider
 from kznllm_py.providers.base import Message, Prompt
+from kznllm_py.stream.client import Timeouts, new_client
+from kznllm_py.stream.generation import Generation, Outcome, RetryPolicy
 from tests.servers import LoopbackServer, Reply, json_reply
 
 KEY_VAR = "KZN_TEST_AZURE_KEY"
@@ -485,7 +485,7 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def kznllm(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         capture_output=True,
         cwd=tmp_path,
         env=env,

@@ -132,7 +132,7 @@ def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.update({KEY_VAR: CANARY, "XDG_DATA_HOME": str(tmp_path / "data")})
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -161,7 +161,7 @@ def test_the_key_appears_nowhere_in_cli_output(tmp_path: Path):
         preset = json.dumps([{"id": "c", "provider": "openai", "model": "m", "api_key": KEY_VAR}])
         outputs.append(
             subprocess.run(
-                [sys.executable, "-m", "kznllm_py.cli", "presets", "--check", "-", "--json"],
+                [sys.executable, "-m", "kznllm_py.cli.main", "presets", "--check", "-", "--json"],
                 input=preset,
                 capture_output=True,
                 text=True,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py import demo_server
+from kznllm_py.stream import demo_server
 from tests import cli_env
 from tests.servers import (
     LoopbackServer,
@@ -48,7 +48,7 @@ def fill(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", "fill", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", "fill", *args],
         capture_output=True,
         cwd=tmp_path,
         env=clean_env(**{KEY_VAR: KEY}) if env is None else env,
@@ -256,7 +256,14 @@ def test_default_preset_without_keys_is_the_demo(tmp_path):
 def running_fill(server: LoopbackServer, tmp_path: Path) -> subprocess.Popen[bytes]:
     """`kznllm fill` against `server`, its stdout and stderr piped."""
     return subprocess.Popen(
-        [sys.executable, "-m", "kznllm_py.cli", "fill", *custom("openai", server.base_url), "q"],
+        [
+            sys.executable,
+            "-m",
+            "kznllm_py.cli.main",
+            "fill",
+            *custom("openai", server.base_url),
+            "q",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -324,7 +331,7 @@ def test_reader_gone_ends_quietly(server, tmp_path):
 
 def fill_piped(tmp_path: Path, stdin: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", "fill", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", "fill", *args],
         capture_output=True,
         cwd=tmp_path,
         env=clean_env(**{KEY_VAR: KEY}),

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from kznllm_py.cli.terminal import AnswerText
 from kznllm_py.history import HistoryStore, NewEntry, default_path, nvim_data_dir
-from kznllm_py.terminal import AnswerText
 from tests.servers import LoopbackServer, Reply, openai_events
 from tests.test_cli_llm_style import env_for, kznllm, on, run_in_pty
 

@@ -45,7 +45,7 @@ def fill_argv(base_url: str, *args: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "kznllm_py.cli",
+        "kznllm_py.cli.main",
         "fill",
         "--provider",
         "openai",
@@ -243,7 +243,7 @@ def test_a_request_refused_before_any_text_is_recorded_as_an_error(
     assert entry.response == "" and entry.finished_at is not None
     # and `kznllm history` lists it, as it lists the editor's entries
     listed = subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", "history", "--json"],
+        [sys.executable, "-m", "kznllm_py.cli.main", "history", "--json"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

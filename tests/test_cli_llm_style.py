@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py import demo_server
 from kznllm_py.history import HistoryStore, default_path, nvim_data_dir
+from kznllm_py.stream import demo_server
 from tests import cli_env
 from tests.servers import LoopbackServer, Reply, openai_events
 
@@ -40,7 +40,7 @@ def env_for(tmp_path: Path) -> dict[str, str]:
 
 def kznllm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -108,7 +108,7 @@ def run_in_pty(tmp_path: Path, *args: str) -> bytes:
     """What a terminal shows of `kznllm ARGS` (stdout and stderr on a pseudo-terminal)."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         stdin=subprocess.DEVNULL,
         stdout=follower,
         stderr=follower,

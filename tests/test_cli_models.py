@@ -25,7 +25,7 @@ KEY = "sk-models-test-0123456789"
 def kznllm(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = clean_env("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_BASE_URL", **{KEY_VAR: KEY})
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py import cli, prompts
-from kznllm_py.generation import prepare
-from kznllm_py.presets import builtin_presets, preset_from_dict
-from kznllm_py.prompts import FillContext
+from kznllm_py.cli import main as cli
+from kznllm_py.prompt import prompts
+from kznllm_py.prompt.presets import builtin_presets, preset_from_dict
+from kznllm_py.prompt.prompts import FillContext
+from kznllm_py.stream.generation import prepare
 from tests import cli_env
 from tests.servers import LoopbackServer
 from tests.trusting import allow
@@ -44,7 +45,7 @@ def kznllm(
     cwd: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         capture_output=True,
         text=True,
         encoding="utf-8",

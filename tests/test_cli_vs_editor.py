@@ -87,7 +87,7 @@ def cli_fill(provider: str, server: LoopbackServer, cwd: Path) -> bytes:
     base = base_url_for(provider, server.url)
     args = ["--provider", provider, "--model", "m", "--base-url", base, "--no-project", "q"]
     res = subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", "fill", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", "fill", *args],
         capture_output=True,
         cwd=cwd,
         env=cli_env(cwd),

@@ -1,4 +1,4 @@
-"""Real HTTP over loopback, through kznllm_py.generation: bytes on a socket to text.
+"""Real HTTP over loopback, through kznllm_py.stream.generation: bytes on a socket to text.
 
 Every test talks to a `LoopbackServer` (its own thread, ephemeral port) with the httpx
 client the plugin uses (`new_client()`), for both wire formats. They prove the text is
@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from kznllm_py import generation
-from kznllm_py.client import Timeouts, new_client
-from kznllm_py.events import Retry, Text
-from kznllm_py.generation import Generation, Outcome, RetryPolicy, prepare, stream_deltas
-from kznllm_py.presets import Preset, preset_from_dict
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.presets import Preset, preset_from_dict
+from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers.base import DoneDelta, TextDelta
+from kznllm_py.stream import generation
+from kznllm_py.stream.client import Timeouts, new_client
+from kznllm_py.stream.events import Retry, Text
+from kznllm_py.stream.generation import Generation, Outcome, RetryPolicy, prepare, stream_deltas
 from tests.servers import (
     LoopbackServer,
     Reply,

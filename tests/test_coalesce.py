@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from kznllm_py.coalesce import Coalescer, Pace
+from kznllm_py.stream.coalesce import Coalescer, Pace
 
 
 def test_cheap_writes_keep_the_floor_interval() -> None:

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from kznllm_py.client import new_client
 from kznllm_py.errors import ConfigError
-from kznllm_py.generation import Generation, RetryPolicy
-from kznllm_py.presets import merge_presets, preset_from_dict
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.presets import merge_presets, preset_from_dict
+from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import completions, openai
 from kznllm_py.providers.base import Prompt, TextDelta
-from kznllm_py.sse import Event
+from kznllm_py.stream.client import new_client
+from kznllm_py.stream.generation import Generation, RetryPolicy
+from kznllm_py.stream.sse import Event
 from tests.servers import LoopbackServer, Reply
 
 

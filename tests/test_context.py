@@ -13,15 +13,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kznllm_py import context
-from kznllm_py.context import (
+from kznllm_py.errors import ConfigError, KznError
+from kznllm_py.prompt import context
+from kznllm_py.prompt.context import (
     ContextFiles,
     budget_for,
     collect,
     estimate_tokens,
     find_kzn_dir,
 )
-from kznllm_py.errors import ConfigError, KznError
 
 BIG = 10**9  # a budget nothing in these tests reaches
 

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kznllm_py import debug_request
+from kznllm_py.prompt import debug_request
 
 PIECES = [
     "`",

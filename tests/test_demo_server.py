@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kznllm_py import demo_server
-from kznllm_py.client import Timeouts, new_client
-from kznllm_py.demo_server import DemoServer, answer_for, tokens
-from kznllm_py.generation import Generation, Outcome
-from kznllm_py.presets import DEMO_ID, merge_presets
-from kznllm_py.prompts import FillContext, render
+from kznllm_py.prompt.presets import DEMO_ID, merge_presets
+from kznllm_py.prompt.prompts import FillContext, render
 from kznllm_py.providers import openai
+from kznllm_py.stream import demo_server
+from kznllm_py.stream.client import Timeouts, new_client
+from kznllm_py.stream.demo_server import DemoServer, answer_for, tokens
+from kznllm_py.stream.generation import Generation, Outcome
 
 FAST = Timeouts(connect=5.0, stall=5.0)
 
@@ -219,7 +219,7 @@ def test_demo_server_command(tmp_path):
     """`kznllm demo-server --port 0` announces its URL and answers on it."""
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kznllm_py.cli", "demo-server", "--port", "0", "--rate", "0"],
+        [sys.executable, "-m", "kznllm_py.cli.main", "demo-server", "--port", "0", "--rate", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from kznllm_py import editor_demo
+from kznllm_py.nvim import demo as editor_demo
 from tests.nvim_child import Child, nvim_binary
 
 

@@ -34,7 +34,7 @@ def test_the_end_line_is_the_hosts_and_the_cli_says_the_same(
         [
             sys.executable,
             "-m",
-            "kznllm_py.cli",
+            "kznllm_py.cli.main",
             "fill",
             *args,
             "--api-key",

@@ -232,7 +232,7 @@ def test_readme_configuration_example_is_accepted_by_setup(nvim: Child):
     # problems): the same check, run here to its end
     presets = nvim.lua("return vim.json.encode(require('kznllm').config.presets)")
     check = subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", "presets", "--check", "-"],
+        [sys.executable, "-m", "kznllm_py.cli.main", "presets", "--check", "-"],
         input=presets,
         capture_output=True,
         text=True,

@@ -42,7 +42,7 @@ def test_a_review_rejected_as_a_whole_is_recorded_as_rejected(nvim: Child, serve
         [
             sys.executable,
             "-m",
-            "kznllm_py.cli",
+            "kznllm_py.cli.main",
             "history",
             "--db",
             f"{data}/kznllm/history.sqlite3",

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from kznllm_py.debug_request import parse
 from kznllm_py.errors import ConfigError
+from kznllm_py.prompt.debug_request import parse
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, anthropic_events, openai_events
 

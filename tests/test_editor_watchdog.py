@@ -26,7 +26,7 @@ import os
 _flag = os.environ.get("KZN_TEST_SPIN_FLAG")
 if _flag:
     try:
-        import kznllm_py.editor as _editor
+        import kznllm_py.nvim.editor as _editor
 
         _write = _editor.BufferSink.write
 

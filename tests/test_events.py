@@ -1,4 +1,4 @@
-"""A generation as an async iterator of typed events (kznllm_py/events.py), against real
+"""A generation as an async iterator of typed events (kznllm_py/stream/events.py), against real
 loopback servers: the sequence for each way a generation goes (ok, an error before the
 first token, an error mid-stream, a retry, a cancel, reasoning and usage), and the
 orderings its consumers rely on (history's entry exists before the request goes out,
@@ -13,9 +13,14 @@ from typing import Any
 
 import httpx
 
-from kznllm_py.client import Timeouts
 from kznllm_py.errors import KznError
-from kznllm_py.events import (
+from kznllm_py.history.recorder import HistoryRecorder, before_delivery, record
+from kznllm_py.history.records import NewEntry
+from kznllm_py.history.store import HistoryStore
+from kznllm_py.prompt.presets import Preset, preset_from_dict
+from kznllm_py.prompt.prompts import FillContext
+from kznllm_py.stream.client import Timeouts
+from kznllm_py.stream.events import (
     Done,
     Error,
     GenEvent,
@@ -26,12 +31,7 @@ from kznllm_py.events import (
     Text,
     Usage,
 )
-from kznllm_py.generation import Generation, RetryPolicy
-from kznllm_py.history.recorder import HistoryRecorder, before_delivery, record
-from kznllm_py.history.records import NewEntry
-from kznllm_py.history.store import HistoryStore
-from kznllm_py.presets import Preset, preset_from_dict
-from kznllm_py.prompts import FillContext
+from kznllm_py.stream.generation import Generation, RetryPolicy
 from tests.servers import LoopbackServer, Reply, json_reply, openai_events
 
 FAST = Timeouts(connect=5.0, stall=5.0)  # a broken test fails, it does not hang

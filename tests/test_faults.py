@@ -24,13 +24,14 @@ from typing import Any
 import httpx
 import pytest
 
-from kznllm_py import payload, secrets, settings
-from kznllm_py.client import Timeouts
+from kznllm_py import secrets, settings
 from kznllm_py.errors import ConfigError
-from kznllm_py.generation import DEFAULT_MAX_RESPONSE_BYTES, Generation, Outcome, RetryPolicy
+from kznllm_py.fill import job as payload
 from kznllm_py.history import Entry, HistoryStore
-from kznllm_py.presets import Preset, preset_from_dict
-from kznllm_py.prompts import FillContext, search_path
+from kznllm_py.prompt.presets import Preset, preset_from_dict
+from kznllm_py.prompt.prompts import FillContext, search_path
+from kznllm_py.stream.client import Timeouts
+from kznllm_py.stream.generation import DEFAULT_MAX_RESPONSE_BYTES, Generation, Outcome, RetryPolicy
 from tests.nvim_child import Child
 from tests.servers import (
     LoopbackServer,
@@ -284,7 +285,7 @@ def test_the_cap_comes_with_the_settings_and_is_validated_there():
 def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         capture_output=True,
         cwd=tmp,
         env=env,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kznllm_py.fences import FenceStripper
+from kznllm_py.stream.fences import FenceStripper
 
 
 def run(chunks: list[str]) -> str:
@@ -68,7 +68,7 @@ def test_any_chunking_gives_the_unsplit_result(body: str, fenced: bool, data) ->
 
 
 def test_a_chatty_answer_keeps_only_its_one_code_block():
-    from kznllm_py.fences import only_code
+    from kznllm_py.stream.fences import only_code
 
     chatty = "Sure! Here is the fix:\n\n```python\ndef f():\n    return 1\n```\n\nIt returns 1."
     assert only_code(chatty) == "def f():\n    return 1"
@@ -76,7 +76,7 @@ def test_a_chatty_answer_keeps_only_its_one_code_block():
 
 
 def test_answers_of_other_shapes_are_left_alone():
-    from kznllm_py.fences import only_code
+    from kznllm_py.stream.fences import only_code
 
     assert only_code("def f():\n    return 1") is None  # plain code
     assert only_code("```python\nx = 1\n```") is None  # only the block: no prose

@@ -39,9 +39,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kznllm_py.client import Timeouts
 from kznllm_py.errors import KznError, StreamError
-from kznllm_py.generation import DECODERS, stream_deltas
 from kznllm_py.providers import PROVIDERS, get_provider
 from kznllm_py.providers.base import (
     Delta,
@@ -52,6 +50,8 @@ from kznllm_py.providers.base import (
     TextDelta,
     UsageDelta,
 )
+from kznllm_py.stream.client import Timeouts
+from kznllm_py.stream.generation import DECODERS, stream_deltas
 from tests.fuzzing import BOM, Case, WireEvent, counts, joined, pieces
 
 # every registered provider (a new one brings its cases in its test file: tests/fuzzing.py)

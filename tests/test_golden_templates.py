@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py.prompts import ContextFile, FillContext, TemplateSet, families, render, render_raw
+from kznllm_py.prompt.prompts import (
+    ContextFile,
+    FillContext,
+    TemplateSet,
+    families,
+    render,
+    render_raw,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("KZN_UPDATE_GOLDEN") == "1"

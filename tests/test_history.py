@@ -651,7 +651,7 @@ def test_clear_leaves_no_text_behind(store: HistoryStore) -> None:
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", "history", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", "history", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

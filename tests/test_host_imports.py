@@ -14,12 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CHECK = """
 import inspect, json, sys
-import kznllm_py.plugin as plugin
+import kznllm_py.nvim.plugin as plugin
 before = set(sys.modules)
 obj = plugin.KznllmPlugin(None)
 # what pynvim's Host._discover_functions does with the instance at the first call
 inspect.getmembers(obj, lambda o: hasattr(o, "_nvim_rpc_method_name"))
-heavy = ("httpx", "aiohttp", "jinja2", "kznllm_py.generation", "kznllm_py.client")
+heavy = ("httpx", "aiohttp", "jinja2", "kznllm_py.stream.generation", "kznllm_py.stream.client")
 print(json.dumps({
     "at_import": sorted(m for m in heavy if m in before),
     "after_registration": sorted(m for m in heavy if m in sys.modules),

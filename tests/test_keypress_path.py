@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from kznllm_py import generation as gen_mod
-from kznllm_py import prompts, sandbox
-from kznllm_py.generation import prepare_with_prompt
 from kznllm_py.history.recorder import HistoryRecorder, before_delivery, record
 from kznllm_py.history.records import NewEntry
 from kznllm_py.history.store import HistoryStore
+from kznllm_py.prompt import prompts, sandbox
+from kznllm_py.stream import generation as gen_mod
+from kznllm_py.stream.generation import prepare_with_prompt
 from tests.servers import LoopbackServer, Reply, openai_events
 from tests.test_events import CTX, generation, preset
 

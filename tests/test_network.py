@@ -21,10 +21,10 @@ import brotli
 import pytest
 import trustme
 
-from kznllm_py.client import Timeouts, new_client
-from kznllm_py.generation import Generation
-from kznllm_py.presets import preset_from_dict
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.presets import preset_from_dict
+from kznllm_py.prompt.prompts import FillContext
+from kznllm_py.stream.client import Timeouts, new_client
+from kznllm_py.stream.generation import Generation
 from tests.servers import LoopbackServer, Reply, http_response, openai_events
 
 KEY_VAR = "KZN_TEST_NET_KEY"
@@ -51,7 +51,7 @@ def peak():
             open(os.environ["KZN_TEST_PEAK"], "w").write(line.split()[1])
 atexit.register(peak)
 sys.argv[0] = "kznllm"
-runpy.run_module("kznllm_py.cli", run_name="__main__")
+runpy.run_module("kznllm_py.cli.main", run_name="__main__")
 """
 
 
@@ -76,7 +76,7 @@ def fill_measured(
     return res.returncode, res.stderr.decode(), elapsed, int(peak.read_text()) / 1024
 
 
-CLI = [sys.executable, "-m", "kznllm_py.cli", "fill", "--provider", "openai", "--model", "m"]
+CLI = [sys.executable, "-m", "kznllm_py.cli.main", "fill", "--provider", "openai", "--model", "m"]
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
 
 
@@ -265,7 +265,8 @@ async def test_ssl_cert_file_trusts_a_private_ca(tls_server, ca, tmp_path, monke
 
 
 def test_the_timeouts_come_with_the_settings_and_are_validated_there():
-    from kznllm_py import payload, settings
+    from kznllm_py import settings
+    from kznllm_py.fill import job as payload
 
     base = {"id": 1, "mode": "yap", "query": "q"}
     assert payload.parse(base).timeouts == Timeouts()  # 10, 60, 600, 5, 120

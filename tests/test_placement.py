@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from kznllm_py.plugin import at_spot, placement
-from kznllm_py.prompts import FillContext
+from kznllm_py.fill.request import Spot
+from kznllm_py.fill.turn import at_spot, placement
+from kznllm_py.prompt.prompts import FillContext
 
 
 @pytest.mark.parametrize(
@@ -27,7 +28,7 @@ def test_the_host_resolves_auto_placement_by_the_presets_fim(asked, fim, where):
 
 # "def f():" / "    return s" / "x", the cursor on the "r" of return: split after it
 CTX = FillContext(mode="yap", query="q", before="def f():\n    r", after="eturn s\nx")
-SPOT = {"head": "    r", "rest": "eturn s", "blank": False}
+SPOT = Spot("    r", "eturn s", blank=False)
 
 
 @pytest.mark.parametrize(
@@ -47,13 +48,13 @@ def test_the_context_is_split_where_the_answer_goes(where, before, after):
 
 def test_on_a_blank_line_the_answer_goes_at_its_end_and_on_the_last_line_after_it():
     blank = FillContext(mode="yap", query="q", before="a\n ", after=" \nb")
-    ctx = at_spot(blank, "line", {"head": " ", "rest": " ", "blank": True})
+    ctx = at_spot(blank, "line", Spot(" ", " ", blank=True))
     assert (ctx.before, ctx.after) == ("a\n  ", "\nb")
     last = FillContext(mode="yap", query="q", before="a\nx", after="yz")
-    ctx = at_spot(last, "below", {"head": "x", "rest": "yz", "blank": False})
+    ctx = at_spot(last, "below", Spot("x", "yz", blank=False))
     assert (ctx.before, ctx.after) == ("a\nxyz\n", "")
 
 
 def test_a_context_that_does_not_hold_the_line_is_left_as_it_is():
-    assert at_spot(CTX, "below", {"head": "nope", "rest": "eturn s"}) is CTX
+    assert at_spot(CTX, "below", Spot("nope", "eturn s")) is CTX
     assert at_spot(CTX, "below", None) is CTX

@@ -10,10 +10,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from kznllm_py.client import Timeouts, new_client
 from kznllm_py.errors import ConfigError
-from kznllm_py.generation import Generation, prepare
-from kznllm_py.presets import (
+from kznllm_py.prompt.presets import (
     DEMO_ID,
     Preset,
     builtin_presets,
@@ -24,9 +22,11 @@ from kznllm_py.presets import (
     preset_from_dict,
     validate,
 )
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import anthropic, openai
 from kznllm_py.providers.base import Message, Prompt
+from kznllm_py.stream.client import Timeouts, new_client
+from kznllm_py.stream.generation import Generation, prepare
 from tests.servers import LoopbackServer, Reply, anthropic_events
 
 KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "DEEPSEEK_API_KEY", "GROQ_API_KEY")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py.presets import DEMO_ID, merge_presets, presets_file, read_presets_file
+from kznllm_py.prompt.presets import DEMO_ID, merge_presets, presets_file, read_presets_file
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
 from tests.test_cli import clean_env
@@ -126,7 +126,7 @@ def test_a_file_every_user_can_write_is_ignored_with_the_reason(tmp_path: Path) 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`kznllm ARGS` with the Neovim config dir under tmp_path (no proxy, no real keys)."""
     env = clean_env(XDG_CONFIG_HOME=str(tmp_path / "xdg"), NVIM_APPNAME="nvim")
-    argv = [sys.executable, "-m", "kznllm_py.cli", *args]
+    argv = [sys.executable, "-m", "kznllm_py.cli.main", *args]
     return subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
 
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from kznllm_py import pricing
-from kznllm_py.client import Timeouts
-from kznllm_py.generation import Generation, RetryPolicy
 from kznllm_py.history import HistoryStore, NewEntry
 from kznllm_py.messages import end_message
-from kznllm_py.presets import builtin_presets, merge_presets, preset_from_dict, preset_price
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.presets import builtin_presets, merge_presets, preset_from_dict, preset_price
+from kznllm_py.prompt.prompts import FillContext
+from kznllm_py.stream.client import Timeouts
+from kznllm_py.stream.generation import Generation, RetryPolicy
 from tests.cli_env import clean_env
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply
@@ -214,7 +214,7 @@ price = {{ input = 2.0, cached_input = 0.5, output = 8.0 }}
 def run_cli(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
     env = clean_env(XDG_CONFIG_HOME=str(home / "cfg"), XDG_DATA_HOME=str(home / "data"))
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py import payload, prompts, sandbox, trust
 from kznllm_py.errors import ConfigError
-from kznllm_py.presets import preset_from_dict
-from kznllm_py.project_templates import MAX_TEMPLATE_BYTES, decide, review
-from kznllm_py.prompts import FillContext, TemplateSet
+from kznllm_py.fill import job as payload
+from kznllm_py.prompt import prompts, sandbox, trust
+from kznllm_py.prompt.presets import preset_from_dict
+from kznllm_py.prompt.project_templates import MAX_TEMPLATE_BYTES, decide, review
+from kznllm_py.prompt.prompts import FillContext, TemplateSet
 from tests.trusting import allow
 
 SECRET = "id_rsa-PRIVATE-KEY-canary-5521"

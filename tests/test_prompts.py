@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kznllm_py import prompts
 from kznllm_py.errors import ConfigError
-from kznllm_py.generation import prepare, template_set
-from kznllm_py.presets import Preset, preset_from_dict
-from kznllm_py.prompts import CONTEXT_CAP, ContextFile, FillContext, TemplateSet, families
+from kznllm_py.prompt import prompts
+from kznllm_py.prompt.presets import Preset, preset_from_dict
+from kznllm_py.prompt.prompts import CONTEXT_CAP, ContextFile, FillContext, TemplateSet, families
+from kznllm_py.stream.generation import prepare, template_set
 
 BUILTIN = prompts.builtin_root()
 

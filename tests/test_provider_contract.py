@@ -12,12 +12,12 @@ from urllib.parse import urlparse
 import pytest
 
 from kznllm_py.errors import StreamError
-from kznllm_py.generation import DECODERS
-from kznllm_py.presets import preset_from_dict
-from kznllm_py.prompts import families
+from kznllm_py.prompt.presets import preset_from_dict
+from kznllm_py.prompt.prompts import families
 from kznllm_py.providers import PROVIDERS
 from kznllm_py.providers.base import Message, Param, Prompt, Provider
 from kznllm_py.providers.jsonfast import dumps
+from kznllm_py.stream.generation import DECODERS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = Prompt("sys", (Message("user", "hi"),), raw="raw prompt")
@@ -123,6 +123,8 @@ def _provider_names_in(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("module", ["presets.py", "generation.py", "prompts.py", "payload.py"])
+@pytest.mark.parametrize(
+    "module", ["prompt/presets.py", "stream/generation.py", "prompt/prompts.py", "fill/job.py"]
+)
 def test_the_core_names_no_provider(module: str) -> None:
     assert _provider_names_in(ROOT / "kznllm_py" / module) == []

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from kznllm_py.client import Timeouts, new_client
-from kznllm_py.generation import Generation
-from kznllm_py.presets import builtin_presets, preset_from_dict
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.presets import builtin_presets, preset_from_dict
+from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import gemini, openai
 from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta
-from kznllm_py.sse import SSEDecoder
+from kznllm_py.stream.client import Timeouts, new_client
+from kznllm_py.stream.generation import Generation
+from kznllm_py.stream.sse import SSEDecoder
 from tests.servers import LoopbackServer, Reply, anthropic_events
 
 pytestmark = pytest.mark.usefixtures("no_proxy")

@@ -18,7 +18,7 @@ from kznllm_py.providers.base import (
     TextDelta,
     UsageDelta,
 )
-from kznllm_py.sse import Event, SSEDecoder
+from kznllm_py.stream.sse import Event, SSEDecoder
 from tests.fuzzing import chunkings
 from tests.streams import run, text_of
 

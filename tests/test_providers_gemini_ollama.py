@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kznllm_py.errors import ConfigError, ProviderError, StreamError
-from kznllm_py.ndjson import NDJSONDecoder
-from kznllm_py.presets import preset_from_dict
+from kznllm_py.prompt.presets import preset_from_dict
 from kznllm_py.providers import PROVIDERS, anthropic, gemini, get_provider, ollama, openai
 from kznllm_py.providers.base import (
     DoneDelta,
@@ -22,7 +21,8 @@ from kznllm_py.providers.base import (
     TextDelta,
     UsageDelta,
 )
-from kznllm_py.sse import Event
+from kznllm_py.stream.ndjson import NDJSONDecoder
+from kznllm_py.stream.sse import Event
 from tests.fuzzing import chunkings
 from tests.streams import reasoning_of, run, text_of
 

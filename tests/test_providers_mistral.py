@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from kznllm_py.client import Timeouts
-from kznllm_py.generation import Generation, RetryPolicy
-from kznllm_py.presets import merge_presets, preset_from_dict
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.presets import merge_presets, preset_from_dict
+from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import PROVIDERS, mistral
 from kznllm_py.providers.base import Message, Prompt, ReasoningDelta, TextDelta, UsageDelta
-from kznllm_py.sse import Event
+from kznllm_py.stream.client import Timeouts
+from kznllm_py.stream.generation import Generation, RetryPolicy
+from kznllm_py.stream.sse import Event
 from tests.fuzzing import Case, WireEvent, counts, joined, pieces
 from tests.servers import LoopbackServer, Reply, json_reply
 

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import strategies as st
 
 from kznllm_py.errors import ProviderError
-from kznllm_py.presets import builtin_presets, merge_presets
+from kznllm_py.prompt.presets import builtin_presets, merge_presets
 from kznllm_py.providers import PROVIDERS, responses
 from kznllm_py.providers.base import (
     DoneDelta,
@@ -125,7 +125,7 @@ def deltas_of(rec: Recorded) -> tuple[list[Any], Exception | None]:
 def test_recorded_streams_give_their_text_reasoning_usage_and_end(rec: Recorded) -> None:
     dec_chunks = fixed_chunks(rec.wire(), 1)
     parser = responses.PROVIDER.new_parser()
-    from kznllm_py.sse import SSEDecoder
+    from kznllm_py.stream.sse import SSEDecoder
 
     dec, out, error = SSEDecoder(), [], None
     try:
@@ -214,7 +214,15 @@ def editor(tmp_path_factory: pytest.TempPathFactory, loopback: LoopbackServer) -
 def cli_fill(server: LoopbackServer, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     args = ["--provider", "responses", "--model", "gpt-5-mini", "--no-project", "q"]
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", "fill", *args, "--base-url", server.url + "/v1"],
+        [
+            sys.executable,
+            "-m",
+            "kznllm_py.cli.main",
+            "fill",
+            *args,
+            "--base-url",
+            server.url + "/v1",
+        ],
         capture_output=True,
         cwd=cwd,
         env=clean_env(XDG_CONFIG_HOME=str(cwd / "xdg-config")),

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import trustme
 
-from kznllm_py.client import Timeouts, new_client
-from kznllm_py.generation import Generation
-from kznllm_py.presets import preset_from_dict
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.presets import preset_from_dict
+from kznllm_py.prompt.prompts import FillContext
+from kznllm_py.stream.client import Timeouts, new_client
+from kznllm_py.stream.generation import Generation
 from tests.servers import LoopbackServer, Reply, free_port_refusing, openai_events
 
 PROVIDER_HOST = "127.0.0.2"  # loopback, but not one of the never-proxied names
@@ -182,7 +182,7 @@ def test_the_proxy_env_is_read_by_the_cli_too(proxy, tmp_path):
         before = len(proxy.access_lines())
         res = subprocess.run(
             [
-                *(sys.executable, "-m", "kznllm_py.cli", "fill", "--provider", "openai"),
+                *(sys.executable, "-m", "kznllm_py.cli.main", "fill", "--provider", "openai"),
                 *("--model", "m", "--base-url", s.base_url, "--api-key", "KZN_TEST_PROXY_KEY"),
                 "q",
             ],

@@ -29,10 +29,10 @@ from typing import Any
 import httpx
 import pytest
 
-from kznllm_py.client import Timeouts
-from kznllm_py.generation import Generation, Outcome, RetryPolicy
-from kznllm_py.presets import Preset, preset_from_dict
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.presets import Preset, preset_from_dict
+from kznllm_py.prompt.prompts import FillContext
+from kznllm_py.stream.client import Timeouts
+from kznllm_py.stream.generation import Generation, Outcome, RetryPolicy
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
 from tests.streams import CONTENT_TYPES, PROVIDERS, base_url_for, provider_events

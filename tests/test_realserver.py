@@ -25,10 +25,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kznllm_py.client import Timeouts, new_client
-from kznllm_py.generation import Generation, prepare
-from kznllm_py.presets import Preset, preset_from_dict
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.presets import Preset, preset_from_dict
+from kznllm_py.prompt.prompts import FillContext
+from kznllm_py.stream.client import Timeouts, new_client
+from kznllm_py.stream.generation import Generation, prepare
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("no_proxy")]
 
@@ -191,7 +191,7 @@ def test_models_lists_the_servers_model(llama, tmp_path):
         [
             sys.executable,
             "-m",
-            "kznllm_py.cli",
+            "kznllm_py.cli.main",
             "models",
             "--provider",
             "openai",

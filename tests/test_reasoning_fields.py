@@ -95,7 +95,7 @@ def editor(tmp_path_factory: pytest.TempPathFactory, loopback: LoopbackServer) -
 
 def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         capture_output=True,
         cwd=cwd,
         env=clean_env(XDG_CONFIG_HOME=str(cwd / "cfg"), XDG_DATA_HOME=str(cwd / "data")),

@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 
 from kznllm_py.errors import ConfigError
-from kznllm_py.presets import builtin_presets, merge_presets, preset_from_dict, request_params
+from kznllm_py.prompt.presets import (
+    builtin_presets,
+    merge_presets,
+    preset_from_dict,
+    request_params,
+)
 from kznllm_py.settings import Settings
 from tests.cli_env import clean_env
 from tests.servers import LoopbackServer, Reply, openai_events
@@ -129,7 +134,7 @@ def test_a_model_picked_later_that_cannot_do_the_level_is_an_error_at_the_fill()
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py import prompts, sandbox
 from kznllm_py.errors import ConfigError
-from kznllm_py.prompts import FillContext, TemplateSet
+from kznllm_py.prompt import prompts, sandbox
+from kznllm_py.prompt.prompts import FillContext, TemplateSet
 
 BIG_QUERY = "q" * 1_000_000
 

@@ -22,7 +22,7 @@ def kznllm(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     env["XDG_DATA_HOME"] = str(cwd / ".data")
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         capture_output=True,
         cwd=cwd,
         env=env,

@@ -407,7 +407,7 @@ def test_control_characters_from_a_server_are_escaped_in_messages_and_history(
 def test_the_files_cost_in_the_sent_prompt_fits_the_budget_wrappers_included(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    from kznllm_py.context import estimate_tokens
+    from kznllm_py.prompt.context import estimate_tokens
 
     project = tmp_path / "proj"
     (project / ".git").mkdir(parents=True)

@@ -28,7 +28,7 @@ C1_CSI = "\x9b2J"  # a screen clear through the 8-bit CSI
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", *args],
+        [sys.executable, "-m", "kznllm_py.cli.main", *args],
         env=env or clean_env(),
         capture_output=True,
         stdin=subprocess.DEVNULL,
@@ -129,7 +129,7 @@ def test_history_lists_and_shows_from_a_read_only_folder(tmp_path: Path) -> None
     env = clean_env(XDG_DATA_HOME=str(tmp_path / "data"), NVIM_APPNAME="nvim")
     db = default_path(nvim_data_dir(env))
     entry = _hostile_db(db)
-    cli = [sys.executable, "-m", "kznllm_py.cli", "history"]
+    cli = [sys.executable, "-m", "kznllm_py.cli.main", "history"]
     proof = _read_only(db.parent, "sh", "-c", f'touch "{db.parent}/x"', env=env)
     assert proof.returncode != 0 and b"Read-only file system" in proof.stderr
     listed = _read_only(db.parent, *cli, env=env)
@@ -150,7 +150,7 @@ def test_a_fill_with_a_read_only_history_streams_and_says_so_once(
     db = default_path(nvim_data_dir(env))
     _hostile_db(db)
     server.queue(Reply(chunks=openai_events(["hello ", "there"])))
-    argv = [sys.executable, "-m", "kznllm_py.cli", "fill", "--provider", "openai"]
+    argv = [sys.executable, "-m", "kznllm_py.cli.main", "fill", "--provider", "openai"]
     argv += ["--model", "m", "--base-url", server.base_url + "/v1", "--api-key", "KZN_RO_KEY"]
     out = _read_only(db.parent, *argv, "hi", env=env)
     assert out.returncode == 0, out.stderr
@@ -192,7 +192,7 @@ def test_render_prints_a_projects_escape_sequences_escaped(tmp_path: Path) -> No
 
     def render(*extra: str) -> bytes:
         out = subprocess.run(
-            [sys.executable, "-m", "kznllm_py.cli", *argv[:-1], *extra, argv[-1]],
+            [sys.executable, "-m", "kznllm_py.cli.main", *argv[:-1], *extra, argv[-1]],
             cwd=tmp_path,
             env=clean_env(XDG_STATE_HOME=str(tmp_path / "state")),
             capture_output=True,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py.client import ERROR_BODY_CAP
 from kznllm_py.history import HistoryStore, default_path, nvim_data_dir
+from kznllm_py.stream.client import ERROR_BODY_CAP
 from tests.cli_env import clean_env
 from tests.servers import LoopbackServer, Reply
 
@@ -50,7 +50,7 @@ SPLIT_PAGES = {
 
 
 def _fill(base_url: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    argv = [sys.executable, "-m", "kznllm_py.cli", "fill", "--provider", "openai"]
+    argv = [sys.executable, "-m", "kznllm_py.cli.main", "fill", "--provider", "openai"]
     argv += ["--model", "m", "--base-url", base_url + "/v1", "--api-key", KEY_VAR, "--retries", "1"]
     return subprocess.run(
         [*argv, "hi"], cwd=cwd, env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=60
@@ -87,7 +87,7 @@ def test_a_models_list_that_echoes_the_key_shows_it_nowhere(
     server.queue(Reply(headers=ctype, chunks=[odd.encode()]))
     server.queue(Reply(headers=ctype, chunks=[names.encode()]))
     env = clean_env(**{KEY_VAR: KEY})
-    argv = [sys.executable, "-m", "kznllm_py.cli", "models", "--provider", "openai"]
+    argv = [sys.executable, "-m", "kznllm_py.cli.main", "models", "--provider", "openai"]
     argv += ["--base-url", server.base_url + "/v1", "--api-key", KEY_VAR]
     first = subprocess.run(argv, env=env, capture_output=True, timeout=60)
     assert first.returncode == 1 and b"unexpected models list" in first.stderr

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kznllm_py import payload, settings
-from kznllm_py.client import Timeouts
+from kznllm_py import settings
+from kznllm_py.fill import job as payload
+from kznllm_py.stream.client import Timeouts
 
 
 def preset(pid: str, **extra: object) -> dict[str, object]:

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py import conversation
 from kznllm_py.errors import ConfigError, KznError
-from kznllm_py.history import Entry, EntrySummary, HistoryStore, NewEntry
+from kznllm_py.history import Entry, EntrySummary, HistoryStore, NewEntry, conversation
 from kznllm_py.history import view as sidebar
-from kznllm_py.history.ops import HistoryOps, retention
+from kznllm_py.history.ops import HistoryOps
 from kznllm_py.history.recorder import HistoryRecorder
 from kznllm_py.providers.base import Message, Prompt
-from kznllm_py.settings import Settings
+from kznllm_py.settings import Settings, retention
 
 NOW = 1_763_900_000.0
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kznllm_py.errors import StreamError
-from kznllm_py.ndjson import NDJSONDecoder
-from kznllm_py.sse import MAX_LINE, Event, SSEDecoder
+from kznllm_py.stream.ndjson import NDJSONDecoder
+from kznllm_py.stream.sse import MAX_LINE, Event, SSEDecoder
 
 BOM = "\ufeff".encode()
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py.client import Timeouts, new_client
-from kznllm_py.generation import Generation
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.prompts import FillContext
+from kznllm_py.stream.client import Timeouts, new_client
+from kznllm_py.stream.generation import Generation
 from tests.servers import LoopbackServer, Reply, openai_events
 from tests.test_network import CLI, cli_env, preset
 

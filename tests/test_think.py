@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kznllm_py.think import ThinkSplitter
+from kznllm_py.stream.think import ThinkSplitter
 
 
 def run(chunks: list[str]) -> tuple[str, str]:

@@ -11,9 +11,9 @@ import time
 import httpx
 import pytest
 
-from kznllm_py import transport
-from kznllm_py.client import new_client
-from kznllm_py.transport import HeadTimeout, keep_alive_timeout
+from kznllm_py.stream import transport
+from kznllm_py.stream.client import new_client
+from kznllm_py.stream.transport import HeadTimeout, keep_alive_timeout
 from tests.servers import LoopbackServer, Reply, http_response
 
 pytestmark = pytest.mark.usefixtures("no_proxy")

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from kznllm_py.generation import render_prompt
-from kznllm_py.presets import Preset, builtin_presets, request_params
-from kznllm_py.prompts import FillContext
+from kznllm_py.prompt.presets import Preset, builtin_presets, request_params
+from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import PROVIDERS
 from kznllm_py.providers.base import HttpRequest, Message, Param, Prompt, Provider
 from kznllm_py.providers.jsonfast import dumps
+from kznllm_py.stream.generation import render_prompt
 
 GOLDEN = Path(__file__).parent / "golden" / "wire"
 UPDATE = os.environ.get("KZN_UPDATE_GOLDEN") == "1"

@@ -1,5 +1,5 @@
 # The part of Google's brotli module (optional, untyped: it ships no stubs or py.typed)
-# that kznllm_py.decoding uses.
+# that kznllm_py.stream.decoding uses.
 
 class error(Exception): ...
 

@@ -13,47 +13,25 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kznllm_py import context, history, secrets
-from kznllm_py.errors import ConfigError, KznError
+from kznllm_py import history, options, secrets
+from kznllm_py.errors import KznError
 from kznllm_py.history import HistoryStore
 from kznllm_py.history import view as sidebar
 from kznllm_py.history.recorder import HistoryRecorder
+from kznllm_py.prompt import context
 
 if TYPE_CHECKING:
     from kznllm_py.settings import Settings
-
-
-def retention(value: Any) -> tuple[bool, int | None, float | None]:
-    """setup()'s `history`: true / false, or { enabled, max_entries, max_age_days }.
-    Returns (enabled, max entries, max age in days)."""
-    if value is None or isinstance(value, bool):
-        return value is not False, history.DEFAULT_MAX_ENTRIES, None
-    if not isinstance(value, Mapping):
-        raise ConfigError("history must be true, false or a table { enabled, max_entries, ... }")
-    enabled = value.get("enabled", True) is not False
-    max_entries = value.get("max_entries", history.DEFAULT_MAX_ENTRIES)
-    max_age = value.get("max_age_days")
-    if max_entries is not None and (
-        isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
-    ):
-        raise ConfigError("history.max_entries must be a whole number, 1 or more")
-    if max_age is not None and (
-        isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0
-    ):
-        raise ConfigError("history.max_age_days must be a positive number of days")
-    return enabled, max_entries, None if max_age is None else float(max_age)
-
-
-def _str(p: Mapping[str, Any], key: str) -> str:
-    v = p.get(key)
-    return v if isinstance(v, str) else ""
 
 
 def context_info(p: Mapping[str, Any], settings: Settings) -> sidebar.ContextInfo:
     """The sidebar's context section: the preset the next request would use (and
     whether its key is there), the current buffer, the `.kzn` files it would send.
     Reads files: call it off the event loop."""
-    info: dict[str, Any] = {"buffer_path": _str(p, "path"), "filetype": _str(p, "filetype")}
+    info: dict[str, Any] = {
+        "buffer_path": options.text(p, "path"),
+        "filetype": options.text(p, "filetype"),
+    }
     try:
         chosen = p.get("preset")
         preset = settings.preset(chosen if isinstance(chosen, str) else None)
@@ -66,7 +44,7 @@ def context_info(p: Mapping[str, Any], settings: Settings) -> sidebar.ContextInf
         key=secrets.describe(preset.api_key),
         key_present=secrets.present(preset.api_key),
     )
-    cwd = _str(p, "cwd")
+    cwd = options.text(p, "cwd")
     allow = list(settings.kzn_allow)
     kzn_dir = context.find_kzn_dir(Path(cwd), allow=allow) if cwd else None
     if kzn_dir is not None:
@@ -108,7 +86,7 @@ class HistoryOps:
 
     async def view(self, p: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
         """A page of the sidebar; the first page (offset 0) with the context section."""
-        flt = sidebar.parse_filter(_str(p, "filter"))
+        flt = sidebar.parse_filter(options.text(p, "filter"))
         offset = max(0, int(p.get("offset") or 0))
         first = offset == 0
 
@@ -147,7 +125,7 @@ class HistoryOps:
         """One entry for `action`: 'open' (the conversation view), 'yank' or 'put'
         (the response)."""
         entry_id = int(p.get("id") or 0)
-        action = _str(p, "action") or "open"
+        action = options.text(p, "action") or "open"
         if action == "open":
             chain = await self.recorder.read(lambda s: s.chain(entry_id))
             if not chain:

@@ -9,9 +9,9 @@ for its entry to exist before it is delivered (`before_delivery`, at most
 meanwhile (it used to wait for the entry: two thread wake-ups on the keypress's path,
 several ms on a busy machine). A failing store is reported once and then left alone:
 history never breaks a fill. The editor (plugin.py) and `kznllm fill` both record
-through this module: `new_entry` is what a fill's entry starts with, `record` takes a
-generation's events (kznllm_py/events.py) into the entry, `request_json` is the request
-as kept.
+through this module: it records what it is given (a `NewEntry`, plain fields: the
+fill's module makes it), `record` takes a generation's events (kznllm_py/stream/events.py)
+into the entry, `request_json` is the request as kept.
 """
 
 from __future__ import annotations
@@ -22,19 +22,16 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from kznllm_py.conversation import prompt_to_json
 from kznllm_py.errors import KznError
-from kznllm_py.events import Done, GenEvent, PromptReady, Reasoning, RequestReady, Text
+from kznllm_py.history.conversation import prompt_to_json
 from kznllm_py.history.records import NewEntry
 from kznllm_py.history.store import DEFAULT_MAX_ENTRIES, HistoryStore
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.providers.jsonfast import dumps
 from kznllm_py.secrets import redact_url
-
-if TYPE_CHECKING:
-    from kznllm_py.payload import FillJob
+from kznllm_py.stream.events import Done, GenEvent, PromptReady, Reasoning, RequestReady, Text
 
 SAVE_EVERY_S = 0.5
 ENTRY_WAIT_S = 0.5
@@ -45,22 +42,6 @@ ENTRY_WAIT_S = 0.5
 # buffer, bench/keypress_bench.py)
 AFTER_SEND_S = 0.05
 T = TypeVar("T")
-
-
-def new_entry(job: FillJob, *, mode: str, parent_id: int | None = None) -> NewEntry:
-    """What a fill's entry starts with: the ask, where it was made, the preset's model."""
-    ctx = job.ctx
-    return NewEntry(
-        mode=mode,
-        query=ctx.query,
-        preset_id=job.preset.id,
-        provider=job.preset.provider,
-        model=job.preset.model,
-        path=ctx.path,
-        filetype=ctx.filetype,
-        selection=ctx.selection,
-        parent_id=parent_id,
-    )
 
 
 def request_json(request: HttpRequest) -> str:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kznllm_py.conversation import prompt_from_json
 from kznllm_py.errors import ConfigError, printable
+from kznllm_py.history.conversation import prompt_from_json
 from kznllm_py.history.records import STATUSES, Entry, EntrySummary, mode_name, shown_title
 from kznllm_py.pricing import dollars
 

@@ -12,7 +12,7 @@ from kznllm_py.errors import StreamError, did_you_mean
 from kznllm_py.providers.jsonfast import loads_event
 from kznllm_py.providers.reasoning import Rule
 from kznllm_py.secrets import clip
-from kznllm_py.sse import Event
+from kznllm_py.stream.sse import Event
 
 
 @dataclass(slots=True, frozen=True)

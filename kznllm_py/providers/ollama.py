@@ -15,7 +15,7 @@ from kznllm_py.errors import ProviderError
 from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta
 from kznllm_py.secrets import clip
-from kznllm_py.sse import Event
+from kznllm_py.stream.sse import Event
 
 NAME = "ollama"
 

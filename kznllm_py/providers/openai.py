@@ -11,7 +11,7 @@ from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import ReasoningDelta, TextDelta, UsageDelta, as_count, as_text
 from kznllm_py.providers.jsonfast import loads_event
 from kznllm_py.secrets import clip
-from kznllm_py.sse import Event
+from kznllm_py.stream.sse import Event
 
 NAME = "openai"
 

@@ -31,7 +31,7 @@ from kznllm_py.providers.base import (
     as_count,
     as_text,
 )
-from kznllm_py.sse import Event
+from kznllm_py.stream.sse import Event
 
 NAME = "responses"
 

@@ -25,7 +25,7 @@ end
 
 local function cli(python, args, stdin)
   local host = require('kznllm.host')
-  local code = ('import sys; sys.path.insert(0, %q); from kznllm_py.cli import main; '):format(
+  local code = ('import sys; sys.path.insert(0, %q); from kznllm_py.cli.main import main; '):format(
     host.root
   ) .. ('sys.exit(main(%s))'):format(vim.json.encode(args))
   local res = vim.system({ python, '-c', code }, { text = true, stdin = stdin }):wait(10000)

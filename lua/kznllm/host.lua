@@ -132,8 +132,9 @@ function M.check_presets(presets)
     return
   end
   local generation = config.generation
-  local code = ('import sys; sys.path.insert(0, %q); from kznllm_py.cli import main; '):format(root)
-    .. "sys.exit(main(['presets', '--check', '-', '--json']))"
+  local code = ('import sys; sys.path.insert(0, %q); from kznllm_py.cli.main import main; '):format(
+    root
+  ) .. "sys.exit(main(['presets', '--check', '-', '--json']))"
   local ok = pcall(
     vim.system,
     { python, '-c', code },
@@ -171,7 +172,7 @@ function M.ensure()
     -- after the loop (Neovim gone): running fills end as cancelled, history is flushed
     'import sys; sys.path = [p for p in sys.path if p != ""]; import pynvim\n'
       .. 'try:\n    pynvim.start_host()\nfinally:\n'
-      .. '    p = sys.modules.get("kznllm_py.plugin")\n    p and p.shutdown()',
+      .. '    p = sys.modules.get("kznllm_py.nvim.plugin")\n    p and p.shutdown()',
     M.plugin_path,
   }
   local chan = vim.fn.jobstart(argv, {

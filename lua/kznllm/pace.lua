@@ -1,5 +1,5 @@
 -- What writes cost the editor, told to the host, which paces its writes by it
--- (kznllm_py/coalesce.py Pace): Neovim's own CPU time between two writes of a job,
+-- (kznllm_py/stream/coalesce.py Pace): Neovim's own CPU time between two writes of a job,
 -- which holds the write, its on_bytes listeners (treesitter, LSP change tracking) and
 -- the redraw and reparse it caused. Cheap: one getrusage() per write.
 local M = {}

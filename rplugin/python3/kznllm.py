@@ -15,4 +15,4 @@ if _root not in sys.path:
     sys.path.insert(0, _root)
 
 with contextlib.suppress(ImportError):  # see the docstring
-    from kznllm_py.plugin import KznllmPlugin  # noqa: F401  (discovered by the host)
+    from kznllm_py.nvim.plugin import KznllmPlugin  # noqa: F401  (discovered by the host)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from kznllm_py.sse import Event, TextLines, complete_lines
+from kznllm_py.stream.sse import Event, TextLines, complete_lines
 
 _BLANK_RUNS = re.compile("\n{2,}")
 

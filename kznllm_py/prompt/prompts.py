@@ -3,12 +3,12 @@
 Templates are found on a search path, first hit wins: the project's
 `.kzn/templates/<family>/`, the user's `stdpath('config')/kznllm/templates/<family>/`,
 then the built-in `templates/<family>/`. Every family has `system.jinja` and
-`user.jinja` (the debug view is no template: kznllm_py/debug_request.py);
+`user.jinja` (the debug view is no template: kznllm_py/prompt/debug_request.py);
 completion-style families (qwen, llama) also have `prompt.jinja`
 (one raw prompt) and qwen a fill-in-the-middle `fim.jinja`.
 
 All templates render in Jinja2's immutable sandbox (project templates are untrusted),
-with a time and size budget (kznllm_py/sandbox.py), with trim_blocks and lstrip_blocks;
+with a time and size budget (kznllm_py/prompt/sandbox.py), with trim_blocks and lstrip_blocks;
 a missing variable is falsy, never an error. A template error is one message: template
 path, line, what is wrong.
 
@@ -29,9 +29,10 @@ from typing import Any
 
 import jinja2
 
-from kznllm_py import debug_request, project_templates, sandbox, secrets
-from kznllm_py.context import estimate_tokens
+from kznllm_py import secrets
 from kznllm_py.errors import ConfigError
+from kznllm_py.prompt import debug_request, project_templates, sandbox
+from kznllm_py.prompt.context import estimate_tokens
 from kznllm_py.providers.base import HttpRequest, Message, Prompt
 
 MODES = ("replace", "yap")
@@ -71,7 +72,7 @@ class TemplateSet:
 
 
 def builtin_root() -> Path:
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the package (kznllm_py/)
     for candidate in (here.parent / "templates", here / "templates"):
         if (candidate / "_shared").is_dir():
             return candidate
@@ -86,7 +87,7 @@ def families(root: Path | None = None) -> tuple[str, ...]:
 
 
 # project template folders (real paths) in a search path: read confined, and judged
-# against the trust database given (None: the caller decided, kznllm_py/payload.py)
+# against the trust database given (None: the caller decided, kznllm_py/fill/job.py)
 _PROJECT: dict[Path, Path | None] = {}
 
 
@@ -245,7 +246,7 @@ def render_debug(
 ) -> str:
     """The debug view's text: the exact request as it goes on the wire (system and
     messages in the provider's own shape), key headers redacted, what context went in.
-    The layout is the plugin's own (kznllm_py/debug_request.py), no template."""
+    The layout is the plugin's own (kznllm_py/prompt/debug_request.py), no template."""
     body = request.body
     texts = [_content_text(m.get("content")) for m in body.get("messages") or []]
     system = body.get("system")

@@ -9,15 +9,16 @@ from typing import Any
 
 import pynvim
 
-from kznllm_py.context import TokenTally
 from kznllm_py.messages import end_message
+from kznllm_py.nvim.calls import script
 from kznllm_py.pricing import figures
+from kznllm_py.prompt.context import TokenTally
 
-_WRITE = "require('kznllm.job').write(...)"
-_FINISH = "require('kznllm.job').finish(...)"
-_NOTE = "require('kznllm.job').note(...)"
-_REWRITE = "require('kznllm.job').rewrite(...)"
-_SPENT = "require('kznllm.actions').spent(...)"
+_WRITE = script("job.write")
+_FINISH = script("job.finish")
+_NOTE = script("job.note")
+_REWRITE = script("job.rewrite")
+_SPENT = script("actions.spent")
 
 
 class BufferSink:

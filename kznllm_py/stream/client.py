@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from kznllm_py import decoding, secrets
+from kznllm_py import secrets
 from kznllm_py.errors import (
     KznError,
     LimitError,
@@ -31,7 +31,8 @@ from kznllm_py.errors import (
 )
 from kznllm_py.providers.base import HttpRequest, Provider
 from kznllm_py.providers.jsonfast import dumps, loads_body
-from kznllm_py.transport import REUSED_HEAD, BodyCut, HeadTimeout, StreamingTransport
+from kznllm_py.stream import decoding
+from kznllm_py.stream.transport import REUSED_HEAD, BodyCut, HeadTimeout, StreamingTransport
 
 ERROR_BODY_CAP = 64 * 1024
 JSON_CAP = 16 * 1024 * 1024  # a JSON answer that is no stream (a models list)

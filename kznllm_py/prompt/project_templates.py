@@ -7,9 +7,9 @@ A cloned repository writes its `.kzn` folder, so its templates are read as hosti
   following a final link (O_NOFOLLOW), must be a regular file (no FIFO, device or procfs
   link), and is refused when larger than `MAX_TEMPLATE_BYTES`, from its size before a
   byte is read (a 1 GiB sparse file costs nothing); reading it counts in the render's
-  budget (kznllm_py/sandbox.py), and compiling it is bounded by that size;
+  budget (kznllm_py/prompt/sandbox.py), and compiling it is bounded by that size;
 * trusted: the family's folder (and `_shared/`) is used only when every file in it is
-  trusted with Neovim's trust database (kznllm_py/trust.py; `:KznTrust`); until then the
+  trusted with Neovim's trust database (kznllm_py/prompt/trust.py; `:KznTrust`); until then the
   user's or the built-in templates are used and `decide()` says so in one line. The
   loader judges the bytes it compiles again, so a file changed after the check, or one
   pulled in from another folder, is refused, never sent.
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import jinja2
 
-from kznllm_py import sandbox, trust
 from kznllm_py.errors import printable, size_text
+from kznllm_py.prompt import sandbox, trust
 
 MAX_TEMPLATE_BYTES = 64 * 1024  # compiling one (uninterruptible at its end) stays well under 1 s
 MAX_FILES = 64  # files looked at in a family's folder (and _shared/) when deciding

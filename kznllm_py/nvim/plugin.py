@@ -13,37 +13,43 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pynvim
 
-from kznllm_py import apply, fences, history, logfile, secrets, settings
-from kznllm_py.coalesce import Coalescer, Pace
-from kznllm_py.editor import BufferSink
+from kznllm_py import apply, history, logfile, secrets, settings
 from kznllm_py.errors import KznError, printable
-from kznllm_py.events import Outcome, RequestReady, Retry, Text
+from kznllm_py.fill import request
+from kznllm_py.fill.request import FillRequest
 from kznllm_py.history.ops import HistoryOps
 from kznllm_py.history.recorder import (
     HistoryRecorder,
     Recording,
     before_delivery,
-    new_entry,
     record,
     request_json,
 )
-from kznllm_py.presets import pick
-from kznllm_py.providers.base import HttpRequest, Prompt
+from kznllm_py.nvim import calls
+from kznllm_py.nvim.editor import BufferSink
+from kznllm_py.prompt.presets import pick
+from kznllm_py.providers.base import HttpRequest
 from kznllm_py.secrets import redact, redact_url
+from kznllm_py.stream import fences
+from kznllm_py.stream.coalesce import Coalescer, Pace
+from kznllm_py.stream.events import Outcome, RequestReady, Retry, Text
 
 if TYPE_CHECKING:
     import httpx
 
-    from kznllm_py import conversation, models, payload, prompts, sandbox
-    from kznllm_py.debug_view import DebugView
-    from kznllm_py.generation import Generation
+    from kznllm_py import models
+    from kznllm_py.fill import job as payload
+    from kznllm_py.fill import turn as fill
+    from kznllm_py.fill.debug_view import DebugView
+    from kznllm_py.prompt import prompts, sandbox
+    from kznllm_py.stream.generation import Generation
 
 
 class _OnFirstUse:
@@ -60,14 +66,15 @@ class _OnFirstUse:
 
 
 FILL_MODULES = (
-    "kznllm_py.client",
-    "kznllm_py.conversation",
-    "kznllm_py.debug_view",
-    "kznllm_py.generation",
+    "kznllm_py.stream.client",
+    "kznllm_py.history.conversation",
+    "kznllm_py.fill.turn",
+    "kznllm_py.fill.debug_view",
+    "kznllm_py.stream.generation",
     "kznllm_py.models",
-    "kznllm_py.payload",
-    "kznllm_py.prompts",
-    "kznllm_py.sandbox",
+    "kznllm_py.fill.job",
+    "kznllm_py.prompt.prompts",
+    "kznllm_py.prompt.sandbox",
 )
 
 
@@ -80,11 +87,11 @@ def load_fill_modules() -> None:
 
 
 if not TYPE_CHECKING:
-    conversation = _OnFirstUse("kznllm_py.conversation")
+    fill = _OnFirstUse("kznllm_py.fill.turn")
     models = _OnFirstUse("kznllm_py.models")
-    payload = _OnFirstUse("kznllm_py.payload")
-    prompts = _OnFirstUse("kznllm_py.prompts")
-    sandbox = _OnFirstUse("kznllm_py.sandbox")
+    payload = _OnFirstUse("kznllm_py.fill.job")
+    prompts = _OnFirstUse("kznllm_py.prompt.prompts")
+    sandbox = _OnFirstUse("kznllm_py.prompt.sandbox")
 
 log = logfile.logger
 
@@ -114,6 +121,7 @@ def shutdown(timeout: float = 1.0) -> None:
 class KznllmPlugin:
     def __init__(self, nvim: pynvim.Nvim) -> None:
         self.nvim = nvim
+        self.editor = calls.Editor(nvim)  # every call into the editor (lua/kznllm/calls.lua)
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = None
         self._recorder: HistoryRecorder | None = None
@@ -151,7 +159,7 @@ class KznllmPlugin:
         host's first call), and a property would build the client (httpx, aiohttp:
         ~120 ms of imports) before that call is answered."""
         if self._client is None:
-            from kznllm_py.client import new_client
+            from kznllm_py.stream.client import new_client
 
             self._client = new_client()
         return self._client
@@ -161,34 +169,31 @@ class KznllmPlugin:
     @pynvim.function("KznllmHostCall", sync=False)
     def host_call(self, args: list[Any]) -> None:
         op, data = [*args, {}][:2] if args else ("", {})
+        handler = CALLS.get(op) or (_history if op.startswith("history_") else None)
+        if handler is None:
+            return  # an editor newer than this host: nothing to do
         try:
-            if op == "configure":
-                self._configure(data)
-            elif op == "fill":
-                self._start_fill(data)
-            elif op == "pace":
-                self._pace(int(data.get("id", 0)), float(data.get("cpu", -1.0)))
-            elif op == "cancel":
-                self._cancel(int(data.get("id", 0)))
-            elif op == "request":
-                self._lua("host", "reply", data.get("seq"), self.answer(data["op"], data["data"]))
-            elif op == "ping":  # the editor's watchdog: a host that answers is not wedged
-                self._lua("host", "pong")
-            elif op == "log":  # the editor's own debug lines (a job's transitions)
-                log.debug("editor: %s", redact(str(data.get("text", ""))))
-            elif op == "warmup":
-                self._warmup()
-            elif op.startswith("history_"):
-                self._spawn(self._history_call(op, data))
-            elif op in ("apply", "apply_locate"):
-                self._spawn(self._apply(op, data))
-            elif op == "models":
-                self._spawn(self._models(data))
-            elif op == "trust":
-                self._spawn(self._trust(data))
+            handler(self, op, data if isinstance(data, dict) else {})
         except Exception as exc:  # never a traceback in the user's face
             log.exception("%s failed", op)
             self._report(f"kznllm: {redact(str(exc))}")
+
+    # the handlers of the editor's calls (CALLS, below the class): (plugin, op, data)
+
+    def _on_pace(self, op: str, data: dict[str, Any]) -> None:
+        self._pace(int(data.get("id", 0)), float(data.get("cpu", -1.0)))
+
+    def _on_cancel(self, op: str, data: dict[str, Any]) -> None:
+        self._cancel(int(data.get("id", 0)))
+
+    def _on_request(self, op: str, data: dict[str, Any]) -> None:
+        self.editor.reply(data.get("seq"), self.answer(data["op"], data["data"]))
+
+    def _on_ping(self, op: str, data: dict[str, Any]) -> None:
+        self.editor.pong()  # the editor's watchdog: a host that answers is not wedged
+
+    def _on_log(self, op: str, data: dict[str, Any]) -> None:
+        log.debug("editor: %s", redact(str(data.get("text", ""))))  # a job's transitions
 
     def _spawn(self, coro: Any) -> None:
         task = self.nvim.loop.create_task(coro)
@@ -212,7 +217,7 @@ class KznllmPlugin:
             "presets": {
                 pid: {
                     "model": p.model,
-                    "auto": placement("auto", p.fim),
+                    "auto": request.placement("auto", p.fim),
                     # the env var of a key this host lacks: the editor refuses at the
                     # keypress, before the query is typed (a cmd: key is never run there)
                     "missing_key": p.api_key if secrets.present(p.api_key) is False else None,
@@ -221,7 +226,7 @@ class KznllmPlugin:
             },
             "default": new.preset(None).id,
         }
-        self._lua("host", "configured", reply)
+        self.editor.configured(reply)
 
     def answer(self, op: str, data: dict[str, Any]) -> Any:
         """What a `request` call asks (no I/O); the editor waits for it with a deadline,
@@ -266,7 +271,7 @@ class KznllmPlugin:
         prompts.render(prompts.FillContext(mode="yap", query=""))  # compile the templates
         # and the default preset's, as a fill renders them: its first render is then on
         # the loop too (generation._renders_inline), not a hop to a thread
-        from kznllm_py.generation import render_prompt
+        from kznllm_py.stream.generation import render_prompt
 
         s = self.settings
         dirs = prompts.search_path(user_config=Path(s.config_dir) if s.config_dir else None)
@@ -305,30 +310,35 @@ class KznllmPlugin:
 
     async def _history_call(self, op: str, p: dict[str, Any]) -> None:
         try:
-            ops = self._ops()
-            if op == "history_view":
-                self._lua("sidebar", "render", await ops.view(p, self.settings))
-            elif op == "history_entry":
-                self._lua("sidebar", "entry", await ops.entry(p))
-            elif op == "history_delete":
-                await ops.delete(int(p.get("id") or 0))
-                self._lua("sidebar", "changed")
-            elif op == "history_undelete":
-                restored = await ops.undelete()
-                self._lua("sidebar", "undeleted", restored)
-            elif op == "history_clear":
-                n = await ops.clear()
-                self._lua("sidebar", "cleared", n)
-            elif op == "history_review":  # a review the user rejected as a whole
-                if await ops.review_outcome(p):
-                    self._lua("sidebar", "changed")
-            else:
+            handler = HISTORY_CALLS.get(op)
+            if handler is None:
                 raise KznError(f"unknown history call {op!r}")
+            await handler(self, self._ops(), p)
         except KznError as exc:
             self._report(f"kznllm: {redact(str(exc))}")
         except Exception as exc:  # a bug of ours: one message, the traceback in the log
             log.exception("%s failed", op)
             self._report(f"kznllm: internal error: {redact(f'{type(exc).__name__}: {exc}')}")
+
+    async def _history_view(self, ops: HistoryOps, p: dict[str, Any]) -> None:
+        self.editor.sidebar_render(await ops.view(p, self.settings))
+
+    async def _history_entry(self, ops: HistoryOps, p: dict[str, Any]) -> None:
+        self.editor.sidebar_entry(await ops.entry(p))
+
+    async def _history_delete(self, ops: HistoryOps, p: dict[str, Any]) -> None:
+        await ops.delete(int(p.get("id") or 0))
+        self.editor.sidebar_changed()
+
+    async def _history_undelete(self, ops: HistoryOps, p: dict[str, Any]) -> None:
+        self.editor.sidebar_undeleted(await ops.undelete())
+
+    async def _history_clear(self, ops: HistoryOps, p: dict[str, Any]) -> None:
+        self.editor.sidebar_cleared(await ops.clear())
+
+    async def _history_review(self, ops: HistoryOps, p: dict[str, Any]) -> None:
+        if await ops.review_outcome(p):  # a review the user rejected as a whole
+            self.editor.sidebar_changed()
 
     async def _apply(self, op: str, p: dict[str, Any]) -> None:
         """:KznApply (kznllm_py/apply.py decides): 'apply' picks the answer of the entry's
@@ -340,7 +350,7 @@ class KznllmPlugin:
                 chain = await self._ops().recorder.read(lambda s: s.chain(entry_id))
                 plan = apply.plan(chain, force=bool(p.get("bang")), live=self.live)
                 # a review of it diffs in the editor (vim.diff), never here on the loop
-                self._lua("apply", "planned", plan.to_dict(), p.get("scratch"))
+                self.editor.apply_planned(plan.to_dict(), p.get("scratch"))
             else:
                 lines = [x if isinstance(x, str) else "" for x in p.get("lines") or ()]
                 found = await asyncio.to_thread(
@@ -351,11 +361,11 @@ class KznllmPlugin:
                     apply.Span.from_json(str(p.get("span") or "")),
                     name=str(p.get("name") or ""),
                 )
-                self._lua("apply", "located", p.get("token"), found.to_dict())
+                self.editor.apply_located(p.get("token"), found.to_dict())
         except apply.ApplyError as exc:
-            self._lua("apply", "refused", p.get("token"), printable(redact(str(exc))), exc.level)
+            self.editor.apply_refused(p.get("token"), printable(redact(str(exc))), exc.level)
         except KznError as exc:
-            self._lua("apply", "refused", p.get("token"), printable(redact(str(exc))), "ERROR")
+            self.editor.apply_refused(p.get("token"), printable(redact(str(exc))), "ERROR")
         except Exception as exc:  # a bug of ours: one message, the traceback in the log
             log.exception("%s failed", op)
             self._report(f"kznllm: internal error: {redact(f'{type(exc).__name__}: {exc}')}")
@@ -371,28 +381,25 @@ class KznllmPlugin:
         except Exception as exc:  # a bug of ours: one message, the traceback in the log
             log.exception("models failed")
             result["error"] = redact(f"internal error: {type(exc).__name__}: {exc}")
-        self._lua("models", "listed", result)
+        self.editor.models_listed(result)
 
     async def _trust(self, p: dict[str, Any]) -> None:
         """`:KznTrust`: the project's template files the user has not trusted yet, for
         the editor to ask about through vim.secure.read()."""
         load_fill_modules()  # on the loop's thread, before a worker may import them
-        from kznllm_py import project_templates
+        from kznllm_py.prompt import project_templates
 
         try:
-            job = payload.parse(p, self.settings)
+            job = payload.job_of(request.parse(p), self.settings)
             self._warn_ignored(job.ignored_kzn)
             if job.kzn_dir is None:
-                self._lua("trust", "review", [], [], None)
+                self.editor.trust_review([], [], None)
                 return
             found = await sandbox.run_off_loop(project_templates.review, job.kzn_dir, job.trust_db)
             where = str(job.kzn_dir / "templates")
-            self._lua("trust", "review", list(found.files), list(found.lines), where)
+            self.editor.trust_review(list(found.files), list(found.lines), where)
         except KznError as exc:
             self._report(f"kznllm: {redact(str(exc))}")
-
-    def _lua(self, module: str, fn: str, *args: Any) -> None:
-        self.nvim.exec_lua(f"return require('kznllm.{module}').{fn}(...)", *args, async_=True)
 
     def _recording(
         self,
@@ -406,7 +413,8 @@ class KznllmPlugin:
         recorder = self._history(s)
         if recorder is None:
             return None
-        return recorder.begin(replace(new_entry(job, mode=mode, parent_id=parent_id), span=span))
+        entry = fill.new_entry(job, mode=mode, parent_id=parent_id)
+        return recorder.begin(replace(entry, span=span))
 
     async def _track(self, job_id: int, bufnr: int, rec: Recording, ended: asyncio.Event) -> None:
         """The editor learns the entry id (follow-ups in a conversation buffer continue
@@ -414,51 +422,26 @@ class KznllmPlugin:
         entry_id = await rec.entry_id()
         if entry_id is None:
             return
-        self._lua("job", "entry", job_id, entry_id, bufnr)
+        self.editor.job_entry(job_id, entry_id, bufnr)
         if ended.is_set():
             return  # already over: the refresh at its end shows the outcome
         self.live[entry_id] = job_id
         try:
-            self._lua("sidebar", "changed")
+            self.editor.sidebar_changed()
             await ended.wait()
         finally:
             self.live.pop(entry_id, None)
-        self._lua("sidebar", "changed")
+        self.editor.sidebar_changed()
 
-    async def _conversation(self, p: dict[str, Any], job: payload.FillJob) -> Turn:
-        """A follow-up or a re-run of a history entry: what to send and record."""
-        follow, again = int(p.get("followup") or 0), int(p.get("rerun") or 0)
-        if isinstance(p.get("send"), str):  # :KznSend: the debug view as edited
-            head = f"\n\n## Answer ({job.preset.id}, to the edited request)\n\n"
-            from kznllm_py import debug_request
-
-            # history's entry says so, with the question as the view now asks it
-            ctx = replace(job.ctx, mode="yap", query=debug_request.last_question(p["send"]))
-            return Turn(replace(job, ctx=ctx), None, None, "send", head)
-        if not follow and not again:
-            return Turn(job, None, None, "debug" if job.debug else job.ctx.mode, "")
-        entry = await self._ops().get(follow or again)
+    async def _turn(self, req: FillRequest, job: payload.FillJob) -> fill.Turn:
+        """What to send and record: a follow-up or a re-run reads its history entry."""
+        asked = 0 if req.send is not None else (req.followup or req.rerun)
+        if not asked:
+            return fill.turn(req, job)
+        entry = await self._ops().get(asked)
         if entry is None:
-            raise KznError(f"history entry {follow or again} is gone")
-        answer = f"## Answer ({job.preset.id})\n\n"
-        if follow:
-            prompt = conversation.follow_up(entry, job.ctx.query)
-            ctx = replace(job.ctx, mode="yap")
-            head = f"\n\n## You\n\n{job.ctx.query}\n\n{answer}"
-            return Turn(replace(job, ctx=ctx), prompt, entry.id, "chat", head)
-        mode = entry.mode if entry.mode in ("replace", "yap") else "yap"
-        ctx = replace(
-            job.ctx,
-            mode=mode,
-            query=entry.query,
-            selection=entry.selection,
-            path=entry.path,
-            filetype=entry.filetype,
-        )
-        head = f"# kznllm re-run of #{entry.id} with {job.preset.id}\n\n## Query\n\n"
-        head += f"{entry.query}\n\n{answer}"
-        turn = Turn(replace(job, ctx=ctx), conversation.rerun(entry), None, "rerun", head)
-        return replace(turn, span=entry.span)  # where the selection it re-asks stood
+            raise KznError(f"history entry {asked} is gone")
+        return fill.turn(req, job, entry)
 
     def _warn_ignored(self, lines: tuple[str, ...]) -> None:
         """A skipped `.kzn` folder is said once a session, not at every fill."""
@@ -473,26 +456,17 @@ class KznllmPlugin:
         log.error("%s", message)
         self._notify(message, "ERROR")
 
-    def _notify(self, message: str, level: str) -> None:
-        """Through the plugin's one notify helper (lua/kznllm/notify.lua: setup()'s
-        `notify` filter, one line with the built-in vim.notify)."""
-        self.nvim.exec_lua(
-            f"require('kznllm.notify').notify(..., vim.log.levels.{level})", message, async_=True
-        )
+    def _notify(self, message: str, level: calls.Level) -> None:
+        self.editor.notify(message, level)
 
     def _start_fill(self, p: dict[str, Any]) -> None:
         load_fill_modules()  # a no-op after the first fill (or the warm-up)
-        job_id = int(p["id"])
-        debug = bool(p.get("debug"))
-        sink = BufferSink(
-            self.nvim,
-            job_id,
-            linewise=bool(p.get("linewise")) and not debug,
-            crlf=p.get("fileformat") == "dos" and not debug,
-        )
+        req = request.parse(p)  # the one place a fill's raw table is read
+        job_id = req.id
+        sink = BufferSink(self.nvim, job_id, linewise=req.linewise, crlf=req.crlf)
         # the settings in force now: a setup() that comes in before the task runs (or
         # while it streams) is for the next fill
-        task = self.nvim.loop.create_task(self._fill(job_id, p, sink, self.settings))
+        task = self.nvim.loop.create_task(self._fill(req, sink, self.settings))
         self.tasks[job_id] = task
 
         def done(t: asyncio.Task[None]) -> None:
@@ -505,9 +479,7 @@ class KznllmPlugin:
 
         task.add_done_callback(done)
 
-    def _answer_taps(
-        self, job_id: int, p: dict[str, Any], job: payload.FillJob, turn: Turn, sink: BufferSink
-    ) -> Answer:
+    def _answer_taps(self, job: payload.FillJob, turn: fill.Turn, sink: BufferSink) -> Answer:
         """Follow what a fill writes: a replace (not a debug view or a conversation) may
         be chatty. A review's diff is the editor's own (vim.diff over the region, in
         lua/kznllm/review.lua): the host's loop never diffs."""
@@ -531,9 +503,8 @@ class KznllmPlugin:
             # nothing runs here (already over, or never started): end it in the editor
             BufferSink(self.nvim, job_id).finish("cancelled", None, {})
 
-    async def _fill(
-        self, job_id: int, p: dict[str, Any], sink: BufferSink, s: settings.Settings
-    ) -> None:
+    async def _fill(self, req: FillRequest, sink: BufferSink, s: settings.Settings) -> None:
+        job_id = req.id
         self._begun.add(job_id)
         pace = Pace()
         coalescer = Coalescer(sink.write, interval=pace.interval)
@@ -543,28 +514,28 @@ class KznllmPlugin:
         answer: Answer | None = None
         try:
             try:
-                if isinstance(p.get("send"), str):  # :KznSend: the preset the view names
-                    from kznllm_py.debug_request import preset_of
+                if req.send is not None:  # :KznSend: the preset the view names
+                    from kznllm_py.prompt.debug_request import preset_of
 
-                    p = {**p, "preset": preset_of(p["send"], s.presets)}
-                job = payload.parse(p, s)
+                    req = replace(req, preset=preset_of(req.send, s.presets))
+                job = payload.job_of(req, s)
                 self._warn_ignored(job.ignored_kzn)
                 # file I/O and template renders (fitting the budget): off the loop, when
                 # there is a .kzn folder to read (else no hop to a thread and back)
                 if job.kzn_dir is not None:
                     job = await sandbox.run_off_loop(payload.with_project_files, job)
                     self._warn_ignored(job.notices)  # project templates not used: why
-                turn = await self._conversation(p, job)
+                turn = await self._turn(req, job)
             except KznError as exc:
                 sink.finish("error", printable(redact(str(exc))), info)
                 return
             job = turn.job
             # the editor places it the same way: the settings' presets told it (configure)
-            where = placement(p.get("placement"), job.preset.fim)
+            where = fill.placement(req.placement, job.preset.fim)
             if where is not None and not job.debug and turn.prompt is None:
                 # an answer on a line of its own keeps that line's own line break
                 sink.linewise = where != "cursor"
-                job = replace(job, ctx=at_spot(job.ctx, where, p.get("spot")))
+                job = replace(job, ctx=fill.at_spot(job.ctx, where, req.spot))
             log.info(
                 "fill %d: %s, preset %s (%s %s)",
                 job_id,
@@ -573,8 +544,8 @@ class KznllmPlugin:
                 job.preset.provider,
                 job.preset.model,
             )
-            from kznllm_py.debug_view import DebugView
-            from kznllm_py.generation import Generation
+            from kznllm_py.fill.debug_view import DebugView
+            from kznllm_py.stream.generation import Generation
 
             generation = Generation(
                 self.http(),
@@ -584,34 +555,34 @@ class KznllmPlugin:
                 search_dirs=job.search_dirs,
                 retry=job.retry,
                 prompt=turn.prompt,
-                edited_view=p["send"] if isinstance(p.get("send"), str) else None,
+                edited_view=req.send,
                 max_response_bytes=job.max_response_bytes,
             )
-            answer = self._answer_taps(job_id, p, job, turn, sink)
+            answer = self._answer_taps(job, turn, sink)
             if turn.head:
                 coalescer.push(turn.head)
             view = None
             if job.debug:
                 fence = job.ctx.filetype if job.ctx.mode == "replace" else None
                 view = DebugView(coalescer.push, partial(payload.debug_text, job), fence=fence)
-            span = turn.span or _span_json(p, job.ctx)
+            span = turn.span or fill.span_json(req, job.ctx)
             rec = self._recording(s, job, mode=turn.mode, parent_id=turn.parent_id, span=span)
             if rec is not None:
-                self._spawn(self._track(job_id, int(p.get("bufnr") or 0), rec, ended))
+                self._spawn(self._track(job_id, req.bufnr, rec, ended))
             outcome = await _generate(job_id, generation, sink, coalescer.push, view, rec)
             coalescer.close()
             answer.end(sink)
-            info = outcome.to_dict()
-            if view is not None and view.fold() is not None:
-                info["fold"] = view.fold()  # the editor folds the reasoning there
+            end = fill.FillEnd(
+                outcome,
+                preset=job.preset.id,
+                writes=coalescer.writes,
+                pace_ms=coalescer.interval * 1000,
+                fold=view.fold() if view is not None else None,  # the editor folds there
+                skipped_files=len(job.skipped),
+                notice=DEMO_NOTICE if job.used_default and job.preset.demo else None,
+            )
+            info = end.to_dict()
             _log_outcome(job_id, info)
-            info["preset"] = job.preset.id
-            info["writes"] = coalescer.writes
-            info["pace_ms"] = round(coalescer.interval * 1000, 1)
-            if job.skipped:
-                info["skipped_files"] = len(job.skipped)
-            if job.used_default and job.preset.demo:
-                info["notice"] = DEMO_NOTICE
             sink.finish(outcome.status, outcome.error, info)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
@@ -625,14 +596,6 @@ class KznllmPlugin:
             self._paced.pop(job_id, None)
             ms = coalescer.interval * 1000
             log.debug("fill %d: %d writes, paced at %.0f ms", job_id, coalescer.writes, ms)
-
-
-def _span_json(p: dict[str, Any], ctx: prompts.FillContext) -> str:
-    """Where a replace's selection stood, for history (:KznApply finds it again)."""
-    if ctx.mode != "replace":
-        return ""
-    span = apply.span_of(p, ctx.selection, ctx.before, ctx.after)
-    return "" if span is None else span.to_json()
 
 
 class Answer:
@@ -653,42 +616,6 @@ class Answer:
         code = fences.only_code("".join(self._parts)) if self._replace and complete else None
         if code is not None:
             sink.rewrite(code)
-
-
-PLACEMENTS = ("auto", "cursor", "below", "above")
-
-
-def placement(asked: Any, fim: bool) -> str | None:
-    """Where a normal-mode answer goes, as the editor writes it: 'cursor', 'line' (on
-    the cursor's line when blank, else below it), 'below' or 'above'. 'auto' writes a
-    fill-in-the-middle preset's answer at the cursor. None: not a normal-mode fill."""
-    if asked not in PLACEMENTS:
-        return None
-    if asked == "auto":
-        return "cursor" if fim else "line"
-    return str(asked)
-
-
-def at_spot(ctx: prompts.FillContext, where: str, spot: Any) -> prompts.FillContext:
-    """The context split where the answer will go, not at the cursor: the editor sends
-    it split after the cursor's character, with `spot` = {head, rest, blank}: the
-    cursor line's text before and after that point. 'line' on a blank line: its end;
-    'line' elsewhere and 'below': the start of the next line; 'above': the start of the
-    cursor's line. A context that does not hold the line as said is left as it is."""
-    if where == "cursor" or not isinstance(spot, dict):
-        return ctx
-    head, rest = spot.get("head"), spot.get("rest")
-    if not isinstance(head, str) or not isinstance(rest, str):
-        return ctx
-    before, after = ctx.before, ctx.after
-    if not before.endswith(head) or not after.startswith(rest):
-        return ctx
-    if where == "above":
-        return replace(ctx, before=before[: len(before) - len(head)], after=head + after)
-    if where == "line" and spot.get("blank"):
-        return replace(ctx, before=before + rest, after=after[len(rest) :])
-    tail = after[len(rest) :]
-    return replace(ctx, before=before + rest + "\n", after=tail[1:] if tail[:1] == "\n" else tail)
 
 
 async def _generate(
@@ -746,15 +673,41 @@ def _log_outcome(job_id: int, info: dict[str, Any]) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Turn:
-    """What a fill sends and records: the job, the prompt when it is not rendered from
-    the templates (a follow-up or re-run), the entry it follows, the recorded mode, and
-    the text written before the answer."""
+def _now(method: Callable[[KznllmPlugin, dict[str, Any]], None]) -> Handler:
+    """A handler that runs `method(data)` at once, on the loop."""
+    return lambda plugin, _op, data: method(plugin, data)
 
-    job: payload.FillJob
-    prompt: Prompt | None
-    parent_id: int | None
-    mode: str
-    head: str
-    span: str = ""  # a re-run's: where the selection of the entry it re-asks stood
+
+def _task(method: Callable[[KznllmPlugin, str, dict[str, Any]], Any]) -> Handler:
+    """A handler that runs the coroutine `method(op, data)` as a task of its own."""
+    return lambda plugin, op, data: plugin._spawn(method(plugin, op, data))
+
+
+Handler = Callable[[KznllmPlugin, str, dict[str, Any]], None]
+
+# the Lua -> Python protocol: each op the editor sends (host.notify(op, data)), its handler
+CALLS: dict[str, Handler] = {
+    "configure": _now(KznllmPlugin._configure),
+    "fill": _now(KznllmPlugin._start_fill),
+    "pace": KznllmPlugin._on_pace,
+    "cancel": KznllmPlugin._on_cancel,
+    "request": KznllmPlugin._on_request,
+    "ping": KznllmPlugin._on_ping,
+    "log": KznllmPlugin._on_log,
+    "warmup": lambda plugin, _op, _data: plugin._warmup(),
+    "apply": _task(KznllmPlugin._apply),
+    "apply_locate": _task(KznllmPlugin._apply),
+    "models": _task(lambda plugin, _op, data: plugin._models(data)),
+    "trust": _task(lambda plugin, _op, data: plugin._trust(data)),
+}
+_history: Handler = _task(KznllmPlugin._history_call)
+
+# the sidebar's calls (`history_*`), each on the host's history (`_ops()`)
+HISTORY_CALLS: dict[str, Callable[[KznllmPlugin, HistoryOps, dict[str, Any]], Any]] = {
+    "history_view": KznllmPlugin._history_view,
+    "history_entry": KznllmPlugin._history_entry,
+    "history_delete": KznllmPlugin._history_delete,
+    "history_undelete": KznllmPlugin._history_undelete,
+    "history_clear": KznllmPlugin._history_clear,
+    "history_review": KznllmPlugin._history_review,
+}

@@ -45,21 +45,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kznllm_py import (
-    cli_history,
-    context,
-    demo_server,
-    history,
-    payload,
-    sandbox,
-    secrets,
-    terminal,
-)
-from kznllm_py.client import Timeouts, new_client
-from kznllm_py.conversation import follow_up
+from kznllm_py import history, secrets
+from kznllm_py.cli import history as cli_history
+from kznllm_py.cli import terminal
 from kznllm_py.errors import KznError, printable
-from kznllm_py.events import Retry, Text
-from kznllm_py.generation import (
+from kznllm_py.fill import job as payload
+from kznllm_py.history.conversation import follow_up
+from kznllm_py.history.recorder import before_delivery, record
+from kznllm_py.messages import end_message
+from kznllm_py.prompt import context, sandbox
+from kznllm_py.prompt.presets import Preset, check_presets, merge_presets, pick, preset_from_dict
+from kznllm_py.prompt.prompts import FillContext, search_path
+from kznllm_py.prompt.trust import trust_file
+from kznllm_py.providers import PROVIDERS, get_provider
+from kznllm_py.providers.base import Prompt
+from kznllm_py.stdpath import nvim_stdpath
+from kznllm_py.stream import demo_server
+from kznllm_py.stream.client import Timeouts, new_client
+from kznllm_py.stream.events import Retry, Text
+from kznllm_py.stream.generation import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Generation,
     RetryPolicy,
@@ -67,14 +71,6 @@ from kznllm_py.generation import (
     prepare_with_prompt,
     render_prompt,
 )
-from kznllm_py.history.recorder import before_delivery, record
-from kznllm_py.messages import end_message
-from kznllm_py.presets import Preset, check_presets, merge_presets, pick, preset_from_dict
-from kznllm_py.prompts import FillContext, search_path
-from kznllm_py.providers import PROVIDERS, get_provider
-from kznllm_py.providers.base import Prompt
-from kznllm_py.stdpath import nvim_stdpath
-from kznllm_py.trust import trust_file
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -736,7 +732,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "history":
         return cli_history.show(args, _err)
     if args.command == "demo":
-        from kznllm_py import editor_demo as demo
+        from kznllm_py.nvim import demo
 
         return demo.main(check=args.check)
     return 2

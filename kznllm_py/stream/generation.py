@@ -2,7 +2,7 @@
 plugin: resolve the key, render the prompt, build the request, stream, decode, parse.
 
 `Generation.events()` is the generation as an async iterator of typed events
-(kznllm_py/events.py): the prompt, the request, retries, text (the deltas decoded from
+(kznllm_py/stream/events.py): the prompt, the request, retries, text (the deltas decoded from
 one network read, concatenated), reasoning, usage, an error, and `Done` with the
 `Outcome`. It never raises for a failure of the request, and every error text in it is
 redacted. `run(on_text)` is its consumer for callers that want only the text.
@@ -21,9 +21,7 @@ from typing import Protocol
 
 import httpx
 
-from kznllm_py import debug_request, demo_server, pricing, prompts, sandbox, secrets
-from kznllm_py.client import WIRE_FACTOR, WIRE_FLOOR, Timeouts, host_of, stream_bytes
-from kznllm_py.context import estimate_tokens
+from kznllm_py import pricing, secrets
 from kznllm_py.errors import (
     ConfigError,
     KznError,
@@ -33,7 +31,24 @@ from kznllm_py.errors import (
     printable,
     size_text,
 )
-from kznllm_py.events import (
+from kznllm_py.prompt import debug_request, prompts, sandbox
+from kznllm_py.prompt.context import estimate_tokens
+from kznllm_py.prompt.presets import Preset, preset_price, request_params
+from kznllm_py.providers import get_provider
+from kznllm_py.providers.base import (
+    Delta,
+    DoneDelta,
+    HttpRequest,
+    Prompt,
+    Provider,
+    ReasoningDelta,
+    TextDelta,
+    UsageDelta,
+)
+from kznllm_py.providers.jsonfast import loads_body
+from kznllm_py.stream import demo_server
+from kznllm_py.stream.client import WIRE_FACTOR, WIRE_FLOOR, Timeouts, host_of, stream_bytes
+from kznllm_py.stream.events import (
     Done,
     Error,
     GenEvent,
@@ -47,23 +62,10 @@ from kznllm_py.events import (
     Text,
     Usage,
 )
-from kznllm_py.fences import FenceStripper
-from kznllm_py.ndjson import NDJSONDecoder
-from kznllm_py.presets import Preset, preset_price, request_params
-from kznllm_py.providers import get_provider
-from kznllm_py.providers.base import (
-    Delta,
-    DoneDelta,
-    HttpRequest,
-    Prompt,
-    Provider,
-    ReasoningDelta,
-    TextDelta,
-    UsageDelta,
-)
-from kznllm_py.providers.jsonfast import loads_body
-from kznllm_py.sse import MAX_LINE, Event, SSEDecoder
-from kznllm_py.think import ThinkSplitter
+from kznllm_py.stream.fences import FenceStripper
+from kznllm_py.stream.ndjson import NDJSONDecoder
+from kznllm_py.stream.sse import MAX_LINE, Event, SSEDecoder
+from kznllm_py.stream.think import ThinkSplitter
 
 FIRST_PIECE = 8 * 1024
 # after the provider's final event, how long the end of the body is waited for
@@ -327,14 +329,14 @@ class Generation:
     # sent instead of the rendered templates (a follow-up or re-run from history)
     prompt: Prompt | None = None
     # the debug view's text as the user edited it: its request body is sent as it reads
-    # (kznllm_py/debug_request.py), to the preset's URL with its headers
+    # (kznllm_py/prompt/debug_request.py), to the preset's URL with its headers
     edited_view: str | None = None
     # the answer and its reasoning, in UTF-8 bytes: past it the stream is stopped
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     started: float = field(default_factory=time.perf_counter)
 
     def events(self) -> GenEvents:
-        """The generation's events (kznllm_py/events.py): it starts at the first pull,
+        """The generation's events (kznllm_py/stream/events.py): it starts at the first pull,
         and never raises for a failure of the request: that is an `Error`, then `Done`."""
         return GenEvents(self._events())
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from kznllm_py import sandbox
-from kznllm_py.events import Done, GenEvent, Reasoning, RequestReady, Text
+from kznllm_py.prompt import sandbox
 from kznllm_py.providers.base import HttpRequest
+from kznllm_py.stream.events import Done, GenEvent, Reasoning, RequestReady, Text
 
 
 class DebugView:
@@ -26,7 +26,7 @@ class DebugView:
         fence: str | None = None,
     ) -> None:
         self._write = write
-        self._render = render  # blocking: rendered off the loop (kznllm_py/debug_request.py)
+        self._render = render  # blocking: rendered off the loop (kznllm_py/prompt/debug_request.py)
         self._fence = fence  # the filetype of a replace's code, None for prose
         self._in_reasoning = False
         self._answering = False

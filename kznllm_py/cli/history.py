@@ -16,12 +16,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from kznllm_py import history, terminal
+from kznllm_py import history
+from kznllm_py.cli import terminal
 from kznllm_py.errors import KznError
+from kznllm_py.fill.job import FillJob
+from kznllm_py.fill.turn import new_entry
 from kznllm_py.history import Entry, EntrySummary
-from kznllm_py.history.recorder import HistoryRecorder, Recording, new_entry
+from kznllm_py.history.recorder import HistoryRecorder, Recording
 from kznllm_py.history.records import mode_name, shown_title
-from kznllm_py.payload import FillJob
 from kznllm_py.pricing import dollars
 
 

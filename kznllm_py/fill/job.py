@@ -1,4 +1,5 @@
-"""What the Lua shim sends for a fill, validated into the core's types. Pure."""
+"""A fill's job: its typed request (kznllm_py/fill/request.py) under the host's settings,
+then the project's files and templates read into it (off the event loop)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kznllm_py import context, generation, project_templates, prompts, sandbox, trust
-from kznllm_py.client import Timeouts
-from kznllm_py.generation import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, template_set
-from kznllm_py.presets import Preset
+from kznllm_py.fill import request
+from kznllm_py.fill.request import FillRequest
+from kznllm_py.prompt import context, project_templates, prompts, sandbox, trust
+from kznllm_py.prompt.presets import Preset
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.settings import Settings
+from kznllm_py.stream import generation
+from kznllm_py.stream.client import Timeouts
+from kznllm_py.stream.generation import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, template_set
 
 
 @dataclass(frozen=True)
@@ -37,38 +41,34 @@ class FillJob:
     notices: tuple[str, ...] = ()
 
 
-def _str(p: Mapping[str, Any], key: str) -> str:
-    v = p.get(key)
-    return v if isinstance(v, str) else ""
-
-
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
-    """The fill request (what is new with each: the buffer's context, the query, the
-    preset's id, the per-call flags) under the host's `settings`
-    (validated once, at configure), without the project files yet (see
-    `with_project_files`)."""
+    """The job of a raw fill table (the CLI's and the tests' way in): `job_of` its
+    typed request (kznllm_py/fill/request.py)."""
+    return job_of(request.parse(p), settings)
+
+
+def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
+    """The job of a fill request (what is new with each: the buffer's context, the
+    query, the preset's id, the per-call flags) under the host's `settings` (validated
+    once, at configure), without the project files yet (see `with_project_files`)."""
     settings = Settings() if settings is None else settings
-    chosen = p.get("preset") or None
-    preset = settings.preset(chosen if isinstance(chosen, str) else None)
+    preset = settings.preset(req.preset)
     timeouts = Timeouts(**settings.timeouts)  # type: ignore[arg-type]
     retry = RetryPolicy(tries=settings.retries) if settings.retries else RetryPolicy()
     cap = settings.max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES
-    cursor = p.get("cursor")
-    cwd = _str(p, "cwd")
     allow = list(settings.kzn_allow)
+    cwd = req.cwd
     found = context.discover_kzn(Path(cwd), allow=allow) if cwd else context.Discovery(None)
     kzn_dir = found.kzn_dir
     ctx = prompts.FillContext(
-        mode=_str(p, "mode") or "yap",
-        query=_str(p, "query"),
-        selection=_str(p, "selection"),
-        filetype=_str(p, "filetype"),
-        path=_str(p, "path"),
-        before=_str(p, "before"),
-        after=_str(p, "after"),
-        cursor=(int(cursor[0]), int(cursor[1]))
-        if isinstance(cursor, list | tuple) and len(cursor) == 2
-        else None,
+        mode=req.mode,
+        query=req.query,
+        selection=req.selection,
+        filetype=req.filetype,
+        path=req.path,
+        before=req.before,
+        after=req.after,
+        cursor=req.cursor,
     )
     return FillJob(
         preset=preset,
@@ -78,9 +78,9 @@ def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
         search_dirs=prompts.search_path(
             user_config=Path(settings.config_dir) if settings.config_dir else None,
         ),
-        debug=bool(p.get("debug")),
+        debug=req.debug,
         kzn_dir=kzn_dir,
-        used_default=chosen is None,
+        used_default=req.preset is None,
         retry=retry,
         max_response_bytes=cap,
         ignored_kzn=found.ignored,
@@ -125,7 +125,7 @@ def with_project_files(job: FillJob) -> FillJob:
 def with_project_templates(job: FillJob) -> FillJob:
     """The project's templates first on the search path when every one of the preset's
     family (and `_shared/`) is a confined regular file the user trusted
-    (kznllm_py/project_templates.py); else the job says why, in one line. Reads files:
+    (kznllm_py/prompt/project_templates.py); else the job says why, in one line. Reads files:
     off the event loop."""
     if job.kzn_dir is None:
         return job

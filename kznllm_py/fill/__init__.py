@@ -1,0 +1,1 @@
+"""A fill: its typed request, its job, its own logic (pure), the debug view."""

@@ -1,0 +1,1 @@
+"""A generation's stream: HTTP, decoders, events, the answer's filters."""
