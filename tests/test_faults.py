@@ -501,7 +501,6 @@ PRE_TOKEN = [
     "http-401-json",
     "http-503-html",
     "http-413-empty",
-    "key-env-missing",
     "key-cmd-fails",
 ]
 
@@ -542,12 +541,6 @@ def test_failure_before_the_first_token_leaves_the_selection_and_records_the_err
         elif fault == "http-413-empty":
             server.queue(Reply(raw=http_response(413, b"")))
             want = f"openai error (HTTP 413): {HTTPStatus(413).phrase}"
-        elif fault == "key-env-missing":
-            extra = {"api_key": "KZN_FAULT_UNSET_KEY"}
-            want = (
-                "set KZN_FAULT_UNSET_KEY for preset 'test': its API key is missing "
-                "(or choose another preset)"
-            )
         else:
             extra = {"api_key": "cmd:echo sk-fault-secret; echo 'vault is locked' >&2; exit 3"}
             want = "the api_key command of preset 'test' failed (exit 3): vault is locked"
@@ -572,6 +565,32 @@ def test_failure_before_the_first_token_leaves_the_selection_and_records_the_err
     assert (entry.status, entry.error, entry.response) == ("error", want, "")
     assert entry.selection == "héllo ✓\nwörld"
     assert "sk-fault-secret" not in json.dumps(entry.to_dict())
+
+
+def test_a_missing_env_key_is_refused_at_the_keypress_and_nothing_is_sent(reused: Child):
+    # once the host has said which presets lack their key (its configure reply, at its
+    # first start or prestart), the editor refuses before anything starts; before that
+    # the host says the same when the fill reaches it (test_client_http, test_cli)
+    nvim = reused
+    with LoopbackServer() as server:
+        nvim.use_server(server.base_url, api_key="KZN_FAULT_UNSET_KEY")
+        nvim.lua("require('kznllm.host').ensure()")
+        nvim.wait_for(
+            lambda: nvim.lua(
+                "local k = require('kznllm.host').known"
+                " return k and k.presets.test and k.presets.test.missing_key"
+            ),
+            what="the host's word on the presets",
+        )
+        nvim.set_lines(SELECTION)
+        nvim.lua("vim.bo.modified = false")
+        nvim.nvim.command("1,2KznFill rewrite key-env-missing")
+        want = "kznllm: set KZN_FAULT_UNSET_KEY for preset test: its API key is missing"
+        nvim.wait_for(lambda: any(m.startswith(want) for m in shown(nvim)), what="the refusal")
+        assert server.requests == []
+    assert nvim.lines() == SELECTION
+    assert not modified(nvim)
+    assert marks(nvim) == []
 
 
 # -- failures mid-stream: the partial text stays, marked, and history has it --------------
