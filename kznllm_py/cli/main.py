@@ -73,6 +73,34 @@ from kznllm_py.stream.generation import (
 )
 
 
+def _seconds(text: str, *, zero: bool = True) -> float:
+    """A timeout in seconds, as setup() takes it: finite, not negative (0: no limit, where
+    `zero`), else positive."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a number of seconds, got {text!r}") from None
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        least = "0 (no limit)" if zero else "more than 0"
+        raise argparse.ArgumentTypeError(f"want {least} seconds or more, got {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    return _seconds(text, zero=False)
+
+
+def _count(text: str) -> int:
+    """A count of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"want 1 or more, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="kznllm", description="Stream LLM answers (kznllm-py).")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -142,19 +170,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--raw", action="store_true", help="texts as they are (no escaping)")
     fill.add_argument(
-        "--retries", type=int, default=RetryPolicy.tries, help="tries when turned away (429, 503)"
+        "--retries",
+        type=_count,
+        default=RetryPolicy.tries,
+        help="tries when turned away (429, 503)",
     )
-    fill.add_argument("--connect-timeout", type=float, default=Timeouts.connect)
-    fill.add_argument("--stall-timeout", type=float, default=Timeouts.stall)
+    fill.add_argument("--connect-timeout", type=_positive_seconds, default=Timeouts.connect)
+    fill.add_argument("--stall-timeout", type=_positive_seconds, default=Timeouts.stall)
     fill.add_argument(
         "--total-timeout",
-        type=float,
+        type=_seconds,
         default=Timeouts.total,
         help="seconds for the whole answer (default: 600; 0: no limit)",
     )
     fill.add_argument(
         "--first-token-timeout",
-        type=float,
+        type=_seconds,
         default=Timeouts.first_token,
         help="seconds from the request to its first token (default: 120; 0: no limit)",
     )
@@ -176,8 +207,8 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--base-url")
     models.add_argument("--api-key", help="env var NAME, or cmd:<shell command>")
     models.add_argument("--json", action="store_true", help="a JSON list")
-    models.add_argument("--connect-timeout", type=float, default=Timeouts.connect)
-    models.add_argument("--stall-timeout", type=float, default=Timeouts.stall)
+    models.add_argument("--connect-timeout", type=_positive_seconds, default=Timeouts.connect)
+    models.add_argument("--stall-timeout", type=_positive_seconds, default=Timeouts.stall)
 
     presets = sub.add_parser("presets", help="list the presets, or check user presets")
     presets.add_argument(
@@ -196,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--check", action="store_true", help="headless: run the demo, assert")
 
     hist = sub.add_parser("history", help="list the recorded interactions, or show one")
-    hist.add_argument("-n", type=int, default=50, help="how many (newest first)")
+    hist.add_argument("-n", type=_count, default=50, help="how many (newest first)")
     hist.add_argument("--json", action="store_true", help="machine-readable output")
     hist.add_argument("--raw", action="store_true", help="stored text as it is (no escaping)")
     hist.add_argument("--preset", help="only this preset's entries")
