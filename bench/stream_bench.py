@@ -17,7 +17,7 @@ socket (serverstart), pings `nvim_eval('1')` every ~1 ms during the burst.
 
     .venv/bin/python bench/stream_bench.py [--runs 7] [--paced-runs 3] [--tokens 5000]
         [--paced-tokens 200] [--gap-ms 20] [--no-ping] [--json [--raw]]
-        [--kznllm-nvim DIR --fidget-nvim DIR] [--root DIR ...]
+        [--kznllm-nvim DIR --fidget-nvim DIR] [--root DIR ...] [--no-history]
 
 With --kznllm-nvim (a work tree of chottolabs/kznllm.nvim, never part of this
 repository) the same burst also goes to kznllm.nvim in a second Neovim, run for run
@@ -372,8 +372,8 @@ class BenchChild(Child):
     """tests.nvim_child.Child, plus a listening socket for a second client and the
     timing hooks."""
 
-    def __init__(self, tmp: Path, root: Path = REPO) -> None:
-        super().__init__(tmp, root=root)
+    def __init__(self, tmp: Path, root: Path = REPO, *, history: bool = True) -> None:
+        super().__init__(tmp, root=root, setup=None if history else {"history": False})
         self.root = root
         self.socket_path = str(tmp / "nvim.sock")
         self.nvim.funcs.serverstart(self.socket_path)
@@ -842,6 +842,11 @@ def main(argv: list[str] | None = None) -> int:
         "default: DIR/../fidget.nvim)",
     )
     ap.add_argument(
+        "--no-history",
+        action="store_true",
+        help="history off in every tree (what recording the fill adds to the burst)",
+    )
+    ap.add_argument(
         "--root",
         type=Path,
         action="append",
@@ -881,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
     wall0 = time.monotonic()
     server = BenchServer()
     tmp = Path(tempfile.mkdtemp(prefix="kznbench-"))
-    child = BenchChild(tmp)
+    child = BenchChild(tmp, history=not args.no_history)
     pinger: Pinger | None = None
     theirs: KznllmNvimChild | None = None
     others: list[BenchChild] = []
@@ -892,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, root in enumerate(args.root):
             other_tmp = tmp / f"root{i}"
             other_tmp.mkdir()
-            others.append(BenchChild(other_tmp, root.resolve()))
+            others.append(BenchChild(other_tmp, root.resolve(), history=not args.no_history))
             others[-1].use_server(server.base_url)
         child.use_server(server.base_url)
         res: dict[str, Any] = {"clock": clock_check(child), "tokens": args.tokens}
