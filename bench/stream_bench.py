@@ -547,6 +547,9 @@ def analyse(
         "send_to_all_ms": ms(last_end - served.send_start) if last_end else None,
         "server_send_ms": ms(served.send_end - served.send_start),
         "last_byte_to_last_write_ms": ms(last_end - served.send_end) if last_end else None,
+        # each write that changed the buffer: (its end, ms after the server's first byte;
+        # its bytes), in --json --raw
+        "writes_after_send_ms": [(round(ms(w[1] - served.send_start), 2), w[2]) for w in wrote],
     }
     if first_end and last_end:
         span = (last_end - served.send_start) / 1e9
@@ -964,6 +967,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.raw:
                 res["burst_runs"] = [{k: v for k, v in r.items() if k != "ping_ns"} for r in burst]
                 res["paced_runs"] = paced
+                res["roots_runs"] = {
+                    str(o.root): runs for o, runs in zip(others, other_runs, strict=True)
+                }
             res["targets"] = TARGETS
             print(json.dumps(res, indent=2))
         else:
