@@ -17,6 +17,18 @@ socket (serverstart), pings `nvim_eval('1')` every ~1 ms during the burst.
 
     .venv/bin/python bench/stream_bench.py [--runs 7] [--paced-runs 3] [--tokens 5000]
         [--paced-tokens 200] [--gap-ms 20] [--no-ping] [--json [--raw]]
+        [--kznllm-nvim DIR --fidget-nvim DIR] [--root DIR ...] [--no-history]
+
+With --kznllm-nvim (a work tree of chottolabs/kznllm.nvim, never part of this
+repository) the same burst also goes to kznllm.nvim in a second Neovim, run for run
+interleaved with ours (the same server, the same load), and the report puts the two side
+by side: the burst's time from the server's first byte to the last text in the buffer,
+their ratio, and the server's last byte -> the last write. kznllm.nvim streams through
+curl (needed on PATH) and reports progress through fidget.nvim (--fidget-nvim, a work
+tree of j-hui/fidget.nvim). Its prompt templates need minijinja-cli, which no package
+registry ships: its side starts from the request its OpenAI provider builds (its own
+make_curl_args and create_streaming_job, its own SSE handler and buffer writes), so its
+keypress figures leave out its template rendering and are not compared.
 
 Exit status 1 when any run's buffer text differs from the streamed text.
 """
@@ -24,6 +36,7 @@ Exit status 1 when any run's buffer text differs from the streamed text.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -50,6 +63,8 @@ TARGETS = {
     "paced_send_to_buffer_ms": 15.0,
     "ping_p99_ms": 5.0,
     "host_rss_mb": 80.0,
+    "burst_ratio": 0.35,  # ours / kznllm.nvim's, server send start -> all text
+    "last_byte_to_last_write_ms": 5.0,
 }
 
 # -- the Lua side: hooks that record Neovim's clock ------------------------------------
@@ -106,6 +121,65 @@ function B.watchdog(run, ms)
       vim.rpcnotify(B.chan, 'kzn_bench_done', run, { status = 'timeout' })
     end
   end, ms)
+end
+function B.collect()
+  local buf = vim.api.nvim_get_current_buf()
+  return {
+    keypress = B.keypress,
+    start = B.start,
+    done = B.done,
+    writes = B.writes,
+    text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, true), '\n'),
+  }
+end
+"""
+
+# kznllm.nvim's side: the same hooks around its BufferManager:write_content, and a fill
+# that runs what its preset's invoke() runs after the prompt (templates aside)
+KZNLLM_NVIM_HOOKS = r"""
+local chan, base_url = ...
+local bm = require('kznllm.buffer').buffer_manager
+local openai = require('kznllm.specs.openai')
+vim.env.KZN_BENCH_KEY = 'bench'
+local B = { chan = chan, run = 0 }
+_G.kzn_bench = B
+function B.reset(run)
+  B.run = run
+  B.keypress = nil
+  B.start = nil
+  B.writes = {}
+  B.done = nil
+end
+B.reset(0)
+local orig_write = bm.write_content
+bm.write_content = function(self, content, buf_id)
+  local t0 = vim.uv.hrtime()
+  local buf = buf_id or vim.api.nvim_get_current_buf()
+  local tick = vim.api.nvim_buf_get_changedtick(buf)
+  orig_write(self, content, buf_id)
+  local t1 = vim.uv.hrtime()
+  local wrote = vim.api.nvim_buf_get_changedtick(buf) ~= tick and 1 or 0
+  local w = B.writes
+  w[#w + 1] = { t0, t1, #content, wrote }
+end
+function B.fill(run)
+  B.reset(run)
+  B.keypress = vim.uv.hrtime()
+  local provider = openai.OpenAIProvider:new({
+    api_key_name = 'KZN_BENCH_KEY',
+    base_url = base_url,
+  })
+  local args = provider:make_curl_args({
+    endpoint = '/v1/chat/completions',
+    data = { model = 'test-model', stream = true, messages = { { role = 'user', content = 'q' } } },
+  })
+  B.start = vim.uv.hrtime()
+  bm:create_streaming_job(args, provider.handle_sse_stream, function() end, function()
+    vim.schedule(function()
+      B.done = vim.uv.hrtime()
+      vim.rpcnotify(B.chan, 'kzn_bench_done', run, { status = 'ok' })
+    end)
+  end)
 end
 function B.collect()
   local buf = vim.api.nvim_get_current_buf()
@@ -298,8 +372,9 @@ class BenchChild(Child):
     """tests.nvim_child.Child, plus a listening socket for a second client and the
     timing hooks."""
 
-    def __init__(self, tmp: Path) -> None:
-        super().__init__(tmp)
+    def __init__(self, tmp: Path, root: Path = REPO, *, history: bool = True) -> None:
+        super().__init__(tmp, root=root, setup=None if history else {"history": False})
+        self.root = root
         self.socket_path = str(tmp / "nvim.sock")
         self.nvim.funcs.serverstart(self.socket_path)
         self.lua(LUA_HOOKS, self.nvim.channel_id)
@@ -339,6 +414,60 @@ class BenchChild(Child):
             except (OSError, ValueError, IndexError):
                 continue
         return None
+
+
+class KznllmNvimChild:
+    """A second Neovim with chottolabs/kznllm.nvim (and fidget.nvim, which it requires)
+    on 'runtimepath', the hooks above loaded; `fill` as BenchChild's."""
+
+    def __init__(self, tmp: Path, plugin: Path, fidget: Path, base_url: str) -> None:
+        import pynvim
+
+        from tests.nvim_child import nvim_binary
+
+        env = dict(os.environ)
+        for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+            d = tmp / ("kzn-nvim-" + var.lower())
+            d.mkdir(parents=True, exist_ok=True)
+            env[var] = str(d)
+        argv = [nvim_binary(), "--embed", "--headless", "--clean", "-n"]
+        argv += ["--cmd", f"set rtp^={fidget}", "--cmd", f"set rtp^={plugin}"]
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(env)
+        try:
+            self.nvim = pynvim.attach("child", argv=argv)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        self.socket_path = str(tmp / "kzn-nvim.sock")
+        self.nvim.funcs.serverstart(self.socket_path)
+        # its base_url has no /v1 (its endpoint adds it)
+        root = base_url.removesuffix("/v1")
+        self.nvim.exec_lua(KZNLLM_NVIM_HOOKS, self.nvim.channel_id, root)
+        self.pid = int(self.nvim.funcs.getpid())
+        self.run_no = 0
+
+    def lua(self, code: str, *args: Any) -> Any:
+        return self.nvim.exec_lua(code, *args)
+
+    def fill(self, timeout: float = 30.0) -> tuple[dict[str, Any], dict[str, Any]]:
+        self.run_no += 1
+        run = self.run_no
+        self.nvim.command("enew!")
+        self.lua("_G.kzn_bench.fill(...)", run)
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.nvim.next_message()
+            if msg and msg[0] == "notification" and msg[1] == "kzn_bench_done" and msg[2][0] == run:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"kznllm.nvim run {run}: not done within {timeout}s")
+        return {"status": "ok"}, self.lua("return _G.kzn_bench.collect()")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.nvim.close()
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -418,6 +547,9 @@ def analyse(
         "send_to_all_ms": ms(last_end - served.send_start) if last_end else None,
         "server_send_ms": ms(served.send_end - served.send_start),
         "last_byte_to_last_write_ms": ms(last_end - served.send_end) if last_end else None,
+        # each write that changed the buffer: (its end, ms after the server's first byte;
+        # its bytes), in --json --raw
+        "writes_after_send_ms": [(round(ms(w[1] - served.send_start), 2), w[2]) for w in wrote],
     }
     if first_end and last_end:
         span = (last_end - served.send_start) / 1e9
@@ -444,7 +576,7 @@ def analyse(
 
 
 def run_scenario(
-    child: BenchChild,
+    child: BenchChild | KznllmNvimChild,
     server: BenchServer,
     toks: list[str],
     *,
@@ -454,7 +586,7 @@ def run_scenario(
     events = openai_events(toks)
     server.queue(Script(events, len(toks), gap))
     before = len(server.served)
-    host = child.host_pid()
+    host = child.host_pid() if isinstance(child, BenchChild) else None
     cpu0 = {"host": cpu_ns(host), "nvim": cpu_ns(child.pid)}
     if pinger:
         pinger.samples = []
@@ -535,6 +667,17 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def side_by_side(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run i of ours against run i of theirs (the same load, seconds apart): the ratio of
+    the burst's time, server's first byte -> all text in the buffer."""
+    ratios = [
+        a["send_to_all_ms"] / b["send_to_all_ms"]
+        for a, b in zip(ours, theirs, strict=True)
+        if a.get("send_to_all_ms") and b.get("send_to_all_ms")
+    ]
+    return {"ratio": summary(list(ratios)), "pairs": len(ratios)}
+
+
 def fmt(s: dict[str, float] | None, unit: str = "ms", digits: int = 1) -> str:
     if s is None:
         return "n/a"
@@ -594,7 +737,11 @@ def print_report(res: dict[str, Any]) -> None:
         print(line)
         print(f"  server send start -> all text  {fmt(agg['send_to_all_ms'])}")
         print(f"  server write of the response   {fmt(agg['server_send_ms'])}")
-        print(f"  server's last byte -> last write {fmt(agg['last_byte_to_last_write_ms'])}")
+        s = agg["last_byte_to_last_write_ms"]
+        line = f"  server's last byte -> last write {fmt(s)}"
+        if name == "burst":
+            line += verdict(s and s["median"], TARGETS["last_byte_to_last_write_ms"])
+        print(line)
         print(f"  keypress -> KznllmDone         {fmt(agg['key_to_done_ms'])}")
         print(f"  tokens/s (send start -> all)   {fmt(agg['tokens_per_s'], 'tok/s', 0)}")
         print(f"  write notifications            {fmt(agg['write_calls'], '', 0)}")
@@ -613,6 +760,50 @@ def print_report(res: dict[str, Any]) -> None:
                 f"  2nd client nvim_eval('1')      p50 {p['p50']:.2f} ms, p99 {p['p99']:.2f} ms, "
                 f"max {p['max']:.2f} ms  (n={p['n']})" + verdict(p["p99"], TARGETS["ping_p99_ms"])
             )
+        print()
+    theirs = res.get("kznllm_nvim")
+    if theirs:
+        ours = res["burst"]
+        print(
+            f"(c) side by side, {res['tokens']} tokens: kznllm-py vs kznllm.nvim ({theirs['dir']})"
+        )
+        print(f"    [{ours['runs']} runs each, interleaved; median (min, max)]")
+        for key, what, unit in (
+            ("send_to_all_ms", "server send start -> all text", "ms"),
+            ("last_byte_to_last_write_ms", "server's last byte -> last write", "ms"),
+            ("send_to_first_ms", "server sent 1st -> in buffer", "ms"),
+            ("buffer_writes", "buffer writes", ""),
+            ("nvim_cpu_ms", "Neovim CPU time per run", "ms"),
+        ):
+            digits = 0 if unit == "" else 1
+            print(f"  {what:33s} ours   {fmt(ours[key], unit, digits)}")
+            print(f"  {'':33s} theirs {fmt(theirs[key], unit, digits)}")
+        r = res["side_by_side"]["ratio"]
+        if r:
+            print(
+                f"  burst time ratio, ours/theirs    {r['median']:.2f}x  (min {r['min']:.2f}, "
+                f"max {r['max']:.2f}; per pair of runs)"
+                + verdict(r["median"], TARGETS["burst_ratio"])
+            )
+        print(
+            f"  byte-exact                       ours {ours['exact_runs']}/{ours['runs']}, "
+            f"theirs {theirs['exact_runs']}/{theirs['runs']}"
+        )
+        p = theirs.get("ping_ms")
+        if p:
+            print(
+                f"  theirs: 2nd client nvim_eval('1') p50 {p['p50']:.2f} ms, p99 {p['p99']:.2f} ms"
+            )
+        print()
+    roots = res.get("roots")
+    if roots:
+        print("(d) A/B: the burst in each tree, runs interleaved  [median (min, max)]")
+        for root, agg in roots.items():
+            print(f"  {root}{'  (this tree)' if root == str(REPO) else ''}")
+            print(f"    server send start -> all text    {fmt(agg['send_to_all_ms'])}")
+            print(f"    server's last byte -> last write {fmt(agg['last_byte_to_last_write_ms'])}")
+            print(f"    Python host CPU time per run     {fmt(agg['host_cpu_ms'])}")
+            print(f"    byte-exact                       {agg['exact_runs']}/{agg['runs']} runs")
         print()
     idle = res.get("idle_ping_ms")
     if idle:
@@ -640,16 +831,77 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-ping", action="store_true", help="no second client pinging during the burst"
     )
+    ap.add_argument(
+        "--kznllm-nvim",
+        type=Path,
+        metavar="DIR",
+        help="a work tree of chottolabs/kznllm.nvim: run the burst there too, side by side",
+    )
+    ap.add_argument(
+        "--fidget-nvim",
+        type=Path,
+        metavar="DIR",
+        help="a work tree of j-hui/fidget.nvim (kznllm.nvim requires it; "
+        "default: DIR/../fidget.nvim)",
+    )
+    ap.add_argument(
+        "--no-history",
+        action="store_true",
+        help="history off in every tree (what recording the fill adds to the burst)",
+    )
+    ap.add_argument(
+        "--root",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another tree of this plugin (e.g. main's): its burst runs interleaved with "
+        "this tree's, for an A/B in one run (repeatable)",
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of text")
     ap.add_argument("--raw", action="store_true", help="with --json: include every run")
     args = ap.parse_args(argv)
 
+    theirs_dirs = None
+    if args.kznllm_nvim is not None:
+        plugin = args.kznllm_nvim.resolve()
+        fidget = (args.fidget_nvim or plugin.parent / "fidget.nvim").resolve()
+        missing = [
+            what
+            for what, ok in (
+                (
+                    f"{plugin}/lua/kznllm/buffer.lua (kznllm.nvim)",
+                    (plugin / "lua/kznllm/buffer.lua").is_file(),
+                ),
+                (
+                    f"{fidget}/lua/fidget/progress.lua (fidget.nvim, --fidget-nvim)",
+                    (fidget / "lua/fidget/progress.lua").is_file(),
+                ),
+                ("curl on PATH (kznllm.nvim streams through it)", shutil.which("curl") is not None),
+            )
+            if not ok
+        ]
+        if missing:
+            print("kznllm.nvim's side cannot run; missing: " + "; ".join(missing), file=sys.stderr)
+            return 2
+        theirs_dirs = (plugin, fidget)
+
     wall0 = time.monotonic()
     server = BenchServer()
     tmp = Path(tempfile.mkdtemp(prefix="kznbench-"))
-    child = BenchChild(tmp)
+    child = BenchChild(tmp, history=not args.no_history)
     pinger: Pinger | None = None
+    theirs: KznllmNvimChild | None = None
+    others: list[BenchChild] = []
+    their_pinger: Pinger | None = None
     try:
+        if theirs_dirs is not None:
+            theirs = KznllmNvimChild(tmp, *theirs_dirs, server.base_url)
+        for i, root in enumerate(args.root):
+            other_tmp = tmp / f"root{i}"
+            other_tmp.mkdir()
+            others.append(BenchChild(other_tmp, root.resolve(), history=not args.no_history))
+            others[-1].use_server(server.base_url)
         child.use_server(server.base_url)
         res: dict[str, Any] = {"clock": clock_check(child), "tokens": args.tokens}
         res["paced_tokens"] = args.paced_tokens
@@ -672,16 +924,40 @@ def main(argv: list[str] | None = None) -> int:
         idle = sorted(ms(x) for x in pinger.samples)
         res["idle_ping_ms"] = {"p50": pct(idle, 50), "p99": pct(idle, 99), "max": idle[-1]}
 
-        burst = [
-            run_scenario(child, server, burst_toks, pinger=None if args.no_ping else pinger)
-            for _ in range(args.runs)
-        ]
+        their_burst: list[dict[str, Any]] = []
+        if theirs is not None:
+            run_scenario(theirs, server, burst_toks)  # warm-up, as ours had
+            their_pinger = None if args.no_ping else Pinger(theirs.socket_path)
+        other_runs: list[list[dict[str, Any]]] = [[] for _ in others]
+        for other in others:
+            run_scenario(other, server, burst_toks)  # cold
+            run_scenario(other, server, burst_toks)  # warm-up
+        burst = []
+        for _ in range(args.runs):  # interleaved: each run of ours next to one of theirs
+            burst.append(
+                run_scenario(child, server, burst_toks, pinger=None if args.no_ping else pinger)
+            )
+            if theirs is not None:
+                their_burst.append(run_scenario(theirs, server, burst_toks, pinger=their_pinger))
+            for other, runs in zip(others, other_runs, strict=True):
+                runs.append(run_scenario(other, server, burst_toks))
         paced_toks = tokens(args.paced_tokens)
         paced = [
             run_scenario(child, server, paced_toks, gap=args.gap_ms / 1000)
             for _ in range(args.paced_runs)
         ]
         res["burst"] = aggregate(burst)
+        res["roots"] = {
+            str(other.root): aggregate(runs) for other, runs in zip(others, other_runs, strict=True)
+        }
+        if others:
+            res["roots"][str(REPO)] = aggregate(
+                [{k: v for k, v in r.items() if k != "ping_ns"} for r in burst]
+            )
+        if theirs is not None:
+            res["kznllm_nvim"] = aggregate(their_burst)
+            res["kznllm_nvim"]["dir"] = str(theirs_dirs[0]) if theirs_dirs else None
+            res["side_by_side"] = side_by_side(burst, their_burst)
         res["paced"] = aggregate(paced)
         res["host_rss_kb"] = proc_status(res["host_pid"]) if res["host_pid"] else None
         res["wall_s"] = time.monotonic() - wall0
@@ -691,6 +967,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.raw:
                 res["burst_runs"] = [{k: v for k, v in r.items() if k != "ping_ns"} for r in burst]
                 res["paced_runs"] = paced
+                res["roots_runs"] = {
+                    str(o.root): runs for o, runs in zip(others, other_runs, strict=True)
+                }
             res["targets"] = TARGETS
             print(json.dumps(res, indent=2))
         else:
@@ -700,6 +979,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if pinger:
             pinger.close()
+        if their_pinger:
+            their_pinger.close()
+        if theirs is not None:
+            theirs.close()
+        for other in others:
+            other.close()
         child.close()
         server.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -48,7 +48,12 @@ end
 
 class Child:
     def __init__(
-        self, tmp: Path, *, setup: dict[str, Any] | None = None, env: dict[str, str] | None = None
+        self,
+        tmp: Path,
+        *,
+        setup: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        root: Path = REPO,  # the plugin tree loaded (bench/stream_bench.py's --root)
     ) -> None:
         self.tmp = tmp
         self._fed = 0
@@ -67,7 +72,7 @@ class Child:
             "--clean",
             "-n",
             "--cmd",
-            f"set rtp^={REPO}",
+            f"set rtp^={root}",
             "--cmd",
             "let mapleader = ' '",
         ]

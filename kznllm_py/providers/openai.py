@@ -6,12 +6,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 from kznllm_py.errors import ProviderError, StreamError
 from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import ReasoningDelta, TextDelta, UsageDelta, as_count, as_text
 from kznllm_py.providers.jsonfast import loads_event
 from kznllm_py.secrets import clip
 from kznllm_py.stream.sse import Event
+
+_loads = orjson.loads
+_JSONError = (orjson.JSONDecodeError, RecursionError)
 
 NAME = "openai"
 
@@ -161,6 +166,32 @@ def read_usage(usage: dict[str, Any]) -> UsageDelta:
     )
 
 
+def _plain_text(obj: Any) -> str | None:
+    """The text of an event of the common shape (one choice, index 0, whose delta has
+    only `content`, a string, no finish reason; no usage, no error), read as feed()
+    reads it; None for any other event (feed() then reads it)."""
+    if type(obj) is not dict or "error" in obj or obj.get("usage") or obj.get("object") == "error":
+        return None
+    choices = obj.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("index") or choice.get("finish_reason") is not None:
+        return None
+    delta = choice.get("delta")
+    if type(delta) is not dict:
+        return None
+    content = delta.get("content")
+    if type(content) is not str or (len(delta) > 1 and delta.keys() - _PLAIN_KEYS):
+        return None
+    return content
+
+
+# the keys a delta of the common shape may have besides `content` (OpenAI's first delta
+# also names the role)
+_PLAIN_KEYS = frozenset({"content", "role"})
+
+
 class Parser:
     """Chat Completions chunks -> deltas. Ends at `data: [DONE]`."""
 
@@ -220,6 +251,32 @@ class Parser:
             shown = clip(data, 200)
             raise StreamError(f"{self.name}: unexpected stream event: {shown!r}") from None
         return out
+
+    def feed_into(self, events: list[Event], out: list[base.Delta]) -> None:
+        """The deltas of a network read's events, appended to `out` as feed() gives
+        them event by event, except that consecutive text is one TextDelta (joined once
+        per read). An event of the common shape, `{"choices": [{"delta": {"content":
+        "..."}}]}`, is read in a few lookups (_plain_text); any other goes through
+        feed(), and when that raises, `out` holds what came before it."""
+        texts: list[str] = []
+        loads = _loads
+        for event in events:
+            if not self.done:
+                try:
+                    obj = loads(event.data)
+                except _JSONError:
+                    obj = None  # feed() says what is wrong with it
+                text = _plain_text(obj)
+                if text is not None:
+                    if text:
+                        texts.append(text)
+                    continue
+            if texts:
+                out.append(TextDelta("".join(texts)))
+                texts = []
+            out.extend(self.feed(event))
+        if texts:
+            out.append(TextDelta("".join(texts)))
 
     def finish(self) -> list[base.Delta]:
         out = base.stream_end(self.name, self.done, self.finish_reason)

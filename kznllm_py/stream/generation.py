@@ -223,6 +223,10 @@ async def stream_deltas(
     decoder = DECODERS[provider.stream_format](line_limit(max_response_bytes))
     parser = provider.new_parser()
     feed = parser.feed
+    # a parser's fast path for a whole read's events (providers/openai.py), if it has one
+    feed_into: Callable[[list[Event], list[Delta]], None] | None = getattr(
+        parser, "feed_into", None
+    )
     started = False  # the first delta went out
     head = b""  # the body until the first delta: a JSON error sent as a 200 is read from it
     loop = asyncio.get_running_loop()
@@ -267,8 +271,11 @@ async def stream_deltas(
             for piece in pieces:
                 batch: list[Delta] = []
                 try:
-                    for event in decoder.decode(piece):
-                        batch.extend(feed(event))
+                    if feed_into is not None:
+                        feed_into(decoder.decode(piece), batch)
+                    else:
+                        for event in decoder.decode(piece):
+                            batch.extend(feed(event))
                 except KznError:
                     if batch:  # what came before the bad event in this read is kept
                         yield batch
