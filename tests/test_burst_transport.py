@@ -10,11 +10,11 @@ import gzip
 
 import pytest
 
-from kznllm_py.client import Timeouts, new_client
-from kznllm_py.generation import stream_deltas
 from kznllm_py.providers import get_provider
 from kznllm_py.providers.base import Message, Prompt, TextDelta
-from kznllm_py.transport import READ_BUFSIZE
+from kznllm_py.stream.client import Timeouts, new_client
+from kznllm_py.stream.generation import stream_deltas
+from kznllm_py.stream.transport import READ_BUFSIZE
 from tests.servers import LoopbackServer, Reply, openai_events
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"

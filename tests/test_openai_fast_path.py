@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from kznllm_py.errors import KznError
 from kznllm_py.providers import openai
 from kznllm_py.providers.base import Delta, TextDelta
-from kznllm_py.sse import Event, SSEDecoder
+from kznllm_py.stream.sse import Event, SSEDecoder
 
 TEXT = st.text(min_size=1, max_size=8)
 ODD = st.one_of(st.none(), st.integers(-1, 2), st.booleans(), TEXT, st.just([]), st.just({}))

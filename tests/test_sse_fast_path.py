@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kznllm_py.sse import Event, SSEDecoder
+from kznllm_py.stream.sse import Event, SSEDecoder
 
 LINE = st.one_of(
     st.builds(lambda t: "data: " + t, st.text(max_size=6)),
