@@ -451,6 +451,23 @@ def test_openai_error_next_to_choices_is_not_swallowed():
         p.feed(Event(data))
 
 
+def test_openai_refusal_ends_as_an_error_quoting_the_model_never_as_text():
+    # what Chat Completions streams when the model declines (structured outputs)
+    words = ["I'm sorry, ", "I can't help with that."]
+    chunks = [
+        f"data: {oa_chunk({'role': 'assistant', 'content': None, 'refusal': ''})}\n\n",
+        *(f"data: {oa_chunk({'refusal': w})}\n\n" for w in words),
+        f"data: {oa_chunk({}, 'stop')}\n\n",
+        "data: [DONE]\n\n",
+    ]
+    with pytest.raises(
+        ProviderError, match=r"^openai error: the model refused: I'm sorry, I can't"
+    ):
+        run(openai.PROVIDER, [c.encode() for c in chunks])
+    with pytest.raises(ProviderError, match="the model refused"):  # no [DONE] after it
+        run(openai.PROVIDER, [c.encode() for c in chunks[:-1]])
+
+
 def test_openai_vllm_object_error_event_is_provider_error():
     p = openai.Parser()
     data = (

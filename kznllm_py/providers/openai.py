@@ -195,17 +195,26 @@ _PLAIN_KEYS = frozenset({"content", "role"})
 class Parser:
     """Chat Completions chunks -> deltas. Ends at `data: [DONE]`."""
 
-    __slots__ = ("done", "finish_reason", "name")
+    __slots__ = ("done", "finish_reason", "name", "refusal")
 
     def __init__(self, name: str = NAME) -> None:
         self.done = False
         self.finish_reason: str | None = None
         self.name = name  # who errors are attributed to (Azure reuses this parser)
+        # `delta.refusal`: the model declined (structured outputs, safety); its words
+        # end the answer as an error, never as text in the buffer
+        self.refusal: list[str] = []
+
+    def _refused(self) -> None:
+        if self.refusal:
+            words = "".join(self.refusal)
+            raise ProviderError(f"the model refused: {clip(words, 500)}", provider=self.name)
 
     def feed(self, event: Event) -> list[base.Delta]:
         data = event.data
         if data == "[DONE]":
             self.done = True
+            self._refused()
             return [base.DoneDelta(self.finish_reason)]
         if self.done:
             return []  # nothing after [DONE] is part of the answer
@@ -229,6 +238,9 @@ class Parser:
                 reasoning = reasoning_of(details) if details else None
                 if reasoning is None:  # vLLM: `reasoning` (was `reasoning_content`)
                     reasoning = as_text(delta.get("reasoning_content") or delta.get("reasoning"))
+                refusal = delta.get("refusal")
+                if type(refusal) is str and refusal:
+                    self.refusal.append(refusal)
                 content = delta.get("content")
                 if type(content) is list:  # Mistral: typed parts, `thinking` ones too
                     content, thought = content_parts(content)
@@ -279,6 +291,8 @@ class Parser:
             out.append(TextDelta("".join(texts)))
 
     def finish(self) -> list[base.Delta]:
+        if not self.done:
+            self._refused()  # a refusal whose [DONE] never came
         out = base.stream_end(self.name, self.done, self.finish_reason)
         self.done = True
         return out
