@@ -370,9 +370,8 @@ def test_render_leaves_untrusted_project_templates_out_with_one_line(project, se
     res = kznllm(project, "render", "q", *loopback(server), env=clean_env(tmp_path))
     assert res.returncode == 0
     assert res.stderr == (
-        f"kznllm: the project's templates in {project / '.kzn' / 'templates'} are not used, "
-        "the built-in ones are: openai/user.jinja: not trusted (trust them in Neovim: "
-        ":KznTrust)\n"
+        "kznllm: the project's templates are not used, the built-in ones are (trust them in "
+        f"Neovim: :KznTrust): openai/user.jinja: not trusted in {project / '.kzn' / 'templates'}\n"
     )
     assert "PROJECT USER" not in res.stdout and "## User\n\n`````text\nq\n`````\n" in res.stdout
     assert "Use tabs, never spaces." in res.stdout

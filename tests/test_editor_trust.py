@@ -34,7 +34,7 @@ def system_sent(server: LoopbackServer, n: int) -> str:
 
 
 def trust_lines(nvim: Child) -> list[str]:
-    return [m for m in nvim.messages() if "the project's templates in" in m]
+    return [m for m in nvim.messages() if "the project's templates are not used" in m]
 
 
 def test_untrusted_then_trusted_then_changed(nvim: Child, server: LoopbackServer, tmp_path: Path):
@@ -51,9 +51,9 @@ def test_untrusted_then_trusted_then_changed(nvim: Child, server: LoopbackServer
     assert system_sent(server, 1).startswith(BUILTIN)
     [line] = trust_lines(nvim)  # once, not at every fill
     assert line == (
-        f"kznllm: the project's templates in {root / '.kzn' / 'templates'} are not used, the "
-        "built-in ones are: openai/system.jinja: not trusted (:KznTrust reviews and trusts "
-        "them)"
+        "kznllm: the project's templates are not used, the built-in ones are (:KznTrust "
+        "reviews and trusts them): openai/system.jinja: not trusted in "
+        f"{root / '.kzn' / 'templates'}"
     )
     # :KznTrust asks through vim.secure.read() (a prompt needs a UI: one is attached);
     # the user answers [a]llow
@@ -77,8 +77,10 @@ def test_untrusted_then_trusted_then_changed(nvim: Child, server: LoopbackServer
     nvim.nvim.command("KznFill four")
     assert nvim.wait_done(4)[3]["status"] == "ok"
     assert system_sent(server, 3).startswith(BUILTIN)
-    assert trust_lines(nvim)[-1].endswith(
-        "openai/system.jinja: changed since it was trusted (:KznTrust reviews and trusts them)"
+    assert trust_lines(nvim)[-1] == (
+        "kznllm: the project's templates are not used, the built-in ones are (:KznTrust "
+        "reviews and trusts them): openai/system.jinja: changed since it was trusted in "
+        f"{root / '.kzn' / 'templates'}"
     )
 
 
@@ -114,8 +116,10 @@ def test_links_out_are_refused_and_never_offered_for_trust(
     assert time.monotonic() - started < 10
     assert system_sent(server, 0).startswith(BUILTIN)
     assert "PATH=" not in str(server.requests[0].body)
-    assert trust_lines(nvim)[-1].endswith(
-        "openai/env.jinja: a symbolic link (refused) (:KznTrust reviews and trusts them)"
+    line = trust_lines(nvim)[-1]
+    assert line.startswith("kznllm: the project's templates are not used, the built-in ones")
+    assert (
+        "(:KznTrust reviews and trusts them): openai/env.jinja: a symbolic link (refused)" in line
     )
     # a qwen preset in the same repository: the huge file is refused unread, fill goes on
     nvim.lua(

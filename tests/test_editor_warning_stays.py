@@ -34,7 +34,7 @@ def test_the_done_line_does_not_cover_the_untrusted_templates_warning(
         what="the answer's end",
     )
     shown = kzn_messages(nvim)
-    assert shown and "the project's templates in" in shown[-1], shown  # still the last
+    assert shown and "the project's templates are not used" in shown[-1], shown  # still the last
     assert not [m for m in shown if "done in" in m]
     # the done line is in :KznLog, whole
     log = nvim.lua("return require('kznllm.notify').log_lines()")

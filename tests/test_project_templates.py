@@ -83,7 +83,7 @@ def test_a_template_leading_out_of_its_folder_is_refused_unread(
     assert decision.root is None
     named = "openai/sub: a symbolic link" if attack == "folder-link-out" else WHY[attack]
     assert named in decision.notice
-    assert decision.notice.startswith("the project's templates in ")
+    assert decision.notice.startswith("the project's templates are not used, the built-in ")
 
 
 def test_a_dotdot_include_is_refused(tmp_path: Path) -> None:

@@ -247,7 +247,8 @@ def review(kzn_dir: Path, trust_db: Path | None) -> Review:
 def _notice(root: Path, problems: list[str], how: str) -> str:
     shown = "; ".join(printable(p) for p in problems[:4])
     more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
+    # the fix first: a narrow screen cuts the end of the line
     return (
-        f"the project's templates in {printable(str(root))} are not used, the built-in "
-        f"ones are: {shown}{more} ({how})"
+        f"the project's templates are not used, the built-in ones are ({how}): "
+        f"{shown}{more} in {printable(str(root))}"
     )
