@@ -74,3 +74,36 @@ def test_a_refusal_is_not_covered_by_the_done_line_of_the_answer_it_refused_for(
     assert "another answer is streaming there" in said[-1]
     log = "\n".join(nvim.lua("return require('kznllm.notify').log_lines()"))
     assert "done in" in log  # kept for :KznLog
+
+
+def test_a_setup_that_gives_the_key_is_not_refused_on_the_hosts_older_word(
+    nvim: Child, server: LoopbackServer
+):
+    # the host said the key was missing; a setup() then gives one, and a fill comes
+    # before the host's reply to it: the editor must not refuse on the old word
+    nvim.use_server(server.base_url, api_key="KZN_REFUSAL_UNSET_KEY")
+    nvim.lua("require('kznllm.host').ensure()")
+    nvim.wait_for(
+        lambda: nvim.lua(
+            "local k = require('kznllm.host').known"
+            " return k and k.presets.test and k.presets.test.missing_key"
+        ),
+        what="the host's word on the presets",
+    )
+    server.queue(Reply(chunks=openai_events(["fine"])))
+    nvim.set_lines(["x = 1"])
+    # one request: the setup() and the fill reach the editor before any reply can
+    nvim.lua(
+        "require('kznllm').setup({ presets = { ... } }) require('kznllm').state.preset = 'test'"
+        " vim.cmd('KznFill go')",
+        {
+            "id": "test",
+            "provider": "openai",
+            "model": "m",
+            "base_url": server.base_url,
+            "api_key": False,
+        },
+    )
+    done = nvim.wait_done()[0]
+    assert done["status"] == "ok", done
+    assert len(server.requests) == 1

@@ -112,7 +112,8 @@ M.known = nil
 --- From the host: the settings of `reply.generation` are in force.
 function M.configured(reply)
   M.heard()
-  M.known = { default = reply.default, presets = reply.presets or {} }
+  M.known =
+    { default = reply.default, presets = reply.presets or {}, generation = reply.generation }
   M.report(reply.generation, reply.problems)
 end
 

@@ -17,10 +17,13 @@ function M.unwritable(buf)
 end
 
 --- Why `preset` (nil: the host's default) cannot be used, or nil: its key is missing.
---- Before the host has said (its first start), nothing is known: the host says it then.
+--- Before the host has said (its first start, or since the last setup()), nothing is
+--- known: the host says it then.
 function M.missing_key(preset)
   local known = require('kznllm.host').known
-  if not known then
+  -- only the host's word on the settings in force: right after a setup() its reply to
+  -- the new settings may not have come yet (then the host says it when the fill comes)
+  if not known or known.generation ~= require('kznllm.config').generation then
     return nil
   end
   local id = preset or known.default
