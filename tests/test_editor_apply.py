@@ -225,6 +225,9 @@ def test_apply_while_the_answer_streams_is_refused(nvim: Child, server: Loopback
     source = nvim.nvim.current.buffer.number
     nvim.nvim.command("1,5KznDebug tidy")
     server.wait_paused()
+    # the view knows its entry once the first text landed (the server's pause alone
+    # does not say the editor got that far)
+    nvim.wait_for(lambda: nvim.lua("return vim.b.kznllm_entry"), what="the view's entry")
     nvim.nvim.command("KznApply")
     said(nvim, "the answer is still streaming here: nothing was applied")
     server.resume()
