@@ -17,7 +17,7 @@ from typing import Any
 from kznllm_py import options
 from kznllm_py.errors import ConfigError, printable
 from kznllm_py.history.store import DEFAULT_MAX_ENTRIES
-from kznllm_py.prompt import context
+from kznllm_py.prompt import context, sections
 from kznllm_py.prompt.presets import PRESETS_FILE, Preset, builtin_presets, merge_presets, pick
 from kznllm_py.secrets import redact
 
@@ -60,6 +60,8 @@ class Settings:
     max_response_bytes: int | None = None  # None: the default
     history: tuple[bool, int | None, float | None] = retention(None)
     kzn_allow: tuple[str, ...] = ()
+    # what the model is shown beside the selection (kznllm_py/prompt/sections.py)
+    context: sections.ContextOptions = field(default_factory=sections.ContextOptions)
     # {preset id: model} picked from its server's list (:KznPreset!)
     models: Mapping[str, str] = field(default_factory=dict)
     data_dir: str = ""
@@ -152,6 +154,7 @@ def from_config(p: Mapping[str, Any]) -> Settings:
         max_response_bytes=option("max_response_bytes", whole("max_response_bytes", "bytes"), None),
         history=option("history", retention, base.history),
         kzn_allow=tuple(option("kzn_allow", context.allow_list, [])),
+        context=option("context", sections.context_options, sections.ContextOptions()),
         models=_models(p.get("models")),
         data_dir=options.text(p, "data_dir"),
         config_dir=config_dir,

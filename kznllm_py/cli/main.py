@@ -434,7 +434,7 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
         trust_db=trust_file(nvim_stdpath("state")),
         trust_how="trust them in Neovim: :KznTrust",
     )
-    job = payload.with_project_files(job)
+    job = payload.fitted(payload.with_project_files(job))
     for line in job.notices:
         _err(line)
     return job

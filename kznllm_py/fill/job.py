@@ -10,8 +10,10 @@ from typing import Any
 
 from kznllm_py.fill import request
 from kznllm_py.fill.request import FillRequest
-from kznllm_py.prompt import context, project_templates, prompts, sandbox, trust
+from kznllm_py.prompt import context, project_templates, prompts, sandbox, sections, trust
+from kznllm_py.prompt.context import estimate_tokens
 from kznllm_py.prompt.presets import Preset
+from kznllm_py.prompt.sources import gathered
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.settings import Settings
 from kznllm_py.stream import generation
@@ -39,6 +41,11 @@ class FillJob:
     trust_how: str = ":KznTrust reviews and trusts them"
     # lines to show once (project templates not used, and why)
     notices: tuple[str, ...] = ()
+    # the context sections offered (kznllm_py/prompt/sections.py), fitted by `fitted`
+    offered: tuple[sections.Section, ...] = ()
+    context_options: sections.ContextOptions = field(default_factory=sections.ContextOptions)
+    # what the editor said about gathering them (a source that failed or was late)
+    gather_notes: tuple[str, ...] = ()
 
 
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
@@ -85,6 +92,26 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
         max_response_bytes=cap,
         ignored_kzn=found.ignored,
         trust_db=trust.trust_file(settings.state_dir) if settings.state_dir else None,
+        offered=tuple(
+            s for s in gathered.sections(req.gathered, req.path) if settings.context.on(s.kind)
+        ),
+        context_options=settings.context,
+        gather_notes=req.gathered.notes,
+    )
+
+
+def fitted(job: FillJob) -> FillJob:
+    """The job with its context sections fitted into the budget: the selection and the
+    query first (never cut), then the sections in their order, then the buffer's lines
+    around the selection in what is left (kznllm_py/prompt/sections.py). Pure, cheap."""
+    ctx = job.ctx
+    budget = job.context_options.budget
+    reserved = estimate_tokens(ctx.selection) + estimate_tokens(ctx.query)
+    fit = sections.fit(job.offered, budget=budget, reserved=reserved)
+    before, after = sections.fit_around(ctx.before, ctx.after, fit.remaining)
+    return replace(
+        job,
+        ctx=replace(ctx, sections=fit.placed, left=fit.left, before=before, after=after),
     )
 
 
@@ -99,6 +126,9 @@ def debug_text(job: FillJob, request: HttpRequest) -> str:
         context_files=job.ctx.context_files,
         context_window=job.preset.context_window,
         project_dir=str(job.kzn_dir) if job.kzn_dir is not None else "",
+        sections=job.ctx.sections,
+        left=job.ctx.left,
+        notes=job.gather_notes,
     )
 
 

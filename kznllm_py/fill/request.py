@@ -5,11 +5,13 @@ raw dict. Loose fields fall back to their defaults (kznllm_py/options.py). Pure.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kznllm_py import options
 from kznllm_py.apply import Span, span_of
+from kznllm_py.prompt.sources import gathered
+from kznllm_py.prompt.sources.gathered import Gathered
 
 PLACEMENTS = ("auto", "cursor", "below", "above")
 
@@ -47,6 +49,8 @@ class FillRequest:
     placement: str | None = None  # a normal-mode answer's place (PLACEMENTS), else None
     spot: Spot | None = None
     span: Span | None = None  # where a replace's selection stood (:KznApply)
+    # what the editor gathered for the context (diagnostics, scope, ...): lua/kznllm/context/
+    gathered: Gathered = field(default_factory=Gathered)
 
 
 def placement(asked: str | None, fim: bool) -> str | None:
@@ -105,4 +109,5 @@ def parse(p: Mapping[str, Any]) -> FillRequest:
         placement=where if where in PLACEMENTS else None,
         spot=_spot(p.get("spot")),
         span=span_of(p, selection, before, after),
+        gathered=gathered.parse(p.get("context")),
     )

@@ -525,6 +525,7 @@ class KznllmPlugin:
                 if job.kzn_dir is not None:
                     job = await sandbox.run_off_loop(payload.with_project_files, job)
                     self._warn_ignored(job.notices)  # project templates not used: why
+                job = payload.fitted(job)  # the context sections in the budget
                 turn = await self._turn(req, job)
             except KznError as exc:
                 sink.finish("error", printable(redact(str(exc))), info)

@@ -85,6 +85,9 @@ def render(
     project_dir: str = "",
     context_files: Sequence[Mapping[str, Any]] = (),
     skipped: Sequence[Mapping[str, str]] = (),
+    sections: Sequence[Mapping[str, Any]] = (),
+    left: Sequence[Mapping[str, Any]] = (),
+    notes: Sequence[str] = (),
 ) -> str:
     """The view's text for a request (`url` and `headers` already redacted)."""
     rest = dict(body)
@@ -115,6 +118,12 @@ def render(
         out.append(f"- skipped {_code(s['path'])}: {printable(s['reason'])}")
     if not project_dir and not context_files and not skipped:
         out.append("- no project files (no `.kzn` folder)")
+    for sec in sections:
+        cut = ", cut to fit" if sec.get("cut") else ""
+        out.append(f"- section {_code(str(sec['title']))} (~{sec.get('tokens', 0)} tokens{cut})")
+    for sec in left:
+        out.append(f"- left out {_code(str(sec['title']))}: {printable(str(sec['reason']))}")
+    out += [f"- {printable(n)}" for n in notes]
     if system:
         out += ["", "## System"]
         for block in system:

@@ -14,7 +14,9 @@ path, line, what is wrong.
 
 Variables (documented in doc/kznllm.txt): user_query, visual_selection, replace,
 current_buffer_context {path, filetype, text, cursor {row, col}, before, after},
-context_files [{path, content}], prefill, preset {id, model}, date.
+context_files [{path, content}], context_sections [{kind, title, text, cut}] (the
+user message's sections: kznllm_py/prompt/sections.py), project_rules [the same, for
+the system prompt], prefill, preset {id, model}, date.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from kznllm_py import secrets
 from kznllm_py.errors import ConfigError
 from kznllm_py.prompt import debug_request, project_templates, sandbox
 from kznllm_py.prompt.context import estimate_tokens
+from kznllm_py.prompt.sections import Left, Placed
 from kznllm_py.providers.base import HttpRequest, Message, Prompt
 
 MODES = ("replace", "yap")
@@ -59,6 +62,9 @@ class FillContext:
     cursor: tuple[int, int] | None = None  # 1-based row, 0-based byte column
     context_files: tuple[ContextFile, ...] = ()
     prefill: str = ""
+    # the context sections sent (rules, scope, diagnostics, ...) and those left out
+    sections: tuple[Placed, ...] = ()
+    left: tuple[Left, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,10 +214,16 @@ def variables(ctx: FillContext, *, preset_id: str = "", model: str = "") -> dict
         "replace": ctx.mode == "replace",
         "current_buffer_context": buffer,
         "context_files": [{"path": f.path, "content": f.content} for f in ctx.context_files],
+        "context_sections": [_section(s) for s in ctx.sections if not s.system],
+        "project_rules": [_section(s) for s in ctx.sections if s.system],
         "prefill": ctx.prefill,
         "preset": {"id": preset_id, "model": model},
         "date": datetime.date.today().isoformat(),
     }
+
+
+def _section(s: Placed) -> dict[str, Any]:
+    return {"kind": s.kind, "title": s.title, "text": s.text, "cut": s.cut}
 
 
 def render(
@@ -243,6 +255,9 @@ def render_debug(
     context_files: Sequence[ContextFile] = (),
     context_window: int | None = None,
     project_dir: str = "",
+    sections: Sequence[Placed] = (),
+    left: Sequence[Left] = (),
+    notes: Sequence[str] = (),
 ) -> str:
     """The debug view's text: the exact request as it goes on the wire (system and
     messages in the provider's own shape), key headers redacted, what context went in.
@@ -272,6 +287,9 @@ def render_debug(
         project_dir=project_dir,
         context_files=[{"path": f.path, "tokens": f.tokens} for f in context_files],
         skipped=skipped,
+        sections=[{"title": s.title, "tokens": s.tokens, "cut": s.cut} for s in sections],
+        left=[{"title": s.title, "reason": s.reason} for s in left],
+        notes=notes,
     )
 
 

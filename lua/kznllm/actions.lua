@@ -76,6 +76,16 @@ end
 
 function M.start(spec)
   local buf = spec.buf or api.nvim_get_current_buf()
+  if spec.gather and not spec.context then
+    -- the context gathered since the keypress: what answered by its deadline
+    return require('kznllm.context').finish(spec.gather, function(facts)
+      spec.context = facts
+      if api.nvim_buf_is_valid(buf) then
+        return M.start(spec)
+      end
+      job.release(spec.region)
+    end)
+  end
   local cursor = spec.cursor or api.nvim_win_get_cursor(0)
   if not spec.replace and not spec.placement then
     spec.placement = spec.range and 'cursor' or presets.placement()
@@ -152,6 +162,7 @@ function M.start(spec)
     rerun = spec.rerun,
     send = spec.send,
     review = j.review or false,
+    context = spec.context, -- gathered at the keypress (kznllm.context)
   })
   if not ok then
     job.finish(j.id, 'error', tostring(err))
@@ -305,6 +316,10 @@ function M.prompt_fill(opts)
   spec.region = capture.capture(buf, spec)
   if not to_scratch and job.overlapping(buf, job.bounds(spec.region)) then
     return refuse(spec.region, BUSY)
+  end
+  if not vim.b[buf].kznllm_conversation then
+    -- what the model is shown beside the selection, gathered while the query is typed
+    spec.gather = require('kznllm.context').start(buf, job.text_bounds(spec.region))
   end
   pcall(host.ensure) -- start the host while the user types the query
   if spec.query and spec.query ~= '' then

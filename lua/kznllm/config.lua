@@ -39,6 +39,7 @@ local M = {}
 ---@field kzn_allow string[]
 ---@field stream_highlight { mode: 'pause'|'live', quiet_ms: integer }
 ---@field prestart boolean
+---@field context { budget: integer, lsp_timeout: integer, scope: boolean, outline: boolean, lsp: boolean, diagnostics: boolean, rules: boolean, git: boolean }|false
 
 ---@type kznllm.Options
 M.defaults = {
@@ -70,6 +71,19 @@ M.defaults = {
   -- { message = function(info) return string end } words it (:help kznllm-progress)
   progress = true,
   context_lines = 400, -- buffer lines sent each side of the selection / cursor
+  -- what the model is shown beside the selection, each a labelled section
+  -- (:help kznllm-context); false: only the lines around it. `budget`: tokens for all of
+  -- it, the selection first (never cut), then the sections, then the lines around
+  context = {
+    budget = 16000,
+    scope = true, -- the enclosing function, method or class (tree-sitter)
+    outline = true, -- the file's top-level declarations (tree-sitter)
+    lsp = true, -- the definitions of the names used, from the attached language servers
+    lsp_timeout = 300, -- ms from the keypress: what the servers answered by then is sent
+    diagnostics = true, -- vim.diagnostic entries on and near the selection
+    rules = true, -- the project's AGENTS.md, CLAUDE.md, ... once trusted (:KznTrust)
+    git = false, -- the file's uncommitted hunks near the selection
+  },
   -- record every request in stdpath('data')/kznllm/history.sqlite3; or a table
   -- { enabled = true, max_entries = 10000, max_age_days = nil }
   history = true,

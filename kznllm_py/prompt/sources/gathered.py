@@ -1,0 +1,40 @@
+"""What the editor gathered at the keypress for a fill's context (the `context` table of
+the `fill` call, lua/kznllm/context/), typed once and bounded. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kznllm_py.errors import printable
+from kznllm_py.prompt.sections import Section
+from kznllm_py.prompt.sources import diagnostics
+
+MAX_NOTES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    diagnostics: tuple[diagnostics.Diagnostic, ...] = ()
+    # what the editor says about the gathering itself (a source that failed, a language
+    # server that did not answer in time): one line each, shown in the debug view
+    notes: tuple[str, ...] = ()
+
+
+def parse(raw: object) -> Gathered:
+    """The editor's `context` table (absent, or anything malformed: nothing gathered)."""
+    if not isinstance(raw, Mapping):
+        return Gathered()
+    notes = raw.get("notes")
+    return Gathered(
+        diagnostics=diagnostics.parse(raw.get("diagnostics")),
+        notes=tuple(printable(n[:300]) for n in notes[:MAX_NOTES] if isinstance(n, str))
+        if isinstance(notes, list)
+        else (),
+    )
+
+
+def sections(g: Gathered, path: str = "") -> list[Section]:
+    """The sections of what the editor gathered (each source's own `section`)."""
+    found = [diagnostics.section(g.diagnostics, path)]
+    return [s for s in found if s is not None]

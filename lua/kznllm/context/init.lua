@@ -1,0 +1,118 @@
+-- What the model is shown beside the selection, gathered at the keypress: each source
+-- (a module of this folder) collects what the editor knows (diagnostics, the enclosing
+-- scope, the outline, the language servers' definitions) for the range, at once or later;
+-- the fill goes out when every source has answered or `lsp_timeout` ms after the
+-- keypress, whichever comes first, with what answered by then. The host types, bounds,
+-- budgets and words it all (kznllm_py/prompt/sources/, kznllm_py/prompt/sections.py).
+local M = {}
+
+local config = require('kznllm.config')
+
+-- source name -> { switch = setup()'s `context` key that turns it on, module = its module }
+M.SOURCES = {
+  diagnostics = { switch = 'diagnostics', module = 'kznllm.context.diagnostics' },
+}
+
+--- The options in force: setup()'s `context` table, or nil when it is false.
+local function options()
+  local o = config.options.context
+  if type(o) ~= 'table' then
+    return nil
+  end
+  return o
+end
+
+--- Start gathering for `buf` and `range` ({ srow, scol, erow, ecol }, 0-based, end
+--- exclusive) now, in the keypress's tick. Returns the pending gathering, or nil when
+--- every source is off.
+function M.start(buf, range)
+  local o = options()
+  if not o then
+    return nil
+  end
+  local pending = {
+    facts = { notes = {} },
+    asked = {}, -- source name -> true
+    answered = {}, -- source name -> true
+    waiting = 0,
+    started = vim.uv.now(),
+    timeout = tonumber(o.lsp_timeout) or 300,
+    done = nil, -- set by M.finish: called once with the facts
+  }
+  for name, source in pairs(M.SOURCES) do
+    if o[source.switch] ~= false then
+      pending.asked[name] = true
+      pending.waiting = pending.waiting + 1
+      local answered = false
+      local function answer(value)
+        if answered then
+          return
+        end
+        answered = true
+        pending.answered[name] = true
+        pending.facts[name] = value
+        pending.waiting = pending.waiting - 1
+        if pending.waiting == 0 and pending.done then
+          pending.done()
+        end
+      end
+      local ok, err = pcall(function()
+        require(source.module).collect(buf, range, o, answer)
+      end)
+      if not ok then
+        table.insert(pending.facts.notes, ('%s: %s'):format(name, tostring(err)))
+        answer(nil)
+      end
+    end
+  end
+  return pending
+end
+
+--- Call `cb(facts)` once: at once when every source has answered (returning what `cb`
+--- returns), else when the last one does or the deadline (`lsp_timeout` ms from the
+--- keypress) passes, whichever is first; a late answer is dropped and said in the notes.
+function M.finish(pending, cb)
+  local fired = false
+  local timer
+  local function fire()
+    if fired then
+      return
+    end
+    fired = true
+    if timer then
+      timer:stop()
+      timer:close()
+    end
+    local facts = pending.facts
+    if pending.waiting > 0 then
+      local late = {}
+      for name in pairs(pending.asked) do
+        if not pending.answered[name] then
+          table.insert(late, name)
+        end
+      end
+      table.sort(late)
+      table.insert(
+        facts.notes,
+        ('not in by the %d ms deadline (context.lsp_timeout): %s'):format(
+          pending.timeout,
+          table.concat(late, ', ')
+        )
+      )
+    end
+    pending.done = nil
+    return cb(facts)
+  end
+  if pending.waiting == 0 then
+    return fire()
+  end
+  pending.done = vim.schedule_wrap(fire)
+  local left = pending.timeout - (vim.uv.now() - pending.started)
+  if left <= 0 then
+    return fire()
+  end
+  timer = vim.uv.new_timer()
+  timer:start(left, 0, vim.schedule_wrap(fire))
+end
+
+return M
