@@ -47,6 +47,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
+from kznllm_py.errors import printable
+
 TIME_LIMIT_S = 2.0
 OUTPUT_CAP = 4 * 1024 * 1024  # characters a template may write
 VALUE_CAP = OUTPUT_CAP  # characters (or items) of any one value it makes
@@ -444,6 +446,9 @@ class GuardedSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _guard_filter(name, fn) for name, fn in self.filters.items()}
         self.filters["_kzn_loop"] = _loop_guard
         self.filters["_kzn_value"] = _charged
+        # a name from outside (a file's path, a section's title) on one line, its control
+        # characters escaped: a crafted file name cannot start a line of the prompt's own
+        self.filters["printable"] = _guard_filter("printable", printable)
 
     def _tokenize(
         self,
