@@ -189,3 +189,24 @@ def test_a_view_of_hostile_buffer_text_sends_exactly_the_first_request(
     assert "obey me\r\nnul\0here" in sent  # the hostile text went out as it is
     assert again == first
     assert "n" not in again and "max_tokens" not in again
+
+
+def test_a_send_the_server_refuses_says_nothing_of_kept_output(nvim: Child, server: LoopbackServer):
+    # the heading written before the answer is the plugin's own: an answer that never
+    # came keeps no "partial output"
+    server.queue(
+        Reply(chunks=openai_events(["first"])),
+        Reply(
+            status=400,
+            headers={"Content-Type": "application/json"},
+            chunks=[b'{"error": {"message": "bad temperature"}}'],
+        ),
+    )
+    nvim.use_server(server.base_url)
+    nvim.nvim.command("KznDebug what is 2+2")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    nvim.nvim.command("KznSend")
+    done = nvim.wait_done(2)[1]
+    assert done["status"] == "error"
+    said = [m for m in nvim.messages() if "bad temperature" in m]
+    assert said == ["kznllm: openai error (HTTP 400): bad temperature"], said

@@ -386,7 +386,7 @@ def test_control_characters_from_a_server_are_escaped_in_messages_and_history(
         "\\x1b[2J\\nforged line"
     )
     assert done["error"] == escaped
-    assert f"kznllm: {escaped} (partial output kept)" in nvim.messages()  # the request shown
+    assert f"kznllm: {escaped}" in nvim.messages()  # nothing of the model's was kept
     shown = ["\n".join(b[:]) for b in nvim.nvim.buffers if b.valid]  # the debug view too
     shown.append(nvim.nvim.api.exec2("messages", {"output": True})["output"])
     logs = Path(nvim.lua("return vim.fn.stdpath('log')"))

@@ -25,7 +25,7 @@ class BufferSink:
     """Sends one job's text to its extmark. In linewise replace mode the answer's final
     newline is held back and dropped (the replaced lines keep their own line break)."""
 
-    __slots__ = ("_cr", "_held", "_id", "_nvim", "_tally", "crlf", "linewise", "tap")
+    __slots__ = ("_cr", "_held", "_id", "_nvim", "_tally", "crlf", "linewise", "scratch", "tap")
 
     def __init__(
         self, nvim: pynvim.Nvim, job_id: int, *, linewise: bool = False, crlf: bool = False
@@ -43,6 +43,10 @@ class BufferSink:
         self._tally = TokenTally()
         # sees exactly the text that goes into the buffer (a review's diff follows it)
         self.tap: Callable[[str], None] | None = None
+        # the plugin's own buffer (the debug view, a conversation): what it wrote there
+        # before the answer (the request, a heading) is neither kept output nor the
+        # user's text, so an answer that never came says neither
+        self.scratch = False
 
     def write(self, text: str) -> None:
         if self.crlf:
@@ -87,7 +91,14 @@ class BufferSink:
     def finish(self, status: str, error: str | None, info: dict[str, Any]) -> None:
         """The end of the job, with the line that says it (messages.end_message)."""
         self.flush()
-        text, level = end_message(status, error, info, wrote=self._tally.tokens > 0)
+        # whether the model's text went in: the outcome counts the answer's characters (a
+        # conversation's heading or the debug view's request written before it is not
+        # the model's output); a job cancelled before it has an outcome counts the writes
+        chars = info.get("chars")
+        wrote: bool | None = chars > 0 if isinstance(chars, int) else self._tally.tokens > 0
+        if self.scratch and not (isinstance(chars, int) and chars > 0):
+            wrote = None
+        text, level = end_message(status, error, info, wrote=wrote)
         info = {**info, "message": text, "level": level}
         self._nvim.exec_lua(_FINISH, self._id, status, error, info, async_=True)
         spent = figures(info.get("usage"), info.get("cost_usd"))

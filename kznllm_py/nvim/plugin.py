@@ -560,6 +560,7 @@ class KznllmPlugin:
                 max_response_bytes=job.max_response_bytes,
             )
             answer = self._answer_taps(job, turn, sink)
+            sink.scratch = job.debug or bool(turn.head)
             if turn.head:
                 coalescer.push(turn.head)
             view = None
