@@ -269,3 +269,39 @@ def test_kznpreset_bang_says_why_when_the_list_cannot_be_had(nvim: Child, server
         lambda: any("azure (azure) does not list its models" in m for m in nvim.messages()),
         what="the warning",
     )
+
+
+def test_kznpreset_bang_does_not_open_the_picker_on_keys_typed_while_the_list_came(
+    nvim: Child, server: LoopbackServer
+):
+    # the list arrives after the user went on typing: a picker opening then would take
+    # their keys; it says the list is in, and the next :KznPreset! offers it at once
+    server.queue(
+        Reply(
+            headers={"Content-Type": "application/json"},
+            chunks=[json.dumps(LISTINGS["openai"]).encode()],
+            pause_after=0,
+        )
+    )
+    nvim.use_server(server.base_url)
+    nvim.lua(
+        "_G.offered = 0; vim.ui.select = function(items, opts, cb) _G.offered = _G.offered + 1"
+        " _G.items = items end"
+    )
+    nvim.set_lines(["one", "two"])
+    nvim.nvim.command("KznPreset!")
+    server.wait_paused()
+    nvim.feed("ix<Esc>")  # typed while the list is on its way
+    nvim.wait_for(lambda: nvim.lines()[0] == "xone", what="the typed keys")
+    server.resume()
+    nvim.wait_for(
+        lambda: any(
+            "2 models of test listed (not opened while you typed)" in m for m in nvim.messages()
+        ),
+        what="the word that the list is in",
+    )
+    assert nvim.lua("return _G.offered") == 0 and nvim.lines() == ["xone", "two"]
+    nvim.nvim.command("KznPreset!")
+    assert nvim.lua("return _G.offered") == 1
+    assert nvim.lua("return _G.items") == ["llama-1b", "qwen-7b"]  # as the server's list
+    assert len(server.requests) == 1  # offered from what came, not fetched again
