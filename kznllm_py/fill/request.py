@@ -47,6 +47,11 @@ class FillRequest:
     placement: str | None = None  # a normal-mode answer's place (PLACEMENTS), else None
     spot: Spot | None = None
     span: Span | None = None  # where a replace's selection stood (:KznApply)
+    # the target buffer, for shaping the answer (kznllm_py/fill/shape.py)
+    commentstring: str = ""
+    buftype: str = ""
+    expandtab: bool = True
+    shiftwidth: int = 4
 
 
 def placement(asked: str | None, fim: bool) -> str | None:
@@ -105,4 +110,8 @@ def parse(p: Mapping[str, Any]) -> FillRequest:
         placement=where if where in PLACEMENTS else None,
         spot=_spot(p.get("spot")),
         span=span_of(p, selection, before, after),
+        commentstring=options.text(p, "commentstring"),
+        buftype=options.text(p, "buftype"),
+        expandtab=p.get("expandtab") is not False,
+        shiftwidth=min(max(options.whole(p, "shiftwidth", 4), 1), 16),
     )

@@ -1,0 +1,307 @@
+"""An answer shaped for the file it lands in, while it streams: pure, line by line.
+
+Asked at the cursor of a code buffer (no selection), a model is told to answer with code
+only; models disobey ("Sure! Here is a helper:", a ```python fence, "This returns 42."),
+so the text is shaped on its way to the buffer (`Shaper`, `push` + `finish`, the same
+result whatever the chunking):
+
+- fence lines (CommonMark: ``` or ~~~, 3 or more, indented 0-3 spaces; a closing fence
+  as long as its opening or longer) are dropped, what is inside them is code;
+- once the answer has had a fence, every line outside one is prose: a comment in the
+  buffer's 'commentstring' (`# %s`, `// %s`, `/* %s */`, `-- %s`);
+- before any fence, a leading chatty line ("Sure! Here is ...") is prose; a run of
+  sentence-like lines at column 0 is held until what follows tells: a fence or the end
+  of the answer makes it prose, a line of code makes it code;
+- code keeps its own relative indentation under the target's (the cursor line's), in
+  the buffer's tabs or spaces; blank lines stay blank (no trailing spaces).
+
+A replace only re-indents: when the answer's first non-blank line is indented less than
+the selection's, every line gets the selection's base (`Shape.dedented_only`).
+
+Nothing is lost: history records the text before it is shaped; the buffer gets this.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from kznllm_py.fill.request import FillRequest
+
+# filetypes whose buffers take prose, as written (a 'commentstring' there is for markup)
+PROSE_FILETYPES = frozenset(
+    {
+        "",
+        "text",
+        "markdown",
+        "help",
+        "gitcommit",
+        "gitrebase",
+        "mail",
+        "rst",
+        "asciidoc",
+        "org",
+        "norg",
+        "tex",
+        "plaintex",
+        "kznllm",
+    }
+)
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+# a chatty first line: "Sure! Here is ...", "Certainly.", "Here's a helper:", "I'll ..."
+_OPENER = re.compile(
+    r"^(?:sure|certainly|of course|absolutely|alright|okay|great|here(?:'s|\u2019s| is| are)"
+    r"|below is|i(?:'ve|\u2019ve| have|'ll|\u2019ll| will)|let me)\b(?!\s*[=(\[])",
+    re.IGNORECASE,
+)
+_CODE_SPAN = re.compile(r"`[^`]*`")
+_NOT_PROSE = re.compile(r"[{};=]")
+_MARKDOWN = re.compile(r"^(?:#{1,6} |[-*+] |\d{1,3}[.)] )\S")
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How an answer is shaped for its buffer: `indent` is the target's base
+    indentation (as the buffer writes it); `comment` the buffer's 'commentstring' ('':
+    only re-indent, as a replace does); `tabs` whether the buffer indents with tabs;
+    `width` the columns of one level there ('shiftwidth')."""
+
+    indent: str = ""
+    comment: str = ""
+    tabs: bool = False
+    width: int = 4
+    dedented_only: bool = False  # a replace: shift only an answer indented less
+
+
+def comment_parts(commentstring: str) -> tuple[str, str] | None:
+    """'commentstring' as its left and right parts, or None when it is no comment
+    syntax (empty, no `%s`, nothing around it)."""
+    left, sep, right = commentstring.partition("%s")
+    if not sep or not (left.strip() or right.strip()) or "%s" in right:
+        return None
+    return left, right
+
+
+def columns(ws: str, width: int) -> int:
+    """The columns of leading whitespace `ws`, a tab counting to the next multiple of
+    `width`."""
+    col = 0
+    for ch in ws:
+        col = (col // width + 1) * width if ch == "\t" else col + 1
+    return col
+
+
+def _closes(fence: re.Match[str], char: str, n: int) -> bool:
+    """Whether a fence line closes a block opened with `n` of `char`."""
+    run = fence.group(1)
+    return run[0] == char and len(run) >= n and not fence.group(2).strip()
+
+
+def _lead(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _sentence(line: str) -> bool:
+    """A line of prose as a model writes it, at column 0: a markdown heading or list
+    item, or words (three or more) ending in . ! ? or :, with no braces, ; or =
+    outside `code spans`."""
+    if not line or line[0] in " \t":
+        return False
+    if _MARKDOWN.match(line):
+        return True
+    text = _CODE_SPAN.sub("x", line).rstrip()
+    if not text[:1].isalpha() or _NOT_PROSE.search(text):
+        return False
+    return len(text.split()) >= 3 and text.rstrip("*_\"')").endswith((".", "!", "?", ":"))
+
+
+class Shaper:
+    """`push(text)` gives what of the answer so far is shaped (whole lines), `finish()`
+    the rest. Holds back at most the line in progress and a run of would-be prose."""
+
+    __slots__ = (
+        "_base",
+        "_buf",
+        "_fence",
+        "_held",
+        "_left",
+        "_opened",
+        "_pass",
+        "_right",
+        "_seen_fence",
+        "_unit",
+        "shape",
+    )
+
+    def __init__(self, shape: Shape) -> None:
+        self.shape = shape
+        parts = comment_parts(shape.comment)
+        self._left, self._right = parts if parts is not None else ("", "")
+        self._buf = ""  # the line in progress
+        self._fence: tuple[str, int] | None = None  # inside a fence: its char and length
+        self._seen_fence = False
+        self._held: list[str] = []  # a run of would-be prose, with their line ends
+        self._opened = False  # the answer's first non-blank line is past
+        self._base: int | None = None  # the answer's base indentation (columns), per block
+        self._unit = 0  # the answer's indentation step (columns), for a tab buffer
+        self._pass = False  # a replace indented as deep as its selection: as it comes
+
+    def push(self, text: str) -> str:
+        if self._pass:
+            return text
+        self._buf += text
+        if "\n" not in self._buf:
+            return ""
+        *lines, self._buf = self._buf.split("\n")
+        out = [self._line(line) for line in lines]
+        if self._pass:
+            out.append(self._buf)
+            self._buf = ""
+        return "".join(out)
+
+    def finish(self) -> str:
+        if self._pass:
+            return ""
+        out = self._line(self._buf, end="") if self._buf else ""
+        self._buf = ""
+        return out + self._release(prose=True)
+
+    # -- one whole line -----------------------------------------------------------
+
+    def _line(self, raw: str, end: str = "\n") -> str:
+        if self._pass:
+            return raw + end
+        line = raw[:-1] if raw.endswith("\r") else raw
+        eol = "\r" + end if raw.endswith("\r") else end
+        if not self._left:  # a replace: re-indent only
+            return self._reindent(line, eol)
+        fence = _FENCE.match(line)
+        if self._fence is not None:  # inside a fence: code, up to its closing fence
+            char, n = self._fence
+            if fence and _closes(fence, char, n):
+                self._fence = None
+                return ""
+            return self._code(line, eol)
+        if fence and not (fence.group(1)[0] == "`" and "`" in fence.group(2)):
+            out = self._release(prose=True)
+            self._fence, self._seen_fence, self._opened = (
+                (fence.group(1)[0], len(fence.group(1))),
+                True,
+                True,
+            )
+            self._base = None  # each block has its own base
+            return out
+        if not line.strip():
+            if self._held:
+                self._held.append(eol)
+                return ""
+            return eol
+        if self._seen_fence:
+            return self._prose(line, eol)
+        if not self._opened:
+            self._opened = True
+            if _OPENER.match(line):
+                return self._prose(line, eol)
+        if _sentence(line):
+            self._held.append(line + eol)
+            return ""
+        return self._release(prose=False) + self._code(line, eol)
+
+    def _release(self, *, prose: bool) -> str:
+        held, self._held = self._held, []
+        out = []
+        for item in held:
+            line = item.rstrip("\r\n")
+            eol = item[len(line) :]
+            out.append(self._prose(line, eol) if prose else self._code(line, eol))
+        return "".join(out)
+
+    def _prose(self, line: str, eol: str) -> str:
+        text = line.rstrip()
+        if not text:
+            return eol
+        left, right = self._left, self._right
+        leader = left.strip()
+        if not (leader and text.lstrip().startswith(leader)):  # a comment already: as is
+            closing = right.strip()
+            if len(closing) > 1:  # prose cannot end the comment early
+                text = text.replace(closing, closing[0] + " " + closing[1:])
+            text = f"{left}{text}{right}".rstrip()
+        return self.shape.indent + text + eol
+
+    def _code(self, line: str, eol: str) -> str:
+        if not line.strip():
+            return eol
+        width = self.shape.width
+        lead = _lead(line)
+        col = columns(lead, width)
+        if self._base is None:
+            self._base = col
+        rel = max(0, col - self._base)
+        return self.shape.indent + self._indent(rel) + line[len(lead) :] + eol
+
+    def _indent(self, rel: int) -> str:
+        if not rel:
+            return ""
+        if not self.shape.tabs:
+            return " " * rel
+        if not self._unit:
+            self._unit = rel  # the answer's own step: one level, one tab
+        return "\t" * (rel // self._unit) + " " * (rel % self._unit)
+
+    def _reindent(self, line: str, eol: str) -> str:
+        if self._base is None:
+            if not line.strip():
+                return line + eol
+            target = columns(self.shape.indent, self.shape.width)
+            deep = columns(_lead(line), self.shape.width) >= target
+            if deep or _sentence(line) or _OPENER.match(line):
+                # as deep as the selection already, or chatty (its code is cut out and
+                # re-indented at the end: `reindent`): untouched
+                self._pass = True
+                return line + eol
+        return self._code(line, eol)
+
+
+def reindent(text: str, shape: Shape) -> str:
+    """`text` as a replace's shaper gives it, whole (a chatty answer's code, cut out at
+    its end)."""
+    s = Shaper(replace(shape, comment=""))
+    return s.push(text) + s.finish()
+
+
+def for_fill(req: FillRequest, where: str | None, *, enabled: bool = True) -> Shape | None:
+    """How a fill's answer is shaped, or None when it goes as it comes: shaping off,
+    a debug view or conversation, a fill at the cursor, a prose buffer."""
+    if not enabled or req.debug or req.send is not None or req.followup or req.rerun:
+        return None
+    if req.buftype or req.filetype in PROSE_FILETYPES:
+        return None
+    tabs, width = not req.expandtab, req.shiftwidth
+    if req.mode == "replace":
+        base = _lead(next((x for x in req.selection.split("\n") if x.strip()), ""))
+        if not base:
+            return None
+        return Shape(base, "", tabs, width, dedented_only=True)
+    if where not in ("line", "below", "above") or comment_parts(req.commentstring) is None:
+        return None
+    return Shape(target_indent(req), req.commentstring, tabs, width)
+
+
+def target_indent(req: FillRequest) -> str:
+    """The indentation a normal-mode answer is written at: the cursor line's; on a blank
+    line (without indentation of its own), the next non-blank line's below it (the
+    answer goes before that code), else the previous one's above. From the context the
+    editor sent, split at the cursor."""
+    spot = req.spot
+    line = spot.head + spot.rest if spot is not None else ""
+    if spot is not None and (not spot.blank or _lead(line)):
+        return _lead(line)
+    for below in req.after.split("\n")[1:200]:
+        if below.strip():
+            return _lead(below)
+    for above in reversed(req.before.split("\n")[-200:-1]):
+        if above.strip():
+            return _lead(above)
+    return ""
