@@ -58,6 +58,7 @@ class Settings:
     timeouts: Mapping[str, float | None] = field(default_factory=dict)
     retries: int | None = None  # None: the default
     max_response_bytes: int | None = None  # None: the default
+    shape: bool = True  # answers shaped for their file (kznllm_py/fill/shape.py)
     history: tuple[bool, int | None, float | None] = retention(None)
     kzn_allow: tuple[str, ...] = ()
     # {preset id: model} picked from its server's list (:KznPreset!)
@@ -127,6 +128,19 @@ def whole(name: str, unit: str) -> Callable[[Any], int | None]:
     return check
 
 
+def switch(name: str) -> Callable[[Any], bool]:
+    """The check of an on/off option (absent: on)."""
+
+    def check(value: Any) -> bool:
+        if value is None:
+            return True
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, not {value!r}")
+        return value
+
+    return check
+
+
 def from_config(p: Mapping[str, Any]) -> Settings:
     """The settings of a `configure` call: setup()'s options and the editor's paths.
     Never raises for a bad option: it goes to `problems` and its default stays."""
@@ -151,6 +165,7 @@ def from_config(p: Mapping[str, Any]) -> Settings:
         retries=option("retries", whole("retries", "tries"), None),
         max_response_bytes=option("max_response_bytes", whole("max_response_bytes", "bytes"), None),
         history=option("history", retention, base.history),
+        shape=option("shape", switch("shape"), True),
         kzn_allow=tuple(option("kzn_allow", context.allow_list, [])),
         models=_models(p.get("models")),
         data_dir=options.text(p, "data_dir"),

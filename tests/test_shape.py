@@ -192,3 +192,61 @@ def test_the_target_indentation_is_the_cursor_lines_or_the_code_below_a_blank_li
     assert shape.target_indent(at_end) == "    "  # nothing below: the line above's
     spaced = fill(spot={"head": "  ", "rest": "", "blank": True})
     assert shape.target_indent(spaced) == "  "  # a blank line with its own indentation
+
+
+def test_a_dedented_replace_that_starts_like_a_sentence_is_still_code():
+    s = Shape("    ", dedented_only=True)
+    assert whole(s, "for item in the_items:\n    use(item)\n") == (
+        "    for item in the_items:\n        use(item)\n"
+    )
+    # a sentence with a fence after it: chatty, left for its end
+    chatty = "The loop was wrong, fixed:\n\n```\nfor x in xs:\n    y()\n```\n"
+    assert whole(s, chatty) == chatty
+
+
+def test_kznapply_puts_a_dedented_answer_at_the_selections_indentation():
+    assert shape.reindent_for("if x:\n    y()", "\t\tz()\n") == "\t\tif x:\n\t\t\ty()"
+    assert shape.reindent_for("a()", "b()") == "a()"  # nothing to keep
+    assert shape.reindent_for("        a()", "    b()") == "        a()"  # deeper: as it is
+
+
+def test_a_long_explanation_streams_as_comments_without_waiting_for_its_end():
+    shaper = Shaper(Shape("", "# %s"))
+    assert shaper.push("First, note this.\nThen do that.\n") == ""  # not known yet
+    out = shaper.push("Finally, run it.\n")
+    assert out == "# First, note this.\n# Then do that.\n# Finally, run it.\n"
+    assert shaper.push("And one more thing.\nx = 1\n") == "# And one more thing.\nx = 1\n"
+
+
+def test_a_long_line_without_a_break_is_shaped_in_linear_time():
+    """80,000 pieces of one 4 MB line: only each new piece is searched for a line break
+    and the line is joined once (a quadratic shaper copies ~160 GB here)."""
+    import time
+
+    shaper = Shaper(Shape("  ", "# %s"))
+    piece = "x" * 50
+    t0 = time.monotonic()
+    assert all(shaper.push(piece) == "" for _ in range(80_000))
+    out = shaper.finish()
+    assert time.monotonic() - t0 < 5.0
+    assert out == "  " + piece * 80_000
+
+
+def test_the_shape_switch_of_setup_and_of_a_preset():
+    from kznllm_py import settings
+    from kznllm_py.errors import ConfigError
+    from kznllm_py.prompt.presets import preset_from_dict
+
+    assert settings.from_config({}).shape is True
+    assert settings.from_config({"shape": False}).shape is False
+    bad = settings.from_config({"shape": "no"})
+    assert bad.shape is True and any("shape must be true or false" in p for p in bad.problems)
+    raw = {"id": "p", "provider": "openai", "model": "m", "api_key": False}
+    assert preset_from_dict({**raw, "shape": False}).shape is False
+    assert preset_from_dict(raw).shape is None  # setup()'s
+    try:
+        preset_from_dict({**raw, "shape": 1})
+    except ConfigError as exc:
+        assert "shape must be true or false" in str(exc)
+    else:
+        raise AssertionError("shape = 1 was taken")

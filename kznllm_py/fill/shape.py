@@ -11,7 +11,8 @@ result whatever the chunking):
   buffer's 'commentstring' (`# %s`, `// %s`, `/* %s */`, `-- %s`);
 - before any fence, a leading chatty line ("Sure! Here is ...") is prose; a run of
   sentence-like lines at column 0 is held until what follows tells: a fence or the end
-  of the answer makes it prose, a line of code makes it code;
+  of the answer makes it prose, a line of code makes it code; a third sentence in a
+  row makes it prose at once;
 - code keeps its own relative indentation under the target's (the cursor line's), in
   the buffer's tabs or spaces; blank lines stay blank (no trailing spaces).
 
@@ -24,9 +25,14 @@ Nothing is lost: history records the text before it is shaped; the buffer gets t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from kznllm_py.fill.request import FillRequest
+
+if TYPE_CHECKING:  # the host imports this module at its start: Jinja2 only for a fill
+    from kznllm_py.prompt.prompts import FillContext
 
 # filetypes whose buffers take prose, as written (a 'commentstring' there is for markup)
 PROSE_FILETYPES = frozenset(
@@ -47,6 +53,10 @@ PROSE_FILETYPES = frozenset(
         "kznllm",
     }
 )
+
+# sentence lines in a row (blank lines between them aside) that are prose at once,
+# without waiting for what follows: a long explanation streams in as comments
+PROSE_RUN = 3
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 # a chatty first line: "Sure! Here is ...", "Certainly.", "Here's a helper:", "I'll ..."
@@ -125,6 +135,7 @@ class Shaper:
         "_buf",
         "_fence",
         "_held",
+        "_in_prose",
         "_left",
         "_opened",
         "_pass",
@@ -138,10 +149,11 @@ class Shaper:
         self.shape = shape
         parts = comment_parts(shape.comment)
         self._left, self._right = parts if parts is not None else ("", "")
-        self._buf = ""  # the line in progress
+        self._buf: list[str] = []  # the pieces of the line in progress
         self._fence: tuple[str, int] | None = None  # inside a fence: its char and length
         self._seen_fence = False
         self._held: list[str] = []  # a run of would-be prose, with their line ends
+        self._in_prose = False  # the run of sentences so far is prose (PROSE_RUN)
         self._opened = False  # the answer's first non-blank line is past
         self._base: int | None = None  # the answer's base indentation (columns), per block
         self._unit = 0  # the answer's indentation step (columns), for a tab buffer
@@ -150,22 +162,25 @@ class Shaper:
     def push(self, text: str) -> str:
         if self._pass:
             return text
-        self._buf += text
-        if "\n" not in self._buf:
+        if "\n" not in text:  # only the new piece is looked at: a long line stays linear
+            self._buf.append(text)
             return ""
-        *lines, self._buf = self._buf.split("\n")
+        *lines, rest = text.split("\n")
+        if self._buf:
+            lines[0] = "".join(self._buf) + lines[0]
+        self._buf = [rest] if rest else []
         out = [self._line(line) for line in lines]
         if self._pass:
-            out.append(self._buf)
-            self._buf = ""
+            out += self._buf
+            self._buf = []
         return "".join(out)
 
     def finish(self) -> str:
         if self._pass:
             return ""
-        out = self._line(self._buf, end="") if self._buf else ""
-        self._buf = ""
-        return out + self._release(prose=True)
+        out = self._line("".join(self._buf), end="") if self._buf else ""
+        self._buf = []
+        return out + self._release(prose=bool(self._left))
 
     # -- one whole line -----------------------------------------------------------
 
@@ -204,8 +219,14 @@ class Shaper:
             if _OPENER.match(line):
                 return self._prose(line, eol)
         if _sentence(line):
+            if self._in_prose:  # more of a run known to be prose
+                return self._prose(line, eol)
             self._held.append(line + eol)
-            return ""
+            if sum(1 for x in self._held if x.strip()) < PROSE_RUN:
+                return ""
+            self._in_prose = True  # that many sentences are no code
+            return self._release(prose=True)
+        self._in_prose = False
         return self._release(prose=False) + self._code(line, eol)
 
     def _release(self, *, prose: bool) -> str:
@@ -251,17 +272,33 @@ class Shaper:
         return "\t" * (rel // self._unit) + " " * (rel % self._unit)
 
     def _reindent(self, line: str, eol: str) -> str:
-        if self._base is None:
+        if self._base is not None:
+            return self._code(line, eol)
+        if self._held:  # a first line that reads as a sentence: a fence after it is chatty
             if not line.strip():
-                return line + eol
-            target = columns(self.shape.indent, self.shape.width)
-            deep = columns(_lead(line), self.shape.width) >= target
-            if deep or _sentence(line) or _OPENER.match(line):
-                # as deep as the selection already, or chatty (its code is cut out and
-                # re-indented at the end: `reindent`): untouched
-                self._pass = True
-                return line + eol
+                self._held.append(eol)
+                return ""
+            if _FENCE.match(line):
+                return self._let_pass(line + eol)
+            return self._release(prose=False) + self._code(line, eol)
+        if not line.strip():
+            return line + eol
+        deep = columns(_lead(line), self.shape.width) >= columns(
+            self.shape.indent, self.shape.width
+        )
+        if deep or _OPENER.match(line):
+            # as deep as the selection already, or chatty (its code is cut out and
+            # re-indented at the end: `reindent`): untouched
+            return self._let_pass(line + eol)
+        if _sentence(line):
+            self._held.append(line + eol)
+            return ""
         return self._code(line, eol)
+
+    def _let_pass(self, text: str) -> str:
+        held, self._held = "".join(self._held), []
+        self._pass = True
+        return held + text
 
 
 def reindent(text: str, shape: Shape) -> str:
@@ -271,6 +308,23 @@ def reindent(text: str, shape: Shape) -> str:
     return s.push(text) + s.finish()
 
 
+def reindent_for(code: str, selection: str, *, width: int = 4) -> str:
+    """`code` put in place of `selection` as a replace's stream would have landed it
+    (:KznApply): at the selection's base indentation when it came dedented."""
+    base = _lead(next((x for x in selection.split("\n") if x.strip()), ""))
+    if not base:
+        return code
+    return reindent(code, Shape(base, "", "\t" in base, width, dedented_only=True))
+
+
+def asked(ctx: FillContext, shape: Shape | None) -> FillContext:
+    """The prompt's context, asking for code in the buffer's syntax when the answer is
+    shaped as code (the templates' `code_answer`)."""
+    if shape is None or not shape.comment:
+        return ctx
+    return replace(ctx, code_comment=shape.comment)
+
+
 def for_fill(req: FillRequest, where: str | None, *, enabled: bool = True) -> Shape | None:
     """How a fill's answer is shaped, or None when it goes as it comes: shaping off,
     a debug view or conversation, a fill at the cursor, a prose buffer."""
@@ -278,15 +332,48 @@ def for_fill(req: FillRequest, where: str | None, *, enabled: bool = True) -> Sh
         return None
     if req.buftype or req.filetype in PROSE_FILETYPES:
         return None
-    tabs, width = not req.expandtab, req.shiftwidth
+    width = req.shiftwidth
     if req.mode == "replace":
         base = _lead(next((x for x in req.selection.split("\n") if x.strip()), ""))
         if not base:
             return None
-        return Shape(base, "", tabs, width, dedented_only=True)
+        return Shape(base, "", _tabs(base, req), width, dedented_only=True)
     if where not in ("line", "below", "above") or comment_parts(req.commentstring) is None:
         return None
-    return Shape(target_indent(req), req.commentstring, tabs, width)
+    indent = target_indent(req)
+    return Shape(indent, req.commentstring, _tabs(indent, req), width)
+
+
+def _tabs(indent: str, req: FillRequest) -> bool:
+    """Whether the answer's indentation goes in tabs: as the line it lands by is
+    indented, else as 'expandtab' says."""
+    return "\t" in indent if indent else not req.expandtab
+
+
+class Pipe:
+    """A fill's text on its way to the buffer: shaped when `shape` says how, else as it
+    comes. `close()` at the answer's end (whatever the outcome) gives the rest."""
+
+    __slots__ = ("_shaper", "_write")
+
+    def __init__(self, write: Callable[[str], None], shape: Shape | None) -> None:
+        self._write = write
+        self._shaper = Shaper(shape) if shape is not None else None
+
+    def push(self, text: str) -> None:
+        shaper = self._shaper
+        if shaper is None or (text := shaper.push(text)):
+            self._write(text)
+
+    def close(self) -> None:
+        if self._shaper is not None and (text := self._shaper.finish()):
+            self._write(text)
+
+    def final(self, code: str) -> str:
+        """A replace's code, cut out of a chatty answer at its end, shaped as its
+        stream would have been."""
+        s = self._shaper
+        return reindent(code, s.shape) if s is not None and s.shape.dedented_only else code
 
 
 def target_indent(req: FillRequest) -> str:

@@ -59,6 +59,8 @@ class FillContext:
     cursor: tuple[int, int] | None = None  # 1-based row, 0-based byte column
     context_files: tuple[ContextFile, ...] = ()
     prefill: str = ""
+    # the buffer's 'commentstring' when the answer must be code for it (fill/shape.py)
+    code_comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,13 @@ def variables(ctx: FillContext, *, preset_id: str = "", model: str = "") -> dict
         "current_buffer_context": buffer,
         "context_files": [{"path": f.path, "content": f.content} for f in ctx.context_files],
         "prefill": ctx.prefill,
+        # a yap in a code buffer: code only, prose as comments like `example`
+        "code_answer": {
+            "comment": ctx.code_comment,
+            "example": ctx.code_comment.replace("%s", "a note", 1),
+        }
+        if ctx.code_comment
+        else None,
         "preset": {"id": preset_id, "model": model},
         "date": datetime.date.today().isoformat(),
     }

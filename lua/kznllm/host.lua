@@ -84,7 +84,8 @@ function M.report(generation, problems)
 end
 
 -- the options the host validates and keeps (kznllm_py/settings.py)
-local SETTINGS = { 'presets', 'history', 'timeouts', 'retries', 'max_response_bytes', 'kzn_allow' }
+local SETTINGS =
+  { 'presets', 'history', 'timeouts', 'retries', 'max_response_bytes', 'kzn_allow', 'shape' }
 
 --- What the host keeps until the next setup(): the options (validated there once),
 --- the models picked per preset and where history, the log and presets.toml live.
