@@ -141,20 +141,26 @@ def test_a_replace_in_a_tab_buffer_reindents_with_tabs():
 
 @settings(max_examples=400, deadline=None)
 @given(
-    body=st.text(st.sampled_from(list("aS.: `~#\t\n\r")), max_size=60),
+    body=st.lists(
+        st.sampled_from([*"aSx.:= `~#\t\n\r{;(-", "    ", "```", "~~~~", "Sure ", "The cat sat. "]),
+        max_size=25,
+    ).map("".join),
     comment=st.sampled_from(["# %s", "// %s", "/* %s */", "-- %s"]),
-    indent=st.sampled_from(["", "  ", "\t"]),
+    indent=st.sampled_from(["", "  ", "\t", "        "]),
     replace=st.booleans(),
     data=st.data(),
 )
 def test_any_chunking_gives_the_result_of_the_whole_text(
     body: str, comment: str, indent: str, replace: bool, data: st.DataObject
 ) -> None:
-    answer = data.draw(st.sampled_from([body, CHATTY + body, f"```\n{body}\n```\n{body}"]))
+    answer = data.draw(
+        st.sampled_from([body, "  " + body, CHATTY + body, f"```\n{body}\n```\n{body}"])
+    )
     s = Shape(indent, "" if replace else comment, tabs=indent == "\t", dedented_only=replace)
     cuts = sorted(data.draw(st.sets(st.integers(0, len(answer)), max_size=10)))
     chunks = [answer[i:j] for i, j in zip([0, *cuts], [*cuts, len(answer)], strict=True)]
     assert run(s, chunks) == whole(s, answer)
+    assert run(s, list(answer)) == whole(s, answer)  # a character at a time
 
 
 def fill(**kw: object) -> request.FillRequest:
@@ -250,3 +256,15 @@ def test_the_shape_switch_of_setup_and_of_a_preset():
         assert "shape must be true or false" in str(exc)
     else:
         raise AssertionError("shape = 1 was taken")
+
+
+def test_code_streams_before_its_line_ends_and_prose_waits_for_its_end():
+    shaper = Shaper(Shape("    ", "# %s"))
+    assert shaper.push("```py\n    if x") == "    if x"  # code inside a fence: at once
+    assert shaper.push(":\n        re") == ":\n        re"
+    assert shaper.push("turn 1\n``") == "turn 1\n"  # "``" may close the fence: wait
+    assert shaper.push("`\nThis is") == ""  # prose after a fence: a comment, whole
+    assert shaper.push(" it.\n") == "    # This is it.\n"
+    plain = Shaper(Shape("  ", "# %s"))
+    assert plain.push("def f") == ""  # column 0: a sentence, maybe
+    assert plain.push("():\n    ret") == "  def f():\n      ret"  # indented: code at once

@@ -1,4 +1,4 @@
-"""An answer shaped for the file it lands in, while it streams: pure, line by line.
+"""An answer shaped for the file it lands in, while it streams: pure, line-based.
 
 Asked at the cursor of a code buffer (no selection), a model is told to answer with code
 only; models disobey ("Sure! Here is a helper:", a ```python fence, "This returns 42."),
@@ -15,6 +15,10 @@ result whatever the chunking):
   row makes it prose at once;
 - code keeps its own relative indentation under the target's (the cursor line's), in
   the buffer's tabs or spaces; blank lines stay blank (no trailing spaces).
+
+Each line is decided as a whole, but a line sure to be code (inside a fence, or indented
+where no fence was seen) is written from its first non-blank character on, as it comes;
+prose, a possible fence and a line at column 0 wait for their end.
 
 A replace only re-indents: when the answer's first non-blank line is indented less than
 the selection's, every line gets the selection's base (`Shape.dedented_only`).
@@ -137,6 +141,7 @@ class Shaper:
         "_held",
         "_in_prose",
         "_left",
+        "_line_state",
         "_opened",
         "_pass",
         "_right",
@@ -158,29 +163,90 @@ class Shaper:
         self._base: int | None = None  # the answer's base indentation (columns), per block
         self._unit = 0  # the answer's indentation step (columns), for a tab buffer
         self._pass = False  # a replace indented as deep as its selection: as it comes
+        # the line in progress: "" undecided, "open" its start is written (code: the rest
+        # follows as it comes), "whole" it waits for its end (prose, a fence, column 0)
+        self._line_state = ""
 
     def push(self, text: str) -> str:
         if self._pass:
             return text
-        if "\n" not in text:  # only the new piece is looked at: a long line stays linear
-            self._buf.append(text)
-            return ""
-        *lines, rest = text.split("\n")
-        if self._buf:
-            lines[0] = "".join(self._buf) + lines[0]
-        self._buf = [rest] if rest else []
-        out = [self._line(line) for line in lines]
-        if self._pass:
-            out += self._buf
-            self._buf = []
+        out: list[str] = []
+        if self._line_state == "open":  # a line of code under way: as it comes
+            end = text.find("\n") + 1
+            if not end:
+                return text
+            out.append(text[:end])
+            text, self._line_state = text[end:], ""
+        # only the new piece is looked at for a line break: a long line stays linear
+        if "\n" in text:
+            *lines, text = text.split("\n")
+            if self._buf:
+                lines[0] = "".join(self._buf) + lines[0]
+                self._buf = []
+            out += [self._line(line) for line in lines]
+            self._line_state = ""
+        if text:
+            if self._pass:
+                out.append(text)
+            else:
+                self._buf.append(text)
+                out.append(self._start(text))
         return "".join(out)
 
     def finish(self) -> str:
         if self._pass:
             return ""
-        out = self._line("".join(self._buf), end="") if self._buf else ""
-        self._buf = []
+        out = ""
+        if self._buf:
+            out = self._line("".join(self._buf), end="")
+        self._buf, self._line_state = [], ""
         return out + self._release(prose=bool(self._left))
+
+    # -- the start of a line, before its end ----------------------------------------
+
+    def _start(self, piece: str) -> str:
+        """Write the start of the line in progress as soon as it is sure to be code, as
+        its whole would be written (so every chunking gives the same text); else wait."""
+        if self._line_state or not piece.strip(" \t\r"):
+            return ""  # decided already, or nothing but blanks yet
+        line = "".join(self._buf)  # once a line: its first non-blank decides
+        lead = _lead(line)
+        first = line[len(lead)]
+        fence_like = len(lead) <= 3 and "\t" not in lead and first in "`~"
+        write = self._code_start(lead, first, fence_like)
+        if write is None:
+            self._line_state = "whole"
+            return ""
+        out = write(line)
+        self._buf = []
+        self._line_state = "" if self._pass else "open"
+        return out
+
+    def _code_start(self, lead: str, first: str, fence_like: bool) -> Callable[[str], str] | None:
+        """How the start of a line is written when it is code whatever follows, else
+        None: `_line`'s decisions, on what is known before the line ends."""
+        if not self._left:  # a replace
+            if self._base is not None:
+                return self._code_part
+            if self._held:  # after a first line that reads as a sentence
+                return None if fence_like else self._released
+            width = self.shape.width
+            if columns(lead, width) >= columns(self.shape.indent, width):
+                return self._let_pass
+            return self._code_part if lead else None  # column 0: a sentence, maybe
+        if self._fence is not None:
+            return None if fence_like and first == self._fence[0] else self._code_part
+        if self._seen_fence or not lead or fence_like:
+            return None  # prose; a sentence or opener at column 0; maybe a fence
+        self._opened = True
+        self._in_prose = False
+        return self._released
+
+    def _code_part(self, line: str) -> str:
+        return self._code(line, "")
+
+    def _released(self, line: str) -> str:
+        return self._release(prose=False) + self._code(line, "")
 
     # -- one whole line -----------------------------------------------------------
 
