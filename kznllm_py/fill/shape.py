@@ -451,10 +451,22 @@ def target_indent(req: FillRequest) -> str:
     line = spot.head + spot.rest if spot is not None else ""
     if spot is not None and (not spot.blank or _lead(line)):
         return _lead(line)
-    for below in req.after.split("\n")[1:200]:
+    after, before = req.after, req.before
+    start = after.find("\n") + 1  # the lines below the cursor's, 200 at most
+    for _ in range(200):
+        if not start:
+            break
+        end = after.find("\n", start)
+        below = after[start:] if end < 0 else after[start:end]
         if below.strip():
             return _lead(below)
-    for above in reversed(req.before.split("\n")[-200:-1]):
-        if above.strip():
-            return _lead(above)
+        start = end + 1
+    end = before.rfind("\n")  # the lines above it
+    for _ in range(200):
+        if end < 0:
+            break
+        start = before.rfind("\n", 0, end) + 1
+        if before[start:end].strip():
+            return _lead(before[start:end])
+        end = start - 1
     return ""
