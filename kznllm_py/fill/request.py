@@ -41,17 +41,17 @@ class FillRequest:
     debug: bool = False  # :KznDebug: the request first, in a scratch buffer
     linewise: bool = False  # the answer replaces whole lines
     crlf: bool = False  # the target buffer's 'fileformat' is dos
+    # the target buffer, for shaping the answer (kznllm_py/fill/shape.py)
+    commentstring: str = ""
+    buftype: str = ""
+    expandtab: bool = True
+    shiftwidth: int = 4
     send: str | None = None  # :KznSend: the debug view as edited
     followup: int = 0  # the history entry a follow-up continues (0: none)
     rerun: int = 0  # the history entry re-asked (0: none)
     placement: str | None = None  # a normal-mode answer's place (PLACEMENTS), else None
     spot: Spot | None = None
     span: Span | None = None  # where a replace's selection stood (:KznApply)
-    # the target buffer, for shaping the answer (kznllm_py/fill/shape.py)
-    commentstring: str = ""
-    buftype: str = ""
-    expandtab: bool = True
-    shiftwidth: int = 4
 
 
 def placement(asked: str | None, fim: bool) -> str | None:
@@ -104,14 +104,14 @@ def parse(p: Mapping[str, Any]) -> FillRequest:
         debug=debug,
         linewise=options.flag(p, "linewise") and not debug,
         crlf=p.get("fileformat") == "dos" and not debug,
+        commentstring=options.text(p, "commentstring"),
+        buftype=options.text(p, "buftype"),
+        expandtab=p.get("expandtab") is not False,
+        shiftwidth=min(max(options.whole(p, "shiftwidth", 4), 1), 16),
         send=send if isinstance(send, str) else None,
         followup=options.whole(p, "followup"),
         rerun=options.whole(p, "rerun"),
         placement=where if where in PLACEMENTS else None,
         spot=_spot(p.get("spot")),
         span=span_of(p, selection, before, after),
-        commentstring=options.text(p, "commentstring"),
-        buftype=options.text(p, "buftype"),
-        expandtab=p.get("expandtab") is not False,
-        shiftwidth=min(max(options.whole(p, "shiftwidth", 4), 1), 16),
     )

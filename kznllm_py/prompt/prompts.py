@@ -56,11 +56,11 @@ class FillContext:
     path: str = ""
     before: str = ""  # buffer text before the selection / cursor
     after: str = ""  # buffer text after it
+    # the buffer's 'commentstring' when the answer must be code for it (fill/shape.py)
+    code_comment: str = ""
     cursor: tuple[int, int] | None = None  # 1-based row, 0-based byte column
     context_files: tuple[ContextFile, ...] = ()
     prefill: str = ""
-    # the buffer's 'commentstring' when the answer must be code for it (fill/shape.py)
-    code_comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -207,10 +207,6 @@ def variables(ctx: FillContext, *, preset_id: str = "", model: str = "") -> dict
     return {
         "user_query": ctx.query,
         "visual_selection": ctx.selection,
-        "replace": ctx.mode == "replace",
-        "current_buffer_context": buffer,
-        "context_files": [{"path": f.path, "content": f.content} for f in ctx.context_files],
-        "prefill": ctx.prefill,
         # a yap in a code buffer: code only, prose as comments like `example`
         "code_answer": {
             "comment": ctx.code_comment,
@@ -218,6 +214,10 @@ def variables(ctx: FillContext, *, preset_id: str = "", model: str = "") -> dict
         }
         if ctx.code_comment
         else None,
+        "replace": ctx.mode == "replace",
+        "current_buffer_context": buffer,
+        "context_files": [{"path": f.path, "content": f.content} for f in ctx.context_files],
+        "prefill": ctx.prefill,
         "preset": {"id": preset_id, "model": model},
         "date": datetime.date.today().isoformat(),
     }

@@ -84,8 +84,7 @@ function M.report(generation, problems)
 end
 
 -- the options the host validates and keeps (kznllm_py/settings.py)
-local SETTINGS =
-  { 'presets', 'history', 'timeouts', 'retries', 'max_response_bytes', 'kzn_allow', 'shape' }
+local SETTINGS = { 'presets', 'history', 'timeouts', 'retries', 'max_response_bytes', 'kzn_allow' }
 
 --- What the host keeps until the next setup(): the options (validated there once),
 --- the models picked per preset and where history, the log and presets.toml live.
@@ -103,6 +102,7 @@ function M.settings()
   for _, name in ipairs(SETTINGS) do
     s[name] = o[name]
   end
+  s.shape = o.shape -- answers shaped for their file (kznllm_py/fill/shape.py)
   return s
 end
 
