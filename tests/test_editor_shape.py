@@ -151,3 +151,28 @@ def test_a_chatty_replace_is_cut_to_its_code_at_the_selections_indentation(nvim:
     assert nvim.lines() == [*CLASS[:2], "        return 'hello'", *CLASS[3:]]
     nvim.feed("u")
     assert nvim.lines() == CLASS
+
+
+def test_kznapply_puts_a_dedented_answer_at_the_selections_indentation(nvim: Child, server):
+    """The debug view keeps the answer as it came; :KznApply lands it as the replace's
+    stream would have: at the selection's indentation."""
+    server.queue(Reply(chunks=openai_events(["if self.x:\n    return 'hi'\n"])))
+    nvim.use_server(server.base_url)
+    nvim.set_lines(CLASS)
+    source = nvim.nvim.current.buffer.number
+    nvim.nvim.command("3KznDebug guard it")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    nvim.wait_for(lambda: nvim.lua("return vim.b.kznllm_entry"), what="the entry")
+    assert "\nif self.x:\n    return 'hi'\n" in nvim.text()  # the view: as it came
+    nvim.nvim.command("KznApply")
+    want = [*CLASS[:2], "        if self.x:", "            return 'hi'", *CLASS[3:]]
+    nvim.wait_for(lambda: nvim.lines(source) == want, what="the apply, re-indented")
+
+
+def test_a_crlf_answer_in_a_dos_buffer_is_shaped_without_carriage_returns(nvim: Child, server):
+    server.queue(Reply(chunks=openai_events([c.replace("\n", "\r\n") for c in CHATTY])))
+    nvim.use_server(server.base_url)
+    nvim.nvim.command("setlocal fileformat=dos")
+    yap_on_line_4(nvim, "python")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == SHAPED
