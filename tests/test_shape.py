@@ -4,9 +4,12 @@ whatever the stream's chunking."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kznllm_py.apply import Span
 from kznllm_py.fill import request, shape
 from kznllm_py.fill.shape import Shape, Shaper
 
@@ -188,6 +191,8 @@ def test_which_fills_are_shaped():
     replace = fill(mode="replace", selection="\tx = 1\n", expandtab=False, shiftwidth=8)
     assert shape.for_fill(replace, None) == Shape("\t", "", True, 8, dedented_only=True)
     assert shape.for_fill(fill(mode="replace", selection="x = 1"), None) is None
+    block = dataclasses.replace(replace, span=Span("block", rows=((0, 0, 5),)))
+    assert shape.for_fill(block, None) is None  # a blockwise selection's columns
 
 
 def test_the_target_indentation_is_the_cursor_lines_or_the_code_below_a_blank_line():

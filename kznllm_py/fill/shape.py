@@ -400,6 +400,8 @@ def for_fill(req: FillRequest, where: str | None, *, enabled: bool = True) -> Sh
         return None
     width = req.shiftwidth
     if req.mode == "replace":
+        if req.span is not None and req.span.kind == "block":
+            return None  # a block's columns take the answer as it comes
         base = _lead(next((x for x in req.selection.split("\n") if x.strip()), ""))
         if not base:
             return None
