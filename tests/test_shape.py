@@ -273,3 +273,17 @@ def test_code_streams_before_its_line_ends_and_prose_waits_for_its_end():
     plain = Shaper(Shape("  ", "# %s"))
     assert plain.push("def f") == ""  # column 0: a sentence, maybe
     assert plain.push("():\n    ret") == "  def f():\n      ret"  # indented: code at once
+
+
+def test_a_line_at_column_0_streams_once_it_cannot_be_prose():
+    shaper = Shaper(Shape("  ", "# %s"))
+    assert shaper.push("total ") == ""  # a sentence, maybe
+    assert shaper.push("= 1") == "  total = 1"  # "=": code, at once
+    assert shaper.push(" + 2\n") == " + 2\n"
+    prose = Shaper(Shape("  ", "# %s"))
+    assert prose.push("Set `a = b` first") == ""  # "=" inside a code span: prose, maybe
+    assert prose.push(".\n") == ""
+    assert prose.finish() == "  # Set `a = b` first.\n"
+    opener = Shaper(Shape("", "// %s"))
+    assert opener.push("Sure; here {") == ""  # a chatty first line: whole
+    assert opener.push(" it is:\n") == "// Sure; here { it is:\n"

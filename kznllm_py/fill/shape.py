@@ -16,9 +16,9 @@ result whatever the chunking):
 - code keeps its own relative indentation under the target's (the cursor line's), in
   the buffer's tabs or spaces; blank lines stay blank (no trailing spaces).
 
-Each line is decided as a whole, but a line sure to be code (inside a fence, or indented
-where no fence was seen) is written from its first non-blank character on, as it comes;
-prose, a possible fence and a line at column 0 wait for their end.
+Each line is decided as a whole, but a line sure to be code (inside a fence; where no
+fence was seen, indented, or at column 0 with = ; { or } before any `code span`) is
+written from there on, as it comes; prose and a possible fence wait for their end.
 
 A replace only re-indents: when the answer's first non-blank line is indented less than
 the selection's, every line gets the selection's base (`Shape.dedented_only`).
@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from kznllm_py.fill.request import FillRequest
 
@@ -61,6 +61,8 @@ PROSE_FILETYPES = frozenset(
 # sentence lines in a row (blank lines between them aside) that are prose at once,
 # without waiting for what follows: a long explanation streams in as comments
 PROSE_RUN = 3
+# characters of a line at column 0 looked at again for = ; { } (bounded: no quadratic)
+COL0_LOOK = 256
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 # a chatty first line: "Sure! Here is ...", "Certainly.", "Here's a helper:", "I'll ..."
@@ -145,6 +147,7 @@ class Shaper:
         "_opened",
         "_pass",
         "_right",
+        "_seen",
         "_seen_fence",
         "_unit",
         "shape",
@@ -166,6 +169,7 @@ class Shaper:
         # the line in progress: "" undecided, "open" its start is written (code: the rest
         # follows as it comes), "whole" it waits for its end (prose, a fence, column 0)
         self._line_state = ""
+        self._seen = 0  # characters of a column-0 line looked at (COL0_LOOK at most)
 
     def push(self, text: str) -> str:
         if self._pass:
@@ -207,13 +211,31 @@ class Shaper:
     def _start(self, piece: str) -> str:
         """Write the start of the line in progress as soon as it is sure to be code, as
         its whole would be written (so every chunking gives the same text); else wait."""
-        if self._line_state or not piece.strip(" \t\r"):
+        state = self._line_state
+        if state == "col0":  # a line at column 0: code once it has = ; { or }
+            self._seen += len(piece)
+            if self._seen > COL0_LOOK:
+                self._line_state = "whole"
+            if self._line_state == "whole" or not _NOT_PROSE.search(piece):
+                return ""
+            line = "".join(self._buf)
+            write = self._col0_code(line)
+        elif state or not piece.strip(" \t\r"):
             return ""  # decided already, or nothing but blanks yet
-        line = "".join(self._buf)  # once a line: its first non-blank decides
-        lead = _lead(line)
-        first = line[len(lead)]
-        fence_like = len(lead) <= 3 and "\t" not in lead and first in "`~"
-        write = self._code_start(lead, first, fence_like)
+        else:
+            line = "".join(self._buf)  # once a line: its first non-blank decides
+            self._seen = len(line)
+            lead = _lead(line)
+            first = line[len(lead)]
+            fence_like = len(lead) <= 3 and "\t" not in lead and first in "`~"
+            start = self._code_start(lead, first, fence_like)
+            if start == "col0":
+                write = self._col0_code(line)
+                if write is None:
+                    self._line_state = "col0"
+                    return ""
+            else:
+                write = start
         if write is None:
             self._line_state = "whole"
             return ""
@@ -222,7 +244,9 @@ class Shaper:
         self._line_state = "" if self._pass else "open"
         return out
 
-    def _code_start(self, lead: str, first: str, fence_like: bool) -> Callable[[str], str] | None:
+    def _code_start(
+        self, lead: str, first: str, fence_like: bool
+    ) -> Callable[[str], str] | Literal["col0"] | None:
         """How the start of a line is written when it is code whatever follows, else
         None: `_line`'s decisions, on what is known before the line ends."""
         if not self._left:  # a replace
@@ -236,8 +260,23 @@ class Shaper:
             return self._code_part if lead else None  # column 0: a sentence, maybe
         if self._fence is not None:
             return None if fence_like and first == self._fence[0] else self._code_part
-        if self._seen_fence or not lead or fence_like:
-            return None  # prose; a sentence or opener at column 0; maybe a fence
+        if self._seen_fence or fence_like:
+            return None  # prose; maybe a fence
+        if not lead:
+            return "col0"  # a sentence or an opener, maybe: see _col0_code
+        self._opened = True
+        self._in_prose = False
+        return self._released
+
+    def _col0_code(self, line: str) -> Callable[[str], str] | None:
+        """A line at column 0 (no fence seen) is code before its end once it cannot be
+        prose: a markdown heading or item, an opener, or a sentence (one with = ; { or
+        } before any `code span`)."""
+        first = line[0]
+        if first in "#-*+" or first.isdigit() or not _NOT_PROSE.search(line.split("`", 1)[0]):
+            return None
+        if not self._opened and _OPENER.match(line):
+            return None
         self._opened = True
         self._in_prose = False
         return self._released
