@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "history.view",
         "fill.request",
         "fill.debug_view",
+        "fill.shape",
     ),
     # a fill's job, the sidebar's calls
     ("fill.job", "history.ops"),

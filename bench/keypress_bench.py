@@ -189,7 +189,13 @@ def settled(pid: int, window: float = 0.5, timeout: float = 30.0) -> None:
 
 class Tree:
     def __init__(
-        self, root: Path, server: LoopbackServer, lines: int, history: bool, prestart: bool
+        self,
+        root: Path,
+        server: LoopbackServer,
+        lines: int,
+        history: bool,
+        prestart: bool,
+        filetype: str = "",
     ) -> None:
         self.root = root
         self.tmp = Path(tempfile.mkdtemp(prefix="kzn-stages-"))
@@ -245,6 +251,8 @@ class Tree:
             text = [f"int line_{i} = {i}; /* some code on this line */" for i in range(lines)]
             self.nvim.current.buffer[:] = text
             self.nvim.command(f"normal! {lines // 2}G")
+        if filetype:  # a code buffer: its answer is shaped (kznllm_py/fill/shape.py)
+            self.nvim.command(f"setlocal filetype={filetype}")
         self.server = server
         self.fills = 0
 
@@ -300,13 +308,17 @@ def main() -> int:
         help="the host starts while Neovim is idle (setup's prestart); with --warm 0 the "
         "first fill is shown on its own",
     )
+    ap.add_argument("--filetype", default="", help="the buffer's filetype (e.g. c)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     roots = [r.resolve() for r in (args.root or [REPO])]
     servers.Recorded = StampedRecorded  # type: ignore[misc]
     results: dict[str, list[dict[str, float]]] = {str(r): [] for r in roots}
     with LoopbackServer() as server:
-        trees = [Tree(r, server, args.lines, not args.no_history, args.prestart) for r in roots]
+        trees = [
+            Tree(r, server, args.lines, not args.no_history, args.prestart, args.filetype)
+            for r in roots
+        ]
         try:
             for _ in range(args.warm):
                 for t in trees:

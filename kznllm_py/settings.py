@@ -58,6 +58,7 @@ class Settings:
     timeouts: Mapping[str, float | None] = field(default_factory=dict)
     retries: int | None = None  # None: the default
     max_response_bytes: int | None = None  # None: the default
+    shape: bool = True  # answers shaped for their file (kznllm_py/fill/shape.py)
     history: tuple[bool, int | None, float | None] = retention(None)
     kzn_allow: tuple[str, ...] = ()
     # what the model is shown beside the selection (kznllm_py/prompt/sections.py)
@@ -129,6 +130,19 @@ def whole(name: str, unit: str) -> Callable[[Any], int | None]:
     return check
 
 
+def switch(name: str) -> Callable[[Any], bool]:
+    """The check of an on/off option (absent: on)."""
+
+    def check(value: Any) -> bool:
+        if value is None:
+            return True
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, not {value!r}")
+        return value
+
+    return check
+
+
 def from_config(p: Mapping[str, Any]) -> Settings:
     """The settings of a `configure` call: setup()'s options and the editor's paths.
     Never raises for a bad option: it goes to `problems` and its default stays."""
@@ -153,6 +167,7 @@ def from_config(p: Mapping[str, Any]) -> Settings:
         retries=option("retries", whole("retries", "tries"), None),
         max_response_bytes=option("max_response_bytes", whole("max_response_bytes", "bytes"), None),
         history=option("history", retention, base.history),
+        shape=option("shape", switch("shape"), True),
         kzn_allow=tuple(option("kzn_allow", context.allow_list, [])),
         context=option("context", sections.context_options, sections.ContextOptions()),
         models=_models(p.get("models")),

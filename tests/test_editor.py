@@ -531,7 +531,7 @@ def test_help_file_has_tags_and_opens(nvim: Child, tmp_path):
     tags = (":KznFill", ":KznDebug", ":KznHistory", "kznllm-sidebar", "kznllm-follow-up")
     tags += (":KznReview", "kznllm-review", "kznllm-operator", "kznllm-chatty", ":KznApply")
     tags += (":KznSend", ":KznTrust", "kznllm-project-trust")
-    tags += ("kznllm-regions", "kznllm-undo", "kznllm-placement", "kznllm-watchdog")
+    tags += ("kznllm-regions", "kznllm-undo", "kznllm-placement", "kznllm-watchdog", "kznllm-shape")
     for tag in ("kznllm", *tags, "kznllm-template-variables", "KznllmDone"):
         nvim.nvim.command(f"help {tag}")
         assert nvim.nvim.current.buffer.name.endswith("kznllm.txt")

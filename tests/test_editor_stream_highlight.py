@@ -50,7 +50,9 @@ def open_c(nvim: Child, tmp_path: Path, *, mode: str = "pause", quiet_ms: int = 
     path = tmp_path / "big.c"
     path.write_text(c_source(600))
     nvim.lua(
-        "require('kznllm').setup({ stream_highlight = { mode = ..., quiet_ms = select(2, ...) } })",
+        # shape = false: the answer lands as it came (these tests compare its text)
+        "require('kznllm').setup({ stream_highlight = { mode = ..., quiet_ms = select(2, ...) },"
+        " shape = false })",
         mode,
         quiet_ms,
     )

@@ -43,6 +43,11 @@ class FillRequest:
     debug: bool = False  # :KznDebug: the request first, in a scratch buffer
     linewise: bool = False  # the answer replaces whole lines
     crlf: bool = False  # the target buffer's 'fileformat' is dos
+    # the target buffer, for shaping the answer (kznllm_py/fill/shape.py)
+    commentstring: str = ""
+    buftype: str = ""
+    expandtab: bool = True
+    shiftwidth: int = 4
     send: str | None = None  # :KznSend: the debug view as edited
     followup: int = 0  # the history entry a follow-up continues (0: none)
     rerun: int = 0  # the history entry re-asked (0: none)
@@ -103,6 +108,10 @@ def parse(p: Mapping[str, Any]) -> FillRequest:
         debug=debug,
         linewise=options.flag(p, "linewise") and not debug,
         crlf=p.get("fileformat") == "dos" and not debug,
+        commentstring=options.text(p, "commentstring"),
+        buftype=options.text(p, "buftype"),
+        expandtab=p.get("expandtab") is not False,
+        shiftwidth=min(max(options.whole(p, "shiftwidth", 4), 1), 16),
         send=send if isinstance(send, str) else None,
         followup=options.whole(p, "followup"),
         rerun=options.whole(p, "rerun"),

@@ -22,7 +22,7 @@ import pynvim
 
 from kznllm_py import apply, history, logfile, secrets, settings
 from kznllm_py.errors import KznError, printable
-from kznllm_py.fill import request
+from kznllm_py.fill import request, shape
 from kznllm_py.fill.request import FillRequest
 from kznllm_py.history.ops import HistoryOps
 from kznllm_py.history.recorder import (
@@ -349,6 +349,8 @@ class KznllmPlugin:
                 entry_id = int(p.get("id") or 0)
                 chain = await self._ops().recorder.read(lambda s: s.chain(entry_id))
                 plan = apply.plan(chain, force=bool(p.get("bang")), live=self.live)
+                # indented as the replace landed it (fill/shape.py)
+                plan = replace(plan, code=shape.reindent_for(plan.code, plan.selection))
                 # a review of it diffs in the editor (vim.diff), never here on the loop
                 self.editor.apply_planned(plan.to_dict(), p.get("scratch"))
             else:
@@ -537,6 +539,10 @@ class KznllmPlugin:
                 # an answer on a line of its own keeps that line's own line break
                 sink.linewise = where != "cursor"
                 job = replace(job, ctx=fill.at_spot(job.ctx, where, req.spot))
+            # shaped for the buffer it lands in (history records the answer as it came)
+            on = s.shape if job.preset.shape is None else job.preset.shape
+            shaping = shape.for_fill(req, where, enabled=on)
+            job = replace(job, ctx=shape.asked(job.ctx, shaping))
             log.info(
                 "fill %d: %s, preset %s (%s %s)",
                 job_id,
@@ -571,9 +577,11 @@ class KznllmPlugin:
             rec = self._recording(s, job, mode=turn.mode, parent_id=turn.parent_id, span=span)
             if rec is not None:
                 self._spawn(self._track(job_id, req.bufnr, rec, ended))
-            outcome = await _generate(job_id, generation, sink, coalescer.push, view, rec)
+            pipe = shape.Pipe(coalescer.push, shaping)
+            outcome = await _generate(job_id, generation, sink, pipe.push, view, rec)
+            pipe.close()
             coalescer.close()
-            answer.end(sink)
+            answer.end(sink, final=pipe.final)
             end = fill.FillEnd(
                 outcome,
                 preset=job.preset.id,
@@ -612,12 +620,15 @@ class Answer:
     def tap(self, text: str) -> None:
         self._parts.append(text)
 
-    def end(self, sink: BufferSink, *, complete: bool = True) -> None:
-        """The answer is over (`complete`: it ended on its own, not cancelled)."""
+    def end(
+        self, sink: BufferSink, *, complete: bool = True, final: Callable[[str], str] = str
+    ) -> None:
+        """The answer is over (`complete`: it ended on its own, not cancelled); `final`
+        shapes the code cut out of a chatty one (fill/shape.py)."""
         sink.flush()
         code = fences.only_code("".join(self._parts)) if self._replace and complete else None
         if code is not None:
-            sink.rewrite(code)
+            sink.rewrite(final(code))
 
 
 async def _generate(

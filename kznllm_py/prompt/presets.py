@@ -60,6 +60,9 @@ class Preset:
     # US$ per million tokens { input, cached_input, output }; None: the built-in
     # table's for its model at its host, if any (pricing.py)
     price: Mapping[str, Any] | None = None
+    # an answer at the cursor of a code buffer shaped for it (kznllm_py/fill/shape.py):
+    # None follows setup()'s `shape`
+    shape: bool | None = None
 
     @property
     def family(self) -> str:
@@ -201,6 +204,8 @@ def validate(p: Preset) -> None:
         request_params(p)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    if p.shape is not None and not isinstance(p.shape, bool):
+        raise ConfigError(f"{where}: shape must be true or false")
     if p.placement not in PLACEMENTS:
         raise ConfigError(
             f"{where}: placement must be one of {', '.join(repr(x) for x in PLACEMENTS[1:])}"

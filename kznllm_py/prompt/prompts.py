@@ -59,6 +59,8 @@ class FillContext:
     path: str = ""
     before: str = ""  # buffer text before the selection / cursor
     after: str = ""  # buffer text after it
+    # the buffer's 'commentstring' when the answer must be code for it (fill/shape.py)
+    code_comment: str = ""
     cursor: tuple[int, int] | None = None  # 1-based row, 0-based byte column
     context_files: tuple[ContextFile, ...] = ()
     prefill: str = ""
@@ -211,6 +213,13 @@ def variables(ctx: FillContext, *, preset_id: str = "", model: str = "") -> dict
     return {
         "user_query": ctx.query,
         "visual_selection": ctx.selection,
+        # a yap in a code buffer: code only, prose as comments like `example`
+        "code_answer": {
+            "comment": ctx.code_comment,
+            "example": ctx.code_comment.replace("%s", "a note", 1),
+        }
+        if ctx.code_comment
+        else None,
         "replace": ctx.mode == "replace",
         "current_buffer_context": buffer,
         "context_files": [{"path": f.path, "content": f.content} for f in ctx.context_files],

@@ -153,6 +153,11 @@ function M.start(spec)
     span = spec.replace and apply.span(source) or nil, -- where it stood, for :KznApply
     filetype = vim.bo[buf].filetype,
     fileformat = vim.bo[target].fileformat,
+    -- how the answer is shaped for the buffer it lands in (kznllm_py/fill/shape.py)
+    commentstring = vim.bo[target].commentstring,
+    buftype = vim.bo[target].buftype,
+    expandtab = vim.bo[target].expandtab,
+    shiftwidth = vim.fn.shiftwidth(),
     path = api.nvim_buf_get_name(buf),
     before = before,
     after = after,

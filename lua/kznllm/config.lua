@@ -31,6 +31,7 @@ local M = {}
 ---@field log { level: string }
 ---@field placement string
 ---@field review boolean
+---@field shape boolean
 ---@field watchdog { cancel: number, silence: number, startup: number }
 ---@field retries integer
 ---@field max_response_bytes integer
@@ -108,6 +109,9 @@ M.defaults = {
   -- every replace is a review (:help kznllm-review): the answer streams in as real text,
   -- the lines it replaces show beside it, gy / gb / gY / gB accept or reject
   review = false,
+  -- an answer at the cursor of a code buffer lands as code for it (:help kznllm-shape):
+  -- fences out, prose as comments, indented where it goes; a replace keeps its indent
+  shape = true,
   -- seconds: a cancel the host does not answer within `cancel`, or no word from it for
   -- `silence` while a request runs, ends the request in the editor (:help kznllm-watchdog)
   watchdog = { cancel = 1, silence = 5, startup = 30 },

@@ -103,6 +103,7 @@ function M.settings()
   for _, name in ipairs(SETTINGS) do
     s[name] = o[name]
   end
+  s.shape = o.shape -- answers shaped for their file (kznllm_py/fill/shape.py)
   return s
 end
 

@@ -1,0 +1,513 @@
+"""An answer shaped for the file it lands in, while it streams: pure, line-based.
+
+Asked at the cursor of a code buffer (no selection), a model is told to answer with code
+only; models disobey ("Sure! Here is a helper:", a ```python fence, "This returns 42."),
+so the text is shaped on its way to the buffer (`Shaper`, `push` + `finish`, the same
+result whatever the chunking):
+
+- fence lines (CommonMark: ``` or ~~~, 3 or more, indented 0-3 spaces; a closing fence
+  as long as its opening or longer) are dropped, what is inside them is code;
+- once the answer has had a fence, every line outside one is prose: a comment in the
+  buffer's 'commentstring' (`# %s`, `// %s`, `/* %s */`, `-- %s`);
+- before any fence, a leading chatty line ("Sure! Here is ...") is prose; a run of
+  sentence-like lines at column 0 is held until what follows tells: a fence or the end
+  of the answer makes it prose, a line of code makes it code; a third sentence in a
+  row makes it prose at once;
+- code keeps its own relative indentation under the target's (the cursor line's), in
+  the buffer's tabs or spaces; blank lines stay blank (no trailing spaces).
+
+Each line is decided as a whole, but a line sure to be code (inside a fence; where no
+fence was seen, indented, or at column 0 with = ; { or } before any `code span`) is
+written from there on, as it comes; prose and a possible fence wait for their end.
+
+A replace only re-indents: when the answer's first non-blank line is indented less than
+the selection's, every line gets the selection's base (`Shape.dedented_only`).
+
+Nothing is lost: history records the text before it is shaped; the buffer gets this.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
+
+from kznllm_py.fill.request import FillRequest
+
+if TYPE_CHECKING:  # the host imports this module at its start: Jinja2 only for a fill
+    from kznllm_py.prompt.prompts import FillContext
+
+# filetypes whose buffers take prose, as written (a 'commentstring' there is for markup)
+PROSE_FILETYPES = frozenset(
+    {
+        "",
+        "text",
+        "markdown",
+        "help",
+        "gitcommit",
+        "gitrebase",
+        "mail",
+        "rst",
+        "asciidoc",
+        "org",
+        "norg",
+        "tex",
+        "plaintex",
+        "kznllm",
+    }
+)
+
+# sentence lines in a row (blank lines between them aside) that are prose at once,
+# without waiting for what follows: a long explanation streams in as comments
+PROSE_RUN = 3
+# characters of a line at column 0 looked at again for = ; { } (bounded: no quadratic)
+COL0_LOOK = 256
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+# a chatty first line: "Sure! Here is ...", "Certainly.", "Here's a helper:", "I'll ..."
+_OPENER = re.compile(
+    r"^(?:sure|certainly|of course|absolutely|alright|okay|great|here(?:'s|\u2019s| is| are)"
+    r"|below is|i(?:'ve|\u2019ve| have|'ll|\u2019ll| will)|let me)\b(?!\s*[=(\[])",
+    re.IGNORECASE,
+)
+_CODE_SPAN = re.compile(r"`[^`]*`")
+_NOT_PROSE = re.compile(r"[{};=]")
+_MARKDOWN = re.compile(r"^(?:#{1,6} |[-*+] |\d{1,3}[.)] )\S")
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How an answer is shaped for its buffer: `indent` is the target's base
+    indentation (as the buffer writes it); `comment` the buffer's 'commentstring' ('':
+    only re-indent, as a replace does); `tabs` whether the buffer indents with tabs;
+    `width` the columns of one level there ('shiftwidth')."""
+
+    indent: str = ""
+    comment: str = ""
+    tabs: bool = False
+    width: int = 4
+    dedented_only: bool = False  # a replace: shift only an answer indented less
+
+
+def comment_parts(commentstring: str) -> tuple[str, str] | None:
+    """'commentstring' as its left and right parts, or None when it is no comment
+    syntax (empty, no `%s`, nothing around it)."""
+    left, sep, right = commentstring.partition("%s")
+    if not sep or not (left.strip() or right.strip()) or "%s" in right:
+        return None
+    return left, right
+
+
+def columns(ws: str, width: int) -> int:
+    """The columns of leading whitespace `ws`, a tab counting to the next multiple of
+    `width`."""
+    col = 0
+    for ch in ws:
+        col = (col // width + 1) * width if ch == "\t" else col + 1
+    return col
+
+
+def _closes(fence: re.Match[str], char: str, n: int) -> bool:
+    """Whether a fence line closes a block opened with `n` of `char`."""
+    run = fence.group(1)
+    return run[0] == char and len(run) >= n and not fence.group(2).strip()
+
+
+def _lead(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _sentence(line: str) -> bool:
+    """A line of prose as a model writes it, at column 0: a markdown heading or list
+    item, or words (three or more) ending in . ! ? or :, with no braces, ; or =
+    outside `code spans`."""
+    if not line or line[0] in " \t":
+        return False
+    if _MARKDOWN.match(line):
+        return True
+    text = _CODE_SPAN.sub("x", line).rstrip()
+    if not text[:1].isalpha() or _NOT_PROSE.search(text):
+        return False
+    return len(text.split()) >= 3 and text.rstrip("*_\"')").endswith((".", "!", "?", ":"))
+
+
+class Shaper:
+    """`push(text)` gives what of the answer so far is shaped (whole lines), `finish()`
+    the rest. Holds back at most the line in progress and a run of would-be prose."""
+
+    __slots__ = (
+        "_base",
+        "_buf",
+        "_fence",
+        "_held",
+        "_in_prose",
+        "_left",
+        "_line_state",
+        "_opened",
+        "_pass",
+        "_right",
+        "_seen",
+        "_seen_fence",
+        "_unit",
+        "shape",
+    )
+
+    def __init__(self, shape: Shape) -> None:
+        self.shape = shape
+        parts = comment_parts(shape.comment)
+        self._left, self._right = parts if parts is not None else ("", "")
+        self._buf: list[str] = []  # the pieces of the line in progress
+        self._fence: tuple[str, int] | None = None  # inside a fence: its char and length
+        self._seen_fence = False
+        self._held: list[str] = []  # a run of would-be prose, with their line ends
+        self._in_prose = False  # the run of sentences so far is prose (PROSE_RUN)
+        self._opened = False  # the answer's first non-blank line is past
+        self._base: int | None = None  # the answer's base indentation (columns), per block
+        self._unit = 0  # the answer's indentation step (columns), for a tab buffer
+        self._pass = False  # a replace indented as deep as its selection: as it comes
+        # the line in progress: "" undecided, "open" its start is written (code: the rest
+        # follows as it comes), "whole" it waits for its end (prose, a fence, column 0)
+        self._line_state = ""
+        self._seen = 0  # characters of a column-0 line looked at (COL0_LOOK at most)
+
+    def push(self, text: str) -> str:
+        if self._pass:
+            return text
+        out: list[str] = []
+        if self._line_state == "open":  # a line of code under way: as it comes
+            end = text.find("\n") + 1
+            if not end:
+                return text
+            out.append(text[:end])
+            text, self._line_state = text[end:], ""
+        # only the new piece is looked at for a line break: a long line stays linear
+        if "\n" in text:
+            *lines, text = text.split("\n")
+            if self._buf:
+                lines[0] = "".join(self._buf) + lines[0]
+                self._buf = []
+            out += [self._line(line) for line in lines]
+            self._line_state = ""
+        if text:
+            if self._pass:
+                out.append(text)
+            else:
+                self._buf.append(text)
+                out.append(self._start(text))
+        return "".join(out)
+
+    def finish(self) -> str:
+        if self._pass:
+            return ""
+        out = ""
+        if self._buf:
+            out = self._line("".join(self._buf), end="")
+        self._buf, self._line_state = [], ""
+        return out + self._release(prose=bool(self._left))
+
+    # -- the start of a line, before its end ----------------------------------------
+
+    def _start(self, piece: str) -> str:
+        """Write the start of the line in progress as soon as it is sure to be code, as
+        its whole would be written (so every chunking gives the same text); else wait."""
+        state = self._line_state
+        if state == "col0":  # a line at column 0: code once it has = ; { or }
+            self._seen += len(piece)
+            if self._seen > COL0_LOOK:
+                self._line_state = "whole"
+            if self._line_state == "whole" or not _NOT_PROSE.search(piece):
+                return ""
+            line = "".join(self._buf)
+            write = self._col0_code(line)
+        elif state or not piece.strip(" \t\r"):
+            return ""  # decided already, or nothing but blanks yet
+        else:
+            line = "".join(self._buf)  # once a line: its first non-blank decides
+            self._seen = len(line)
+            lead = _lead(line)
+            first = line[len(lead)]
+            fence_like = len(lead) <= 3 and "\t" not in lead and first in "`~"
+            start = self._code_start(lead, first, fence_like)
+            if start == "col0":
+                write = self._col0_code(line)
+                if write is None:
+                    self._line_state = "col0"
+                    return ""
+            else:
+                write = start
+        if write is None:
+            self._line_state = "whole"
+            return ""
+        out = write(line)
+        self._buf = []
+        self._line_state = "" if self._pass else "open"
+        return out
+
+    def _code_start(
+        self, lead: str, first: str, fence_like: bool
+    ) -> Callable[[str], str] | Literal["col0"] | None:
+        """How the start of a line is written when it is code whatever follows, else
+        None: `_line`'s decisions, on what is known before the line ends."""
+        if not self._left:  # a replace
+            if self._base is not None:
+                return self._code_part
+            if self._held:  # after a first line that reads as a sentence
+                return None if fence_like else self._released
+            width = self.shape.width
+            if columns(lead, width) >= columns(self.shape.indent, width):
+                return self._let_pass
+            return self._code_part if lead else None  # column 0: a sentence, maybe
+        if self._fence is not None:
+            return None if fence_like and first == self._fence[0] else self._code_part
+        if self._seen_fence or fence_like:
+            return None  # prose; maybe a fence
+        if not lead:
+            return "col0"  # a sentence or an opener, maybe: see _col0_code
+        self._opened = True
+        self._in_prose = False
+        return self._released
+
+    def _col0_code(self, line: str) -> Callable[[str], str] | None:
+        """A line at column 0 (no fence seen) is code before its end once it cannot be
+        prose: a markdown heading or item, an opener, or a sentence (one with = ; { or
+        } before any `code span`)."""
+        first = line[0]
+        if first in "#-*+" or first.isdigit() or not _NOT_PROSE.search(line.split("`", 1)[0]):
+            return None
+        if not self._opened and _OPENER.match(line):
+            return None
+        self._opened = True
+        self._in_prose = False
+        return self._released
+
+    def _code_part(self, line: str) -> str:
+        return self._code(line, "")
+
+    def _released(self, line: str) -> str:
+        return self._release(prose=False) + self._code(line, "")
+
+    # -- one whole line -----------------------------------------------------------
+
+    def _line(self, raw: str, end: str = "\n") -> str:
+        if self._pass:
+            return raw + end
+        line = raw[:-1] if raw.endswith("\r") else raw
+        eol = "\r" + end if raw.endswith("\r") else end
+        if not self._left:  # a replace: re-indent only
+            return self._reindent(line, eol)
+        fence = _FENCE.match(line)
+        if self._fence is not None:  # inside a fence: code, up to its closing fence
+            char, n = self._fence
+            if fence and _closes(fence, char, n):
+                self._fence = None
+                return ""
+            return self._code(line, eol)
+        if fence and not (fence.group(1)[0] == "`" and "`" in fence.group(2)):
+            out = self._release(prose=True)
+            self._fence, self._seen_fence, self._opened = (
+                (fence.group(1)[0], len(fence.group(1))),
+                True,
+                True,
+            )
+            self._base = None  # each block has its own base
+            return out
+        if not line.strip():
+            if self._held:
+                self._held.append(eol)
+                return ""
+            return eol
+        if self._seen_fence:
+            return self._prose(line, eol)
+        if not self._opened:
+            self._opened = True
+            if _OPENER.match(line):
+                return self._prose(line, eol)
+        if _sentence(line):
+            if self._in_prose:  # more of a run known to be prose
+                return self._prose(line, eol)
+            self._held.append(line + eol)
+            if sum(1 for x in self._held if x.strip()) < PROSE_RUN:
+                return ""
+            self._in_prose = True  # that many sentences are no code
+            return self._release(prose=True)
+        self._in_prose = False
+        return self._release(prose=False) + self._code(line, eol)
+
+    def _release(self, *, prose: bool) -> str:
+        held, self._held = self._held, []
+        out = []
+        for item in held:
+            line = item.rstrip("\r\n")
+            eol = item[len(line) :]
+            out.append(self._prose(line, eol) if prose else self._code(line, eol))
+        return "".join(out)
+
+    def _prose(self, line: str, eol: str) -> str:
+        text = line.rstrip()
+        if not text:
+            return eol
+        left, right = self._left, self._right
+        leader = left.strip()
+        if not (leader and text.lstrip().startswith(leader)):  # a comment already: as is
+            closing = right.strip()
+            if len(closing) > 1:  # prose cannot end the comment early
+                text = text.replace(closing, closing[0] + " " + closing[1:])
+            text = f"{left}{text}{right}".rstrip()
+        return self.shape.indent + text + eol
+
+    def _code(self, line: str, eol: str) -> str:
+        if not line.strip():
+            return eol
+        width = self.shape.width
+        lead = _lead(line)
+        col = columns(lead, width)
+        if self._base is None:
+            self._base = col
+        rel = max(0, col - self._base)
+        return self.shape.indent + self._indent(rel) + line[len(lead) :] + eol
+
+    def _indent(self, rel: int) -> str:
+        if not rel:
+            return ""
+        if not self.shape.tabs:
+            return " " * rel
+        if not self._unit:
+            self._unit = rel  # the answer's own step: one level, one tab
+        return "\t" * (rel // self._unit) + " " * (rel % self._unit)
+
+    def _reindent(self, line: str, eol: str) -> str:
+        if self._base is not None:
+            return self._code(line, eol)
+        if self._held:  # a first line that reads as a sentence: a fence after it is chatty
+            if not line.strip():
+                self._held.append(eol)
+                return ""
+            if _FENCE.match(line):
+                return self._let_pass(line + eol)
+            return self._release(prose=False) + self._code(line, eol)
+        if not line.strip():
+            return line + eol
+        deep = columns(_lead(line), self.shape.width) >= columns(
+            self.shape.indent, self.shape.width
+        )
+        if deep or _OPENER.match(line):
+            # as deep as the selection already, or chatty (its code is cut out and
+            # re-indented at the end: `reindent`): untouched
+            return self._let_pass(line + eol)
+        if _sentence(line):
+            self._held.append(line + eol)
+            return ""
+        return self._code(line, eol)
+
+    def _let_pass(self, text: str) -> str:
+        held, self._held = "".join(self._held), []
+        self._pass = True
+        return held + text
+
+
+def reindent(text: str, shape: Shape) -> str:
+    """`text` as a replace's shaper gives it, whole (a chatty answer's code, cut out at
+    its end)."""
+    s = Shaper(replace(shape, comment=""))
+    return s.push(text) + s.finish()
+
+
+def reindent_for(code: str, selection: str, *, width: int = 4) -> str:
+    """`code` put in place of `selection` as a replace's stream would have landed it
+    (:KznApply): at the selection's base indentation when it came dedented."""
+    base = _lead(next((x for x in selection.split("\n") if x.strip()), ""))
+    if not base:
+        return code
+    return reindent(code, Shape(base, "", "\t" in base, width, dedented_only=True))
+
+
+def asked(ctx: FillContext, shape: Shape | None) -> FillContext:
+    """The prompt's context, asking for code in the buffer's syntax when the answer is
+    shaped as code (the templates' `code_answer`)."""
+    if shape is None or not shape.comment:
+        return ctx
+    return replace(ctx, code_comment=shape.comment)
+
+
+def for_fill(req: FillRequest, where: str | None, *, enabled: bool = True) -> Shape | None:
+    """How a fill's answer is shaped, or None when it goes as it comes: shaping off,
+    a debug view or conversation, a fill at the cursor, a prose buffer."""
+    if not enabled or req.debug or req.send is not None or req.followup or req.rerun:
+        return None
+    if req.buftype or req.filetype in PROSE_FILETYPES:
+        return None
+    width = req.shiftwidth
+    if req.mode == "replace":
+        if req.span is not None and req.span.kind == "block":
+            return None  # a block's columns take the answer as it comes
+        base = _lead(next((x for x in req.selection.split("\n") if x.strip()), ""))
+        if not base:
+            return None
+        return Shape(base, "", _tabs(base, req), width, dedented_only=True)
+    if where not in ("line", "below", "above") or comment_parts(req.commentstring) is None:
+        return None
+    indent = target_indent(req)
+    return Shape(indent, req.commentstring, _tabs(indent, req), width)
+
+
+def _tabs(indent: str, req: FillRequest) -> bool:
+    """Whether the answer's indentation goes in tabs: as the line it lands by is
+    indented, else as 'expandtab' says."""
+    return "\t" in indent if indent else not req.expandtab
+
+
+class Pipe:
+    """A fill's text on its way to the buffer: shaped when `shape` says how, else as it
+    comes. `close()` at the answer's end (whatever the outcome) gives the rest."""
+
+    __slots__ = ("_shaper", "_write")
+
+    def __init__(self, write: Callable[[str], None], shape: Shape | None) -> None:
+        self._write = write
+        self._shaper = Shaper(shape) if shape is not None else None
+
+    def push(self, text: str) -> None:
+        shaper = self._shaper
+        if shaper is None or (text := shaper.push(text)):
+            self._write(text)
+
+    def close(self) -> None:
+        if self._shaper is not None and (text := self._shaper.finish()):
+            self._write(text)
+
+    def final(self, code: str) -> str:
+        """A replace's code, cut out of a chatty answer at its end, shaped as its
+        stream would have been."""
+        s = self._shaper
+        return reindent(code, s.shape) if s is not None and s.shape.dedented_only else code
+
+
+def target_indent(req: FillRequest) -> str:
+    """The indentation a normal-mode answer is written at: the cursor line's; on a blank
+    line (without indentation of its own), the next non-blank line's below it (the
+    answer goes before that code), else the previous one's above. From the context the
+    editor sent, split at the cursor."""
+    spot = req.spot
+    line = spot.head + spot.rest if spot is not None else ""
+    if spot is not None and (not spot.blank or _lead(line)):
+        return _lead(line)
+    after, before = req.after, req.before
+    start = after.find("\n") + 1  # the lines below the cursor's, 200 at most
+    for _ in range(200):
+        if not start:
+            break
+        end = after.find("\n", start)
+        below = after[start:] if end < 0 else after[start:end]
+        if below.strip():
+            return _lead(below)
+        start = end + 1
+    end = before.rfind("\n")  # the lines above it
+    for _ in range(200):
+        if end < 0:
+            break
+        start = before.rfind("\n", 0, end) + 1
+        if before[start:end].strip():
+            return _lead(before[start:end])
+        end = start - 1
+    return ""

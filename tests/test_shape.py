@@ -1,0 +1,289 @@
+"""An answer shaped for its buffer (kznllm_py/fill/shape.py), pure: fences out, prose
+as comments in the buffer's syntax, code indented where it lands, and the same result
+whatever the stream's chunking."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kznllm_py.apply import Span
+from kznllm_py.fill import request, shape
+from kznllm_py.fill.shape import Shape, Shaper
+
+CHATTY = (
+    "Sure! Here is a helper:\n\n```python\ndef helper(self):\n    return 42\n```\n\n"
+    "This returns 42."
+)
+
+
+def run(s: Shape, chunks: list[str]) -> str:
+    shaper = Shaper(s)
+    return "".join(shaper.push(c) for c in chunks) + shaper.finish()
+
+
+def whole(s: Shape, text: str) -> str:
+    return run(s, [text])
+
+
+def test_a_chatty_python_answer_becomes_indented_code_with_comments():
+    out = whole(Shape("    ", "# %s"), CHATTY)
+    assert out == (
+        "    # Sure! Here is a helper:\n\n"
+        "    def helper(self):\n        return 42\n\n"
+        "    # This returns 42."
+    )
+    assert "```" not in out
+
+
+def test_comment_syntaxes_of_several_languages():
+    answer = "Here it is:\n```\nx();\n```\nDone."
+    assert whole(Shape("", "// %s"), answer) == "// Here it is:\nx();\n// Done."
+    assert whole(Shape("", "-- %s"), answer) == "-- Here it is:\nx();\n-- Done."
+    assert whole(Shape("  ", "; %s"), answer) == "  ; Here it is:\n  x();\n  ; Done."
+
+
+def test_block_comments_close_on_each_line_and_prose_cannot_close_them_early():
+    answer = "```c\nint x;\n```\nThis ends */ here.\nAnd <!-- this -->."
+    out = whole(Shape("\t", "/* %s */", tabs=True), answer)
+    assert out == "\tint x;\n\t/* This ends * / here. */\n\t/* And <!-- this -->. */"
+    html = whole(Shape("", "<!-- %s -->"), "```\n<b/>\n```\nSee --> there.")
+    assert html == "<b/>\n<!-- See - -> there. -->"
+
+
+def test_a_line_already_a_comment_is_not_commented_twice():
+    out = whole(Shape("", "# %s"), "```\nx = 1\n```\n# a note\n## Usage")
+    assert out == "x = 1\n# a note\n## Usage"
+
+
+def test_nested_fences_follow_commonmark():
+    # a 4-backtick block holds a 3-backtick one: the inner fence lines are content
+    answer = "````markdown\n```python\nx = 1\n```\n````\nafter"
+    assert whole(Shape("", "# %s"), answer) == "```python\nx = 1\n```\n# after"
+    # a fence with an info string never closes; ~~~ does not close ```
+    answer = "```\na\n```python\n~~~\nb\n```\nc"
+    assert whole(Shape("", "# %s"), answer) == "a\n```python\n~~~\nb\n# c"
+
+
+def test_an_answer_that_is_only_prose_becomes_comments():
+    prose = "I cannot see the rest of the file.\n\nCould you share where `x` comes from?"
+    assert whole(Shape("  ", "# %s"), prose) == (
+        "  # I cannot see the rest of the file.\n\n  # Could you share where `x` comes from?"
+    )
+
+
+def test_plain_code_passes_as_code_and_a_trailing_sentence_is_prose():
+    answer = "def f():\n    return 42\n\nThis returns 42.\n"
+    assert whole(Shape("    ", "# %s"), answer) == (
+        "    def f():\n        return 42\n\n    # This returns 42.\n"
+    )
+
+
+def test_code_that_looks_like_a_sentence_is_code_when_code_follows():
+    answer = "for item in the_items:\n    print(item)\n"
+    assert whole(Shape("", "# %s"), answer) == answer
+    assert whole(Shape("", "# %s"), "ok = done(x)\n") == "ok = done(x)\n"
+
+
+def test_relative_indentation_is_kept_under_the_cursor_lines():
+    answer = "```\n    def f(self):\n        if x:\n            return 1\n```"
+    assert whole(Shape("    ", "# %s"), answer) == (
+        "    def f(self):\n        if x:\n            return 1\n"
+    )
+
+
+def test_indentation_with_tabs_follows_the_buffer():
+    answer = "```go\nfunc f() {\n    if x {\n        y()\n    }\n}\n```"
+    assert whole(Shape("\t", "// %s", tabs=True, width=8), answer) == (
+        "\tfunc f() {\n\t\tif x {\n\t\t\ty()\n\t\t}\n\t}\n"
+    )
+    # an answer indented with tabs, into a buffer of spaces
+    out = whole(Shape("  ", "# %s", width=2), "```\nif x:\n\ty()\n```")
+    assert out == "  if x:\n    y()\n"
+
+
+def test_blank_lines_stay_blank():
+    out = whole(Shape("        ", "# %s"), "a = 1\n   \n\t\nb = 2\n")
+    assert out == "        a = 1\n\n\n        b = 2\n"
+    assert not any(line != line.rstrip() for line in out.split("\n"))
+
+
+def test_crlf_line_ends_are_kept_after_the_shaping():
+    answer = CHATTY.replace("\n", "\r\n")
+    out = whole(Shape("    ", "# %s"), answer)
+    assert out == whole(Shape("    ", "# %s"), CHATTY).replace("\n", "\r\n")
+
+
+def test_a_fence_split_over_chunks():
+    chunks = ["Sure! Here:\n`", "`", "`py", "thon\nx = 1\n`", "``\nok."]
+    assert run(Shape("", "# %s"), chunks) == "# Sure! Here:\nx = 1\n# ok."
+
+
+def test_a_replace_answer_returned_dedented_gets_the_selections_base():
+    s = Shape("        ", dedented_only=True)
+    assert whole(s, "if x:\n    y()\n\nz()\n") == (
+        "        if x:\n            y()\n\n        z()\n"
+    )
+    # as deep already: untouched, as it comes (no holding back)
+    shaper = Shaper(s)
+    assert shaper.push("        a = 1\n") == "        a = 1\n"
+    assert shaper.push("  odd") == "  odd"
+    # a chatty one is left for its end, where its code is cut out and re-indented
+    assert whole(s, "Here is the fix:\n```\nx\n```") == "Here is the fix:\n```\nx\n```"
+    assert shape.reindent("x = 1\nif x:\n    y()", s) == (
+        "        x = 1\n        if x:\n            y()"
+    )
+
+
+def test_a_replace_in_a_tab_buffer_reindents_with_tabs():
+    s = Shape("\t\t", tabs=True, width=4, dedented_only=True)
+    assert whole(s, "if (x) {\n  y();\n}") == "\t\tif (x) {\n\t\t\ty();\n\t\t}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    body=st.lists(
+        st.sampled_from([*"aSx.:= `~#\t\n\r{;(-", "    ", "```", "~~~~", "Sure ", "The cat sat. "]),
+        max_size=25,
+    ).map("".join),
+    comment=st.sampled_from(["# %s", "// %s", "/* %s */", "-- %s"]),
+    indent=st.sampled_from(["", "  ", "\t", "        "]),
+    replace=st.booleans(),
+    data=st.data(),
+)
+def test_any_chunking_gives_the_result_of_the_whole_text(
+    body: str, comment: str, indent: str, replace: bool, data: st.DataObject
+) -> None:
+    answer = data.draw(
+        st.sampled_from([body, "  " + body, CHATTY + body, f"```\n{body}\n```\n{body}"])
+    )
+    s = Shape(indent, "" if replace else comment, tabs=indent == "\t", dedented_only=replace)
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(answer)), max_size=10)))
+    chunks = [answer[i:j] for i, j in zip([0, *cuts], [*cuts, len(answer)], strict=True)]
+    assert run(s, chunks) == whole(s, answer)
+    assert run(s, list(answer)) == whole(s, answer)  # a character at a time
+
+
+def fill(**kw: object) -> request.FillRequest:
+    base: dict[str, object] = {
+        "mode": "yap",
+        "filetype": "python",
+        "commentstring": "# %s",
+        "before": "class A:\n    def f(self):\n        return 1\n",
+        "after": "\n    def g(self):\n        pass\n",
+        "spot": {"head": "", "rest": "", "blank": True},
+    }
+    return request.parse({**base, **kw})
+
+
+def test_which_fills_are_shaped():
+    assert shape.for_fill(fill(), "line") == Shape("    ", "# %s")
+    assert shape.for_fill(fill(), "line", enabled=False) is None  # shape = false
+    assert shape.for_fill(fill(), "cursor") is None  # fill in the middle, inline
+    for ft in ("markdown", "text", "help", "gitcommit", ""):
+        assert shape.for_fill(fill(filetype=ft, commentstring="<!-- %s -->"), "line") is None
+    assert shape.for_fill(fill(commentstring=""), "line") is None  # no comment syntax
+    assert shape.for_fill(fill(buftype="nofile"), "line") is None  # a scratch buffer
+    assert shape.for_fill(fill(debug=True), "line") is None
+    assert shape.for_fill(fill(followup=3), "line") is None
+    replace = fill(mode="replace", selection="\tx = 1\n", expandtab=False, shiftwidth=8)
+    assert shape.for_fill(replace, None) == Shape("\t", "", True, 8, dedented_only=True)
+    assert shape.for_fill(fill(mode="replace", selection="x = 1"), None) is None
+    block = dataclasses.replace(replace, span=Span("block", rows=((0, 0, 5),)))
+    assert shape.for_fill(block, None) is None  # a blockwise selection's columns
+
+
+def test_the_target_indentation_is_the_cursor_lines_or_the_code_below_a_blank_line():
+    spot = {"head": "        ret", "rest": "urn 1", "blank": False}
+    assert shape.target_indent(fill(spot=spot)) == "        "
+    assert shape.target_indent(fill()) == "    "  # blank: the next code line's
+    at_end = fill(after="\n", before="class A:\n    x = 1\n")
+    assert shape.target_indent(at_end) == "    "  # nothing below: the line above's
+    spaced = fill(spot={"head": "  ", "rest": "", "blank": True})
+    assert shape.target_indent(spaced) == "  "  # a blank line with its own indentation
+
+
+def test_a_dedented_replace_that_starts_like_a_sentence_is_still_code():
+    s = Shape("    ", dedented_only=True)
+    assert whole(s, "for item in the_items:\n    use(item)\n") == (
+        "    for item in the_items:\n        use(item)\n"
+    )
+    # a sentence with a fence after it: chatty, left for its end
+    chatty = "The loop was wrong, fixed:\n\n```\nfor x in xs:\n    y()\n```\n"
+    assert whole(s, chatty) == chatty
+
+
+def test_kznapply_puts_a_dedented_answer_at_the_selections_indentation():
+    assert shape.reindent_for("if x:\n    y()", "\t\tz()\n") == "\t\tif x:\n\t\t\ty()"
+    assert shape.reindent_for("a()", "b()") == "a()"  # nothing to keep
+    assert shape.reindent_for("        a()", "    b()") == "        a()"  # deeper: as it is
+
+
+def test_a_long_explanation_streams_as_comments_without_waiting_for_its_end():
+    shaper = Shaper(Shape("", "# %s"))
+    assert shaper.push("First, note this.\nThen do that.\n") == ""  # not known yet
+    out = shaper.push("Finally, run it.\n")
+    assert out == "# First, note this.\n# Then do that.\n# Finally, run it.\n"
+    assert shaper.push("And one more thing.\nx = 1\n") == "# And one more thing.\nx = 1\n"
+
+
+def test_a_long_line_without_a_break_is_shaped_in_linear_time():
+    """80,000 pieces of one 4 MB line: only each new piece is searched for a line break
+    and the line is joined once (a quadratic shaper copies ~160 GB here)."""
+    import time
+
+    shaper = Shaper(Shape("  ", "# %s"))
+    piece = "x" * 50
+    t0 = time.monotonic()
+    assert all(shaper.push(piece) == "" for _ in range(80_000))
+    out = shaper.finish()
+    assert time.monotonic() - t0 < 5.0
+    assert out == "  " + piece * 80_000
+
+
+def test_the_shape_switch_of_setup_and_of_a_preset():
+    from kznllm_py import settings
+    from kznllm_py.errors import ConfigError
+    from kznllm_py.prompt.presets import preset_from_dict
+
+    assert settings.from_config({}).shape is True
+    assert settings.from_config({"shape": False}).shape is False
+    bad = settings.from_config({"shape": "no"})
+    assert bad.shape is True and any("shape must be true or false" in p for p in bad.problems)
+    raw = {"id": "p", "provider": "openai", "model": "m", "api_key": False}
+    assert preset_from_dict({**raw, "shape": False}).shape is False
+    assert preset_from_dict(raw).shape is None  # setup()'s
+    try:
+        preset_from_dict({**raw, "shape": 1})
+    except ConfigError as exc:
+        assert "shape must be true or false" in str(exc)
+    else:
+        raise AssertionError("shape = 1 was taken")
+
+
+def test_code_streams_before_its_line_ends_and_prose_waits_for_its_end():
+    shaper = Shaper(Shape("    ", "# %s"))
+    assert shaper.push("```py\n    if x") == "    if x"  # code inside a fence: at once
+    assert shaper.push(":\n        re") == ":\n        re"
+    assert shaper.push("turn 1\n``") == "turn 1\n"  # "``" may close the fence: wait
+    assert shaper.push("`\nThis is") == ""  # prose after a fence: a comment, whole
+    assert shaper.push(" it.\n") == "    # This is it.\n"
+    plain = Shaper(Shape("  ", "# %s"))
+    assert plain.push("def f") == ""  # column 0: a sentence, maybe
+    assert plain.push("():\n    ret") == "  def f():\n      ret"  # indented: code at once
+
+
+def test_a_line_at_column_0_streams_once_it_cannot_be_prose():
+    shaper = Shaper(Shape("  ", "# %s"))
+    assert shaper.push("total ") == ""  # a sentence, maybe
+    assert shaper.push("= 1") == "  total = 1"  # "=": code, at once
+    assert shaper.push(" + 2\n") == " + 2\n"
+    prose = Shaper(Shape("  ", "# %s"))
+    assert prose.push("Set `a = b` first") == ""  # "=" inside a code span: prose, maybe
+    assert prose.push(".\n") == ""
+    assert prose.finish() == "  # Set `a = b` first.\n"
+    opener = Shaper(Shape("", "// %s"))
+    assert opener.push("Sure; here {") == ""  # a chatty first line: whole
+    assert opener.push(" it is:\n") == "// Sure; here { it is:\n"
