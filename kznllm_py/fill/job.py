@@ -3,6 +3,7 @@ then the project's files and templates read into it (off the event loop)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from kznllm_py.fill.request import FillRequest
 from kznllm_py.prompt import context, project_templates, prompts, sandbox, sections, trust
 from kznllm_py.prompt.context import estimate_tokens
 from kznllm_py.prompt.presets import Preset
-from kznllm_py.prompt.sources import gathered
+from kznllm_py.prompt.sources import gathered, git, rules
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.settings import Settings
 from kznllm_py.stream import generation
@@ -46,6 +47,10 @@ class FillJob:
     context_options: sections.ContextOptions = field(default_factory=sections.ContextOptions)
     # what the editor said about gathering them (a source that failed or was late)
     gather_notes: tuple[str, ...] = ()
+    # where the fill was asked: the working directory, and the selection's (or the
+    # cursor's) first and last rows, 1-based (the project's rules, the git hunks)
+    cwd: str = ""
+    rows: tuple[int, int] | None = None
 
 
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
@@ -97,7 +102,86 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
         ),
         context_options=settings.context,
         gather_notes=req.gathered.notes,
+        cwd=cwd,
+        rows=_rows(req),
     )
+
+
+def _rows(req: FillRequest) -> tuple[int, int] | None:
+    """The selection's first and last rows (1-based), else the cursor's row."""
+    span = req.span
+    if span is not None and span.kind == "block" and span.rows:
+        return min(r[0] for r in span.rows) + 1, max(r[0] for r in span.rows) + 1
+    if span is not None and span.kind == "range":
+        return span.start[0] + 1, max(span.start[0], span.end[0]) + 1
+    return (req.cursor[0], req.cursor[0]) if req.cursor is not None else None
+
+
+def reads_repo(job: FillJob) -> bool:
+    """Whether `with_repo_context` has anything to do: git switched on, or the rules
+    with a rules file at the project root (a few lstat calls: a fill without any costs
+    no hop to a thread and back)."""
+    on = job.context_options.on
+    if on("git") and job.ctx.path:
+        return True
+    if not on("rules"):
+        return False
+    root = rules.project_root(_absolute(job.ctx.path, job.cwd), job.cwd, job.kzn_dir)
+    return root is not None and rules.present(root)
+
+
+def with_repo_context(job: FillJob) -> FillJob:
+    """The project's rules (trusted ones, as system sections; a line naming those not
+    sent) and the file's uncommitted hunks near the selection, offered to the budget
+    (kznllm_py/prompt/sources/rules.py, git.py). Reads files and runs git: off the
+    event loop."""
+    offered = list(job.offered)
+    notices = list(job.notices)
+    on = job.context_options.on
+    path = _absolute(job.ctx.path, job.cwd)
+    if on("rules"):
+        root = rules.project_root(path, job.cwd, job.kzn_dir)
+        if root is not None:
+            share = rules.share_bytes(job.context_options.budget, sections.SHARES)
+            found_rules = rules.collect(root, share)
+            decided = rules.decide(found_rules, path, job.trust_db, how=job.trust_how)
+            offered += decided.sections
+            notices += [decided.notice] if decided.notice else []
+    if on("git") and path and job.rows is not None:
+        found = git.changes(path, job.rows)
+        sec = git.section(found, job.ctx.path)
+        offered += [sec] if sec is not None else []
+        notices += [found.note] if found.note else []
+    return replace(job, offered=tuple(offered), notices=tuple(notices))
+
+
+def _absolute(path: str, cwd: str) -> str:
+    """`path` made absolute against `cwd` (the CLI's --file may be relative)."""
+    if not path or os.path.isabs(path) or not cwd:
+        return path
+    return os.path.join(cwd, path)
+
+
+def project_review(job: FillJob) -> tuple[list[str], list[str], str | None]:
+    """What `:KznTrust` asks about: the project's template files and rules files not
+    trusted yet (real paths), lines for the refused and denied ones, and where they
+    were looked for (None: no project). Reads files: off the event loop."""
+    files: list[str] = []
+    lines: list[str] = []
+    where: list[str] = []
+    if job.kzn_dir is not None:
+        found = project_templates.review(job.kzn_dir, job.trust_db)
+        files += found.files
+        lines += found.lines
+        where.append(str(job.kzn_dir / "templates"))
+    root = rules.project_root(_absolute(job.ctx.path, job.cwd), job.cwd, job.kzn_dir)
+    if root is not None:
+        share = rules.share_bytes(job.context_options.budget, sections.SHARES)
+        more, said = rules.review(rules.collect(root, share), job.trust_db)
+        files += more
+        lines += said
+        where.append(str(root))
+    return files, lines, " and ".join(where) if where else None
 
 
 def fitted(job: FillJob) -> FillJob:
