@@ -7,6 +7,7 @@ arrives: a loopback server, from a real Neovim and from the CLI."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -75,6 +76,13 @@ def test_every_rules_file_is_sent_in_a_fixed_order(tmp_path: Path):
     got = found_sections(root, db)
     want = [*names[:4], ".cursor/rules/a.mdc", ".cursor/rules/b.mdc"]
     assert [s.title.removeprefix("the project's rules: ") for s in got.sections] == want
+
+
+def test_a_fifo_named_agents_md_is_refused_without_hanging(tmp_path: Path):
+    root = repo(tmp_path)
+    os.mkfifo(root / "AGENTS.md")  # no writer: a blocking open or read would hang
+    found = rules.collect(root, 64 * 1024)
+    assert found.rules == () and found.refused == ("AGENTS.md: not a regular file (refused)",)
 
 
 @pytest.mark.parametrize("target", ["procfs-environ", "file-outside", "folder-outside"])
@@ -179,6 +187,11 @@ def test_mdc_front_matter_decides_which_files_a_rule_applies_to(tmp_path: Path):
     assert sent(root / "notes.txt") == everywhere
     # the front matter itself is not sent
     assert not any("alwaysApply" in t or "---" in t for t in sent(root / "src" / "app.py"))
+    # a glob built to backtrack, or to expand without end, is matched in bounded time
+    started = time.monotonic()
+    assert not rules.matches("*a" * 100 + "b", "a" * 250)
+    assert not rules.matches("{a,b}" * 40 + "/x", "q/" * 60 + "x")
+    assert time.monotonic() - started < 0.5
 
 
 def test_the_root_is_the_files_git_root_else_the_working_directorys_else_the_kzn_project(

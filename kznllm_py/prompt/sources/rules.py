@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import os
 import re
 import stat
@@ -237,47 +238,54 @@ def parse_globs(value: str) -> tuple[str, ...]:
     return tuple(g for g in globs if g)[:32]
 
 
-def _braces(glob: str) -> list[str]:
-    """`*.{ts,tsx}` -> [`*.ts`, `*.tsx`] (the first brace group, then the rest)."""
+MAX_GLOB = 256  # characters of one glob (a longer one matches nothing)
+MAX_PATTERNS = 64  # globs of one rule, braces expanded
+
+
+def _braces(glob: str, limit: int = MAX_PATTERNS) -> list[str]:
+    """`*.{ts,tsx}` -> [`*.ts`, `*.tsx`]: at most `limit` (the first group, then the rest)."""
     m = re.search(r"\{([^{}]*)\}", glob)
     if not m:
         return [glob]
     out: list[str] = []
     for alt in m[1].split(","):
-        out += _braces(glob[: m.start()] + alt + glob[m.end() :])
-    return out[:64]
+        out += _braces(glob[: m.start()] + alt + glob[m.end() :], limit - len(out))
+        if len(out) >= limit:
+            break
+    return out[:limit]
 
 
-def _regex(glob: str) -> re.Pattern[str]:
-    out = []
-    i = 0
-    while i < len(glob):
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif glob[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif glob[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(glob[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
+def _segments_match(globs: list[str], parts: list[str]) -> bool:
+    """Whether the path `parts` matches the glob `globs` segment by segment: `**` is any
+    number of folders, every other segment an fnmatch pattern of one name (`*`, `?`,
+    `[...]`; fnmatch's patterns do not backtrack exponentially). A table of
+    len(globs) x len(parts): no recursion."""
+    n, m = len(globs), len(parts)
+    # ok[i][j]: globs[i:] matches parts[j:]
+    ok = [[False] * (m + 1) for _ in range(n + 1)]
+    ok[n][m] = True
+    for i in range(n - 1, -1, -1):
+        for j in range(m, -1, -1):
+            if globs[i] == "**":
+                ok[i][j] = ok[i + 1][j] or (j < m and ok[i][j + 1])
+            else:
+                ok[i][j] = j < m and ok[i + 1][j + 1] and fnmatch.fnmatchcase(parts[j], globs[i])
+    return ok[0][0]
 
 
 def matches(glob: str, rel: str) -> bool:
     """Whether the path `rel` (relative to the root, "/"-separated) matches `glob`: a
     glob without "/" matches the file's name in any folder (`*.py`), one with "/" the
     path from the root (`src/**/*.ts`; a leading "/" or "./" is the root)."""
+    if len(glob) > MAX_GLOB:
+        return False
+    parts = rel.split("/")[:64]
     for g in _braces(glob):
         g = g.removeprefix("./").lstrip("/")
-        target = rel if "/" in g else rel.rsplit("/", 1)[-1]
-        if _regex(g).match(target):
+        if "/" not in g:
+            if fnmatch.fnmatchcase(parts[-1], g):
+                return True
+        elif _segments_match([x for x in g.split("/") if x][:32], parts):
             return True
     return False
 
@@ -292,7 +300,7 @@ def applies(rule: Rule, path: str, root: str) -> bool:
     if not _inside(real, root):
         return False
     rel = os.path.relpath(real, root).replace(os.sep, "/")
-    return any(matches(g, rel) for g in rule.globs)
+    return any(matches(g, rel) for g in rule.globs[:MAX_PATTERNS])
 
 
 # -- what is sent, and what is said ------------------------------------------------------
