@@ -218,3 +218,26 @@ def test_the_cli_git_flag_sends_the_hunk_near_the_range(tmp_path: Path):
     assert "+fifty near" not in render()
     with_git = render("--git")
     assert "+fifty near" in with_git and "+far away" not in with_git
+
+
+def test_unsaved_edits_are_diffed_as_the_buffer_holds_them_and_rows_are_the_buffers(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    """30 lines added at the top, unsaved: the committed line 50 changed on disk is now
+    the buffer's row 80; a selection at rows 78-79 is near it (in the file as saved,
+    rows 78-79 are 28 lines from it: too far), and the unsaved line is in a hunk too."""
+    _, f = committed_repo(tmp_path)
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { git = true } })")
+    nvim.nvim.command(f"edit {f}")
+    nvim.lua("vim.api.nvim_buf_set_lines(0, 0, 0, true, vim.fn['repeat']({ 'top' }, 30))")
+    nvim.lua("vim.api.nvim_buf_set_lines(0, 90, 90, true, { 'unsaved line here' })")
+    assert nvim.lua("return vim.bo.modified")
+    nvim.feed("78GVj k")
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
+    nvim.feed("fix<CR>")
+    assert nvim.wait_done(1)[0]["status"] == "ok"
+    user = server.requests[0].body["messages"][-1]["content"]
+    assert "-50\n+fifty near" in user and "+unsaved line here" in user
+    assert "+top" not in user and "+far away" not in user

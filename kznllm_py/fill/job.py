@@ -51,6 +51,8 @@ class FillJob:
     # cursor's) first and last rows, 1-based (the project's rules, the git hunks)
     cwd: str = ""
     rows: tuple[int, int] | None = None
+    # the buffer's text when it has unsaved edits (git diffs it instead of the file)
+    unsaved: str | None = None
 
 
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
@@ -104,6 +106,7 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
         gather_notes=req.gathered.notes,
         cwd=cwd,
         rows=_rows(req),
+        unsaved=req.gathered.unsaved,
     )
 
 
@@ -148,7 +151,7 @@ def with_repo_context(job: FillJob) -> FillJob:
             offered += decided.sections
             notices += [decided.notice] if decided.notice else []
     if on("git") and path and job.rows is not None:
-        found = git.changes(path, job.rows)
+        found = git.changes(path, job.rows, job.unsaved)
         sec = git.section(found, job.ctx.path)
         offered += [sec] if sec is not None else []
         notices += [found.note] if found.note else []

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from kznllm_py.errors import printable
 from kznllm_py.prompt.sections import Section
-from kznllm_py.prompt.sources import diagnostics
+from kznllm_py.prompt.sources import diagnostics, git
 
 MAX_NOTES = 8
 
@@ -19,6 +19,8 @@ class Gathered:
     # what the editor says about the gathering itself (a source that failed, a language
     # server that did not answer in time): one line each, shown in the debug view
     notes: tuple[str, ...] = ()
+    # the buffer's text when it has unsaved edits and git is on (lua/kznllm/context/git.lua)
+    unsaved: str | None = None
 
 
 def parse(raw: object) -> Gathered:
@@ -31,7 +33,14 @@ def parse(raw: object) -> Gathered:
         notes=tuple(printable(n[:300]) for n in notes[:MAX_NOTES] if isinstance(n, str))
         if isinstance(notes, list)
         else (),
+        unsaved=_unsaved(raw.get("git")),
     )
+
+
+def _unsaved(raw: object) -> str | None:
+    """The git source's buffer text, if it is one and within git's size cap."""
+    text = raw.get("text") if isinstance(raw, Mapping) else None
+    return text if isinstance(text, str) and len(text) <= git.MAX_BYTES else None
 
 
 def sections(g: Gathered, path: str = "") -> list[Section]:

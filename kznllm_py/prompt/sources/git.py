@@ -21,7 +21,8 @@ diff is made where no repository is:
 Each git runs with the GIT_* variables of the environment removed, bounded in time
 (`TIMEOUT` in all: a hung git is killed) and in output (`MAX_BYTES`; the file and its
 committed blob larger than that are not diffed), on the calling thread: run it off the
-event loop. The diff is of the file as saved (unsaved edits of the buffer are not in it).
+event loop. The diff is of the buffer's text when the editor sent it (a buffer with
+unsaved edits: lua/kznllm/context/git.lua), else of the file as saved.
 """
 
 from __future__ import annotations
@@ -191,37 +192,50 @@ def committed(path: str, deadline: float) -> tuple[bytes, str]:
     return run(["cat-file", "blob", f":./{name}"], cwd=folder, deadline=deadline), "the index"
 
 
-def diff(blob: bytes, path: str, deadline: float) -> bytes:
-    """`git diff --no-index` of `blob` (the old side, on stdin) and the file at `path`:
-    run in an empty private folder with GIT_CEILING_DIRECTORIES above it, outside any
-    repository (no repository config or attributes read)."""
-    folder = tempfile.mkdtemp(prefix="kzn-git-")
+def diff(blob: bytes, path: str, deadline: float, text: bytes | None = None) -> bytes:
+    """`git diff --no-index` of `blob` (the old side) and the file at `path`, or `text`
+    (the buffer's, unsaved) when given: run in an empty private folder with
+    GIT_CEILING_DIRECTORIES above it, outside any repository (no repository config or
+    attributes read)."""
+    folder = tempfile.mkdtemp(prefix="kzn-git-")  # 0700, ours
     try:
         env = environment()
         env["GIT_CEILING_DIRECTORIES"] = os.path.dirname(folder)
         args = ["diff", "--no-index", "--no-ext-diff", "--no-textconv", "--no-color"]
-        args += ["--no-renames", "-U3", "--", "-", path]
+        args += ["--no-renames", "-U3", "--"]
+        if text is None:
+            args += ["-", path]  # the blob on stdin, the file as saved
+            stdin = blob
+        else:
+            old = os.path.join(folder, "committed")
+            with open(old, "xb") as f:
+                f.write(blob)
+            args += ["committed", "-"]  # the buffer's text on stdin
+            stdin = text
         # --no-index exits with 1 when the two differ: its usual answer here
-        return run(args, cwd=folder, deadline=deadline, stdin=blob, env=env, ok=(0, 1))
+        return run(args, cwd=folder, deadline=deadline, stdin=stdin, env=env, ok=(0, 1))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def changes(path: str, rows: tuple[int, int]) -> Changes:
+def changes(path: str, rows: tuple[int, int], text: str | None = None) -> Changes:
     """The uncommitted hunks of the file at `path` (absolute) within NEAR lines of
-    `rows` (1-based, inclusive), at most MAX_HUNKS, nearest first in file order."""
+    `rows` (1-based, inclusive), at most MAX_HUNKS, nearest first in file order; of
+    `text` (the buffer's unsaved text, whose rows the selection's are) when given, else
+    of the file as saved."""
     if not path or not os.path.isabs(path):
         return Changes()
+    data = None if text is None else text.encode("utf-8", "surrogateescape")
     try:
-        st = os.stat(path)
+        size = os.stat(path).st_size if data is None else len(data)
     except OSError:
         return Changes()
-    if st.st_size > MAX_BYTES:
+    if size > MAX_BYTES:
         return Changes(note=f"git: the file is larger than {MAX_BYTES // 1024} KiB (not diffed)")
     deadline = time.monotonic() + TIMEOUT
     try:
         blob, base = committed(path, deadline)
-        out = diff(blob, path, deadline)
+        out = diff(blob, path, deadline, data)
     except GitFailed as exc:
         why = str(exc)
         if "dubious ownership" in why:
@@ -275,6 +289,6 @@ def section(found: Changes, path: str) -> Section | None:
         return None
     title = (
         f"uncommitted changes to {printable(path)} near the selection "
-        f"(diff against {found.base}; + lines are the file as saved)"
+        f"(diff against {found.base}; + lines are the buffer now)"
     )
     return Section("git", title, "\n".join(h.text for h in found.hunks))
