@@ -186,7 +186,7 @@ def test_the_editor_sends_the_near_hunk_with_git_on_and_nothing_by_default(
     nvim.feed("fix<CR>")
     assert nvim.wait_done(1)[0]["status"] == "ok"
     assert "+fifty near" not in str(server.requests[0].body)  # off by default
-    nvim.lua("require('kznllm').setup({ context = { git = true } })")
+    nvim.lua("require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })")
     nvim.feed("<Esc>48GV k")
     nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
     nvim.feed("fix<CR>")
@@ -229,7 +229,7 @@ def test_unsaved_edits_are_diffed_as_the_buffer_holds_them_and_rows_are_the_buff
     _, f = committed_repo(tmp_path)
     server.queue(Reply(chunks=openai_events(["ok"])))
     nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { git = true } })")
+    nvim.lua("require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })")
     nvim.nvim.command(f"edit {f}")
     nvim.lua("vim.api.nvim_buf_set_lines(0, 0, 0, true, vim.fn['repeat']({ 'top' }, 30))")
     nvim.lua("vim.api.nvim_buf_set_lines(0, 90, 90, true, { 'unsaved line here' })")
@@ -241,3 +241,19 @@ def test_unsaved_edits_are_diffed_as_the_buffer_holds_them_and_rows_are_the_buff
     user = server.requests[0].body["messages"][-1]["content"]
     assert "-50\n+fifty near" in user and "+unsaved line here" in user
     assert "+top" not in user and "+far away" not in user
+
+
+def test_the_editors_relayed_answer_is_typed_and_bounded_again():
+    hunk = {"start": 3, "count": 2, "text": "@@ -3,2 +3,2 @@\n-a\n+b"}
+    found = git.parse({"hunks": [hunk, "junk", {"text": 5}] + [hunk] * 20, "base": "rm -rf"})
+    assert found is not None and len(found.hunks) == git.MAX_HUNKS and found.base == "HEAD"
+    assert found.hunks[0] == git.Hunk(3, 2, hunk["text"])
+    huge = git.parse({"hunks": [{"start": 1, "count": 1, "text": "x" * (git.MAX_BYTES + 1)}]})
+    assert huge is not None and huge.hunks == ()
+    assert git.parse("junk") is None
+    assert git.answer({"request": 7, "path": "relative.txt", "rows": [1, 2]}) == {
+        "request": 7,
+        "hunks": [],
+        "base": "HEAD",
+        "note": "",
+    }

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from kznllm_py.errors import printable
 from kznllm_py.fill import request
 from kznllm_py.fill.request import FillRequest
 from kznllm_py.prompt import context, project_templates, prompts, sandbox, sections, trust
@@ -47,12 +48,11 @@ class FillJob:
     context_options: sections.ContextOptions = field(default_factory=sections.ContextOptions)
     # what the editor said about gathering them (a source that failed or was late)
     gather_notes: tuple[str, ...] = ()
-    # where the fill was asked: the working directory, and the selection's (or the
-    # cursor's) first and last rows, 1-based (the project's rules, the git hunks)
+    # the working directory where the fill was asked (the project's rules)
     cwd: str = ""
+    # the CLI's --range/--line rows (1-based), for its --git (the editor gathers git
+    # at the keypress: lua/kznllm/context/git.lua)
     rows: tuple[int, int] | None = None
-    # the buffer's text when it has unsaved edits (git diffs it instead of the file)
-    unsaved: str | None = None
 
 
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
@@ -103,21 +103,15 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
             s for s in gathered.sections(req.gathered, req.path) if settings.context.on(s.kind)
         ),
         context_options=settings.context,
-        gather_notes=req.gathered.notes,
+        gather_notes=(*req.gathered.notes, *_git_note(req)),
         cwd=cwd,
-        rows=_rows(req),
-        unsaved=req.gathered.unsaved,
     )
 
 
-def _rows(req: FillRequest) -> tuple[int, int] | None:
-    """The selection's first and last rows (1-based), else the cursor's row."""
-    span = req.span
-    if span is not None and span.kind == "block" and span.rows:
-        return min(r[0] for r in span.rows) + 1, max(r[0] for r in span.rows) + 1
-    if span is not None and span.kind == "range":
-        return span.start[0] + 1, max(span.start[0], span.end[0]) + 1
-    return (req.cursor[0], req.cursor[0]) if req.cursor is not None else None
+def _git_note(req: FillRequest) -> tuple[str, ...]:
+    """Why the git section is empty (another user's repository, a hung git), if said."""
+    found = req.gathered.git
+    return (printable(found.note),) if found is not None and found.note else ()
 
 
 def reads_repo(job: FillJob) -> bool:
@@ -125,7 +119,7 @@ def reads_repo(job: FillJob) -> bool:
     with a rules file at the project root (a few lstat calls: a fill without any costs
     no hop to a thread and back)."""
     on = job.context_options.on
-    if on("git") and job.ctx.path:
+    if on("git") and job.ctx.path and job.rows is not None:
         return True
     if not on("rules"):
         return False
@@ -135,7 +129,8 @@ def reads_repo(job: FillJob) -> bool:
 
 def with_repo_context(job: FillJob) -> FillJob:
     """The project's rules (trusted ones, as system sections; a line naming those not
-    sent) and the file's uncommitted hunks near the selection, offered to the budget
+    sent) and, for the CLI's --git, the file's uncommitted hunks near its rows, offered
+    to the budget
     (kznllm_py/prompt/sources/rules.py, git.py). Reads files and runs git: off the
     event loop."""
     offered = list(job.offered)
@@ -151,7 +146,7 @@ def with_repo_context(job: FillJob) -> FillJob:
             offered += decided.sections
             notices += [decided.notice] if decided.notice else []
     if on("git") and path and job.rows is not None:
-        found = git.changes(path, job.rows, job.unsaved)
+        found = git.changes(path, job.rows)
         sec = git.section(found, job.ctx.path)
         offered += [sec] if sec is not None else []
         notices += [found.note] if found.note else []

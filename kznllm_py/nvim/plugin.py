@@ -396,6 +396,15 @@ class KznllmPlugin:
         except KznError as exc:
             self._report(f"kznllm: {redact(str(exc))}")
 
+    async def _git_hunks(self, p: dict[str, Any]) -> None:
+        """The git context source, gathered at the keypress while the query is typed:
+        git runs on a thread (kznllm_py/prompt/sources/git.py), the editor gets the
+        hunks to send with the fill (lua/kznllm/context/git.lua)."""
+        load_fill_modules()
+        from kznllm_py.prompt.sources import git
+
+        self.editor.context_answered("git", await sandbox.run_off_loop(git.answer, p))
+
     def _recording(
         self,
         s: settings.Settings,
@@ -698,6 +707,7 @@ CALLS: dict[str, Handler] = {
     "apply_locate": _task(KznllmPlugin._apply),
     "models": _task(lambda plugin, _op, data: plugin._models(data)),
     "trust": _task(lambda plugin, _op, data: plugin._trust(data)),
+    "git_hunks": _task(lambda plugin, _op, data: plugin._git_hunks(data)),
 }
 _history: Handler = _task(KznllmPlugin._history_call)
 

@@ -19,8 +19,8 @@ class Gathered:
     # what the editor says about the gathering itself (a source that failed, a language
     # server that did not answer in time): one line each, shown in the debug view
     notes: tuple[str, ...] = ()
-    # the buffer's text when it has unsaved edits and git is on (lua/kznllm/context/git.lua)
-    unsaved: str | None = None
+    # the file's uncommitted hunks, the host's answer at the keypress (context/git.lua)
+    git: git.Changes | None = None
 
 
 def parse(raw: object) -> Gathered:
@@ -33,17 +33,12 @@ def parse(raw: object) -> Gathered:
         notes=tuple(printable(n[:300]) for n in notes[:MAX_NOTES] if isinstance(n, str))
         if isinstance(notes, list)
         else (),
-        unsaved=_unsaved(raw.get("git")),
+        git=git.parse(raw.get("git")),
     )
-
-
-def _unsaved(raw: object) -> str | None:
-    """The git source's buffer text, if it is one and within git's size cap."""
-    text = raw.get("text") if isinstance(raw, Mapping) else None
-    return text if isinstance(text, str) and len(text) <= git.MAX_BYTES else None
 
 
 def sections(g: Gathered, path: str = "") -> list[Section]:
     """The sections of what the editor gathered (each source's own `section`)."""
     found = [diagnostics.section(g.diagnostics, path)]
+    found += [git.section(g.git, path)] if g.git is not None else []
     return [s for s in found if s is not None]

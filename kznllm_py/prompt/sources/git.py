@@ -35,9 +35,11 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
+from kznllm_py import options
 from kznllm_py.errors import printable
 from kznllm_py.prompt.sections import Section
 
@@ -244,6 +246,56 @@ def changes(path: str, rows: tuple[int, int], text: str | None = None) -> Change
             return Changes(note=f"git: {printable(why)}")
         return Changes()  # not in a repository, or not tracked: nothing to say
     return Changes(near(hunks(out), rows), base)
+
+
+def answer(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The editor's `git_hunks` call (lua/kznllm/context/git.lua: the buffer's path, the
+    selection's rows, its text when unsaved) answered: { request, hunks, base, note }.
+    Runs git: off the event loop."""
+    rows = raw.get("rows")
+    text = raw.get("text")
+    path = options.text(raw, "path")
+    ok = isinstance(rows, list) and len(rows) == 2 and all(_whole(r) for r in rows)
+    found = (
+        changes(path, (rows[0], rows[1]), text if isinstance(text, str) else None)
+        if ok and rows is not None
+        else Changes()
+    )
+    return {
+        "request": raw.get("request"),
+        "hunks": [
+            {"start": h.new_start, "count": h.new_count, "text": h.text} for h in found.hunks
+        ],
+        "base": found.base,
+        "note": found.note,
+    }
+
+
+def _whole(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def parse(raw: object) -> Changes | None:
+    """The answer as the editor relays it with the fill (as untrusted as any input):
+    at most MAX_HUNKS hunks of at most MAX_BYTES in all; None when there is none."""
+    if not isinstance(raw, Mapping):
+        return None
+    found: list[Hunk] = []
+    size = 0
+    items = raw.get("hunks")
+    for h in items[: MAX_HUNKS * 4] if isinstance(items, list) else []:
+        if not isinstance(h, Mapping) or not isinstance(h.get("text"), str):
+            continue
+        if len(found) == MAX_HUNKS:
+            break
+        start, count = options.whole(h, "start"), options.whole(h, "count")
+        size += len(h["text"])
+        if size > MAX_BYTES:
+            break
+        found.append(Hunk(start, count, h["text"]))
+    base = options.text(raw, "base")
+    base = base if base in ("HEAD", "the index") else "HEAD"
+    return Changes(tuple(found), base, options.text(raw, "note")[:300])
 
 
 def hunks(out: bytes) -> list[Hunk]:

@@ -69,6 +69,15 @@ function M.start(buf, range)
   return pending
 end
 
+--- The host's answer for a source it gathers (`source`: a name of SOURCES whose module
+--- has `answered(reply)`, e.g. git), called through kznllm.calls.
+function M.answered(source, reply)
+  local s = M.SOURCES[source]
+  if s then
+    require(s.module).answered(reply)
+  end
+end
+
 --- Call `cb(facts)` once: at once when every source has answered (returning what `cb`
 --- returns), else when the last one does or the deadline (`lsp_timeout` ms from the
 --- keypress) passes, whichever is first; a late answer is dropped and said in the notes.
