@@ -174,6 +174,14 @@ def test_a_committed_blob_over_the_cap_is_not_read_whole(
 # -- the request as it arrives -----------------------------------------------------------
 
 
+def host_started(nvim: Child) -> None:
+    """The host running and heard (a cold start under load can take seconds: the git
+    source's answer would then miss the gathering's deadline, as it would for a user's
+    first fill without prestart)."""
+    nvim.lua("require('kznllm.host').ensure() require('kznllm.host').notify('ping')")
+    nvim.wait_for(lambda: nvim.lua("return require('kznllm.host').alive()"), what="the host")
+
+
 def test_the_editor_sends_the_near_hunk_with_git_on_and_nothing_by_default(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
@@ -230,6 +238,7 @@ def test_unsaved_edits_are_diffed_as_the_buffer_holds_them_and_rows_are_the_buff
     server.queue(Reply(chunks=openai_events(["ok"])))
     nvim.use_server(server.base_url)
     nvim.lua("require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })")
+    host_started(nvim)
     nvim.nvim.command(f"edit {f}")
     nvim.lua("vim.api.nvim_buf_set_lines(0, 0, 0, true, vim.fn['repeat']({ 'top' }, 30))")
     nvim.lua("vim.api.nvim_buf_set_lines(0, 90, 90, true, { 'unsaved line here' })")
