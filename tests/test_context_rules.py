@@ -138,9 +138,12 @@ def test_the_files_past_the_rules_share_are_left_out_unread(tmp_path: Path):
     (root / "CLAUDE.md").write_text("b" * 10_000)
     found = rules.collect(root, share_bytes=9_600)
     assert [r.path for r in found.rules] == ["AGENTS.md"]  # the first is read whole
-    assert found.refused == (
-        "CLAUDE.md: over the rules' share of the context budget (left out unread)",
-    )
+    why = "CLAUDE.md: over the rules' share of the context budget (left out unread)"
+    assert found.left == (why,)
+    assert found.refused == ()  # no trust question about it: the debug view says why
+    allow(tmp_path / "state", root / "AGENTS.md", root / "CLAUDE.md")
+    decided = rules.decide(found, "", tmp_path / "state" / "trust")
+    assert decided.notice == "" and decided.left == found.left
 
 
 def test_all_rules_sections_together_stay_within_the_rules_share():

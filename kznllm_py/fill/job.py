@@ -145,6 +145,7 @@ def with_repo_context(job: FillJob) -> FillJob:
             decided = rules.decide(found_rules, path, job.trust_db, how=job.trust_how)
             offered += decided.sections
             notices += [decided.notice] if decided.notice else []
+            job = replace(job, gather_notes=(*job.gather_notes, *decided.left))
     if on("git") and path and job.rows is not None:
         found = git.changes(path, job.rows)
         sec = git.section(found, job.ctx.path)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import itertools
 import os
 import re
 import stat
@@ -48,6 +49,7 @@ NAMES = ("AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md", ".cursorru
 MDC_DIR = ".cursor/rules"
 MAX_RULE_BYTES = 64 * 1024  # one file, from fstat before a byte is read
 MAX_MDC_FILES = 32  # .mdc files looked at
+MAX_LISTED = 4096  # entries of .cursor/rules listed
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0)
 _HOW = ":KznTrust reviews and trusts them"
@@ -75,6 +77,9 @@ class Found:
     root: str = ""
     rules: tuple[Rule, ...] = ()
     refused: tuple[str, ...] = ()
+    # files left out unread because the earlier ones used the rules' share (the debug
+    # view says so; no trust question about them)
+    left: tuple[str, ...] = ()
 
 
 def project_root(path: str, cwd: str, kzn_dir: Path | None) -> Path | None:
@@ -108,6 +113,10 @@ class Refused(Exception):
     """A rules file that is not a confined regular text file within its caps."""
 
 
+class OverShare(Refused):
+    """A rules file larger than what the earlier ones left of the rules' share."""
+
+
 def read_confined(
     root: str, rel: str, cap: int = MAX_RULE_BYTES, room: int | None = None
 ) -> tuple[str, bytes] | None:
@@ -138,7 +147,7 @@ def read_confined(
                 f"{rel}: larger than {size_text(cap)} ({size_text(st.st_size)}; refused unread)"
             )
         if room is not None and st.st_size > room:
-            raise Refused(f"{rel}: over the rules' share of the context budget (left out unread)")
+            raise OverShare(f"{rel}: over the rules' share of the context budget (left out unread)")
         cap = cap if room is None else min(cap, room)
         chunks: list[bytes] = []
         size = 0
@@ -161,7 +170,8 @@ def _names(root: str) -> list[str]:
     folder = os.path.join(root, *MDC_DIR.split("/"))
     if os.path.isdir(folder) and _inside(os.path.realpath(folder), root):
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
-            mdc = sorted(e.name for e in entries if e.name.endswith(".mdc"))
+            listed = itertools.islice(entries, MAX_LISTED)  # a folder of a million files
+            mdc = sorted(e.name for e in listed if e.name.endswith(".mdc"))
             names += [f"{MDC_DIR}/{n}" for n in mdc[:MAX_MDC_FILES]]
     return names
 
@@ -173,12 +183,16 @@ def collect(root: Path, share_bytes: int) -> Found:
     real_root = os.path.realpath(root)
     rules: list[Rule] = []
     refused: list[str] = []
+    left: list[str] = []
     seen: set[str] = set()
     used = 0
     total = max(share_bytes, MAX_RULE_BYTES)  # the first file is read whole, then cut to fit
     for rel in _names(real_root):
         try:
             got = read_confined(real_root, rel, MAX_RULE_BYTES, room=total - used)
+        except OverShare as exc:
+            left.append(str(exc))
+            continue
         except Refused as exc:
             refused.append(str(exc))
             continue
@@ -201,7 +215,7 @@ def collect(root: Path, share_bytes: int) -> Found:
             globs = parse_globs(meta.get("globs", ""))
             always = meta.get("alwaysapply", "").strip().lower() == "true" or not globs
         rules.append(Rule(rel, real, data, text, globs, always))
-    return Found(real_root, tuple(rules), tuple(refused))
+    return Found(real_root, tuple(rules), tuple(refused), tuple(left))
 
 
 # -- .mdc front matter and globs ---------------------------------------------------------
@@ -310,6 +324,7 @@ def applies(rule: Rule, path: str, root: str) -> bool:
 class Decided:
     sections: tuple[Section, ...] = ()
     notice: str = ""  # one line: the files not sent and how to trust them ("" when none)
+    left: tuple[str, ...] = ()  # files left out for the budget, one line each
 
 
 def decide(found: Found, path: str, trust_db: Path | None, *, how: str = _HOW) -> Decided:
@@ -325,7 +340,8 @@ def decide(found: Found, path: str, trust_db: Path | None, *, how: str = _HOW) -
         elif applies(rule, path, found.root) and rule.text.strip():
             title = f"the project's rules: {printable(rule.path)}"
             sections.append(Section("rules", title, rule.text, system=True))
-    return Decided(tuple(sections), notice(found.root, problems, how))
+    left = tuple(printable(why) for why in found.left)
+    return Decided(tuple(sections), notice(found.root, problems, how), left)
 
 
 def notice(root: str, problems: list[str], how: str = _HOW) -> str:
