@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py.prompt import sections
+from kznllm_py.fill import job as payload
+from kznllm_py.prompt import prompts, sections
 from kznllm_py.prompt.sources import rules
+from kznllm_py.settings import Settings
+from kznllm_py.stream.client import Timeouts
 from tests import cli_env
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
@@ -141,9 +144,22 @@ def test_the_files_past_the_rules_share_are_left_out_unread(tmp_path: Path):
     why = "CLAUDE.md: over the rules' share of the context budget (left out unread)"
     assert found.left == (why,)
     assert found.refused == ()  # no trust question about it: the debug view says why
-    allow(tmp_path / "state", root / "AGENTS.md", root / "CLAUDE.md")
-    decided = rules.decide(found, "", tmp_path / "state" / "trust")
+    db = allow(tmp_path / "state", root / "AGENTS.md")
+    decided = rules.decide(found, "", db)
     assert decided.notice == "" and decided.left == found.left
+    # :KznTrust still offers it (it is read whatever the share)
+    job = payload.FillJob(
+        preset=Settings().preset(None),
+        ctx=prompts.FillContext(mode="yap", query="q"),
+        timeouts=Timeouts(),
+        search_dirs=(),
+        debug=False,
+        kzn_dir=None,
+        trust_db=db,
+        cwd=str(root),
+    )
+    files, lines, where = payload.project_review(job)
+    assert files == [str(root / "CLAUDE.md")] and lines == [] and where == str(root)
 
 
 def test_all_rules_sections_together_stay_within_the_rules_share():

@@ -50,6 +50,7 @@ MDC_DIR = ".cursor/rules"
 MAX_RULE_BYTES = 64 * 1024  # one file, from fstat before a byte is read
 MAX_MDC_FILES = 32  # .mdc files looked at
 MAX_LISTED = 4096  # entries of .cursor/rules listed
+ALL_BYTES = (len(NAMES) + MAX_MDC_FILES) * MAX_RULE_BYTES  # every file at its cap
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0)
 _HOW = ":KznTrust reviews and trusts them"
