@@ -266,3 +266,16 @@ def test_the_editors_relayed_answer_is_typed_and_bounded_again():
         "base": "HEAD",
         "note": "",
     }
+
+
+def test_the_cli_git_flag_needs_a_file(tmp_path: Path):
+    res = subprocess.run(
+        [sys.executable, "-m", "kznllm_py.cli.main", "render", "q", "--git", "--preset", "demo"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=cli_env.clean_env("OPENAI_API_KEY", XDG_STATE_HOME=str(tmp_path / "s")),
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+    )
+    assert res.returncode != 0 and "--git needs --file" in res.stderr

@@ -13,7 +13,7 @@ kznllm fill [--preset ID | --provider P --base-url URL --model M --api-key NAME|
     The run is recorded in the editor's history (see below); --no-history: not.
     The project's rules files (AGENTS.md, CLAUDE.md, ...) go into the system prompt once
     trusted in Neovim (:KznTrust), as in the editor; --no-rules: not. --git: --file's
-    uncommitted hunks near --range/--line (git diff HEAD) as a section.
+    uncommitted hunks near --range/--line (else its first ones; git diff HEAD).
 kznllm render [same options as fill] QUERY
     prints the exact request fill would send (keys redacted), sends nothing.
 kznllm models [--preset ID | --provider P --base-url URL --api-key NAME] [--json]
@@ -410,6 +410,8 @@ def _split_file(text: str, args: argparse.Namespace) -> tuple[str, str, str | No
 def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
     if (args.range or args.line) and args.file is None:
         raise KznError("--range and --line need --file (where the lines are)")
+    if getattr(args, "git", False) and args.file is None:
+        raise KznError("--git needs --file (the file whose uncommitted changes to send)")
     preset = _preset_from_args(args)
     selection = _selection(args)
     before, after, path, filetype = "", "", "", args.filetype
@@ -452,7 +454,8 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
         trust_how="trust them in Neovim: :KznTrust",
         context_options=_context_options(args),
         cwd=os.getcwd(),
-        rows=args.range or ((args.line[0], args.line[0]) if args.line else None),
+        # --git: the hunks near --range/--line, else the file's first ones
+        rows=args.range or ((args.line[0], args.line[0]) if args.line else (1, 1 << 30)),
     )
     job = payload.with_project_files(job)
     if payload.reads_repo(job):
