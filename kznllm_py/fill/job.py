@@ -130,9 +130,8 @@ def reads_repo(job: FillJob) -> bool:
 def with_repo_context(job: FillJob) -> FillJob:
     """The project's rules (trusted ones, as system sections; a line naming those not
     sent) and, for the CLI's --git, the file's uncommitted hunks near its rows, offered
-    to the budget
-    (kznllm_py/prompt/sources/rules.py, git.py). Reads files and runs git: off the
-    event loop."""
+    to the budget (kznllm_py/prompt/sources/rules.py, git.py). Reads files and runs
+    git: off the event loop."""
     offered = list(job.offered)
     notices = list(job.notices)
     on = job.context_options.on

@@ -403,7 +403,12 @@ class KznllmPlugin:
         load_fill_modules()
         from kznllm_py.prompt.sources import git
 
-        self.editor.context_answered("git", await sandbox.run_off_loop(git.answer, p))
+        try:
+            reply = await sandbox.run_off_loop(git.answer, p)
+        except Exception:  # a bug of ours: the fill goes without git, the log has why
+            log.exception("git_hunks failed")
+            reply = {"request": p.get("request"), "hunks": [], "note": "git: internal error"}
+        self.editor.context_answered("git", reply)
 
     def _recording(
         self,
