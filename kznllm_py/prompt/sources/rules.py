@@ -339,7 +339,7 @@ def decide(found: Found, path: str, trust_db: Path | None, *, how: str = _HOW) -
         if why is not None:
             problems.append(f"{rule.path}: {why}")
         elif applies(rule, path, found.root) and rule.text.strip():
-            title = f"the project's rules: {printable(rule.path)}"
+            title = printable(rule.path)  # under the template's own heading for rules
             sections.append(Section("rules", title, rule.text, system=True))
     left = tuple(printable(why) for why in found.left)
     return Decided(tuple(sections), notice(found.root, problems, how), left)
