@@ -279,3 +279,33 @@ def test_the_cli_git_flag_needs_a_file(tmp_path: Path):
         timeout=30,
     )
     assert res.returncode != 0 and "--git needs --file" in res.stderr
+
+
+def test_a_dos_file_with_unsaved_edits_differs_only_where_it_was_edited(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    """The buffer's text is sent with the file's own line breaks (CRLF here), so that
+    only the edited line differs from the committed blob, not every line."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    sh(root, "init", "-q")
+    f = root / "dos.txt"
+    f.write_bytes(b"".join(b"line %d\r\n" % i for i in range(1, 41)))
+    sh(root, "add", "dos.txt")
+    sh(root, "commit", "-qm", "init")
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })")
+    host_started(nvim)
+    nvim.nvim.command(f"edit {f}")
+    assert nvim.lua("return vim.bo.fileformat") == "dos"
+    nvim.lua("vim.api.nvim_buf_set_lines(0, 19, 20, true, { 'edited twenty' })")
+    nvim.feed("20GV k")
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
+    nvim.feed("fix<CR>")
+    assert nvim.wait_done(1)[0]["status"] == "ok"
+    user = server.requests[0].body["messages"][-1]["content"]
+    changed = [
+        ln for ln in user.splitlines() if ln[:1] in ("+", "-") and ln[:3] not in ("---", "+++")
+    ]
+    assert changed == ["-line 20", "+edited twenty"], changed
