@@ -336,6 +336,20 @@ def test_cli_render_sends_trusted_rules_and_no_rules_leaves_them_out(tmp_path: P
     assert res.returncode == 0 and RULE not in res.stdout
 
 
+def test_cli_fill_sends_the_trusted_agents_md_to_the_server(tmp_path: Path, server: LoopbackServer):
+    root = repo(tmp_path)
+    agents = root / "AGENTS.md"
+    agents.write_text(RULE + "\n")
+    state = tmp_path / "state"
+    allow(state / "nvim", agents)
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    args = ["--provider", "openai", "--base-url", server.base_url, "--model", "m"]
+    res = kznllm(root, state, "fill", "q", "--no-history", *args)
+    assert res.returncode == 0 and res.stdout == "ok", res.stderr
+    system = server.requests[0].body["messages"][0]["content"]
+    assert system.count(RULE) == 1
+
+
 def test_cli_an_mdc_rule_with_globs_applies_only_to_a_matching_file(tmp_path: Path):
     root = repo(tmp_path)
     mdc = root / ".cursor" / "rules" / "py.mdc"
