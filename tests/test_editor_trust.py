@@ -63,7 +63,7 @@ def test_untrusted_then_trusted_then_changed(nvim: Child, server: LoopbackServer
     nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "r?", what="the trust prompt")
     nvim.nvim.input("a")
     nvim.wait_for(
-        lambda: any("1 of 1 project template files trusted" in m for m in nvim.messages()),
+        lambda: any("1 of 1 project files trusted" in m for m in nvim.messages()),
         what="the file trusted",
     )
     nvim.nvim.ui_detach()

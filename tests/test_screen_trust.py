@@ -38,7 +38,7 @@ def test_kzntrust_says_what_it_trusted_without_press_enter(screen: Screen):
     screen.text("a")
     shown = screen.wait_for(lambda s: "files trusted" in s, what="the result")
     assert "Press ENTER" not in shown
-    assert shown.rstrip("\n").splitlines()[-1] == "kznllm: 1 of 1 project template files trusted"
+    assert shown.rstrip("\n").splitlines()[-1] == "kznllm: 1 of 1 project files trusted"
     # the next key is the user's: a command typed now runs (no prompt eats it)
     screen.text(":echo 'next key'\r")
     shown = screen.wait_for(lambda s: "next key" in s, what="the next command")

@@ -11,6 +11,9 @@ kznllm fill [--preset ID | --provider P --base-url URL --model M --api-key NAME|
     -o/--option NAME VALUE sets a request parameter (temperature, max_tokens, ...);
     -o reasoning off|low|medium|high is the reasoning switch, in the provider's spelling.
     The run is recorded in the editor's history (see below); --no-history: not.
+    The project's rules files (AGENTS.md, CLAUDE.md, ...) go into the system prompt once
+    trusted in Neovim (:KznTrust), as in the editor; --no-rules: not. --git: --file's
+    uncommitted hunks near --range/--line (else its first ones; git diff HEAD).
 kznllm render [same options as fill] QUERY
     prints the exact request fill would send (keys redacted), sends nothing.
 kznllm models [--preset ID | --provider P --base-url URL --api-key NAME] [--json]
@@ -56,6 +59,7 @@ from kznllm_py.messages import end_message
 from kznllm_py.prompt import context, sandbox
 from kznllm_py.prompt.presets import Preset, check_presets, merge_presets, pick, preset_from_dict
 from kznllm_py.prompt.prompts import FillContext, search_path
+from kznllm_py.prompt.sections import ContextOptions
 from kznllm_py.prompt.trust import trust_file
 from kznllm_py.providers import PROVIDERS, get_provider
 from kznllm_py.providers.base import Prompt
@@ -164,6 +168,19 @@ def _parser() -> argparse.ArgumentParser:
             default=[],
             metavar="DIR",
             help="trust this .kzn folder (or project) whoever owns it; '*': every one",
+        )
+        cmd.add_argument(
+            "--rules",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="the project's rules (AGENTS.md, CLAUDE.md, .cursor/rules/*.mdc, ...) in the "
+            "system prompt, each once trusted in Neovim (:KznTrust); on by default",
+        )
+        cmd.add_argument(
+            "--git",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="--file's uncommitted changes (git diff HEAD) near --range/--line; off by default",
         )
     render.add_argument(
         "--json", action="store_true", help="the exact request (URL, headers, body) as JSON"
@@ -393,6 +410,8 @@ def _split_file(text: str, args: argparse.Namespace) -> tuple[str, str, str | No
 def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
     if (args.range or args.line) and args.file is None:
         raise KznError("--range and --line need --file (where the lines are)")
+    if getattr(args, "git", False) and args.file is None:
+        raise KznError("--git needs --file (the file whose uncommitted changes to send)")
     preset = _preset_from_args(args)
     selection = _selection(args)
     before, after, path, filetype = "", "", "", args.filetype
@@ -433,11 +452,26 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
         kzn_dir=kzn_dir,
         trust_db=trust_file(nvim_stdpath("state")),
         trust_how="trust them in Neovim: :KznTrust",
+        context_options=_context_options(args),
+        cwd=os.getcwd(),
+        # --git: the hunks near --range/--line, else the file's first ones
+        rows=args.range or ((args.line[0], args.line[0]) if args.line else (1, 1 << 30)),
     )
-    job = payload.fitted(payload.with_project_files(job))
+    job = payload.with_project_files(job)
+    if payload.reads_repo(job):
+        job = payload.with_repo_context(job)  # --rules (trusted ones), --git
+    job = payload.fitted(job)
     for line in job.notices:
         _err(line)
     return job
+
+
+def _context_options(args: argparse.Namespace) -> ContextOptions:
+    """The context switches the CLI's flags set: the project's rules (on unless
+    --no-rules) and git (--git); the others as their defaults."""
+    off = set(ContextOptions().off) | {"rules", "git"}
+    off -= {name for name in ("rules", "git") if getattr(args, name, name == "rules")}
+    return ContextOptions(off=frozenset(off))
 
 
 async def _render(args: argparse.Namespace) -> int:

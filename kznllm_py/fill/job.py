@@ -3,17 +3,19 @@ then the project's files and templates read into it (off the event loop)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from kznllm_py.errors import printable
 from kznllm_py.fill import request
 from kznllm_py.fill.request import FillRequest
 from kznllm_py.prompt import context, project_templates, prompts, sandbox, sections, trust
 from kznllm_py.prompt.context import estimate_tokens
 from kznllm_py.prompt.presets import Preset
-from kznllm_py.prompt.sources import gathered
+from kznllm_py.prompt.sources import gathered, git, rules
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.settings import Settings
 from kznllm_py.stream import generation
@@ -46,6 +48,11 @@ class FillJob:
     context_options: sections.ContextOptions = field(default_factory=sections.ContextOptions)
     # what the editor said about gathering them (a source that failed or was late)
     gather_notes: tuple[str, ...] = ()
+    # the working directory where the fill was asked (the project's rules)
+    cwd: str = ""
+    # the CLI's --range/--line rows (1-based), for its --git (the editor gathers git
+    # at the keypress: lua/kznllm/context/git.lua)
+    rows: tuple[int, int] | None = None
 
 
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
@@ -96,8 +103,83 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
             s for s in gathered.sections(req.gathered, req.path) if settings.context.on(s.kind)
         ),
         context_options=settings.context,
-        gather_notes=req.gathered.notes,
+        gather_notes=(*req.gathered.notes, *_git_note(req)),
+        cwd=cwd,
     )
+
+
+def _git_note(req: FillRequest) -> tuple[str, ...]:
+    """Why the git section is empty (another user's repository, a hung git), if said."""
+    found = req.gathered.git
+    return (printable(found.note),) if found is not None and found.note else ()
+
+
+def reads_repo(job: FillJob) -> bool:
+    """Whether `with_repo_context` has anything to do: git switched on, or the rules
+    with a rules file at the project root (a few lstat calls: a fill without any costs
+    no hop to a thread and back)."""
+    on = job.context_options.on
+    if on("git") and job.ctx.path and job.rows is not None:
+        return True
+    if not on("rules"):
+        return False
+    root = rules.project_root(_absolute(job.ctx.path, job.cwd), job.cwd, job.kzn_dir)
+    return root is not None and rules.present(root)
+
+
+def with_repo_context(job: FillJob) -> FillJob:
+    """The project's rules (trusted ones, as system sections; a line naming those not
+    sent) and, for the CLI's --git, the file's uncommitted hunks near its rows, offered
+    to the budget (kznllm_py/prompt/sources/rules.py, git.py). Reads files and runs
+    git: off the event loop."""
+    offered = list(job.offered)
+    notices = list(job.notices)
+    on = job.context_options.on
+    path = _absolute(job.ctx.path, job.cwd)
+    if on("rules"):
+        root = rules.project_root(path, job.cwd, job.kzn_dir)
+        if root is not None:
+            share = rules.share_bytes(job.context_options.budget, sections.SHARES)
+            found_rules = rules.collect(root, share)
+            decided = rules.decide(found_rules, path, job.trust_db, how=job.trust_how)
+            offered += decided.sections
+            notices += [decided.notice] if decided.notice else []
+            job = replace(job, gather_notes=(*job.gather_notes, *decided.left))
+    if on("git") and path and job.rows is not None:
+        found = git.changes(path, job.rows)
+        sec = git.section(found, job.ctx.path)
+        offered += [sec] if sec is not None else []
+        notices += [found.note] if found.note else []
+    return replace(job, offered=tuple(offered), notices=tuple(notices))
+
+
+def _absolute(path: str, cwd: str) -> str:
+    """`path` made absolute against `cwd` (the CLI's --file may be relative)."""
+    if not path or os.path.isabs(path) or not cwd:
+        return path
+    return os.path.join(cwd, path)
+
+
+def project_review(job: FillJob) -> tuple[list[str], list[str], str | None]:
+    """What `:KznTrust` asks about: the project's template files and rules files not
+    trusted yet (real paths), lines for the refused and denied ones, and where they
+    were looked for (None: no project). Reads files: off the event loop."""
+    files: list[str] = []
+    lines: list[str] = []
+    where: list[str] = []
+    if job.kzn_dir is not None:
+        found = project_templates.review(job.kzn_dir, job.trust_db)
+        files += found.files
+        lines += found.lines
+        where.append(str(job.kzn_dir / "templates"))
+    root = rules.project_root(_absolute(job.ctx.path, job.cwd), job.cwd, job.kzn_dir)
+    if root is not None:
+        # every rules file, whatever the budget leaves of the share at a fill
+        more, said = rules.review(rules.collect(root, rules.ALL_BYTES), job.trust_db)
+        files += more
+        lines += said
+        where.append(str(root))
+    return files, lines, " and ".join(where) if where else None
 
 
 def fitted(job: FillJob) -> FillJob:

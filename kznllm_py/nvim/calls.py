@@ -30,6 +30,7 @@ HANDLERS = (
     "apply.refused",
     "models.listed",
     "trust.review",
+    "context.answered",
     "notify",
 )
 
@@ -107,3 +108,7 @@ class Editor:
 
     def trust_review(self, files: list[str], lines: list[str], where: str | None) -> None:
         self._call("trust.review", files, lines, where)
+
+    def context_answered(self, source: str, reply: dict[str, Any]) -> None:
+        """A context source the host gathers for the editor (git) answers."""
+        self._call("context.answered", source, reply)

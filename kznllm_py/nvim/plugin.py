@@ -386,22 +386,31 @@ class KznllmPlugin:
         self.editor.models_listed(result)
 
     async def _trust(self, p: dict[str, Any]) -> None:
-        """`:KznTrust`: the project's template files the user has not trusted yet, for
-        the editor to ask about through vim.secure.read()."""
+        """`:KznTrust`: the project's template and rules files the user has not trusted
+        yet, for the editor to ask about through vim.secure.read()."""
         load_fill_modules()  # on the loop's thread, before a worker may import them
-        from kznllm_py.prompt import project_templates
-
         try:
             job = payload.job_of(request.parse(p), self.settings)
             self._warn_ignored(job.ignored_kzn)
-            if job.kzn_dir is None:
-                self.editor.trust_review([], [], None)
-                return
-            found = await sandbox.run_off_loop(project_templates.review, job.kzn_dir, job.trust_db)
-            where = str(job.kzn_dir / "templates")
-            self.editor.trust_review(list(found.files), list(found.lines), where)
+            # the templates of .kzn and the project's rules files
+            files, lines, where = await sandbox.run_off_loop(payload.project_review, job)
+            self.editor.trust_review(files, lines, where)
         except KznError as exc:
             self._report(f"kznllm: {redact(str(exc))}")
+
+    async def _git_hunks(self, p: dict[str, Any]) -> None:
+        """The git context source, gathered at the keypress while the query is typed:
+        git runs on a thread (kznllm_py/prompt/sources/git.py), the editor gets the
+        hunks to send with the fill (lua/kznllm/context/git.lua)."""
+        load_fill_modules()
+        from kznllm_py.prompt.sources import git
+
+        try:
+            reply = await sandbox.run_off_loop(git.answer, p)
+        except Exception:  # a bug of ours: the fill goes without git, the log has why
+            log.exception("git_hunks failed")
+            reply = {"request": p.get("request"), "hunks": [], "note": "git: internal error"}
+        self.editor.context_answered("git", reply)
 
     def _recording(
         self,
@@ -527,6 +536,9 @@ class KznllmPlugin:
                 if job.kzn_dir is not None:
                     job = await sandbox.run_off_loop(payload.with_project_files, job)
                     self._warn_ignored(job.notices)  # project templates not used: why
+                if payload.reads_repo(job):  # the project's rules, git: files, a process
+                    job = await sandbox.run_off_loop(payload.with_repo_context, job)
+                    self._warn_ignored(job.notices)  # rules not sent: why
                 job = payload.fitted(job)  # the context sections in the budget
                 turn = await self._turn(req, job)
             except KznError as exc:
@@ -712,6 +724,7 @@ CALLS: dict[str, Handler] = {
     "apply_locate": _task(KznllmPlugin._apply),
     "models": _task(lambda plugin, _op, data: plugin._models(data)),
     "trust": _task(lambda plugin, _op, data: plugin._trust(data)),
+    "git_hunks": _task(lambda plugin, _op, data: plugin._git_hunks(data)),
 }
 _history: Handler = _task(KznllmPlugin._history_call)
 

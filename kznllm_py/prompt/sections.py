@@ -164,22 +164,27 @@ def fit(
     shares: Mapping[str, float] = SHARES,
 ) -> Fitted:
     """The sections that fit `budget` tokens once `reserved` (the selection and the
-    query, never cut) is spoken for, in ORDER, each within its share; the rest left with
-    the reason. Empty sections are dropped silently."""
+    query, never cut) is spoken for, in ORDER, each kind within its share (the sections
+    of one kind, e.g. several rules files, share it); the rest left with the reason.
+    Empty sections are dropped silently."""
     left_over = max(0, budget - reserved)
     placed: list[Placed] = []
     left: list[Left] = []
+    by_kind: dict[str, int] = {}  # tokens placed of each kind: a share holds for all of them
     for s in sorted((s for s in sections if s.text.strip()), key=_rank):
         tokens = estimate_tokens(s.text)
-        cap = min(left_over, int(budget * shares.get(s.kind, 0.1)))
+        share = int(budget * shares.get(s.kind, 0.1)) - by_kind.get(s.kind, 0)
+        cap = min(left_over, share)
         if tokens <= cap:
             placed.append(Placed(s.kind, s.title, s.text, tokens, False, s.system))
             left_over -= tokens
+            by_kind[s.kind] = by_kind.get(s.kind, 0) + tokens
         elif cap >= MIN_TOKENS:
             text = cut_to(s.text, cap)
             used = estimate_tokens(text)
             placed.append(Placed(s.kind, s.title, text, used, True, s.system))
             left_over -= used
+            by_kind[s.kind] = by_kind.get(s.kind, 0) + used
         else:
             why = (
                 "the selection and the query fill the context budget"

@@ -32,6 +32,8 @@ return {
   ['apply.refused'] = to('apply', 'refused'),
   ['models.listed'] = to('models', 'listed'),
   ['trust.review'] = to('trust', 'review'),
+  -- a context source the host gathers (git), answering the keypress's gathering
+  ['context.answered'] = to('context', 'answered'),
   -- every message, by its level's name
   notify = function(msg, level)
     return require('kznllm.notify').notify(msg, vim.log.levels[level] or vim.log.levels.INFO)

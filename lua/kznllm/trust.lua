@@ -1,26 +1,30 @@
--- :KznTrust: the project's templates are used only once trusted, with Neovim's own trust
--- database (the one :trust and exrc use). The host lists the files (kznllm_py/
--- project_templates.py review()); each goes through vim.secure.read(), which shows the
--- path and asks: [i]gnore, [v]iew, [d]eny, [a]llow. Allow stores the file's hash: a
--- changed file is asked about again.
+-- :KznTrust: the project's templates and rules files (AGENTS.md, ...) are used only once
+-- trusted, with Neovim's own trust database (the one :trust and exrc use). The host lists
+-- the files (kznllm_py/fill/job.py project_review()); each goes through vim.secure.read(),
+-- which shows the path and asks: [i]gnore, [v]iew, [d]eny, [a]llow. Allow stores the
+-- file's hash: a changed file is asked about again.
 local M = {}
 
 local notify = require('kznllm.notify').notify
 
 function M.start()
   local preset = require('kznllm.presets').current_preset()
-  require('kznllm.host').notify('trust', { cwd = vim.fn.getcwd(), preset = preset or vim.NIL })
+  require('kznllm.host').notify('trust', {
+    cwd = vim.fn.getcwd(),
+    path = vim.api.nvim_buf_get_name(0), -- its project's rules (the git root of the file)
+    preset = preset or vim.NIL,
+  })
 end
 
 --- From the host: `files` (real paths) to ask about, `lines` for those that cannot be
---- trusted (links, too large) or were denied, `where` the templates folder (or nil).
+--- trusted (links, too large) or were denied, `where` the folders looked in (or nil).
 function M.review(files, lines, where)
   for _, line in ipairs(lines) do
     notify('kznllm: ' .. line, vim.log.levels.WARN)
   end
   if #files == 0 then
     if where == vim.NIL or where == nil then
-      return notify('kznllm: no project templates here (.kzn/templates)')
+      return notify('kznllm: no project templates (.kzn/templates) or rules files here')
     end
     return notify('kznllm: nothing to trust in ' .. where)
   end
@@ -33,7 +37,7 @@ function M.review(files, lines, where)
   -- after vim.secure.read()'s question (a confirm() that scrolls the screen): said once
   -- the screen is redrawn, so it asks for no ENTER
   require('kznllm.notify').after_pick(
-    ('kznllm: %d of %d project template files trusted'):format(trusted, #files)
+    ('kznllm: %d of %d project files trusted'):format(trusted, #files)
   )
 end
 

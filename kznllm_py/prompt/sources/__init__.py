@@ -4,6 +4,8 @@ kznllm_py/prompt/sections.py for the budget they share).
 What the editor knows (the diagnostics, the enclosing scope, the outline, the definitions
 the language servers give) is gathered by lua/kznllm/context/ at the keypress and
 arrives in the fill's `context` table; `gathered.parse` types it once, bounded (the
-editor's table is as untrusted as any input). What the host reads itself (the project's
-rules, git) is read off the event loop when the fill's job is built (kznllm_py/fill/job.py).
+editor's table is as untrusted as any input). What the host reads itself is read off the
+event loop: the project's rules when the fill's job is built (kznllm_py/fill/job.py
+`with_repo_context`), git at the keypress, asked by the editor's git source (`git_hunks`)
+and relayed back with the fill (the CLI's --git runs it when its job is built).
 """

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from kznllm_py.errors import printable
 from kznllm_py.prompt.sections import Section
-from kznllm_py.prompt.sources import diagnostics
+from kznllm_py.prompt.sources import diagnostics, git
 
 MAX_NOTES = 8
 
@@ -19,6 +19,8 @@ class Gathered:
     # what the editor says about the gathering itself (a source that failed, a language
     # server that did not answer in time): one line each, shown in the debug view
     notes: tuple[str, ...] = ()
+    # the file's uncommitted hunks, the host's answer at the keypress (context/git.lua)
+    git: git.Changes | None = None
 
 
 def parse(raw: object) -> Gathered:
@@ -31,10 +33,12 @@ def parse(raw: object) -> Gathered:
         notes=tuple(printable(n[:300]) for n in notes[:MAX_NOTES] if isinstance(n, str))
         if isinstance(notes, list)
         else (),
+        git=git.parse(raw.get("git")),
     )
 
 
 def sections(g: Gathered, path: str = "") -> list[Section]:
     """The sections of what the editor gathered (each source's own `section`)."""
     found = [diagnostics.section(g.diagnostics, path)]
+    found += [git.section(g.git, path)] if g.git is not None else []
     return [s for s in found if s is not None]

@@ -11,6 +11,7 @@ local config = require('kznllm.config')
 -- source name -> { switch = setup()'s `context` key that turns it on, module = its module }
 M.SOURCES = {
   diagnostics = { switch = 'diagnostics', module = 'kznllm.context.diagnostics' },
+  git = { switch = 'git', module = 'kznllm.context.git' },
 }
 
 --- The options in force: setup()'s `context` table, or nil when it is false.
@@ -66,6 +67,15 @@ function M.start(buf, range)
     end
   end
   return pending
+end
+
+--- The host's answer for a source it gathers (`source`: a name of SOURCES whose module
+--- has `answered(reply)`, e.g. git), called through kznllm.calls.
+function M.answered(source, reply)
+  local s = M.SOURCES[source]
+  if s then
+    require(s.module).answered(reply)
+  end
 end
 
 --- Call `cb(facts)` once: at once when every source has answered (returning what `cb`
