@@ -84,3 +84,36 @@ def test_answers_of_other_shapes_are_left_alone():
     assert only_code(two) is None  # two blocks: which one?
     assert only_code("text\n```python\nx = 1") is None  # never closed
     assert only_code("text ``` inline ``` text") is None
+
+
+# the edges the stream's end and :KznApply (tests/test_apply.py) see alike or apart
+EDGES = {
+    # a prose line that starts with ``` (not a fence: backticks in it) after the block
+    "prose_after": "Here:\n```py\nx = 1\n```\n```a``` is how it is quoted.",
+    # ... and before it
+    "prose_before": "```a``` quotes it; the fix:\n```py\nx = 1\n```",
+    # an opening fence line inside the block
+    "nested_open": "Here:\n```py\na\n```py\nb\n```\nDone.",
+    # a lone fence opened on the last line, after the block and prose
+    "opened_last": "Here:\n```py\nx = 1\n```\nDone.\n```",
+    # a closing fence line with blanks and a CR around it
+    "closing_cr": "Here:\r\n```py\r\nx = 1\r\n  ```  \r\nDone.",
+    # an info string with a space is no opening fence
+    "info_space": "Here:\n```py title\nx = 1\n```\nDone.",
+}
+
+
+def test_the_stream_end_keeps_the_block_only_when_no_other_line_starts_like_a_fence():
+    """A chatty answer at the end of a replace: any further line that starts with ```
+    (a fence or prose) leaves the whole answer as it came."""
+    from kznllm_py.stream.fences import only_code
+
+    got = {name: only_code(text) for name, text in EDGES.items()}
+    assert got == {
+        "prose_after": None,
+        "prose_before": None,
+        "nested_open": None,
+        "opened_last": None,
+        "closing_cr": "x = 1\r",
+        "info_space": None,
+    }
