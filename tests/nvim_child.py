@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +46,48 @@ end
 """
 
 
+def xdg_env(tmp: Path, prefix: str = "") -> dict[str, str]:
+    """Own XDG dirs under `tmp` (made), named `prefix` + the variable in lower case."""
+    env: dict[str, str] = {}
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        d = tmp / (prefix + var.lower())
+        d.mkdir(parents=True, exist_ok=True)
+        env[var] = str(d)
+    return env
+
+
+def embed(
+    tmp: Path,
+    rtp: Sequence[Path],
+    *,
+    env: dict[str, str] | None = None,
+    cmds: Sequence[str] = (),
+    xdg_prefix: str = "",
+) -> pynvim.Nvim:
+    """A clean embedded Neovim: its own XDG dirs under `tmp`, no API key of ours in its
+    environment, `rtp` put first on 'runtimepath' (the last given first), `cmds` run
+    before any plugin loads; `env` last (the tests' Child, the benches)."""
+    child_env = dict(os.environ)
+    child_env.update(xdg_env(tmp, xdg_prefix))
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        child_env.pop(var, None)
+    child_env.update(env or {})
+    argv = [nvim_binary(), "--embed", "--headless", "--clean", "-n"]
+    for path in rtp:
+        argv += ["--cmd", f"set rtp^={path}"]
+    for cmd in cmds:
+        argv += ["--cmd", cmd]
+    # pynvim's child session inherits os.environ: set it for the spawn only
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(child_env)
+    try:
+        return pynvim.attach("child", argv=argv)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 class Child:
     def __init__(
         self,
@@ -57,34 +99,7 @@ class Child:
     ) -> None:
         self.tmp = tmp
         self._fed = 0
-        child_env = dict(os.environ)
-        for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
-            d = tmp / var.lower()
-            d.mkdir(parents=True, exist_ok=True)
-            child_env[var] = str(d)
-        for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
-            child_env.pop(var, None)
-        child_env.update(env or {})
-        argv = [
-            nvim_binary(),
-            "--embed",
-            "--headless",
-            "--clean",
-            "-n",
-            "--cmd",
-            f"set rtp^={root}",
-            "--cmd",
-            "let mapleader = ' '",
-        ]
-        # pynvim's child session inherits os.environ: set it for the spawn only
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(child_env)
-        try:
-            self.nvim = pynvim.attach("child", argv=argv)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        self.nvim = embed(tmp, [root], env=env, cmds=["let mapleader = ' '"])
         # prestart off: a test idle for 'updatetime' must not start a host it did not ask
         # for (tests/test_editor_prestart.py turns it on)
         opts = {"python": sys.executable, "progress": True, "prestart": False}
