@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -202,3 +202,18 @@ class Child:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.nvim.close()
+
+
+@contextlib.contextmanager
+def editor_with(
+    tmp: Path, presets: list[dict[str, Any]], preset: str | None = None
+) -> Iterator[Child]:
+    """A Child set up with `presets` (and `preset` in use), closed at the end."""
+    child = Child(tmp)
+    try:
+        child.lua("require('kznllm').setup({ presets = ... })", presets)
+        if preset is not None:
+            child.lua("require('kznllm').state.preset = ...", preset)
+        yield child
+    finally:
+        child.close()

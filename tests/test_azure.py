@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from kznllm_py.providers import azure, get_provider
 from kznllm_py.providers.base import Message, Prompt
 from kznllm_py.stream.client import Timeouts, new_client
 from kznllm_py.stream.generation import Generation, Outcome, RetryPolicy
+from tests.cli_env import kznllm as run_cli
 from tests.servers import LoopbackServer, Reply, json_reply
 
 KEY_VAR = "KZN_TEST_AZURE_KEY"
@@ -484,14 +484,7 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def kznllm(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli.main", *args],
-        capture_output=True,
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-    )
+    return run_cli(*args, cwd=tmp_path, env=env, timeout=30)
 
 
 def test_cli_fill_with_the_builtin_azure_preset(server, tmp_path) -> None:

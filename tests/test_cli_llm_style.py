@@ -10,10 +10,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from kznllm_py.history import HistoryStore, default_path, nvim_data_dir
 from kznllm_py.stream import demo_server
@@ -21,12 +18,6 @@ from tests import cli_env
 from tests.servers import LoopbackServer, Reply, openai_events
 
 KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "DEEPSEEK_API_KEY", "GROQ_API_KEY")
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
@@ -39,16 +30,8 @@ def env_for(tmp_path: Path) -> dict[str, str]:
 
 
 def kznllm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli.main", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        cwd=tmp_path,
-        env=env_for(tmp_path),
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    env = env_for(tmp_path)
+    return cli_env.kznllm(*args, cwd=tmp_path, env=env, text=True, encoding="utf-8")
 
 
 def on(server: LoopbackServer) -> list[str]:

@@ -8,7 +8,6 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,12 +26,6 @@ CANARY = "sk-canary-7f3a9c1e-d0-not-leak"
 KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "DEEPSEEK_API_KEY", "GROQ_API_KEY")
 
 
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
-
-
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     # no real user templates (XDG_CONFIG_HOME)
     extra = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), CANARY_VAR: CANARY, **extra}
@@ -44,16 +37,9 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def kznllm(
     cwd: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli.main", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        cwd=cwd,
-        env=clean_env(cwd) if env is None else env,
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-        timeout=30,
+    env = clean_env(cwd) if env is None else env
+    return cli_env.kznllm(
+        *args, cwd=cwd, env=env, timeout=30, text=True, encoding="utf-8", input=stdin
     )
 
 

@@ -12,14 +12,13 @@ each case queues the same reply twice, once for the CLI, once for the editor.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.nvim_child import Child
+from tests.cli_env import kznllm
+from tests.nvim_child import Child, editor_with
 from tests.servers import LoopbackServer, Reply, crlf, fixed_chunks
 from tests.streams import CONTENT_TYPES, PROVIDERS, base_url_for, provider_events
 
@@ -54,25 +53,21 @@ def server() -> Iterator[LoopbackServer]:
 
 @pytest.fixture(scope="module")
 def editor(tmp_path_factory: pytest.TempPathFactory, server: LoopbackServer) -> Iterator[Child]:
-    child = Child(tmp_path_factory.mktemp("nvim"))
-    try:
-        presets = [
-            {
-                "id": f"same-{p}",
-                "provider": p,
-                "model": "m",
-                "base_url": base_url_for(p, server.url),
-                "api_key": False,
-                # the stream's bytes at the cursor (on a line of its own an answer's
-                # final newline is dropped, as in linewise replace mode)
-                "placement": "cursor",
-            }
-            for p in PROVIDERS
-        ]
-        child.lua("require('kznllm').setup({ presets = ... })", presets)
+    presets = [
+        {
+            "id": f"same-{p}",
+            "provider": p,
+            "model": "m",
+            "base_url": base_url_for(p, server.url),
+            "api_key": False,
+            # the stream's bytes at the cursor (on a line of its own an answer's
+            # final newline is dropped, as in linewise replace mode)
+            "placement": "cursor",
+        }
+        for p in PROVIDERS
+    ]
+    with editor_with(tmp_path_factory.mktemp("nvim"), presets) as child:
         yield child
-    finally:
-        child.close()
 
 
 def cli_env(home: Path) -> dict[str, str]:
@@ -86,14 +81,7 @@ def cli_env(home: Path) -> dict[str, str]:
 def cli_fill(provider: str, server: LoopbackServer, cwd: Path) -> bytes:
     base = base_url_for(provider, server.url)
     args = ["--provider", provider, "--model", "m", "--base-url", base, "--no-project", "q"]
-    res = subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli.main", "fill", *args],
-        capture_output=True,
-        cwd=cwd,
-        env=cli_env(cwd),
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-    )
+    res = kznllm("fill", *args, cwd=cwd, env=cli_env(cwd), timeout=30)
     assert (res.returncode, res.stderr) == (0, b""), res.stderr.decode(errors="replace")
     return res.stdout
 

@@ -14,7 +14,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -32,6 +31,7 @@ from kznllm_py.prompt.presets import Preset, preset_from_dict
 from kznllm_py.prompt.prompts import FillContext, search_path
 from kznllm_py.stream.client import Timeouts
 from kznllm_py.stream.generation import DEFAULT_MAX_RESPONSE_BYTES, Generation, Outcome, RetryPolicy
+from tests import cli_env
 from tests.nvim_child import Child
 from tests.servers import (
     LoopbackServer,
@@ -284,14 +284,7 @@ def test_the_cap_comes_with_the_settings_and_is_validated_there():
 
 def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli.main", *args],
-        capture_output=True,
-        cwd=tmp,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-    )
+    return cli_env.kznllm(*args, cwd=tmp, env=env, timeout=30)
 
 
 def test_cli_max_response_bytes_stops_the_answer_with_a_message(tmp_path: Path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,15 +35,8 @@ def render(home: Path, repo: Path, *extra: str) -> subprocess.CompletedProcess[s
         XDG_CONFIG_HOME=str(home / ".config"),
         XDG_DATA_HOME=str(home / ".local" / "share"),
     )
-    return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli", "render", "--preset", "demo", *extra, "hi"],
-        capture_output=True,
-        text=True,
-        cwd=repo,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    args = ("render", "--preset", "demo", *extra, "hi")
+    return cli_env.kznllm(*args, cwd=repo, env=env, text=True, module="kznllm_py.cli")
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,9 @@ from kznllm_py.providers.base import (
     TextDelta,
     UsageDelta,
 )
-from tests.cli_env import clean_env
+from tests.cli_env import clean_env, kznllm
 from tests.fuzzing import Case, WireEvent, counts, joined, pieces
-from tests.nvim_child import Child
+from tests.nvim_child import Child, editor_with
 from tests.recorded import RESPONSES, Recorded
 from tests.servers import LoopbackServer, Reply, fixed_chunks, split_at
 from tests.streams import run
@@ -187,48 +186,24 @@ def chunked(rec: Recorded, how: str) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def loopback() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
 def editor(tmp_path_factory: pytest.TempPathFactory, loopback: LoopbackServer) -> Iterator[Child]:
-    child = Child(tmp_path_factory.mktemp("nvim"))
-    try:
-        preset = {
-            "id": "resp",
-            "provider": "responses",
-            "model": "gpt-5-mini",
-            "base_url": loopback.url + "/v1",
-            "api_key": False,
-            "placement": "cursor",
-        }
-        child.lua("require('kznllm').setup({ presets = { ... } })", preset)
-        child.lua("require('kznllm').state.preset = 'resp'")
+    preset = {
+        "id": "resp",
+        "provider": "responses",
+        "model": "gpt-5-mini",
+        "base_url": loopback.url + "/v1",
+        "api_key": False,
+        "placement": "cursor",
+    }
+    with editor_with(tmp_path_factory.mktemp("nvim"), [preset], "resp") as child:
         yield child
-    finally:
-        child.close()
 
 
 def cli_fill(server: LoopbackServer, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     args = ["--provider", "responses", "--model", "gpt-5-mini", "--no-project", "q"]
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kznllm_py.cli.main",
-            "fill",
-            *args,
-            "--base-url",
-            server.url + "/v1",
-        ],
-        capture_output=True,
-        cwd=cwd,
-        env=clean_env(XDG_CONFIG_HOME=str(cwd / "xdg-config")),
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-    )
+    args += ["--base-url", server.url + "/v1"]
+    env = clean_env(XDG_CONFIG_HOME=str(cwd / "xdg-config"))
+    return kznllm("fill", *args, cwd=cwd, env=env, timeout=30)
 
 
 def editor_fill(nvim: Child) -> tuple[str, dict[str, Any]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ import pytest
 
 from kznllm_py.providers import PROVIDERS, openai
 from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta
-from tests.cli_env import clean_env
-from tests.nvim_child import Child
+from tests.cli_env import clean_env, kznllm
+from tests.nvim_child import Child, editor_with
 from tests.recorded import REASONING_FIELDS, Recorded
 from tests.servers import LoopbackServer, Reply, fixed_chunks, split_at
 from tests.streams import base_url_for, run
@@ -67,41 +66,25 @@ PROVIDER_NAMES = sorted({r.provider for r in REASONING_FIELDS})
 
 
 @pytest.fixture(scope="module")
-def loopback() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
 def editor(tmp_path_factory: pytest.TempPathFactory, loopback: LoopbackServer) -> Iterator[Child]:
-    child = Child(tmp_path_factory.mktemp("nvim"))
-    try:
-        presets = [
-            {
-                "id": f"rf-{p}",
-                "provider": p,
-                "model": "m",
-                "base_url": base_url_for(p, loopback.url),
-                "api_key": False,
-                "placement": "cursor",
-            }
-            for p in PROVIDER_NAMES
-        ]
-        child.lua("require('kznllm').setup({ presets = ... })", presets)
+    presets = [
+        {
+            "id": f"rf-{p}",
+            "provider": p,
+            "model": "m",
+            "base_url": base_url_for(p, loopback.url),
+            "api_key": False,
+            "placement": "cursor",
+        }
+        for p in PROVIDER_NAMES
+    ]
+    with editor_with(tmp_path_factory.mktemp("nvim"), presets) as child:
         yield child
-    finally:
-        child.close()
 
 
 def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli.main", *args],
-        capture_output=True,
-        cwd=cwd,
-        env=clean_env(XDG_CONFIG_HOME=str(cwd / "cfg"), XDG_DATA_HOME=str(cwd / "data")),
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-    )
+    env = clean_env(XDG_CONFIG_HOME=str(cwd / "cfg"), XDG_DATA_HOME=str(cwd / "data"))
+    return kznllm(*args, cwd=cwd, env=env, timeout=30)
 
 
 def editor_fill(nvim: Child, provider: str) -> tuple[str, dict[str, Any]]:

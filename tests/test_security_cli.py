@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from tests import cli_env
 from tests.servers import LoopbackServer, Reply, json_reply, openai_events
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,14 +21,7 @@ def kznllm(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env["XDG_DATA_HOME"] = str(cwd / ".data")
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli.main", *args],
-        capture_output=True,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    return cli_env.kznllm(*args, cwd=cwd, env=env)
 
 
 def loopback(base_url: str) -> list[str]:
