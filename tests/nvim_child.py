@@ -191,6 +191,19 @@ class Child:
             preset,
         )
 
+    def use_server_without_key(self, base_url: str, var: str) -> None:
+        """`use_server` with its key in the (unset) variable `var`; returns once the
+        host started and said the key is missing (the editor refuses from then on)."""
+        self.use_server(base_url, api_key=var)
+        self.lua("require('kznllm.host').ensure()")
+        self.wait_for(
+            lambda: self.lua(
+                "local k = require('kznllm.host').known"
+                " return k and k.presets.test and k.presets.test.missing_key"
+            ),
+            what="the host's word on the presets",
+        )
+
     def spy_sent(self) -> None:
         """From now on record what the editor sends the host (see `sent`)."""
         self.lua(SPY_SENT)

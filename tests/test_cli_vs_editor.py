@@ -20,7 +20,13 @@ import pytest
 from tests.cli_env import kznllm
 from tests.nvim_child import Child, editor_with
 from tests.servers import LoopbackServer, Reply, crlf, fixed_chunks
-from tests.streams import CONTENT_TYPES, PROVIDERS, base_url_for, provider_events
+from tests.streams import (
+    CONTENT_TYPES,
+    PROVIDERS,
+    base_url_for,
+    cursor_presets,
+    provider_events,
+)
 
 # name -> (text pieces, one delta each; how the stream is cut into network writes)
 STREAMS: dict[str, tuple[list[str], str]] = {
@@ -53,19 +59,7 @@ def server() -> Iterator[LoopbackServer]:
 
 @pytest.fixture(scope="module")
 def editor(tmp_path_factory: pytest.TempPathFactory, server: LoopbackServer) -> Iterator[Child]:
-    presets = [
-        {
-            "id": f"same-{p}",
-            "provider": p,
-            "model": "m",
-            "base_url": base_url_for(p, server.url),
-            "api_key": False,
-            # the stream's bytes at the cursor (on a line of its own an answer's
-            # final newline is dropped, as in linewise replace mode)
-            "placement": "cursor",
-        }
-        for p in PROVIDERS
-    ]
+    presets = cursor_presets("same", PROVIDERS, server.url)
     with editor_with(tmp_path_factory.mktemp("nvim"), presets) as child:
         yield child
 

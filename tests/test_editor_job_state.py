@@ -15,6 +15,16 @@ def log_lines(nvim: Child) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def transitions(nvim: Child, job: int) -> list[str]:
+    """Job `job`'s state changes as the host's log has them, once it logged the end."""
+    mine = f"editor: job {job}:"
+    nvim.wait_for(
+        lambda: [x for x in log_lines(nvim) if mine in x and "-> done" in x],
+        what=f"job {job}'s end in the log",
+    )
+    return [x.split("editor: ", 1)[1] for x in log_lines(nvim) if mine in x]
+
+
 def test_a_fill_moves_through_named_states_logged_at_debug(nvim: Child, server: LoopbackServer):
     server.queue(
         Reply(chunks=openai_events(["one ", "two"])),
@@ -24,12 +34,7 @@ def test_a_fill_moves_through_named_states_logged_at_debug(nvim: Child, server: 
     nvim.lua("require('kznllm').setup({ log = { level = 'debug' } })")
     nvim.nvim.command("KznFill go")
     assert nvim.wait_done()[0]["status"] == "ok"
-    nvim.wait_for(
-        lambda: [x for x in log_lines(nvim) if "editor: job 1:" in x and "-> done" in x],
-        what="the transitions in the host's log",
-    )
-    lines = [x.split("editor: ", 1)[1] for x in log_lines(nvim) if "editor: job 1:" in x]
-    assert lines == [
+    assert transitions(nvim, 1) == [
         "job 1: waiting -> streaming (first text)",
         "job 1: streaming -> done (ended ok)",
     ]
@@ -40,12 +45,7 @@ def test_a_fill_moves_through_named_states_logged_at_debug(nvim: Child, server: 
     nvim.wait_for(lambda: nvim.text() == "kept ", what="the first token")
     nvim.nvim.command("KznCancel")
     assert nvim.wait_done(2)[1]["status"] == "cancelled"
-    nvim.wait_for(
-        lambda: [x for x in log_lines(nvim) if "editor: job 2:" in x and "-> done" in x],
-        what="job 2's end in the log",
-    )
-    lines = [x.split("editor: ", 1)[1] for x in log_lines(nvim) if "editor: job 2:" in x]
-    assert lines == [
+    assert transitions(nvim, 2) == [
         "job 2: waiting -> streaming (first text)",
         "job 2: streaming -> stopping (cancelled)",
         "job 2: stopping -> done (ended cancelled)",

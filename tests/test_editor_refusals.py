@@ -37,15 +37,7 @@ def test_a_follow_up_typed_while_the_debug_stream_ends_is_sent_not_run_as_comman
 def test_a_missing_key_is_refused_at_the_keypress_before_the_prompt(
     nvim: Child, server: LoopbackServer
 ):
-    nvim.use_server(server.base_url, api_key="KZN_REFUSAL_UNSET_KEY")
-    nvim.lua("require('kznllm.host').ensure()")
-    nvim.wait_for(
-        lambda: nvim.lua(
-            "local k = require('kznllm.host').known"
-            " return k and k.presets.test and k.presets.test.missing_key"
-        ),
-        what="the host's word on the presets",
-    )
+    nvim.use_server_without_key(server.base_url, "KZN_REFUSAL_UNSET_KEY")
     nvim.lua("_G.asked = 0; vim.ui.input = function() _G.asked = _G.asked + 1 end")
     nvim.set_lines(["x = 1"])
     nvim.feed(" k")
@@ -81,15 +73,7 @@ def test_a_setup_that_gives_the_key_is_not_refused_on_the_hosts_older_word(
 ):
     # the host said the key was missing; a setup() then gives one, and a fill comes
     # before the host's reply to it: the editor must not refuse on the old word
-    nvim.use_server(server.base_url, api_key="KZN_REFUSAL_UNSET_KEY")
-    nvim.lua("require('kznllm.host').ensure()")
-    nvim.wait_for(
-        lambda: nvim.lua(
-            "local k = require('kznllm.host').known"
-            " return k and k.presets.test and k.presets.test.missing_key"
-        ),
-        what="the host's word on the presets",
-    )
+    nvim.use_server_without_key(server.base_url, "KZN_REFUSAL_UNSET_KEY")
     server.queue(Reply(chunks=openai_events(["fine"])))
     nvim.set_lines(["x = 1"])
     # one request: the setup() and the fill reach the editor before any reply can

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from kznllm_py.errors import KznError
-from kznllm_py.history.recorder import HistoryRecorder, before_delivery, record
-from kznllm_py.history.records import NewEntry
+from kznllm_py.history.recorder import HistoryRecorder, Recording, before_delivery, record
+from kznllm_py.history.records import Entry, NewEntry
 from kznllm_py.history.store import HistoryStore
 from kznllm_py.prompt.presets import Preset, preset_from_dict
 from kznllm_py.prompt.prompts import FillContext
@@ -24,6 +25,7 @@ from kznllm_py.stream.events import (
     Done,
     Error,
     GenEvent,
+    GenEvents,
     PromptReady,
     Reasoning,
     RequestReady,
@@ -78,6 +80,26 @@ def _json(obj: Any) -> bytes:
     import json
 
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+async def recorded(
+    recorder: HistoryRecorder,
+    rec: Recording,
+    events: GenEvents,
+    seen: Callable[[GenEvent], None] = lambda event: None,
+) -> Entry | None:
+    """Run `events` into history as the editor does (each event held on the gate
+    `before_delivery` gives, then to `seen`, then recorded); the entry it made."""
+    async with events:
+        async for event in events:
+            gate = before_delivery(rec, event)
+            if gate is not None:
+                await events.hold(gate)
+            seen(event)
+            record(rec, event)
+    entry_id = await rec.entry_id()
+    assert entry_id is not None
+    return await recorder.read(lambda store: store.get(entry_id))
 
 
 async def test_a_good_stream_is_prompt_request_text_usage_then_done(server, client):
@@ -283,18 +305,14 @@ async def test_history_entry_exists_before_the_first_text_is_delivered(
     try:
         rec = recorder.begin(NewEntry(mode="yap", query="say hello"))
         server.queue(Reply(chunks=openai_events(["saved"])))
-        delivered_at: float | None = None
-        async with generation(client, server).events() as events:
-            async for event in events:
-                gate = before_delivery(rec, event)
-                if gate is not None:
-                    await events.hold(gate)
-                if isinstance(event, Text) and delivered_at is None:
-                    delivered_at = time.time()
-                record(rec, event)
-        entry_id = await rec.entry_id()
-        assert entry_id is not None
-        entry = await recorder.read(lambda store: store.get(entry_id))
+        delivered: list[float] = []
+
+        def seen(event: GenEvent) -> None:
+            if isinstance(event, Text):
+                delivered.append(time.time())
+
+        entry = await recorded(recorder, rec, generation(client, server).events(), seen)
+        delivered_at = delivered[0] if delivered else None
     finally:
         recorder.close()
     assert entry is not None

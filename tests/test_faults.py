@@ -566,15 +566,7 @@ def test_a_missing_env_key_is_refused_at_the_keypress_and_nothing_is_sent(reused
     # the host says the same when the fill reaches it (test_client_http, test_cli)
     nvim = reused
     with LoopbackServer() as server:
-        nvim.use_server(server.base_url, api_key="KZN_FAULT_UNSET_KEY")
-        nvim.lua("require('kznllm.host').ensure()")
-        nvim.wait_for(
-            lambda: nvim.lua(
-                "local k = require('kznllm.host').known"
-                " return k and k.presets.test and k.presets.test.missing_key"
-            ),
-            what="the host's word on the presets",
-        )
+        nvim.use_server_without_key(server.base_url, "KZN_FAULT_UNSET_KEY")
         nvim.set_lines(SELECTION)
         nvim.lua("vim.bo.modified = false")
         nvim.nvim.command("1,2KznFill rewrite key-env-missing")

@@ -13,14 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from kznllm_py.history.recorder import HistoryRecorder, before_delivery, record
+from kznllm_py.history.recorder import HistoryRecorder
 from kznllm_py.history.records import NewEntry
 from kznllm_py.history.store import HistoryStore
 from kznllm_py.prompt import prompts, sandbox
 from kznllm_py.stream import generation as gen_mod
 from kznllm_py.stream.generation import prepare_with_prompt
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.test_events import CTX, generation, preset
+from tests.test_events import CTX, generation, preset, recorded
 
 
 @pytest.fixture
@@ -84,15 +84,7 @@ async def test_the_prompt_and_request_are_saved_after_the_send(
         rec = recorder.begin(NewEntry(mode="yap", query="say hello"))
         await rec.created()  # the entry first: what follows is the send's own time
         server.queue(Reply(chunks=openai_events(["saved"])))
-        async with generation(client, server).events() as events:
-            async for event in events:
-                gate = before_delivery(rec, event)
-                if gate is not None:
-                    await events.hold(gate)
-                record(rec, event)
-        entry_id = await rec.entry_id()
-        assert entry_id is not None
-        entry = await recorder.read(lambda store: store.get(entry_id))
+        entry = await recorded(recorder, rec, generation(client, server).events())
     finally:
         recorder.close()
     assert entry is not None

@@ -10,7 +10,6 @@ tests/test_fuzz.py."""
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +32,8 @@ from kznllm_py.providers.base import (
 from tests.cli_env import clean_env, kznllm
 from tests.fuzzing import Case, WireEvent, counts, joined, pieces
 from tests.nvim_child import Child, editor_with
-from tests.recorded import RESPONSES, Recorded
-from tests.servers import LoopbackServer, Reply, fixed_chunks, split_at
+from tests.recorded import CHUNKINGS, RESPONSES, Recorded
+from tests.servers import LoopbackServer, Reply, fixed_chunks
 from tests.streams import run
 
 PROMPT = Prompt(
@@ -172,18 +171,6 @@ def test_an_error_nested_as_chat_completions_has_it_is_read() -> None:
 
 # -- replayed from a loopback server: the CLI and the editor, three chunkings ---------------
 
-CHUNKINGS = ("events", "bytes", "random")
-
-
-def chunked(rec: Recorded, how: str) -> list[bytes]:
-    wire = rec.wire()
-    if how == "events":
-        return [e + b"\n\n" for e in wire.split(b"\n\n") if e]
-    if how == "bytes":
-        return fixed_chunks(wire, 1)
-    rnd = random.Random(f"{rec.name}-cuts")  # reproducible random cuts
-    return split_at(wire, *rnd.sample(range(1, len(wire)), min(40, len(wire) - 1)))
-
 
 @pytest.fixture(scope="module")
 def editor(tmp_path_factory: pytest.TempPathFactory, loopback: LoopbackServer) -> Iterator[Child]:
@@ -223,7 +210,7 @@ REPLAYED = [(r, how) for r in RESPONSES for how in CHUNKINGS]
 def test_recorded_stream_through_cli_and_editor_byte_exact(
     rec: Recorded, how: str, loopback: LoopbackServer, editor: Child, tmp_path: Path
 ) -> None:
-    reply = Reply(chunks=chunked(rec, how))
+    reply = Reply(chunks=rec.chunked(how))
     loopback.queue(reply, reply)
     before = len(loopback.requests)
     res = cli_fill(loopback, tmp_path)

@@ -10,7 +10,6 @@ history, never in the code."""
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,28 +21,17 @@ from kznllm_py.providers import PROVIDERS, openai
 from kznllm_py.providers.base import DoneDelta, ReasoningDelta, TextDelta, UsageDelta
 from tests.cli_env import clean_env, kznllm
 from tests.nvim_child import Child, editor_with
-from tests.recorded import REASONING_FIELDS, Recorded
-from tests.servers import LoopbackServer, Reply, fixed_chunks, split_at
-from tests.streams import base_url_for, run
+from tests.recorded import CHUNKINGS, REASONING_FIELDS, Recorded
+from tests.servers import LoopbackServer, Reply
+from tests.streams import base_url_for, cursor_presets, run
 
-CHUNKINGS = ("events", "bytes", "random")
 CASES = [(r, how) for r in REASONING_FIELDS for how in CHUNKINGS]
 IDS = [f"{r.name}-{how}" for r, how in CASES]
 
 
-def chunked(rec: Recorded, how: str) -> list[bytes]:
-    wire = rec.wire()
-    if how == "events":
-        return [e + b"\n\n" for e in wire.split(b"\n\n") if e]
-    if how == "bytes":
-        return fixed_chunks(wire, 1)
-    rnd = random.Random(f"{rec.name}-cuts")  # reproducible random cuts
-    return split_at(wire, *rnd.sample(range(1, len(wire)), min(40, len(wire) - 1)))
-
-
 @pytest.mark.parametrize(("rec", "how"), CASES, ids=IDS)
 def test_reasoning_fields_are_reasoning_and_the_answer_is_exact(rec: Recorded, how: str) -> None:
-    deltas = run(PROVIDERS[rec.provider], chunked(rec, how))
+    deltas = run(PROVIDERS[rec.provider], rec.chunked(how))
     assert "".join(d.text for d in deltas if type(d) is TextDelta) == rec.text
     assert "".join(d.text for d in deltas if type(d) is ReasoningDelta) == rec.reasoning
     assert deltas[-1] == DoneDelta(rec.finish)
@@ -67,17 +55,7 @@ PROVIDER_NAMES = sorted({r.provider for r in REASONING_FIELDS})
 
 @pytest.fixture(scope="module")
 def editor(tmp_path_factory: pytest.TempPathFactory, loopback: LoopbackServer) -> Iterator[Child]:
-    presets = [
-        {
-            "id": f"rf-{p}",
-            "provider": p,
-            "model": "m",
-            "base_url": base_url_for(p, loopback.url),
-            "api_key": False,
-            "placement": "cursor",
-        }
-        for p in PROVIDER_NAMES
-    ]
+    presets = cursor_presets("rf", PROVIDER_NAMES, loopback.url)
     with editor_with(tmp_path_factory.mktemp("nvim"), presets) as child:
         yield child
 
@@ -102,7 +80,7 @@ def editor_fill(nvim: Child, provider: str) -> tuple[str, dict[str, Any]]:
 def test_recorded_reasoning_stream_through_cli_and_editor(
     rec: Recorded, how: str, loopback: LoopbackServer, editor: Child, tmp_path: Path
 ) -> None:
-    reply = Reply(chunks=chunked(rec, how))
+    reply = Reply(chunks=rec.chunked(how))
     loopback.queue(reply, reply)
     base = base_url_for(rec.provider, loopback.url)
     args = ["--provider", rec.provider, "--model", "m", "--base-url", base, "--no-project"]
