@@ -204,6 +204,19 @@ class Child:
             what="the host's word on the presets",
         )
 
+    def fill_scratch(self, preset: str | None = None) -> tuple[str, dict[str, Any]]:
+        """`:KznFill q` (in `preset`, else the one in use) into a new, empty scratch
+        buffer; its text and the job's end, once done there."""
+        before = len(self.done())
+        self.nvim.command("enew | setlocal buftype=nofile bufhidden=wipe noswapfile")
+        buf = self.nvim.current.buffer.number
+        if preset is not None:
+            self.lua("require('kznllm').state.preset = ...", preset)
+        self.nvim.command("KznFill q")
+        done = self.wait_done(before + 1)[before]
+        assert done["bufnr"] == buf
+        return self.text(buf), done
+
     def spy_sent(self) -> None:
         """From now on record what the editor sends the host (see `sent`)."""
         self.lua(SPY_SENT)

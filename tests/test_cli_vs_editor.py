@@ -82,15 +82,9 @@ def cli_fill(provider: str, server: LoopbackServer, cwd: Path) -> bytes:
 
 def editor_fill(nvim: Child, provider: str) -> str:
     """`:KznFill q` in yap mode into a new, empty scratch buffer; its text once done."""
-    before = len(nvim.done())
-    nvim.nvim.command("enew | setlocal buftype=nofile bufhidden=wipe noswapfile")
-    buf = nvim.nvim.current.buffer.number
-    nvim.lua(f"require('kznllm').state.preset = 'same-{provider}'")
-    nvim.nvim.command("KznFill q")
-    done = nvim.wait_done(before + 1)[before]
+    text, done = nvim.fill_scratch(f"same-{provider}")
     assert done["status"] == "ok", done
-    assert done["bufnr"] == buf
-    return nvim.text(buf)
+    return text
 
 
 @pytest.mark.parametrize(("provider", "name"), CASES, ids=[f"{p}-{n}" for p, n in CASES])

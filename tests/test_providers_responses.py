@@ -193,16 +193,6 @@ def cli_fill(server: LoopbackServer, cwd: Path) -> subprocess.CompletedProcess[b
     return kznllm("fill", *args, cwd=cwd, env=env, timeout=30)
 
 
-def editor_fill(nvim: Child) -> tuple[str, dict[str, Any]]:
-    before = len(nvim.done())
-    nvim.nvim.command("enew | setlocal buftype=nofile bufhidden=wipe noswapfile")
-    buf = nvim.nvim.current.buffer.number
-    nvim.nvim.command("KznFill q")
-    done = nvim.wait_done(before + 1)[before]
-    assert done["bufnr"] == buf
-    return nvim.text(buf), done
-
-
 REPLAYED = [(r, how) for r in RESPONSES for how in CHUNKINGS]
 
 
@@ -214,7 +204,7 @@ def test_recorded_stream_through_cli_and_editor_byte_exact(
     loopback.queue(reply, reply)
     before = len(loopback.requests)
     res = cli_fill(loopback, tmp_path)
-    text, done = editor_fill(editor)
+    text, done = editor.fill_scratch()
     sent = [r.body for r in loopback.requests[before:]]
     assert all(b["store"] is False and b["stream"] is True for b in sent)
     # the answer, byte for byte, in both; the reasoning in neither

@@ -13,7 +13,6 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -65,17 +64,6 @@ def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
     return kznllm(*args, cwd=cwd, env=env, timeout=30)
 
 
-def editor_fill(nvim: Child, provider: str) -> tuple[str, dict[str, Any]]:
-    before = len(nvim.done())
-    nvim.nvim.command("enew | setlocal buftype=nofile bufhidden=wipe noswapfile")
-    buf = nvim.nvim.current.buffer.number
-    nvim.lua(f"require('kznllm').state.preset = 'rf-{provider}'")
-    nvim.nvim.command("KznFill q")
-    done = nvim.wait_done(before + 1)[before]
-    assert done["bufnr"] == buf
-    return nvim.text(buf), done
-
-
 @pytest.mark.parametrize(("rec", "how"), CASES, ids=IDS)
 def test_recorded_reasoning_stream_through_cli_and_editor(
     rec: Recorded, how: str, loopback: LoopbackServer, editor: Child, tmp_path: Path
@@ -87,7 +75,7 @@ def test_recorded_reasoning_stream_through_cli_and_editor(
     res = cli(["fill", *args, "q"], tmp_path)
     assert (res.returncode, res.stderr) == (0, b""), res.stderr
     assert res.stdout == rec.text.encode("utf-8")
-    text, done = editor_fill(editor, rec.provider)
+    text, done = editor.fill_scratch(f"rf-{rec.provider}")
     assert done["status"] == "ok"
     assert text == rec.text  # the reasoning never lands in the code
     # history keeps the reasoning, apart from the answer
