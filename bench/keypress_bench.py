@@ -110,7 +110,12 @@ if _out:
     _after(payload, "parse", "parsed")
     _after(payload, "with_project_files", "files")
     _after(prompts, "render", "rendered")
-    _after(plugin, "_log_request", "built")
+    _after(plugin, "_log_request", "built")  # where older trees have it
+    try:
+        import kznllm_py.fill.run as run
+        _after(run, "log_request", "built")
+    except ImportError:
+        pass
     try:
         import kznllm_py.prompt.sandbox as sandbox
         orig_off = sandbox.run_off_loop
