@@ -456,3 +456,17 @@ def locate_answer(
             f"{' of ' + name if name else ''} (u takes it back)",
             "INFO",
         ) from None
+
+
+def locate_call(p: Mapping[str, Any]) -> Found:
+    """`locate_answer` for the editor's `apply_locate` call, its loose table read here:
+    the buffer's `lines`, the entry's `selection`, the answer's `text`, the recorded
+    `span` and the buffer's `name`."""
+    lines = [x if isinstance(x, str) else "" for x in p.get("lines") or ()]
+    return locate_answer(
+        lines,
+        str(p.get("selection") or ""),
+        str(p.get("text") or ""),
+        Span.from_json(str(p.get("span") or "")),
+        name=str(p.get("name") or ""),
+    )

@@ -795,3 +795,18 @@ def test_restore_refuses_an_id_that_was_used_again(store: HistoryStore) -> None:
     with db:
         db.execute("INSERT INTO entries (id, started_at, mode) VALUES (?, 0, 'yap')", (gone,))
     assert not store.restore(taken)
+
+
+def test_the_hosts_recorder_is_made_once_and_anew_only_when_its_settings_change(
+    tmp_path: Path,
+) -> None:
+    from kznllm_py.history.recorder import RecorderSlot
+
+    slot = RecorderSlot(print)
+    made = [slot.get(tmp_path / "a.sqlite3", 10, None)]
+    assert slot.get(tmp_path / "a.sqlite3", 10, None) is made[0] is slot.current
+    for changed in [(tmp_path / "b.sqlite3", 10, None), (tmp_path / "b.sqlite3", 20, 7.0)]:
+        made.append(slot.get(*changed))
+        assert made[-1] is not made[-2] and slot.current is made[-1]
+    for recorder in made:
+        recorder.close()

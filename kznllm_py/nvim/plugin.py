@@ -22,10 +22,7 @@ from kznllm_py.errors import KznError, printable
 from kznllm_py.fill import known, request
 from kznllm_py.fill.request import FillRequest
 from kznllm_py.history.ops import HistoryOps
-from kznllm_py.history.recorder import (
-    HistoryRecorder,
-    Recording,
-)
+from kznllm_py.history.recorder import HistoryRecorder, RecorderSlot, Recording
 from kznllm_py.nvim import calls
 from kznllm_py.nvim.editor import BufferSink
 from kznllm_py.secrets import redact
@@ -107,8 +104,11 @@ class KznllmPlugin:
         self.editor = calls.Editor(nvim)  # every call into the editor (lua/kznllm/calls.lua)
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = None
-        self._recorder: HistoryRecorder | None = None
-        self._recorder_for: tuple[Any, ...] = ()  # the path and limits it was made with
+        # history's recorder reports from its worker thread: hop onto the host's loop,
+        # the only thread that may talk to Neovim
+        self._recorders = RecorderSlot(
+            lambda m: self.nvim.loop.call_soon_threadsafe(self._report, f"kznllm: {m}")
+        )
         self._history_ops: HistoryOps | None = None
         # entries this host is streaming (entry id -> job id): the sidebar shows them live
         self.live: dict[int, int] = {}
@@ -133,8 +133,8 @@ class KznllmPlugin:
             task.cancel()
         if pending and not loop.is_closed() and not loop.is_running():
             loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
-        if self._recorder is not None:
-            self._recorder.close()
+        if self._recorders.current is not None:
+            self._recorders.current.close()
 
     def http(self) -> httpx.AsyncClient:
         """The host's HTTP client, made on first use. A method, not a property: pynvim
@@ -227,21 +227,7 @@ class KznllmPlugin:
         if not s.history_enabled:
             return None
         _, max_entries, max_age_days = s.history
-        path = history.default_path(s.data_dir)
-        if self._recorder_for != (path, max_entries, max_age_days):
-            # first use, or setup() changed where history lives or what it keeps: a new
-            # recorder (one a running fill holds finishes its entry)
-            self._recorder, self._recorder_for = None, (path, max_entries, max_age_days)
-        if self._recorder is None:
-            # the recorder reports from its worker thread: hop onto the host's loop, the
-            # only thread that may talk to Neovim
-            self._recorder = HistoryRecorder(
-                path,
-                lambda m: self.nvim.loop.call_soon_threadsafe(self._report, f"kznllm: {m}"),
-                max_entries=max_entries,
-                max_age_days=max_age_days,
-            )
-        return self._recorder
+        return self._recorders.get(history.default_path(s.data_dir), max_entries, max_age_days)
 
     def _ops(self) -> HistoryOps:
         recorder = self.recorder(self.settings)
@@ -295,15 +281,7 @@ class KznllmPlugin:
                 # a review of it diffs in the editor (vim.diff), never here on the loop
                 self.editor.apply_planned(plan.to_dict(), p.get("scratch"))
             else:
-                lines = [x if isinstance(x, str) else "" for x in p.get("lines") or ()]
-                found = await asyncio.to_thread(
-                    apply.locate_answer,
-                    lines,
-                    str(p.get("selection") or ""),
-                    str(p.get("text") or ""),
-                    apply.Span.from_json(str(p.get("span") or "")),
-                    name=str(p.get("name") or ""),
-                )
+                found = await asyncio.to_thread(apply.locate_call, p)
                 self.editor.apply_located(p.get("token"), found.to_dict())
         except apply.ApplyError as exc:
             self.editor.apply_refused(p.get("token"), printable(redact(str(exc))), exc.level)
