@@ -16,15 +16,21 @@ vim.ui.input = function(opts, cb) _G.kzn_asked = _G.kzn_asked + 1 cb(answer) end
 """
 
 
+def operate(nvim: Child, server: LoopbackServer, answers: list[str], query: str, keys: str):
+    """The `answers` queued, SOURCE in the buffer, `query` typed at the prompt, `keys`
+    fed: the first fill's end once it is over."""
+    server.queue(*(Reply(chunks=openai_events([a])) for a in answers))
+    nvim.use_server(server.base_url)
+    nvim.set_lines(SOURCE)
+    nvim.lua(ASK, query)
+    nvim.feed(keys)
+    return nvim.wait_done()[0]
+
+
 def test_gz_ip_replaces_the_paragraph_and_dot_repeats_with_the_same_query_and_preset(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["A"])), Reply(chunks=openai_events(["B"])))
-    nvim.use_server(server.base_url)
-    nvim.set_lines(SOURCE)
-    nvim.lua(ASK, "make it better")
-    nvim.feed("gzip")
-    assert nvim.wait_done()[0]["status"] == "ok"
+    assert operate(nvim, server, ["A", "B"], "make it better", "gzip")["status"] == "ok"
     assert nvim.lines() == ["A", "", "def b():", "    return 2", "", "tail"]
     first = server.requests[0].body["messages"]
     assert "def a():\n    return 1" in first[-1]["content"]
@@ -41,12 +47,7 @@ def test_gz_ip_replaces_the_paragraph_and_dot_repeats_with_the_same_query_and_pr
 
 
 def test_gzz_replaces_the_current_lines_with_a_count(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["ONE"])))
-    nvim.use_server(server.base_url)
-    nvim.set_lines(SOURCE)
-    nvim.lua(ASK, "q")
-    nvim.feed("4G2gzz")
-    assert nvim.wait_done()[0]["status"] == "ok"
+    assert operate(nvim, server, ["ONE"], "q", "4G2gzz")["status"] == "ok"
     assert nvim.lines() == ["def a():", "    return 1", "", "ONE", "", "tail"]
 
 

@@ -729,13 +729,18 @@ def test_deleting_the_answer_mid_stream_stops_it_and_writes_nothing_elsewhere(
 # -- two fills at once ------------------------------------------------------------------
 
 
+def two_paused_answers(nvim: Child, server: LoopbackServer) -> None:
+    """Two answers, A1 A2 then B1 B2, each paused after its first token; at the cursor."""
+    server.queue(
+        Reply(chunks=openai_events(["A1", "A2"]), pause_after=2),
+        Reply(chunks=openai_events(["B1", "B2"]), pause_after=2),
+    )
+    nvim.use_server(server.base_url, placement="cursor")
+
+
 def test_two_fills_in_one_buffer_each_write_at_their_own_place(nvim: Child):
     with LoopbackServer() as server:
-        server.queue(
-            Reply(chunks=openai_events(["A1", "A2"]), pause_after=2),
-            Reply(chunks=openai_events(["B1", "B2"]), pause_after=2),
-        )
-        nvim.use_server(server.base_url, placement="cursor")
+        two_paused_answers(nvim, server)
         nvim.set_lines(["first", "second"])
         nvim.lua("vim.api.nvim_win_set_cursor(0, {1, 4})")
         nvim.nvim.command("KznFill a")
@@ -761,11 +766,7 @@ def _entries(nvim: Child, n: int) -> list:
 
 def test_two_fills_in_two_buffers_and_escape_cancels_only_its_own_buffers(nvim: Child):
     with LoopbackServer() as server:
-        server.queue(
-            Reply(chunks=openai_events(["A1", "A2"]), pause_after=2),
-            Reply(chunks=openai_events(["B1", "B2"]), pause_after=2),
-        )
-        nvim.use_server(server.base_url, placement="cursor")
+        two_paused_answers(nvim, server)
         first = nvim.nvim.current.buffer.number
         nvim.set_lines(["a"])
         nvim.nvim.command("KznFill a")
