@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with new_client() as c:
         yield c
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
 
 
 def build(base_url: str, model: str = "my-gpt4o", **params: Any):

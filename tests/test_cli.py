@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,12 +31,6 @@ KEY_VAR = "KZN_TEST_CLI_KEY"
 KEY = "sk-cli-test-5up3r-s3cr3t"
 TEXTS = ["héllo", " wörld\n", "\tline ✓\r\n", "🎉 done"]
 WHOLE = "".join(TEXTS)
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
 
 
 def clean_env(**extra: str) -> dict[str, str]:

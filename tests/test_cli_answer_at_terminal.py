@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,6 @@ HOSTILE = [
     " title:\x1b]0;PWNED\x07 clear:\x1b[2J",
     " \u202eevil\u202c\tend",
 ]
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
 
 
 def test_an_answers_escape_sequences_are_shown_escaped_at_a_terminal_and_raw_in_a_pipe(

@@ -290,9 +290,3 @@ def test_a_server_that_pages_forever_is_not_followed_forever(tmp_path):
         res = kznllm(tmp_path, "models", "--provider", "anthropic", "--base-url", srv.url)
     assert (res.returncode, res.stdout) == (0, "m\n")
     assert len(srv.requests) == models.MAX_PAGES
-
-
-@pytest.fixture
-def server():
-    with LoopbackServer() as srv:
-        yield srv

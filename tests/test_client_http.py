@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,7 +25,6 @@ from kznllm_py.stream.client import Timeouts, new_client
 from kznllm_py.stream.events import Retry, Text
 from kznllm_py.stream.generation import Generation, Outcome, RetryPolicy, prepare, stream_deltas
 from tests.servers import (
-    LoopbackServer,
     Reply,
     anthropic_events,
     blackhole_port,
@@ -53,12 +52,6 @@ def _no_proxy_no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("all_proxy", raising=False)
     monkeypatch.setenv(KEY_VAR, KEY)
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the request: Anthropic prompt caching and prefill, OpenAI o-series quirks."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -27,7 +26,7 @@ from kznllm_py.providers import anthropic, openai
 from kznllm_py.providers.base import Message, Prompt
 from kznllm_py.stream.client import Timeouts, new_client
 from kznllm_py.stream.generation import Generation, prepare
-from tests.servers import LoopbackServer, Reply, anthropic_events
+from tests.servers import Reply, anthropic_events
 
 KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "DEEPSEEK_API_KEY", "GROQ_API_KEY")
 
@@ -469,12 +468,6 @@ async def test_openai_preset_ignores_the_prefill():
     )
     _, request = await prepare(preset, FillContext(mode="yap", query="hi"))
     assert [m["role"] for m in request.body["messages"]] == ["system", "user"]
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
 
 
 async def test_anthropic_prefill_is_prepended_to_the_answer(server):
