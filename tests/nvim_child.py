@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import pynvim
 
+from tests.servers import LoopbackServer, Reply, openai_events
+
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
@@ -203,6 +205,17 @@ class Child:
             ),
             what="the host's word on the presets",
         )
+
+    def fill_paused(
+        self, server: LoopbackServer, texts: list[str], command: str = "KznFill go"
+    ) -> None:
+        """`command` answered by `server` with `texts`, paused after the first: returns
+        once that is in the buffer (`server.resume()` sends the rest)."""
+        server.queue(Reply(chunks=openai_events(texts), pause_after=2))
+        self.use_server(server.base_url)
+        self.nvim.command(command)
+        server.wait_paused()
+        self.wait_for(lambda: texts[0] in self.text(), what="the first token")
 
     def fill_scratch(self, preset: str | None = None) -> tuple[str, dict[str, Any]]:
         """`:KznFill q` (in `preset`, else the one in use) into a new, empty scratch

@@ -424,11 +424,7 @@ def test_fidget_progress_is_used_when_installed(tmp_path, server):
 
 
 def test_buffer_made_nomodifiable_mid_stream_stops_with_a_message(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["a", "b"]), pause_after=2))
-    nvim.use_server(server.base_url)
-    start_fill(nvim)
-    server.wait_paused()
-    nvim.wait_for(lambda: nvim.text() == "a", what="the first token")
+    nvim.fill_paused(server, ["a", "b"], "KznFill q")
     nvim.lua("vim.bo.modifiable = false")
     server.resume()
     done = nvim.wait_done()[0]

@@ -44,11 +44,9 @@ def test_the_progress_keeps_moving_at_five_tokens_a_second(nvim: Child, server: 
 def test_undo_of_a_cancelled_answer_takes_its_partial_output_note_too(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["partial ", "answer"]), pause_after=2))
-    nvim.use_server(server.base_url)
     nvim.set_lines(["keep me"])
-    nvim.nvim.command("1KznFill rewrite")
-    nvim.wait_for(lambda: nvim.lines() == ["partial "], what="the partial answer")
+    nvim.fill_paused(server, ["partial ", "answer"], "1KznFill rewrite")
+    assert nvim.lines() == ["partial "]
     nvim.nvim.command("KznCancel")
     assert nvim.wait_done()[0]["status"] == "cancelled"
     assert nvim.marks() == [" ⚠ kznllm: partial output (cancelled)"]

@@ -322,12 +322,8 @@ def test_undoing_only_your_own_edit_leaves_the_answer_streaming(
 def test_an_edit_inside_the_streaming_answer_is_kept_and_the_rest_follows(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["def f(x):", " return"]), pause_after=2))
-    nvim.use_server(server.base_url)
     nvim.set_lines([""])
-    nvim.nvim.command("KznFill go")
-    server.wait_paused()
-    nvim.wait_for(lambda: nvim.text() == "def f(x):", what="the first token")
+    nvim.fill_paused(server, ["def f(x):", " return"])
     nvim.feed("0fxry")  # x -> y, inside the answer
     server.resume()
     assert nvim.wait_done()[0]["status"] == "ok"

@@ -629,11 +629,7 @@ def test_failure_mid_stream_keeps_and_marks_the_partial_text_and_records_it(
 
 def test_a_buffer_made_nomodifiable_mid_stream_is_reported_in_one_clean_line(nvim: Child):
     with LoopbackServer() as server:
-        server.queue(Reply(chunks=openai_events(["a", "b"]), pause_after=2))
-        nvim.use_server(server.base_url)
-        nvim.nvim.command("KznFill go")
-        server.wait_paused()
-        nvim.wait_for(lambda: nvim.text() == "a", what="the first token")
+        nvim.fill_paused(server, ["a", "b"])
         nvim.lua("vim.bo.modifiable = false")
         server.resume()
         done = nvim.wait_done()[0]
