@@ -103,7 +103,7 @@ class Child:
         self._fed = 0
         self.nvim = embed(tmp, [root], env=env, cmds=["let mapleader = ' '"])
         # prestart off: a test idle for 'updatetime' must not start a host it did not ask
-        # for (tests/test_editor_prestart.py turns it on)
+        # for (tests/nvim/test_editor_prestart.py turns it on)
         opts = {"python": sys.executable, "progress": True, "prestart": False}
         opts.update(setup or {})
         self.nvim.exec_lua("require('kznllm').setup(...)", opts)

@@ -1,6 +1,6 @@
 """:KznApply's decisions as plain data (kznllm_py/apply.py): which answer of a
 conversation, whether it finished, what of it is code, and where the selection stands
-in a buffer's lines now. The editor side is in tests/test_editor_apply.py."""
+in a buffer's lines now. The editor side is in tests/nvim/test_editor_apply.py."""
 
 from __future__ import annotations
 
@@ -210,9 +210,9 @@ def test_an_answer_already_in_place_says_so() -> None:
 
 def test_a_replace_answer_keeps_its_one_closed_block_whatever_else_starts_like_a_fence() -> None:
     """:KznApply of a replace's own answer reads the fenced blocks (a line that starts
-    with ``` but is no fence is prose), unlike the stream's end (tests/test_fences.py:
+    with ``` but is no fence is prose), unlike the stream's end (tests/stream/test_fences.py:
     the same texts)."""
-    from tests.test_fences import EDGES
+    from tests.stream.test_fences import EDGES
 
     got = {
         name: apply.code_of(entry(1, response=text), replace=True, prose_ok=False)

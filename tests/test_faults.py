@@ -2,7 +2,7 @@
 message the user reads, the buffer state and the history status it promises.
 
 Core rows run the real client (`new_client()`) against a `LoopbackServer`; editor rows
-drive a real embedded Neovim with the plugin, as tests/test_editor.py does. Rows that
+drive a real embedded Neovim with the plugin, as tests/nvim/test_editor.py does. Rows that
 other test files already prove are cited there, not repeated here.
 """
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.nvim.test_editor_trust import cloned
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.test_editor_trust import cloned
 
 
 def kzn_messages(nvim: Child) -> list[str]:

@@ -15,8 +15,8 @@ import pytest
 
 from kznllm_py.cli.terminal import AnswerText
 from kznllm_py.history import HistoryStore, NewEntry, default_path, nvim_data_dir
+from tests.cli.test_cli_llm_style import env_for, kznllm, on, run_in_pty
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.test_cli_llm_style import env_for, kznllm, on, run_in_pty
 
 HOSTILE = [
     "ok\r",

@@ -10,7 +10,7 @@ from kznllm_py.fill import job as payload
 from kznllm_py.fill import request
 from kznllm_py.fill import turn as fill
 from kznllm_py.settings import Settings
-from tests.test_sidebar import entry
+from tests.history.test_sidebar import entry
 
 
 def test_a_fill_table_is_typed_once_and_loose_fields_take_their_defaults() -> None:

@@ -108,7 +108,7 @@ def test_a_compact_line_keeps_time_status_tokens_and_query_for_a_narrow_sidebar(
 
 
 def test_the_help_keys_and_texts_are_the_ones_the_help_file_documents():
-    doc = (Path(__file__).resolve().parent.parent / "doc" / "kznllm.txt").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "doc" / "kznllm.txt").read_text()
     for name, key in sidebar.DEFAULT_KEYS.items():
         assert f"\n  {key:<6} {sidebar.KEY_HELP[name]}\n" in doc, name
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import signal
 
+from tests.nvim.test_editor_review import ANSWER, SOURCE, open_reviews, review_marks
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.test_editor_review import ANSWER, SOURCE, open_reviews, review_marks
 
 
 def reviewed(nvim: Child, server: LoopbackServer) -> None:

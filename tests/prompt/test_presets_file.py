@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from kznllm_py.prompt.presets import DEMO_ID, merge_presets, presets_file, read_presets_file
+from tests.cli.test_cli import clean_env
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.test_cli import clean_env
 
 FILE = """
 [[presets]]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import time
 
+from tests.nvim.test_editor_review import ANSWER, SOURCE, open_reviews
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.test_editor_review import ANSWER, SOURCE, open_reviews
 
 GR_MAPS = ("grn", "grr", "gra", "gri")
 MAPINFO = """

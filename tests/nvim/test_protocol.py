@@ -11,7 +11,7 @@ from pathlib import Path
 from kznllm_py.nvim import calls, plugin
 from tests.nvim_child import Child
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LUA = ROOT / "lua" / "kznllm"
 
 

@@ -21,7 +21,7 @@ from kznllm_py.providers.base import HttpRequest, Message, Param, Prompt, Provid
 from kznllm_py.providers.jsonfast import dumps
 from kznllm_py.stream.generation import render_prompt
 
-GOLDEN = Path(__file__).parent / "golden" / "wire"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "wire"
 UPDATE = os.environ.get("KZN_UPDATE_GOLDEN") == "1"
 KEY = "sk-golden-key"
 

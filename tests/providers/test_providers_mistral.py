@@ -2,7 +2,7 @@
 with `prefix: true`, `seed` sent as `random_seed`), its closed parameter set checked at
 setup, the stream with Magistral's typed content parts (`thinking` as reasoning), its
 error bodies; pure, then the real client over loopback. `FUZZ_CASES` puts Mistral's
-stream under every fuzz property of tests/test_fuzz.py."""
+stream under every fuzz property of tests/stream/test_fuzz.py."""
 
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ async def test_refusal_over_loopback_is_one_message_in_the_apis_words(
     assert "422" in str(out.error) and "top_k: Extra inputs are not permitted" in str(out.error)
 
 
-# -- Mistral's stream under every fuzz property (tests/test_fuzz.py) -----------------------
+# -- Mistral's stream under every fuzz property (tests/stream/test_fuzz.py) -----------------------
 
 
 @st.composite

@@ -410,7 +410,7 @@ def test_a_blockwise_apply_with_the_buffer_open_replaces_only_the_blocks_columns
     entry_done(nvim, "ok")
     nvim.nvim.command("KznApply")
     said(nvim, "applied (u")
-    # as a blockwise fill writes it (tests/test_editor_regions.py), not corner to corner
+    # as a blockwise fill writes it (tests/nvim/test_editor_regions.py), not corner to corner
     assert nvim.lines(source) == ["abNEWef", "ghkl", "mnopqr"]
     nvim.feed("u")
     assert nvim.lines(source) == ["abcdef", "ghijkl", "mnopqr"]

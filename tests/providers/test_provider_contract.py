@@ -19,7 +19,7 @@ from kznllm_py.providers.base import Message, Param, Prompt, Provider
 from kznllm_py.providers.jsonfast import dumps
 from kznllm_py.stream.generation import DECODERS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMPT = Prompt("sys", (Message("user", "hi"),), raw="raw prompt")
 
 

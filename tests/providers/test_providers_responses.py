@@ -5,7 +5,7 @@ event), usage with cached and reasoning tokens; pure, then recorded streams
 (tests/recorded.py, each citing its source) replayed from a loopback server through
 `kznllm fill --provider responses` and `:KznFill` under three chunkings (whole events,
 single bytes, random cuts). `FUZZ_CASES` puts its stream under every fuzz property of
-tests/test_fuzz.py."""
+tests/stream/test_fuzz.py."""
 
 from __future__ import annotations
 
@@ -227,7 +227,7 @@ def test_recorded_stream_through_cli_and_editor_byte_exact(
         assert done["usage"]["output_tokens"] == rec.usage["output_tokens"]
 
 
-# -- the Responses stream under every fuzz property (tests/test_fuzz.py) -----------------
+# -- the Responses stream under every fuzz property (tests/stream/test_fuzz.py) -----------------
 
 
 def _ev(kind: str, **fields: Any) -> WireEvent:

@@ -18,7 +18,7 @@ from kznllm_py.prompt.prompts import (
     render_raw,
 )
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 UPDATE = os.environ.get("KZN_UPDATE_GOLDEN") == "1"
 
 BUFFER = dict(

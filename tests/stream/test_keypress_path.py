@@ -20,7 +20,7 @@ from kznllm_py.prompt import prompts, sandbox
 from kznllm_py.stream import generation as gen_mod
 from kznllm_py.stream.generation import prepare_with_prompt
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.test_events import CTX, generation, preset, recorded
+from tests.stream.test_events import CTX, generation, preset, recorded
 
 
 @pytest.fixture

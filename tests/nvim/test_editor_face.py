@@ -130,7 +130,7 @@ def test_the_token_figures_are_the_hosts_estimate(nvim: Child, server: LoopbackS
 
 
 def test_the_sidebar_maps_the_keys_the_hosts_view_names(nvim: Child):
-    from tests.test_editor_sidebar import open_sidebar
+    from tests.nvim.test_editor_sidebar import open_sidebar
 
     nvim.lua("require('kznllm').setup({ sidebar = { keys = { yank = false, open = 'o' } } })")
     lines = open_sidebar(nvim)

@@ -10,7 +10,7 @@ from pathlib import Path
 from tests import cli_env
 from tests.servers import LoopbackServer, Reply, json_reply, openai_events
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 OSC52 = "\x1b]52;c;cm0gLXJmIH4K\x07"  # writes "rm -rf ~" to the clipboard
 TITLE = "\x1b]0;pwned\x07"
 CLEAR = "\x1b[2J\x1b[H"

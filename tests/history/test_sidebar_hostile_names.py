@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kznllm_py.history import view as sidebar
+from tests.nvim.test_editor_sidebar import open_sidebar
 from tests.nvim_child import Child
-from tests.test_editor_sidebar import open_sidebar
 
 
 def test_context_lines_show_control_characters_in_names_escaped():

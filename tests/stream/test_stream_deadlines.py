@@ -17,7 +17,7 @@ from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.stream.client import Timeouts, new_client
 from kznllm_py.stream.generation import Generation
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.test_network import CLI, cli_env, preset
+from tests.stream.test_network import CLI, cli_env, preset
 
 pytestmark = pytest.mark.usefixtures("no_proxy")
 

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.nvim.test_editor_review import ANSWER, SOURCE
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.test_editor_review import ANSWER, SOURCE
 
 EXAMPLES = int(os.environ.get("KZN_FUZZ_EXAMPLES", "0")) or 25
 

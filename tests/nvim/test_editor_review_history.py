@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from kznllm_py.history import HistoryStore, NewEntry
+from tests.nvim.test_editor_review import ANSWER, SOURCE, open_reviews
+from tests.nvim.test_editor_sidebar import open_sidebar, store_of, wait_sidebar
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.test_editor_review import ANSWER, SOURCE, open_reviews
-from tests.test_editor_sidebar import open_sidebar, store_of, wait_sidebar
 
 
 def statuses(nvim: Child) -> list[str]:

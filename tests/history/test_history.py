@@ -25,7 +25,7 @@ from kznllm_py.errors import HistoryError, KznError
 from kznllm_py.history import Entry, EntrySummary, HistoryStore, NewEntry
 from kznllm_py.history import store as history_store
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CANARY = "sk-canary-7f3e9d1c2b4a"
 
 

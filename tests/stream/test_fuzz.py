@@ -13,8 +13,8 @@ httpx transport that hands the body over in exactly the chunks a test chose. Pro
   (`KznError`), and whatever deltas come out are well-typed (text is a non-empty str,
   token counts are ints, a finish reason is a str).
 
-The decoders on their own are covered by the properties in tests/test_sse.py (any
-chunking of an SSE stream, random bytes) and tests/test_providers_gemini_ollama.py (any
+The decoders on their own are covered by the properties in tests/stream/test_sse.py (any
+chunking of an SSE stream, random bytes) and tests/providers/test_providers_gemini_ollama.py (any
 chunking of NDJSON lines); here they also get random bytes side by side.
 
 `KZN_FUZZ_EXAMPLES=N` runs every property with N examples (bench/fuzz_long.py does).
@@ -393,8 +393,11 @@ def plugged(attribute: str) -> dict[str, Any]:
     """`FUZZ_CASES` / `FUZZ_TOKENS` of the providers' own test files (they import only
     tests.fuzzing, so importing them here makes no cycle)."""
     found: dict[str, Any] = {}
-    for path in sorted(Path(__file__).parent.glob("test_provider*.py")):
-        found.update(getattr(importlib.import_module(f"tests.{path.stem}"), attribute, {}))
+    for path in sorted(
+        (Path(__file__).resolve().parents[1] / "providers").glob("test_provider*.py")
+    ):
+        module = importlib.import_module(f"tests.providers.{path.stem}")
+        found.update(getattr(module, attribute, {}))
     return found
 
 
