@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.stream_bench import BenchServer, Pinger, Script, cpu_ns, pct, tokens  # noqa: E402
-from tests.nvim_child import nvim_binary  # noqa: E402
+from tests.nvim_child import nvim_binary, xdg_env  # noqa: E402
 from tests.servers import openai_events  # noqa: E402
 
 TARGETS = {
@@ -123,11 +123,7 @@ class TuiNvim:
         self.tmp = tmp
         self.sock = str(tmp / "nvim.sock")
         self.tmux = ["tmux", "-L", f"kznbench{os.getpid()}"]
-        env = {}
-        for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
-            d = tmp / var.lower()
-            d.mkdir(parents=True, exist_ok=True)
-            env[var] = str(d)
+        env = xdg_env(tmp)
         argv = [
             nvim_binary(),
             "--clean",

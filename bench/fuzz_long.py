@@ -1,16 +1,16 @@
-"""A long fuzz run: the properties of tests/test_fuzz.py with many more examples.
+"""A long fuzz run: the properties of tests/stream/test_fuzz.py with many more examples.
 
 The same test functions that CI runs (valid streams byte-exact under any chunking;
 random bytes, byte mutations and random field values raising only KznError; the
 decoders on random bytes), each with `--examples` examples instead of a few dozen
-(KZN_FUZZ_EXAMPLES, read by tests/test_fuzz.py). No network: the streams go through
+(KZN_FUZZ_EXAMPLES, read by tests/stream/test_fuzz.py). No network: the streams go through
 `generation.stream_deltas` over an in-process httpx transport.
 
     .venv/bin/python bench/fuzz_long.py [--examples 2000] [--only SUBSTRING] [--seed N]
 
 About 5-10 ms per example on the 2-core machine: the default 2,000 take ~5-10 min,
 `--examples 20000` (an overnight run) ~1-1.5 h. A failure prints Hypothesis's minimal
-example; it is saved in .hypothesis/, so the next `pytest tests/test_fuzz.py` replays
+example; it is saved in .hypothesis/, so the next `pytest tests/stream/test_fuzz.py` replays
 it. Exit status 1 when any property failed.
 """
 
@@ -55,7 +55,7 @@ def main() -> int:
 
     from hypothesis import seed
 
-    import tests.test_fuzz as fuzz
+    import tests.stream.test_fuzz as fuzz
 
     streams = 0
     wire_run = fuzz.WIRE.run

@@ -48,13 +48,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "history.recorder",
         "history.view",
         "fill.request",
+        "fill.known",
         "fill.debug_view",
         "fill.shape",
     ),
     # a fill's job, the sidebar's calls
     ("fill.job", "history.ops"),
-    # a fill's own logic
-    ("fill.turn",),
+    # a fill's own logic; a fill run from its request to its end
+    ("fill.turn", "fill.run"),
     # the edges: the command line and Neovim
     ("cli", "nvim"),
 )

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -42,13 +41,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pynvim
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests import servers  # noqa: E402
-from tests.nvim_child import nvim_binary  # noqa: E402
+from tests.nvim_child import embed  # noqa: E402
 from tests.servers import LoopbackServer, Reply, openai_events  # noqa: E402
 
 # the hops back from the render thread (trees that render off the loop)
@@ -113,7 +110,12 @@ if _out:
     _after(payload, "parse", "parsed")
     _after(payload, "with_project_files", "files")
     _after(prompts, "render", "rendered")
-    _after(plugin, "_log_request", "built")
+    _after(plugin, "_log_request", "built")  # where older trees have it
+    try:
+        import kznllm_py.fill.run as run
+        _after(run, "log_request", "built")
+    except ImportError:
+        pass
     try:
         import kznllm_py.prompt.sandbox as sandbox
         orig_off = sandbox.run_off_loop
@@ -203,23 +205,8 @@ class Tree:
         site = self.tmp / "site"
         site.mkdir()
         (site / "sitecustomize.py").write_text(TRACER)
-        env = dict(os.environ)
-        for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
-            (self.tmp / var.lower()).mkdir()
-            env[var] = str(self.tmp / var.lower())
-        env.update(KZN_STAGES=str(self.trace), KZN_ROOT=str(root), PYTHONPATH=str(site))
-        for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
-            env.pop(var, None)
-        argv = [nvim_binary(), "--embed", "--headless", "--clean", "-n"]
-        argv += ["--cmd", f"set rtp^={root}"]
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(env)
-        try:
-            self.nvim = pynvim.attach("child", argv=argv)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        env = dict(KZN_STAGES=str(self.trace), KZN_ROOT=str(root), PYTHONPATH=str(site))
+        self.nvim = embed(self.tmp, [root], env=env)
         preset = {
             "id": "bench",
             "provider": "openai",

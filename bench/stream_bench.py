@@ -421,25 +421,9 @@ class KznllmNvimChild:
     on 'runtimepath', the hooks above loaded; `fill` as BenchChild's."""
 
     def __init__(self, tmp: Path, plugin: Path, fidget: Path, base_url: str) -> None:
-        import pynvim
+        from tests.nvim_child import embed
 
-        from tests.nvim_child import nvim_binary
-
-        env = dict(os.environ)
-        for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
-            d = tmp / ("kzn-nvim-" + var.lower())
-            d.mkdir(parents=True, exist_ok=True)
-            env[var] = str(d)
-        argv = [nvim_binary(), "--embed", "--headless", "--clean", "-n"]
-        argv += ["--cmd", f"set rtp^={fidget}", "--cmd", f"set rtp^={plugin}"]
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(env)
-        try:
-            self.nvim = pynvim.attach("child", argv=argv)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        self.nvim = embed(tmp, [fidget, plugin], xdg_prefix="kzn-nvim-")
         self.socket_path = str(tmp / "kzn-nvim.sock")
         self.nvim.funcs.serverstart(self.socket_path)
         # its base_url has no /v1 (its endpoint adds it)

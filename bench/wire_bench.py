@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import sys
 import tempfile
@@ -24,12 +23,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pynvim
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.nvim_child import SPY_SENT, nvim_binary  # noqa: E402
+from tests.nvim_child import SPY_SENT, embed  # noqa: E402
 from tests.servers import LoopbackServer, Reply, openai_events  # noqa: E402
 
 TRACER = """
@@ -73,24 +70,7 @@ def run(root: Path, fills: int) -> dict[str, Any]:
     site = tmp / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(TRACER)
-    env = dict(os.environ)
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
-        (tmp / var.lower()).mkdir()
-        env[var] = str(tmp / var.lower())
-    env["KZN_TRACE"] = str(trace)
-    env["PYTHONPATH"] = str(site)
-    env.pop("OPENAI_API_KEY", None)
-    env.pop("ANTHROPIC_API_KEY", None)
-    argv = [nvim_binary(), "--embed", "--headless", "--clean", "-n"]
-    argv += ["--cmd", f"set rtp^={root}"]
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        nvim = pynvim.attach("child", argv=argv)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    nvim = embed(tmp, [root], env={"KZN_TRACE": str(trace), "PYTHONPATH": str(site)})
     try:
         with LoopbackServer() as server:
             nvim.exec_lua(

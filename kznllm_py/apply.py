@@ -16,11 +16,11 @@ from typing import Any, TypeGuard
 from kznllm_py import secrets
 from kznllm_py.errors import KznError
 from kznllm_py.history.records import Entry
+from kznllm_py.stream import fences
 
 SPAN_CAP = 1000  # characters kept of the line's text on each side of a selection
 MAX_PLACES = 100  # matches counted when the selection stands in several places
 MAX_CHECKS = 200_000  # places a block's first row stands that are checked as the block
-FENCE = "```"
 
 
 class ApplyError(KznError):
@@ -234,9 +234,10 @@ def code_of(entry: Entry, *, replace: bool, prose_ok: bool) -> tuple[str, str]:
     text = entry.response
     if not text.strip():
         return "none", ""
-    blocks, unclosed = fenced_blocks(text)
+    found = fences.fenced(text)
+    blocks, unclosed = [found.code(b) for b in found.blocks], found.unclosed()
     if replace:
-        if len(blocks) == 1 and not unclosed and _prose_around(text):
+        if len(blocks) == 1 and not unclosed and found.prose_around():
             return "code", blocks[0]
         return "code", text
     if unclosed is not None and not blocks:
@@ -248,32 +249,6 @@ def code_of(entry: Entry, *, replace: bool, prose_ok: bool) -> tuple[str, str]:
     if not prose_ok and reads_as_prose(text):
         return "none", ""
     return "code", text
-
-
-def fenced_blocks(text: str) -> tuple[list[str], str | None]:
-    """The contents of the fenced code blocks of `text` ("```" or "```lang" to a "```"
-    line), and the content of a last block left open (an answer cut short), if any."""
-    blocks: list[str] = []
-    inside: list[str] | None = None
-    for line in text.split("\n"):
-        bare = line.rstrip("\r").strip()
-        if inside is None:
-            info = bare[3:].strip()
-            if bare.startswith(FENCE) and "`" not in info and " " not in info:
-                inside = []
-        elif bare == FENCE:
-            blocks.append("\n".join(inside))
-            inside = None
-        else:
-            inside.append(line)
-    return blocks, None if inside is None else "\n".join(inside)
-
-
-def _prose_around(text: str) -> bool:
-    lines = text.split("\n")
-    fences = [i for i, line in enumerate(lines) if line.strip().startswith(FENCE)]
-    outside = lines[: fences[0]] + lines[fences[-1] + 1 :]
-    return any(x.strip() for x in outside)
 
 
 _SENTENCE_START = re.compile(r"(?:[-*+>]\s+|\d{1,3}[.)]\s+)?[\"'(*_`]*[A-Za-z]")
@@ -481,3 +456,17 @@ def locate_answer(
             f"{' of ' + name if name else ''} (u takes it back)",
             "INFO",
         ) from None
+
+
+def locate_call(p: Mapping[str, Any]) -> Found:
+    """`locate_answer` for the editor's `apply_locate` call, its loose table read here:
+    the buffer's `lines`, the entry's `selection`, the answer's `text`, the recorded
+    `span` and the buffer's `name`."""
+    lines = [x if isinstance(x, str) else "" for x in p.get("lines") or ()]
+    return locate_answer(
+        lines,
+        str(p.get("selection") or ""),
+        str(p.get("text") or ""),
+        Span.from_json(str(p.get("span") or "")),
+        name=str(p.get("name") or ""),
+    )

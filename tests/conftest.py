@@ -51,6 +51,13 @@ def server() -> Iterator[LoopbackServer]:
         yield srv
 
 
+@pytest.fixture(scope="module")
+def loopback() -> Iterator[LoopbackServer]:
+    """One loopback server for all the tests of a module."""
+    with LoopbackServer() as srv:
+        yield srv
+
+
 @pytest.fixture
 def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """new_client() trusts the environment: a proxy there must not swallow loopback calls."""

@@ -1,4 +1,4 @@
-"""What the fuzz properties (tests/test_fuzz.py) draw streams from: one event of a wire
+"""What the fuzz properties (tests/stream/test_fuzz.py) draw streams from: one event of a wire
 format, a case (the events and what they should yield), and the texts models stream.
 A provider's test file that brings a new wire format declares `FUZZ_CASES = {name:
 strategy of Case}` (and, optionally, `FUZZ_TOKENS = {name: [bytes]}`, the field names its

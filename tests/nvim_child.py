@@ -13,11 +13,13 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pynvim
+
+from tests.servers import LoopbackServer, Reply, openai_events
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -46,6 +48,48 @@ end
 """
 
 
+def xdg_env(tmp: Path, prefix: str = "") -> dict[str, str]:
+    """Own XDG dirs under `tmp` (made), named `prefix` + the variable in lower case."""
+    env: dict[str, str] = {}
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        d = tmp / (prefix + var.lower())
+        d.mkdir(parents=True, exist_ok=True)
+        env[var] = str(d)
+    return env
+
+
+def embed(
+    tmp: Path,
+    rtp: Sequence[Path],
+    *,
+    env: dict[str, str] | None = None,
+    cmds: Sequence[str] = (),
+    xdg_prefix: str = "",
+) -> pynvim.Nvim:
+    """A clean embedded Neovim: its own XDG dirs under `tmp`, no API key of ours in its
+    environment, `rtp` put first on 'runtimepath' (the last given first), `cmds` run
+    before any plugin loads; `env` last (the tests' Child, the benches)."""
+    child_env = dict(os.environ)
+    child_env.update(xdg_env(tmp, xdg_prefix))
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        child_env.pop(var, None)
+    child_env.update(env or {})
+    argv = [nvim_binary(), "--embed", "--headless", "--clean", "-n"]
+    for path in rtp:
+        argv += ["--cmd", f"set rtp^={path}"]
+    for cmd in cmds:
+        argv += ["--cmd", cmd]
+    # pynvim's child session inherits os.environ: set it for the spawn only
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(child_env)
+    try:
+        return pynvim.attach("child", argv=argv)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 class Child:
     def __init__(
         self,
@@ -57,36 +101,9 @@ class Child:
     ) -> None:
         self.tmp = tmp
         self._fed = 0
-        child_env = dict(os.environ)
-        for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
-            d = tmp / var.lower()
-            d.mkdir(parents=True, exist_ok=True)
-            child_env[var] = str(d)
-        for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
-            child_env.pop(var, None)
-        child_env.update(env or {})
-        argv = [
-            nvim_binary(),
-            "--embed",
-            "--headless",
-            "--clean",
-            "-n",
-            "--cmd",
-            f"set rtp^={root}",
-            "--cmd",
-            "let mapleader = ' '",
-        ]
-        # pynvim's child session inherits os.environ: set it for the spawn only
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(child_env)
-        try:
-            self.nvim = pynvim.attach("child", argv=argv)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        self.nvim = embed(tmp, [root], env=env, cmds=["let mapleader = ' '"])
         # prestart off: a test idle for 'updatetime' must not start a host it did not ask
-        # for (tests/test_editor_prestart.py turns it on)
+        # for (tests/nvim/test_editor_prestart.py turns it on)
         opts = {"python": sys.executable, "progress": True, "prestart": False}
         opts.update(setup or {})
         self.nvim.exec_lua("require('kznllm').setup(...)", opts)
@@ -176,6 +193,43 @@ class Child:
             preset,
         )
 
+    def use_server_without_key(self, base_url: str, var: str) -> None:
+        """`use_server` with its key in the (unset) variable `var`; returns once the
+        host started and said the key is missing (the editor refuses from then on)."""
+        self.use_server(base_url, api_key=var)
+        self.lua("require('kznllm.host').ensure()")
+        self.wait_for(
+            lambda: self.lua(
+                "local k = require('kznllm.host').known"
+                " return k and k.presets.test and k.presets.test.missing_key"
+            ),
+            what="the host's word on the presets",
+        )
+
+    def fill_paused(
+        self, server: LoopbackServer, texts: list[str], command: str = "KznFill go"
+    ) -> None:
+        """`command` answered by `server` with `texts`, paused after the first: returns
+        once that is in the buffer (`server.resume()` sends the rest)."""
+        server.queue(Reply(chunks=openai_events(texts), pause_after=2))
+        self.use_server(server.base_url)
+        self.nvim.command(command)
+        server.wait_paused()
+        self.wait_for(lambda: texts[0] in self.text(), what="the first token")
+
+    def fill_scratch(self, preset: str | None = None) -> tuple[str, dict[str, Any]]:
+        """`:KznFill q` (in `preset`, else the one in use) into a new, empty scratch
+        buffer; its text and the job's end, once done there."""
+        before = len(self.done())
+        self.nvim.command("enew | setlocal buftype=nofile bufhidden=wipe noswapfile")
+        buf = self.nvim.current.buffer.number
+        if preset is not None:
+            self.lua("require('kznllm').state.preset = ...", preset)
+        self.nvim.command("KznFill q")
+        done = self.wait_done(before + 1)[before]
+        assert done["bufnr"] == buf
+        return self.text(buf), done
+
     def spy_sent(self) -> None:
         """From now on record what the editor sends the host (see `sent`)."""
         self.lua(SPY_SENT)
@@ -187,3 +241,18 @@ class Child:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.nvim.close()
+
+
+@contextlib.contextmanager
+def editor_with(
+    tmp: Path, presets: list[dict[str, Any]], preset: str | None = None
+) -> Iterator[Child]:
+    """A Child set up with `presets` (and `preset` in use), closed at the end."""
+    child = Child(tmp)
+    try:
+        child.lua("require('kznllm').setup({ presets = ... })", presets)
+        if preset is not None:
+            child.lua("require('kznllm').state.preset = ...", preset)
+        yield child
+    finally:
+        child.close()

@@ -12,8 +12,13 @@ parser reads is kept as recorded.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from typing import Any
+
+from tests.servers import fixed_chunks, split_at
+
+CHUNKINGS = ("events", "bytes", "random")
 
 
 def _json(obj: Any) -> str:
@@ -40,6 +45,17 @@ class Recorded:
             head = f"event: {ev['type']}\n" if self.named and isinstance(ev, dict) else ""
             out.append(f"{head}data: {data}\n\n")
         return "".join(out).encode("utf-8")
+
+    def chunked(self, how: str) -> list[bytes]:
+        """Its wire cut as a server may send it (`how`, one of CHUNKINGS): one event a
+        chunk, one byte a chunk, or 40 random cuts (the same at each run)."""
+        wire = self.wire()
+        if how == "events":
+            return [e + b"\n\n" for e in wire.split(b"\n\n") if e]
+        if how == "bytes":
+            return fixed_chunks(wire, 1)
+        rnd = random.Random(f"{self.name}-cuts")  # reproducible random cuts
+        return split_at(wire, *rnd.sample(range(1, len(wire)), min(40, len(wire) - 1)))
 
 
 # -- OpenAI Responses API -----------------------------------------------------------------

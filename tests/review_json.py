@@ -1,6 +1,6 @@
 """A 2,502-line JSON file and its "disable every other item" answer: the review that
 took the old difflib diff 4.1 s per pass (all those repeated `{` / `},` lines). Shared by
-tests/test_editor_review_big.py and bench/review_bench.py."""
+tests/nvim/test_editor_review_big.py and bench/review_bench.py."""
 
 from __future__ import annotations
 

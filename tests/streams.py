@@ -121,3 +121,20 @@ def base_url_for(provider: str, server_url: str) -> str:
     """Where a preset of `provider` points to reach a loopback server at `server_url`
     (`http://127.0.0.1:PORT`): OpenAI-style servers under /v1, Ollama at the root."""
     return server_url if provider == "ollama" else server_url + "/v1"
+
+
+def cursor_presets(prefix: str, providers: Sequence[str], server_url: str) -> list[dict[str, Any]]:
+    """A keyless preset `prefix-PROVIDER` of each provider on a loopback server, its
+    answer at the cursor (the stream's bytes as they are: on a line of its own an
+    answer's final newline is dropped, as in linewise replace mode)."""
+    return [
+        {
+            "id": f"{prefix}-{p}",
+            "provider": p,
+            "model": "m",
+            "base_url": base_url_for(p, server_url),
+            "api_key": False,
+            "placement": "cursor",
+        }
+        for p in providers
+    ]

@@ -1,6 +1,6 @@
 """:KznApply's decisions as plain data (kznllm_py/apply.py): which answer of a
 conversation, whether it finished, what of it is code, and where the selection stands
-in a buffer's lines now. The editor side is in tests/test_editor_apply.py."""
+in a buffer's lines now. The editor side is in tests/nvim/test_editor_apply.py."""
 
 from __future__ import annotations
 
@@ -206,3 +206,24 @@ def test_an_answer_already_in_place_says_so() -> None:
     with pytest.raises(ApplyError, match="is already applied: the answer stands at line 4"):
         locate_answer(applied, "    return 1", "    return 2", span)
     assert locate_answer(LINES, "    return 1", "    return 2", span).range == (3, 0, 3, 12)
+
+
+def test_a_replace_answer_keeps_its_one_closed_block_whatever_else_starts_like_a_fence() -> None:
+    """:KznApply of a replace's own answer reads the fenced blocks (a line that starts
+    with ``` but is no fence is prose), unlike the stream's end (tests/stream/test_fences.py:
+    the same texts)."""
+    from tests.stream.test_fences import EDGES
+
+    got = {
+        name: apply.code_of(entry(1, response=text), replace=True, prose_ok=False)
+        for name, text in EDGES.items()
+    }
+    assert got == {
+        "prose_after": ("code", "x = 1"),
+        # prose around is looked for outside the first and last line starting with ```
+        "prose_before": ("code", EDGES["prose_before"]),
+        "nested_open": ("code", "a\n```py\nb"),
+        "opened_last": ("code", "x = 1"),  # the block opened last is empty: not counted
+        "closing_cr": ("code", "x = 1\r"),
+        "info_space": ("code", EDGES["info_space"]),
+    }

@@ -84,6 +84,15 @@ def test_the_architecture_doc_names_only_paths_that_exist() -> None:
     assert missing == []
 
 
+def test_the_tests_mirror_the_packages_folders() -> None:
+    """Each folder of tests/ that holds tests is a folder of the package (tests/nvim/:
+    the editor's); tests/ itself holds the top's and the helpers."""
+    package = {p.name for p in (ROOT / "kznllm_py").iterdir() if (p / "__init__.py").exists()}
+    tests = {p.parent.name for p in (ROOT / "tests").glob("*/test_*.py")}
+    assert tests and tests <= package, tests - package
+    assert {"stream", "providers", "prompt", "fill", "history", "cli", "nvim"} <= tests
+
+
 def test_the_command_runs_as_its_folder_too() -> None:
     """`python -m kznllm_py.cli` (the folder) is the `kznllm` command, as it was when
     the CLI was one module."""

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests import cli_env
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, free_port_refusing, json_reply, openai_events
 
@@ -131,15 +132,7 @@ def test_the_key_appears_nowhere_in_the_editor(tmp_path: Path):
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.update({KEY_VAR: CANARY, "XDG_DATA_HOME": str(tmp_path / "data")})
-    return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli.main", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    return cli_env.kznllm(*args, cwd=tmp_path, env=env, text=True)
 
 
 def test_the_key_appears_nowhere_in_cli_output(tmp_path: Path):

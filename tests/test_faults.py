@@ -2,7 +2,7 @@
 message the user reads, the buffer state and the history status it promises.
 
 Core rows run the real client (`new_client()`) against a `LoopbackServer`; editor rows
-drive a real embedded Neovim with the plugin, as tests/test_editor.py does. Rows that
+drive a real embedded Neovim with the plugin, as tests/nvim/test_editor.py does. Rows that
 other test files already prove are cited there, not repeated here.
 """
 
@@ -14,7 +14,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -32,6 +31,7 @@ from kznllm_py.prompt.presets import Preset, preset_from_dict
 from kznllm_py.prompt.prompts import FillContext, search_path
 from kznllm_py.stream.client import Timeouts
 from kznllm_py.stream.generation import DEFAULT_MAX_RESPONSE_BYTES, Generation, Outcome, RetryPolicy
+from tests import cli_env
 from tests.nvim_child import Child
 from tests.servers import (
     LoopbackServer,
@@ -284,14 +284,7 @@ def test_the_cap_comes_with_the_settings_and_is_validated_there():
 
 def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli.main", *args],
-        capture_output=True,
-        cwd=tmp,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-    )
+    return cli_env.kznllm(*args, cwd=tmp, env=env, timeout=30)
 
 
 def test_cli_max_response_bytes_stops_the_answer_with_a_message(tmp_path: Path):
@@ -573,15 +566,7 @@ def test_a_missing_env_key_is_refused_at_the_keypress_and_nothing_is_sent(reused
     # the host says the same when the fill reaches it (test_client_http, test_cli)
     nvim = reused
     with LoopbackServer() as server:
-        nvim.use_server(server.base_url, api_key="KZN_FAULT_UNSET_KEY")
-        nvim.lua("require('kznllm.host').ensure()")
-        nvim.wait_for(
-            lambda: nvim.lua(
-                "local k = require('kznllm.host').known"
-                " return k and k.presets.test and k.presets.test.missing_key"
-            ),
-            what="the host's word on the presets",
-        )
+        nvim.use_server_without_key(server.base_url, "KZN_FAULT_UNSET_KEY")
         nvim.set_lines(SELECTION)
         nvim.lua("vim.bo.modified = false")
         nvim.nvim.command("1,2KznFill rewrite key-env-missing")
@@ -644,11 +629,7 @@ def test_failure_mid_stream_keeps_and_marks_the_partial_text_and_records_it(
 
 def test_a_buffer_made_nomodifiable_mid_stream_is_reported_in_one_clean_line(nvim: Child):
     with LoopbackServer() as server:
-        server.queue(Reply(chunks=openai_events(["a", "b"]), pause_after=2))
-        nvim.use_server(server.base_url)
-        nvim.nvim.command("KznFill go")
-        server.wait_paused()
-        nvim.wait_for(lambda: nvim.text() == "a", what="the first token")
+        nvim.fill_paused(server, ["a", "b"])
         nvim.lua("vim.bo.modifiable = false")
         server.resume()
         done = nvim.wait_done()[0]
@@ -744,13 +725,18 @@ def test_deleting_the_answer_mid_stream_stops_it_and_writes_nothing_elsewhere(
 # -- two fills at once ------------------------------------------------------------------
 
 
+def two_paused_answers(nvim: Child, server: LoopbackServer) -> None:
+    """Two answers, A1 A2 then B1 B2, each paused after its first token; at the cursor."""
+    server.queue(
+        Reply(chunks=openai_events(["A1", "A2"]), pause_after=2),
+        Reply(chunks=openai_events(["B1", "B2"]), pause_after=2),
+    )
+    nvim.use_server(server.base_url, placement="cursor")
+
+
 def test_two_fills_in_one_buffer_each_write_at_their_own_place(nvim: Child):
     with LoopbackServer() as server:
-        server.queue(
-            Reply(chunks=openai_events(["A1", "A2"]), pause_after=2),
-            Reply(chunks=openai_events(["B1", "B2"]), pause_after=2),
-        )
-        nvim.use_server(server.base_url, placement="cursor")
+        two_paused_answers(nvim, server)
         nvim.set_lines(["first", "second"])
         nvim.lua("vim.api.nvim_win_set_cursor(0, {1, 4})")
         nvim.nvim.command("KznFill a")
@@ -776,11 +762,7 @@ def _entries(nvim: Child, n: int) -> list:
 
 def test_two_fills_in_two_buffers_and_escape_cancels_only_its_own_buffers(nvim: Child):
     with LoopbackServer() as server:
-        server.queue(
-            Reply(chunks=openai_events(["A1", "A2"]), pause_after=2),
-            Reply(chunks=openai_events(["B1", "B2"]), pause_after=2),
-        )
-        nvim.use_server(server.base_url, placement="cursor")
+        two_paused_answers(nvim, server)
         first = nvim.nvim.current.buffer.number
         nvim.set_lines(["a"])
         nvim.nvim.command("KznFill a")

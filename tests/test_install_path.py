@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nvim_child import REPO, nvim_binary
+from tests.nvim_child import REPO, nvim_binary, xdg_env
 
 README = REPO / "README.md"
 INSTALL_TIMEOUT = 600.0
@@ -110,9 +110,7 @@ def newcomer_env(home: Path) -> dict[str, str]:
     if sys.prefix != sys.base_prefix:
         ours = str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != ours)
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
-        (home / var.lower()).mkdir(parents=True, exist_ok=True)
-        env[var] = str(home / var.lower())
+    env.update(xdg_env(home))
     return env
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from kznllm_py.prompt.presets import builtin_presets, merge_presets, preset_from
 from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.stream.client import Timeouts
 from kznllm_py.stream.generation import Generation, RetryPolicy
-from tests.cli_env import clean_env
+from tests.cli_env import clean_env, kznllm
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply
 
@@ -213,15 +212,7 @@ price = {{ input = 2.0, cached_input = 0.5, output = 8.0 }}
 
 def run_cli(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
     env = clean_env(XDG_CONFIG_HOME=str(home / "cfg"), XDG_DATA_HOME=str(home / "data"))
-    return subprocess.run(
-        [sys.executable, "-m", "kznllm_py.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=home,
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-    )
+    return kznllm(*args, cwd=home, env=env, text=True, timeout=30)
 
 
 def test_cli_history_lists_the_cost_and_totals_it(server: LoopbackServer, tmp_path: Path) -> None:

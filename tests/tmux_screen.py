@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nvim_child import REPO, nvim_binary
+from tests.nvim_child import REPO, nvim_binary, xdg_env
 
 
 def tmux_or_skip() -> str:
@@ -44,10 +44,7 @@ class Screen:
             for k, v in os.environ.items()
             if not k.startswith(("XDG_", "TMUX", "NVIM")) and "proxy" not in k.lower()
         }
-        for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
-            d = tmp / var.lower()
-            d.mkdir(parents=True, exist_ok=True)
-            env[var] = str(d)
+        env.update(xdg_env(tmp))
         for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
             env.pop(var, None)
         env["TERM"] = "xterm-256color"

@@ -4,7 +4,7 @@ order, on a database the steps before it made. The database's PRAGMA user_versio
 number of steps it has run.
 
 Never edit, reorder or remove a released step: a user's database already ran it. A change
-is a new `_m00N_...` function at the end of this file (tests/test_history_migrations.py
+is a new `_m00N_...` function at the end of this file (tests/history/test_history_migrations.py
 asserts the schema they add up to, and runs every step on the one before).
 """
 

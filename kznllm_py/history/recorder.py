@@ -242,3 +242,26 @@ class Recording:
         request may go out, and a crash from its first token on leaves the entry."""
         # asyncio.wait, not wait_for: a timeout must not cancel the store's call
         await asyncio.wait([asyncio.wrap_future(self._id_future)], timeout=timeout)
+
+
+class RecorderSlot:
+    """A host's one recorder for the history settings in force: made on first use, and
+    made anew when setup() changes where history lives or what it keeps (one a running
+    fill holds finishes its entry). `on_error` gets its messages, from its worker
+    thread."""
+
+    def __init__(self, on_error: Callable[[str], None]) -> None:
+        self._on_error = on_error
+        self.current: HistoryRecorder | None = None
+        self._made_for: tuple[Path, int | None, float | None] | None = None
+
+    def get(
+        self, path: Path, max_entries: int | None, max_age_days: float | None
+    ) -> HistoryRecorder:
+        if self._made_for != (path, max_entries, max_age_days):
+            self.current, self._made_for = None, (path, max_entries, max_age_days)
+        if self.current is None:
+            self.current = HistoryRecorder(
+                path, self._on_error, max_entries=max_entries, max_age_days=max_age_days
+            )
+        return self.current

@@ -34,7 +34,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "close": "q",
     "help": "?",
 }
-# the same words as :help kznllm-sidebar (tests/test_sidebar.py compares them)
+# the same words as :help kznllm-sidebar (tests/history/test_sidebar.py compares them)
 KEY_HELP = {
     "open": "open the entry in a scratch buffer (follow up there with :KznFill)",
     "rerun": "re-run the prompt with the current preset, into a scratch buffer",

@@ -8,48 +8,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pynvim
 
-from kznllm_py import apply, history, logfile, secrets, settings
+from kznllm_py import apply, history, logfile, settings
 from kznllm_py.errors import KznError, printable
-from kznllm_py.fill import request, shape
+from kznllm_py.fill import known, request, shape
 from kznllm_py.fill.request import FillRequest
 from kznllm_py.history.ops import HistoryOps
-from kznllm_py.history.recorder import (
-    HistoryRecorder,
-    Recording,
-    before_delivery,
-    record,
-    request_json,
-)
+from kznllm_py.history.recorder import HistoryRecorder, RecorderSlot, Recording
 from kznllm_py.nvim import calls
 from kznllm_py.nvim.editor import BufferSink
-from kznllm_py.prompt.presets import pick
-from kznllm_py.providers.base import HttpRequest
-from kznllm_py.secrets import redact, redact_url
-from kznllm_py.stream import fences
+from kznllm_py.secrets import redact
 from kznllm_py.stream.coalesce import Coalescer, Pace
-from kznllm_py.stream.events import Outcome, RequestReady, Retry, Text
 
 if TYPE_CHECKING:
     import httpx
 
     from kznllm_py import models
     from kznllm_py.fill import job as payload
-    from kznllm_py.fill import turn as fill
-    from kznllm_py.fill.debug_view import DebugView
+    from kznllm_py.fill import run
+    from kznllm_py.history.records import Entry
     from kznllm_py.prompt import prompts, sandbox
-    from kznllm_py.stream.generation import Generation
 
 
 class _OnFirstUse:
@@ -75,6 +62,7 @@ FILL_MODULES = (
     "kznllm_py.fill.job",
     "kznllm_py.prompt.prompts",
     "kznllm_py.prompt.sandbox",
+    "kznllm_py.fill.run",
 )
 
 
@@ -87,20 +75,13 @@ def load_fill_modules() -> None:
 
 
 if not TYPE_CHECKING:
-    fill = _OnFirstUse("kznllm_py.fill.turn")
     models = _OnFirstUse("kznllm_py.models")
     payload = _OnFirstUse("kznllm_py.fill.job")
     prompts = _OnFirstUse("kznllm_py.prompt.prompts")
+    run = _OnFirstUse("kznllm_py.fill.run")
     sandbox = _OnFirstUse("kznllm_py.prompt.sandbox")
 
 log = logfile.logger
-
-DEMO_NOTICE = (
-    "kznllm: no API key found, so this answer came from the offline demo model (not a "
-    "real LLM). Set OPENAI_API_KEY or ANTHROPIC_API_KEY (or add a preset in setup()) "
-    "and pick it with :KznPreset."
-)
-
 
 _PLUGINS: list[KznllmPlugin] = []  # the instances pynvim made (one per host)
 
@@ -124,15 +105,18 @@ class KznllmPlugin:
         self.editor = calls.Editor(nvim)  # every call into the editor (lua/kznllm/calls.lua)
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = None
-        self._recorder: HistoryRecorder | None = None
-        self._recorder_for: tuple[Any, ...] = ()  # the path and limits it was made with
+        # history's recorder reports from its worker thread: hop onto the host's loop,
+        # the only thread that may talk to Neovim
+        self._recorders = RecorderSlot(
+            lambda m: self.nvim.loop.call_soon_threadsafe(self._report, f"kznllm: {m}")
+        )
         self._history_ops: HistoryOps | None = None
         # entries this host is streaming (entry id -> job id): the sidebar shows them live
         self.live: dict[int, int] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._begun: set[int] = set()  # fills whose task started running
         # the write pace of each running fill, set by what its writes cost the editor
-        self._paced: dict[int, tuple[Coalescer, Pace]] = {}
+        self.paced: dict[int, tuple[Coalescer, Pace]] = {}
         self._warned: set[str] = set()  # skipped .kzn folders already reported
         _PLUGINS.append(self)
         # setup()'s options, validated once per `configure` (the editor's first call on
@@ -150,8 +134,8 @@ class KznllmPlugin:
             task.cancel()
         if pending and not loop.is_closed() and not loop.is_running():
             loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
-        if self._recorder is not None:
-            self._recorder.close()
+        if self._recorders.current is not None:
+            self._recorders.current.close()
 
     def http(self) -> httpx.AsyncClient:
         """The host's HTTP client, made on first use. A method, not a property: pynvim
@@ -208,53 +192,13 @@ class KznllmPlugin:
         for line in new.problems:
             log.warning("%s", line)
         self.settings = new
-        # what the editor shows and where it puts an answer, as this side resolves them:
-        # the default preset, each preset's model (or the one picked) and 'auto' placement
-        presets = {pid: new.preset(pid) for pid in new.presets}
-        reply = {
-            "generation": new.generation,
-            "problems": new.shown_problems(),
-            "presets": {
-                pid: {
-                    "model": p.model,
-                    "auto": request.placement("auto", p.fim),
-                    # the env var of a key this host lacks: the editor refuses at the
-                    # keypress, before the query is typed (a cmd: key is never run there)
-                    "missing_key": p.api_key if secrets.present(p.api_key) is False else None,
-                }
-                for pid, p in presets.items()
-            },
-            "default": new.preset(None).id,
-        }
-        self.editor.configured(reply)
+        self.editor.configured(known.configured(new))
 
     def answer(self, op: str, data: dict[str, Any]) -> Any:
         """What a `request` call asks (no I/O); the editor waits for it with a deadline,
         so a wedged host cannot freeze it, as a sync=True handler would."""
         if op == "presets":
-            s = self.settings
-            presets = s.presets
-            # the current one may be a preset left out as invalid: the list stays
-            try:
-                current = presets.get(data.get("current") or "") or pick(presets, None)
-            except KznError as exc:
-                return {"error": str(exc), "presets": []}
-            return {
-                "problems": s.shown_problems(),
-                "current": current.id,
-                "presets": [
-                    {
-                        "id": p.id,
-                        "description": p.description,
-                        "model": p.model,
-                        "key": secrets.describe(p.api_key),
-                        # None: needs none; a cmd: key counts as there (it runs when used)
-                        "key_present": secrets.present(p.api_key),
-                        "provider": p.provider,
-                    }
-                    for p in presets.values()
-                ],
-            }
+            return known.preset_list(self.settings, data.get("current") or "")
         return {"error": f"unknown request {op!r}"}
 
     # -- work ---------------------------------------------------------------------------
@@ -279,29 +223,15 @@ class KznllmPlugin:
             with contextlib.suppress(KznError):
                 render_prompt(s.preset(None), prompts.FillContext(mode="yap", query=""), dirs)
 
-    def _history(self, s: settings.Settings) -> HistoryRecorder | None:
+    def recorder(self, s: settings.Settings) -> HistoryRecorder | None:
         """The host's recorder (made on first use), or None when history is off."""
         if not s.history_enabled:
             return None
         _, max_entries, max_age_days = s.history
-        path = history.default_path(s.data_dir)
-        if self._recorder_for != (path, max_entries, max_age_days):
-            # first use, or setup() changed where history lives or what it keeps: a new
-            # recorder (one a running fill holds finishes its entry)
-            self._recorder, self._recorder_for = None, (path, max_entries, max_age_days)
-        if self._recorder is None:
-            # the recorder reports from its worker thread: hop onto the host's loop, the
-            # only thread that may talk to Neovim
-            self._recorder = HistoryRecorder(
-                path,
-                lambda m: self.nvim.loop.call_soon_threadsafe(self._report, f"kznllm: {m}"),
-                max_entries=max_entries,
-                max_age_days=max_age_days,
-            )
-        return self._recorder
+        return self._recorders.get(history.default_path(s.data_dir), max_entries, max_age_days)
 
     def _ops(self) -> HistoryOps:
-        recorder = self._history(self.settings)
+        recorder = self.recorder(self.settings)
         if recorder is None:
             raise KznError("history is off (setup({ history = true }) turns it on)")
         if self._history_ops is None or self._history_ops.recorder is not recorder:
@@ -354,15 +284,7 @@ class KznllmPlugin:
                 # a review of it diffs in the editor (vim.diff), never here on the loop
                 self.editor.apply_planned(plan.to_dict(), p.get("scratch"))
             else:
-                lines = [x if isinstance(x, str) else "" for x in p.get("lines") or ()]
-                found = await asyncio.to_thread(
-                    apply.locate_answer,
-                    lines,
-                    str(p.get("selection") or ""),
-                    str(p.get("text") or ""),
-                    apply.Span.from_json(str(p.get("span") or "")),
-                    name=str(p.get("name") or ""),
-                )
+                found = await asyncio.to_thread(apply.locate_call, p)
                 self.editor.apply_located(p.get("token"), found.to_dict())
         except apply.ApplyError as exc:
             self.editor.apply_refused(p.get("token"), printable(redact(str(exc))), exc.level)
@@ -391,7 +313,7 @@ class KznllmPlugin:
         load_fill_modules()  # on the loop's thread, before a worker may import them
         try:
             job = payload.job_of(request.parse(p), self.settings)
-            self._warn_ignored(job.ignored_kzn)
+            self.warn_ignored(job.ignored_kzn)
             # the templates of .kzn and the project's rules files
             files, lines, where = await sandbox.run_off_loop(payload.project_review, job)
             self.editor.trust_review(files, lines, where)
@@ -412,21 +334,6 @@ class KznllmPlugin:
             reply = {"request": p.get("request"), "hunks": [], "note": "git: internal error"}
         self.editor.context_answered("git", reply)
 
-    def _recording(
-        self,
-        s: settings.Settings,
-        job: payload.FillJob,
-        *,
-        mode: str,
-        parent_id: int | None,
-        span: str = "",
-    ) -> Recording | None:
-        recorder = self._history(s)
-        if recorder is None:
-            return None
-        entry = fill.new_entry(job, mode=mode, parent_id=parent_id)
-        return recorder.begin(replace(entry, span=span))
-
     async def _track(self, job_id: int, bufnr: int, rec: Recording, ended: asyncio.Event) -> None:
         """The editor learns the entry id (follow-ups in a conversation buffer continue
         from it); while the request runs, the sidebar shows the entry live."""
@@ -444,17 +351,7 @@ class KznllmPlugin:
             self.live.pop(entry_id, None)
         self.editor.sidebar_changed()
 
-    async def _turn(self, req: FillRequest, job: payload.FillJob) -> fill.Turn:
-        """What to send and record: a follow-up or a re-run reads its history entry."""
-        asked = 0 if req.send is not None else (req.followup or req.rerun)
-        if not asked:
-            return fill.turn(req, job)
-        entry = await self._ops().get(asked)
-        if entry is None:
-            raise KznError(f"history entry {asked} is gone")
-        return fill.turn(req, job, entry)
-
-    def _warn_ignored(self, lines: tuple[str, ...]) -> None:
+    def warn_ignored(self, lines: tuple[str, ...]) -> None:
         """A skipped `.kzn` folder is said once a session, not at every fill."""
         for line in lines:
             if line not in self._warned:
@@ -490,18 +387,8 @@ class KznllmPlugin:
 
         task.add_done_callback(done)
 
-    def _answer_taps(self, job: payload.FillJob, turn: fill.Turn, sink: BufferSink) -> Answer:
-        """Follow what a fill writes: a replace (not a debug view or a conversation) may
-        be chatty. A review's diff is the editor's own (vim.diff over the region, in
-        lua/kznllm/review.lua): the host's loop never diffs."""
-        replace = job.ctx.mode == "replace" and not job.debug and turn.prompt is None
-        answer = Answer(replace)
-        if replace:  # only a replace's text is needed again (chatty)
-            sink.tap = answer.tap
-        return answer
-
     def _pace(self, job_id: int, cpu_s: float) -> None:
-        paced = self._paced.get(job_id)
+        paced = self.paced.get(job_id)
         if paced is not None:
             coalescer, pace = paced
             coalescer.interval = pace.observe(cpu_s)
@@ -515,187 +402,16 @@ class KznllmPlugin:
             BufferSink(self.nvim, job_id).finish("cancelled", None, {})
 
     async def _fill(self, req: FillRequest, sink: BufferSink, s: settings.Settings) -> None:
-        job_id = req.id
-        self._begun.add(job_id)
-        pace = Pace()
-        coalescer = Coalescer(sink.write, interval=pace.interval)
-        self._paced[job_id] = (coalescer, pace)
-        info: dict[str, Any] = {}
-        ended = asyncio.Event()
-        answer: Answer | None = None
-        try:
-            try:
-                if req.send is not None:  # :KznSend: the preset the view names
-                    from kznllm_py.prompt.debug_request import preset_of
+        self._begun.add(req.id)
+        await run.run(req, sink, s, self, client=self.http(), recorder=self.recorder(s))
 
-                    req = replace(req, preset=preset_of(req.send, s.presets))
-                job = payload.job_of(req, s)
-                self._warn_ignored(job.ignored_kzn)
-                # file I/O and template renders (fitting the budget): off the loop, when
-                # there is a .kzn folder to read (else no hop to a thread and back)
-                if job.kzn_dir is not None:
-                    job = await sandbox.run_off_loop(payload.with_project_files, job)
-                    self._warn_ignored(job.notices)  # project templates not used: why
-                if payload.reads_repo(job):  # the project's rules, git: files, a process
-                    job = await sandbox.run_off_loop(payload.with_repo_context, job)
-                    self._warn_ignored(job.notices)  # rules not sent: why
-                job = payload.fitted(job)  # the context sections in the budget
-                turn = await self._turn(req, job)
-            except KznError as exc:
-                sink.finish("error", printable(redact(str(exc))), info)
-                return
-            job = turn.job
-            # the editor places it the same way: the settings' presets told it (configure)
-            where = fill.placement(req.placement, job.preset.fim)
-            if where is not None and not job.debug and turn.prompt is None:
-                # an answer on a line of its own keeps that line's own line break
-                sink.linewise = where != "cursor"
-                job = replace(job, ctx=fill.at_spot(job.ctx, where, req.spot))
-            # shaped for the buffer it lands in (history records the answer as it came)
-            on = s.shape if job.preset.shape is None else job.preset.shape
-            shaping = shape.for_fill(req, where, enabled=on)
-            job = replace(job, ctx=shape.asked(job.ctx, shaping))
-            log.info(
-                "fill %d: %s, preset %s (%s %s)",
-                job_id,
-                turn.mode,
-                job.preset.id,
-                job.preset.provider,
-                job.preset.model,
-            )
-            from kznllm_py.fill.debug_view import DebugView
-            from kznllm_py.stream.generation import Generation
+    # -- what a fill uses of the host (fill.run.Host) -------------------------------------
 
-            generation = Generation(
-                self.http(),
-                job.preset,
-                job.ctx,
-                job.timeouts,
-                search_dirs=job.search_dirs,
-                retry=job.retry,
-                prompt=turn.prompt,
-                edited_view=req.send,
-                max_response_bytes=job.max_response_bytes,
-            )
-            answer = self._answer_taps(job, turn, sink)
-            sink.scratch = job.debug or bool(turn.head)
-            if turn.head:
-                coalescer.push(turn.head)
-            view = None
-            if job.debug:
-                fence = job.ctx.filetype if job.ctx.mode == "replace" else None
-                view = DebugView(coalescer.push, partial(payload.debug_text, job), fence=fence)
-            span = turn.span or fill.span_json(req, job.ctx)
-            rec = self._recording(s, job, mode=turn.mode, parent_id=turn.parent_id, span=span)
-            if rec is not None:
-                self._spawn(self._track(job_id, req.bufnr, rec, ended))
-            pipe = shape.Pipe(coalescer.push, shaping)
-            outcome = await _generate(job_id, generation, sink, pipe.push, view, rec)
-            pipe.close()
-            coalescer.close()
-            answer.end(sink, final=pipe.final)
-            end = fill.FillEnd(
-                outcome,
-                preset=job.preset.id,
-                writes=coalescer.writes,
-                pace_ms=coalescer.interval * 1000,
-                fold=view.fold() if view is not None else None,  # the editor folds there
-                skipped_files=len(job.skipped),
-                notice=DEMO_NOTICE if job.used_default and job.preset.demo else None,
-            )
-            info = end.to_dict()
-            _log_outcome(job_id, info)
-            sink.finish(outcome.status, outcome.error, info)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                coalescer.close()
-                if answer is not None:
-                    answer.end(sink, complete=False)
-                sink.finish("cancelled", None, info)
-            raise
-        finally:
-            ended.set()
-            self._paced.pop(job_id, None)
-            ms = coalescer.interval * 1000
-            log.debug("fill %d: %d writes, paced at %.0f ms", job_id, coalescer.writes, ms)
+    async def entry(self, entry_id: int) -> Entry | None:
+        return await self._ops().get(entry_id)
 
-
-class Answer:
-    """What a replace-mode answer put in the buffer, as it went there: at its end a
-    chatty answer (prose around one code block) is cut down to the code, in the same
-    undo step."""
-
-    def __init__(self, replace: bool) -> None:
-        self._parts: list[str] = []
-        self._replace = replace
-
-    def tap(self, text: str) -> None:
-        self._parts.append(text)
-
-    def end(
-        self, sink: BufferSink, *, complete: bool = True, final: Callable[[str], str] = str
-    ) -> None:
-        """The answer is over (`complete`: it ended on its own, not cancelled); `final`
-        shapes the code cut out of a chatty one (fill/shape.py)."""
-        sink.flush()
-        code = fences.only_code("".join(self._parts)) if self._replace and complete else None
-        if code is not None:
-            sink.rewrite(final(code))
-
-
-async def _generate(
-    job_id: int,
-    generation: Generation,
-    sink: BufferSink,
-    write: Callable[[str], None],
-    view: DebugView | None,
-    rec: Recording | None,
-) -> Outcome:
-    """Run a fill's generation into its consumers: the buffer (or the debug view, which
-    then gets the text), history, the log, the progress message. What a consumer must
-    have done before the request goes out (the debug view's render, history's entry)
-    holds the generation."""
-    async with generation.events() as events:
-        async for event in events:
-            if rec is not None and (gate := before_delivery(rec, event)) is not None:
-                await events.hold(gate)  # the first text waits for history's entry
-            match event:
-                case Text(text) if view is None:
-                    write(text)
-                case RequestReady(request):
-                    _log_request(job_id, request)
-                case Retry(attempt, wait, why):
-                    _retry_note(sink, job_id, attempt, wait, why)
-            if view is not None and (gate := view.take(event)) is not None:
-                await events.hold(gate)
-            if rec is not None:
-                record(rec, event)
-    return events.outcome()
-
-
-def _log_request(job_id: int, request: HttpRequest) -> None:
-    log.info("fill %d: %s %s", job_id, request.method, redact_url(request.url))
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug("fill %d: request %s", job_id, request_json(request))
-
-
-def _retry_note(sink: BufferSink, job_id: int, attempt: int, wait: float, why: str) -> None:
-    log.warning("fill %d: try %d turned away, retry in %g s: %s", job_id, attempt, wait, why)
-    sink.note(f"retry in {wait:g} s: {why}")
-
-
-def _log_outcome(job_id: int, info: dict[str, Any]) -> None:
-    level = logging.INFO if info.get("status") != "error" else logging.WARNING
-    log.log(
-        level,
-        "fill %d: %s%s, %d chars, first token %s ms, %s ms",
-        job_id,
-        info.get("status"),
-        f" ({info['error']})" if info.get("error") else "",
-        info.get("chars", 0),
-        info.get("first_token_ms", "-"),
-        info.get("duration_ms"),
-    )
+    def track(self, job_id: int, bufnr: int, rec: Recording, ended: asyncio.Event) -> None:
+        self._spawn(self._track(job_id, bufnr, rec, ended))
 
 
 def _now(method: Callable[[KznllmPlugin, dict[str, Any]], None]) -> Handler:

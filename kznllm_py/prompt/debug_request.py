@@ -17,7 +17,7 @@ line of it can close the fence or become structure. A text holding a CR or a NUL
 a buffer line cannot keep as they are, is fenced as `text escaped`: its backslashes,
 CRs and NULs written `\\\\`, `\\r`, `\\0`. Paths and reasons of the context section are
 shown as JSON strings when they hold a backtick or a control character. Reading the
-view back gives exactly the body that was rendered (tests/test_debug_view_property.py).
+view back gives exactly the body that was rendered (tests/fill/test_debug_view_property.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 kznllm_py/providers/base.py): what it supports as data (its params, how its server
 lists its models), and pure functions that build the request, read an error body and
 parse the stream (no I/O: tested with plain data, shared by the CLI and the plugin).
-Adding a wire format is one module, its test file (tests/test_providers_<name>.py, with
+Adding a wire format is one module, its test file (tests/providers/test_providers_<name>.py, with
 `FUZZ_CASES` for the fuzz properties), one line here, and its golden requests
 (tests/golden/wire/<name>.txt, written by KZN_UPDATE_GOLDEN=1 for review); nothing
 else names it.

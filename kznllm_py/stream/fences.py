@@ -10,6 +10,8 @@ passes through untouched and undelayed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 FENCE = "```"
 _BLANK = " \t\r\n"
 
@@ -92,23 +94,62 @@ def _is_closing(line: str) -> bool:
     return line.rstrip("\r").strip() == FENCE
 
 
+@dataclass(frozen=True, slots=True)
+class Fenced:
+    """A text's fenced code blocks, by line: `blocks`, the (opening, closing) lines of
+    each closed block ("```" or "```lang" to a "```" line); `open_from`, the opening
+    line of a last block left open (an answer cut short); `marks`, every line that
+    starts with ``` (a fence, or prose that starts like one)."""
+
+    lines: tuple[str, ...]
+    blocks: tuple[tuple[int, int], ...]
+    open_from: int | None
+    marks: tuple[int, ...]
+
+    def code(self, block: tuple[int, int]) -> str:
+        return "\n".join(self.lines[block[0] + 1 : block[1]])
+
+    def unclosed(self) -> str | None:
+        """The content of the block left open, if any."""
+        return None if self.open_from is None else "\n".join(self.lines[self.open_from + 1 :])
+
+    def prose_around(self) -> bool:
+        """Whether anything but blanks stands before the first line starting with ```
+        or after the last."""
+        if not self.marks:
+            return any(x.strip() for x in self.lines)
+        outside = self.lines[: self.marks[0]] + self.lines[self.marks[-1] + 1 :]
+        return any(x.strip() for x in outside)
+
+
+def fenced(text: str) -> Fenced:
+    """The fenced code blocks of `text` (see `Fenced`): the one reading of fences for
+    the stream's end (`only_code`) and :KznApply (kznllm_py/apply.py)."""
+    lines = text.split("\n")
+    blocks: list[tuple[int, int]] = []
+    marks: list[int] = []
+    start: int | None = None
+    for i, line in enumerate(lines):
+        if line.rstrip("\r").strip().startswith(FENCE):
+            marks.append(i)
+        if start is None:
+            if _opening_line(line) is not None:
+                start = i
+        elif _is_closing(line):
+            blocks.append((start, i))
+            start = None
+    return Fenced(tuple(lines), tuple(blocks), start, tuple(marks))
+
+
 def only_code(answer: str) -> str | None:
     """A chatty replace-mode answer: prose, exactly one fenced code block (an opening
     fence line "```" or "```lang", a closing "```" line), maybe more prose after. Returns
     the block's content (what the code should become), or None when the answer is not
-    that shape (no block, several, an unclosed one, or nothing but the block: the
-    stripper handles that while it streams)."""
-    lines = answer.split("\n")
-    opens = [i for i, line in enumerate(lines) if _fence_line(line)]
-    if len(opens) != 2:
+    that shape (no block, several, an unclosed one, another line that starts with ```,
+    or nothing but the block: the stripper handles that while it streams)."""
+    found = fenced(answer)
+    if len(found.marks) != 2 or found.blocks != (found.marks,):
         return None
-    start, end = opens
-    if _opening_line(lines[start]) is None or not _is_closing(lines[end]):
-        return None
-    if not any(x.strip() for x in lines[:start] + lines[end + 1 :]):
+    if not found.prose_around():
         return None  # no prose: not chatty
-    return "\n".join(lines[start + 1 : end])
-
-
-def _fence_line(line: str) -> bool:
-    return line.rstrip("\r").strip().startswith(FENCE)
+    return found.code(found.blocks[0])

@@ -36,8 +36,10 @@ M.use_private = true
 ---@type table<integer, kznllm.HeldHighlight>
 local held = {}
 
-local function real_buf(buf)
-  return (buf == 0 or buf == nil) and api.nvim_get_current_buf() or buf
+--- `buf` (0 or nil: the current one), and its held highlighter if there is one.
+local function held_of(buf)
+  buf = (buf == 0 or buf == nil) and api.nvim_get_current_buf() or buf
+  return buf, held[buf]
 end
 
 --- setup()'s stream_highlight, read safely: a mode other than 'live' holds, a quiet_ms
@@ -103,8 +105,8 @@ end
 --- held: the job then calls `release` at its end.
 ---@return boolean
 function M.hold(buf)
-  buf = real_buf(buf)
-  local h = held[buf]
+  local h
+  buf, h = held_of(buf)
   if h then
     h.count = h.count + 1
     return true
@@ -128,8 +130,8 @@ end
 --- After each write of a job into `buf`: the answer is highlighted once writes stop
 --- for `quiet_ms` (a slow provider, a pause in the stream).
 function M.wrote(buf)
-  buf = real_buf(buf)
-  local h = held[buf]
+  local h
+  buf, h = held_of(buf)
   if not h then
     return
   end
@@ -149,8 +151,8 @@ end
 --- A job that streamed into `buf` ended: the last one gives the highlighter its tree
 --- back and has it parse what was written.
 function M.release(buf)
-  buf = real_buf(buf)
-  local h = held[buf]
+  local h
+  buf, h = held_of(buf)
   if not h then
     return
   end
@@ -173,8 +175,7 @@ end
 
 --- Whether the highlighter of `buf` is held now (for tests and :checkhealth).
 function M.is_held(buf)
-  buf = real_buf(buf)
-  return held[buf] ~= nil
+  return select(2, held_of(buf)) ~= nil
 end
 
 return M
