@@ -3,6 +3,9 @@ library on the small objects a stream carries)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from itertools import repeat
+from operator import and_
 from typing import Any
 
 import orjson
@@ -32,3 +35,71 @@ def loads_body(data: bytes) -> Any:
         return _loads(data)
     except (_JSONError, UnicodeDecodeError, ValueError, RecursionError):
         return None
+
+
+# a string that no template's sample holds where its value is, to find that value's place
+_PROBE = "kznllm template probe"
+
+
+class Template:
+    """Events of one stream that differ only in one string value (the text of a token):
+    a sample event of the common shape, cut around that value's string literal into
+    `head` (up to and with its opening quote) and `tail` (from its closing quote on).
+    An event `head + inner + tail` whose `inner` holds no quote, no control character
+    and no other character that `str.isprintable` refuses is the sample with `inner` as
+    that string: JSON's grammar reads it as the same tokens, one string token changed.
+    `texts` reads a whole run of events so, in C-level passes; anything else (an escape
+    the run cannot decode, another shape) is left to the caller's own reading."""
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self, head: str, tail: str) -> None:
+        self.head = head
+        self.tail = tail
+
+    @classmethod
+    def learn(cls, data: str, value: str, read: Callable[[Any], str | None]) -> Template | None:
+        """The template of `data`, an event that `read` (a parser's reading of a parsed
+        event of the common shape) reads as `value`; None when the value is no plain
+        string literal of `data` or when its place cannot be told for sure: a probe
+        value put there must read back as itself."""
+        if not value or '"' in value or "\\" in value or not value.isprintable():
+            return None
+        literal = f'"{value}"'
+        start = data.find(literal)
+        for _ in range(8):  # the value may also be found elsewhere (an id, a model name)
+            if start < 0:
+                return None
+            head, tail = data[: start + 1], data[start + len(literal) - 1 :]
+            try:
+                if read(_loads(f"{head}{_PROBE}{tail}")) == _PROBE:
+                    return cls(head, tail)
+            except (_JSONError, RecursionError):
+                pass
+            start = data.find(literal, start + 1)
+        return None
+
+    def matches(self, datas: list[str]) -> list[bool]:
+        """For each event, whether it has the template's head and tail (C-level)."""
+        heads = map(str.startswith, datas, repeat(self.head))
+        tails = map(str.endswith, datas, repeat(self.tail))
+        return list(map(and_, heads, tails))
+
+    def texts(self, datas: list[str]) -> str | None:
+        """The values of `datas` (each with the head and tail), joined; None when one
+        of them is not sure to read as the template says (the caller reads them)."""
+        cut, keep = len(self.head), -len(self.tail)
+        inners = [d[cut:keep] for d in datas]
+        text = "".join(inners)
+        # an event shorter than head and tail together overlaps them: its inner is
+        # empty, and its length short of what the sum counts
+        if sum(map(len, datas)) != len(datas) * (cut - keep) + len(text):
+            return None
+        if '"' in text or not text.isprintable():
+            return None
+        if "\\" in text:  # escapes (a line break is one): each such literal decoded
+            try:
+                text = "".join([_loads(f'"{x}"') if "\\" in x else x for x in inners])
+            except (_JSONError, RecursionError):
+                return None
+        return text
