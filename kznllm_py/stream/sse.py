@@ -18,7 +18,6 @@ cannot grow the host).
 from __future__ import annotations
 
 import codecs
-import re
 from dataclasses import dataclass
 from itertools import repeat
 from typing import cast
@@ -27,7 +26,6 @@ from kznllm_py.errors import StreamError, size_text
 
 # characters of one line, or of one event's data, past which the stream is refused
 MAX_LINE = 4 * 1024 * 1024
-_BLANK_RUNS = re.compile("\n{3,}")
 _DATA = repeat("data: ")  # the prefix of each line, for map(str.startswith, lines, _DATA)
 
 
@@ -166,8 +164,6 @@ class SSEDecoder(TextLines):
             if text[-1] == "\r":
                 self._trailing_cr = True
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        if "\n\n\n" in text:  # a run of blank lines ends one event at most: one will do
-            text = _BLANK_RUNS.sub("\n\n", text)
         lines, self._held = complete_lines(self._pending, text, self._held, self._max_line)
         if not lines:
             return []
@@ -178,6 +174,13 @@ class SSEDecoder(TextLines):
             # (the last line, if its blank line is still to come, takes the loop below)
             pairs = len(lines) & ~1
             heads = lines[0:pairs:2]
+            if "" in heads:
+                # a run of blank lines ends one event at most (after a blank line another
+                # is nothing): one will do, and the run keeps the hot path
+                after = ["x", *lines[:-1]]  # what each line comes after
+                lines = [x for x, before in zip(lines, after, strict=True) if x or before]
+                pairs = len(lines) & ~1
+                heads = lines[0:pairs:2]
             if pairs and not any(lines[1:pairs:2]) and all(map(str.startswith, heads, _DATA)):
                 last_id, retry = self._last_id, self._retry
                 if runs and last_id is None and retry is None:
