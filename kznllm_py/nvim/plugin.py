@@ -39,7 +39,7 @@ from kznllm_py.providers.base import HttpRequest
 from kznllm_py.secrets import redact, redact_url
 from kznllm_py.stream import fences
 from kznllm_py.stream.coalesce import Coalescer, Pace
-from kznllm_py.stream.events import Outcome, RequestReady, Retry, Text
+from kznllm_py.stream.events import Done, Outcome, RequestReady, Retry, Text
 
 if TYPE_CHECKING:
     import httpx
@@ -569,7 +569,9 @@ class KznllmPlugin:
             rec = self._recording(s, job, mode=turn.mode, parent_id=turn.parent_id, span=span)
             if rec is not None:
                 self._spawn(self._track(job_id, req.bufnr, rec, ended))
-            outcome = await _generate(job_id, generation, sink, coalescer.push, view, rec)
+            outcome = await _generate(
+                job_id, generation, sink, coalescer.push, view, rec, flush=coalescer.close
+            )
             coalescer.close()
             answer.end(sink)
             end = fill.FillEnd(
@@ -625,6 +627,8 @@ async def _generate(
     write: Callable[[str], None],
     view: DebugView | None,
     rec: Recording | None,
+    *,
+    flush: Callable[[], None] | None = None,
 ) -> Outcome:
     """Run a fill's generation into its consumers: the buffer (or the debug view, which
     then gets the text), history, the log, the progress message. What a consumer must
@@ -641,6 +645,10 @@ async def _generate(
                     _log_request(job_id, request)
                 case Retry(attempt, wait, why):
                     _retry_note(sink, job_id, attempt, wait, why)
+                case Done() if flush is not None and view is None:
+                    # all the text came: it goes to the editor now, before history's
+                    # end of the entry (its thread would compete for the GIL and a core)
+                    flush()
             if view is not None and (gate := view.take(event)) is not None:
                 await events.hold(gate)
             if rec is not None:
