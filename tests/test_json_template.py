@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kznllm_py.errors import KznError
-from kznllm_py.providers import openai
+from kznllm_py.providers import jsonfast, openai
 from kznllm_py.providers.base import Delta, TextDelta
 from kznllm_py.providers.jsonfast import Template
 from kznllm_py.stream.sse import Event, SSEDecoder
@@ -155,6 +155,20 @@ def test_the_template_is_learnt_only_where_a_probe_reads_back():
     # a value with a quote or an escape, or none at all: no template
     assert Template.learn('{"choices":[{"delta":{"content":"a\\nb"}}]}', "a\nb", len) is None
     assert Template.learn('{"choices":[{"delta":{"content":""}}]}', "", len) is None
+
+
+def test_a_text_equal_to_the_probe_does_not_mislead_the_template():
+    """A server whose first text is the probe itself, also found before it (an id):
+    the template is still cut at the text's own place, and the stream reads as events."""
+    probe = jsonfast._PROBE
+    sample = f'{{"id":"{probe}","choices":[{{"delta":{{"content":"{probe}"}}}}]}}'
+    template = Template.learn(sample, probe, openai._plain_text)
+    assert template is not None
+    assert template.head == f'{{"id":"{probe}","choices":[{{"delta":{{"content":"'
+    datas = [sample, f'{{"id":"x","choices":[{{"delta":{{"content":"{probe}"}}}}]}}']
+    want, _ = slow(datas)
+    got, _ = through_sse(datas, [])
+    assert merged(got) == merged(want)
 
 
 def test_a_stream_of_one_shape_is_read_by_its_template_not_event_by_event(monkeypatch):

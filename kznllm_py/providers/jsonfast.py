@@ -66,13 +66,15 @@ class Template:
         if not value or '"' in value or "\\" in value or not value.isprintable():
             return None
         literal = f'"{value}"'
+        # a probe other than the value: only the value's own token reads back as it
+        probe = _PROBE if value != _PROBE else _PROBE + "."
         start = data.find(literal)
         for _ in range(8):  # the value may also be found elsewhere (an id, a model name)
             if start < 0:
                 return None
             head, tail = data[: start + 1], data[start + len(literal) - 1 :]
             try:
-                if read(_loads(f"{head}{_PROBE}{tail}")) == _PROBE:
+                if read(_loads(f"{head}{probe}{tail}")) == probe:
                     return cls(head, tail)
             except (_JSONError, RecursionError):
                 pass
