@@ -145,6 +145,79 @@ def test_a_run_reads_as_orjson_reads_each_event_or_not_at_all(inners: list[str])
     assert got == "".join(want)
 
 
+# OpenAI's chunks end in random padding: `"obfuscation":"..."` (stream_options'
+# include_obfuscation, on by default)
+PAD_HEAD = '{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"'
+PAD_MID = '"},"logprobs":null,"finish_reason":null}],"obfuscation":"'
+PAD_END = '"}'
+PAD = st.text(st.sampled_from("aZ09+/_"), max_size=9) | RAW
+
+
+@st.composite
+def padded_event(draw: st.DrawFn) -> str:
+    """Mostly the padded shape with another text and pad (raw: quotes and backslashes
+    too), sometimes the pad's key changed (`object`, which the reading does look at),
+    the pad missing, or an event of the other kinds."""
+    kind = draw(st.integers(0, 10))
+    if kind == 0:
+        return draw(event())
+    if kind == 1:  # the varying string is the object's type: "error" reads otherwise
+        mid = PAD_MID.replace("obfuscation", "object")
+        return PAD_HEAD + draw(RAW) + mid + draw(st.sampled_from(["error", "x"])) + PAD_END
+    if kind == 2:
+        return PAD_HEAD + draw(RAW) + PAD_MID[:-16] + "}"  # no pad at all
+    if kind == 3:  # cut short: the head and the end, no mid between
+        return PAD_HEAD + draw(RAW) + PAD_END
+    return PAD_HEAD + draw(RAW) + PAD_MID + draw(PAD) + PAD_END
+
+
+PAD_LEARN = PAD_HEAD + "learn" + PAD_MID + "Xy12" + PAD_END
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(padded_event(), max_size=14), st.data())
+def test_every_chunking_of_a_padded_stream_reads_as_event_by_event(datas, data):
+    datas = [PAD_LEARN, PAD_LEARN, *datas]
+    body_len = len("".join(f"data: {d}\n\n" for d in datas).encode("utf-8", "surrogatepass"))
+    cuts = sorted(data.draw(st.lists(st.integers(0, body_len), max_size=5)))
+    want, want_error = slow(datas)
+    got, got_error = through_sse(datas, cuts)
+    assert got_error == want_error
+    assert merged(got) == merged(want)
+
+
+def test_a_padded_template_is_learnt_only_for_a_key_the_reading_ignores():
+    template = Template.learn(PAD_LEARN, "learn", openai._plain_text, pad="obfuscation")
+    assert template is not None
+    assert (template.head, template.mid, template.tail) == (PAD_HEAD, PAD_MID, PAD_END)
+    # the same shape, its last string the object's type: no padding (an "error" there
+    # would read otherwise)
+    sample = PAD_HEAD + "learn" + PAD_MID.replace("obfuscation", "object") + "x" + PAD_END
+    template = Template.learn(sample, "learn", openai._plain_text, pad="obfuscation")
+    assert template is not None and template.mid is None
+    # the padding's value also the last string, of another key: not taken for the pad
+    tail = '"},"logprobs":null,"finish_reason":null}],"obfuscation":"Xy12","object":"Xy12"}'
+    template = Template.learn(PAD_HEAD + "learn" + tail, "learn", openai._plain_text, "obfuscation")
+    assert template is not None and template.mid is None
+
+
+def test_an_openai_stream_with_padding_is_read_by_its_template(monkeypatch):
+    parser = openai.Parser()
+    out: list[Delta] = []
+    parser.feed_into([[PAD_LEARN]], out)
+    parsed = []
+    real = openai._loads
+    monkeypatch.setattr(openai, "_loads", lambda s: parsed.append(s) or real(s))
+    texts = [f"t{i}\\n" if i % 7 == 0 else f"t{i} " for i in range(300)]
+    pads = ["", "a", "Zk9", "abcdefghij"]
+    parser.feed_into(
+        [[PAD_HEAD + t + PAD_MID + pads[i % 4] + PAD_END for i, t in enumerate(texts)]], out
+    )
+    assert parsed == []
+    want = "learn" + "".join(t.replace("\\n", "\n") for t in texts)
+    assert "".join(d.text for d in out if type(d) is TextDelta) == want
+
+
 def test_the_template_is_learnt_only_where_a_probe_reads_back():
     """The text also found in the id: the template is cut at the text's own place."""
     data = '{"id":"tok","choices":[{"delta":{"content":"tok"}}]}'

@@ -189,7 +189,8 @@ def _plain_text(obj: Any) -> str | None:
 
 
 # events of the common shape a stream's template is tried on (one that varies more than
-# its text, e.g. OpenAI's `obfuscation` padding, is then read event by event)
+# its text and OpenAI's `obfuscation` padding, which _plain_text never reads, is then
+# read event by event)
 LEARN_TRIES = 4
 
 
@@ -337,7 +338,9 @@ class Parser:
                         texts.append(text)
                         if self._template is None and self._learning:
                             self._learning -= 1
-                            self._template = Template.learn(data, text, _plain_text)
+                            self._template = Template.learn(
+                                data, text, _plain_text, pad="obfuscation"
+                            )
                             if self._template is not None:
                                 return i + 1
                     continue
