@@ -214,6 +214,14 @@ class Script:
     events: list[bytes]
     n_tokens: int
     gap: float = 0.0
+    _blob: bytes = b""
+
+    def blob(self) -> bytes:
+        """The whole response, rendered once (no Python work between the request and
+        the send: in-process stages share the GIL with the server's thread)."""
+        if not self._blob:
+            self._blob = HEAD + b"".join(_chunked(e) for e in self.events) + b"0\r\n\r\n"
+        return self._blob
 
 
 @dataclass
@@ -241,6 +249,8 @@ class BenchServer:
         threading.Thread(target=self._accept, daemon=True, name="bench-server").start()
 
     def queue(self, script: Script) -> None:
+        if script.gap <= 0:
+            script.blob()  # rendered here, not in the server's thread
         self.script = script
 
     def _accept(self) -> None:
@@ -289,7 +299,7 @@ class BenchServer:
     def _respond(conn: socket.socket, script: Script, served: Served) -> None:
         events = script.events
         if script.gap <= 0:
-            blob = HEAD + b"".join(_chunked(e) for e in events) + b"0\r\n\r\n"
+            blob = script.blob()
             served.send_start = time.monotonic_ns()
             conn.sendall(blob)
             served.send_end = time.monotonic_ns()
@@ -531,6 +541,10 @@ def analyse(
         "send_to_all_ms": ms(last_end - served.send_start) if last_end else None,
         "server_send_ms": ms(served.send_end - served.send_start),
         "last_byte_to_last_write_ms": ms(last_end - served.send_end) if last_end else None,
+        # ... of which: until the last write's notification runs in Neovim (the host's
+        # reads, decoding, parsing, pacing and the RPC), then the write itself in Lua
+        "last_byte_to_last_write_start_ms": ms(wrote[-1][0] - served.send_end) if wrote else None,
+        "last_write_lua_ms": ms(wrote[-1][1] - wrote[-1][0]) if wrote else None,
         # each write that changed the buffer: (its end, ms after the server's first byte;
         # its bytes), in --json --raw
         "writes_after_send_ms": [(round(ms(w[1] - served.send_start), 2), w[2]) for w in wrote],
@@ -592,6 +606,111 @@ def run_scenario(
     return r
 
 
+# -- where the host's time goes: its stages, in this process ----------------------------
+
+
+def host_stages(server: BenchServer, toks: list[str], runs: int = 15) -> dict[str, Any]:
+    """The host's side of the burst, stage by stage, run in this process (this tree's
+    kznllm_py) against the same server and bytes: CPU time (thread_time) of each stage
+    over the body as the transport read it, medians of `runs`; and the whole generation
+    with the plugin's coalescer, from the server's last byte to the last flush (what the
+    editor's figure holds before the RPC and the Lua write)."""
+    import asyncio
+
+    from kznllm_py.nvim.editor import _WRITE
+    from kznllm_py.prompt.presets import preset_from_dict
+    from kznllm_py.prompt.prompts import FillContext
+    from kznllm_py.providers import get_provider
+    from kznllm_py.providers.base import Message, Prompt, TextDelta
+    from kznllm_py.stream.client import Timeouts, new_client, stream_bytes
+    from kznllm_py.stream.coalesce import Coalescer, Pace
+    from kznllm_py.stream.generation import AnswerFilter, Generation
+    from kznllm_py.stream.sse import SSEDecoder
+
+    events = openai_events(toks)
+    expected = "".join(toks)
+    provider = get_provider("openai")
+    preset = preset_from_dict(
+        {
+            "id": "b",
+            "provider": "openai",
+            "model": "m",
+            "base_url": server.base_url,
+            "api_key": False,
+        }
+    )
+    request = provider.build_request(
+        base_url=server.base_url,
+        model="m",
+        prompt=Prompt("s", (Message("user", "q"),)),
+        params={},
+        api_key=None,
+    )
+
+    def cpu(f: Any) -> float:
+        t = time.thread_time_ns()
+        f()
+        return ms(time.thread_time_ns() - t)
+
+    async def one(client: Any) -> dict[str, float]:
+        """One run of each stage on one body; then the whole generation on another."""
+        server.queue(Script(events, len(toks)))
+        chunks: list[bytes] = []
+        t = time.thread_time_ns()
+        async for chunk in stream_bytes(client, provider, request, Timeouts()):
+            chunks.append(chunk)
+        r: dict[str, float] = {"reads_ms": ms(time.thread_time_ns() - t)}
+        decoder = SSEDecoder()
+        decode = getattr(decoder, "decode_runs", decoder.decode)
+        decoded: list[Any] = []
+        r["sse_ms"] = cpu(lambda: decoded.extend(decode(c) for c in chunks))
+        feed_into = provider.new_parser().feed_into  # type: ignore[attr-defined]
+        deltas: list[Any] = []
+        r["parse_ms"] = cpu(lambda: [feed_into(d, deltas) for d in decoded])
+        text = "".join(d.text for d in deltas if type(d) is TextDelta)
+        answer = AnswerFilter(False, cap=1 << 20)
+        r["filter_ms"] = cpu(lambda: (answer.push(text), answer.finish()))
+        r["pack_ms"] = cpu(lambda: msgpack.packb([2, "nvim_exec_lua", [_WRITE, [1, text, 9]]]))
+        flushes: list[int] = []
+        coalescer = Coalescer(
+            lambda _t: flushes.append(time.monotonic_ns()), interval=Pace().interval
+        )
+        got: list[str] = []
+
+        def on_text(x: str) -> None:
+            got.append(x)
+            coalescer.push(x)
+
+        server.queue(Script(events, len(toks)))
+        before = len(server.served)
+        t = time.thread_time_ns()
+        gen = Generation(client, preset, FillContext(mode="yap", query="q"), Timeouts())
+        await gen.run(on_text)
+        coalescer.close()
+        r["generation_cpu_ms"] = ms(time.thread_time_ns() - t)
+        with server.ready:
+            server.ready.wait_for(lambda: len(server.served) > before, timeout=5)
+        r["last_byte_to_flush_ms"] = ms(flushes[-1] - server.served[before].send_end)
+        r["flushes"] = float(coalescer.writes)
+        r["exact"] = float("".join(got) == expected)
+        return r
+
+    async def main() -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        async with new_client() as client:
+            await one(client)  # warms the pool and the imports up
+            for _ in range(runs):
+                for key, value in (await one(client)).items():
+                    out.setdefault(key, []).append(value)
+        return out
+
+    res = asyncio.run(main())
+    stages: dict[str, Any] = {k: summary(list(v)) for k, v in res.items() if k != "exact"}
+    stages["exact"] = all(res["exact"])
+    stages["runs"] = runs
+    return stages
+
+
 # -- figures ---------------------------------------------------------------------------
 
 
@@ -619,6 +738,8 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "key_to_done_ms",
         "server_send_ms",
         "last_byte_to_last_write_ms",
+        "last_byte_to_last_write_start_ms",
+        "last_write_lua_ms",
         "tokens_per_s",
         "write_calls",
         "buffer_writes",
@@ -779,6 +900,35 @@ def print_report(res: dict[str, Any]) -> None:
                 f"  theirs: 2nd client nvim_eval('1') p50 {p['p50']:.2f} ms, p99 {p['p99']:.2f} ms"
             )
         print()
+    b = res["burst"]
+    st = res.get("stages")
+    print("(e) where the burst's time goes, ours  [median (min, max)]")
+    print(f"  in the editor ({b['runs']} runs above):")
+    rows = [
+        (
+            "server's last byte -> last write starts (host + RPC)",
+            b["last_byte_to_last_write_start_ms"],
+        ),
+        ("the last write in Lua", b["last_write_lua_ms"]),
+    ]
+    for what, value in rows:
+        print(f"    {what:53s} {fmt(value, 'ms', 2)}")
+    if st:
+        print(f"  the host's stages, in this process ({st['runs']} runs; CPU time of each):")
+        for key, what in (
+            ("reads_ms", "transport: request + reads (httpx/aiohttp)"),
+            ("sse_ms", "SSE decoding (sse.py)"),
+            ("parse_ms", "provider parser (openai feed_into)"),
+            ("filter_ms", "answer filter (think, fences, keys, cap)"),
+            ("pack_ms", "msgpack of the write's notification"),
+            ("generation_cpu_ms", "the whole generation (Generation.run)"),
+        ):
+            print(f"    {what:53s} {fmt(st[key], 'ms', 2)}")
+        what = "server's last byte -> last flush (coalescer)"
+        print(f"    {what:53s} {fmt(st['last_byte_to_flush_ms'], 'ms', 2)}")
+        what = "flushes per burst"
+        print(f"    {what:53s} {fmt(st['flushes'], '', 0)}  (byte-exact: {st['exact']})")
+    print()
     roots = res.get("roots")
     if roots:
         print("(d) A/B: the burst in each tree, runs interleaved  [median (min, max)]")
@@ -841,6 +991,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="another tree of this plugin (e.g. main's): its burst runs interleaved with "
         "this tree's, for an A/B in one run (repeatable)",
+    )
+    ap.add_argument(
+        "--stage-runs",
+        type=int,
+        default=15,
+        help="runs of the host's stages in this process, (e) (default 15; 0: none)",
     )
     ap.add_argument("--json", action="store_true", help="print JSON instead of text")
     ap.add_argument("--raw", action="store_true", help="with --json: include every run")
@@ -943,6 +1099,8 @@ def main(argv: list[str] | None = None) -> int:
             res["kznllm_nvim"]["dir"] = str(theirs_dirs[0]) if theirs_dirs else None
             res["side_by_side"] = side_by_side(burst, their_burst)
         res["paced"] = aggregate(paced)
+        if args.stage_runs:
+            res["stages"] = host_stages(server, burst_toks, args.stage_runs)
         res["host_rss_kb"] = proc_status(res["host_pid"]) if res["host_pid"] else None
         res["wall_s"] = time.monotonic() - wall0
         if args.json:

@@ -37,7 +37,7 @@ from kznllm_py.providers.base import HttpRequest
 from kznllm_py.secrets import redact, redact_url
 from kznllm_py.stream import fences
 from kznllm_py.stream.coalesce import Coalescer, Pace
-from kznllm_py.stream.events import Outcome, RequestReady, Retry, Text
+from kznllm_py.stream.events import Done, Outcome, RequestReady, Retry, Text
 from kznllm_py.stream.generation import Generation
 
 if TYPE_CHECKING:
@@ -165,7 +165,12 @@ async def run(
         if rec is not None:
             host.track(job_id, req.bufnr, rec, ended)
         pipe = shape.Pipe(coalescer.push, shaping)
-        outcome = await generate(job_id, generation, sink, pipe.push, view, rec)
+
+        def flush() -> None:  # all the text came: to the editor at once
+            pipe.close()
+            coalescer.close()
+
+        outcome = await generate(job_id, generation, sink, pipe.push, view, rec, flush=flush)
         pipe.close()
         coalescer.close()
         answer.end(sink, final=pipe.final)
@@ -245,6 +250,8 @@ async def generate(
     write: Callable[[str], None],
     view: DebugView | None,
     rec: Recording | None,
+    *,
+    flush: Callable[[], None] | None = None,
 ) -> Outcome:
     """Run a fill's generation into its consumers: the buffer (or the debug view, which
     then gets the text), history, the log, the progress message. What a consumer must
@@ -261,6 +268,10 @@ async def generate(
                     log_request(job_id, request)
                 case Retry(attempt, wait, why):
                     _retry_note(sink, job_id, attempt, wait, why)
+                case Done() if flush is not None and view is None:
+                    # all the text came: it goes to the editor now, before history's
+                    # end of the entry (its thread would compete for the GIL and a core)
+                    flush()
             if view is not None and (gate := view.take(event)) is not None:
                 await events.hold(gate)
             if rec is not None:

@@ -3,6 +3,9 @@ library on the small objects a stream carries)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from itertools import repeat
+from operator import and_, itemgetter
 from typing import Any
 
 import orjson
@@ -32,3 +35,130 @@ def loads_body(data: bytes) -> Any:
         return _loads(data)
     except (_JSONError, UnicodeDecodeError, ValueError, RecursionError):
         return None
+
+
+# a string that no template's sample holds where its value is, to find that value's place
+_PROBE = "kznllm template probe"
+
+
+class Template:
+    """Events of one stream that differ only in one string value (the text of a token):
+    a sample event of the common shape, cut around that value's string literal into
+    `head` (up to and with its opening quote) and `tail` (from its closing quote on).
+    An event `head + inner + tail` whose `inner` holds no quote, no control character
+    and no other character that `str.isprintable` refuses is the sample with `inner` as
+    that string: JSON's grammar reads it as the same tokens, one string token changed.
+    `texts` reads a whole run of events so, in C-level passes; anything else (an escape
+    the run cannot decode, another shape) is left to the caller's own reading.
+
+    A padded template (`mid` set) has a second string that varies, one the reading
+    ignores (OpenAI's `obfuscation`, random padding of every chunk): an event is then
+    `head + inner + mid + pad + tail`, `pad` as plain as `inner` and with no escape."""
+
+    __slots__ = ("head", "mid", "tail")
+
+    def __init__(self, head: str, tail: str, mid: str | None = None) -> None:
+        self.head = head
+        self.tail = tail
+        self.mid = mid
+
+    @classmethod
+    def learn(
+        cls,
+        data: str,
+        value: str,
+        read: Callable[[Any], str | None],
+        pad: str | None = None,
+    ) -> Template | None:
+        """The template of `data`, an event that `read` (a parser's reading of a parsed
+        event of the common shape) reads as `value`; None when the value is no plain
+        string literal of `data` or when its place cannot be told for sure: a probe
+        value put there must read back as itself. `pad`: a top-level key that `read`
+        never looks at; when the sample's own value of it is a plain string after the
+        text, the template is padded (a probe there must read back as that key's)."""
+        if not value or "\\" in value or not _plain(value):
+            return None
+        literal = f'"{value}"'
+        # a probe other than the value: only the value's own token reads back as it
+        probe = _PROBE if value != _PROBE else _PROBE + "."
+        start = data.find(literal)
+        for _ in range(8):  # the value may also be found elsewhere (an id, a model name)
+            if start < 0:
+                return None
+            head, tail = data[: start + 1], data[start + len(literal) - 1 :]
+            try:
+                if read(_loads(f"{head}{probe}{tail}")) == probe:
+                    padded = cls._padded(head, tail, data, probe, read, pad)
+                    return padded or cls(head, tail)
+            except (_JSONError, RecursionError):
+                pass
+            start = data.find(literal, start + 1)
+        return None
+
+    @classmethod
+    def _padded(
+        cls,
+        head: str,
+        tail: str,
+        data: str,
+        probe: str,
+        read: Callable[[Any], str | None],
+        pad: str | None,
+    ) -> Template | None:
+        if pad is None:
+            return None
+        obj = _loads(data)
+        padding = obj.get(pad) if type(obj) is dict else None
+        if type(padding) is not str or not _plain(padding):
+            return None
+        literal = f'"{padding}"'
+        at = tail.rfind(literal)
+        if at <= 0:  # after the text's closing quote, or not at all
+            return None
+        mid, end = tail[: at + 1], tail[at + len(literal) - 1 :]
+        other = probe + "p" if padding != probe + "p" else probe + "q"  # not the text's
+        probed = _loads(f"{head}{probe}{mid}{other}{end}")
+        if read(probed) != probe or type(probed) is not dict or probed.get(pad) != other:
+            return None
+        return cls(head, end, mid)
+
+    def matches(self, datas: list[str]) -> list[bool]:
+        """For each event, whether it has the template's head and tail (C-level)."""
+        heads = map(str.startswith, datas, repeat(self.head))
+        tails = map(str.endswith, datas, repeat(self.tail))
+        return list(map(and_, heads, tails))
+
+    def texts(self, datas: list[str]) -> str | None:
+        """The values of `datas` (each with the head and tail), joined; None when one
+        of them is not sure to read as the template says (the caller reads them)."""
+        cut, keep = len(self.head), -len(self.tail)
+        if self.mid is None:
+            inners = [d[cut:keep] for d in datas]
+            text = "".join(inners)
+            # an event shorter than head and tail together overlaps them: its inner is
+            # empty, and its length short of what the sum counts
+            if sum(map(len, datas)) != len(datas) * (cut - keep) + len(text):
+                return None
+        else:
+            # inner, mid, pad: the first mid after a quote-free inner is the mid (it
+            # starts with a quote); an overlap of head and tail leaves no mid to find
+            parts = [d[cut:keep].partition(self.mid) for d in datas]
+            pads = "".join(map(itemgetter(2), parts))
+            if not all(map(itemgetter(1), parts)) or "\\" in pads or not _plain(pads):
+                return None
+            inners = list(map(itemgetter(0), parts))
+            text = "".join(inners)
+        if not _plain(text):
+            return None
+        if "\\" in text:  # escapes (a line break is one): each such literal decoded
+            try:
+                text = "".join([_loads(f'"{x}"') if "\\" in x else x for x in inners])
+            except (_JSONError, RecursionError):
+                return None
+        return text
+
+
+def _plain(text: str) -> bool:
+    """No quote, and only characters that str.isprintable takes (none of JSON's
+    control characters among them)."""
+    return '"' not in text and text.isprintable()

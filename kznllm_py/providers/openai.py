@@ -4,14 +4,15 @@ llama.cpp, LM Studio, OpenRouter, Ollama's /v1, ...). `base_url` includes `/v1`.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import orjson
 
 from kznllm_py.errors import ProviderError, StreamError
 from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import ReasoningDelta, TextDelta, UsageDelta, as_count, as_text
-from kznllm_py.providers.jsonfast import loads_event
+from kznllm_py.providers.jsonfast import Template, loads_event
 from kznllm_py.secrets import clip
 from kznllm_py.stream.sse import Event
 
@@ -187,6 +188,20 @@ def _plain_text(obj: Any) -> str | None:
     return content
 
 
+# events of the common shape a stream's template is tried on (one that varies more than
+# its text and OpenAI's `obfuscation` padding, which _plain_text never reads, is then
+# read event by event)
+LEARN_TRIES = 4
+
+
+def _index(flags: list[bool], value: bool, start: int) -> int:
+    """The first index from `start` on where `flags` is `value`, or its length."""
+    try:
+        return flags.index(value, start)
+    except ValueError:
+        return len(flags)
+
+
 # the keys a delta of the common shape may have besides `content` (OpenAI's first delta
 # also names the role)
 _PLAIN_KEYS = frozenset({"content", "role"})
@@ -195,7 +210,7 @@ _PLAIN_KEYS = frozenset({"content", "role"})
 class Parser:
     """Chat Completions chunks -> deltas. Ends at `data: [DONE]`."""
 
-    __slots__ = ("done", "finish_reason", "name", "refusal")
+    __slots__ = ("_learning", "_template", "done", "finish_reason", "name", "refusal")
 
     def __init__(self, name: str = NAME) -> None:
         self.done = False
@@ -204,6 +219,10 @@ class Parser:
         # `delta.refusal`: the model declined (structured outputs, safety); its words
         # end the answer as an error, never as text in the buffer
         self.refusal: list[str] = []
+        # the stream's events of the common shape, as one template (jsonfast.Template),
+        # learned from one of its first few
+        self._template: Template | None = None
+        self._learning = LEARN_TRIES
 
     def _refused(self) -> None:
         if self.refusal:
@@ -264,31 +283,72 @@ class Parser:
             raise StreamError(f"{self.name}: unexpected stream event: {shown!r}") from None
         return out
 
-    def feed_into(self, events: list[Event], out: list[base.Delta]) -> None:
-        """The deltas of a network read's events, appended to `out` as feed() gives
-        them event by event, except that consecutive text is one TextDelta (joined once
-        per read). An event of the common shape, `{"choices": [{"delta": {"content":
-        "..."}}]}`, is read in a few lookups (_plain_text); any other goes through
-        feed(), and when that raises, `out` holds what came before it."""
+    def feed_into(self, events: Sequence[Event | list[str]], out: list[base.Delta]) -> None:
+        """The deltas of a network read's events (an event, or the data of a run of
+        plain events: SSEDecoder.decode_runs), appended to `out` as feed() gives them
+        event by event, except that consecutive text is one TextDelta (joined once per
+        read). Once the stream's template is known (jsonfast.Template: its events differ
+        only in their text), a run of events of that template is read in C-level passes,
+        without parsing; an event of the common shape, `{"choices": [{"delta":
+        {"content": "..."}}]}`, is read in a few lookups (_plain_text); any other goes
+        through feed(), and when that raises, `out` holds what came before it."""
+        datas: list[str] = []
+        for item in events:  # feed() reads an event's data only
+            if type(item) is list:
+                datas += item
+            else:
+                datas.append(cast(Event, item).data)
         texts: list[str] = []
+        i = 0 if self._template is not None else self._each(datas, texts, out)
+        template = self._template
+        if template is not None and i < len(datas):
+            ok = template.matches(datas)
+            n = len(datas)
+            while i < n:
+                if ok[i] and not self.done:
+                    j = _index(ok, False, i)
+                    text = template.texts(datas[i:j])
+                    if text is not None:
+                        if text:
+                            texts.append(text)
+                        i = j
+                        continue
+                else:
+                    j = n if self.done else _index(ok, True, i)
+                self._each(datas[i:j], texts, out)
+                i = j
+        if texts:
+            out.append(TextDelta("".join(texts)))
+
+    def _each(self, datas: list[str], texts: list[str], out: list[base.Delta]) -> int:
+        """feed_into() event by event: text of the common shape to `texts`, the rest
+        through feed(), after the text before it. Returns how many events it read: it
+        stops after the one that taught the stream's template, if one did (one of the
+        first few events of the common shape)."""
         loads = _loads
-        for event in events:
+        for i, data in enumerate(datas):
             if not self.done:
                 try:
-                    obj = loads(event.data)
+                    obj = loads(data)
                 except _JSONError:
                     obj = None  # feed() says what is wrong with it
                 text = _plain_text(obj)
                 if text is not None:
                     if text:
                         texts.append(text)
+                        if self._template is None and self._learning:
+                            self._learning -= 1
+                            self._template = Template.learn(
+                                data, text, _plain_text, pad="obfuscation"
+                            )
+                            if self._template is not None:
+                                return i + 1
                     continue
             if texts:
                 out.append(TextDelta("".join(texts)))
-                texts = []
-            out.extend(self.feed(event))
-        if texts:
-            out.append(TextDelta("".join(texts)))
+                texts.clear()
+            out.extend(self.feed(Event(data)))
+        return len(datas)
 
     def finish(self) -> list[base.Delta]:
         if not self.done:

@@ -223,10 +223,14 @@ async def stream_deltas(
     decoder = DECODERS[provider.stream_format](line_limit(max_response_bytes))
     parser = provider.new_parser()
     feed = parser.feed
-    # a parser's fast path for a whole read's events (providers/openai.py), if it has one
-    feed_into: Callable[[list[Event], list[Delta]], None] | None = getattr(
+    # a parser's fast path for a whole read's events (providers/openai.py), if it has one,
+    # given runs of plain events as their data alone where the decoder can (sse.py)
+    feed_into: Callable[[Sequence[Event | list[str]], list[Delta]], None] | None = getattr(
         parser, "feed_into", None
     )
+    decode: Callable[[bytes], Sequence[Event | list[str]]] = decoder.decode
+    if feed_into is not None:
+        decode = getattr(decoder, "decode_runs", decoder.decode)
     started = False  # the first delta went out
     head = b""  # the body until the first delta: a JSON error sent as a 200 is read from it
     loop = asyncio.get_running_loop()
@@ -272,7 +276,7 @@ async def stream_deltas(
                 batch: list[Delta] = []
                 try:
                     if feed_into is not None:
-                        feed_into(decoder.decode(piece), batch)
+                        feed_into(decode(piece), batch)
                     else:
                         for event in decoder.decode(piece):
                             batch.extend(feed(event))

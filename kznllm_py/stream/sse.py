@@ -18,15 +18,14 @@ cannot grow the host).
 from __future__ import annotations
 
 import codecs
-import re
 from dataclasses import dataclass
 from itertools import repeat
+from typing import cast
 
 from kznllm_py.errors import StreamError, size_text
 
 # characters of one line, or of one event's data, past which the stream is refused
 MAX_LINE = 4 * 1024 * 1024
-_BLANK_RUNS = re.compile("\n{3,}")
 _DATA = repeat("data: ")  # the prefix of each line, for map(str.startswith, lines, _DATA)
 
 
@@ -142,9 +141,18 @@ class SSEDecoder(TextLines):
             self._dispatch(events)
         return events
 
+    def decode_runs(self, chunk: bytes) -> list[Event | list[str]]:
+        """decode(), except that a run of plain events (one `data:` line each, no event
+        name, no id or retry in the stream so far) comes as one list of their data:
+        no Event each. The events of a fast stream, as its parser reads them."""
+        return self._lines(self._utf8.decode(chunk), True)
+
     # -- internals -------------------------------------------------------------------
 
     def _feed(self, text: str) -> list[Event]:
+        return cast(list[Event], self._lines(text, False))
+
+    def _lines(self, text: str, runs: bool) -> list[Event | list[str]]:
         text = self._text(text)
         if not text:
             return []
@@ -156,21 +164,29 @@ class SSEDecoder(TextLines):
             if text[-1] == "\r":
                 self._trailing_cr = True
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        if "\n\n\n" in text:  # a run of blank lines ends one event at most: one will do
-            text = _BLANK_RUNS.sub("\n\n", text)
         lines, self._held = complete_lines(self._pending, text, self._held, self._max_line)
         if not lines:
             return []
-        events: list[Event] = []
+        events: list[Event | list[str]] = []
         if not self._saw_field and not self._event and not self._data:
             # the hot path of a fast stream: a run of one-line `data: ` events, each
             # followed by its blank line, checked and cut in C-level passes over the lines
             # (the last line, if its blank line is still to come, takes the loop below)
             pairs = len(lines) & ~1
             heads = lines[0:pairs:2]
+            if "" in heads:
+                # a run of blank lines ends one event at most (after a blank line another
+                # is nothing): one will do, and the run keeps the hot path
+                after = ["x", *lines[:-1]]  # what each line comes after
+                lines = [x for x, before in zip(lines, after, strict=True) if x or before]
+                pairs = len(lines) & ~1
+                heads = lines[0:pairs:2]
             if pairs and not any(lines[1:pairs:2]) and all(map(str.startswith, heads, _DATA)):
                 last_id, retry = self._last_id, self._retry
-                events = [Event(head[6:], "message", last_id, retry) for head in heads]
+                if runs and last_id is None and retry is None:
+                    events = [[head[6:] for head in heads]]
+                else:
+                    events = [Event(head[6:], "message", last_id, retry) for head in heads]
                 if pairs == len(lines):
                     return events
                 lines = lines[pairs:]
@@ -202,7 +218,7 @@ class SSEDecoder(TextLines):
             raise too_long("an event", self._max_line)
         return events
 
-    def _line(self, line: str, events: list[Event]) -> None:
+    def _line(self, line: str, events: list[Event] | list[Event | list[str]]) -> None:
         if not line:
             if self._saw_field:
                 self._dispatch(events)
@@ -226,7 +242,7 @@ class SSEDecoder(TextLines):
             self._retry = int(value)
         # other fields are ignored, as the spec says
 
-    def _dispatch(self, events: list[Event]) -> None:
+    def _dispatch(self, events: list[Event] | list[Event | list[str]]) -> None:
         data = self._data
         event = self._event
         self._data = []

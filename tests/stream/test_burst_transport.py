@@ -9,9 +9,11 @@ from __future__ import annotations
 import gzip
 
 import pytest
+from aiohttp.streams import StreamReader
 
 from kznllm_py.providers import get_provider
 from kznllm_py.providers.base import Message, Prompt, TextDelta
+from kznllm_py.stream import transport
 from kznllm_py.stream.client import Timeouts, new_client
 from kznllm_py.stream.generation import stream_deltas
 from kznllm_py.stream.transport import READ_BUFSIZE
@@ -57,3 +59,45 @@ async def test_a_burst_of_small_chunks_past_the_read_buffer_arrives_whole(encodi
         finally:
             await client.aclose()
     assert "".join(texts) == "".join(TOKENS)
+
+
+async def _read_raw(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[list[bytes], type]:
+    """The body's pieces as the transport gives them (httpx's aiter_raw), and the class
+    of the aiohttp reader they came through."""
+    readers: list[type] = []
+    fast_reader = transport._fast_reader
+
+    def spy(content: object) -> None:
+        fast_reader(content)
+        readers.append(type(content))
+
+    monkeypatch.setattr(transport, "_fast_reader", spy)
+    with LoopbackServer(default=Reply(raw=raw)) as server:
+        client = new_client()
+        try:
+            async with client.stream("POST", server.base_url + "/chat/completions") as response:
+                pieces = [piece async for piece in response.aiter_raw()]
+        finally:
+            await client.aclose()
+    assert len(readers) == 1
+    return pieces, readers[0]
+
+
+RAW = HEAD + b"\r\n" + b"".join(chunked(e, len(e))[:-5] for e in EVENTS) + b"0\r\n\r\n"
+
+
+async def test_a_burst_of_chunks_is_read_by_the_body_reader_whole(monkeypatch):
+    """transport._BodyReader (aiohttp's reader, its class changed: a chunk's end not
+    kept, the buffer taken in one join): 6,000 HTTP chunks, every byte in order."""
+    pieces, reader = await _read_raw(RAW, monkeypatch)
+    assert reader is transport._BodyReader
+    assert b"".join(pieces) == BODY
+
+
+async def test_an_aiohttp_whose_reader_differs_keeps_its_own_reader(monkeypatch):
+    """Where aiohttp's StreamReader is not the one _BodyReader knows, the body is read
+    with aiohttp's own reader: slower, byte for byte the same."""
+    monkeypatch.setattr(transport, "_READER_OK", False)
+    pieces, reader = await _read_raw(RAW, monkeypatch)
+    assert reader is StreamReader
+    assert b"".join(pieces) == BODY

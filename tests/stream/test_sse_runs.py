@@ -1,0 +1,48 @@
+"""SSEDecoder.decode_runs (a run of plain one-line `data:` events as the list of their
+data, no Event each) against decode() fed one byte at a time: every chunking of any mix
+of lines gives the same events, a run standing for plain message events with no id and
+no retry."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kznllm_py.stream.sse import Event, SSEDecoder
+from tests.stream.test_sse_fast_path import END, LINE, decode
+
+
+def decode_runs(body: bytes, cuts: list[int]) -> list[Event]:
+    decoder = SSEDecoder()
+    events: list[Event] = []
+    for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True):
+        for item in decoder.decode_runs(body[a:b]):
+            if isinstance(item, list):
+                events.extend(Event(data) for data in item)
+            else:
+                events.append(item)
+    events.extend(decoder.flush())
+    return events
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(LINE, END), max_size=30), st.data())
+def test_every_chunking_of_runs_gives_what_one_byte_at_a_time_gives(lines, data):
+    body = "".join(line + end for line, end in lines).encode("utf-8", "surrogatepass")
+    want = decode(body, list(range(1, len(body))))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=5)))
+    assert decode_runs(body, cuts) == want
+
+
+def test_a_read_of_plain_events_comes_as_one_run():
+    body = b"".join(b"data: t%d\n\n" % i for i in range(100))
+    assert SSEDecoder().decode_runs(body) == [[f"t{i}" for i in range(100)]]
+
+
+def test_after_an_id_events_come_one_by_one_with_it():
+    decoder = SSEDecoder()
+    assert decoder.decode_runs(b"id: 7\ndata: a\n\n") == [Event("a", id="7")]
+    assert decoder.decode_runs(b"data: b\n\ndata: c\n\n") == [
+        Event("b", id="7"),
+        Event("c", id="7"),
+    ]
