@@ -13,7 +13,7 @@ from kznllm_py.fill.request import FillRequest
 from kznllm_py.prompt import context, project_templates, prompts, sandbox, sections, trust
 from kznllm_py.prompt.context import estimate_tokens
 from kznllm_py.prompt.presets import Preset
-from kznllm_py.prompt.sources import gathered
+from kznllm_py.prompt.sources import definitions, gathered
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.settings import Settings
 from kznllm_py.stream import generation
@@ -46,6 +46,9 @@ class FillJob:
     context_options: sections.ContextOptions = field(default_factory=sections.ContextOptions)
     # what the editor said about gathering them (a source that failed or was late)
     gather_notes: tuple[str, ...] = ()
+    # the language servers' definitions, read into `offered` by `with_definitions`
+    definitions: definitions.Asked = field(default_factory=definitions.Asked)
+    cwd: str = ""  # the editor's working directory: the project root is its git root
 
 
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
@@ -97,7 +100,27 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
         ),
         context_options=settings.context,
         gather_notes=req.gathered.notes,
+        definitions=req.gathered.definitions
+        if settings.context.on("definitions")
+        else (definitions.Asked()),
+        cwd=cwd,
     )
+
+
+def with_definitions(job: FillJob) -> FillJob:
+    """The definitions the language servers gave, read (project files only, confined)
+    into a section offered with the others (kznllm_py/prompt/sources/definitions.py).
+    Reads files: off the event loop, and only when there are some (`job.definitions`)."""
+    if not job.definitions.found or not job.cwd:
+        return job
+    ctx = job.ctx
+    found = definitions.section(
+        job.definitions,
+        str(context.project_root(Path(job.cwd))),
+        held_before=ctx.before.count("\n") if ctx.before else 0,
+        held_after=ctx.after.count("\n") if ctx.after else 0,
+    )
+    return job if found is None else replace(job, offered=(*job.offered, found))
 
 
 def fitted(job: FillJob) -> FillJob:

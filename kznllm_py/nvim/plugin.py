@@ -525,6 +525,8 @@ class KznllmPlugin:
                 if job.kzn_dir is not None:
                     job = await sandbox.run_off_loop(payload.with_project_files, job)
                     self._warn_ignored(job.notices)  # project templates not used: why
+                if job.definitions.found:  # the language servers' definitions: file reads
+                    job = await sandbox.run_off_loop(payload.with_definitions, job)
                 job = payload.fitted(job)  # the context sections in the budget
                 turn = await self._turn(req, job)
             except KznError as exc:

@@ -11,6 +11,7 @@ local config = require('kznllm.config')
 -- source name -> { switch = setup()'s `context` key that turns it on, module = its module }
 M.SOURCES = {
   diagnostics = { switch = 'diagnostics', module = 'kznllm.context.diagnostics' },
+  definitions = { switch = 'lsp', module = 'kznllm.context.definitions' },
 }
 
 --- The options in force: setup()'s `context` table, or nil when it is false.

@@ -1,0 +1,292 @@
+"""The definitions of the names a selection uses (issue 25 item 2): the locations the
+buffer's language servers gave for them (lua/kznllm/context/definitions.lua), typed and
+bounded here (`parse`), then read, confined to the project and cut into one section
+(`section`: reads files, run it off the event loop).
+
+Where the text comes from: a definition in a buffer loaded in the editor comes with its
+lines (the buffer is the truth, saved or not; its extent from tree-sitter when a parser
+knows it); any other is read from its file here, only when it is a regular file inside
+the project root (the git root, else the working directory; its real path, so no link
+leads out), not in a virtualenv, site-packages, node_modules or the like, and at most
+`MAX_FILE_BYTES`. Its extent (the whole function or class, not its name line) is then
+found by `extent`: brackets where the definition opens a `{`, else indentation; capped.
+
+A definition the prompt already holds (inside the selection, or in the lines around it
+that are sent) is skipped, as are duplicates and one inside another already shown.
+Each definition is cut at `MAX_LINES` lines / `MAX_CHARS` characters (then the language
+server's hover, its signature and doc, is shown above the cut body); at most
+`MAX_SYMBOLS` of them; the section's share of the budget cuts the rest
+(kznllm_py/prompt/sections.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kznllm_py import options
+from kznllm_py.errors import printable
+from kznllm_py.prompt import context
+from kznllm_py.prompt.sections import Section
+
+MAX_FOUND = 64  # locations taken from the editor
+MAX_SYMBOLS = 12  # definitions in the section
+MAX_LINES = 80  # lines of one definition
+MAX_CHARS = 4000  # characters of one definition
+MAX_SENT_LINES = 200  # lines of a loaded buffer taken per definition
+MAX_LINE_CHARS = 1000  # characters of one such line
+MAX_HOVER = 1200  # characters of a hover text
+MAX_NAME = 100
+MAX_FILE_BYTES = 512 * 1024  # a file larger than this is not read for a definition
+# folders whose files are not the project's own, wherever they are under its root
+FOREIGN_DIRS = frozenset(
+    {
+        "site-packages",
+        "dist-packages",
+        "node_modules",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        ".git",
+        "__pycache__",
+        ".mypy_cache",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One location a language server gave for `name`: `path` (absolute), `line`
+    (1-based); from a loaded buffer also its `lines` (from `line` on) and, when
+    tree-sitter knew it, the definition's last line `end` (0: unknown)."""
+
+    name: str
+    path: str
+    line: int
+    end: int = 0
+    lines: tuple[str, ...] = ()
+    hover: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What the editor gathered: the locations, in the order of first use, and the
+    lines of the current file the request holds (`path`, 1-based `first`..`last`: the
+    selection, or the cursor's line)."""
+
+    found: tuple[Found, ...] = ()
+    path: str = ""
+    first: int = 0
+    last: int = 0
+
+
+def _lines(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        return ()
+    return tuple(s[:MAX_LINE_CHARS] for s in raw[:MAX_SENT_LINES] if isinstance(s, str))
+
+
+def _one(raw: Mapping[str, Any]) -> Found | None:
+    name = options.text(raw, "name")[:MAX_NAME]
+    path = options.text(raw, "path")
+    line = options.whole(raw, "line")
+    if not name or not os.path.isabs(path) or "\0" in path or line < 1:
+        return None
+    end = options.whole(raw, "end")
+    return Found(
+        name=name,
+        path=path,
+        line=line,
+        end=end if end >= line else 0,
+        lines=_lines(raw.get("lines")),
+        hover=options.text(raw, "hover")[:MAX_HOVER],
+    )
+
+
+def parse(raw: object) -> Asked:
+    """The editor's `definitions` table (anything malformed: nothing), bounded."""
+    if not isinstance(raw, Mapping):
+        return Asked()
+    found = raw.get("found")
+    entries = found[:MAX_FOUND] if isinstance(found, list) else []
+    out = (_one(f) for f in entries if isinstance(f, Mapping))
+    return Asked(
+        found=tuple(f for f in out if f is not None),
+        path=options.text(raw, "path"),
+        first=options.whole(raw, "first"),
+        last=options.whole(raw, "last"),
+    )
+
+
+# -- the extent of a definition ------------------------------------------------------------
+
+_OPEN, _CLOSE = "([{", ")]}"
+_ENDS = ("end", "end)", "end,", "end;", "}", "};", ")", ");")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def extent(lines: list[str] | tuple[str, ...], cap: int = MAX_LINES) -> int:
+    """How many of `lines` (a definition's first line on) the definition spans: up to
+    where its brackets close when its header opens a `{` (C, JavaScript, Rust, ...),
+    else up to the next line indented no deeper than the first (Python; a closing `end`
+    or `}` at that depth is kept), brackets left open carrying on. At most `cap`."""
+    if not lines:
+        return 0
+    base = _indent(lines[0])
+    depth = 0
+    braced = False
+    n = min(len(lines), cap)
+    for i in range(n):
+        line = lines[i]
+        stripped = line.strip()
+        if i > 0 and depth == 0 and stripped and not braced:
+            if stripped.startswith("{"):
+                braced = True  # a body that opens on the line after its header
+            elif _indent(line) <= base:
+                return i + 1 if stripped in _ENDS else _trimmed(lines, i)
+        for ch in line:
+            if ch in _OPEN:
+                depth += 1
+                braced = braced or (ch == "{" and i < 8)
+            elif ch in _CLOSE:
+                depth = max(0, depth - 1)
+        if braced and depth == 0:
+            return i + 1
+        if i == 0 and depth == 0 and stripped.endswith(";"):
+            return 1  # a declaration of one line
+    return _trimmed(lines, n)
+
+
+def _trimmed(lines: list[str] | tuple[str, ...], n: int) -> int:
+    while n > 1 and not lines[n - 1].strip():
+        n -= 1
+    return n
+
+
+# -- where a definition may be read from ---------------------------------------------------
+
+
+def project_file(path: str, root: str) -> str | None:
+    """The real path of `path` when it is inside the real `root` and not under one of
+    the FOREIGN_DIRS or a virtualenv (a folder holding `pyvenv.cfg`); else None."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        return None
+    parts = os.path.relpath(real, real_root).split(os.sep)
+    if any(p in FOREIGN_DIRS for p in parts[:-1]):
+        return None
+    folder = real_root
+    for p in parts[:-1]:
+        folder = os.path.join(folder, p)
+        if os.path.lexists(os.path.join(folder, "pyvenv.cfg")):
+            return None
+    return real
+
+
+def read_lines(real: str) -> list[str] | None:
+    """The lines of the regular text file at `real` (a real path: no link), or None when
+    it is not one, unreadable, binary or over MAX_FILE_BYTES."""
+    text, _why = context._read_text(real, MAX_FILE_BYTES)
+    return None if text is None else text.splitlines()
+
+
+# -- the section ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    real: str
+    first: int
+    last: int
+    text: str
+
+    def inside(self, other: _Entry) -> bool:
+        return self.real == other.real and other.first <= self.first <= self.last <= other.last
+
+
+def _hover_text(hover: str) -> str:
+    """A hover's markdown as plain lines: fences dropped, blank runs folded."""
+    out: list[str] = []
+    for line in hover.splitlines():
+        if line.strip().startswith("```"):
+            continue
+        if line.strip() or (out and out[-1]):
+            out.append(line.rstrip())
+    return "\n".join(out).strip()
+
+
+def _body(lines: list[str], hover: str) -> str:
+    """A definition's code, whole when within MAX_LINES / MAX_CHARS; else its first
+    lines within them under the hover's signature and doc, with a line saying so."""
+    text = "\n".join(lines)
+    if len(lines) <= MAX_LINES and len(text) <= MAX_CHARS:
+        return text
+    head = "\n".join(lines[:MAX_LINES])
+    if len(head) > MAX_CHARS:
+        head = head[:MAX_CHARS].rsplit("\n", 1)[0]
+    cut = f"[... the rest is cut (past {MAX_LINES} lines or {MAX_CHARS} characters)]"
+    doc = _hover_text(hover)
+    return "\n".join(p for p in (doc and f"[signature and doc]\n{doc}\n[code]", head, cut) if p)
+
+
+def section(
+    asked: Asked,
+    root: str,
+    *,
+    held_before: int = 0,
+    held_after: int = 0,
+    read: Callable[[str], list[str] | None] = read_lines,
+) -> Section | None:
+    """The definitions section of `asked` for the project at `root`: one entry per
+    definition in the project that the prompt does not hold yet (the current file's
+    lines `first - held_before` to `last + held_after` are sent), titled with its name,
+    path and lines. Reads files (through `read`): run it off the event loop."""
+    if not asked.found or not root:
+        return None
+    current = os.path.realpath(asked.path) if asked.path else ""
+    held = (asked.first - held_before, asked.last + held_after)
+    files: dict[str, list[str] | None] = {}
+    real_root = os.path.realpath(root)
+    found: list[_Entry] = []
+    for f in asked.found:
+        if len(found) >= 2 * MAX_SYMBOLS:
+            break
+        real = project_file(f.path, root)
+        if real is None or any(e.real == real and e.first <= f.line <= e.last for e in found):
+            continue  # outside the project, or shown already
+        if real == current and asked.first > 0 and held[0] <= f.line <= held[1]:
+            continue  # the prompt holds it already
+        if f.lines:
+            source = list(f.lines)
+        else:
+            if real not in files:
+                files[real] = read(real)
+            whole = files[real]
+            if whole is None or f.line > len(whole):
+                continue
+            source = whole[f.line - 1 : f.line - 1 + MAX_SENT_LINES]
+        n = min(f.end - f.line + 1, len(source)) if f.end else extent(source, MAX_SENT_LINES)
+        if n < 1:
+            continue
+        last = f.line + n - 1
+        rel = os.path.relpath(real, real_root)
+        where = f"line {f.line}" if n == 1 else f"lines {f.line}-{last}"
+        head = f"--- `{printable(f.name)}` in {printable(rel)}, {where} ---"
+        found.append(_Entry(real, f.line, last, f"{head}\n{_body(source[:n], f.hover)}"))
+    # one inside another (a method of a class shown whole) is shown once, in it
+    entries = [
+        e.text
+        for i, e in enumerate(found)
+        if not any(e.inside(o) for j, o in enumerate(found) if j != i)
+    ][:MAX_SYMBOLS]
+    if not entries:
+        return None
+    title = "definitions of the names used here, from the language server (project files only)"
+    return Section("definitions", title, "\n\n".join(entries))

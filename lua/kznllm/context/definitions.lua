@@ -1,0 +1,303 @@
+-- The definitions of the names the range uses (with no selection: the lines near the
+-- cursor), from the buffer's attached language servers: at the keypress one
+-- textDocument/definition per name, then a hover for each name a server placed in the
+-- project. Answers when every request has, or at the deadline (context.lsp_timeout
+-- from the keypress), cancelling what is outstanding, with what answered by then.
+-- Nothing, at once, when no attached server gives definitions. Each answer is bounded
+-- here (locations kept, lines sent); the host confines, reads and fits them
+-- (kznllm_py/prompt/sources/definitions.py).
+local M = {}
+
+local api = vim.api
+
+local DEFINITION = 'textDocument/definition'
+local HOVER = 'textDocument/hover'
+M.MAX_NAMES = 24 -- names asked about, the first used first
+M.MAX_SCAN = 200 -- lines of the range read for names
+M.NEAR = 15 -- with no selection: lines each side of the cursor
+M.PER_ANSWER = 4 -- locations kept from one answer
+M.MAX_SEEN = 2000 -- locations looked at in one answer
+M.MAX_FOUND = 64
+M.MAX_LINES = 200 -- lines sent of a definition in a loaded buffer
+M.MAX_HOVER = 1200
+M.TS_MAX_LINES = 3000 -- a loaded buffer not parsed yet is parsed for an extent up to this
+
+-- words that are never a definition worth asking about (each one is a request)
+local KEYWORDS = {}
+for w in
+  ([[and as assert async await break case catch char class const continue def
+  default del do elif else end enum except export extern false False finally for from
+  function global if import in int is lambda let local long match new nil None nonlocal
+  not or pass raise return self short signed sizeof static struct switch then this
+  throw true True try type typedef union unsigned until var void while with yield]]):gmatch('%S+')
+do
+  KEYWORDS[w] = true
+end
+
+--- The names used on rows `first`..`last` (0-based), each once, at its first use:
+--- { name, row, col (0-based byte) }, at most MAX_NAMES.
+local function names(buf, first, last)
+  local out, seen = {}, {}
+  local lines = api.nvim_buf_get_lines(buf, first, last + 1, false)
+  for i, line in ipairs(lines) do
+    for col, word in line:gmatch('%f[%w_]()([%a_][%w_]*)') do
+      if not seen[word] and not KEYWORDS[word] then
+        seen[word] = true
+        out[#out + 1] = { word, first + i - 1, col - 1, line }
+        if #out >= M.MAX_NAMES then
+          return out
+        end
+      end
+    end
+  end
+  return out
+end
+
+local function position(row, col, line, encoding)
+  local character = col
+  if line:find('[\128-\255]') then
+    character = vim.str_utfindex(line, encoding, col, false)
+  end
+  return { line = row, character = character }
+end
+
+--- A loaded buffer's number by its file name (built once, on the first answer).
+local function loaded_buffers()
+  local by_name = {}
+  for _, b in ipairs(api.nvim_list_bufs()) do
+    if api.nvim_buf_is_loaded(b) then
+      by_name[api.nvim_buf_get_name(b)] = b
+    end
+  end
+  return by_name
+end
+
+local function whole(kind)
+  return kind:match('_definition$')
+    or kind:match('_declaration$')
+    or kind:match('_item$')
+    or kind:match('^class')
+end
+
+--- The last row (0-based) of the definition whose name is at `row`, `col` of `b` by
+--- tree-sitter, when `b` has a parser and is parsed (or small enough to parse now).
+local function ts_last_row(b, row, col)
+  local ok, parser = pcall(vim.treesitter.get_parser, b, nil, { error = false })
+  if not ok or not parser then
+    return nil
+  end
+  if not parser:is_valid() and api.nvim_buf_line_count(b) > M.TS_MAX_LINES then
+    return nil
+  end
+  local found
+  ok = pcall(function()
+    parser:parse()
+    local node =
+      vim.treesitter.get_node({ bufnr = b, pos = { row, col }, ignore_injections = true })
+    while node and not found do
+      if whole(node:type()) then
+        found = node
+      end
+      node = node:parent()
+    end
+    if found and found:parent() and found:parent():type():match('^decorated') then
+      found = found:parent()
+    end
+  end)
+  if not ok or not found then
+    return nil
+  end
+  local srow, _, erow, ecol = found:range()
+  if srow > row then
+    return nil
+  end
+  return ecol == 0 and erow > row and erow - 1 or erow
+end
+
+--- The location's { path, row, col } when it is a file under `root`, else nil.
+local function location(loc, root)
+  if type(loc) ~= 'table' then
+    return nil
+  end
+  local uri = loc.targetUri or loc.uri
+  local range = loc.targetSelectionRange or loc.targetRange or loc.range
+  if type(uri) ~= 'string' or uri:sub(1, 7) ~= 'file://' or type(range) ~= 'table' then
+    return nil
+  end
+  local start = range.start
+  local row = type(start) == 'table' and tonumber(start.line)
+  if not row or row < 0 or row ~= math.floor(row) then
+    return nil
+  end
+  local ok, path = pcall(vim.uri_to_fname, uri)
+  if not ok or path:sub(1, #root + 1) ~= root .. '/' then
+    return nil
+  end
+  if path:find('/site%-packages/') or path:find('/node_modules/') then
+    return nil -- the first of a server's many answers may be these: keep room for ours
+  end
+  return { path = path, row = row, character = tonumber(start.character) or 0 }
+end
+
+local function hover_text(result)
+  local c = type(result) == 'table' and result.contents
+  if type(c) == 'string' then
+    return c:sub(1, M.MAX_HOVER)
+  end
+  if type(c) ~= 'table' then
+    return nil
+  end
+  if type(c.value) == 'string' then
+    return c.value:sub(1, M.MAX_HOVER)
+  end
+  local parts = {}
+  for i = 1, math.min(#c, 8) do
+    local p = c[i]
+    parts[#parts + 1] = type(p) == 'string' and p
+      or (type(p) == 'table' and type(p.value) == 'string' and p.value)
+      or nil
+  end
+  return table.concat(parts, '\n'):sub(1, M.MAX_HOVER)
+end
+
+function M.collect(buf, range, opts, done)
+  if not package.loaded['vim.lsp'] then
+    return done(nil) -- no server ever started (and loading vim.lsp would cost ~5 ms)
+  end
+  local clients = vim.lsp.get_clients({ bufnr = buf, method = DEFINITION })
+  if #clients == 0 then
+    return done(nil)
+  end
+  local first, last = range[1], range[3]
+  if first == last and range[2] == range[4] then -- no selection: the lines near the cursor
+    first, last = math.max(0, first - M.NEAR), last + M.NEAR
+  end
+  local used = names(buf, first, math.min(last, first + M.MAX_SCAN - 1))
+  local uri = vim.uri_from_bufnr(buf)
+  local state = {
+    found = {}, -- name -> list of found entries
+    order = {}, -- names in the order of first use
+    outstanding = {}, -- { client, id } still waited for
+    waiting = 0,
+    over = false,
+  }
+  local root, buffers, timer
+
+  local function finish()
+    if state.over then
+      return
+    end
+    state.over = true
+    if timer then
+      timer:stop()
+      timer:close()
+    end
+    for key, r in pairs(state.outstanding) do
+      state.outstanding[key] = nil
+      pcall(r[1].cancel_request, r[1], r[2])
+    end
+    local out = {}
+    for _, name in ipairs(used) do
+      for _, f in ipairs(state.found[name[1]] or {}) do
+        if #out < M.MAX_FOUND then
+          out[#out + 1] = f
+        end
+      end
+    end
+    done({
+      found = out,
+      path = api.nvim_buf_get_name(buf),
+      first = range[1] + 1,
+      last = range[3] + 1,
+    })
+  end
+
+  local function answered(client, id)
+    state.outstanding[client.id .. ':' .. id] = nil
+    state.waiting = state.waiting - 1
+    if state.waiting == 0 then
+      finish()
+    end
+  end
+
+  local function send(client, method, params, handler)
+    local id
+    local ok, sent, rid = pcall(client.request, client, method, params, function(err, result)
+      if state.over then
+        return
+      end
+      pcall(handler, err, result)
+      answered(client, id)
+    end, buf)
+    if ok and sent and rid then
+      id = rid
+      state.outstanding[client.id .. ':' .. id] = { client, id }
+      state.waiting = state.waiting + 1
+    end
+  end
+
+  local function on_definition(client, use, pos, result)
+    if type(result) ~= 'table' then
+      return
+    end
+    root = root or vim.fs.root(vim.fn.getcwd(), '.git') or vim.fn.getcwd()
+    buffers = buffers or loaded_buffers()
+    local locs = (result.uri or result.targetUri) and { result } or result
+    local kept = state.found[use[1]] or {}
+    local before = #kept
+    for i = 1, math.min(#locs, M.MAX_SEEN) do
+      if #kept - before >= M.PER_ANSWER then
+        break
+      end
+      local at = location(locs[i], root)
+      if at then
+        local f = { name = use[1], path = at.path, line = at.row + 1 }
+        local b = buffers[at.path]
+        if b and api.nvim_buf_is_loaded(b) then
+          -- the buffer is the truth, saved or not
+          local text = api.nvim_buf_get_lines(b, at.row, at.row + M.MAX_LINES, false)
+          local byte = text[1]
+              and vim.str_byteindex(text[1], client.offset_encoding, at.character, false)
+            or 0
+          local erow = ts_last_row(b, at.row, byte)
+          f.lines = text
+          f['end'] = erow and erow + 1 or nil
+        end
+        kept[#kept + 1] = f
+      end
+    end
+    state.found[use[1]] = kept
+    if #kept > before and client:supports_method(HOVER) then
+      send(client, HOVER, { textDocument = { uri = uri }, position = pos }, function(_, hover)
+        local text = hover_text(hover)
+        for _, f in ipairs(kept) do
+          f.hover = text
+        end
+      end)
+    end
+  end
+
+  for _, client in ipairs(clients) do
+    for _, use in ipairs(used) do
+      local pos = position(use[2], use[3], use[4], client.offset_encoding)
+      send(
+        client,
+        DEFINITION,
+        { textDocument = { uri = uri }, position = pos },
+        function(err, result)
+          if not err then
+            on_definition(client, use, pos, result)
+          end
+        end
+      )
+    end
+  end
+  if state.waiting == 0 then
+    return done(nil)
+  end
+  -- the one deadline: whatever answered by then (kznllm.context waits no longer)
+  timer = vim.uv.new_timer()
+  timer:start(math.max(0, (tonumber(opts.lsp_timeout) or 300) - 1), 0, vim.schedule_wrap(finish))
+end
+
+return M

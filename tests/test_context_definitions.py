@@ -1,0 +1,352 @@
+"""Definitions in what the model is shown (issue 25 item 2): the names a selection uses,
+resolved by the buffer's attached language servers (the real pylsp, and a hostile one of
+the tests' own: tests/lsp_fake.py), read from the project only, sent as one section;
+one deadline for all of it. The request is asserted where it arrives."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from kznllm_py.prompt.sources import definitions, gathered
+from kznllm_py.prompt.sources.definitions import Asked, Found
+from tests.lsp_helpers import start_fake, start_pylsp
+from tests.nvim_child import Child
+from tests.servers import LoopbackServer, Reply, openai_events
+
+TITLE = "definitions of the names used here"
+
+# -- pure: the extent of a definition -------------------------------------------------------
+
+
+def test_the_extent_of_a_python_function_is_its_indented_body_and_open_brackets():
+    lines = [
+        "def parse(",
+        "    path,",
+        "):",
+        "    x = 1",
+        "",
+        "    return x",
+        "",
+        "def other():",
+    ]
+    assert definitions.extent(lines) == 6
+    assert definitions.extent(["X = 3", "Y = 4"]) == 1
+
+
+def test_the_extent_of_a_braced_definition_ends_where_its_braces_close():
+    c = ["int f(int a)", "{", "  if (a) {", "    return 1;", "  }", "  return 0;", "}", "int g;"]
+    assert definitions.extent(c) == 7
+    assert definitions.extent(["int x = 3;", "int y;"]) == 1
+    js = ["const f = () => {", "  return 1", "};", "f()"]
+    assert definitions.extent(js) == 3
+    lua = ["local function f()", "  return 1", "end", "local x"]
+    assert definitions.extent(lua) == 3
+
+
+def test_the_extent_is_capped():
+    lines = ["def f():"] + ["    pass"] * 1000
+    assert definitions.extent(lines, 50) == 50
+
+
+# -- pure: what the editor's table becomes, and what the host reads -------------------------
+
+
+def test_malformed_and_oversized_locations_are_dropped_or_bounded():
+    raw = {
+        "found": [
+            {"name": "ok", "path": "/p/a.py", "line": 3},
+            {"name": "", "path": "/p/a.py", "line": 3},
+            {"name": "rel", "path": "a.py", "line": 3},
+            {"name": "zero", "path": "/p/a.py", "line": 0},
+            {"name": "nul", "path": "/p/a\0.py", "line": 1},
+            {"name": "x" * 500, "path": "/p/b.py", "line": 2, "end": 1, "hover": "h" * 10**6},
+            {"name": "lines", "path": "/p/c.py", "line": 1, "lines": ["l" * 5000] * 1000},
+            "junk",
+        ]
+        + [{"name": f"n{i}", "path": "/p/d.py", "line": i + 1} for i in range(1000)],
+        "path": "/p/main.py",
+        "first": 4,
+        "last": 9,
+    }
+    asked = definitions.parse(raw)
+    assert len(asked.found) <= definitions.MAX_FOUND
+    assert asked.found[0] == Found("ok", "/p/a.py", 3)
+    long = asked.found[1]
+    assert len(long.name) == definitions.MAX_NAME and long.end == 0
+    assert len(long.hover) == definitions.MAX_HOVER
+    sent = asked.found[2].lines
+    assert len(sent) == definitions.MAX_SENT_LINES and len(sent[0]) == definitions.MAX_LINE_CHARS
+    assert (asked.path, asked.first, asked.last) == ("/p/main.py", 4, 9)
+    assert definitions.parse("junk") == Asked()
+    assert gathered.parse({"definitions": {"found": "x"}}).definitions == Asked()
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_only_regular_project_files_outside_virtualenvs_and_vendored_folders_are_read(
+    tmp_path: Path,
+):
+    root = tmp_path / "proj"
+    own = write(root / "pkg" / "own.py", "def own():\n    return 1\n")
+    venv = root / "env"
+    write(venv / "pyvenv.cfg", "home = /usr\n")
+    in_venv = write(venv / "lib" / "dep.py", "def dep():\n    return 2\n")
+    in_modules = write(root / "node_modules" / "m.js", "function m() {}\n")
+    outside = write(tmp_path / "elsewhere.py", "def secret():\n    return 3\n")
+    (root / "link_out.py").symlink_to(outside)
+    (root / "link_in.py").symlink_to(own)
+    assert definitions.project_file(str(own), str(root)) == str(own)
+    assert definitions.project_file(str(root / "link_in.py"), str(root)) == str(own)
+    for refused in (in_venv, in_modules, outside, root / "link_out.py"):
+        assert definitions.project_file(str(refused), str(root)) is None, refused
+    big = write(root / "big.py", "x = 1\n" * (definitions.MAX_FILE_BYTES // 6 + 10))
+    assert definitions.read_lines(str(big)) is None
+    fifo = root / "pipe.py"
+    os.mkfifo(fifo)
+    assert definitions.read_lines(str(fifo)) is None  # never blocks on a pipe
+    asked = Asked(
+        found=(
+            Found("own", str(own), 1),
+            Found("dep", str(in_venv), 1),
+            Found("secret", str(root / "link_out.py"), 1),
+            Found("pipe", str(fifo), 1),
+        )
+    )
+    s = definitions.section(asked, str(root))
+    assert s is not None and s.kind == "definitions"
+    assert "--- `own` in pkg/own.py, lines 1-2 ---\ndef own():\n    return 1" in s.text
+    assert "dep" not in s.text and "secret" not in s.text and "pipe" not in s.text
+
+
+def test_what_the_prompt_holds_and_duplicates_are_skipped_and_long_ones_cut(tmp_path: Path):
+    root = tmp_path / "proj"
+    text = "def near():\n    pass\n\n" + "\n" * 50 + "def far():\n    pass\n"
+    main = write(root / "main.py", text)
+    long_body = "def long():\n" + "".join(f"    x{i} = {i}\n" for i in range(300))
+    other = write(root / "other.py", long_body)
+    asked = Asked(
+        found=(
+            Found("near", str(main), 1),  # in the lines around the selection
+            Found("far", str(main), 54),
+            Found("far", str(main), 54),  # the same again (a second server)
+            Found("x5", str(other), 7),  # inside `long`, shown already
+            Found("long", str(other), 1, hover="```python\nlong() -> None\n```\nIt is long."),
+        ),
+        path=str(main),
+        first=20,
+        last=22,
+    )
+    s = definitions.section(asked, str(root), held_before=19, held_after=10)
+    assert s is not None
+    assert "`near`" not in s.text
+    assert s.text.count("def far():") == 1
+    assert "`x5`" not in s.text
+    assert "--- `long` in other.py, lines 1-200 ---" in s.text
+    assert "[signature and doc]\nlong() -> None\nIt is long.\n[code]\ndef long():" in s.text
+    assert "x78 = 78" in s.text and "x79 = 79" not in s.text
+    assert "the rest is cut" in s.text
+
+
+# -- in the editor, with the real pylsp -----------------------------------------------------
+
+HELPERS = '''\
+def parse_config(path):
+    """Read KEY=VALUE lines."""
+    with open(path) as f:
+        return dict(line.split("=", 1) for line in f)
+
+
+def unused_one():
+    return 0
+'''
+
+MAIN = """\
+import json
+
+from helpers import parse_config
+from vendored import vendored_helper
+
+
+def local_helper(x):
+    return x * 2
+
+
+def run(path):
+    def inner(v):
+        return v + 1
+
+    cfg = parse_config(path)
+    out = local_helper(cfg)
+    vendored_helper(out)
+    return json.dumps(inner(out))
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    write(root / "helpers.py", HELPERS)
+    write(root / "main.py", MAIN)
+    # a package installed in the project's virtualenv (pylsp is told its path)
+    site = root / ".venv" / "lib" / "python3.11" / "site-packages"
+    write(root / ".venv" / "pyvenv.cfg", "home = /usr\n")
+    write(site / "vendored.py", "def vendored_helper(x):\n    return 'VENDORED BODY'\n")
+    return root
+
+
+def open_with_pylsp(nvim: Child, root: Path) -> None:
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.command("edit main.py")
+    site = root / ".venv" / "lib" / "python3.11" / "site-packages"
+    start_pylsp(nvim, root, extra_paths=[str(site)])
+
+
+def sent_user(server: LoopbackServer, n: int = 0) -> str:
+    return server.requests[n].body["messages"][-1]["content"]
+
+
+def select_run_and_ask(nvim: Child, query: str = "refactor") -> None:
+    nvim.feed("11GV18G k")  # def run(path): ... return json.dumps(...)
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
+    nvim.feed(f"{query}<CR>")
+
+
+def test_the_definition_of_a_function_from_another_file_is_in_the_request_with_its_body(
+    nvim: Child, server: LoopbackServer, project: Path
+):
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    open_with_pylsp(nvim, project)
+    select_run_and_ask(nvim)
+    assert nvim.wait_done()[0]["status"] == "ok"
+    user = sent_user(server)
+    assert TITLE in user
+    assert "--- `parse_config` in helpers.py, lines 1-4 ---" in user
+    assert 'return dict(line.split("=", 1) for line in f)' in user  # the body, not the name
+    assert user.index("parse_config` in helpers.py") < user.index("<selection>")
+    assert "unused_one" not in user
+
+
+def test_definitions_outside_the_project_its_virtualenv_and_the_prompt_are_left_out(
+    nvim: Child, server: LoopbackServer, project: Path
+):
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    open_with_pylsp(nvim, project)
+    select_run_and_ask(nvim)
+    assert nvim.wait_done()[0]["status"] == "ok"
+    user = sent_user(server)
+    assert TITLE in user  # pylsp answered (parse_config)
+    assert "VENDORED BODY" not in user  # the project's .venv: site-packages
+    assert "def dumps" not in user  # the standard library
+    assert user.count("def inner(v):") == 1  # in the selection already
+    assert user.count("def local_helper(x):") == 1  # in the lines around it already
+
+
+def test_a_diagnostic_from_pylsp_is_in_the_request(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    root = tmp_path / "diag"
+    write(root / "bad.py", "def f():\n    return zork + 1\n")
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.command("edit bad.py")
+    start_pylsp(nvim, root)
+    nvim.wait_for(
+        lambda: nvim.lua("return #vim.diagnostic.get(0) > 0"), what="pyflakes' diagnostic"
+    )
+    nvim.feed("2GV k")
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
+    nvim.feed("fix<CR>")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    user = sent_user(server)
+    assert "2:12 ERROR (pyflakes) undefined name 'zork'" in user
+
+
+# -- the deadline ------------------------------------------------------------------------------
+
+
+def test_with_no_server_attached_the_fill_goes_at_once(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    server.queue(Reply(chunks=openai_events(["warm"])), Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    nvim.set_lines(["def f():", "    return g(1)"])
+    nvim.nvim.command("KznFill warm the host")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    start = time.monotonic()
+    nvim.nvim.command("KznFill go")
+    server.wait_requests(2, timeout=4.0)
+    assert time.monotonic() - start < 4.0  # not the 5 s deadline
+    assert TITLE not in sent_user(server, 1)
+
+
+def test_a_server_that_never_answers_is_cancelled_and_the_fill_goes_at_the_deadline(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 400 } })")
+    root = tmp_path / "silent"
+    write(root / "a.py", "def f():\n    return helper(1)\n")
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.command("edit a.py")
+    log = tmp_path / "lsp.log"
+    start_fake(nvim, "silent", log, root)
+    nvim.lua(
+        "vim.diagnostic.set(vim.api.nvim_create_namespace('kzn-test'), 0, "
+        "{ { lnum = 1, col = 4, severity = 1, message = 'the rest of the context' } })"
+    )
+    start = time.monotonic()
+    nvim.nvim.command("2KznFill go")
+    server.wait_requests(1, timeout=4.0)
+    waited = time.monotonic() - start
+    assert 0.35 <= waited < 4.0, waited
+    user = sent_user(server)
+    assert "the rest of the context" in user and TITLE not in user
+
+    def sent(method: str) -> set[int]:
+        msgs = [json.loads(line) for line in log.read_text().splitlines()]
+        if method == "$/cancelRequest":
+            return {m["params"]["id"] for m in msgs if m["method"] == method}
+        return {m["id"] for m in msgs if m["method"] == method}
+
+    asked = sent("textDocument/definition")
+    assert asked  # `helper` was asked about
+    nvim.wait_for(lambda: sent("$/cancelRequest") == asked, what="every request cancelled")
+    assert nvim.wait_done()[0]["status"] == "ok"
+
+
+@pytest.mark.parametrize("mode", ["flood", "malformed"])
+def test_a_hostile_server_is_bounded_and_its_one_project_location_is_used(
+    nvim: Child, server: LoopbackServer, tmp_path: Path, mode: str
+):
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    root = tmp_path / mode
+    target = write(root / "lib.py", "def target():\n    return 'TARGET BODY'\n")
+    write(root / "a.py", "def f():\n    return target()\n")
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.command("edit a.py")
+    start_fake(nvim, mode, tmp_path / "lsp.log", root, target)
+    nvim.nvim.command("2KznFill go")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    user = sent_user(server)
+    assert "--- `target` in lib.py, lines 1-2 ---" in user
+    assert user.count("TARGET BODY") == 1  # every name resolves there: shown once
+    assert "far/away" not in user
+    assert "h" * 2000 not in user  # the megabyte hover is bounded
