@@ -3,11 +3,11 @@ definitions the way a hostile or broken server would (real pylsp serves the hone
 cases: tests/lsp_helpers.py). Every message it receives is appended to LOG as one JSON
 line, so a test can wait for what the editor sent (a $/cancelRequest).
 
-    python tests/lsp_fake.py MODE LOG [TARGET]
+    python tests/lsp_fake.py MODE LOG [TARGET [LINE]]
 
-MODE: `silent` (never answers a definition or a hover), `flood` (5,000 locations
-outside the project, the TARGET file's first line among them at the 1,000th, and a
-hover of a megabyte), `malformed` (junk in every shape, then TARGET's first line).
+MODE: `silent` (never answers a request but `initialize`), `flood` (5,000 locations
+outside the project, TARGET's LINE (0-based, default 0) among them at the 1,000th),
+`malformed` (junk in every shape, then TARGET's LINE).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ def location(uri: str, line: int = 0) -> dict[str, Any]:
     return {"uri": uri, "range": {"start": pos, "end": pos}}
 
 
-def definition(mode: str, target: str) -> Any:
+def definition(mode: str, target: str, line: int) -> Any:
     uri = Path(target).resolve().as_uri() if target else ""
     if mode == "flood":
         far = [location(f"file:///usr/lib/far/away{i}.py", i) for i in range(5000)]
-        far[1000] = location(uri)
+        far[1000] = location(uri, line)
         return far
     # malformed: every wrong shape a location can take, then one right one
     return [
@@ -45,13 +45,14 @@ def definition(mode: str, target: str) -> Any:
         {"uri": "http://example.com/x.py", "range": {"start": {"line": 0, "character": 0}}},
         {"targetUri": uri},
         location("file:///" + "a" * 100_000 + ".py"),
-        location(uri),
+        location(uri, line),
     ]
 
 
 def main() -> int:
     mode, log = sys.argv[1], Path(sys.argv[2])
     target = sys.argv[3] if len(sys.argv) > 3 else ""
+    line = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     stdin: BinaryIO = sys.stdin.buffer
     stdout: BinaryIO = sys.stdout.buffer
     while True:
@@ -65,7 +66,6 @@ def main() -> int:
             caps = {
                 "textDocumentSync": {"openClose": True, "change": 1},
                 "definitionProvider": True,
-                "hoverProvider": True,
             }
             send(stdout, {"jsonrpc": "2.0", "id": msg["id"], "result": {"capabilities": caps}})
         elif method == "shutdown":
@@ -75,11 +75,7 @@ def main() -> int:
         elif "id" in msg and mode == "silent":
             continue  # a server that never answers
         elif method == "textDocument/definition":
-            send(stdout, {"jsonrpc": "2.0", "id": msg["id"], "result": definition(mode, target)})
-        elif method == "textDocument/hover":
-            result: Any = {"contents": {"kind": "markdown", "value": "h" * 1_000_000}}
-            if mode == "malformed":
-                result = {"contents": [{"value": 3}, None, 5]}
+            result = definition(mode, target, line)
             send(stdout, {"jsonrpc": "2.0", "id": msg["id"], "result": result})
         elif "id" in msg and method is not None:
             error = {"code": -32601, "message": f"{method} not served"}

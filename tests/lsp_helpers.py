@@ -76,7 +76,10 @@ def start_pylsp(nvim: Child, root: Path, extra_paths: list[str] | None = None) -
     return client
 
 
-def start_fake(nvim: Child, mode: str, log: Path, root: Path, target: Path | None = None) -> int:
-    """The tests' own hostile server (tests/lsp_fake.py) in `mode`, logging to `log`."""
+def start_fake(
+    nvim: Child, mode: str, log: Path, root: Path, target: Path | None = None, line: int = 0
+) -> int:
+    """The tests' own hostile server (tests/lsp_fake.py) in `mode`, logging to `log`,
+    pointing at `target`'s `line` (0-based)."""
     cmd = [sys.executable, str(HERE / "lsp_fake.py"), mode, str(log)]
-    return start(nvim, cmd + ([str(target)] if target else []), root, f"fake-{mode}")
+    return start(nvim, cmd + ([str(target), str(line)] if target else []), root, f"fake-{mode}")

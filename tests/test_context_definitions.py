@@ -48,6 +48,14 @@ def test_the_extent_of_a_braced_definition_ends_where_its_braces_close():
     assert definitions.extent(lua) == 3
 
 
+def test_the_doc_comment_and_decorators_above_a_definition_come_with_it():
+    above = ["x = 1", "", "# Parse it.", "# Twice.", "@cache"]
+    assert definitions.lead_in(above) == 3
+    assert definitions.lead_in(["int y;", "/* doc */"]) == 1
+    assert definitions.lead_in(["#!/usr/bin/env python"]) == 0
+    assert definitions.lead_in(["f()"]) == 0
+
+
 def test_the_extent_is_capped():
     lines = ["def f():"] + ["    pass"] * 1000
     assert definitions.extent(lines, 50) == 50
@@ -64,8 +72,11 @@ def test_malformed_and_oversized_locations_are_dropped_or_bounded():
             {"name": "rel", "path": "a.py", "line": 3},
             {"name": "zero", "path": "/p/a.py", "line": 0},
             {"name": "nul", "path": "/p/a\0.py", "line": 1},
-            {"name": "x" * 500, "path": "/p/b.py", "line": 2, "end": 1, "hover": "h" * 10**6},
+            {"name": "x" * 500, "path": "/p/b.py", "line": 2, "end": 1},
             {"name": "lines", "path": "/p/c.py", "line": 1, "lines": ["l" * 5000] * 1000},
+            # lines that do not reach the definition's own line, or start below it
+            {"name": "short", "path": "/p/e.py", "line": 50, "start": 40, "lines": ["a"] * 5},
+            {"name": "below", "path": "/p/e.py", "line": 50, "start": 60, "lines": ["a"] * 5},
             "junk",
         ]
         + [{"name": f"n{i}", "path": "/p/d.py", "line": i + 1} for i in range(1000)],
@@ -78,9 +89,9 @@ def test_malformed_and_oversized_locations_are_dropped_or_bounded():
     assert asked.found[0] == Found("ok", "/p/a.py", 3)
     long = asked.found[1]
     assert len(long.name) == definitions.MAX_NAME and long.end == 0
-    assert len(long.hover) == definitions.MAX_HOVER
     sent = asked.found[2].lines
     assert len(sent) == definitions.MAX_SENT_LINES and len(sent[0]) == definitions.MAX_LINE_CHARS
+    assert asked.found[3].lines == () and asked.found[4].lines == ()
     assert (asked.path, asked.first, asked.last) == ("/p/main.py", 4, 9)
     assert definitions.parse("junk") == Asked()
     assert gathered.parse({"definitions": {"found": "x"}}).definitions == Asked()
@@ -139,7 +150,7 @@ def test_what_the_prompt_holds_and_duplicates_are_skipped_and_long_ones_cut(tmp_
             Found("far", str(main), 54),
             Found("far", str(main), 54),  # the same again (a second server)
             Found("x5", str(other), 7),  # inside `long`, shown already
-            Found("long", str(other), 1, hover="```python\nlong() -> None\n```\nIt is long."),
+            Found("long", str(other), 1),
         ),
         path=str(main),
         first=20,
@@ -150,8 +161,8 @@ def test_what_the_prompt_holds_and_duplicates_are_skipped_and_long_ones_cut(tmp_
     assert "`near`" not in s.text
     assert s.text.count("def far():") == 1
     assert "`x5`" not in s.text
-    assert "--- `long` in other.py, lines 1-200 ---" in s.text
-    assert "[signature and doc]\nlong() -> None\nIt is long.\n[code]\ndef long():" in s.text
+    assert "--- `long` in other.py, lines 1-220 ---" in s.text
+    assert "---\ndef long():\n    x0 = 0" in s.text
     assert "x78 = 78" in s.text and "x79 = 79" not in s.text
     assert "the rest is cut" in s.text
 
@@ -349,4 +360,40 @@ def test_a_hostile_server_is_bounded_and_its_one_project_location_is_used(
     assert "--- `target` in lib.py, lines 1-2 ---" in user
     assert user.count("TARGET BODY") == 1  # every name resolves there: shown once
     assert "far/away" not in user
-    assert "h" * 2000 not in user  # the megabyte hover is bounded
+
+
+LIB_LUA = """\
+local x = 1
+
+-- Says what it is, with a doc comment.
+local function target()
+  local s = 'first'
+    .. 'second'
+-- a comment at column 0 inside the body
+  return s
+end
+
+return target
+"""
+
+
+def test_a_definition_in_a_loaded_buffer_is_its_unsaved_text_its_extent_from_tree_sitter(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    root = tmp_path / "loaded"
+    lib = write(root / "lib.lua", LIB_LUA)
+    write(root / "a.lua", "local y = target()\n")
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.command("edit lib.lua")
+    nvim.nvim.command("6s/'second'/'UNSAVED'/")  # in the buffer only
+    nvim.nvim.command("edit a.lua")  # lib.lua stays loaded (hidden)
+    start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib, line=3)
+    nvim.nvim.command("1KznFill go")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    user = sent_user(server)
+    assert "--- `target` in lib.lua, lines 3-9 ---\n-- Says what it is" in user
+    assert "    .. 'UNSAVED'\n-- a comment at column 0 inside the body\n  return s\nend" in user
+    assert "local x = 1" not in user and "return target" not in user

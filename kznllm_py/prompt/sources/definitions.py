@@ -11,12 +11,12 @@ leads out), not in a virtualenv, site-packages, node_modules or the like, and at
 `MAX_FILE_BYTES`. Its extent (the whole function or class, not its name line) is then
 found by `extent`: brackets where the definition opens a `{`, else indentation; capped.
 
-A definition the prompt already holds (inside the selection, or in the lines around it
-that are sent) is skipped, as are duplicates and one inside another already shown.
-Each definition is cut at `MAX_LINES` lines / `MAX_CHARS` characters (then the language
-server's hover, its signature and doc, is shown above the cut body); at most
-`MAX_SYMBOLS` of them; the section's share of the budget cuts the rest
-(kznllm_py/prompt/sections.py).
+The comment lines and decorators right above a definition (its doc in C, Rust, Lua,
+JavaScript; `@dataclass`) come with it (`lead_in`). A definition the prompt already
+holds (inside the selection, or in the lines around it that are sent) is skipped, as
+are duplicates and one inside another shown. Each definition is cut at `MAX_LINES`
+lines / `MAX_CHARS` characters, its signature and doc first; at most `MAX_SYMBOLS` of
+them; the section's share of the budget cuts the rest (kznllm_py/prompt/sections.py).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ MAX_FOUND = 64  # locations taken from the editor
 MAX_SYMBOLS = 12  # definitions in the section
 MAX_LINES = 80  # lines of one definition
 MAX_CHARS = 4000  # characters of one definition
-MAX_SENT_LINES = 200  # lines of a loaded buffer taken per definition
+MAX_SENT_LINES = 220  # lines of a loaded buffer taken per definition (LEAD above it)
+LEAD = 20  # lines looked at above a definition for its doc comment and decorators
 MAX_LINE_CHARS = 1000  # characters of one such line
-MAX_HOVER = 1200  # characters of a hover text
 MAX_NAME = 100
 MAX_FILE_BYTES = 512 * 1024  # a file larger than this is not read for a definition
 # folders whose files are not the project's own, wherever they are under its root
@@ -60,15 +60,16 @@ FOREIGN_DIRS = frozenset(
 @dataclass(frozen=True, slots=True)
 class Found:
     """One location a language server gave for `name`: `path` (absolute), `line`
-    (1-based); from a loaded buffer also its `lines` (from `line` on) and, when
-    tree-sitter knew it, the definition's last line `end` (0: unknown)."""
+    (1-based); from a loaded buffer also its `lines` (from line `start`, at most LEAD
+    above `line`, on) and, when tree-sitter knew it, the definition's last line `end`
+    (0: unknown)."""
 
     name: str
     path: str
     line: int
     end: int = 0
     lines: tuple[str, ...] = ()
-    hover: str = ""
+    start: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +97,17 @@ def _one(raw: Mapping[str, Any]) -> Found | None:
     if not name or not os.path.isabs(path) or "\0" in path or line < 1:
         return None
     end = options.whole(raw, "end")
+    lines = _lines(raw.get("lines"))
+    start = options.whole(raw, "start", line)
+    if not line - LEAD <= start <= line or line - start >= len(lines):
+        lines, start = (), 0  # lines that do not hold the definition's own
     return Found(
         name=name,
         path=path,
         line=line,
         end=end if end >= line else 0,
-        lines=_lines(raw.get("lines")),
-        hover=options.text(raw, "hover")[:MAX_HOVER],
+        lines=lines,
+        start=start if lines else 0,
     )
 
 
@@ -211,29 +216,31 @@ class _Entry:
         return self.real == other.real and other.first <= self.first <= self.last <= other.last
 
 
-def _hover_text(hover: str) -> str:
-    """A hover's markdown as plain lines: fences dropped, blank runs folded."""
-    out: list[str] = []
-    for line in hover.splitlines():
-        if line.strip().startswith("```"):
-            continue
-        if line.strip() or (out and out[-1]):
-            out.append(line.rstrip())
-    return "\n".join(out).strip()
+_LEADERS = ("#", "//", "--", "/*", "*", "@", ";", "<!--")
 
 
-def _body(lines: list[str], hover: str) -> str:
-    """A definition's code, whole when within MAX_LINES / MAX_CHARS; else its first
-    lines within them under the hover's signature and doc, with a line saying so."""
+def lead_in(above: list[str] | tuple[str, ...]) -> int:
+    """How many of the lines right `above` a definition (the nearest last) are its doc
+    comment or decorators: comment lines and `@` lines, up to a blank line or code."""
+    n = 0
+    for line in reversed(above):
+        stripped = line.strip()
+        if not stripped or not stripped.startswith(_LEADERS) or stripped.startswith("#!"):
+            break
+        n += 1
+    return n
+
+
+def _body(lines: list[str]) -> str:
+    """A definition's text, whole when within MAX_LINES / MAX_CHARS; else its first
+    lines within them (its signature and doc), with a line saying the rest is cut."""
     text = "\n".join(lines)
     if len(lines) <= MAX_LINES and len(text) <= MAX_CHARS:
         return text
     head = "\n".join(lines[:MAX_LINES])
     if len(head) > MAX_CHARS:
         head = head[:MAX_CHARS].rsplit("\n", 1)[0]
-    cut = f"[... the rest is cut (past {MAX_LINES} lines or {MAX_CHARS} characters)]"
-    doc = _hover_text(hover)
-    return "\n".join(p for p in (doc and f"[signature and doc]\n{doc}\n[code]", head, cut) if p)
+    return f"{head}\n[... the rest is cut (past {MAX_LINES} lines or {MAX_CHARS} characters)]"
 
 
 def section(
@@ -264,22 +271,26 @@ def section(
         if real == current and asked.first > 0 and held[0] <= f.line <= held[1]:
             continue  # the prompt holds it already
         if f.lines:
-            source = list(f.lines)
+            above = list(f.lines[: f.line - f.start])
+            source = list(f.lines[f.line - f.start :])
         else:
             if real not in files:
                 files[real] = read(real)
             whole = files[real]
             if whole is None or f.line > len(whole):
                 continue
+            above = whole[max(0, f.line - 1 - LEAD) : f.line - 1]
             source = whole[f.line - 1 : f.line - 1 + MAX_SENT_LINES]
         n = min(f.end - f.line + 1, len(source)) if f.end else extent(source, MAX_SENT_LINES)
         if n < 1:
             continue
-        last = f.line + n - 1
+        lead = lead_in(above)
+        first, last = f.line - lead, f.line + n - 1
+        text = [*above[len(above) - lead :], *source[:n]]
         rel = os.path.relpath(real, real_root)
-        where = f"line {f.line}" if n == 1 else f"lines {f.line}-{last}"
+        where = f"line {first}" if first == last else f"lines {first}-{last}"
         head = f"--- `{printable(f.name)}` in {printable(rel)}, {where} ---"
-        found.append(_Entry(real, f.line, last, f"{head}\n{_body(source[:n], f.hover)}"))
+        found.append(_Entry(real, first, last, f"{head}\n{_body(text)}"))
     # one inside another (a method of a class shown whole) is shown once, in it
     entries = [
         e.text

@@ -1,8 +1,10 @@
 -- The definitions of the names the range uses (with no selection: the lines near the
 -- cursor), from the buffer's attached language servers: at the keypress one
--- textDocument/definition per name, then a hover for each name a server placed in the
--- project. Answers when every request has, or at the deadline (context.lsp_timeout
--- from the keypress), cancelling what is outstanding, with what answered by then.
+-- textDocument/definition per name, the called ones first. Answers when every request
+-- has, or at the deadline (context.lsp_timeout from the keypress), cancelling what is
+-- outstanding, with what answered by then. No hover is asked: the definition's own
+-- text carries its signature and doc, and pylsp takes ~1.7 s for one hover, which
+-- delays every definition asked after it (bench/lsp_context_bench.py).
 -- Nothing, at once, when no attached server gives definitions. Each answer is bounded
 -- here (locations kept, lines sent); the host confines, reads and fits them
 -- (kznllm_py/prompt/sources/definitions.py).
@@ -11,15 +13,14 @@ local M = {}
 local api = vim.api
 
 local DEFINITION = 'textDocument/definition'
-local HOVER = 'textDocument/hover'
 M.MAX_NAMES = 24 -- names asked about, the first used first
 M.MAX_SCAN = 200 -- lines of the range read for names
 M.NEAR = 15 -- with no selection: lines each side of the cursor
 M.PER_ANSWER = 4 -- locations kept from one answer
 M.MAX_SEEN = 2000 -- locations looked at in one answer
 M.MAX_FOUND = 64
-M.MAX_LINES = 200 -- lines sent of a definition in a loaded buffer
-M.MAX_HOVER = 1200
+M.MAX_LINES = 200 -- lines sent of a definition in a loaded buffer (from its name's line)
+M.LEAD = 20 -- lines sent above a definition in a loaded buffer (its doc comment)
 M.TS_MAX_LINES = 3000 -- a loaded buffer not parsed yet is parsed for an extent up to this
 
 -- words that are never a definition worth asking about (each one is a request)
@@ -34,23 +35,28 @@ do
   KEYWORDS[w] = true
 end
 
---- The names used on rows `first`..`last` (0-based), each once, at its first use:
---- { name, row, col (0-based byte) }, at most MAX_NAMES.
+--- The names used on rows `first`..`last` (0-based), each once, at its first use, the
+--- called ones (a `(` follows) first: { name, row, col (0-based byte), line }, at most
+--- MAX_NAMES. A server answers one request after another: what is called matters most.
 local function names(buf, first, last)
-  local out, seen = {}, {}
+  local calls, others, seen = {}, {}, {}
   local lines = api.nvim_buf_get_lines(buf, first, last + 1, false)
   for i, line in ipairs(lines) do
-    for col, word in line:gmatch('%f[%w_]()([%a_][%w_]*)') do
+    for col, word, after in line:gmatch('%f[%w_]()([%a_][%w_]*)()') do
       if not seen[word] and not KEYWORDS[word] then
         seen[word] = true
-        out[#out + 1] = { word, first + i - 1, col - 1, line }
-        if #out >= M.MAX_NAMES then
-          return out
+        local use = { word, first + i - 1, col - 1, line }
+        table.insert(line:match('^%s*%(', after) and calls or others, use)
+        if #calls >= M.MAX_NAMES then
+          return calls
         end
       end
     end
   end
-  return out
+  for i = 1, math.min(#others, M.MAX_NAMES - #calls) do
+    calls[#calls + 1] = others[i]
+  end
+  return calls
 end
 
 local function position(row, col, line, encoding)
@@ -139,27 +145,6 @@ local function location(loc, root)
   return { path = path, row = row, character = tonumber(start.character) or 0 }
 end
 
-local function hover_text(result)
-  local c = type(result) == 'table' and result.contents
-  if type(c) == 'string' then
-    return c:sub(1, M.MAX_HOVER)
-  end
-  if type(c) ~= 'table' then
-    return nil
-  end
-  if type(c.value) == 'string' then
-    return c.value:sub(1, M.MAX_HOVER)
-  end
-  local parts = {}
-  for i = 1, math.min(#c, 8) do
-    local p = c[i]
-    parts[#parts + 1] = type(p) == 'string' and p
-      or (type(p) == 'table' and type(p.value) == 'string' and p.value)
-      or nil
-  end
-  return table.concat(parts, '\n'):sub(1, M.MAX_HOVER)
-end
-
 function M.collect(buf, range, opts, done)
   if not package.loaded['vim.lsp'] then
     return done(nil) -- no server ever started (and loading vim.lsp would cost ~5 ms)
@@ -236,7 +221,7 @@ function M.collect(buf, range, opts, done)
     end
   end
 
-  local function on_definition(client, use, pos, result)
+  local function on_definition(client, use, result)
     if type(result) ~= 'table' then
       return
     end
@@ -255,26 +240,19 @@ function M.collect(buf, range, opts, done)
         local b = buffers[at.path]
         if b and api.nvim_buf_is_loaded(b) then
           -- the buffer is the truth, saved or not
-          local text = api.nvim_buf_get_lines(b, at.row, at.row + M.MAX_LINES, false)
-          local byte = text[1]
-              and vim.str_byteindex(text[1], client.offset_encoding, at.character, false)
+          local from = math.max(0, at.row - M.LEAD)
+          local text = api.nvim_buf_get_lines(b, from, at.row + M.MAX_LINES, false)
+          local line = text[at.row - from + 1]
+          local byte = line and vim.str_byteindex(line, client.offset_encoding, at.character, false)
             or 0
           local erow = ts_last_row(b, at.row, byte)
-          f.lines = text
+          f.lines, f.start = text, from + 1
           f['end'] = erow and erow + 1 or nil
         end
         kept[#kept + 1] = f
       end
     end
     state.found[use[1]] = kept
-    if #kept > before and client:supports_method(HOVER) then
-      send(client, HOVER, { textDocument = { uri = uri }, position = pos }, function(_, hover)
-        local text = hover_text(hover)
-        for _, f in ipairs(kept) do
-          f.hover = text
-        end
-      end)
-    end
   end
 
   for _, client in ipairs(clients) do
@@ -286,7 +264,7 @@ function M.collect(buf, range, opts, done)
         { textDocument = { uri = uri }, position = pos },
         function(err, result)
           if not err then
-            on_definition(client, use, pos, result)
+            on_definition(client, use, result)
           end
         end
       )
