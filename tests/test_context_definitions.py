@@ -115,10 +115,13 @@ def test_only_regular_project_files_outside_virtualenvs_and_vendored_folders_are
     outside = write(tmp_path / "elsewhere.py", "def secret():\n    return 3\n")
     (root / "link_out.py").symlink_to(outside)
     (root / "link_in.py").symlink_to(own)
+    hidden = write(root / ".ssh" / "id_rsa.py", "KEY = 1\n")
     assert definitions.project_file(str(own), str(root)) == str(own)
     assert definitions.project_file(str(root / "link_in.py"), str(root)) == str(own)
-    for refused in (in_venv, in_modules, outside, root / "link_out.py"):
+    for refused in (in_venv, in_modules, outside, root / "link_out.py", hidden):
         assert definitions.project_file(str(refused), str(root)) is None, refused
+    # Neovim started in the home directory, no repository: no project to read from
+    assert definitions.project_file(str(own), str(root), home=str(root)) is None
     big = write(root / "big.py", "x = 1\n" * (definitions.MAX_FILE_BYTES // 6 + 10))
     assert definitions.read_lines(str(big)) is None
     fifo = root / "pipe.py"
@@ -328,6 +331,13 @@ def test_a_server_that_never_answers_is_cancelled_and_the_fill_goes_at_the_deadl
     assert 0.35 <= waited < 4.0, waited
     user = sent_user(server)
     assert "the rest of the context" in user and TITLE not in user
+    nvim.wait_done()
+    # the debug view says why (the same gathering, seen in :KznDebug)
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.nvim.command("2KznDebug again")
+    nvim.wait_done(2)
+    view = "\n".join(nvim.lines())
+    assert "language server requests not answered by the deadline" in view
 
     def sent(method: str) -> set[int]:
         msgs = [json.loads(line) for line in log.read_text().splitlines()]
@@ -337,8 +347,7 @@ def test_a_server_that_never_answers_is_cancelled_and_the_fill_goes_at_the_deadl
 
     asked = sent("textDocument/definition")
     assert asked  # `helper` was asked about
-    nvim.wait_for(lambda: sent("$/cancelRequest") == asked, what="every request cancelled")
-    assert nvim.wait_done()[0]["status"] == "ok"
+    nvim.wait_for(lambda: sent("$/cancelRequest") >= asked, what="every request cancelled")
 
 
 @pytest.mark.parametrize("mode", ["flood", "malformed"])

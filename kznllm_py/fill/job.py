@@ -99,7 +99,7 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
             s for s in gathered.sections(req.gathered, req.path) if settings.context.on(s.kind)
         ),
         context_options=settings.context,
-        gather_notes=req.gathered.notes,
+        gather_notes=(*req.gathered.notes, *req.gathered.definitions.notes()),
         definitions=req.gathered.definitions
         if settings.context.on("definitions")
         else (definitions.Asked()),

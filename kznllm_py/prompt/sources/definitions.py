@@ -7,9 +7,10 @@ Where the text comes from: a definition in a buffer loaded in the editor comes w
 lines (the buffer is the truth, saved or not; its extent from tree-sitter when a parser
 knows it); any other is read from its file here, only when it is a regular file inside
 the project root (the git root, else the working directory; its real path, so no link
-leads out), not in a virtualenv, site-packages, node_modules or the like, and at most
-`MAX_FILE_BYTES`. Its extent (the whole function or class, not its name line) is then
-found by `extent`: brackets where the definition opens a `{`, else indentation; capped.
+leads out; never the home directory itself), not hidden, not in a virtualenv,
+site-packages, node_modules or the like, and at most `MAX_FILE_BYTES`. Its extent (the
+whole function or class, not its name line) is then found by `extent`: brackets where
+the definition opens a `{`, else indentation; capped.
 
 The comment lines and decorators right above a definition (its doc in C, Rust, Lua,
 JavaScript; `@dataclass`) come with it (`lead_in`). A definition the prompt already
@@ -82,6 +83,17 @@ class Asked:
     path: str = ""
     first: int = 0
     last: int = 0
+    asked: int = 0  # definition requests sent
+    late: int = 0  # of them, not answered by the deadline (cancelled)
+
+    def notes(self) -> tuple[str, ...]:
+        """What the debug view says of the gathering: requests cut by the deadline."""
+        if not self.late:
+            return ()
+        return (
+            f"definitions: {self.late} of {self.asked} language server requests not "
+            "answered by the deadline (context.lsp_timeout), cancelled",
+        )
 
 
 def _lines(raw: object) -> tuple[str, ...]:
@@ -123,6 +135,8 @@ def parse(raw: object) -> Asked:
         path=options.text(raw, "path"),
         first=options.whole(raw, "first"),
         last=options.whole(raw, "last"),
+        asked=options.whole(raw, "asked"),
+        late=options.whole(raw, "late"),
     )
 
 
@@ -177,15 +191,21 @@ def _trimmed(lines: list[str] | tuple[str, ...], n: int) -> int:
 # -- where a definition may be read from ---------------------------------------------------
 
 
-def project_file(path: str, root: str) -> str | None:
-    """The real path of `path` when it is inside the real `root` and not under one of
-    the FOREIGN_DIRS or a virtualenv (a folder holding `pyvenv.cfg`); else None."""
+def project_file(path: str, root: str, home: str | None = None) -> str | None:
+    """The real path of `path` when it is inside the real `root` and not hidden (no
+    part of it under the root starts with `.`: `.ssh`, `.venv`, `.git`), not under
+    one of the FOREIGN_DIRS or a virtualenv (a folder holding `pyvenv.cfg`); else None.
+    A root that is the home directory or `/` (no project: Neovim started there) holds
+    no project file."""
     real_root = os.path.realpath(root)
+    home = os.path.realpath(home if home is not None else os.path.expanduser("~"))
+    if real_root in (home, os.sep):
+        return None
     real = os.path.realpath(path)
     if not real.startswith(real_root.rstrip(os.sep) + os.sep):
         return None
     parts = os.path.relpath(real, real_root).split(os.sep)
-    if any(p in FOREIGN_DIRS for p in parts[:-1]):
+    if any(p.startswith(".") for p in parts) or any(p in FOREIGN_DIRS for p in parts[:-1]):
         return None
     folder = real_root
     for p in parts[:-1]:

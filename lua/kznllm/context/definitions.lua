@@ -15,6 +15,7 @@ local api = vim.api
 local DEFINITION = 'textDocument/definition'
 M.MAX_NAMES = 24 -- names asked about, the first used first
 M.MAX_SCAN = 200 -- lines of the range read for names
+M.MAX_SCAN_BYTES = 2000 -- bytes of one line read for names (a minified line is not)
 M.NEAR = 15 -- with no selection: lines each side of the cursor
 M.PER_ANSWER = 4 -- locations kept from one answer
 M.MAX_SEEN = 2000 -- locations looked at in one answer
@@ -42,6 +43,7 @@ local function names(buf, first, last)
   local calls, others, seen = {}, {}, {}
   local lines = api.nvim_buf_get_lines(buf, first, last + 1, false)
   for i, line in ipairs(lines) do
+    line = #line > M.MAX_SCAN_BYTES and line:sub(1, M.MAX_SCAN_BYTES) or line
     for col, word, after in line:gmatch('%f[%w_]()([%a_][%w_]*)()') do
       if not seen[word] and not KEYWORDS[word] then
         seen[word] = true
@@ -120,7 +122,19 @@ local function ts_last_row(b, row, col)
   return ecol == 0 and erow > row and erow - 1 or erow
 end
 
---- The location's { path, row, col } when it is a file under `root`, else nil.
+--- The project root's paths: as the working directory names it, and its real path
+--- (a server names files by either).
+local function roots()
+  local root = vim.fs.root(vim.fn.getcwd(), '.git') or vim.fn.getcwd()
+  return { root, vim.uv.fs_realpath(root) or root }
+end
+
+local function under(path, root)
+  return path:sub(1, #root + 1) == root .. '/'
+end
+
+--- The location's { path, row, col } when it is a file under the project root (either
+--- of `root`'s paths), else nil.
 local function location(loc, root)
   if type(loc) ~= 'table' then
     return nil
@@ -136,7 +150,7 @@ local function location(loc, root)
     return nil
   end
   local ok, path = pcall(vim.uri_to_fname, uri)
-  if not ok or path:sub(1, #root + 1) ~= root .. '/' then
+  if not ok or not (under(path, root[1]) or under(path, root[2])) then
     return nil
   end
   if path:find('/site%-packages/') or path:find('/node_modules/') then
@@ -161,9 +175,9 @@ function M.collect(buf, range, opts, done)
   local uri = vim.uri_from_bufnr(buf)
   local state = {
     found = {}, -- name -> list of found entries
-    order = {}, -- names in the order of first use
     outstanding = {}, -- { client, id } still waited for
     waiting = 0,
+    asked = 0, -- definition requests sent
     over = false,
   }
   local root, buffers, timer
@@ -177,8 +191,10 @@ function M.collect(buf, range, opts, done)
       timer:stop()
       timer:close()
     end
+    local late = 0
     for key, r in pairs(state.outstanding) do
       state.outstanding[key] = nil
+      late = late + 1
       pcall(r[1].cancel_request, r[1], r[2])
     end
     local out = {}
@@ -191,9 +207,11 @@ function M.collect(buf, range, opts, done)
     end
     done({
       found = out,
-      path = api.nvim_buf_get_name(buf),
+      path = api.nvim_buf_is_valid(buf) and api.nvim_buf_get_name(buf) or '',
       first = range[1] + 1,
       last = range[3] + 1,
+      asked = state.asked,
+      late = late,
     })
   end
 
@@ -218,6 +236,7 @@ function M.collect(buf, range, opts, done)
       id = rid
       state.outstanding[client.id .. ':' .. id] = { client, id }
       state.waiting = state.waiting + 1
+      state.asked = state.asked + 1
     end
   end
 
@@ -225,7 +244,7 @@ function M.collect(buf, range, opts, done)
     if type(result) ~= 'table' then
       return
     end
-    root = root or vim.fs.root(vim.fn.getcwd(), '.git') or vim.fn.getcwd()
+    root = root or roots()
     buffers = buffers or loaded_buffers()
     local locs = (result.uri or result.targetUri) and { result } or result
     local kept = state.found[use[1]] or {}
