@@ -153,6 +153,7 @@ def test_what_the_prompt_holds_and_duplicates_are_skipped_and_long_ones_cut(tmp_
             Found("far", str(main), 54),
             Found("far", str(main), 54),  # the same again (a second server)
             Found("x5", str(other), 7),  # inside `long`, shown already
+            Found("other", str(other), 1),  # a module: the top of its file
             Found("long", str(other), 1),
         ),
         path=str(main),
@@ -163,7 +164,7 @@ def test_what_the_prompt_holds_and_duplicates_are_skipped_and_long_ones_cut(tmp_
     assert s is not None
     assert "`near`" not in s.text
     assert s.text.count("def far():") == 1
-    assert "`x5`" not in s.text
+    assert "`x5`" not in s.text and "`other`" not in s.text
     assert "--- `long` in other.py, lines 1-220 ---" in s.text
     assert "---\ndef long():\n    x0 = 0" in s.text
     assert "x78 = 78" in s.text and "x79 = 79" not in s.text
@@ -406,3 +407,35 @@ def test_a_definition_in_a_loaded_buffer_is_its_unsaved_text_its_extent_from_tre
     assert "--- `target` in lib.lua, lines 3-9 ---\n-- Says what it is" in user
     assert "    .. 'UNSAVED'\n-- a comment at column 0 inside the body\n  return s\nend" in user
     assert "local x = 1" not in user and "return target" not in user
+
+
+def test_with_no_selection_the_names_near_the_cursor_are_resolved(
+    nvim: Child, server: LoopbackServer, project: Path
+):
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    open_with_pylsp(nvim, project)
+    nvim.feed("16G k")  # normal mode, on `out = local_helper(cfg)`: a fill at the cursor
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
+    nvim.feed("continue<CR>")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert "--- `parse_config` in helpers.py, lines 1-4 ---" in sent_user(server)
+
+
+def test_a_working_directory_reached_through_a_link_still_finds_the_project(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    real = tmp_path / "real"
+    target = write(real / "lib.py", "def target():\n    return 'TARGET BODY'\n")
+    write(real / "a.py", "def f():\n    return target()\n")
+    (tmp_path / "link").symlink_to(real)
+    nvim.nvim.command(f"cd {tmp_path / 'link'}")  # the server names files by real path
+    nvim.nvim.command("edit a.py")
+    start_fake(nvim, "flood", tmp_path / "lsp.log", tmp_path / "link", target)
+    nvim.nvim.command("2KznFill go")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert "--- `target` in lib.py, lines 1-2 ---" in sent_user(server)

@@ -13,9 +13,10 @@ whole function or class, not its name line) is then found by `extent`: brackets 
 the definition opens a `{`, else indentation; capped.
 
 The comment lines and decorators right above a definition (its doc in C, Rust, Lua,
-JavaScript; `@dataclass`) come with it (`lead_in`). A definition the prompt already
-holds (inside the selection, or in the lines around it that are sent) is skipped, as
-are duplicates and one inside another shown. Each definition is cut at `MAX_LINES`
+JavaScript; `@dataclass`) come with it (`lead_in`). A location whose line does
+not hold the name (a module's: the top of its file) is skipped; so are a definition
+the prompt already holds (inside the selection, or in the lines around it that are
+sent), duplicates and one inside another shown. Each definition is cut at `MAX_LINES`
 lines / `MAX_CHARS` characters, its signature and doc first; at most `MAX_SYMBOLS` of
 them; the section's share of the budget cuts the rest (kznllm_py/prompt/sections.py).
 """
@@ -301,6 +302,8 @@ def section(
                 continue
             above = whole[max(0, f.line - 1 - LEAD) : f.line - 1]
             source = whole[f.line - 1 : f.line - 1 + MAX_SENT_LINES]
+        if not source or f.name not in source[0]:
+            continue  # not where the name is defined (a module's location: its file's top)
         n = min(f.end - f.line + 1, len(source)) if f.end else extent(source, MAX_SENT_LINES)
         if n < 1:
             continue
