@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import pytest
 
 from kznllm_py.prompt.sources import definitions, gathered
 from kznllm_py.prompt.sources.definitions import Asked, Found
-from tests.lsp_helpers import start_fake, start_pylsp
-from tests.nvim_child import Child
+from tests.lsp_helpers import start, start_fake, start_pylsp
+from tests.nvim_child import REPO, Child
 from tests.servers import LoopbackServer, Reply, openai_events
 
 TITLE = "definitions of the names used here"
@@ -293,20 +294,31 @@ def test_a_diagnostic_from_pylsp_is_in_the_request(
 # -- the deadline ------------------------------------------------------------------------------
 
 
-def test_with_no_server_attached_the_fill_goes_at_once(
-    nvim: Child, server: LoopbackServer, tmp_path: Path
+@pytest.mark.parametrize("attached", ["none", "a server without definitions"])
+def test_with_no_server_giving_definitions_the_fill_goes_at_once(
+    nvim: Child, server: LoopbackServer, tmp_path: Path, attached: str
 ):
     server.queue(Reply(chunks=openai_events(["warm"])), Reply(chunks=openai_events(["ok"])))
     nvim.use_server(server.base_url)
     nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
-    nvim.set_lines(["def f():", "    return g(1)"])
+    root = tmp_path / "none"
+    write(root / "a.py", "def f():\n    return g(1)\n")
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.command("edit a.py")
+    if attached != "none":  # bench/lsp_server.py: text sync only, no definitionProvider
+        start(nvim, [sys.executable, str(REPO / "bench" / "lsp_server.py")], root, "sync-only")
+    nvim.lua(
+        "_G.kzn_asked = {} vim.api.nvim_create_autocmd('LspRequest', { callback = function(ev)"
+        " table.insert(_G.kzn_asked, ev.data.request.method) end })"
+    )
     nvim.nvim.command("KznFill warm the host")
     assert nvim.wait_done()[0]["status"] == "ok"
-    start = time.monotonic()
-    nvim.nvim.command("KznFill go")
+    began = time.monotonic()
+    nvim.nvim.command("2KznFill go")
     server.wait_requests(2, timeout=4.0)
-    assert time.monotonic() - start < 4.0  # not the 5 s deadline
+    assert time.monotonic() - began < 4.0  # not the 5 s deadline
     assert TITLE not in sent_user(server, 1)
+    assert "textDocument/definition" not in nvim.lua("return _G.kzn_asked")  # nothing asked
 
 
 def test_a_server_that_never_answers_is_cancelled_and_the_fill_goes_at_the_deadline(
