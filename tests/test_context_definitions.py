@@ -78,6 +78,9 @@ def test_malformed_and_oversized_locations_are_dropped_or_bounded():
             # lines that do not reach the definition's own line, or start below it
             {"name": "short", "path": "/p/e.py", "line": 50, "start": 40, "lines": ["a"] * 5},
             {"name": "below", "path": "/p/e.py", "line": 50, "start": 60, "lines": ["a"] * 5},
+            # a first line above the lines sent, and one inside them
+            {"name": "t1", "path": "/p/f.c", "line": 10, "start": 5, "lines": ["a"] * 9, "top": 2},
+            {"name": "t2", "path": "/p/f.c", "line": 10, "start": 5, "lines": ["a"] * 9, "top": 8},
             "junk",
         ]
         + [{"name": f"n{i}", "path": "/p/d.py", "line": i + 1} for i in range(1000)],
@@ -93,6 +96,7 @@ def test_malformed_and_oversized_locations_are_dropped_or_bounded():
     sent = asked.found[2].lines
     assert len(sent) == definitions.MAX_SENT_LINES and len(sent[0]) == definitions.MAX_LINE_CHARS
     assert asked.found[3].lines == () and asked.found[4].lines == ()
+    assert asked.found[5].top == 0 and asked.found[6].top == 8
     assert (asked.path, asked.first, asked.last) == ("/p/main.py", 4, 9)
     assert definitions.parse("junk") == Asked()
     assert gathered.parse({"definitions": {"found": "x"}}).definitions == Asked()
@@ -451,3 +455,43 @@ def test_a_working_directory_reached_through_a_link_still_finds_the_project(
     nvim.nvim.command("2KznFill go")
     assert nvim.wait_done()[0]["status"] == "ok"
     assert "--- `target` in lib.py, lines 1-2 ---" in sent_user(server)
+
+
+def test_a_local_in_a_loaded_buffer_is_its_own_lines_not_the_function_around_it(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    root = tmp_path / "local"
+    lib = write(root / "lib.lua", "local function outer()\n  s = 'first'\n  return s\nend\n")
+    write(root / "a.lua", "local y = s\n")
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.command("edit lib.lua")
+    nvim.nvim.command("edit a.lua")
+    start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib, line=1)  # `s = 'first'`
+    nvim.nvim.command("1KznFill go")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    user = sent_user(server)
+    assert "--- `s` in lib.lua, line 2 ---\n  s = 'first'\n" in user
+    assert "local function outer" not in user
+
+
+def test_a_c_definition_starting_above_its_name_is_whole_with_its_doc_comment(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    root = tmp_path / "c"
+    text = "int x;\n\n/* Adds one. */\nstatic int\nhelper(int a)\n{\n  return a + 1;\n}\n"
+    lib = write(root / "lib.c", text)
+    write(root / "a.c", "int y = helper(1);\n")
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.command("edit lib.c")
+    nvim.nvim.command("edit a.c")
+    start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib, line=4)  # `helper(int a)`
+    nvim.nvim.command("1KznFill go")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    want = "--- `helper` in lib.c, lines 3-8 ---\n/* Adds one. */\nstatic int\nhelper(int a)\n{"
+    assert want in sent_user(server)

@@ -63,8 +63,8 @@ FOREIGN_DIRS = frozenset(
 class Found:
     """One location a language server gave for `name`: `path` (absolute), `line`
     (1-based); from a loaded buffer also its `lines` (from line `start`, at most LEAD
-    above `line`, on) and, when tree-sitter knew it, the definition's last line `end`
-    (0: unknown)."""
+    above `line`, on) and, when tree-sitter knew it, the definition's first line `top`
+    (when above `line`) and last line `end` (0: unknown)."""
 
     name: str
     path: str
@@ -72,6 +72,7 @@ class Found:
     end: int = 0
     lines: tuple[str, ...] = ()
     start: int = 0
+    top: int = 0  # where tree-sitter says it starts, when above `line` (0: at `line`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,7 @@ def _one(raw: Mapping[str, Any]) -> Found | None:
     start = options.whole(raw, "start", line)
     if not line - LEAD <= start <= line or line - start >= len(lines):
         lines, start = (), 0  # lines that do not hold the definition's own
+    top = options.whole(raw, "top")
     return Found(
         name=name,
         path=path,
@@ -121,6 +123,7 @@ def _one(raw: Mapping[str, Any]) -> Found | None:
         end=end if end >= line else 0,
         lines=lines,
         start=start if lines else 0,
+        top=top if lines and start <= top < line else 0,
     )
 
 
@@ -307,7 +310,8 @@ def section(
         n = min(f.end - f.line + 1, len(source)) if f.end else extent(source, MAX_SENT_LINES)
         if n < 1:
             continue
-        lead = lead_in(above)
+        upper = f.line - f.top if f.top else 0  # its first lines, above its name's
+        lead = upper + lead_in(above[: len(above) - upper])
         first, last = f.line - lead, f.line + n - 1
         text = [*above[len(above) - lead :], *source[:n]]
         rel = os.path.relpath(real, real_root)

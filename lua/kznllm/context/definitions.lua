@@ -87,9 +87,25 @@ local function whole(kind)
     or kind:match('^class')
 end
 
---- The last row (0-based) of the definition whose name is at `row`, `col` of `b` by
---- tree-sitter, when `b` has a parser and is parsed (or small enough to parse now).
-local function ts_last_row(b, row, col)
+--- Whether `node`'s own name (its `name` or `declarator` field) is at `row`, `col`:
+--- a definition starting above its name (`static int` on the line before `f(void)`).
+local function named_by(node, row, col)
+  for _, field in ipairs({ 'name', 'declarator' }) do
+    for _, child in ipairs(node:field(field)) do
+      if vim.treesitter.is_in_node_range(child, row, col) then
+        return true
+      end
+    end
+  end
+  return false
+end
+
+--- The first and last rows (0-based) of the definition whose name is at `row`, `col`
+--- of `b` by tree-sitter, when `b` has a parser and is parsed (or small enough to parse
+--- now):
+--- the nearest definition node around the name that starts on its row or is named by
+--- it (never the function around a local).
+local function ts_rows(b, row, col)
   local ok, parser = pcall(vim.treesitter.get_parser, b, nil, { error = false })
   if not ok or not parser then
     return nil
@@ -103,7 +119,10 @@ local function ts_last_row(b, row, col)
     local node =
       vim.treesitter.get_node({ bufnr = b, pos = { row, col }, ignore_injections = true })
     while node and not found do
-      if whole(node:type()) then
+      if node:range() < row - 2 then
+        break -- a scope around the name (a local's function), not its definition
+      end
+      if whole(node:type()) and (node:range() == row or named_by(node, row, col)) then
         found = node
       end
       node = node:parent()
@@ -119,7 +138,7 @@ local function ts_last_row(b, row, col)
   if srow > row then
     return nil
   end
-  return ecol == 0 and erow > row and erow - 1 or erow
+  return srow, ecol == 0 and erow > row and erow - 1 or erow
 end
 
 --- The project root's paths: as the working directory names it, and its real path
@@ -264,9 +283,12 @@ function M.collect(buf, range, opts, done)
           local line = text[at.row - from + 1]
           local byte = line and vim.str_byteindex(line, client.offset_encoding, at.character, false)
             or 0
-          local erow = ts_last_row(b, at.row, byte)
+          -- a position in the line's indentation is taken as the line's first character
+          byte = math.max(byte, line and #line:match('^%s*') or 0)
+          local srow, erow = ts_rows(b, at.row, byte)
           f.lines, f.start = text, from + 1
           f['end'] = erow and erow + 1 or nil
+          f.top = srow and srow < at.row and srow + 1 or nil -- `static int` above `f(void)`
         end
         kept[#kept + 1] = f
       end
