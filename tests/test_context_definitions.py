@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from kznllm_py.fill import job as payload
+from kznllm_py.prompt.sections import ContextOptions
 from kznllm_py.prompt.sources import definitions, gathered
 from kznllm_py.prompt.sources.definitions import Asked, Found
+from kznllm_py.settings import Settings
 from tests.lsp_helpers import start, start_fake, start_pylsp
 from tests.nvim_child import REPO, Child
 from tests.servers import LoopbackServer, Reply, openai_events
@@ -495,3 +498,30 @@ def test_a_c_definition_starting_above_its_name_is_whole_with_its_doc_comment(
     assert nvim.wait_done()[0]["status"] == "ok"
     want = "--- `helper` in lib.c, lines 3-8 ---\n/* Adds one. */\nstatic int\nhelper(int a)\n{"
     assert want in sent_user(server)
+
+
+def test_a_definition_is_left_out_only_when_the_lines_around_as_sent_hold_it(tmp_path: Path):
+    root = tmp_path / "proj"
+    lines = ["def far_one():", "    return 1"]
+    lines += [f"x_{i} = {i}" for i in range(3, 291)]
+    lines += ["def near_one():", "    return 2"] + [f"y_{i} = {i}" for i in range(293, 300)]
+    main = write(root / "main.py", "\n".join([*lines, "use()"]) + "\n")
+    found = [
+        {"name": "far_one", "path": str(main), "line": 1},
+        {"name": "near_one", "path": str(main), "line": 291},
+    ]
+    raw = {
+        "mode": "replace",
+        "selection": "use()",
+        "path": str(main),
+        "before": "\n".join(lines) + "\n",
+        "cwd": str(root),
+        "context": {"definitions": {"found": found, "path": str(main), "first": 300, "last": 300}},
+    }
+    job = payload.parse(raw, Settings(context=ContextOptions(budget=400)))
+    job = payload.fitted(payload.with_definitions(job))
+    sent = "\n".join(s.text for s in job.ctx.sections if s.kind == "definitions")
+    # line 1 was in the lines the editor sent, but the budget cut them: it is shown
+    assert "def far_one():" in sent and "def far_one():" not in job.ctx.before
+    # line 291 is in the lines around as sent: not repeated
+    assert "def near_one():" not in sent and "def near_one():" in job.ctx.before

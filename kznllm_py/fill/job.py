@@ -47,6 +47,7 @@ class FillJob:
     # what the editor said about gathering them (a source that failed or was late)
     gather_notes: tuple[str, ...] = ()
     # the language servers' definitions, read into `offered` by `with_definitions`
+    definition_entries: tuple[definitions.Entry, ...] = ()
     definitions: definitions.Asked = field(default_factory=definitions.Asked)
     cwd: str = ""  # the editor's working directory: the project root is its git root
 
@@ -109,18 +110,21 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
 
 def with_definitions(job: FillJob) -> FillJob:
     """The definitions the language servers gave, read (project files only, confined)
-    into a section offered with the others (kznllm_py/prompt/sources/definitions.py).
-    Reads files: off the event loop, and only when there are some (`job.definitions`)."""
+    into a section offered with the others (kznllm_py/prompt/sources/definitions.py);
+    `fitted` leaves out those the lines around the selection hold once fitted. Reads
+    files: off the event loop, and only when there are some (`job.definitions`)."""
     if not job.definitions.found or not job.cwd:
         return job
-    ctx = job.ctx
-    found = definitions.section(
-        job.definitions,
-        str(context.project_root(Path(job.cwd))),
-        held_before=ctx.before.count("\n") if ctx.before else 0,
-        held_after=ctx.after.count("\n") if ctx.after else 0,
+    root = str(context.project_root(Path(job.cwd)))
+    return _with_entries(job, definitions.entries(job.definitions, root))
+
+
+def _with_entries(job: FillJob, found: tuple[definitions.Entry, ...]) -> FillJob:
+    offered = tuple(s for s in job.offered if s.kind != "definitions")
+    sec = definitions.section_of(found)
+    return replace(
+        job, offered=offered if sec is None else (*offered, sec), definition_entries=found
     )
-    return job if found is None else replace(job, offered=(*job.offered, found))
 
 
 def fitted(job: FillJob) -> FillJob:
@@ -132,6 +136,12 @@ def fitted(job: FillJob) -> FillJob:
     reserved = estimate_tokens(ctx.selection) + estimate_tokens(ctx.query)
     fit = sections.fit(job.offered, budget=budget, reserved=reserved)
     before, after = sections.fit_around(ctx.before, ctx.after, fit.remaining)
+    if job.definition_entries:  # a definition in the lines around as sent: sent once
+        asked = job.definitions
+        held = (asked.first - before.count("\n"), asked.last + after.count("\n"))
+        kept = definitions.unheld(job.definition_entries, *held)
+        if kept != job.definition_entries:
+            return fitted(_with_entries(job, kept))  # the lines around only grow
     return replace(
         job,
         ctx=replace(ctx, sections=fit.placed, left=fit.left, before=before, after=after),

@@ -230,13 +230,17 @@ def read_lines(real: str) -> list[str] | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class Entry:
+    """One definition as it is shown: its file's real path, its lines `first`..`last`
+    (1-based), its titled text, and whether that file is the one the fill is in."""
+
     real: str
     first: int
     last: int
     text: str
+    current: bool = False
 
-    def inside(self, other: _Entry) -> bool:
+    def inside(self, other: Entry) -> bool:
         return self.real == other.real and other.first <= self.first <= self.last <= other.last
 
 
@@ -267,33 +271,30 @@ def _body(lines: list[str]) -> str:
     return f"{head}\n[... the rest is cut (past {MAX_LINES} lines or {MAX_CHARS} characters)]"
 
 
-def section(
+def entries(
     asked: Asked,
     root: str,
     *,
-    held_before: int = 0,
-    held_after: int = 0,
     read: Callable[[str], list[str] | None] = read_lines,
-) -> Section | None:
-    """The definitions section of `asked` for the project at `root`: one entry per
-    definition in the project that the prompt does not hold yet (the current file's
-    lines `first - held_before` to `last + held_after` are sent), titled with its name,
-    path and lines. Reads files (through `read`): run it off the event loop."""
+) -> tuple[Entry, ...]:
+    """The definitions of `asked` in the project at `root`, read and titled with name,
+    path and lines, in the order asked, duplicates and those inside the selection left
+    out (the lines around it are judged once fitted: `unheld`). Reads files (through
+    `read`): run it off the event loop."""
     if not asked.found or not root:
-        return None
+        return ()
     current = os.path.realpath(asked.path) if asked.path else ""
-    held = (asked.first - held_before, asked.last + held_after)
     files: dict[str, list[str] | None] = {}
     real_root = os.path.realpath(root)
-    found: list[_Entry] = []
+    found: list[Entry] = []
     for f in asked.found:
         if len(found) >= 2 * MAX_SYMBOLS:
             break
         real = project_file(f.path, root)
         if real is None or any(e.real == real and e.first <= f.line <= e.last for e in found):
             continue  # outside the project, or shown already
-        if real == current and asked.first > 0 and held[0] <= f.line <= held[1]:
-            continue  # the prompt holds it already
+        if real == current and asked.first <= f.line <= asked.last:
+            continue  # in the selection
         if f.lines:
             above = list(f.lines[: f.line - f.start])
             source = list(f.lines[f.line - f.start :])
@@ -317,14 +318,40 @@ def section(
         rel = os.path.relpath(real, real_root)
         where = f"line {first}" if first == last else f"lines {first}-{last}"
         head = f"--- `{printable(f.name)}` in {printable(rel)}, {where} ---"
-        found.append(_Entry(real, first, last, f"{head}\n{_body(text)}"))
+        found.append(Entry(real, first, last, f"{head}\n{_body(text)}", real == current))
     # one inside another (a method of a class shown whole) is shown once, in it
-    entries = [
-        e.text
+    return tuple(
+        e
         for i, e in enumerate(found)
         if not any(e.inside(o) for j, o in enumerate(found) if j != i)
-    ][:MAX_SYMBOLS]
-    if not entries:
+    )
+
+
+def unheld(found: tuple[Entry, ...], first: int, last: int) -> tuple[Entry, ...]:
+    """The entries the request does not hold already: not starting in the current
+    file's lines `first`..`last` (the selection and the lines around it that are sent)."""
+    return tuple(e for e in found if not (e.current and first <= e.first <= last))
+
+
+def section_of(found: tuple[Entry, ...]) -> Section | None:
+    """The definitions section: the first MAX_SYMBOLS entries."""
+    if not found:
         return None
     title = "definitions of the names used here, from the language server (project files only)"
-    return Section("definitions", title, "\n\n".join(entries))
+    return Section("definitions", title, "\n\n".join(e.text for e in found[:MAX_SYMBOLS]))
+
+
+def section(
+    asked: Asked,
+    root: str,
+    *,
+    held_before: int = 0,
+    held_after: int = 0,
+    read: Callable[[str], list[str] | None] = read_lines,
+) -> Section | None:
+    """The definitions section of `asked` for the project at `root` when the current
+    file's lines `first - held_before` to `last + held_after` are sent. Reads files."""
+    found = unheld(
+        entries(asked, root, read=read), asked.first - held_before, asked.last + held_after
+    )
+    return section_of(found)
