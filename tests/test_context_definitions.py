@@ -525,3 +525,26 @@ def test_a_definition_is_left_out_only_when_the_lines_around_as_sent_hold_it(tmp
     assert "def far_one():" in sent and "def far_one():" not in job.ctx.before
     # line 291 is in the lines around as sent: not repeated
     assert "def near_one():" not in sent and "def near_one():" in job.ctx.before
+
+
+def test_a_loaded_buffers_long_line_is_sent_cut(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    root = tmp_path / "long"
+    body = "local function target()\n  return '" + "x" * 999 + "é" + "x" * 50_000 + "'\nend\n"
+    lib = write(root / "lib.lua", body)
+    write(root / "a.lua", "local y = target()\n")
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.command("edit lib.lua")
+    nvim.nvim.command("edit a.lua")
+    nvim.spy_sent()
+    start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib)
+    nvim.nvim.command("1KznFill go")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    user = sent_user(server)
+    assert "--- `target` in lib.lua, lines 1-3 ---" in user
+    assert "  return '" + "x" * 990 in user and "é" not in user  # cut before the character
+    assert max(size for op, size, _ in nvim.sent("fill")) < 20_000  # not the 50 KB line

@@ -22,6 +22,8 @@ M.MAX_SEEN = 2000 -- locations looked at in one answer
 M.MAX_FOUND = 64
 M.MAX_LINES = 200 -- lines sent of a definition in a loaded buffer (from its name's line)
 M.LEAD = 20 -- lines sent above a definition in a loaded buffer (its doc comment)
+M.MAX_LINE_BYTES = 1000 -- bytes sent of one such line
+M.MAX_SENT_BYTES = 256 * 1024 -- of all such lines (past it, the host reads the file)
 M.TS_MAX_LINES = 3000 -- a loaded buffer not parsed yet is parsed for an extent up to this
 
 -- words that are never a definition worth asking about (each one is a request)
@@ -197,6 +199,7 @@ function M.collect(buf, range, opts, done)
     outstanding = {}, -- { client, id } still waited for
     waiting = 0,
     asked = 0, -- definition requests sent
+    bytes = 0, -- of loaded buffers' lines sent
     over = false,
   }
   local root, buffers, timer
@@ -276,10 +279,16 @@ function M.collect(buf, range, opts, done)
       if at then
         local f = { name = use[1], path = at.path, line = at.row + 1 }
         local b = buffers[at.path]
-        if b and api.nvim_buf_is_loaded(b) then
+        if b and api.nvim_buf_is_loaded(b) and state.bytes < M.MAX_SENT_BYTES then
           -- the buffer is the truth, saved or not
           local from = math.max(0, at.row - M.LEAD)
           local text = api.nvim_buf_get_lines(b, from, at.row + M.MAX_LINES, false)
+          for j, l in ipairs(text) do
+            if #l > M.MAX_LINE_BYTES then -- cut on a character's start
+              text[j] = l:sub(1, M.MAX_LINE_BYTES + vim.str_utf_start(l, M.MAX_LINE_BYTES + 1))
+            end
+            state.bytes = state.bytes + #text[j]
+          end
           local line = text[at.row - from + 1]
           local byte = line and vim.str_byteindex(line, client.offset_encoding, at.character, false)
             or 0
