@@ -15,7 +15,7 @@ from kznllm_py.fill.request import FillRequest
 from kznllm_py.prompt import context, project_templates, prompts, sandbox, sections, trust
 from kznllm_py.prompt.context import estimate_tokens
 from kznllm_py.prompt.presets import Preset
-from kznllm_py.prompt.sources import gathered, git, rules
+from kznllm_py.prompt.sources import definitions, gathered, git, rules
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.settings import Settings
 from kznllm_py.stream import generation
@@ -48,7 +48,11 @@ class FillJob:
     context_options: sections.ContextOptions = field(default_factory=sections.ContextOptions)
     # what the editor said about gathering them (a source that failed or was late)
     gather_notes: tuple[str, ...] = ()
-    # the working directory where the fill was asked (the project's rules)
+    # the language servers' definitions, read into `offered` by `with_definitions`
+    definition_entries: tuple[definitions.Entry, ...] = ()
+    definitions: definitions.Asked = field(default_factory=definitions.Asked)
+    # the working directory where the fill was asked (the project's rules; the project
+    # root is its git root)
     cwd: str = ""
     # the CLI's --range/--line rows (1-based), for its --git (the editor gathers git
     # at the keypress: lua/kznllm/context/git.lua)
@@ -103,8 +107,30 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
             s for s in gathered.sections(req.gathered, req.path) if settings.context.on(s.kind)
         ),
         context_options=settings.context,
-        gather_notes=(*req.gathered.notes, *_git_note(req)),
+        gather_notes=(*req.gathered.notes, *_git_note(req), *req.gathered.definitions.notes()),
+        definitions=req.gathered.definitions
+        if settings.context.on("definitions")
+        else (definitions.Asked()),
         cwd=cwd,
+    )
+
+
+def with_definitions(job: FillJob) -> FillJob:
+    """The definitions the language servers gave, read (project files only, confined)
+    into a section offered with the others (kznllm_py/prompt/sources/definitions.py);
+    `fitted` leaves out those the lines around the selection hold once fitted. Reads
+    files: off the event loop, and only when there are some (`job.definitions`)."""
+    if not job.definitions.found or not job.cwd:
+        return job
+    root = str(context.project_root(Path(job.cwd)))
+    return _with_entries(job, definitions.entries(job.definitions, root))
+
+
+def _with_entries(job: FillJob, found: tuple[definitions.Entry, ...]) -> FillJob:
+    offered = tuple(s for s in job.offered if s.kind != "definitions")
+    sec = definitions.section_of(found)
+    return replace(
+        job, offered=offered if sec is None else (*offered, sec), definition_entries=found
     )
 
 
@@ -191,6 +217,12 @@ def fitted(job: FillJob) -> FillJob:
     reserved = estimate_tokens(ctx.selection) + estimate_tokens(ctx.query)
     fit = sections.fit(job.offered, budget=budget, reserved=reserved)
     before, after = sections.fit_around(ctx.before, ctx.after, fit.remaining)
+    if job.definition_entries:  # a definition in the lines around as sent: sent once
+        asked = job.definitions
+        held = (asked.first - before.count("\n"), asked.last + after.count("\n"))
+        kept = definitions.unheld(job.definition_entries, *held)
+        if kept != job.definition_entries:
+            return fitted(_with_entries(job, kept))  # the lines around only grow
     return replace(
         job,
         ctx=replace(ctx, sections=fit.placed, left=fit.left, before=before, after=after),

@@ -114,6 +114,8 @@ async def run(
             if payload.reads_repo(job):  # the project's rules, git: files, a process
                 job = await sandbox.run_off_loop(payload.with_repo_context, job)
                 host.warn_ignored(job.notices)  # rules not sent: why
+            if job.definitions.found:  # the language servers' definitions: file reads
+                job = await sandbox.run_off_loop(payload.with_definitions, job)
             job = payload.fitted(job)  # the context sections in the budget
             turn = await _turn(req, job, host)
         except KznError as exc:

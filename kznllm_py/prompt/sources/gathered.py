@@ -4,11 +4,11 @@ the `fill` call, lua/kznllm/context/), typed once and bounded. Pure."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kznllm_py.errors import printable
 from kznllm_py.prompt.sections import Section
-from kznllm_py.prompt.sources import diagnostics, git
+from kznllm_py.prompt.sources import definitions, diagnostics, git
 
 MAX_NOTES = 8
 
@@ -16,6 +16,8 @@ MAX_NOTES = 8
 @dataclass(frozen=True, slots=True)
 class Gathered:
     diagnostics: tuple[diagnostics.Diagnostic, ...] = ()
+    # the language servers' definitions of the names used (read off the loop: fill/job.py)
+    definitions: definitions.Asked = field(default_factory=definitions.Asked)
     # what the editor says about the gathering itself (a source that failed, a language
     # server that did not answer in time): one line each, shown in the debug view
     notes: tuple[str, ...] = ()
@@ -30,6 +32,7 @@ def parse(raw: object) -> Gathered:
     notes = raw.get("notes")
     return Gathered(
         diagnostics=diagnostics.parse(raw.get("diagnostics")),
+        definitions=definitions.parse(raw.get("definitions")),
         notes=tuple(printable(n[:300]) for n in notes[:MAX_NOTES] if isinstance(n, str))
         if isinstance(notes, list)
         else (),

@@ -12,6 +12,7 @@ local config = require('kznllm.config')
 M.SOURCES = {
   diagnostics = { switch = 'diagnostics', module = 'kznllm.context.diagnostics' },
   git = { switch = 'git', module = 'kznllm.context.git' },
+  definitions = { switch = 'lsp', module = 'kznllm.context.definitions' },
 }
 
 --- The options in force: setup()'s `context` table, or nil when it is false.
