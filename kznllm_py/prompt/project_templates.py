@@ -86,29 +86,46 @@ def read_confined(root: str, name: str) -> tuple[str, bytes]:
             raise TemplateRefused(f"{name}: a symbolic link (refused)") from None
         raise TemplateRefused(f"{name}: cannot open it: {exc.strerror or exc}") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise TemplateRefused(f"{name}: not a regular file (refused)")
-        if st.st_size > MAX_TEMPLATE_BYTES:
-            raise TemplateRefused(
-                f"{name}: larger than {size_text(MAX_TEMPLATE_BYTES)} "
-                f"({size_text(st.st_size)}; refused unread)"
-            )
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_TEMPLATE_BYTES:
-            chunk = os.read(fd, MAX_TEMPLATE_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_TEMPLATE_BYTES:  # it grew while read
-            raise TemplateRefused(f"{name}: larger than {size_text(MAX_TEMPLATE_BYTES)}")
+        data = read_regular(fd, MAX_TEMPLATE_BYTES, name, TemplateRefused)
     finally:
         os.close(fd)
     if budget is not None:
-        budget.charge(size)
-    return full, b"".join(chunks)
+        budget.charge(len(data))
+    return full, data
+
+
+def regular_size(fd: int, cap: int, name: str, refused: type[Exception]) -> int:
+    """The size of the open file `fd` when it is a regular file of at most `cap` bytes;
+    else `refused` (its reason naming `name`), before a byte is read."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise refused(f"{name}: not a regular file (refused)")
+    if st.st_size > cap:
+        raise refused(
+            f"{name}: larger than {size_text(cap)} ({size_text(st.st_size)}; refused unread)"
+        )
+    return st.st_size
+
+
+def read_at_most(fd: int, cap: int, name: str, refused: type[Exception]) -> bytes:
+    """The bytes of `fd`, `refused` if it holds (or grows, while read) past `cap`."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= cap:
+        chunk = os.read(fd, cap + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > cap:  # it grew while read
+        raise refused(f"{name}: larger than {size_text(cap)} (refused)")
+    return b"".join(chunks)
+
+
+def read_regular(fd: int, cap: int, name: str, refused: type[Exception]) -> bytes:
+    """The bytes of the regular file `fd`, of at most `cap` (regular_size, read_at_most)."""
+    regular_size(fd, cap, name, refused)
+    return read_at_most(fd, cap, name, refused)
 
 
 class ProjectLoader(jinja2.BaseLoader):

@@ -210,20 +210,16 @@ def fit_around(before: str, after: str, tokens: int) -> tuple[str, str]:
 
 def _tail(text: str, tokens: int) -> str:
     """The last whole lines of `text` (and the part line it ends with) within `tokens`."""
-    lines = text.split("\n")
-    kept: list[str] = []
-    used = 0
-    for line in reversed(lines):
-        cost = estimate_tokens(line + "\n")
-        if used + cost > tokens:
-            break
-        kept.append(line)
-        used += cost
-    return "\n".join(reversed(kept))
+    return "\n".join(reversed(_within(reversed(text.split("\n")), tokens)))
 
 
 def _head(text: str, tokens: int) -> str:
-    lines = text.split("\n")
+    """The first whole lines of `text` (and the part line it starts with) within `tokens`."""
+    return "\n".join(_within(text.split("\n"), tokens))
+
+
+def _within(lines: Iterable[str], tokens: int) -> list[str]:
+    """The lines, in the order given, while their tokens fit `tokens`."""
     kept: list[str] = []
     used = 0
     for line in lines:
@@ -232,4 +228,4 @@ def _head(text: str, tokens: int) -> str:
             break
         kept.append(line)
         used += cost
-    return "\n".join(kept)
+    return kept

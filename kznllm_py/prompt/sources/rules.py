@@ -36,13 +36,12 @@ import fnmatch
 import itertools
 import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kznllm_py.errors import printable, size_text
-from kznllm_py.prompt import context, trust
+from kznllm_py.errors import printable
+from kznllm_py.prompt import context, project_templates, trust
 from kznllm_py.prompt.sections import Section
 
 NAMES = ("AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md", ".cursorrules")
@@ -140,29 +139,15 @@ def read_confined(
             raise Refused(f"{rel}: a symbolic link (refused)") from None
         raise Refused(f"{rel}: cannot open it: {exc.strerror or exc}") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise Refused(f"{rel}: not a regular file (refused)")
-        if st.st_size > cap:
-            raise Refused(
-                f"{rel}: larger than {size_text(cap)} ({size_text(st.st_size)}; refused unread)"
-            )
-        if room is not None and st.st_size > room:
+        size = project_templates.regular_size(fd, cap, rel, Refused)
+        if room is not None and size > room:
             raise OverShare(f"{rel}: over the rules' share of the context budget (left out unread)")
-        cap = cap if room is None else min(cap, room)
-        chunks: list[bytes] = []
-        size = 0
-        while size <= cap:
-            chunk = os.read(fd, cap + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > cap:  # it grew while read
-            raise Refused(f"{rel}: larger than {size_text(cap)} (refused)")
+        data = project_templates.read_at_most(
+            fd, cap if room is None else min(cap, room), rel, Refused
+        )
     finally:
         os.close(fd)
-    return real, b"".join(chunks)
+    return real, data
 
 
 def _names(root: str) -> list[str]:
