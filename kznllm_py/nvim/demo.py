@@ -122,7 +122,9 @@ def _check(nvim_exe: str, tmp: Path) -> int:
         first = wait(1)
         lines = nvim.api.buf_get_lines(0, 0, -1, True)
         ok = (
-            first["status"] == "ok" and lines[1] == "# kznllm demo model (offline): remove the TODO"
+            # the answer keeps the indentation of the line it replaced (fill/shape.py)
+            first["status"] == "ok"
+            and lines[1] == "    # kznllm demo model (offline): remove the TODO"
         )
         print(f"replace: {first['status']}: line 2 is now {lines[1]!r}", first.get("error") or "")
         nvim.command("normal! G")
