@@ -14,6 +14,7 @@ from kznllm_py.prompt import context, project_templates, prompts, sandbox, secti
 from kznllm_py.prompt.context import estimate_tokens
 from kznllm_py.prompt.presets import Preset
 from kznllm_py.prompt.sources import gathered
+from kznllm_py.prompt.sources import scope as scope_source
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.settings import Settings
 from kznllm_py.stream import generation
@@ -46,6 +47,9 @@ class FillJob:
     context_options: sections.ContextOptions = field(default_factory=sections.ContextOptions)
     # what the editor said about gathering them (a source that failed or was late)
     gather_notes: tuple[str, ...] = ()
+    # the enclosing scope offered: `fitted` sends only its title when the lines around
+    # the selection hold it whole
+    scope: scope_source.Scope | None = None
 
 
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
@@ -97,6 +101,7 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
         ),
         context_options=settings.context,
         gather_notes=req.gathered.notes,
+        scope=req.gathered.scope if settings.context.on("scope") else None,
     )
 
 
@@ -107,12 +112,36 @@ def fitted(job: FillJob) -> FillJob:
     ctx = job.ctx
     budget = job.context_options.budget
     reserved = estimate_tokens(ctx.selection) + estimate_tokens(ctx.query)
-    fit = sections.fit(job.offered, budget=budget, reserved=reserved)
-    before, after = sections.fit_around(ctx.before, ctx.after, fit.remaining)
+    offered, keep, kept = _scope_in_around(job, budget - reserved)
+    fit = sections.fit(offered, budget=budget, reserved=reserved + kept)
+    before, after = sections.fit_around(ctx.before, ctx.after, fit.remaining + kept, keep)
     return replace(
         job,
         ctx=replace(ctx, sections=fit.placed, left=fit.left, before=before, after=after),
     )
+
+
+def _scope_in_around(
+    job: FillJob, room: int
+) -> tuple[tuple[sections.Section, ...], tuple[int, int], int]:
+    """The sections to offer, the lines around to keep first and their tokens: when the
+    lines around the selection hold the enclosing scope whole, and its lines fit its
+    share, the scope is sent there (kept first) and its section is only its title."""
+    s = job.scope
+    if s is None:
+        return job.offered, (0, 0), 0
+    keep = scope_source.in_around(s, job.ctx.before, job.ctx.after)
+    if keep is None:
+        return job.offered, (0, 0), 0
+    b_lines, a_lines = job.ctx.before.split("\n"), job.ctx.after.split("\n")
+    kept = estimate_tokens("\n".join(b_lines[len(b_lines) - keep[0] :]) + "\n")
+    kept += estimate_tokens("\n" + "\n".join(a_lines[: keep[1]]))
+    share = int(job.context_options.budget * sections.SHARES["scope"])
+    if kept > min(share, room):
+        return job.offered, (0, 0), 0  # too big to keep whole there: the section, cut
+    title = scope_source.noted(s)
+    offered = tuple(title if o.kind == "scope" else o for o in job.offered)
+    return offered, keep, kept
 
 
 def debug_text(job: FillJob, request: HttpRequest) -> str:

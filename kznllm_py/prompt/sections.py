@@ -12,7 +12,7 @@ debug view and `:KznContext` show.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +102,9 @@ class Section:
     title: str
     text: str
     system: bool = False
+    # how to shorten `text` to a number of tokens when it is over its room (None: its
+    # first whole lines, `cut_to`); the outline keeps the entries nearest the selection
+    shorten: Callable[[int], str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +179,9 @@ def fit(
             placed.append(Placed(s.kind, s.title, s.text, tokens, False, s.system))
             left_over -= tokens
         elif cap >= MIN_TOKENS:
-            text = cut_to(s.text, cap)
+            text = s.shorten(cap) if s.shorten is not None else cut_to(s.text, cap)
+            if estimate_tokens(text) > cap:  # a shortening that does not keep its word
+                text = cut_to(s.text, cap)
             used = estimate_tokens(text)
             placed.append(Placed(s.kind, s.title, text, used, True, s.system))
             left_over -= used
@@ -190,12 +195,27 @@ def fit(
     return Fitted(tuple(placed), tuple(left), left_over)
 
 
-def fit_around(before: str, after: str, tokens: int) -> tuple[str, str]:
+def fit_around(
+    before: str, after: str, tokens: int, keep: tuple[int, int] = (0, 0)
+) -> tuple[str, str]:
     """The buffer's text before and after the selection within `tokens`: the lines
     nearest the selection kept, shared evenly (what one side does not need goes to the
-    other)."""
+    other). `keep`: how many of `before`'s last lines and `after`'s first lines are kept
+    first, whole (the enclosing scope), when they fit."""
     if estimate_tokens(before) + estimate_tokens(after) <= tokens:
         return before, after
+    if keep != (0, 0):
+        b_lines, a_lines = before.split("\n"), after.split("\n")
+        kb, ka = min(keep[0], len(b_lines)), min(keep[1], len(a_lines))
+        b_keep, a_keep = "\n".join(b_lines[len(b_lines) - kb :]), "\n".join(a_lines[:ka])
+        b_rest, a_rest = "\n".join(b_lines[: len(b_lines) - kb]), "\n".join(a_lines[ka:])
+        # the joins cost their line breaks: one each side
+        room = tokens - estimate_tokens(b_keep + "\n") - estimate_tokens("\n" + a_keep)
+        if room >= 0:
+            b, a = fit_around(b_rest, a_rest, room)
+            kb_text = f"{b}\n{b_keep}" if b else b_keep
+            ka_text = f"{a_keep}\n{a}" if a else a_keep
+            return kb_text, ka_text
     half = tokens // 2
     b_need, a_need = estimate_tokens(before), estimate_tokens(after)
     b_room = max(half, tokens - a_need) if b_need > half else b_need

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from kznllm_py.errors import printable
 from kznllm_py.prompt.sections import Section
-from kznllm_py.prompt.sources import diagnostics
+from kznllm_py.prompt.sources import diagnostics, outline, scope
+from kznllm_py.prompt.sources.outline import Outline
+from kznllm_py.prompt.sources.scope import Scope
 
 MAX_NOTES = 8
 
@@ -16,6 +18,8 @@ MAX_NOTES = 8
 @dataclass(frozen=True, slots=True)
 class Gathered:
     diagnostics: tuple[diagnostics.Diagnostic, ...] = ()
+    scope: Scope | None = None  # the enclosing function, method or class
+    outline: Outline | None = None  # the file's definitions
     # what the editor says about the gathering itself (a source that failed, a language
     # server that did not answer in time): one line each, shown in the debug view
     notes: tuple[str, ...] = ()
@@ -28,6 +32,8 @@ def parse(raw: object) -> Gathered:
     notes = raw.get("notes")
     return Gathered(
         diagnostics=diagnostics.parse(raw.get("diagnostics")),
+        scope=scope.parse(raw.get("scope")),
+        outline=outline.parse(raw.get("outline")),
         notes=tuple(printable(n[:300]) for n in notes[:MAX_NOTES] if isinstance(n, str))
         if isinstance(notes, list)
         else (),
@@ -37,4 +43,6 @@ def parse(raw: object) -> Gathered:
 def sections(g: Gathered, path: str = "") -> list[Section]:
     """The sections of what the editor gathered (each source's own `section`)."""
     found = [diagnostics.section(g.diagnostics, path)]
+    found.append(scope.section(g.scope) if g.scope is not None else None)
+    found.append(outline.section(g.outline, path) if g.outline is not None else None)
     return [s for s in found if s is not None]

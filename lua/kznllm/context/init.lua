@@ -11,6 +11,8 @@ local config = require('kznllm.config')
 -- source name -> { switch = setup()'s `context` key that turns it on, module = its module }
 M.SOURCES = {
   diagnostics = { switch = 'diagnostics', module = 'kznllm.context.diagnostics' },
+  scope = { switch = 'scope', module = 'kznllm.context.scope' },
+  outline = { switch = 'outline', module = 'kznllm.context.outline' },
 }
 
 --- The options in force: setup()'s `context` table, or nil when it is false.
