@@ -52,8 +52,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     # a fill's job, the sidebar's calls
     ("fill.job", "history.ops"),
-    # a fill's own logic
-    ("fill.turn",),
+    # a fill's own logic; what a fill would send (:KznContext)
+    ("fill.turn", "fill.context_view"),
     # the edges: the command line and Neovim
     ("cli", "nvim"),
 )

@@ -210,3 +210,56 @@ def test_scope_and_outline_switched_off_are_not_gathered_or_sent(
     nvim.lua("require('kznllm').setup({ context = { scope = false, outline = false } })")
     user = fill_at(nvim, server, 5)
     assert "enclosing" not in user and "outline" not in user
+
+
+# -- :KznContext: see it first --------------------------------------------------------------
+
+
+def context_view(nvim: Child, command: str = "KznContext") -> list[str]:
+    """Run `command`; the context view's lines once the host's answer is in it."""
+    tick = "local b = vim.fn.bufnr('kznllm://context') return b > 0 and vim.b[b].changedtick or 0"
+    before = nvim.lua(tick)
+    nvim.nvim.command(command)
+    nvim.wait_for(lambda: nvim.lua(tick) != before, what="the context view")
+    return nvim.lines(nvim.lua("return vim.fn.bufnr('kznllm://context')"))
+
+
+def test_kzncontext_lists_the_sections_with_their_tokens_and_sends_nothing(
+    nvim: Child, server: LoopbackServer
+):
+    lines = ["#include <stddef.h>", "", *c_function("small", 4), *c_function("other", 40)]
+    c_buffer(nvim, lines, server, context_lines=2)
+    nvim.feed("20G")
+    view = context_view(nvim)
+    text = "\n".join(view)
+    assert view[0].startswith("# kznllm context: what a fill here would send now")
+    assert '- section "enclosing function `other` (lines 12-55)" (~' in text
+    assert "- section `outline: its definitions (line: declaration)` (~" in text
+    assert "- budget: 16000 tokens; used ~" in text
+    assert "## enclosing function `other` (lines 12-55)" in text
+    assert "    best += xs[30 % n] * 30; /* other */" in view  # the section's text
+    assert nvim.lua("return vim.bo.modifiable") is False
+    assert server.requests == []  # nothing was sent
+    # on a selection: the scope of the selected lines; the view is the same buffer
+    nvim.feed("<C-w>p")
+    view = context_view(nvim, "4,5KznContext")
+    assert "- at the selection in" in "\n".join(view)
+    assert '- section "enclosing function `small` (lines 3-10)"' in "\n".join(view)
+    assert nvim.lua("return #vim.fn.getbufinfo({ bufloaded = 1 })") == 2
+    assert server.requests == []
+
+
+def test_the_debug_view_lists_the_sections_in_the_same_words_as_kzncontext(
+    nvim: Child, server: LoopbackServer
+):
+    lines = ["#include <stddef.h>", "", *c_function("small", 4), *c_function("other", 40)]
+    c_buffer(nvim, lines, server, context_lines=2)
+    nvim.feed("20G")
+    listed = [line for line in context_view(nvim) if line.startswith("- section")]
+    assert len(listed) == 2
+    nvim.feed("<C-w>p")
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.nvim.command("KznDebug why")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    debug = [line for line in nvim.lines() if line.startswith("- section")]
+    assert debug == listed

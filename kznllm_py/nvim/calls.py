@@ -30,6 +30,7 @@ HANDLERS = (
     "apply.refused",
     "models.listed",
     "trust.review",
+    "context_view.shown",
     "notify",
 )
 
@@ -107,3 +108,7 @@ class Editor:
 
     def trust_review(self, files: list[str], lines: list[str], where: str | None) -> None:
         self._call("trust.review", files, lines, where)
+
+    def context_shown(self, lines: list[str]) -> None:
+        """`:KznContext`'s view (lua/kznllm/context_view.lua)."""
+        self._call("context_view.shown", lines)

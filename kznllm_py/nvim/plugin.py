@@ -401,6 +401,20 @@ class KznllmPlugin:
         except KznError as exc:
             self._report(f"kznllm: {redact(str(exc))}")
 
+    async def _context(self, p: dict[str, Any]) -> None:
+        """`:KznContext`: what a fill here would send now, section by section (the job a
+        fill builds, fitted); nothing is sent."""
+        load_fill_modules()  # on the loop's thread, before a worker may import them
+        from kznllm_py.fill import context_view
+
+        try:
+            job = await context_view.build(request.parse(p), self.settings)
+        except KznError as exc:
+            self._report(f"kznllm: {redact(str(exc))}")
+            return
+        self._warn_ignored(job.ignored_kzn)
+        self.editor.context_shown([redact(line) for line in context_view.render(job)])
+
     def _recording(
         self,
         s: settings.Settings,
@@ -700,6 +714,7 @@ CALLS: dict[str, Handler] = {
     "apply_locate": _task(KznllmPlugin._apply),
     "models": _task(lambda plugin, _op, data: plugin._models(data)),
     "trust": _task(lambda plugin, _op, data: plugin._trust(data)),
+    "context": _task(lambda plugin, _op, data: plugin._context(data)),
 }
 _history: Handler = _task(KznllmPlugin._history_call)
 

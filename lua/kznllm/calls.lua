@@ -32,6 +32,7 @@ return {
   ['apply.refused'] = to('apply', 'refused'),
   ['models.listed'] = to('models', 'listed'),
   ['trust.review'] = to('trust', 'review'),
+  ['context_view.shown'] = to('context_view', 'shown'), -- :KznContext
   -- every message, by its level's name
   notify = function(msg, level)
     return require('kznllm.notify').notify(msg, vim.log.levels[level] or vim.log.levels.INFO)
