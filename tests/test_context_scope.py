@@ -96,10 +96,14 @@ def sent_user(server: LoopbackServer, n: int = 0) -> str:
 def fill_at(nvim: Child, server: LoopbackServer, row: int, query: str = "fix") -> str:
     """Yap at line `row` with `query` typed into the prompt; the user message sent."""
     server.queue(Reply(chunks=openai_events(["ok"])))
+    n = len(nvim.done()) + 1
     nvim.feed(f"{row}G k")
     nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
     nvim.feed(f"{query}<CR>")
-    end = nvim.wait_done(len(nvim.done()) + 1)[-1]
+    try:
+        end = nvim.wait_done(n)[-1]
+    except AssertionError as exc:
+        raise AssertionError((nvim.messages(), nvim.done(), len(server.requests))) from exc
     assert end["status"] == "ok", (end, nvim.messages())
     return sent_user(server, len(server.requests) - 1)
 
@@ -263,3 +267,38 @@ def test_the_debug_view_lists_the_sections_in_the_same_words_as_kzncontext(
     assert nvim.wait_done()[0]["status"] == "ok"
     debug = [line for line in nvim.lines() if line.startswith("- section")]
     assert debug == listed
+
+
+def test_a_presets_context_overrides_setups_for_fills_with_that_preset(
+    nvim: Child, server: LoopbackServer
+):
+    lines = ["#include <stddef.h>", "", *c_function("small", 4), *c_function("other", 4)]
+    c_buffer(nvim, lines, server, context_lines=1)
+    nvim.lua(
+        "require('kznllm').setup({ context = { outline = false, lsp_timeout = 3000 }, presets = {"
+        " { id = 'test', provider = 'openai', model = 'm', base_url = ..., api_key = false,"
+        "   context = { outline = true, scope = false } },"
+        " { id = 'plain', provider = 'openai', model = 'm', base_url = ..., api_key = false } } })",
+        server.base_url,
+    )
+    user = fill_at(nvim, server, 5)  # the first fill: gathered before the host started
+    assert "--- outline: its definitions" in user and "enclosing function" not in user
+    nvim.lua("require('kznllm').state.preset = 'plain'")
+    user = fill_at(nvim, server, 5)
+    assert "--- outline" not in user and "enclosing function `small`" in user
+    nvim.lua("require('kznllm').state.preset = 'test'")
+    user = fill_at(nvim, server, 5)  # the host's word now
+    assert "--- outline: its definitions" in user and "enclosing function" not in user
+
+
+def test_a_bad_preset_context_is_named_with_its_preset():
+    import pytest
+
+    from kznllm_py.errors import ConfigError
+    from kznllm_py.prompt.presets import preset_from_dict
+
+    raw = {"id": "x", "provider": "openai", "model": "m", "context": {"sope": True}}
+    with pytest.raises(ConfigError, match="preset 'x': context: unknown field 'sope'"):
+        preset_from_dict(raw)
+    ok = preset_from_dict({**raw, "context": {"outline": False, "budget": 4000}})
+    assert ok.context == {"outline": False, "budget": 4000}

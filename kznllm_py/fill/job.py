@@ -71,6 +71,8 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
     cwd = req.cwd
     found = context.discover_kzn(Path(cwd), allow=allow) if cwd else context.Discovery(None)
     kzn_dir = found.kzn_dir
+    # setup()'s `context`, with the preset's own over it (checked with the preset)
+    shown = sections.context_options(preset.context, base=settings.context)
     ctx = prompts.FillContext(
         mode=req.mode,
         query=req.query,
@@ -96,12 +98,10 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
         max_response_bytes=cap,
         ignored_kzn=found.ignored,
         trust_db=trust.trust_file(settings.state_dir) if settings.state_dir else None,
-        offered=tuple(
-            s for s in gathered.sections(req.gathered, req.path) if settings.context.on(s.kind)
-        ),
-        context_options=settings.context,
+        offered=tuple(s for s in gathered.sections(req.gathered, req.path) if shown.on(s.kind)),
+        context_options=shown,
         gather_notes=req.gathered.notes,
-        scope=req.gathered.scope if settings.context.on("scope") else None,
+        scope=req.gathered.scope if shown.on("scope") else None,
     )
 
 

@@ -34,6 +34,7 @@ from kznllm_py.history.recorder import (
 )
 from kznllm_py.nvim import calls
 from kznllm_py.nvim.editor import BufferSink
+from kznllm_py.prompt import sections
 from kznllm_py.prompt.presets import pick
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.secrets import redact, redact_url
@@ -221,6 +222,8 @@ class KznllmPlugin:
                     # the env var of a key this host lacks: the editor refuses at the
                     # keypress, before the query is typed (a cmd: key is never run there)
                     "missing_key": p.api_key if secrets.present(p.api_key) is False else None,
+                    # what the editor gathers at the keypress for a fill with it
+                    "context": sections.context_options(p.context, new.context).for_editor(),
                 }
                 for pid, p in presets.items()
             },

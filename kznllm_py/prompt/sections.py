@@ -62,11 +62,21 @@ class ContextOptions:
         """Whether sections of `kind` are sent."""
         return not any(kind in kinds and name in self.off for name, kinds in SWITCHES.items())
 
+    def for_editor(self) -> dict[str, Any]:
+        """The switches and the deadline, as the editor's gathering reads them."""
+        return {
+            **{name: name not in self.off for name in SWITCHES},
+            "budget": self.budget,
+            "lsp_timeout": self.lsp_timeout,
+        }
 
-def context_options(value: Any) -> ContextOptions:
-    """setup()'s `context` checked (a ConfigError names what is wrong)."""
+
+def context_options(value: Any, base: ContextOptions | None = None) -> ContextOptions:
+    """setup()'s `context` checked (a ConfigError names what is wrong); with `base`, a
+    preset's `context` over setup()'s: the fields it names change, the rest stay."""
+    base = ContextOptions() if base is None else base
     if value is None or value == []:  # absent, or an empty Lua table
-        return ContextOptions()
+        return base
     if value is False:
         return ContextOptions(off=frozenset(SWITCHES))
     if not isinstance(value, Mapping):
@@ -74,7 +84,7 @@ def context_options(value: Any) -> ContextOptions:
     unknown = sorted(k for k in value if k not in SWITCHES and k not in ("budget", "lsp_timeout"))
     if unknown:
         raise ConfigError(f"context: unknown field {unknown[0]!r}")
-    off = set(OFF_BY_DEFAULT)
+    off = set(base.off)
     for name in SWITCHES:
         v = value.get(name)
         if v is None:
@@ -82,10 +92,10 @@ def context_options(value: Any) -> ContextOptions:
         if not isinstance(v, bool):
             raise ConfigError(f"context.{name} must be true or false, not {v!r}")
         (off.discard if v else off.add)(name)
-    budget = options.whole(value, "budget", DEFAULT_BUDGET)
+    budget = options.whole(value, "budget", base.budget)
     if "budget" in value and (budget != value["budget"] or budget < 256):
         raise ConfigError("context.budget must be a whole number of tokens, 256 or more")
-    timeout = options.whole(value, "lsp_timeout", DEFAULT_LSP_TIMEOUT)
+    timeout = options.whole(value, "lsp_timeout", base.lsp_timeout)
     if "lsp_timeout" in value and (timeout != value["lsp_timeout"] or not 0 <= timeout <= 5000):
         raise ConfigError("context.lsp_timeout must be a whole number of ms, 0 to 5000")
     return ContextOptions(budget=budget, lsp_timeout=timeout, off=frozenset(off))

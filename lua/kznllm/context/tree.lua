@@ -173,6 +173,25 @@ function M.name(buf, node)
   return n and text_of(buf, n) or nil
 end
 
+-- filetype -> { ok = whether a parser for its language is loaded or on 'runtimepath',
+-- rtp = the 'runtimepath' it was looked for on (a parser installed since is found) }
+local parser_for = {}
+
+local function has_parser(ft)
+  if ft == '' then
+    return false
+  end
+  local known, rtp = parser_for[ft], vim.o.runtimepath
+  if not known or (not known.ok and known.rtp ~= rtp) then
+    local lang = vim.treesitter.language.get_lang(ft) or ft
+    local loaded = pcall(vim.treesitter.language.inspect, lang)
+    local ok = loaded or #api.nvim_get_runtime_file('parser/' .. lang .. '.*', false) > 0
+    known = { ok = ok, rtp = rtp }
+    parser_for[ft] = known
+  end
+  return known.ok
+end
+
 --- Call `cb(root, lang)` once with the root of `buf`'s tree (nil: no parser for its
 --- filetype, or the buffer went away or changed while it was parsed).
 function M.with_root(buf, cb)
@@ -202,6 +221,9 @@ function M.with_root(buf, cb)
     return go(hl.tree)
   end
   local ft = vim.bo[buf].filetype
+  if not has_parser(ft) then -- answered now: no tick's delay for a buffer without one
+    return cb(nil)
+  end
   local known = made[buf]
   if known and known.ft == ft then
     if not known.ok then
