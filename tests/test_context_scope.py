@@ -47,9 +47,7 @@ def test_the_scope_is_held_by_the_lines_around_only_when_they_hold_all_of_it():
 def test_the_outline_over_its_room_keeps_the_entries_nearest_the_cursor_in_file_order():
     o = outline.parse(
         {
-            "entries": [
-                {"line": i * 10 + 1, "depth": 0, "text": f"int f{i}(void) {{"} for i in range(500)
-            ],
+            "entries": [[i * 10 + 1, 0, f"int f{i}(void) {{"] for i in range(500)],
             "cursor": 2500,
         }
     )

@@ -37,12 +37,14 @@ class Outline:
 
 
 def _entry(raw: object) -> Entry | None:
-    if not isinstance(raw, Mapping):
+    """One of the editor's entries: [line, depth, text]."""
+    if not isinstance(raw, list | tuple) or len(raw) != 3:
         return None
-    line, text = options.whole(raw, "line"), options.text(raw, "text").strip()
-    if line < 1 or not text:
+    line, depth, text = raw
+    if type(line) is not int or line < 1 or type(text) is not str:
         return None
-    return Entry(line, 1 if options.whole(raw, "depth") else 0, printable(text[:MAX_TEXT]))
+    text = text.strip()[:MAX_TEXT]
+    return Entry(line, 1 if depth else 0, printable(text)) if text else None
 
 
 def parse(raw: object) -> Outline | None:

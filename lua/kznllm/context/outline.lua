@@ -1,66 +1,140 @@
 -- The file's outline: the declaration line of each top-level definition (tree-sitter:
--- context/tree.lua) and, one level in, of those in its classes, impls, modules (at most
--- MAX_ENTRIES, MAX_TEXT bytes each), kept per changedtick. The host picks what fits its
--- share of the budget, nearest the range first (kznllm_py/prompt/sources/outline.py).
+-- context/tree.lua) and, one level in, of those in its classes, impls, modules, kept per
+-- changedtick; the MAX_ENTRIES nearest the range are sent (MAX_TEXT bytes each), with how
+-- many more there are. The host keeps what fits its share of the budget, nearest the
+-- range first (kznllm_py/prompt/sources/outline.py).
 local M = {}
 
 local api = vim.api
 local tree = require('kznllm.context.tree')
 
-local MAX_ENTRIES = 1500
+local MAX_ENTRIES = 150 -- sent, the nearest the range (the host keeps what fits)
 local MAX_TEXT = 200
 local MAX_INNER = 200 -- definitions listed inside one container
 
--- the last outline made: { buf, tick, lang, entries, more }; an unchanged buffer's is
--- not walked again
+-- the last outline made: { buf, tick, lang, defs }; an unchanged buffer's is not walked
+-- again
 local cache = {}
 
-local function walk(buf, root)
-  local entries, more = {}, 0
-  local function add(node, kind, depth)
-    if #entries >= MAX_ENTRIES then
-      more = more + 1
-      return
-    end
-    local row = node:start() -- the definition's line (a decorator's is above it)
-    local line = api.nvim_buf_get_lines(buf, row, row + 1, false)[1] or ''
-    line = tree.cut(line:gsub('^%s+', ''), MAX_TEXT)
-    table.insert(entries, { line = row + 1, depth = depth, kind = kind, text = line })
-  end
-  for child in root:iter_children() do
-    if child:named() then
-      local node, kind = tree.definition_at(child)
-      if node then
-        add(node, kind, 0)
-        if tree.CONTAINERS[kind] then
-          local inner = 0
-          for c in node:iter_children() do
-            if inner >= MAX_INNER then
-              break
-            end
-            local body = { c }
-            if c:named() and not tree.kind(c) and c:start() ~= c:end_() then
-              body = {} -- a class's body: its children
-              for g in c:iter_children() do
-                table.insert(body, g)
-              end
-            end
-            for _, n in ipairs(body) do
-              local def, k = nil, nil
-              if n:named() then
-                def, k = tree.definition_at(n)
-              end
-              if def and inner < MAX_INNER then
-                inner = inner + 1
-                add(def, k, 1)
-              end
+--- The definitions of the file: { row, depth, kind } each, in file order (no text yet).
+local function walk(root)
+  local defs = {}
+  for _, child in ipairs(root:named_children()) do
+    local node, kind = tree.definition_at(child)
+    if node then
+      table.insert(defs, { node:start(), 0, kind })
+      if tree.CONTAINERS[kind] then
+        local inner = 0
+        for _, c in ipairs(node:named_children()) do
+          if inner >= MAX_INNER then
+            break
+          end
+          local body = { c }
+          if not tree.kind(c) and c:start() ~= c:end_() then
+            body = c:named_children() -- a class's body: its children
+          end
+          for _, n in ipairs(body) do
+            local def = tree.definition_at(n)
+            if def and inner < MAX_INNER then
+              inner = inner + 1
+              -- the definition's line (a decorator's is above it)
+              table.insert(defs, { def:start(), 1 })
             end
           end
         end
       end
     end
   end
-  return entries, more
+  return defs
+end
+
+--- At most MAX_ENTRIES of `defs`, those nearest `row` first, back in file order, each
+--- with its declaration line: { line, depth, text } (1-based line).
+local function entries_near(buf, defs, row)
+  local lo, hi = 1, #defs -- the first definition at or after `row`, by bisection
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if defs[mid][1] < row then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  -- then outwards, the nearer of the two sides each time
+  local a, b = lo - 1, lo
+  while b - a - 1 < math.min(MAX_ENTRIES, #defs) do
+    local da = a >= 1 and row - defs[a][1] or math.huge
+    local db = b <= #defs and defs[b][1] - row or math.huge
+    if da <= db then
+      a = a - 1
+    else
+      b = b + 1
+    end
+  end
+  local out = {}
+  for i = a + 1, b - 1 do
+    local d = defs[i]
+    local line = api.nvim_buf_get_lines(buf, d[1], d[1] + 1, false)[1] or ''
+    out[#out + 1] = { d[1] + 1, d[2], tree.cut(line:gsub('^%s+', ''), MAX_TEXT) }
+  end
+  return out
+end
+
+local REFRESH_MS = 300 -- after the last change: the outline is walked again, in the background
+local timer = nil
+local watched = {} -- buffers whose changes restart the timer
+
+--- The outline of the last buffer filled is walked again `REFRESH_MS` after its last
+--- change, so that a fill after a pause finds it made (a walk of a 16,000-line file takes
+--- a few ms; at the keypress only when it was changed just before).
+local function refresh_later(buf)
+  timer = timer or vim.uv.new_timer()
+  timer:stop()
+  timer:start(
+    REFRESH_MS,
+    0,
+    vim.schedule_wrap(function()
+      local c = cache
+      if c.buf ~= buf or not api.nvim_buf_is_valid(buf) then
+        return
+      end
+      tree.with_root(buf, function(root, lang)
+        local tick = api.nvim_buf_get_changedtick(buf)
+        if root and cache.buf == buf and cache.tick ~= tick then
+          local ok, defs = pcall(walk, root)
+          if ok then
+            cache = { buf = buf, tick = tick, lang = lang, defs = defs }
+          end
+        end
+      end)
+    end)
+  )
+end
+
+local function watch(buf)
+  if watched[buf] then
+    return
+  end
+  watched[buf] = true
+  api.nvim_create_autocmd({ 'TextChanged', 'TextChangedI' }, {
+    buffer = buf,
+    group = api.nvim_create_augroup('kznllm_outline_' .. buf, { clear = true }),
+    callback = function(ev)
+      if not watched[ev.buf] then
+        return true
+      end
+      if cache.buf == ev.buf then
+        refresh_later(ev.buf)
+      end
+    end,
+  })
+  api.nvim_create_autocmd('BufWipeout', {
+    buffer = buf,
+    once = true,
+    callback = function()
+      watched[buf] = nil
+    end,
+  })
 end
 
 function M.collect(buf, range, _, done)
@@ -71,14 +145,16 @@ function M.collect(buf, range, _, done)
     local tick = api.nvim_buf_get_changedtick(buf)
     local c = cache
     if not (c.buf == buf and c.tick == tick and c.lang == lang) then
-      local ok, entries, more = pcall(walk, buf, root)
+      local ok, defs = pcall(walk, root)
       if not ok then
         return done(nil)
       end
-      c = { buf = buf, tick = tick, lang = lang, entries = entries, more = more }
+      c = { buf = buf, tick = tick, lang = lang, defs = defs }
       cache = c
     end
-    done({ entries = c.entries, more = c.more, lang = lang, cursor = range[1] + 1 })
+    watch(buf)
+    local entries = entries_near(buf, c.defs, range[1])
+    done({ entries = entries, more = #c.defs - #entries, cursor = range[1] + 1 })
   end)
 end
 

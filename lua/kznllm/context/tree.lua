@@ -36,24 +36,36 @@ local WORDS = {
 }
 local SUFFIXES = { 'definition', 'declaration', 'item', 'specifier' }
 
-function M.kind(node)
-  local t = node:type()
+-- node type -> { kind, needs_body } or false: each type's name is read once
+local by_type = {}
+
+local function type_kind(t)
   local word = WORDS[t]
   if word then
-    return word
+    return { word, false }
   end
   for _, suffix in ipairs(SUFFIXES) do
     local base = t:match('^(.-)_' .. suffix .. '$')
     if base then
       word = WORDS[base:match('([%a]+)$') or '']
       -- `struct point p;` names a struct, it does not define one: a body defines it
-      if word and (suffix ~= 'specifier' or node:field('body')[1]) then
-        return word
-      end
-      return nil
+      return word and { word, suffix == 'specifier' } or false
     end
   end
-  return nil
+  return false
+end
+
+function M.kind(node)
+  local t = node:type()
+  local k = by_type[t]
+  if k == nil then
+    k = type_kind(t)
+    by_type[t] = k
+  end
+  if not k or (k[2] and not node:field('body')[1]) then
+    return nil
+  end
+  return k[1]
 end
 
 -- the kinds that hold definitions of their own (an outline goes one level into them)
