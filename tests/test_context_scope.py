@@ -300,3 +300,31 @@ def test_a_bad_preset_context_is_named_with_its_preset():
         preset_from_dict(raw)
     ok = preset_from_dict({**raw, "context": {"outline": False, "budget": 4000}})
     assert ok.context == {"outline": False, "budget": 4000}
+
+
+def test_a_buffer_without_a_tree_is_parsed_after_the_keypress_not_in_it(nvim: Child):
+    """No highlighter and no parser yet: the keypress's tick makes none and parses
+    nothing; the scope and the outline come from a parse after it."""
+    lines = ["#include <stddef.h>", ""]
+    while len(lines) < 16000:
+        lines += c_function(f"f{len(lines)}", 8)
+    nvim.set_lines(lines)
+    nvim.nvim.command("setfiletype c | 8000")
+    got = nvim.lua(
+        """
+        local buf = vim.api.nvim_get_current_buf()
+        local range = { 7999, 0, 7999, 0 }
+        local pending = require('kznllm.context').start(buf, range)
+        _G.kzn_pending = pending
+        return { scope = pending.answered.scope or false, outline = pending.answered.outline
+          or false, parsed = pcall(function() return vim.treesitter.get_parser(buf):trees()[1] end)
+          and vim.treesitter.get_parser(buf):is_valid() }
+        """
+    )
+    assert got == {"scope": False, "outline": False, "parsed": False}
+    nvim.wait_for(
+        lambda: nvim.lua("return _G.kzn_pending.waiting == 0"), what="the parse after the keypress"
+    )
+    facts = nvim.lua("return _G.kzn_pending.facts")
+    assert facts["scope"]["name"].startswith("f") and facts["scope"]["kind"] == "function"
+    assert len(facts["outline"]["entries"]) == 150 and facts["outline"]["more"] > 1000
