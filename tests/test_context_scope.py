@@ -327,4 +327,4 @@ def test_a_buffer_without_a_tree_is_parsed_after_the_keypress_not_in_it(nvim: Ch
     )
     facts = nvim.lua("return _G.kzn_pending.facts")
     assert facts["scope"]["name"].startswith("f") and facts["scope"]["kind"] == "function"
-    assert len(facts["outline"]["entries"]) == 150 and facts["outline"]["more"] > 1000
+    assert len(facts["outline"]["entries"]) == 100 and facts["outline"]["more"] > 1000

@@ -1,6 +1,6 @@
 -- The file's outline: the declaration line of each top-level definition (tree-sitter:
 -- context/tree.lua) and, one level in, of those in its classes, impls, modules, kept per
--- changedtick; the MAX_ENTRIES nearest the range are sent (MAX_TEXT bytes each), with how
+-- changedtick; those nearest the range are sent (MAX_TEXT bytes each), with how
 -- many more there are. The host keeps what fits its share of the budget, nearest the
 -- range first (kznllm_py/prompt/sources/outline.py).
 local M = {}
@@ -8,7 +8,11 @@ local M = {}
 local api = vim.api
 local tree = require('kznllm.context.tree')
 
-local MAX_ENTRIES = 150 -- sent, the nearest the range (the host keeps what fits)
+-- sent, the nearest the range: about what the outline's share of the budget holds (10%,
+-- ~16 tokens an entry), 40 to 300 (the host keeps what fits)
+local function max_entries(budget)
+  return math.min(300, math.max(40, math.floor((tonumber(budget) or 16000) / 160)))
+end
 local MAX_TEXT = 200
 local MAX_INNER = 200 -- definitions listed inside one container
 
@@ -48,9 +52,9 @@ local function walk(root)
   return defs
 end
 
---- At most MAX_ENTRIES of `defs`, those nearest `row` first, back in file order, each
+--- At most `most` of `defs`, those nearest `row` first, back in file order, each
 --- with its declaration line: { line, depth, text } (1-based line).
-local function entries_near(buf, defs, row)
+local function entries_near(buf, defs, row, most)
   local lo, hi = 1, #defs -- the first definition at or after `row`, by bisection
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
@@ -62,7 +66,7 @@ local function entries_near(buf, defs, row)
   end
   -- then outwards, the nearer of the two sides each time
   local a, b = lo - 1, lo
-  while b - a - 1 < math.min(MAX_ENTRIES, #defs) do
+  while b - a - 1 < math.min(most, #defs) do
     local da = a >= 1 and row - defs[a][1] or math.huge
     local db = b <= #defs and defs[b][1] - row or math.huge
     if da <= db then
@@ -137,7 +141,7 @@ local function watch(buf)
   })
 end
 
-function M.collect(buf, range, _, done)
+function M.collect(buf, range, opts, done)
   tree.with_root(buf, function(root, lang)
     if not root then
       return done(nil)
@@ -153,8 +157,11 @@ function M.collect(buf, range, _, done)
       cache = c
     end
     watch(buf)
-    local entries = entries_near(buf, c.defs, range[1])
-    done({ entries = entries, more = #c.defs - #entries, cursor = range[1] + 1 })
+    local most = max_entries(opts and opts.budget)
+    if not (c.row == range[1] and c.most == most) then -- the same fill again: as it was
+      c.entries, c.row, c.most = entries_near(buf, c.defs, range[1], most), range[1], most
+    end
+    done({ entries = c.entries, more = #c.defs - #c.entries, cursor = range[1] + 1 })
   end)
 end
 
