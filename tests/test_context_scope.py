@@ -328,3 +328,26 @@ def test_a_buffer_without_a_tree_is_parsed_after_the_keypress_not_in_it(nvim: Ch
     facts = nvim.lua("return _G.kzn_pending.facts")
     assert facts["scope"]["name"].startswith("f") and facts["scope"]["kind"] == "function"
     assert len(facts["outline"]["entries"]) == 100 and facts["outline"]["more"] > 1000
+
+
+def test_markdown_and_vimscript_scopes_and_a_selected_whole_function(
+    nvim: Child, server: LoopbackServer
+):
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context_lines = 0, context = { lsp_timeout = 3000 } })")
+    nvim.set_lines(["# Guide", "intro", "## Install", "run make", "more", "## Use", "call it"])
+    nvim.nvim.command("setfiletype markdown")
+    user = fill_at(nvim, server, 4)
+    assert "--- enclosing section `Install` (lines 3-5) ---" in user
+    assert "1: # Guide" in user and "3:     ## Install" in user and "6:     ## Use" in user
+    nvim.nvim.command("enew | setfiletype vim")
+    nvim.set_lines(["function! s:Greet(name) abort", "  echo a:name", "endfunction"])
+    user = fill_at(nvim, server, 2)
+    assert "--- enclosing function `s:Greet` (lines 1-3) ---" in user
+    # a selection that is the whole function: what holds it is the scope (nothing here)
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.feed("1GVG k")  # the answer went inside it: now 4 lines
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
+    nvim.feed("fix<CR>")
+    nvim.wait_for(lambda: len(server.requests) == 3, what="the third request")
+    assert "enclosing function" not in sent_user(server, 2)

@@ -19,30 +19,32 @@ end
 local function enclosing(buf, root, range)
   local node = root:named_descendant_for_range(range[1], range[2], range[3], range[4])
   while node do
-    local kind = tree.kind(node)
+    local def, kind = node, tree.kind(node)
     if not kind then -- `M.f = function() end` on the range's line: the statement's
-      local def, k = tree.definition_at(node)
-      if def and def:start() == range[1] then
-        node, kind = def, k
+      local d, k = tree.definition_at(node)
+      if d and d:start() == range[1] then
+        def, kind = d, k
       end
     end
-    local sr, sc, er, ec = node:range()
-    local inside = before(range[1], range[2], sr, sc) and before(er, ec, range[3], range[4])
-    if kind and not inside then
-      -- the same definition seen twice (Vimscript's function_declaration in its
-      -- function_definition, Python's decorators): the outer one
-      local up = node:parent()
-      while
-        up and (up:type() == 'decorated_definition' or tree.kind(up) == kind and up:start() == sr)
-      do
-        node, up = up, up:parent()
-      end
-      local name = tree.name(buf, node)
-      if name then
-        return node, kind, name
+    if kind then
+      local sr, sc, er, ec = def:range()
+      local inside = before(range[1], range[2], sr, sc) and before(er, ec, range[3], range[4])
+      if not inside then
+        -- the same definition seen twice (Vimscript's function_declaration in its
+        -- function_definition, Python's decorators): the outer one
+        local up = def:parent()
+        while
+          up and (up:type() == 'decorated_definition' or tree.kind(up) == kind and up:start() == sr)
+        do
+          def, up = up, up:parent()
+        end
+        local name = tree.name(buf, def)
+        if name then
+          return def, kind, name
+        end
       end
     end
-    node = node:parent()
+    node = node:parent() -- always up from where the walk is: it ends at the root
   end
 end
 
