@@ -8,6 +8,7 @@ local api = vim.api
 local tree = require('kznllm.context.tree')
 
 local MAX_LINES = 3000
+local MAX_DEPTH = 400 -- nodes walked up from the range
 local MAX_BYTES = 192 * 1024
 
 local function before(r1, c1, r2, c2)
@@ -18,7 +19,10 @@ end
 --- wholly inside the range: a selected function's scope is what holds it).
 local function enclosing(buf, root, range)
   local node = root:named_descendant_for_range(range[1], range[2], range[3], range[4])
-  while node do
+  for _ = 1, MAX_DEPTH do -- bounded, whatever a grammar's tree looks like
+    if not node then
+      return nil
+    end
     local def, kind = node, tree.kind(node)
     if not kind then -- `M.f = function() end` on the range's line: the statement's
       local d, k = tree.definition_at(node)
