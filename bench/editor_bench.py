@@ -318,6 +318,24 @@ def scenario_big(ed: TuiNvim, server: BenchServer, args: argparse.Namespace) -> 
             runs.append((server.served[-1].request_at - rec["key"]) / 1e6)
             ed.nvim.command("silent! undo")
         out[name] = {"key_to_request_ms": statistics.median(runs), "runs": runs}
+    # a 16,000-line C file highlighted by the bundled C parser, the cursor in a function:
+    # the scope and the outline come from the highlighter's tree (issue 25)
+    path = ed.tmp / "big16k.c"
+    path.write_text(c_source(16000))
+    ed.nvim.command(f"edit! {path}")
+    ed.lua("vim.treesitter.start()")
+    ed.nvim.command("8005 | normal! zz")
+    runs = []
+    for _ in range(args.runs):
+        server.queue(Script(openai_events(["ok"]), 1, 0.0))
+        before = len(server.served)
+        rec = ed.fill("KznFill q")
+        with server.ready:
+            server.ready.wait_for(lambda b=before: len(server.served) > b, timeout=5)
+        runs.append((server.served[-1].request_at - rec["key"]) / 1e6)
+        ed.nvim.command("silent! undo")
+        time.sleep(0.4)  # a user's pause (Neovim's loop free): redrawn, the tree parsed again
+    out["16000_lines_c"] = {"key_to_request_ms": statistics.median(runs), "runs": runs}
     return out
 
 

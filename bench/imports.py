@@ -54,8 +54,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     # a fill's job, the sidebar's calls
     ("fill.job", "history.ops"),
-    # a fill's own logic; a fill run from its request to its end
-    ("fill.turn", "fill.run"),
+    # a fill's own logic; a fill run from its request to its end; what a fill would
+    # send (:KznContext)
+    ("fill.turn", "fill.run", "fill.context_view"),
     # the edges: the command line and Neovim
     ("cli", "nvim"),
 )

@@ -2,6 +2,7 @@
 request at the server goes, for this tree and another checkout side by side.
 
     .venv/bin/python bench/keypress_bench.py [--root DIR ...] [--fills 30] [--lines 16000]
+        [--c] [--context JSON] [--idle-ms 0]
 
 Each `--root` (default: this checkout) is a tree of the plugin: the same script
 measures an older one (`git archive a29e220 | tar -x -C /tmp/kzn_a29`). The trees run
@@ -198,6 +199,9 @@ class Tree:
         history: bool,
         prestart: bool,
         filetype: str = "",
+        c_file: bool = False,
+        context: dict[str, Any] | None = None,
+        idle_ms: int = 0,
     ) -> None:
         self.root = root
         self.tmp = Path(tempfile.mkdtemp(prefix="kzn-stages-"))
@@ -219,6 +223,8 @@ class Tree:
             opts["history"] = False
         if prestart:
             opts["prestart"] = True
+        if context is not None:
+            opts["context"] = context
         self.nvim.exec_lua(
             "require('kznllm').setup(...) require('kznllm').state.preset = 'bench'", opts
         )
@@ -234,7 +240,18 @@ class Tree:
                 time.sleep(0.05)
             else:
                 settled(self.nvim.exec_lua("return require('kznllm.host').pid"))
-        if lines:
+        self.c_file = c_file
+        self.idle_ms = idle_ms
+        if lines and c_file:
+            # a C file of functions, highlighted by the C parser Neovim bundles: the
+            # scope and the outline come from the tree the highlighter keeps
+            from bench.editor_bench import c_source
+
+            self.nvim.current.buffer[:] = c_source(lines).splitlines()
+            self.nvim.command("setfiletype c")
+            self.nvim.exec_lua("vim.treesitter.start() vim.treesitter.get_parser(0):parse()")
+            self.nvim.command(f"normal! {lines // 2}G")
+        elif lines:
             text = [f"int line_{i} = {i}; /* some code on this line */" for i in range(lines)]
             self.nvim.current.buffer[:] = text
             self.nvim.command(f"normal! {lines // 2}G")
@@ -257,6 +274,10 @@ class Tree:
             raise SystemExit(f"{self.root}: timed out waiting for a fill")
         self.fills += 1
         self.nvim.command("silent! undo")  # the buffer as it was
+        if self.c_file:  # and its tree, as the highlighter re-parses it at a redraw
+            self.nvim.exec_lua("vim.treesitter.get_parser(0):parse()")
+        if self.idle_ms:  # the user's pause before the next keypress (Neovim's loop runs)
+            self.nvim.exec_lua("vim.wait(...)", self.idle_ms)
         b = self.nvim.exec_lua(
             "local B = _G.kzn_stage return { key = B.key, rpc = B.rpc, writes = B.writes }"
         )
@@ -296,6 +317,13 @@ def main() -> int:
         "first fill is shown on its own",
     )
     ap.add_argument("--filetype", default="", help="the buffer's filetype (e.g. c)")
+    ap.add_argument(
+        "--c", action="store_true", help="the buffer is a C file with treesitter highlighting"
+    )
+    ap.add_argument("--context", type=json.loads, help="setup()'s `context`, as JSON")
+    ap.add_argument(
+        "--idle-ms", type=int, default=0, help="a pause after each fill's undo (a user's)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     roots = [r.resolve() for r in (args.root or [REPO])]
@@ -303,7 +331,17 @@ def main() -> int:
     results: dict[str, list[dict[str, float]]] = {str(r): [] for r in roots}
     with LoopbackServer() as server:
         trees = [
-            Tree(r, server, args.lines, not args.no_history, args.prestart, args.filetype)
+            Tree(
+                r,
+                server,
+                args.lines,
+                not args.no_history,
+                args.prestart,
+                args.filetype,
+                args.c,
+                args.context,
+                args.idle_ms,
+            )
             for r in roots
         ]
         try:

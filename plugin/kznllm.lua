@@ -20,6 +20,14 @@ end, {
   desc = 'kznllm: show the request, then the answer, in a scratch buffer',
 })
 
+vim.api.nvim_create_user_command('KznContext', function(cmd)
+  require('kznllm.context_view').show(cmd)
+end, {
+  nargs = '*',
+  range = true,
+  desc = 'kznllm: show what a fill here would send, section by section (nothing is sent)',
+})
+
 vim.api.nvim_create_user_command('KznReview', function(cmd)
   k().command_fill(cmd, false, { review = true })
 end, {

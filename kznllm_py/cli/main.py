@@ -457,10 +457,7 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
         # --git: the hunks near --range/--line, else the file's first ones
         rows=args.range or ((args.line[0], args.line[0]) if args.line else (1, 1 << 30)),
     )
-    job = payload.with_project_files(job)
-    if payload.reads_repo(job):
-        job = payload.with_repo_context(job)  # --rules (trusted ones), --git
-    job = payload.fitted(job)
+    job = payload.fitted(payload.with_files(job))  # .kzn, --rules (trusted ones), --git
     for line in job.notices:
         _err(line)
     return job

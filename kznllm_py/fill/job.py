@@ -16,6 +16,7 @@ from kznllm_py.prompt import context, project_templates, prompts, sandbox, secti
 from kznllm_py.prompt.context import estimate_tokens
 from kznllm_py.prompt.presets import Preset
 from kznllm_py.prompt.sources import definitions, gathered, git, rules
+from kznllm_py.prompt.sources import scope as scope_source
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.settings import Settings
 from kznllm_py.stream import generation
@@ -57,6 +58,9 @@ class FillJob:
     # the CLI's --range/--line rows (1-based), for its --git (the editor gathers git
     # at the keypress: lua/kznllm/context/git.lua)
     rows: tuple[int, int] | None = None
+    # the enclosing scope offered: `fitted` sends only its title when the lines around
+    # the selection hold it whole
+    scope: scope_source.Scope | None = None
 
 
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
@@ -78,6 +82,8 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
     cwd = req.cwd
     found = context.discover_kzn(Path(cwd), allow=allow) if cwd else context.Discovery(None)
     kzn_dir = found.kzn_dir
+    # setup()'s `context`, with the preset's own over it (checked with the preset)
+    shown = sections.context_options(preset.context, base=settings.context)
     ctx = prompts.FillContext(
         mode=req.mode,
         query=req.query,
@@ -103,15 +109,12 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
         max_response_bytes=cap,
         ignored_kzn=found.ignored,
         trust_db=trust.trust_file(settings.state_dir) if settings.state_dir else None,
-        offered=tuple(
-            s for s in gathered.sections(req.gathered, req.path) if settings.context.on(s.kind)
-        ),
-        context_options=settings.context,
+        offered=tuple(s for s in gathered.sections(req.gathered, req.path) if shown.on(s.kind)),
+        context_options=shown,
         gather_notes=(*req.gathered.notes, *_git_note(req), *req.gathered.definitions.notes()),
-        definitions=req.gathered.definitions
-        if settings.context.on("definitions")
-        else (definitions.Asked()),
+        definitions=req.gathered.definitions if shown.on("definitions") else (definitions.Asked()),
         cwd=cwd,
+        scope=req.gathered.scope if shown.on("scope") else None,
     )
 
 
@@ -208,6 +211,22 @@ def project_review(job: FillJob) -> tuple[list[str], list[str], str | None]:
     return files, lines, " and ".join(where) if where else None
 
 
+def reads_files(job: FillJob) -> bool:
+    """Whether `with_files` has anything to read (else no hop to a thread and back)."""
+    return job.kzn_dir is not None or bool(job.definitions.found) or reads_repo(job)
+
+
+def with_files(job: FillJob) -> FillJob:
+    """What a fill reads before its prompt: the `.kzn` folder's files and templates, the
+    project's rules and git, the language servers' definitions (file I/O, git, template
+    renders: run it off the event loop). The lines to say are in `job.notices`."""
+    if job.kzn_dir is not None:
+        job = with_project_files(job)
+    if reads_repo(job):
+        job = with_repo_context(job)
+    return with_definitions(job)
+
+
 def fitted(job: FillJob) -> FillJob:
     """The job with its context sections fitted into the budget: the selection and the
     query first (never cut), then the sections in their order, then the buffer's lines
@@ -215,18 +234,42 @@ def fitted(job: FillJob) -> FillJob:
     ctx = job.ctx
     budget = job.context_options.budget
     reserved = estimate_tokens(ctx.selection) + estimate_tokens(ctx.query)
-    fit = sections.fit(job.offered, budget=budget, reserved=reserved)
-    before, after = sections.fit_around(ctx.before, ctx.after, fit.remaining)
+    offered, keep, kept = _scope_in_around(job, budget - reserved)
+    fit = sections.fit(offered, budget=budget, reserved=reserved + kept)
+    before, after = sections.fit_around(ctx.before, ctx.after, fit.remaining + kept, keep)
     if job.definition_entries:  # a definition in the lines around as sent: sent once
         asked = job.definitions
         held = (asked.first - before.count("\n"), asked.last + after.count("\n"))
-        kept = definitions.unheld(job.definition_entries, *held)
-        if kept != job.definition_entries:
-            return fitted(_with_entries(job, kept))  # the lines around only grow
+        unheld = definitions.unheld(job.definition_entries, *held)
+        if unheld != job.definition_entries:
+            return fitted(_with_entries(job, unheld))  # the lines around only grow
     return replace(
         job,
         ctx=replace(ctx, sections=fit.placed, left=fit.left, before=before, after=after),
     )
+
+
+def _scope_in_around(
+    job: FillJob, room: int
+) -> tuple[tuple[sections.Section, ...], tuple[int, int], int]:
+    """The sections to offer, the lines around to keep first and their tokens: when the
+    lines around the selection hold the enclosing scope whole, and its lines fit its
+    share, the scope is sent there (kept first) and its section is only its title."""
+    s = job.scope
+    if s is None:
+        return job.offered, (0, 0), 0
+    keep = scope_source.in_around(s, job.ctx.before, job.ctx.after)
+    if keep is None:
+        return job.offered, (0, 0), 0
+    b_lines, a_lines = job.ctx.before.split("\n"), job.ctx.after.split("\n")
+    kept = estimate_tokens("\n".join(b_lines[len(b_lines) - keep[0] :]) + "\n")
+    kept += estimate_tokens("\n" + "\n".join(a_lines[: keep[1]]))
+    share = int(job.context_options.budget * sections.SHARES["scope"])
+    if kept > min(share, room):
+        return job.offered, (0, 0), 0  # too big to keep whole there: the section, cut
+    title = scope_source.noted(s)
+    offered = tuple(title if o.kind == "scope" else o for o in job.offered)
+    return offered, keep, kept
 
 
 def debug_text(job: FillJob, request: HttpRequest) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 from kznllm_py import secrets
 from kznllm_py.errors import KznError
 from kznllm_py.fill import request
+from kznllm_py.prompt import sections
 from kznllm_py.prompt.presets import pick
 from kznllm_py.settings import Settings
 
@@ -28,6 +29,8 @@ def configured(new: Settings) -> dict[str, Any]:
                 # the env var of a key this host lacks: the editor refuses at the
                 # keypress, before the query is typed (a cmd: key is never run there)
                 "missing_key": p.api_key if secrets.present(p.api_key) is False else None,
+                # what the editor gathers at the keypress for a fill with it
+                "context": sections.context_options(p.context, new.context).for_editor(),
             }
             for pid, p in presets.items()
         },

@@ -106,16 +106,11 @@ async def run(
                 req = replace(req, preset=preset_of(req.send, s.presets))
             job = payload.job_of(req, s)
             host.warn_ignored(job.ignored_kzn)
-            # file I/O and template renders (fitting the budget): off the loop, when
-            # there is a .kzn folder to read (else no hop to a thread and back)
-            if job.kzn_dir is not None:
-                job = await sandbox.run_off_loop(payload.with_project_files, job)
-                host.warn_ignored(job.notices)  # project templates not used: why
-            if payload.reads_repo(job):  # the project's rules, git: files, a process
-                job = await sandbox.run_off_loop(payload.with_repo_context, job)
-                host.warn_ignored(job.notices)  # rules not sent: why
-            if job.definitions.found:  # the language servers' definitions: file reads
-                job = await sandbox.run_off_loop(payload.with_definitions, job)
+            # file I/O, git and template renders: off the loop, when there is anything
+            # to read (else no hop to a thread and back)
+            if payload.reads_files(job):
+                job = await sandbox.run_off_loop(payload.with_files, job)
+                host.warn_ignored(job.notices)  # project templates, rules not used: why
             job = payload.fitted(job)  # the context sections in the budget
             turn = await _turn(req, job, host)
         except KznError as exc:

@@ -31,6 +31,7 @@ HANDLERS = (
     "models.listed",
     "trust.review",
     "context.answered",
+    "context_view.shown",
     "notify",
 )
 
@@ -112,3 +113,7 @@ class Editor:
     def context_answered(self, source: str, reply: dict[str, Any]) -> None:
         """A context source the host gathers for the editor (git) answers."""
         self._call("context.answered", source, reply)
+
+    def context_shown(self, lines: list[str]) -> None:
+        """`:KznContext`'s view (lua/kznllm/context_view.lua)."""
+        self._call("context_view.shown", lines)

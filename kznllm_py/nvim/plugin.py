@@ -334,6 +334,20 @@ class KznllmPlugin:
             reply = {"request": p.get("request"), "hunks": [], "note": "git: internal error"}
         self.editor.context_answered("git", reply)
 
+    async def _context(self, p: dict[str, Any]) -> None:
+        """`:KznContext`: what a fill here would send now, section by section (the job a
+        fill builds, fitted); nothing is sent."""
+        load_fill_modules()  # on the loop's thread, before a worker may import them
+        from kznllm_py.fill import context_view
+
+        try:
+            job = await context_view.build(request.parse(p), self.settings)
+        except KznError as exc:
+            self._report(f"kznllm: {redact(str(exc))}")
+            return
+        self.warn_ignored(job.ignored_kzn)
+        self.editor.context_shown([redact(line) for line in context_view.render(job)])
+
     async def _track(self, job_id: int, bufnr: int, rec: Recording, ended: asyncio.Event) -> None:
         """The editor learns the entry id (follow-ups in a conversation buffer continue
         from it); while the request runs, the sidebar shows the entry live."""
@@ -441,6 +455,7 @@ CALLS: dict[str, Handler] = {
     "models": _task(lambda plugin, _op, data: plugin._models(data)),
     "trust": _task(lambda plugin, _op, data: plugin._trust(data)),
     "git_hunks": _task(lambda plugin, _op, data: plugin._git_hunks(data)),
+    "context": _task(lambda plugin, _op, data: plugin._context(data)),
 }
 _history: Handler = _task(KznllmPlugin._history_call)
 

@@ -69,6 +69,24 @@ def _code(text: str) -> str:
     return f"`{text}`"
 
 
+def section_lines(
+    sections: Sequence[Mapping[str, Any]],
+    left: Sequence[Mapping[str, Any]] = (),
+    notes: Sequence[str] = (),
+) -> list[str]:
+    """The context sections sent, those left out and why, and what the editor said
+    about gathering them: one line each, in the same words in the debug view and in
+    `:KznContext` (kznllm_py/fill/context_view.py)."""
+    out = []
+    for sec in sections:
+        cut = ", cut to fit" if sec.get("cut") else ""
+        out.append(f"- section {_code(str(sec['title']))} (~{sec.get('tokens', 0)} tokens{cut})")
+    for sec in left:
+        out.append(f"- left out {_code(str(sec['title']))}: {printable(str(sec['reason']))}")
+    out += [f"- {printable(n)}" for n in notes]
+    return out
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
@@ -118,12 +136,7 @@ def render(
         out.append(f"- skipped {_code(s['path'])}: {printable(s['reason'])}")
     if not project_dir and not context_files and not skipped:
         out.append("- no project files (no `.kzn` folder)")
-    for sec in sections:
-        cut = ", cut to fit" if sec.get("cut") else ""
-        out.append(f"- section {_code(str(sec['title']))} (~{sec.get('tokens', 0)} tokens{cut})")
-    for sec in left:
-        out.append(f"- left out {_code(str(sec['title']))}: {printable(str(sec['reason']))}")
-    out += [f"- {printable(n)}" for n in notes]
+    out += section_lines(sections, left, notes)
     if system:
         out += ["", "## System"]
         for block in system:

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 from kznllm_py import pricing
 from kznllm_py.errors import ConfigError, close_match, did_you_mean
+from kznllm_py.prompt import sections
 from kznllm_py.providers import PROVIDERS, get_provider, reasoning
 from kznllm_py.stdpath import nvim_stdpath
 
@@ -63,6 +64,9 @@ class Preset:
     # an answer at the cursor of a code buffer shaped for it (kznllm_py/fill/shape.py):
     # None follows setup()'s `shape`
     shape: bool | None = None
+    # what the model is shown beside the selection, over setup()'s `context` for fills
+    # with this preset (the fields it names; false: nothing): prompt/sections.py
+    context: Mapping[str, Any] | bool | None = None
 
     @property
     def family(self) -> str:
@@ -191,6 +195,11 @@ def validate(p: Preset) -> None:
         raise ConfigError(f"{where}: context_window must be a positive number of tokens")
     if not isinstance(p.prefill, str):
         raise ConfigError(f"{where}: prefill must be a string")
+    if p.context is not None:
+        try:
+            sections.context_options(p.context)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     if p.fim is not False and not (p.fim is True and provider.raw_prompt):
         raw = ", ".join(repr(name) for name, spec in PROVIDERS.items() if spec.raw_prompt)
         raise ConfigError(f"{where}: fim = true needs a raw-prompt provider ({raw})")

@@ -12,7 +12,7 @@ debug view and `:KznContext` show.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,11 +62,21 @@ class ContextOptions:
         """Whether sections of `kind` are sent."""
         return not any(kind in kinds and name in self.off for name, kinds in SWITCHES.items())
 
+    def for_editor(self) -> dict[str, Any]:
+        """The switches and the deadline, as the editor's gathering reads them."""
+        return {
+            **{name: name not in self.off for name in SWITCHES},
+            "budget": self.budget,
+            "lsp_timeout": self.lsp_timeout,
+        }
 
-def context_options(value: Any) -> ContextOptions:
-    """setup()'s `context` checked (a ConfigError names what is wrong)."""
+
+def context_options(value: Any, base: ContextOptions | None = None) -> ContextOptions:
+    """setup()'s `context` checked (a ConfigError names what is wrong); with `base`, a
+    preset's `context` over setup()'s: the fields it names change, the rest stay."""
+    base = ContextOptions() if base is None else base
     if value is None or value == []:  # absent, or an empty Lua table
-        return ContextOptions()
+        return base
     if value is False:
         return ContextOptions(off=frozenset(SWITCHES))
     if not isinstance(value, Mapping):
@@ -74,7 +84,7 @@ def context_options(value: Any) -> ContextOptions:
     unknown = sorted(k for k in value if k not in SWITCHES and k not in ("budget", "lsp_timeout"))
     if unknown:
         raise ConfigError(f"context: unknown field {unknown[0]!r}")
-    off = set(OFF_BY_DEFAULT)
+    off = set(base.off)
     for name in SWITCHES:
         v = value.get(name)
         if v is None:
@@ -82,10 +92,10 @@ def context_options(value: Any) -> ContextOptions:
         if not isinstance(v, bool):
             raise ConfigError(f"context.{name} must be true or false, not {v!r}")
         (off.discard if v else off.add)(name)
-    budget = options.whole(value, "budget", DEFAULT_BUDGET)
+    budget = options.whole(value, "budget", base.budget)
     if "budget" in value and (budget != value["budget"] or budget < 256):
         raise ConfigError("context.budget must be a whole number of tokens, 256 or more")
-    timeout = options.whole(value, "lsp_timeout", DEFAULT_LSP_TIMEOUT)
+    timeout = options.whole(value, "lsp_timeout", base.lsp_timeout)
     if "lsp_timeout" in value and (timeout != value["lsp_timeout"] or not 0 <= timeout <= 5000):
         raise ConfigError("context.lsp_timeout must be a whole number of ms, 0 to 5000")
     return ContextOptions(budget=budget, lsp_timeout=timeout, off=frozenset(off))
@@ -102,6 +112,9 @@ class Section:
     title: str
     text: str
     system: bool = False
+    # how to shorten `text` to a number of tokens when it is over its room (None: its
+    # first whole lines, `cut_to`); the outline keeps the entries nearest the selection
+    shorten: Callable[[int], str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +193,9 @@ def fit(
             left_over -= tokens
             by_kind[s.kind] = by_kind.get(s.kind, 0) + tokens
         elif cap >= MIN_TOKENS:
-            text = cut_to(s.text, cap)
+            text = s.shorten(cap) if s.shorten is not None else cut_to(s.text, cap)
+            if estimate_tokens(text) > cap:  # a shortening that does not keep its word
+                text = cut_to(s.text, cap)
             used = estimate_tokens(text)
             placed.append(Placed(s.kind, s.title, text, used, True, s.system))
             left_over -= used
@@ -195,12 +210,27 @@ def fit(
     return Fitted(tuple(placed), tuple(left), left_over)
 
 
-def fit_around(before: str, after: str, tokens: int) -> tuple[str, str]:
+def fit_around(
+    before: str, after: str, tokens: int, keep: tuple[int, int] = (0, 0)
+) -> tuple[str, str]:
     """The buffer's text before and after the selection within `tokens`: the lines
     nearest the selection kept, shared evenly (what one side does not need goes to the
-    other)."""
+    other). `keep`: how many of `before`'s last lines and `after`'s first lines are kept
+    first, whole (the enclosing scope), when they fit."""
     if estimate_tokens(before) + estimate_tokens(after) <= tokens:
         return before, after
+    if keep != (0, 0):
+        b_lines, a_lines = before.split("\n"), after.split("\n")
+        kb, ka = min(keep[0], len(b_lines)), min(keep[1], len(a_lines))
+        b_keep, a_keep = "\n".join(b_lines[len(b_lines) - kb :]), "\n".join(a_lines[:ka])
+        b_rest, a_rest = "\n".join(b_lines[: len(b_lines) - kb]), "\n".join(a_lines[ka:])
+        # the joins cost their line breaks: one each side
+        room = tokens - estimate_tokens(b_keep + "\n") - estimate_tokens("\n" + a_keep)
+        if room >= 0:
+            b, a = fit_around(b_rest, a_rest, room)
+            kb_text = f"{b}\n{b_keep}" if b else b_keep
+            ka_text = f"{a_keep}\n{a}" if a else a_keep
+            return kb_text, ka_text
     half = tokens // 2
     b_need, a_need = estimate_tokens(before), estimate_tokens(after)
     b_room = max(half, tokens - a_need) if b_need > half else b_need

@@ -34,6 +34,7 @@ return {
   ['trust.review'] = to('trust', 'review'),
   -- a context source the host gathers (git), answering the keypress's gathering
   ['context.answered'] = to('context', 'answered'),
+  ['context_view.shown'] = to('context_view', 'shown'), -- :KznContext
   -- every message, by its level's name
   notify = function(msg, level)
     return require('kznllm.notify').notify(msg, vim.log.levels[level] or vim.log.levels.INFO)

@@ -13,11 +13,28 @@ M.SOURCES = {
   diagnostics = { switch = 'diagnostics', module = 'kznllm.context.diagnostics' },
   git = { switch = 'git', module = 'kznllm.context.git' },
   definitions = { switch = 'lsp', module = 'kznllm.context.definitions' },
+  scope = { switch = 'scope', module = 'kznllm.context.scope' },
+  outline = { switch = 'outline', module = 'kznllm.context.outline' },
 }
 
---- The options in force: setup()'s `context` table, or nil when it is false.
-local function options()
+--- The options in force for a fill with `preset` (nil: the current one): the host's
+--- word once it has answered configure (setup()'s `context` with the preset's own over
+--- it), else setup()'s; nil when it is false.
+local function options(preset)
   local o = config.options.context
+  local known = package.loaded['kznllm.host'] and package.loaded['kznllm.host'].known
+  local id = preset or require('kznllm.presets').current_preset() or (known and known.default)
+  local p = known and known.presets[id]
+  if p and type(p.context) == 'table' then
+    o = p.context
+  else -- no host yet: the preset of setup() by that id
+    for _, q in ipairs(config.options.presets or {}) do
+      if type(q) == 'table' and q.id == id and q.context ~= nil then
+        o = q.context ~= false
+          and vim.tbl_extend('force', type(o) == 'table' and o or {}, q.context)
+      end
+    end
+  end
   if type(o) ~= 'table' then
     return nil
   end
@@ -25,10 +42,10 @@ local function options()
 end
 
 --- Start gathering for `buf` and `range` ({ srow, scol, erow, ecol }, 0-based, end
---- exclusive) now, in the keypress's tick. Returns the pending gathering, or nil when
---- every source is off.
-function M.start(buf, range)
-  local o = options()
+--- exclusive) now, in the keypress's tick, for a fill with `preset` (nil: the current
+--- one). Returns the pending gathering, or nil when every source is off.
+function M.start(buf, range, preset)
+  local o = options(preset)
   if not o then
     return nil
   end
