@@ -239,22 +239,35 @@ def fit_around(
 
 
 def _tail(text: str, tokens: int) -> str:
-    """The last whole lines of `text` (and the part line it ends with) within `tokens`."""
-    return "\n".join(reversed(_within(reversed(text.split("\n")), tokens)))
+    """The last whole lines of `text` (and the part line it ends with) within `tokens`;
+    a line nearest the selection too long for them keeps its characters nearest it."""
+    kept = _within(reversed(text.split("\n")), tokens, lambda line, n: line[len(line) - n :])
+    return "\n".join(reversed(kept))
 
 
 def _head(text: str, tokens: int) -> str:
-    """The first whole lines of `text` (and the part line it starts with) within `tokens`."""
-    return "\n".join(_within(text.split("\n"), tokens))
+    """The first whole lines of `text` (and the part line it starts with) within `tokens`;
+    a line nearest the selection too long for them keeps its characters nearest it."""
+    return "\n".join(_within(text.split("\n"), tokens, lambda line, n: line[:n]))
 
 
-def _within(lines: Iterable[str], tokens: int) -> list[str]:
-    """The lines, in the order given, while their tokens fit `tokens`."""
+def _within(lines: Iterable[str], tokens: int, part: Callable[[str, int], str]) -> list[str]:
+    """The lines, in the order given, while their tokens fit `tokens`; the first one, when
+    it alone does not fit, cut by `part(line, characters)` to what does."""
     kept: list[str] = []
     used = 0
     for line in lines:
         cost = estimate_tokens(line + "\n")
         if used + cost > tokens:
+            if not kept:  # the nearest line: as many of its nearest characters as fit
+                low, high = 0, len(line)
+                while low < high:  # the most characters whose tokens fit
+                    mid = (low + high + 1) // 2
+                    if estimate_tokens(part(line, mid) + "\n") <= tokens:
+                        low = mid
+                    else:
+                        high = mid - 1
+                kept.append(part(line, low))
             break
         kept.append(line)
         used += cost

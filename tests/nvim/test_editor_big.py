@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from kznllm_py.prompt.context import estimate_tokens
+from kznllm_py.prompt.sections import DEFAULT_BUDGET
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
 
@@ -38,7 +40,9 @@ def test_a_one_megabyte_line_sends_only_what_the_prompt_keeps(
     # whole characters, up to the insertion point (after the cursor's "|")
     assert (half + "|").endswith(before) and half.startswith(after)
     prompt = server.requests[0].body["messages"][-1]["content"]
-    assert before[-24000:] in prompt
+    # the prompt keeps the characters nearest the cursor, within the context budget
+    assert before[-4000:] + "<cursor/>" + after[:4000] in prompt
+    assert estimate_tokens(prompt) <= DEFAULT_BUDGET + 300  # the template's own words
 
 
 def test_sixteen_thousand_lines_send_the_context_lines_around_the_cursor(

@@ -135,3 +135,11 @@ def test_context_switches_turn_section_kinds_on_and_off():
     )
     some = context_options({"lsp": False, "git": True, "budget": 4000})
     assert not some.on("definitions") and some.on("git") and some.budget == 4000
+
+
+def test_one_long_line_around_the_selection_keeps_its_characters_nearest_the_selection():
+    # a minified file: the line the cursor is on is longer than the whole budget
+    before, after = "x" * 50_000 + "NEAR", "NEAR" + "y" * 50_000
+    b, a = fit_around(before, after, 1_000)
+    assert b.endswith("NEAR") and a.startswith("NEAR") and before.endswith(b)
+    assert 1_000 * 0.9 <= estimate_tokens(b) + estimate_tokens(a) <= 1_000
