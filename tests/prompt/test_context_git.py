@@ -309,3 +309,30 @@ def test_a_dos_file_with_unsaved_edits_differs_only_where_it_was_edited(
         ln for ln in user.splitlines() if ln[:1] in ("+", "-") and ln[:3] not in ("---", "+++")
     ]
     assert changed == ["-line 20", "+edited twenty"], changed
+
+
+def test_a_setup_right_before_the_keypress_is_what_the_gathering_follows(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    # the host has answered the configure of setup() with git off; git is switched on and
+    # a fill asked in the same tick, before the host's word on the new settings: the
+    # gathering follows the settings in force, not the host's older word
+    _, f = committed_repo(tmp_path)
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.nvim.command(f"edit {f}")
+    host_started(nvim)
+    nvim.wait_for(
+        lambda: nvim.lua(
+            "local k = require('kznllm.host').known"
+            " return k ~= nil and k.generation == require('kznllm.config').generation"
+        ),
+        what="the host's word on the settings",
+    )
+    nvim.lua(
+        "require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })"
+        " vim.api.nvim_win_set_cursor(0, { 48, 0 })"
+        " require('kznllm.actions').prompt_fill({ mode = 'n', query = 'fix' })"
+    )
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert "+fifty near" in server.requests[0].body["messages"][-1]["content"]

@@ -18,16 +18,19 @@ M.SOURCES = {
 }
 
 --- The options in force for a fill with `preset` (nil: the current one): the host's
---- word once it has answered configure (setup()'s `context` with the preset's own over
---- it), else setup()'s; nil when it is false.
+--- word once it has answered the configure of the settings in force (setup()'s
+--- `context` with the preset's own over it), else setup()'s; nil when it is false.
 local function options(preset)
   local o = config.options.context
   local known = package.loaded['kznllm.host'] and package.loaded['kznllm.host'].known
+  if known and known.generation ~= config.generation then
+    known = nil -- the host's word on older settings: a setup() since is not in it yet
+  end
   local id = preset or require('kznllm.presets').current_preset() or (known and known.default)
   local p = known and known.presets[id]
   if p and type(p.context) == 'table' then
     o = p.context
-  else -- no host yet: the preset of setup() by that id
+  else -- no host yet (or not its word on these settings): the preset of setup() by that id
     for _, q in ipairs(config.options.presets or {}) do
       if type(q) == 'table' and q.id == id and q.context ~= nil then
         o = q.context ~= false
