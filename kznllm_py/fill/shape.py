@@ -71,6 +71,25 @@ _OPENER = re.compile(
     r"|below is|i(?:'ve|\u2019ve| have|'ll|\u2019ll| will)|let me)\b(?!\s*[=(\[])",
     re.IGNORECASE,
 )
+# the first word of a line, complete (what follows it is known): in lower case, an
+# identifier or a keyword (`def`, `int`, `return`, `local`), unless it opens a chatty
+# sentence (_OPENER's first words)
+_FIRST_WORD = re.compile(r"[a-z_][A-Za-z0-9_]*(?=[^A-Za-z0-9_'\u2019])")
+_OPENER_WORDS = frozenset(
+    [
+        "sure",
+        "certainly",
+        "of",
+        "absolutely",
+        "alright",
+        "okay",
+        "great",
+        "here",
+        "below",
+        "i",
+        "let",
+    ]
+)
 _CODE_SPAN = re.compile(r"`[^`]*`")
 _NOT_PROSE = re.compile(r"[{};=]")
 _MARKDOWN = re.compile(r"^(?:#{1,6} |[-*+] |\d{1,3}[.)] )\S")
@@ -118,11 +137,18 @@ def _lead(line: str) -> str:
     return line[: len(line) - len(line.lstrip(" \t"))]
 
 
+def _code_word(line: str) -> bool:
+    """A line at column 0 whose first word is written in lower case and opens no chatty
+    sentence: code (a model's prose starts with a capital), known at that word's end."""
+    found = _FIRST_WORD.match(line)
+    return found is not None and found.group() not in _OPENER_WORDS
+
+
 def _sentence(line: str) -> bool:
     """A line of prose as a model writes it, at column 0: a markdown heading or list
     item, or words (three or more) ending in . ! ? or :, with no braces, ; or =
-    outside `code spans`."""
-    if not line or line[0] in " \t":
+    outside `code spans`; not one whose first word is code's (`_code_word`)."""
+    if not line or line[0] in " \t" or _code_word(line):
         return False
     if _MARKDOWN.match(line):
         return True
@@ -216,9 +242,11 @@ class Shaper:
             self._seen += len(piece)
             if self._seen > COL0_LOOK:
                 self._line_state = "whole"
-            if self._line_state == "whole" or not _NOT_PROSE.search(piece):
+            if self._line_state == "whole":
                 return ""
-            line = "".join(self._buf)
+            line = "".join(self._buf)  # at most COL0_LOOK characters
+            if not (_NOT_PROSE.search(piece) or _code_word(line)):
+                return ""
             write = self._col0_code(line)
         elif state or not piece.strip(" \t\r"):
             return ""  # decided already, or nothing but blanks yet
@@ -271,9 +299,11 @@ class Shaper:
     def _col0_code(self, line: str) -> Callable[[str], str] | None:
         """A line at column 0 (no fence seen) is code before its end once it cannot be
         prose: a markdown heading or item, an opener, or a sentence (one with = ; { or
-        } before any `code span`)."""
+        } before any `code span`, or whose first word is code's: `_code_word`)."""
         first = line[0]
-        if first in "#-*+" or first.isdigit() or not _NOT_PROSE.search(line.split("`", 1)[0]):
+        if first in "#-*+" or first.isdigit():
+            return None
+        if not (_code_word(line) or _NOT_PROSE.search(line.split("`", 1)[0])):
             return None
         if not self._opened and _OPENER.match(line):
             return None

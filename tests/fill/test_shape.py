@@ -271,15 +271,22 @@ def test_code_streams_before_its_line_ends_and_prose_waits_for_its_end():
     assert shaper.push("`\nThis is") == ""  # prose after a fence: a comment, whole
     assert shaper.push(" it.\n") == "    # This is it.\n"
     plain = Shaper(Shape("  ", "# %s"))
-    assert plain.push("def f") == ""  # column 0: a sentence, maybe
-    assert plain.push("():\n    ret") == "  def f():\n      ret"  # indented: code at once
+    assert plain.push("de") == ""  # column 0: its first word decides
+    assert plain.push("f f") == "  def f"  # a lower-case first word: code, at once
+    assert plain.push("():\n    ret") == "():\n      ret"  # indented: code at once
 
 
 def test_a_line_at_column_0_streams_once_it_cannot_be_prose():
     shaper = Shaper(Shape("  ", "# %s"))
-    assert shaper.push("total ") == ""  # a sentence, maybe
-    assert shaper.push("= 1") == "  total = 1"  # "=": code, at once
+    assert shaper.push("Total ") == ""  # a sentence, maybe
+    assert shaper.push("= 1") == "  Total = 1"  # "=": code, at once
     assert shaper.push(" + 2\n") == " + 2\n"
+    word = Shaper(Shape("  ", "# %s"))
+    assert word.push("total") == ""  # a first word not yet whole
+    assert word.push(" ") == "  total "  # lower case, no opener: code, at once
+    chatty = Shaper(Shape("", "# %s"))
+    assert chatty.push("here is the fix: ") == ""  # an opener's first word: waits
+    assert chatty.push("\n") == "# here is the fix:\n"  # a chatty first line: prose
     prose = Shaper(Shape("  ", "# %s"))
     assert prose.push("Set `a = b` first") == ""  # "=" inside a code span: prose, maybe
     assert prose.push(".\n") == ""
