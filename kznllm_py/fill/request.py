@@ -6,14 +6,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kznllm_py import options
 from kznllm_py.apply import Span, span_of
-from kznllm_py.prompt.sources import gathered
-from kznllm_py.prompt.sources.gathered import Gathered
+
+if TYPE_CHECKING:
+    from kznllm_py.prompt.sources.gathered import Gathered
 
 PLACEMENTS = ("auto", "cursor", "below", "above")
+
+
+def _gathered() -> Any:
+    """The context sources' typing (kznllm_py/prompt/sources/gathered.py), imported at
+    the first fill: a host started by the sidebar does not pay its ~20 ms."""
+    from kznllm_py.prompt.sources import gathered
+
+    return gathered
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +64,7 @@ class FillRequest:
     spot: Spot | None = None
     span: Span | None = None  # where a replace's selection stood (:KznApply)
     # what the editor gathered for the context (diagnostics, scope, ...): lua/kznllm/context/
-    gathered: Gathered = field(default_factory=Gathered)
+    gathered: Gathered = field(default_factory=lambda: _gathered().Gathered())
 
 
 def placement(asked: str | None, fim: bool) -> str | None:
@@ -118,5 +127,5 @@ def parse(p: Mapping[str, Any]) -> FillRequest:
         placement=where if where in PLACEMENTS else None,
         spot=_spot(p.get("spot")),
         span=span_of(p, selection, before, after),
-        gathered=gathered.parse(p.get("context")),
+        gathered=_gathered().parse(p.get("context")),
     )

@@ -20,7 +20,7 @@ import pynvim
 
 from kznllm_py import apply, history, logfile, settings
 from kznllm_py.errors import KznError, printable
-from kznllm_py.fill import known, request, shape
+from kznllm_py.fill import known, request
 from kznllm_py.fill.request import FillRequest
 from kznllm_py.history.ops import HistoryOps
 from kznllm_py.history.recorder import HistoryRecorder, RecorderSlot, Recording
@@ -279,6 +279,8 @@ class KznllmPlugin:
                 entry_id = int(p.get("id") or 0)
                 chain = await self._ops().recorder.read(lambda s: s.chain(entry_id))
                 plan = apply.plan(chain, force=bool(p.get("bang")), live=self.live)
+                from kznllm_py.fill import shape  # a fill's module: loaded on use
+
                 # indented as the replace landed it (fill/shape.py)
                 plan = replace(plan, code=shape.reindent_for(plan.code, plan.selection))
                 # a review of it diffs in the editor (vim.diff), never here on the loop
