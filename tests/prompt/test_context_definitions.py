@@ -27,6 +27,13 @@ TITLE = "definitions of the names used here"
 # -- pure: the extent of a definition -------------------------------------------------------
 
 
+def one_answer(nvim: Child, server: LoopbackServer) -> None:
+    """The server answers one fill "ok"; the servers get 5 s (a loaded machine's pylsp)."""
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+
+
 def test_the_extent_of_a_python_function_is_its_indented_body_and_open_brackets():
     lines = [
         "def parse(",
@@ -246,9 +253,7 @@ def select_run_and_ask(nvim: Child, query: str = "refactor") -> None:
 def test_the_definition_of_a_function_from_another_file_is_in_the_request_with_its_body(
     nvim: Child, server: LoopbackServer, project: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    one_answer(nvim, server)
     open_with_pylsp(nvim, project)
     select_run_and_ask(nvim)
     assert nvim.wait_done()[0]["status"] == "ok"
@@ -263,9 +268,7 @@ def test_the_definition_of_a_function_from_another_file_is_in_the_request_with_i
 def test_definitions_outside_the_project_its_virtualenv_and_the_prompt_are_left_out(
     nvim: Child, server: LoopbackServer, project: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    one_answer(nvim, server)
     open_with_pylsp(nvim, project)
     select_run_and_ask(nvim)
     assert nvim.wait_done()[0]["status"] == "ok"
@@ -374,9 +377,7 @@ def test_a_server_that_never_answers_is_cancelled_and_the_fill_goes_at_the_deadl
 def test_a_hostile_server_is_bounded_and_its_one_project_location_is_used(
     nvim: Child, server: LoopbackServer, tmp_path: Path, mode: str
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    one_answer(nvim, server)
     root = tmp_path / mode
     target = write(root / "lib.py", "def target():\n    return 'TARGET BODY'\n")
     write(root / "a.py", "def f():\n    return target()\n")
@@ -409,9 +410,7 @@ return target
 def test_a_definition_in_a_loaded_buffer_is_its_unsaved_text_its_extent_from_tree_sitter(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    one_answer(nvim, server)
     root = tmp_path / "loaded"
     lib = write(root / "lib.lua", LIB_LUA)
     write(root / "a.lua", "local y = target()\n")
@@ -431,9 +430,7 @@ def test_a_definition_in_a_loaded_buffer_is_its_unsaved_text_its_extent_from_tre
 def test_with_no_selection_the_names_near_the_cursor_are_resolved(
     nvim: Child, server: LoopbackServer, project: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    one_answer(nvim, server)
     open_with_pylsp(nvim, project)
     nvim.feed("16G k")  # normal mode, on `out = local_helper(cfg)`: a fill at the cursor
     nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
@@ -445,9 +442,7 @@ def test_with_no_selection_the_names_near_the_cursor_are_resolved(
 def test_a_working_directory_reached_through_a_link_still_finds_the_project(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    one_answer(nvim, server)
     real = tmp_path / "real"
     target = write(real / "lib.py", "def target():\n    return 'TARGET BODY'\n")
     write(real / "a.py", "def f():\n    return target()\n")
@@ -463,9 +458,7 @@ def test_a_working_directory_reached_through_a_link_still_finds_the_project(
 def test_a_local_in_a_loaded_buffer_is_its_own_lines_not_the_function_around_it(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    one_answer(nvim, server)
     root = tmp_path / "local"
     lib = write(root / "lib.lua", "local function outer()\n  s = 'first'\n  return s\nend\n")
     write(root / "a.lua", "local y = s\n")
@@ -483,9 +476,7 @@ def test_a_local_in_a_loaded_buffer_is_its_own_lines_not_the_function_around_it(
 def test_a_c_definition_starting_above_its_name_is_whole_with_its_doc_comment(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    one_answer(nvim, server)
     root = tmp_path / "c"
     text = "int x;\n\n/* Adds one. */\nstatic int\nhelper(int a)\n{\n  return a + 1;\n}\n"
     lib = write(root / "lib.c", text)
@@ -530,9 +521,7 @@ def test_a_definition_is_left_out_only_when_the_lines_around_as_sent_hold_it(tmp
 def test_a_loaded_buffers_long_line_is_sent_cut(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
+    one_answer(nvim, server)
     root = tmp_path / "long"
     body = "local function target()\n  return '" + "x" * 999 + "é" + "x" * 50_000 + "'\nend\n"
     lib = write(root / "lib.lua", body)
