@@ -293,6 +293,14 @@ class _BodyReader(StreamReader):
     def end_http_chunk_receiving(self) -> None:
         pass
 
+    async def readany(self) -> bytes:
+        """aiohttp's readany, but what arrived before a failure (the server closed the
+        connection mid-answer) is handed out first: aiohttp raises the failure while
+        that text still sits in its buffer, and the answer lost it."""
+        if self._buffer:
+            return self._read_nowait(-1)
+        return await super().readany()
+
     def _read_nowait(self, n: int) -> bytes:
         if n != -1:
             return super()._read_nowait(n)

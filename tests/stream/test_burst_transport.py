@@ -6,9 +6,12 @@ each chunk read while the connection is not paused."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 
 import pytest
+from aiohttp import ClientPayloadError
+from aiohttp.base_protocol import BaseProtocol
 from aiohttp.streams import StreamReader
 
 from kznllm_py.providers import get_provider
@@ -101,3 +104,19 @@ async def test_an_aiohttp_whose_reader_differs_keeps_its_own_reader(monkeypatch)
     pieces, reader = await _read_raw(RAW, monkeypatch)
     assert reader is StreamReader
     assert b"".join(pieces) == BODY
+
+
+async def test_the_body_reader_hands_out_what_arrived_before_the_connection_failed():
+    # the server's last events and its close come in one read: aiohttp sets the error
+    # while the events still sit in the buffer, and its own readany raised it first (the
+    # answer lost "ial": tests/cli/test_cli.py's partial-text test, 2 runs in 15)
+    loop = asyncio.get_running_loop()
+    reader = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+    transport._fast_reader(reader)
+    assert type(reader) is transport._BodyReader
+    reader.feed_data(b"data: part\n\n")
+    reader.feed_data(b"data: ial\n\n")
+    reader.set_exception(ClientPayloadError("closed mid-answer"))
+    assert await reader.readany() == b"data: part\n\ndata: ial\n\n"
+    with pytest.raises(ClientPayloadError, match="mid-answer"):
+        await reader.readany()
