@@ -35,8 +35,8 @@ from kznllm_py.prompt import sandbox, trust
 MAX_TEMPLATE_BYTES = 64 * 1024  # compiling one (uninterruptible at its end) stays well under 1 s
 MAX_FILES = 64  # files looked at in a family's folder (and _shared/) when deciding
 SHARED = "_shared"
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-_OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0)
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0)
 
 
 class TemplateRefused(Exception):
@@ -44,7 +44,8 @@ class TemplateRefused(Exception):
     too large; the text says which and why."""
 
 
-def _inside(path: str, root: str) -> bool:
+def inside(path: str, root: str) -> bool:
+    """Whether the real path `path` is the real folder `root` or under it."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
@@ -71,14 +72,14 @@ def read_confined(root: str, name: str) -> tuple[str, bytes]:
     if name.startswith("/") or any(p in ("", ".", "..") for p in pieces):
         raise TemplateRefused(f"{name}: a name with `..` or an absolute path (refused)")
     parent = os.path.realpath(os.path.join(root, *pieces[:-1]))
-    if not _inside(parent, root):
+    if not inside(parent, root):
         raise TemplateRefused(f"{name}: a link leads out of .kzn/templates (refused)")
     full = os.path.join(parent, pieces[-1])
     budget = sandbox.current()
     if budget is not None:
         budget.check()
     try:
-        fd = os.open(full, _OPEN_FLAGS)
+        fd = os.open(full, OPEN_FLAGS)
     except FileNotFoundError:
         raise jinja2.TemplateNotFound(name) from None
     except OSError as exc:

@@ -154,18 +154,7 @@ def cut_to(text: str, tokens: int) -> str:
     """The longest run of `text`'s whole first lines within `tokens`, the cut line
     included (a single line longer than that is cut at a character)."""
     room = tokens - estimate_tokens(CUT_LINE + "\n")
-    kept: list[str] = []
-    used = 0
-    for line in text.split("\n"):
-        cost = estimate_tokens(line + "\n")
-        if used + cost > room:
-            if not kept:  # one long line: as many of its characters as fit
-                kept.append(line[: max(0, room * 3)])
-                while kept[0] and estimate_tokens(kept[0] + "\n") > room:
-                    kept[0] = kept[0][: len(kept[0]) * 3 // 4]
-            break
-        kept.append(line)
-        used += cost
+    kept = _within(text.split("\n"), room, lambda line, n: line[:n])
     return "\n".join([*kept, CUT_LINE]) if kept and kept[0] else CUT_LINE
 
 

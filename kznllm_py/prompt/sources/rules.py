@@ -50,8 +50,6 @@ MAX_RULE_BYTES = 64 * 1024  # one file, from fstat before a byte is read
 MAX_MDC_FILES = 32  # .mdc files looked at
 MAX_LISTED = 4096  # entries of .cursor/rules listed
 ALL_BYTES = (len(NAMES) + MAX_MDC_FILES) * MAX_RULE_BYTES  # every file at its cap
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-_OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0)
 _HOW = ":KznTrust reviews and trusts them"
 
 
@@ -105,10 +103,6 @@ def present(root: Path) -> bool:
     return any(os.path.lexists(root / n) for n in NAMES) or os.path.lexists(root / MDC_DIR)
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 class Refused(Exception):
     """A rules file that is not a confined regular text file within its caps."""
 
@@ -128,10 +122,10 @@ def read_confined(
     if not os.path.lexists(full):
         return None
     real = os.path.realpath(full)
-    if not _inside(real, root):
+    if not project_templates.inside(real, root):
         raise Refused(f"{rel}: a link to outside the project ({real}; refused)")
     try:
-        fd = os.open(real, _OPEN_FLAGS)
+        fd = os.open(real, project_templates.OPEN_FLAGS)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -154,7 +148,7 @@ def _names(root: str) -> list[str]:
     """The rules files to look at under `root`, in their fixed order."""
     names = list(NAMES)
     folder = os.path.join(root, *MDC_DIR.split("/"))
-    if os.path.isdir(folder) and _inside(os.path.realpath(folder), root):
+    if os.path.isdir(folder) and project_templates.inside(os.path.realpath(folder), root):
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             listed = itertools.islice(entries, MAX_LISTED)  # a folder of a million files
             mdc = sorted(e.name for e in listed if e.name.endswith(".mdc"))
@@ -297,7 +291,7 @@ def applies(rule: Rule, path: str, root: str) -> bool:
     if not path:
         return False
     real = os.path.realpath(path)
-    if not _inside(real, root):
+    if not project_templates.inside(real, root):
         return False
     rel = os.path.relpath(real, root).replace(os.sep, "/")
     return any(matches(g, rel) for g in rule.globs[:MAX_PATTERNS])
