@@ -34,6 +34,7 @@ class ProviderError(KznError):
         status: int | None = None,
         provider: str = "",
         retry_after: float | None = None,
+        fix: str = "",
     ) -> None:
         self.status = status
         self.provider = provider
@@ -41,7 +42,7 @@ class ProviderError(KznError):
         self.retry_after = retry_after  # seconds, from the Retry-After header
         prefix = provider or "provider"
         where = f" (HTTP {status})" if status else ""
-        text = f"{prefix} error{where}: {message}"
+        text = f"{fix}{prefix} error{where}: {message}"  # the fix first, when known
         super().__init__(text)
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 
 from kznllm_py import secrets
-from kznllm_py.errors import ConfigError, StreamError
+from kznllm_py.errors import ConfigError, ProviderError, StreamError
 from kznllm_py.prompt.presets import Preset
 from kznllm_py.providers import PROVIDERS, get_provider
 from kznllm_py.providers.base import HttpRequest, ModelListing
@@ -73,4 +73,10 @@ async def preset_models(
     provider = get_provider(preset.provider)
     base_url = preset.base_url or provider.default_base_url
     key = await secrets.resolve(preset.api_key, preset_id=preset.id)
-    return await list_models(client, preset.provider, base_url, key, timeouts or Timeouts())
+    try:
+        return await list_models(client, preset.provider, base_url, key, timeouts or Timeouts())
+    except ProviderError as exc:
+        fix = secrets.refused_hint(exc.status, preset.api_key, preset.id)
+        if not fix:
+            raise
+        raise ProviderError(exc.detail, status=exc.status, provider=exc.provider, fix=fix) from None

@@ -178,6 +178,21 @@ def describe(spec: str | bool | None) -> str:
     return f"${spec}"
 
 
+def refused_hint(status: int | None, spec: str | bool | None, preset_id: str) -> str:
+    """The fix, said first, when a server turned the key away (HTTP 401, or 403: a key
+    without access to this model or project): which key of which preset to check, or
+    that the preset sends none. "" for any other status."""
+    if status not in (401, 403):
+        return ""
+    preset = f"preset {preset_id!r}" if preset_id else "the preset"
+    if not spec:
+        return f"{preset} sends no key (its api_key is unset) and the server wants one: "
+    key = describe(spec)
+    if status == 401:
+        return f"check {key} ({preset}): the server refused the key: "
+    return f"check {key} ({preset}): the key has no access to this model or project: "
+
+
 def present(spec: str | bool | None, env: Mapping[str, str] | None = None) -> bool | None:
     """Whether a key is available, without running anything: None when the preset needs
     no key; a `cmd:` key counts as present (it is only run when used)."""

@@ -413,7 +413,7 @@ class Generation:
             out.status = "cancelled"
         except KznError as exc:
             out.status = "error"
-            out.error = shown(str(exc))
+            out.error = shown(self._fix_first(exc) + str(exc))
         except Exception as exc:  # a bug of ours: still one clear, redacted message
             out.status = "error"
             out.error = shown(f"internal error: {type(exc).__name__}: {exc}")
@@ -433,6 +433,13 @@ class Generation:
         if out.error is not None:
             yield Error(out.error)
         yield Done(out)
+
+    def _fix_first(self, exc: KznError) -> str:
+        """A key turned away (HTTP 401/403) leads with which key of which preset to
+        check: the provider's own text follows, and a cut line keeps the fix."""
+        if not isinstance(exc, ProviderError):
+            return ""
+        return secrets.refused_hint(exc.status, self.preset.api_key, self.preset.id)
 
     async def _stream(
         self,

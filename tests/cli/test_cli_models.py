@@ -260,7 +260,10 @@ def test_models_error_is_the_providers_message(server, tmp_path):
     server.queue(json_reply(401, {"error": {"message": f"bad key {KEY}", "type": "auth"}}))
     res = models_cli(tmp_path, "openai", server.base_url)
     assert res.returncode == 1
-    assert res.stderr == "kznllm: openai error (HTTP 401): bad key <redacted>\n"
+    assert res.stderr == (
+        "kznllm: check $KZN_TEST_MODELS_KEY (preset 'cli'): the server refused the key: "
+        "openai error (HTTP 401): bad key <redacted>\n"
+    )
 
 
 def test_a_models_list_of_the_wrong_shape_is_one_message(server, tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from kznllm_py.errors import KznError
 from kznllm_py.history.recorder import HistoryRecorder, Recording, before_delivery, record
@@ -136,8 +137,40 @@ async def test_an_error_before_the_first_token_is_error_then_done_with_no_text(s
     assert kinds(seen, skip=()) == ["PromptReady", "RequestReady", "Error", "Done"]
     error, outcome = seen[2], done(seen).outcome
     assert isinstance(error, Error)
-    assert error.message == outcome.error == "openai error (HTTP 401): bad key"
+    assert (
+        error.message
+        == outcome.error
+        == (
+            "preset 'ev' sends no key (its api_key is unset) and the server wants one: "
+            "openai error (HTTP 401): bad key"
+        )
+    )
     assert (outcome.status, outcome.text_chars, outcome.received) == ("error", 0, False)
+
+
+@pytest.mark.parametrize(
+    ("status", "first"),
+    [
+        (401, "check $KZN_EVENTS_KEY (preset 'ev'): the server refused the key: "),
+        (403, "check $KZN_EVENTS_KEY (preset 'ev'): the key has no access to this model "),
+        (500, "openai error (HTTP 500)"),  # not about the key: no hint
+        (429, "openai error (HTTP 429)"),
+    ],
+)
+async def test_a_key_turned_away_leads_with_which_key_of_which_preset_to_check(
+    status, first, server, client, monkeypatch
+):
+    """The fix comes first (a cut one-line message keeps it); the provider's own text
+    and the status follow, the key itself never."""
+    monkeypatch.setenv("KZN_EVENTS_KEY", "sk-events-secret-0123456789")
+    server.queue(json_reply(status, {"error": {"message": "nope"}}))
+    gen = Generation(
+        client, preset(server, api_key="KZN_EVENTS_KEY"), CTX, FAST, retry=RetryPolicy(tries=1)
+    )
+    error = done(await collect(gen)).outcome.error or ""
+    assert error.startswith(first), error
+    assert error.endswith(f"openai error (HTTP {status}): nope")
+    assert "sk-events-secret" not in error
 
 
 async def test_a_failure_before_the_request_is_built_has_no_request_event(
