@@ -158,25 +158,36 @@ def extent(lines: list[str] | tuple[str, ...], cap: int = MAX_LINES) -> int:
     """How many of `lines` (a definition's first line on) the definition spans: up to
     where its brackets close when its header opens a `{` (C, JavaScript, Rust, ...),
     else up to the next line indented no deeper than the first (Python; a closing `end`
-    or `}` at that depth is kept), brackets left open carrying on. At most `cap`."""
+    or `}` at that depth is kept), brackets left open carrying on. At most `cap`.
+
+    Only a `{` of the header, outside its parentheses, opens a braced body: the first
+    line, the lines its open brackets carry on to, a `where` clause, a `{` on a line of
+    its own right after. A `{` further down is the body's own (a Python dict, a Lua
+    table), and `f(x={})` is a default, not a body."""
     if not lines:
         return 0
     base = _indent(lines[0])
     depth = 0
     braced = False
+    clause = False  # in a `where` clause (Rust): header lines until the body's `{`
     n = min(len(lines), cap)
     for i in range(n):
         line = lines[i]
         stripped = line.strip()
+        header = i == 0 or depth > 0 or clause
         if i > 0 and depth == 0 and stripped and not braced:
-            if stripped.startswith("{"):
-                braced = True  # a body that opens on the line after its header
-            elif _indent(line) <= base:
+            if stripped.startswith("{") and (clause or _indent(line) <= base):
+                header = True  # a body that opens on the line after its header
+                clause = False
+            elif stripped.startswith("where") and _indent(line) <= base and not clause:
+                header = clause = True
+            elif _indent(line) <= base and not clause:
                 return i + 1 if stripped in _ENDS else _trimmed(lines, i)
         for ch in line:
             if ch in _OPEN:
+                if ch == "{" and depth == 0 and header:
+                    braced = True
                 depth += 1
-                braced = braced or (ch == "{" and i < 8)
             elif ch in _CLOSE:
                 depth = max(0, depth - 1)
         if braced and depth == 0:
