@@ -7,13 +7,15 @@ line, so a test can wait for what the editor sent (a $/cancelRequest).
 
 MODE: `silent` (never answers a request but `initialize`), `flood` (5,000 locations
 outside the project, TARGET's LINE (0-based, default 0) among them at the 1,000th),
-`malformed` (junk in every shape, then TARGET's LINE).
+`malformed` (junk in every shape, then TARGET's LINE), `slow` (TARGET's LINE, honestly,
+but SLOW_S = 0.8 s after each request: a server still warming up).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -49,12 +51,21 @@ def definition(mode: str, target: str, line: int) -> Any:
     ]
 
 
+SLOW_S = 0.8
+
+
 def main() -> int:
     mode, log = sys.argv[1], Path(sys.argv[2])
     target = sys.argv[3] if len(sys.argv) > 3 else ""
     line = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     stdin: BinaryIO = sys.stdin.buffer
     stdout: BinaryIO = sys.stdout.buffer
+    lock = threading.Lock()  # `slow` answers from timer threads
+
+    def reply(message: dict[str, Any]) -> None:
+        with lock:
+            send(stdout, message)
+
     while True:
         msg = read_message(stdin)
         if msg is None:
@@ -67,19 +78,23 @@ def main() -> int:
                 "textDocumentSync": {"openClose": True, "change": 1},
                 "definitionProvider": True,
             }
-            send(stdout, {"jsonrpc": "2.0", "id": msg["id"], "result": {"capabilities": caps}})
+            reply({"jsonrpc": "2.0", "id": msg["id"], "result": {"capabilities": caps}})
         elif method == "shutdown":
-            send(stdout, {"jsonrpc": "2.0", "id": msg["id"], "result": None})
+            reply({"jsonrpc": "2.0", "id": msg["id"], "result": None})
         elif method == "exit":
             return 0
         elif "id" in msg and mode == "silent":
             continue  # a server that never answers
+        elif method == "textDocument/definition" and mode == "slow":
+            found = location(Path(target).as_uri(), line)
+            late = {"jsonrpc": "2.0", "id": msg["id"], "result": found}
+            threading.Timer(SLOW_S, reply, (late,)).start()
         elif method == "textDocument/definition":
             result = definition(mode, target, line)
-            send(stdout, {"jsonrpc": "2.0", "id": msg["id"], "result": result})
+            reply({"jsonrpc": "2.0", "id": msg["id"], "result": result})
         elif "id" in msg and method is not None:
             error = {"code": -32601, "message": f"{method} not served"}
-            send(stdout, {"jsonrpc": "2.0", "id": msg["id"], "error": error})
+            reply({"jsonrpc": "2.0", "id": msg["id"], "error": error})
 
 
 if __name__ == "__main__":

@@ -340,6 +340,7 @@ function M.prompt_fill(opts)
       end
       M.start(spec)
     else
+      require('kznllm.context').drop(spec.gather) -- its language server requests too
       job.release(spec.region)
     end
   end)

@@ -1,8 +1,9 @@
 -- The definitions of the names the range uses (with no selection: the lines near the
 -- cursor), from the buffer's attached language servers: at the keypress one
 -- textDocument/definition per name, the called ones first. Answers when every request
--- has, or at the deadline (context.lsp_timeout from the keypress), cancelling what is
--- outstanding, with what answered by then. No hover is asked: the definition's own
+-- has, or when the fill goes out (kznllm.context's stop: at its deadline, or later when
+-- the query took longer to type: what answered meanwhile is used), cancelling what is
+-- outstanding, with what answered by then; at the latest after M.PATIENCE_MS. No hover is asked: the definition's own
 -- text carries its signature and doc, and pylsp takes ~1.7 s for one hover, which
 -- delays every definition asked after it (bench/lsp_context_bench.py).
 -- Nothing, at once, when no attached server gives definitions. Each answer is bounded
@@ -24,6 +25,7 @@ M.MAX_LINES = 200 -- lines sent of a definition in a loaded buffer (from its nam
 M.LEAD = 20 -- lines sent above a definition in a loaded buffer (its doc comment)
 M.MAX_LINE_BYTES = 1000 -- bytes sent of one such line
 M.MAX_SENT_BYTES = 256 * 1024 -- of all such lines (past it, the host reads the file)
+M.PATIENCE_MS = 60000 -- requests still out this long after the keypress are cancelled
 M.TS_MAX_LINES = 3000 -- a loaded buffer not parsed yet is parsed for an extent up to this
 
 -- words that are never a definition worth asking about (each one is a request)
@@ -323,9 +325,11 @@ function M.collect(buf, range, opts, done)
   if state.waiting == 0 then
     return done(nil)
   end
-  -- the one deadline: whatever answered by then (kznllm.context waits no longer)
+  -- kznllm.context's stop ends it when the fill goes out (its deadline, or the query
+  -- typed later); this bounds a prompt left open
   timer = vim.uv.new_timer()
-  timer:start(math.max(0, (tonumber(opts.lsp_timeout) or 300) - 1), 0, vim.schedule_wrap(finish))
+  timer:start(M.PATIENCE_MS, 0, vim.schedule_wrap(finish))
+  return finish
 end
 
 return M

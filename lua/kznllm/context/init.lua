@@ -2,7 +2,10 @@
 -- (a module of this folder) collects what the editor knows (diagnostics, the enclosing
 -- scope, the outline, the language servers' definitions) for the range, at once or later;
 -- the fill goes out when every source has answered or `lsp_timeout` ms after the
--- keypress, whichever comes first, with what answered by then. The host types, bounds,
+-- keypress, whichever comes first, with what answered by then. The deadline bounds only
+-- the wait for the fill: what answers while the query is still being typed is used, so a
+-- source may keep going past it (returning a `stop` from collect) until the fill goes out,
+-- or until the prompt is left with nothing. The host types, bounds,
 -- budgets and words it all (kznllm_py/prompt/sources/, kznllm_py/prompt/sections.py).
 local M = {}
 
@@ -56,6 +59,7 @@ function M.start(buf, range, preset)
     facts = { notes = {} },
     asked = {}, -- source name -> true
     answered = {}, -- source name -> true
+    stops = {}, -- source name -> stop(): answer now with what it has (collect's return)
     waiting = 0,
     started = vim.uv.now(),
     timeout = tonumber(o.lsp_timeout) or 300,
@@ -79,7 +83,10 @@ function M.start(buf, range, preset)
         end
       end
       local ok, err = pcall(function()
-        require(source.module).collect(buf, range, o, answer)
+        local stop = require(source.module).collect(buf, range, o, answer)
+        if type(stop) == 'function' and not answered then
+          pending.stops[name] = stop
+        end
       end)
       if not ok then
         table.insert(pending.facts.notes, ('%s: %s'):format(name, tostring(err)))
@@ -88,6 +95,24 @@ function M.start(buf, range, preset)
     end
   end
   return pending
+end
+
+-- Ask every source still working to answer now with what it has (its stop), at once.
+local function stop_all(pending)
+  for name, stop in pairs(pending.stops) do
+    pending.stops[name] = nil
+    if not pending.answered[name] then
+      pcall(stop)
+    end
+  end
+end
+
+--- The gathering is not needed (the query prompt was left empty): sources stop working.
+function M.drop(pending)
+  if pending then
+    pending.done = nil
+    stop_all(pending)
+  end
 end
 
 --- The host's answer for a source it gathers (`source`: a name of SOURCES whose module
@@ -114,6 +139,8 @@ function M.finish(pending, cb)
       timer:stop()
       timer:close()
     end
+    pending.done = nil
+    stop_all(pending) -- a source that keeps going answers now, with what it has
     local facts = pending.facts
     if pending.waiting > 0 then
       local late = {}
@@ -131,7 +158,6 @@ function M.finish(pending, cb)
         )
       )
     end
-    pending.done = nil
     return cb(facts)
   end
   if pending.waiting == 0 then
