@@ -70,6 +70,8 @@ function M.shown(lines)
   if win == -1 then
     vim.cmd('botright vsplit')
     api.nvim_win_set_buf(0, buf)
+    vim.wo.wrap = true
+    vim.wo.linebreak = true -- long titles wrap between words, as in the debug view
   else
     api.nvim_set_current_win(win)
   end

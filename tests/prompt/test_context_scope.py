@@ -242,6 +242,10 @@ def test_kzncontext_lists_the_sections_with_their_tokens_and_sends_nothing(
     assert "    best += xs[30 % n] * 30; /* other */" in view  # the section's text
     assert nvim.lua("return vim.bo.modifiable") is False
     assert server.requests == []  # nothing was sent
+    # long titles wrap between words at any width, as in the debug view
+    wrapping = "local w = vim.fn.bufwinid(vim.fn.bufnr('kznllm://context')) return {"
+    wrapping += " vim.wo[w].wrap, vim.wo[w].linebreak }"
+    assert nvim.lua(wrapping) == [True, True]
     # on a selection: the scope of the selected lines; the view is the same buffer
     nvim.feed("<C-w>p")
     view = context_view(nvim, "4,5KznContext")
