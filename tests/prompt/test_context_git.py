@@ -1,27 +1,40 @@
 """The buffer file's uncommitted hunks in what the model is shown (issue 25 item 5, off
 by default: `context = { git = true }`, `kznllm --git`), with a real git repository in a
-temporary folder: the hunk near the selection is sent and a far one is not; a hostile
-repository config (diff.external, a diff driver's command and textconv, a clean filter,
-core.fsmonitor, core.pager, hooks) runs nothing; a repository another user owns is not
-read (git's safe.directory); a hung git is stopped and a huge blob is not read."""
+temporary folder: the hunk near the selection is sent and a far one is not, for saved and
+unsaved buffers (CRLF, BOM, no final newline); a commit made between two fills is seen;
+a hostile repository config (diff.external, a diff driver's command and textconv, a clean
+filter, core.fsmonitor, core.pager, hooks) runs nothing, through the long-lived cat-file
+too; a repository another user owns is not read (git's safe.directory); a hung, wedged or
+lying git is stopped, a killed cat-file is replaced, an idle one goes away; a huge blob
+is not read, a huge buffer not diffed."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from kznllm_py.prompt.sources import git
+from kznllm_py.prompt.sources import catfile, git
 from tests import cli_env
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+@pytest.fixture(autouse=True)
+def own_cat_files() -> Iterator[None]:
+    """Each test starts and ends with no cat-file of this process running."""
+    git.BATCHES.close()
+    yield
+    git.BATCHES.close()
 
 
 def sh(cwd: Path, *args: str) -> None:
@@ -168,7 +181,181 @@ def test_a_committed_blob_over_the_cap_is_not_read_whole(
     big.write_text("small\n")
     monkeypatch.setattr(git, "MAX_BYTES", 1024)
     found = git.changes(str(big), (1, 1))
-    assert found.hunks == () and found.note == "git: git's output is larger than 1 KiB"
+    assert found.hunks == ()
+    assert found.note == "git: the committed file is larger than 1 KiB (not read)"
+    reply = git.answer({"request": 1, "path": str(big)})  # the editor's ask: the same
+    assert "text" not in reply and reply["note"] == found.note
+
+
+# -- the long-lived cat-file ---------------------------------------------------------------
+
+
+def wait_until(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def gone(pid: int) -> bool:
+    """The process ended and was reaped (no zombie left)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_the_editors_ask_names_the_oid_and_the_text_comes_only_when_it_changed(tmp_path: Path):
+    """The committed text of `git_blob`, from one cat-file process for the repository:
+    asked again with the oid held, no text; after a commit, the new oid and its text
+    (a commit made between two fills is seen by the second)."""
+    root, f = committed_repo(tmp_path)
+    first = git.answer({"request": 1, "path": str(f)})
+    assert first["base"] == "HEAD" and first["note"] == ""
+    assert first["text"] == "".join(f"{i}\n" for i in range(1, 301)).encode()
+    pids = git.BATCHES.pids()
+    again = git.answer({"request": 2, "path": str(f), "oid": first["oid"]})
+    assert again["oid"] == first["oid"] and "text" not in again
+    sh(root, "commit", "-qam", "the changes")
+    after = git.answer({"request": 3, "path": str(f), "oid": first["oid"]})
+    assert after["oid"] != first["oid"] and after["text"] == f.read_bytes()
+    assert git.BATCHES.pids() == pids  # the same process answered all three
+    sub = root / "sub"
+    sub.mkdir()
+    (sub / "g.txt").write_text("g\n")
+    sh(root, "add", "sub/g.txt")  # added, never committed: the index (read afresh)
+    reply = git.answer({"request": 4, "path": str(sub / "g.txt")})
+    assert reply["base"] == "the index" and reply["text"] == b"g\n"
+    plain = tmp_path / "plain.txt"  # in no repository: nothing, no note
+    plain.write_text("x\n")
+    assert git.answer({"request": 5, "path": str(plain)}) == {
+        "request": 5,
+        "oid": "",
+        "base": "HEAD",
+        "note": "",
+    }
+    untracked = root / "untracked.txt"
+    untracked.write_text("u\n")
+    assert git.answer({"request": 6, "path": str(untracked)})["oid"] == ""
+
+
+def test_a_cat_file_killed_mid_session_is_replaced(tmp_path: Path):
+    _, f = committed_repo(tmp_path)
+    first = git.answer({"request": 1, "path": str(f)})
+    [pid] = [p for p in git.BATCHES.pids()]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True
+            ).stdout.strip()[:1]
+            in ("Z", "")
+        ),
+        "the kill",
+    )
+    again = git.answer({"request": 2, "path": str(f)})
+    assert again["oid"] == first["oid"] and again["text"] == first["text"]
+    assert again["note"] == "" and git.BATCHES.pids() != [pid] and gone(pid)
+
+
+def test_an_idle_cat_file_goes_away_and_comes_back_at_the_next_ask(tmp_path: Path):
+    _, f = committed_repo(tmp_path)
+    batches = catfile.Batches(idle=0.3)
+
+    def ask() -> catfile.Committed | None:
+        return batches.committed(
+            str(f),
+            argv=["git", *git._HARDENED],
+            env=git.environment(),
+            find=git._find,
+            cap=git.MAX_BYTES,
+            deadline=time.monotonic() + 5,
+        )
+
+    found = ask()
+    assert found is not None and found.base == "HEAD"
+    [pid] = batches.pids()
+    wait_until(lambda: batches.pids() == [] and gone(pid), "the idle cat-file to end")
+    wait_until(lambda: batches._reaper is None, "the idle thread to end")
+    assert ask() == found and batches.pids() not in ([], [pid])
+    batches.close()
+    assert batches.pids() == []
+
+
+def fake_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cat_file: str) -> Path:
+    """`git` on PATH as the real one, but `cat-file` runs `cat_file` (a shell line)
+    after writing its pid to the returned file."""
+    real = shutil.which("git")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    pids = tmp_path / "pids"
+    (fake / "git").write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" cat-file "*) echo $$ >> {pids}; {cat_file};; esac\n'
+        f'exec {real} "$@"\n'
+    )
+    (fake / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    return pids
+
+
+def test_a_wedged_cat_file_is_killed_at_the_deadline_and_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _, f = committed_repo(tmp_path)
+    pids = fake_git(tmp_path, monkeypatch, "exec sleep 30")
+    monkeypatch.setattr(git, "TIMEOUT", 0.5)
+    started = time.monotonic()
+    reply = git.answer({"request": 1, "path": str(f)})
+    assert time.monotonic() - started < 3
+    assert reply["oid"] == "" and reply["note"] == "git: git took longer than 0.5 s (stopped)"
+    [pid] = [int(p) for p in pids.read_text().split()]
+    assert gone(pid) and git.BATCHES.pids() == []
+    monkeypatch.undo()  # the real git again: the next ask starts a new cat-file
+    assert git.answer({"request": 2, "path": str(f)})["text"] == f.read_bytes().replace(
+        b"fifty near", b"50"
+    ).replace(b"far away", b"250")
+
+
+LIAR = r"""exec python3 -c '
+import sys
+for line in sys.stdin:
+    cmd, _, spec = line.strip().partition(" ")
+    oid = "a" * 40
+    if cmd == "info":
+        sys.stdout.write(oid + " blob 5" + chr(10))
+    else:  # says 5 bytes, sends a megabyte
+        sys.stdout.write(oid + " blob 5" + chr(10) + "x" * (1 << 20))
+    sys.stdout.flush()
+'"""
+
+
+def test_a_lying_cat_file_is_refused_and_killed_without_reading_what_it_sends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _, f = committed_repo(tmp_path)
+    pids = fake_git(tmp_path, monkeypatch, LIAR)
+    reply = git.answer({"request": 1, "path": str(f)})
+    assert reply["oid"] == "" and "text" not in reply
+    assert reply["note"] == "git: git cat-file failed: a reply that does not end where it said"
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 2  # replaced once, then given up
+    wait_until(lambda: all(gone(p) for p in started), "the liars to be killed")
+    assert git.BATCHES.pids() == []
+
+
+def test_a_hostile_repository_config_runs_nothing_through_the_cat_file_either(tmp_path: Path):
+    """The editor's ask (the long-lived cat-file, HEAD and the index) with every door of
+    `hostile` open, the index rewritten by a plain `git add` in between."""
+    root, f = committed_repo(tmp_path)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    new = root / "new.txt"
+    new.write_text("n\n")
+    sh(root, "add", "new.txt")
+    hostile(root, marks)
+    first = git.answer({"request": 1, "path": str(f)})
+    assert first["text"].startswith(b"1\n2\n") and first["note"] == ""
+    reply = git.answer({"request": 2, "path": str(new)})
+    assert reply["base"] == "the index" and reply["text"] == b"n\n"
+    assert sorted(p.name for p in marks.iterdir()) == []
 
 
 # -- the request as it arrives -----------------------------------------------------------
@@ -252,17 +439,35 @@ def test_unsaved_edits_are_diffed_as_the_buffer_holds_them_and_rows_are_the_buff
     assert "+top" not in user and "+far away" not in user
 
 
-def test_the_editors_relayed_answer_is_typed_and_bounded_again():
-    hunk = {"start": 3, "count": 2, "text": "@@ -3,2 +3,2 @@\n-a\n+b"}
-    found = git.parse({"hunks": [hunk, "junk", {"text": 5}] + [hunk] * 20, "base": "rm -rf"})
-    assert found is not None and len(found.hunks) == git.MAX_HUNKS and found.base == "HEAD"
-    assert found.hunks[0] == git.Hunk(3, 2, hunk["text"])
-    huge = git.parse({"hunks": [{"start": 1, "count": 1, "text": "x" * (git.MAX_BYTES + 1)}]})
-    assert huge is not None and huge.hunks == ()
+def unified(starts: list[int]) -> str:
+    """A unified diff with a one-line change at each of `starts` (1-based)."""
+    return "".join(f"@@ -{n},1 +{n},1 @@\n-old {n}\n+new {n}\n" for n in starts)
+
+
+def test_the_editors_relayed_diff_is_typed_and_bounded_again():
+    """The unified diff the editor relays with the fill (vim.diff's) is as untrusted as
+    any input: the host picks the hunks near the rows itself, at most MAX_HUNKS; a cut
+    diff loses its last hunk; anything malformed is nothing."""
+    found = git.parse({"diff": unified([5, 100, 30, 31]), "first": 30, "last": 30, "base": "rm"})
+    assert found is not None and found.base == "HEAD"
+    assert [h.new_start for h in found.hunks] == [30, 31]  # 5 and 100: more than 20 away
+    assert found.hunks[0] == git.Hunk(30, 1, "@@ -30,1 +30,1 @@\n-old 30\n+new 30")
+    many = git.parse({"diff": unified(list(range(1, 30))), "first": 10, "last": 12})
+    assert many is not None and len(many.hunks) == git.MAX_HUNKS
+    assert [h.new_start for h in many.hunks] == list(range(7, 15))  # the nearest, in order
+    cut = git.parse({"diff": unified([10, 11]), "cut": True, "first": 10, "last": 11})
+    assert cut is not None and [h.new_start for h in cut.hunks] == [10]
+    big = git.parse({"diff": unified([1]) + "+" * git.MAX_BYTES, "first": 1, "last": 1})
+    assert big is not None and big.hunks == ()  # over the cap: its (last) hunk is dropped
+    index = git.parse({"diff": unified([3]), "first": 3, "last": 3, "base": "the index"})
+    assert index is not None and index.base == "the index"
+    noted = git.parse({"note": "git: x\x1b[31m" + "y" * 400, "first": "a", "diff": 5})
+    assert noted is not None and noted.hunks == () and len(noted.note) < 310  # 300, escaped
+    assert noted.note.startswith("git: x\\x1b[31my")  # no raw escape character
     assert git.parse("junk") is None
-    assert git.answer({"request": 7, "path": "relative.txt", "rows": [1, 2]}) == {
+    assert git.answer({"request": 7, "path": "relative.txt"}) == {
         "request": 7,
-        "hunks": [],
+        "oid": "",
         "base": "HEAD",
         "note": "",
     }
