@@ -10,6 +10,7 @@ is not read, a huge buffer not diffed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -541,3 +542,120 @@ def test_a_setup_right_before_the_keypress_is_what_the_gathering_follows(
     )
     assert nvim.wait_done()[0]["status"] == "ok"
     assert "+fifty near" in server.requests[0].body["messages"][-1]["content"]
+
+
+def git_fill(nvim: Child, server: LoopbackServer, keys: str) -> str:
+    """A fill with `keys` (a selection and the fill's key), query "fix": the user
+    message as it reached the server."""
+    seen = len(server.requests)
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.feed(keys)
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
+    nvim.feed("fix<CR>")
+    nvim.wait_for(lambda: len(server.requests) > seen, what="the request")
+    nvim.wait_for(lambda: len(nvim.done()) > seen, what="the fill's end")
+    nvim.nvim.command("silent! undo")
+    return str(server.requests[seen].body["messages"][-1]["content"])
+
+
+def git_editor(nvim: Child, server: LoopbackServer) -> None:
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })")
+    host_started(nvim)
+
+
+def changed_lines(user: str) -> list[str]:
+    return [ln for ln in user.splitlines() if ln[:1] in ("+", "-") and ln[:3] not in ("---", "+++")]
+
+
+def test_a_bom_and_no_final_newline_are_kept_so_only_the_edit_differs(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    """A committed file with a BOM and no newline at its end, edited and unsaved in its
+    middle: the buffer's text is what :write would write ('bomb', 'noeol', 'nofixeol'), so
+    the one edited line is the one change (not the first line, not the last)."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    sh(root, "init", "-q")
+    f = root / "bom.txt"
+    f.write_bytes(b"\xef\xbb\xbf" + b"\n".join(b"line %d" % i for i in range(1, 13)))
+    sh(root, "add", "bom.txt")
+    sh(root, "commit", "-qm", "init")
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    nvim.nvim.command("setlocal nofixeol")
+    assert nvim.lua("return { vim.bo.bomb, vim.bo.eol }") == [True, False]
+    nvim.lua("vim.api.nvim_buf_set_lines(0, 5, 6, true, { 'edited 6' })")
+    user = git_fill(nvim, server, "6GV k")  # the first and last lines are near too
+    assert changed_lines(user) == ["-line 6", "+edited 6"], user
+
+
+def test_a_commit_between_two_fills_is_seen_by_the_second(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    root, f = committed_repo(tmp_path)
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    assert "-50\n+fifty near" in git_fill(nvim, server, "48GV k")
+    sh(root, "commit", "-qam", "the changes")  # the buffer is what HEAD holds now
+    second = git_fill(nvim, server, "48GV k")
+    assert "fifty near" in second and "uncommitted changes" not in second
+    nvim.lua("vim.api.nvim_buf_set_lines(0, 51, 52, true, { 'since the commit' })")
+    third = git_fill(nvim, server, "48GV k")
+    assert changed_lines(third) == ["-52", "+since the commit"]
+
+
+def host_children(nvim: Child) -> list[int]:
+    """The host's child processes (its cat-files)."""
+    host = nvim.lua("return require('kznllm.host').pid")
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == host and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+    return found
+
+
+def test_one_cat_file_serves_every_fill_and_ends_with_the_host(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    _, f = committed_repo(tmp_path)
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    assert "+fifty near" in git_fill(nvim, server, "48GV k")
+    [cat_file] = host_children(nvim)
+    assert "+fifty near" in git_fill(nvim, server, "48GV k")
+    assert host_children(nvim) == [cat_file]  # the same process, no other
+    nvim.lua("vim.fn.jobstop(require('kznllm.host').chan)")
+    nvim.wait_for(lambda: not Path(f"/proc/{cat_file}").exists(), what="the cat-file to end")
+
+
+def test_a_buffer_over_the_cap_is_not_diffed_and_a_note_says_so(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    _, f = committed_repo(tmp_path)
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    nvim.lua("vim.api.nvim_buf_set_lines(0, -1, -1, true, { string.rep('x', 1024 * 1024) })")
+    nvim.feed("48G")
+    tick = "local b = vim.fn.bufnr('kznllm://context') return b > 0 and vim.b[b].changedtick or 0"
+    before = nvim.lua(tick)
+    nvim.nvim.command("KznContext")
+    nvim.wait_for(lambda: nvim.lua(tick) != before, what="the context view")
+    view = "\n".join(nvim.lines(nvim.lua("return vim.fn.bufnr('kznllm://context')")))
+    assert "git: the buffer is larger than 1024 KiB (not diffed)" in view
+    assert "uncommitted changes" not in view and server.requests == []
+
+
+def test_a_file_in_no_repository_gets_no_git_section_and_no_note(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    f = tmp_path / "plain.txt"
+    f.write_text("".join(f"{i}\n" for i in range(1, 100)))
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    nvim.lua("vim.api.nvim_buf_set_lines(0, 49, 50, true, { 'edited' })")
+    user = git_fill(nvim, server, "48GV k")
+    assert "uncommitted changes" not in user and "git:" not in user
+    assert host_children(nvim) == []
