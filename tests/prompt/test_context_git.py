@@ -460,6 +460,10 @@ def test_the_editors_relayed_diff_is_typed_and_bounded_again():
     assert cut is not None and [h.new_start for h in cut.hunks] == [10]
     big = git.parse({"diff": unified([1]) + "+" * git.MAX_BYTES, "first": 1, "last": 1})
     assert big is not None and big.hunks == ()  # over the cap: its (last) hunk is dropped
+    # the editor diffs only from a few lines before the first that differs: `offset`
+    later = git.parse({"diff": unified([5]), "offset": 100, "first": 105, "last": 105})
+    assert later is not None
+    assert later.hunks == (git.Hunk(105, 1, "@@ -105,1 +105,1 @@\n-old 5\n+new 5"),)
     index = git.parse({"diff": unified([3]), "first": 3, "last": 3, "base": "the index"})
     assert index is not None and index.base == "the index"
     noted = git.parse({"note": "git: x\x1b[31m" + "y" * 400, "first": "a", "diff": 5})
@@ -603,6 +607,7 @@ def test_a_commit_between_two_fills_is_seen_by_the_second(
     nvim.lua("vim.api.nvim_buf_set_lines(0, 51, 52, true, { 'since the commit' })")
     third = git_fill(nvim, server, "48GV k")
     assert changed_lines(third) == ["-52", "+since the commit"]
+    assert "@@ -49,7 +49,7 @@" in third  # the file's line numbers (vim.diff saw 49-55)
 
 
 def host_children(nvim: Child) -> list[int]:

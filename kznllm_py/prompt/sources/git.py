@@ -288,8 +288,8 @@ def answer(raw: Mapping[str, Any]) -> dict[str, Any]:
 def parse(raw: object) -> Changes | None:
     """The editor's diff as it relays it with the fill (lua/kznllm/context/git.lua: the
     unified diff of the buffer against the committed text, capped at MAX_BYTES and
-    `cut` when it was longer, the selection's rows `first`..`last` (1-based), the base,
-    a note), as untrusted as
+    `cut` when it was longer, of the text after its first `offset` lines, the
+    selection's rows `first`..`last` (1-based), the base, a note), as untrusted as
     any input: its hunks near the rows, at most MAX_HUNKS; a cut diff's last hunk (maybe
     partial) left out; None when there is nothing."""
     if not isinstance(raw, Mapping):
@@ -297,7 +297,7 @@ def parse(raw: object) -> Changes | None:
     text = raw.get("diff")
     out = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else b""
     out = text if isinstance(text, bytes) else out
-    found = hunks(out[:MAX_BYTES])
+    found = hunks(out[:MAX_BYTES], max(0, options.whole(raw, "offset")))
     if (raw.get("cut") is True or len(out) > MAX_BYTES) and found:
         found.pop()
     first, last = options.whole(raw, "first"), options.whole(raw, "last")
@@ -307,8 +307,10 @@ def parse(raw: object) -> Changes | None:
     return Changes(picked, base, printable(options.text(raw, "note")[:300]))
 
 
-def hunks(out: bytes) -> list[Hunk]:
-    """The hunks of a unified diff's text (the header lines before the first @@ off)."""
+def hunks(out: bytes, offset: int = 0) -> list[Hunk]:
+    """The hunks of a unified diff's text (the header lines before the first @@ off); of
+    a diff of the text after its first `offset` lines, the line numbers of its @@ lines
+    made the whole text's."""
     found: list[Hunk] = []
     current: list[bytes] = []
     start = count = 0
@@ -322,13 +324,22 @@ def hunks(out: bytes) -> list[Hunk]:
         m = _HUNK.match(line)
         if m:
             close()
+            if offset:
+                line = _shifted(m, offset) + line[m.end() :]
             current = [line]
-            start = int(m[3])
+            start = int(m[3]) + offset
             count = int(m[4]) if m[4] is not None else 1
         elif current and line[:1] in (b" ", b"+", b"-", b"\\"):
             current.append(line)
     close()
     return found
+
+
+def _shifted(m: re.Match[bytes], offset: int) -> bytes:
+    """An @@ line's numbers, `offset` lines further (its counts as they were)."""
+    old = b"%d" % (int(m[1]) + offset) + (b"," + m[2] if m[2] is not None else b"")
+    new = b"%d" % (int(m[3]) + offset) + (b"," + m[4] if m[4] is not None else b"")
+    return b"@@ -" + old + b" +" + new + b" @@"
 
 
 def near(found: list[Hunk], rows: tuple[int, int]) -> tuple[Hunk, ...]:
