@@ -237,6 +237,21 @@ def test_the_editors_ask_names_the_oid_and_the_text_comes_only_when_it_changed(t
     assert git.answer({"request": 6, "path": str(untracked)})["oid"] == ""
 
 
+def test_names_with_spaces_and_bytes_that_are_not_utf8_are_asked_as_they_are(tmp_path: Path):
+    root, _ = committed_repo(tmp_path)
+    spaced = root / "a b.txt"
+    spaced.write_text("spaced\n")
+    odd = os.fsdecode(bytes(root) + b"/caf\xe9.txt")  # not UTF-8: a surrogate escape
+    Path(odd).write_text("latin\n")
+    sh(root, "add", "-A")
+    for f, text in ((spaced, b"spaced\n"), (Path(odd), b"latin\n")):
+        reply = git.answer({"request": 1, "path": str(f)})
+        assert reply["text"] == text and reply["note"] == ""  # from the index
+    missing = root / "not here.txt"
+    missing.write_text("x\n")
+    assert git.answer({"request": 2, "path": str(missing)})["note"] == ""  # no broken reply
+
+
 def test_a_cat_file_killed_mid_session_is_replaced(tmp_path: Path):
     _, f = committed_repo(tmp_path)
     first = git.answer({"request": 1, "path": str(f)})

@@ -72,7 +72,7 @@ class Batch:
             )
         except OSError as exc:
             raise GitFailed(f"cannot run git: {exc.strerror or exc}") from None
-        self.pending = b""  # read past the last reply (nothing, with an honest cat-file)
+        self.pending = bytearray()  # read past the last reply (nothing, if honest)
 
     @property
     def pid(self) -> int:
@@ -85,10 +85,12 @@ class Batch:
         """(oid, blob) of `spec` (a blob: anything else is missing), the blob None when
         its oid is `held`; ("", None) when missing. GitFailed past `deadline` or over
         `cap` bytes; _Broken when the process is dead or broke the protocol."""
-        self._send(f"info {spec}\n".encode())
-        head = self._line(deadline).split(b" ")
-        if len(head) == 2 and head[1] == b"missing":
+        name = os.fsencode(spec)
+        self._send(b"info " + name + b"\n")
+        line = self._line(deadline)
+        if line in (name + b" missing", name + b" ambiguous"):
             return "", None
+        head = line.split(b" ")
         if len(head) != 3 or head[1] not in (b"blob", b"tree", b"commit", b"tag"):
             raise _Broken("a malformed reply")
         oid, kind, size = head[0].decode("ascii", "replace"), head[1], _size(head[2])
@@ -121,7 +123,9 @@ class Batch:
     def _read(self, deadline: float) -> None:
         fd = self.proc.stdout.fileno() if self.proc.stdout is not None else -1
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        if left <= 0 or not poll.poll(max(1, int(left * 1000))):
             raise _Late()
         chunk = os.read(fd, 65536)
         if not chunk:
@@ -133,15 +137,18 @@ class Batch:
             if len(self.pending) > MAX_LINE:
                 raise _Broken("a header line that does not end")
             self._read(deadline)
-        line, _, self.pending = self.pending.partition(b"\n")
-        if len(line) > MAX_LINE:
+        end = self.pending.index(b"\n")
+        if end > MAX_LINE:
             raise _Broken("a header line that does not end")
+        line = bytes(self.pending[:end])
+        del self.pending[: end + 1]
         return line
 
     def _exactly(self, n: int, deadline: float) -> bytes:
         while len(self.pending) < n:
             self._read(deadline)
-        out, self.pending = self.pending[:n], self.pending[n:]
+        out = bytes(self.pending[:n])
+        del self.pending[:n]
         return out
 
     def close(self) -> None:
