@@ -14,6 +14,11 @@ on the same socket pings `nvim_eval('1')`. Scenarios:
   plain       the same stream into a small plain buffer (the baseline)
   big         keypress -> request at the server in a 16,000-line buffer and in a 1 MB
               single-line buffer
+  git         keypress -> request in the 16,000-line C file of a git repository the
+              bench makes, with uncommitted hunks near the cursor (saved and unsaved),
+              every context source on but LSP (git too), the query inline: where the
+              git source's time goes (its share of the keypress tick, vim.diff, the
+              host's answer)
   startup     what `require('kznllm').setup({})` adds to Neovim's startup
               (--startuptime, median of many runs, with and without it)
 
@@ -22,7 +27,9 @@ clock (vim.uv.hrtime()), CPU from /proc/<pid>/task/*/schedstat (the TUI process 
 the editor server together).
 
     .venv/bin/python bench/editor_bench.py [--runs 3] [--only treesitter,lsp,plain,big,startup]
-        [--tokens 2000] [--gap-ms 1] [--stream-highlight pause|live] [--json]
+        [--tokens 2000] [--gap-ms 1] [--stream-highlight pause|live] [--json] [--root DIR]
+
+`--root` runs another tree of the plugin (e.g. a clone of main) for an A/B.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ TARGETS = {
     "ts_updates_per_s_min": 15.0,
     "first_token_ms": 10.0,
     "big_key_to_request_ms": 8.0,
+    "git_key_to_request_ms": 8.0,
     "startup_added_ms": 0.3,
 }
 
@@ -118,7 +126,12 @@ class TuiNvim:
     """Neovim with its real TUI in a detached tmux session, driven over --listen."""
 
     def __init__(
-        self, tmp: Path, cols: int = 160, rows: int = 50, highlight: str = "pause"
+        self,
+        tmp: Path,
+        cols: int = 160,
+        rows: int = 50,
+        highlight: str = "pause",
+        root: Path = REPO,
     ) -> None:
         self.tmp = tmp
         self.sock = str(tmp / "nvim.sock")
@@ -131,7 +144,7 @@ class TuiNvim:
             "--listen",
             self.sock,
             "--cmd",
-            f"set rtp^={REPO}",
+            f"set rtp^={root}",
             "--cmd",
             "let mapleader = ' '",
         ]
@@ -339,6 +352,101 @@ def scenario_big(ed: TuiNvim, server: BenchServer, args: argparse.Namespace) -> 
     return out
 
 
+GIT_LUA = r"""
+local G = { diff_ns = 0, diffs = 0 }
+_G.kzn_git = G
+local diff = vim.diff
+vim.diff = function(...)
+  local t = vim.uv.hrtime()
+  local r = diff(...)
+  G.diff_ns, G.diffs = G.diff_ns + vim.uv.hrtime() - t, G.diffs + 1
+  return r
+end
+local m = require('kznllm.context.git')
+local collect, answered = m.collect, m.answered
+m.collect = function(buf, range, o, done)
+  local t = vim.uv.hrtime()
+  G.value, G.done_at, G.diff_ns, G.diffs = nil, nil, 0, 0
+  collect(buf, range, o, function(v)
+    G.value, G.done_at = v, vim.uv.hrtime()
+    return done(v)
+  end)
+  G.collect_ns = vim.uv.hrtime() - t
+end
+m.answered = function(...)
+  G.answered_at = vim.uv.hrtime()
+  return answered(...)
+end
+function G.take(key)
+  local v = G.value and vim.inspect(G.value) or ''
+  local out = {
+    collect_ms = (G.collect_ns or 0) / 1e6,
+    diff_ms = G.diff_ns / 1e6,
+    diffs = G.diffs,
+    answer_ms = G.answered_at and (G.answered_at - key) / 1e6 or -1,
+    done_ms = G.done_at and (G.done_at - key) / 1e6 or -1,
+    hunk = v:find('changed near the cursor', 1, true) ~= nil,
+  }
+  G.value, G.collect_ns, G.answered_at, G.done_at, G.diff_ns, G.diffs = nil, nil, nil, nil, 0, 0
+  return out
+end
+"""
+
+
+def git_repo(folder: Path, lines: int) -> Path:
+    """A repository whose C file of `lines` lines is committed, then changed (saved, not
+    committed) near its middle."""
+    folder.mkdir()
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(folder)}
+    env.update(GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b")
+    env.update(GIT_COMMITTER_EMAIL="b@b")
+    path = folder / "big16k.c"
+    text = c_source(lines).split("\n")
+    path.write_text("\n".join(text))
+    for args in (["init", "-q"], ["add", "big16k.c"], ["commit", "-qm", "c"]):
+        subprocess.run(["git", *args], cwd=folder, env=env, check=True, capture_output=True)
+    middle = lines // 2
+    text[middle - 4] = "    /* changed near the cursor */"
+    text[middle + 6] += " /* and here */"
+    path.write_text("\n".join(text))
+    return path
+
+
+def scenario_git(ed: TuiNvim, server: BenchServer, args: argparse.Namespace) -> dict[str, Any]:
+    path = git_repo(ed.tmp / "gitrepo", 16000)
+    ed.lua("require('kznllm').setup({ context = { git = true, lsp = false } })")
+    ed.nvim.command(f"edit! {path}")
+    ed.lua("vim.treesitter.start()")
+    ed.lua(GIT_LUA)
+    out: dict[str, Any] = {}
+    for case in ("off", "saved", "unsaved"):  # off: the same fill with git off (the base)
+        ed.lua("require('kznllm').setup({ context = { git = ... } })", case != "off")
+        if case == "unsaved":  # an edit near the cursor, not written
+            ed.lua("vim.api.nvim_buf_set_lines(0, 8002, 8003, true, { '    /* unsaved */' })")
+        ed.nvim.command("8005 | normal! zz")
+        runs, parts = [], []
+        for _ in range(args.runs + 1):  # the first: the host reads the committed text
+            server.queue(Script(openai_events(["ok"]), 1, 0.0))
+            before = len(server.served)
+            rec = ed.fill("KznFill q")
+            with server.ready:
+                server.ready.wait_for(lambda b=before: len(server.served) > b, timeout=5)
+            runs.append((server.served[-1].request_at - rec["key"]) / 1e6)
+            parts.append(ed.lua("return _G.kzn_git.take(...)", rec["key"]))
+            ed.nvim.command("silent! undo")
+            time.sleep(0.4)  # a user's pause (Neovim's loop free): redrawn, the tree parsed
+        if case != "off" and not all(p["hunk"] for p in parts):
+            raise RuntimeError(f"git {case}: the hunk near the cursor was not gathered")
+        runs, parts = runs[1:], parts[1:]
+        out[case] = {
+            "key_to_request_ms": statistics.median(runs),
+            "runs": runs,
+            **{k: statistics.median(p[k] for p in parts) for k in parts[0] if k != "hunk"},
+        }
+    ed.lua("require('kznllm').setup({ context = { git = false } })")
+    return out
+
+
 def startup_ms(init: Path, tmp: Path, runs: int) -> float:
     totals = []
     log = tmp / "startup.log"
@@ -419,6 +527,21 @@ def report(res: dict[str, Any]) -> None:
                 f"big buffer {name}: keypress -> request {r['key_to_request_ms']:.1f} ms"
                 + verdict(r["key_to_request_ms"], TARGETS["big_key_to_request_ms"])
             )
+    if "git" in res:
+        for case, r in res["git"].items():
+            print(
+                f"git {'off' if case == 'off' else 'on, ' + case + ' hunks near the cursor'},"
+                f" 16,000-line C: keypress -> request "
+                f"{r['key_to_request_ms']:.1f} ms"
+                + verdict(r["key_to_request_ms"], TARGETS["git_key_to_request_ms"])
+            )
+            if case == "off":
+                continue
+            print(
+                f"  git source: collect {r['collect_ms']:.2f} ms in the keypress tick"
+                f" (vim.diff {r['diff_ms']:.2f} ms x{r['diffs']:.0f}), host's answer at"
+                f" {r['answer_ms']:.2f} ms, gathered at {r['done_ms']:.2f} ms"
+            )
     if "startup" in res:
         s = res["startup"]
         print(
@@ -428,8 +551,8 @@ def report(res: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def editor(tmp: Path, server: BenchServer, highlight: str) -> Iterator[TuiNvim]:
-    ed = TuiNvim(tmp, highlight=highlight)
+def editor(tmp: Path, server: BenchServer, highlight: str, root: Path = REPO) -> Iterator[TuiNvim]:
+    ed = TuiNvim(tmp, highlight=highlight, root=root)
     try:
         ed.use_server(server.base_url)
         # warm-up: the host starts, the connection pools
@@ -446,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=2000)
     ap.add_argument("--gap-ms", type=float, default=1.0)
-    ap.add_argument("--only", default="treesitter,lsp,plain,big,startup")
+    ap.add_argument("--only", default="treesitter,lsp,plain,big,git,startup")
+    ap.add_argument("--root", type=Path, default=REPO, help="the plugin tree to run (A/B)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
         "--stream-highlight",
@@ -463,8 +587,8 @@ def main(argv: list[str] | None = None) -> int:
     server = BenchServer()
     res: dict[str, Any] = {"tokens": args.tokens, "gap_ms": args.gap_ms}
     try:
-        if only & {"treesitter", "lsp", "plain", "big"}:
-            with editor(tmp / "tui", server, args.stream_highlight) as ed:
+        if only & {"treesitter", "lsp", "plain", "big", "git"}:
+            with editor(tmp / "tui", server, args.stream_highlight, args.root.resolve()) as ed:
                 for name in ("treesitter", "lsp", "plain"):
                     if name in only:
                         res[name] = scenario_stream(
@@ -472,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
                         )
                 if "big" in only:
                     res["big"] = scenario_big(ed, server, args)
+                if "git" in only:
+                    res["git"] = scenario_git(ed, server, args)
         if "startup" in only:
             res["startup"] = scenario_startup(tmp, args)
     finally:

@@ -2,7 +2,11 @@
 request at the server goes, for this tree and another checkout side by side.
 
     .venv/bin/python bench/keypress_bench.py [--root DIR ...] [--fills 30] [--lines 16000]
-        [--c] [--context JSON] [--idle-ms 0]
+        [--c] [--context JSON] [--idle-ms 0] [--git]
+
+`--git`: the C buffer is a file of a git repository the bench makes, with uncommitted
+hunks near the cursor (bench/editor_bench.py `git_repo`); with `--context '{"git": true}'`
+the git source diffs it.
 
 Each `--root` (default: this checkout) is a tree of the plugin: the same script
 measures an older one (`git archive a29e220 | tar -x -C /tmp/kzn_a29`). The trees run
@@ -202,6 +206,7 @@ class Tree:
         c_file: bool = False,
         context: dict[str, Any] | None = None,
         idle_ms: int = 0,
+        repo: bool = False,
     ) -> None:
         self.root = root
         self.tmp = Path(tempfile.mkdtemp(prefix="kzn-stages-"))
@@ -245,9 +250,12 @@ class Tree:
         if lines and c_file:
             # a C file of functions, highlighted by the C parser Neovim bundles: the
             # scope and the outline come from the tree the highlighter keeps
-            from bench.editor_bench import c_source
+            from bench.editor_bench import c_source, git_repo
 
-            self.nvim.current.buffer[:] = c_source(lines).splitlines()
+            if repo:  # the file of a repository, changed near the cursor
+                self.nvim.command(f"edit {git_repo(self.tmp / 'repo', lines)}")
+            else:
+                self.nvim.current.buffer[:] = c_source(lines).splitlines()
             self.nvim.command("setfiletype c")
             self.nvim.exec_lua("vim.treesitter.start() vim.treesitter.get_parser(0):parse()")
             self.nvim.command(f"normal! {lines // 2}G")
@@ -324,6 +332,7 @@ def main() -> int:
     ap.add_argument(
         "--idle-ms", type=int, default=0, help="a pause after each fill's undo (a user's)"
     )
+    ap.add_argument("--git", action="store_true", help="--c's file in a git repository")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     roots = [r.resolve() for r in (args.root or [REPO])]
@@ -341,6 +350,7 @@ def main() -> int:
                 args.c,
                 args.context,
                 args.idle_ms,
+                args.git,
             )
             for r in roots
         ]

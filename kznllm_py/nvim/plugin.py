@@ -96,6 +96,9 @@ def shutdown(timeout: float = 1.0) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for plugin in _PLUGINS:
         plugin.detach(timeout)
+    git = sys.modules.get("kznllm_py.prompt.sources.git")
+    if git is not None:  # the git source's cat-file processes (only if it was used)
+        git.BATCHES.close()
 
 
 @pynvim.plugin
@@ -322,18 +325,18 @@ class KznllmPlugin:
         except KznError as exc:
             self._report(f"kznllm: {redact(str(exc))}")
 
-    async def _git_hunks(self, p: dict[str, Any]) -> None:
-        """The git context source, gathered at the keypress while the query is typed:
-        git runs on a thread (kznllm_py/prompt/sources/git.py), the editor gets the
-        hunks to send with the fill (lua/kznllm/context/git.lua)."""
-        load_fill_modules()
+    async def _git_blob(self, p: dict[str, Any]) -> None:
+        """The git context source, asked at the keypress: the committed text of the
+        buffer's file from the repository's long-lived cat-file, on a thread
+        (kznllm_py/prompt/sources/git.py), only when its oid is not the one the editor
+        holds; the editor diffs it (lua/kznllm/context/git.lua)."""
         from kznllm_py.prompt.sources import git
 
         try:
-            reply = await sandbox.run_off_loop(git.answer, p)
+            reply = await asyncio.to_thread(git.answer, p)
         except Exception:  # a bug of ours: the fill goes without git, the log has why
-            log.exception("git_hunks failed")
-            reply = {"request": p.get("request"), "hunks": [], "note": "git: internal error"}
+            log.exception("git_blob failed")
+            reply = {"request": p.get("request"), "oid": "", "note": "git: internal error"}
         self.editor.context_answered("git", reply)
 
     async def _context(self, p: dict[str, Any]) -> None:
@@ -456,7 +459,7 @@ CALLS: dict[str, Handler] = {
     "apply_locate": _task(KznllmPlugin._apply),
     "models": _task(lambda plugin, _op, data: plugin._models(data)),
     "trust": _task(lambda plugin, _op, data: plugin._trust(data)),
-    "git_hunks": _task(lambda plugin, _op, data: plugin._git_hunks(data)),
+    "git_blob": _task(lambda plugin, _op, data: plugin._git_blob(data)),
     "context": _task(lambda plugin, _op, data: plugin._context(data)),
 }
 _history: Handler = _task(KznllmPlugin._history_call)

@@ -1,27 +1,41 @@
 """The buffer file's uncommitted hunks in what the model is shown (issue 25 item 5, off
 by default: `context = { git = true }`, `kznllm --git`), with a real git repository in a
-temporary folder: the hunk near the selection is sent and a far one is not; a hostile
-repository config (diff.external, a diff driver's command and textconv, a clean filter,
-core.fsmonitor, core.pager, hooks) runs nothing; a repository another user owns is not
-read (git's safe.directory); a hung git is stopped and a huge blob is not read."""
+temporary folder: the hunk near the selection is sent and a far one is not, for saved and
+unsaved buffers (CRLF, BOM, no final newline); a commit made between two fills is seen;
+a hostile repository config (diff.external, a diff driver's command and textconv, a clean
+filter, core.fsmonitor, core.pager, hooks) runs nothing, through the long-lived cat-file
+too; a repository another user owns is not read (git's safe.directory); a hung, wedged or
+lying git is stopped, a killed cat-file is replaced, an idle one goes away; a huge blob
+is not read, a huge buffer not diffed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from kznllm_py.prompt.sources import git
+from kznllm_py.prompt.sources import catfile, git
 from tests import cli_env
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+@pytest.fixture(autouse=True)
+def own_cat_files() -> Iterator[None]:
+    """Each test starts and ends with no cat-file of this process running."""
+    git.BATCHES.close()
+    yield
+    git.BATCHES.close()
 
 
 def sh(cwd: Path, *args: str) -> None:
@@ -168,7 +182,196 @@ def test_a_committed_blob_over_the_cap_is_not_read_whole(
     big.write_text("small\n")
     monkeypatch.setattr(git, "MAX_BYTES", 1024)
     found = git.changes(str(big), (1, 1))
-    assert found.hunks == () and found.note == "git: git's output is larger than 1 KiB"
+    assert found.hunks == ()
+    assert found.note == "git: the committed file is larger than 1 KiB (not read)"
+    reply = git.answer({"request": 1, "path": str(big)})  # the editor's ask: the same
+    assert "text" not in reply and reply["note"] == found.note
+
+
+# -- the long-lived cat-file ---------------------------------------------------------------
+
+
+def wait_until(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def gone(pid: int) -> bool:
+    """The process ended and was reaped (no zombie left)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_the_editors_ask_names_the_oid_and_the_text_comes_only_when_it_changed(tmp_path: Path):
+    """The committed text of `git_blob`, from one cat-file process for the repository:
+    asked again with the oid held, no text; after a commit, the new oid and its text
+    (a commit made between two fills is seen by the second)."""
+    root, f = committed_repo(tmp_path)
+    first = git.answer({"request": 1, "path": str(f)})
+    assert first["base"] == "HEAD" and first["note"] == ""
+    assert first["text"] == "".join(f"{i}\n" for i in range(1, 301)).encode()
+    pids = git.BATCHES.pids()
+    again = git.answer({"request": 2, "path": str(f), "oid": first["oid"]})
+    assert again["oid"] == first["oid"] and "text" not in again
+    sh(root, "commit", "-qam", "the changes")
+    after = git.answer({"request": 3, "path": str(f), "oid": first["oid"]})
+    assert after["oid"] != first["oid"] and after["text"] == f.read_bytes()
+    assert git.BATCHES.pids() == pids  # the same process answered all three
+    sub = root / "sub"
+    sub.mkdir()
+    (sub / "g.txt").write_text("g\n")
+    sh(root, "add", "sub/g.txt")  # added, never committed: the index (read afresh)
+    reply = git.answer({"request": 4, "path": str(sub / "g.txt")})
+    assert reply["base"] == "the index" and reply["text"] == b"g\n"
+    plain = tmp_path / "plain.txt"  # in no repository: nothing, no note
+    plain.write_text("x\n")
+    assert git.answer({"request": 5, "path": str(plain)}) == {
+        "request": 5,
+        "oid": "",
+        "base": "HEAD",
+        "note": "",
+    }
+    untracked = root / "untracked.txt"
+    untracked.write_text("u\n")
+    assert git.answer({"request": 6, "path": str(untracked)})["oid"] == ""
+
+
+def test_names_with_spaces_and_bytes_that_are_not_utf8_are_asked_as_they_are(tmp_path: Path):
+    root, _ = committed_repo(tmp_path)
+    spaced = root / "a b.txt"
+    spaced.write_text("spaced\n")
+    odd = os.fsdecode(bytes(root) + b"/caf\xe9.txt")  # not UTF-8: a surrogate escape
+    Path(odd).write_text("latin\n")
+    sh(root, "add", "-A")
+    for f, text in ((spaced, b"spaced\n"), (Path(odd), b"latin\n")):
+        reply = git.answer({"request": 1, "path": str(f)})
+        assert reply["text"] == text and reply["note"] == ""  # from the index
+    missing = root / "not here.txt"
+    missing.write_text("x\n")
+    assert git.answer({"request": 2, "path": str(missing)})["note"] == ""  # no broken reply
+
+
+def test_a_cat_file_killed_mid_session_is_replaced(tmp_path: Path):
+    _, f = committed_repo(tmp_path)
+    first = git.answer({"request": 1, "path": str(f)})
+    [pid] = [p for p in git.BATCHES.pids()]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True
+            ).stdout.strip()[:1]
+            in ("Z", "")
+        ),
+        "the kill",
+    )
+    again = git.answer({"request": 2, "path": str(f)})
+    assert again["oid"] == first["oid"] and again["text"] == first["text"]
+    assert again["note"] == "" and git.BATCHES.pids() != [pid] and gone(pid)
+
+
+def test_an_idle_cat_file_goes_away_and_comes_back_at_the_next_ask(tmp_path: Path):
+    _, f = committed_repo(tmp_path)
+    batches = catfile.Batches(idle=0.3)
+
+    def ask() -> catfile.Committed | None:
+        return batches.committed(
+            str(f),
+            argv=["git", *git._HARDENED],
+            env=git.environment(),
+            find=git._find,
+            cap=git.MAX_BYTES,
+            deadline=time.monotonic() + 5,
+        )
+
+    found = ask()
+    assert found is not None and found.base == "HEAD"
+    [pid] = batches.pids()
+    wait_until(lambda: batches.pids() == [] and gone(pid), "the idle cat-file to end")
+    wait_until(lambda: batches._reaper is None, "the idle thread to end")
+    assert ask() == found and batches.pids() not in ([], [pid])
+    batches.close()
+    assert batches.pids() == []
+
+
+def fake_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cat_file: str) -> Path:
+    """`git` on PATH as the real one, but `cat-file` runs `cat_file` (a shell line)
+    after writing its pid to the returned file."""
+    real = shutil.which("git")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    pids = tmp_path / "pids"
+    (fake / "git").write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" cat-file "*) echo $$ >> {pids}; {cat_file};; esac\n'
+        f'exec {real} "$@"\n'
+    )
+    (fake / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    return pids
+
+
+def test_a_wedged_cat_file_is_killed_at_the_deadline_and_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _, f = committed_repo(tmp_path)
+    pids = fake_git(tmp_path, monkeypatch, "exec sleep 30")
+    monkeypatch.setattr(git, "TIMEOUT", 0.5)
+    started = time.monotonic()
+    reply = git.answer({"request": 1, "path": str(f)})
+    assert time.monotonic() - started < 3
+    assert reply["oid"] == "" and reply["note"] == "git: git took longer than 0.5 s (stopped)"
+    [pid] = [int(p) for p in pids.read_text().split()]
+    assert gone(pid) and git.BATCHES.pids() == []
+    monkeypatch.undo()  # the real git again: the next ask starts a new cat-file
+    assert git.answer({"request": 2, "path": str(f)})["text"] == f.read_bytes().replace(
+        b"fifty near", b"50"
+    ).replace(b"far away", b"250")
+
+
+LIAR = r"""exec python3 -c '
+import sys
+for line in sys.stdin:
+    cmd, _, spec = line.strip().partition(" ")
+    oid = "a" * 40
+    if cmd == "info":
+        sys.stdout.write(oid + " blob 5" + chr(10))
+    else:  # says 5 bytes, sends a megabyte
+        sys.stdout.write(oid + " blob 5" + chr(10) + "x" * (1 << 20))
+    sys.stdout.flush()
+'"""
+
+
+def test_a_lying_cat_file_is_refused_and_killed_without_reading_what_it_sends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _, f = committed_repo(tmp_path)
+    pids = fake_git(tmp_path, monkeypatch, LIAR)
+    reply = git.answer({"request": 1, "path": str(f)})
+    assert reply["oid"] == "" and "text" not in reply
+    assert reply["note"] == "git: git cat-file failed: a reply that does not end where it said"
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 2  # replaced once, then given up
+    wait_until(lambda: all(gone(p) for p in started), "the liars to be killed")
+    assert git.BATCHES.pids() == []
+
+
+def test_a_hostile_repository_config_runs_nothing_through_the_cat_file_either(tmp_path: Path):
+    """The editor's ask (the long-lived cat-file, HEAD and the index) with every door of
+    `hostile` open, the index rewritten by a plain `git add` in between."""
+    root, f = committed_repo(tmp_path)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    new = root / "new.txt"
+    new.write_text("n\n")
+    sh(root, "add", "new.txt")
+    hostile(root, marks)
+    first = git.answer({"request": 1, "path": str(f)})
+    assert first["text"].startswith(b"1\n2\n") and first["note"] == ""
+    reply = git.answer({"request": 2, "path": str(new)})
+    assert reply["base"] == "the index" and reply["text"] == b"n\n"
+    assert sorted(p.name for p in marks.iterdir()) == []
 
 
 # -- the request as it arrives -----------------------------------------------------------
@@ -252,17 +455,39 @@ def test_unsaved_edits_are_diffed_as_the_buffer_holds_them_and_rows_are_the_buff
     assert "+top" not in user and "+far away" not in user
 
 
-def test_the_editors_relayed_answer_is_typed_and_bounded_again():
-    hunk = {"start": 3, "count": 2, "text": "@@ -3,2 +3,2 @@\n-a\n+b"}
-    found = git.parse({"hunks": [hunk, "junk", {"text": 5}] + [hunk] * 20, "base": "rm -rf"})
-    assert found is not None and len(found.hunks) == git.MAX_HUNKS and found.base == "HEAD"
-    assert found.hunks[0] == git.Hunk(3, 2, hunk["text"])
-    huge = git.parse({"hunks": [{"start": 1, "count": 1, "text": "x" * (git.MAX_BYTES + 1)}]})
-    assert huge is not None and huge.hunks == ()
+def unified(starts: list[int]) -> str:
+    """A unified diff with a one-line change at each of `starts` (1-based)."""
+    return "".join(f"@@ -{n},1 +{n},1 @@\n-old {n}\n+new {n}\n" for n in starts)
+
+
+def test_the_editors_relayed_diff_is_typed_and_bounded_again():
+    """The unified diff the editor relays with the fill (vim.diff's) is as untrusted as
+    any input: the host picks the hunks near the rows itself, at most MAX_HUNKS; a cut
+    diff loses its last hunk; anything malformed is nothing."""
+    found = git.parse({"diff": unified([5, 100, 30, 31]), "first": 30, "last": 30, "base": "rm"})
+    assert found is not None and found.base == "HEAD"
+    assert [h.new_start for h in found.hunks] == [30, 31]  # 5 and 100: more than 20 away
+    assert found.hunks[0] == git.Hunk(30, 1, "@@ -30,1 +30,1 @@\n-old 30\n+new 30")
+    many = git.parse({"diff": unified(list(range(1, 30))), "first": 10, "last": 12})
+    assert many is not None and len(many.hunks) == git.MAX_HUNKS
+    assert [h.new_start for h in many.hunks] == list(range(7, 15))  # the nearest, in order
+    cut = git.parse({"diff": unified([10, 11]), "cut": True, "first": 10, "last": 11})
+    assert cut is not None and [h.new_start for h in cut.hunks] == [10]
+    big = git.parse({"diff": unified([1]) + "+" * git.MAX_BYTES, "first": 1, "last": 1})
+    assert big is not None and big.hunks == ()  # over the cap: its (last) hunk is dropped
+    # the editor diffs only from a few lines before the first that differs: `offset`
+    later = git.parse({"diff": unified([5]), "offset": 100, "first": 105, "last": 105})
+    assert later is not None
+    assert later.hunks == (git.Hunk(105, 1, "@@ -105,1 +105,1 @@\n-old 5\n+new 5"),)
+    index = git.parse({"diff": unified([3]), "first": 3, "last": 3, "base": "the index"})
+    assert index is not None and index.base == "the index"
+    noted = git.parse({"note": "git: x\x1b[31m" + "y" * 400, "first": "a", "diff": 5})
+    assert noted is not None and noted.hunks == () and len(noted.note) < 310  # 300, escaped
+    assert noted.note.startswith("git: x\\x1b[31my")  # no raw escape character
     assert git.parse("junk") is None
-    assert git.answer({"request": 7, "path": "relative.txt", "rows": [1, 2]}) == {
+    assert git.answer({"request": 7, "path": "relative.txt"}) == {
         "request": 7,
-        "hunks": [],
+        "oid": "",
         "base": "HEAD",
         "note": "",
     }
@@ -336,3 +561,121 @@ def test_a_setup_right_before_the_keypress_is_what_the_gathering_follows(
     )
     assert nvim.wait_done()[0]["status"] == "ok"
     assert "+fifty near" in server.requests[0].body["messages"][-1]["content"]
+
+
+def git_fill(nvim: Child, server: LoopbackServer, keys: str) -> str:
+    """A fill with `keys` (a selection and the fill's key), query "fix": the user
+    message as it reached the server."""
+    seen = len(server.requests)
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.feed(keys)
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
+    nvim.feed("fix<CR>")
+    nvim.wait_for(lambda: len(server.requests) > seen, what="the request")
+    nvim.wait_for(lambda: len(nvim.done()) > seen, what="the fill's end")
+    nvim.nvim.command("silent! undo")
+    return str(server.requests[seen].body["messages"][-1]["content"])
+
+
+def git_editor(nvim: Child, server: LoopbackServer) -> None:
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })")
+    host_started(nvim)
+
+
+def changed_lines(user: str) -> list[str]:
+    return [ln for ln in user.splitlines() if ln[:1] in ("+", "-") and ln[:3] not in ("---", "+++")]
+
+
+def test_a_bom_and_no_final_newline_are_kept_so_only_the_edit_differs(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    """A committed file with a BOM and no newline at its end, edited and unsaved in its
+    middle: the buffer's text is what :write would write ('bomb', 'noeol', 'nofixeol'), so
+    the one edited line is the one change (not the first line, not the last)."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    sh(root, "init", "-q")
+    f = root / "bom.txt"
+    f.write_bytes(b"\xef\xbb\xbf" + b"\n".join(b"line %d" % i for i in range(1, 13)))
+    sh(root, "add", "bom.txt")
+    sh(root, "commit", "-qm", "init")
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    nvim.nvim.command("setlocal nofixeol")
+    assert nvim.lua("return { vim.bo.bomb, vim.bo.eol }") == [True, False]
+    nvim.lua("vim.api.nvim_buf_set_lines(0, 5, 6, true, { 'edited 6' })")
+    user = git_fill(nvim, server, "6GV k")  # the first and last lines are near too
+    assert changed_lines(user) == ["-line 6", "+edited 6"], user
+
+
+def test_a_commit_between_two_fills_is_seen_by_the_second(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    root, f = committed_repo(tmp_path)
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    assert "-50\n+fifty near" in git_fill(nvim, server, "48GV k")
+    sh(root, "commit", "-qam", "the changes")  # the buffer is what HEAD holds now
+    second = git_fill(nvim, server, "48GV k")
+    assert "fifty near" in second and "uncommitted changes" not in second
+    nvim.lua("vim.api.nvim_buf_set_lines(0, 51, 52, true, { 'since the commit' })")
+    third = git_fill(nvim, server, "48GV k")
+    assert changed_lines(third) == ["-52", "+since the commit"]
+    assert "@@ -49,7 +49,7 @@" in third  # the file's line numbers (vim.diff saw 49-55)
+
+
+def host_children(nvim: Child) -> list[int]:
+    """The host's child processes (its cat-files)."""
+    host = nvim.lua("return require('kznllm.host').pid")
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == host and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+    return found
+
+
+def test_one_cat_file_serves_every_fill_and_ends_with_the_host(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    _, f = committed_repo(tmp_path)
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    assert "+fifty near" in git_fill(nvim, server, "48GV k")
+    [cat_file] = host_children(nvim)
+    assert "+fifty near" in git_fill(nvim, server, "48GV k")
+    assert host_children(nvim) == [cat_file]  # the same process, no other
+    nvim.lua("vim.fn.jobstop(require('kznllm.host').chan)")
+    nvim.wait_for(lambda: not Path(f"/proc/{cat_file}").exists(), what="the cat-file to end")
+
+
+def test_a_buffer_over_the_cap_is_not_diffed_and_a_note_says_so(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    _, f = committed_repo(tmp_path)
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    nvim.lua("vim.api.nvim_buf_set_lines(0, -1, -1, true, { string.rep('x', 1024 * 1024) })")
+    nvim.feed("48G")
+    tick = "local b = vim.fn.bufnr('kznllm://context') return b > 0 and vim.b[b].changedtick or 0"
+    before = nvim.lua(tick)
+    nvim.nvim.command("KznContext")
+    nvim.wait_for(lambda: nvim.lua(tick) != before, what="the context view")
+    view = "\n".join(nvim.lines(nvim.lua("return vim.fn.bufnr('kznllm://context')")))
+    assert "git: the buffer is larger than 1024 KiB (not diffed)" in view
+    assert "uncommitted changes" not in view and server.requests == []
+
+
+def test_a_file_in_no_repository_gets_no_git_section_and_no_note(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    f = tmp_path / "plain.txt"
+    f.write_text("".join(f"{i}\n" for i in range(1, 100)))
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    nvim.lua("vim.api.nvim_buf_set_lines(0, 49, 50, true, { 'edited' })")
+    user = git_fill(nvim, server, "48GV k")
+    assert "uncommitted changes" not in user and "git:" not in user
+    assert host_children(nvim) == []

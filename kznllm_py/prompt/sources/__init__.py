@@ -6,6 +6,7 @@ the language servers give) is gathered by lua/kznllm/context/ at the keypress an
 arrives in the fill's `context` table; `gathered.parse` types it once, bounded (the
 editor's table is as untrusted as any input). What the host reads itself is read off the
 event loop: the project's rules when the fill's job is built (kznllm_py/fill/job.py
-`with_repo_context`), git at the keypress, asked by the editor's git source (`git_hunks`)
-and relayed back with the fill (the CLI's --git runs it when its job is built).
+`with_repo_context`), git's committed text at the keypress, asked by the editor's git
+source (`git_blob`), which diffs it and relays the diff with the fill (the CLI's --git
+runs git when its job is built).
 """

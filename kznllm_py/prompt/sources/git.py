@@ -1,28 +1,33 @@
 """The buffer file's uncommitted changes near the selection (`context = { git = true }`):
-the hunks of `git diff HEAD` for that file whose lines are within `NEAR` lines of the
+the hunks of the file's diff against HEAD whose lines are within `NEAR` lines of the
 selection (or the cursor), as one section.
 
 Running git in a cloned (or downloaded, or shared) repository is an attack surface: its
 `.git/config` can name programs git runs (`diff.external`, a diff driver's `command`,
 `textconv`, a `filter.*.clean` on the worktree file, `core.fsmonitor`, `core.pager`,
-hooks, a partial clone's lazy fetch). So git is asked only to read objects, and the
-diff is made where no repository is:
+hooks, a partial clone's lazy fetch). So git is asked only to read objects, and no git
+diffs inside a repository:
 
-1. `git cat-file blob HEAD:./NAME` (the index's `:./NAME` for a file added but never
-   committed), in the file's folder, with `core.fsmonitor=false`, `core.hooksPath` to
-   nowhere, `protocol.allow=never` (no lazy fetch), no pager, no optional locks: it
-   reads the object database and runs none of the programs above; git's own
-   safe.directory check applies (a repository another user owns is not read: one
-   note says so);
-2. `git diff --no-index --no-ext-diff --no-textconv -- - FILE` with that blob on stdin,
-   run in an empty private folder with GIT_CEILING_DIRECTORIES above it: outside any
-   repository, so no repository config or attributes are read at all.
+1. the committed text comes from one long-lived `git cat-file --batch-command` per
+   repository (kznllm_py/prompt/sources/catfile.py: `HEAD:<path>`, the index's
+   `:0:<path>` for a file added but never committed, by path from the top level that
+   `git rev-parse --show-toplevel` names once), with `core.fsmonitor=false`,
+   `core.hooksPath` to nowhere, `protocol.allow=never` (no lazy fetch), no pager, no
+   optional locks: it reads the object database and runs none of the programs above;
+   git's own safe.directory check applies (a repository another user owns is not read:
+   one note says so). The answer names the blob's oid: a caller that holds that oid
+   gets no text again;
+2. the editor diffs the buffer's text against it with Neovim's own `vim.diff`
+   (lua/kznllm/context/git.lua: no process at all) and relays the unified diff with the
+   fill; the host types it (`parse`: `hunks`, `near`). The CLI's `--git` diffs the file
+   as saved with `git diff --no-index --no-ext-diff --no-textconv -- - FILE`, the blob on
+   stdin, run in an empty private folder with GIT_CEILING_DIRECTORIES above it: outside
+   any repository, so no repository config or attributes are read at all.
 
 Each git runs with the GIT_* variables of the environment removed, bounded in time
-(`TIMEOUT` in all: a hung git is killed) and in output (`MAX_BYTES`; the file and its
-committed blob larger than that are not diffed), on the calling thread: run it off the
-event loop. The diff is of the buffer's text when the editor sent it (a buffer with
-unsaved edits: lua/kznllm/context/git.lua), else of the file as saved.
+(`TIMEOUT` for all the gits of one fill: a hung git is killed) and in output
+(`MAX_BYTES`: a committed blob over it is refused from its size, unread; a file larger
+than that is not diffed), on the calling thread: run it off the event loop.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from typing import IO, Any
 from kznllm_py import options
 from kznllm_py.errors import printable
 from kznllm_py.prompt.sections import Section
+from kznllm_py.prompt.sources import catfile
+from kznllm_py.prompt.sources.catfile import GitFailed
 
 NEAR = 20  # lines either side of the selection a hunk may start or end within
 MAX_HUNKS = 8
@@ -85,10 +92,6 @@ def environment() -> dict[str, str]:
     env.update(GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", GIT_NO_LAZY_FETCH="1")
     env.update(LC_ALL="C", LANGUAGE="")
     return env
-
-
-class GitFailed(Exception):
-    """git could not answer: the text says why, in a plain phrase."""
 
 
 def run(
@@ -183,123 +186,131 @@ def _talk(proc: subprocess.Popen[bytes], stdin: bytes | None) -> bytes | None:
     return b"".join(chunks)
 
 
-def committed(path: str, deadline: float) -> tuple[bytes, str]:
-    """The file's blob at HEAD (or, when HEAD has none, in the index) and which."""
-    folder, name = os.path.split(path)
-    try:
-        return run(["cat-file", "blob", f"HEAD:./{name}"], cwd=folder, deadline=deadline), "HEAD"
-    except GitFailed as exc:
-        if "dubious ownership" in str(exc) or "longer than" in str(exc):
-            raise
-    return run(["cat-file", "blob", f":./{name}"], cwd=folder, deadline=deadline), "the index"
+# the host's cat-file processes (one per repository, closed after a minute unused)
+BATCHES = catfile.Batches()
 
 
-def diff(blob: bytes, path: str, deadline: float, text: bytes | None = None) -> bytes:
-    """`git diff --no-index` of `blob` (the old side) and the file at `path`, or `text`
-    (the buffer's, unsaved) when given: run in an empty private folder with
-    GIT_CEILING_DIRECTORIES above it, outside any repository (no repository config or
-    attributes read)."""
+def _find(args: list[str], cwd: str, deadline: float) -> bytes:
+    return run(args, cwd=cwd, deadline=deadline)
+
+
+def committed(path: str, deadline: float, held: str = "") -> catfile.Committed | None:
+    """The file's blob at HEAD (or, when HEAD has none, in the index), its oid and which;
+    no text when its oid is `held`; None when it is in no repository or not tracked."""
+    return BATCHES.committed(
+        path,
+        argv=["git", *_HARDENED],
+        env=environment(),
+        find=_find,
+        cap=MAX_BYTES,
+        deadline=deadline,
+        held=held,
+    )
+
+
+def diff(blob: bytes, path: str, deadline: float) -> bytes:
+    """`git diff --no-index` of `blob` (the old side) and the file at `path` as saved:
+    run in an empty private folder with GIT_CEILING_DIRECTORIES above it, outside any
+    repository (no repository config or attributes read)."""
     folder = tempfile.mkdtemp(prefix="kzn-git-")  # 0700, ours
     try:
         env = environment()
         env["GIT_CEILING_DIRECTORIES"] = os.path.dirname(folder)
         args = ["diff", "--no-index", "--no-ext-diff", "--no-textconv", "--no-color"]
-        args += ["--no-renames", "-U3", "--"]
-        if text is None:
-            args += ["-", path]  # the blob on stdin, the file as saved
-            stdin = blob
-        else:
-            old = os.path.join(folder, "committed")
-            with open(old, "xb") as f:
-                f.write(blob)
-            args += ["committed", "-"]  # the buffer's text on stdin
-            stdin = text
+        args += ["--no-renames", "-U3", "--", "-", path]  # the blob on stdin
         # --no-index exits with 1 when the two differ: its usual answer here
-        return run(args, cwd=folder, deadline=deadline, stdin=stdin, env=env, ok=(0, 1))
+        return run(args, cwd=folder, deadline=deadline, stdin=blob, env=env, ok=(0, 1))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def changes(path: str, rows: tuple[int, int], text: str | None = None) -> Changes:
-    """The uncommitted hunks of the file at `path` (absolute) within NEAR lines of
-    `rows` (1-based, inclusive), at most MAX_HUNKS, nearest first in file order; of
-    `text` (the buffer's unsaved text, whose rows the selection's are) when given, else
-    of the file as saved."""
+def _note(exc: GitFailed) -> str:
+    """The one line a failure gets ("" for not in a repository, or not tracked)."""
+    why = str(exc)
+    if "cat-file failed" in why:
+        return f"git: {printable(why)}"
+    if "dubious ownership" in why:
+        return "git: the repository is not yours (git's safe.directory): not read"
+    if "longer than" in why:
+        return f"git: git took longer than {TIMEOUT:g} s (stopped)"
+    if "larger than" in why:
+        return f"git: {printable(why)}"
+    return ""
+
+
+def changes(path: str, rows: tuple[int, int]) -> Changes:
+    """The uncommitted hunks of the file at `path` (absolute) as saved within NEAR lines
+    of `rows` (1-based, inclusive), at most MAX_HUNKS, nearest first in file order (the
+    CLI's --git: the editor diffs the buffer itself)."""
     if not path or not os.path.isabs(path):
         return Changes()
-    data = None if text is None else text.encode("utf-8", "surrogateescape")
     try:
-        size = os.stat(path).st_size if data is None else len(data)
+        size = os.stat(path).st_size
     except OSError:
         return Changes()
     if size > MAX_BYTES:
         return Changes(note=f"git: the file is larger than {MAX_BYTES // 1024} KiB (not diffed)")
     deadline = time.monotonic() + TIMEOUT
     try:
-        blob, base = committed(path, deadline)
-        out = diff(blob, path, deadline, data)
+        found = committed(path, deadline)
+        if found is None or found.data is None:
+            return Changes()  # not in a repository, or not tracked: nothing to say
+        out = diff(found.data, path, deadline)
     except GitFailed as exc:
-        why = str(exc)
-        if "dubious ownership" in why:
-            return Changes(note="git: the repository is not yours (git's safe.directory): not read")
-        if "longer than" in why or "larger than" in why:
-            return Changes(note=f"git: {printable(why)}")
-        return Changes()  # not in a repository, or not tracked: nothing to say
-    return Changes(near(hunks(out), rows), base)
+        return Changes(note=_note(exc))
+    return Changes(near(hunks(out), rows), found.base)
 
 
 def answer(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The editor's `git_hunks` call (lua/kznllm/context/git.lua: the buffer's path, the
-    selection's rows, its text when unsaved) answered: { request, hunks, base, note }.
-    Runs git: off the event loop."""
-    rows = raw.get("rows")
-    text = raw.get("text")
+    """The editor's `git_blob` call (lua/kznllm/context/git.lua: the buffer's path, the
+    oid of the committed text it holds, if any) answered: { request, oid, base, note,
+    text } with the blob's bytes as `text` only when its oid is not the one held; oid
+    "" when the file is in no repository or not tracked (or a note says why). Runs git:
+    off the event loop."""
     path = options.text(raw, "path")
-    ok = isinstance(rows, list) and len(rows) == 2 and all(_whole(r) for r in rows)
-    found = (
-        changes(path, (rows[0], rows[1]), text if isinstance(text, str) else None)
-        if ok and rows is not None
-        else Changes()
-    )
-    return {
-        "request": raw.get("request"),
-        "hunks": [
-            {"start": h.new_start, "count": h.new_count, "text": h.text} for h in found.hunks
-        ],
-        "base": found.base,
-        "note": found.note,
-    }
-
-
-def _whole(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    held = options.text(raw, "oid")
+    reply: dict[str, Any] = {"request": raw.get("request"), "oid": "", "base": "HEAD"}
+    reply["note"] = ""
+    if not path or not os.path.isabs(path):
+        return reply
+    try:
+        found = committed(path, time.monotonic() + TIMEOUT, held)
+    except GitFailed as exc:
+        reply["note"] = _note(exc)
+        return reply
+    if found is not None:
+        reply.update(oid=found.oid, base=found.base)
+        if found.data is not None:
+            reply["text"] = found.data
+    return reply
 
 
 def parse(raw: object) -> Changes | None:
-    """The answer as the editor relays it with the fill (as untrusted as any input):
-    at most MAX_HUNKS hunks of at most MAX_BYTES in all; None when there is none."""
+    """The editor's diff as it relays it with the fill (lua/kznllm/context/git.lua: the
+    unified diff of the buffer against the committed text, capped at MAX_BYTES and
+    `cut` when it was longer, of the text after its first `offset` lines, the
+    selection's rows `first`..`last` (1-based), the base, a note), as untrusted as
+    any input: its hunks near the rows, at most MAX_HUNKS; a cut diff's last hunk (maybe
+    partial) left out; None when there is nothing."""
     if not isinstance(raw, Mapping):
         return None
-    found: list[Hunk] = []
-    size = 0
-    items = raw.get("hunks")
-    for h in items[: MAX_HUNKS * 4] if isinstance(items, list) else []:
-        if not isinstance(h, Mapping) or not isinstance(h.get("text"), str):
-            continue
-        if len(found) == MAX_HUNKS:
-            break
-        start, count = options.whole(h, "start"), options.whole(h, "count")
-        size += len(h["text"])
-        if size > MAX_BYTES:
-            break
-        found.append(Hunk(start, count, h["text"]))
+    text = raw.get("diff")
+    out = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else b""
+    out = text if isinstance(text, bytes) else out
+    found = hunks(out[:MAX_BYTES], max(0, options.whole(raw, "offset")))
+    if (raw.get("cut") is True or len(out) > MAX_BYTES) and found:
+        found.pop()
+    first, last = options.whole(raw, "first"), options.whole(raw, "last")
+    picked = near(found, (first, max(first, last))) if first >= 1 else ()
     base = options.text(raw, "base")
     base = base if base in ("HEAD", "the index") else "HEAD"
-    return Changes(tuple(found), base, options.text(raw, "note")[:300])
+    return Changes(picked, base, printable(options.text(raw, "note")[:300]))
 
 
-def hunks(out: bytes) -> list[Hunk]:
-    """The hunks of a unified diff's text (the header lines before the first @@ off)."""
+def hunks(out: bytes, offset: int = 0) -> list[Hunk]:
+    """The hunks of a unified diff's text (the header lines before the first @@ off); of
+    a diff of the text after its first `offset` lines, the line numbers of its @@ lines
+    made the whole text's."""
     found: list[Hunk] = []
     current: list[bytes] = []
     start = count = 0
@@ -313,13 +324,22 @@ def hunks(out: bytes) -> list[Hunk]:
         m = _HUNK.match(line)
         if m:
             close()
+            if offset:
+                line = _shifted(m, offset) + line[m.end() :]
             current = [line]
-            start = int(m[3])
+            start = int(m[3]) + offset
             count = int(m[4]) if m[4] is not None else 1
         elif current and line[:1] in (b" ", b"+", b"-", b"\\"):
             current.append(line)
     close()
     return found
+
+
+def _shifted(m: re.Match[bytes], offset: int) -> bytes:
+    """An @@ line's numbers, `offset` lines further (its counts as they were)."""
+    old = b"%d" % (int(m[1]) + offset) + (b"," + m[2] if m[2] is not None else b"")
+    new = b"%d" % (int(m[3]) + offset) + (b"," + m[4] if m[4] is not None else b"")
+    return b"@@ -" + old + b" +" + new + b" @@"
 
 
 def near(found: list[Hunk], rows: tuple[int, int]) -> tuple[Hunk, ...]:

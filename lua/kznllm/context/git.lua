@@ -1,27 +1,98 @@
--- The git source: the host runs git (kznllm_py/prompt/sources/git.py) for the buffer's
--- file at the keypress, while the query is typed, and answers through
--- kznllm.context.answered('git', reply). A buffer with unsaved edits sends its text, so
--- that the hunks are of what the user sees and their rows are the selection's; an
--- unmodified one does not (the file as saved is the same). Not for a buffer that is no
--- file, or whose text could not be the file's bytes (another 'fileencoding').
+-- The git source: the buffer's text diffed with Neovim's own vim.diff against the file's
+-- committed text, which the host reads from the repository's long-lived cat-file
+-- (kznllm_py/prompt/sources/git.py, op `git_blob`). The editor keeps, per buffer, the
+-- last committed text it got and its oid: at the keypress it asks the host whether the
+-- oid changed and diffs at once with what it holds; the host answers with the text only
+-- when it did. Only the lines from the first that differs to the last that differs (and
+-- their context) go through vim.diff: the lines alike before and after are found by
+-- comparing the lines (interned strings). The unified diff goes with the fill; the host
+-- picks the hunks near the selection (git.parse). The buffer's text is what a :write
+-- would put in the file ('fileformat', 'bomb', 'eol'), so the hunks are of what the user
+-- sees and their rows are the selection's. Not for a buffer that is no file, whose text
+-- could not be the file's bytes (another 'fileencoding'), or over MAX_BYTES (a note says
+-- so: Neovim's loop is not held for it).
 local M = {}
 
 local MAX_BYTES = 1024 * 1024 -- kznllm_py/prompt/sources/git.py MAX_BYTES
+local CONTEXT = 3 -- git's -U3
+local DIFF = { result_type = 'unified', ctxlen = CONTEXT, indent_heuristic = true }
 
 local pending, next_id = {}, 0
+local held = {} -- buf -> { path, oid, base, pieces, eol }: the committed text last received
 
-local function unsaved(buf)
+--- `text` cut at each `eol`: table.concat(pieces, eol) is `text` again.
+local function split(text, eol)
+  local out, pos, n = {}, 1, 0
+  while true do
+    local s, e = text:find(eol, pos, true)
+    n = n + 1
+    if not s then
+      out[n] = text:sub(pos)
+      return out
+    end
+    out[n] = text:sub(pos, s - 1)
+    pos = e + 1
+  end
+end
+
+--- The buffer's text as :write would write it, as pieces between line breaks, and the
+--- line break.
+local function pieces_of(buf)
   local bo = vim.bo[buf]
-  local count = vim.api.nvim_buf_line_count(buf)
-  if not bo.modified or vim.api.nvim_buf_get_offset(buf, count) > MAX_BYTES then
-    return vim.NIL -- the host says a file over its cap is too large when it looks
-  end
   local eol = bo.fileformat == 'dos' and '\r\n' or (bo.fileformat == 'mac' and '\r' or '\n')
-  local text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), eol)
-  if bo.eol or bo.fixeol then
-    text = text .. eol
+  local pieces = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+  if bo.bomb and not bo.binary then
+    pieces[1] = '\239\187\191' .. pieces[1]
   end
-  return (bo.bomb and '\239\187\191' or '') .. text
+  if bo.eol or (bo.fixeol and not bo.binary) then
+    pieces[#pieces + 1] = '' -- the text ends with a line break
+  end
+  return pieces, eol
+end
+
+--- The committed text's pieces for the line break `eol`.
+local function committed(entry, eol)
+  if entry.eol ~= eol then
+    entry.pieces, entry.eol = split(table.concat(entry.pieces, entry.eol), eol), eol
+  end
+  return entry.pieces
+end
+
+--- The unified diff of the committed text (`old`) and the buffer's (`new`), both as
+--- pieces, and the lines it starts after: the lines both begin and end with alike (a
+--- comparison of interned strings) are left out of vim.diff, but for the context.
+local function diff(old, new, eol)
+  local no, nn = #old, #new
+  local first = 0
+  while first < no and first < nn and old[first + 1] == new[first + 1] do
+    first = first + 1
+  end
+  if first == no and first == nn then
+    return '', 0
+  end
+  local last = 0
+  while last < no - first and last < nn - first and old[no - last] == new[nn - last] do
+    last = last + 1
+  end
+  local lo = math.max(1, first + 1 - CONTEXT)
+  local function text(pieces, n)
+    local hi = math.min(n, n - last + CONTEXT)
+    return table.concat(pieces, eol, lo, hi) .. (hi < n and eol or '')
+  end
+  return vim.diff(text(old, no), text(new, nn), DIFF), lo - 1
+end
+
+local function keep(buf, entry)
+  if not held[buf] then
+    vim.api.nvim_create_autocmd('BufWipeout', {
+      buffer = buf,
+      once = true,
+      callback = function()
+        held[buf] = nil
+      end,
+    })
+  end
+  held[buf] = entry
 end
 
 function M.collect(buf, range, _, done)
@@ -30,25 +101,68 @@ function M.collect(buf, range, _, done)
   if path == '' or vim.bo[buf].buftype ~= '' or (enc ~= '' and enc ~= 'utf-8') then
     return done(nil)
   end
-  next_id = next_id + 1
-  pending[next_id] = done
-  pending[next_id - 50] = nil -- one the host never answered (its deadline long past)
   local last = (range[4] == 0 and range[3] > range[1]) and range[3] or range[3] + 1
-  require('kznllm.host').notify('git_hunks', {
+  local size = vim.api.nvim_buf_get_offset(buf, vim.api.nvim_buf_line_count(buf))
+  if size > MAX_BYTES then -- not diffed: Neovim's loop is not held for it
+    return done({
+      note = ('git: the buffer is larger than %d KiB (not diffed)'):format(MAX_BYTES / 1024),
+    })
+  end
+  next_id = next_id + 1
+  local mine = held[buf]
+  if mine and mine.path ~= path then
+    mine = nil -- the buffer was renamed: its committed text is another file's
+  end
+  local p = { done = done, buf = buf, path = path, first = range[1] + 1, last = last }
+  pending[next_id] = p
+  pending[next_id - 50] = nil -- one the host never answered (its deadline long past)
+  require('kznllm.host').notify('git_blob', {
     request = next_id,
     path = path,
-    rows = { range[1] + 1, last },
-    text = unsaved(buf),
+    oid = mine and mine.oid or vim.NIL,
   })
+  -- while the host looks: the text now, and its diff against what is held
+  p.pieces, p.eol = pieces_of(buf)
+  if mine then
+    p.against = mine
+    p.diff, p.offset = diff(committed(mine, p.eol), p.pieces, p.eol)
+  end
 end
 
---- The host's answer: { request, hunks, base, note } (typed again by the host at the fill).
+--- The host's answer: { request, oid, base, note, text? } (text: only when the oid is
+--- not the one held).
 function M.answered(reply)
-  local done = type(reply) == 'table' and pending[reply.request]
-  if done then
-    pending[reply.request] = nil
-    done(reply)
+  local p = type(reply) == 'table' and pending[reply.request]
+  if not p then
+    return
   end
+  pending[reply.request] = nil
+  local note = type(reply.note) == 'string' and reply.note or ''
+  if type(reply.oid) ~= 'string' or reply.oid == '' then
+    return p.done(note ~= '' and { note = note } or nil) -- no repository, not tracked
+  end
+  local mine = held[p.buf]
+  if type(reply.text) == 'string' then
+    mine = { path = p.path, oid = reply.oid, base = reply.base }
+    mine.pieces, mine.eol = split(reply.text, p.eol), p.eol
+    keep(p.buf, mine)
+  elseif not (mine and mine.oid == reply.oid and mine.path == p.path) then
+    return p.done(nil) -- the text held was dropped meanwhile (a wiped buffer)
+  end
+  if p.against ~= mine then
+    p.diff, p.offset = diff(committed(mine, p.eol), p.pieces, p.eol)
+  end
+  -- capped: the host drops a cut last hunk; it picks the hunks near the rows
+  local cut = #p.diff > MAX_BYTES
+  p.done({
+    diff = cut and p.diff:sub(1, MAX_BYTES) or p.diff,
+    cut = cut,
+    offset = p.offset, -- the lines before the diff's first (vim.diff saw only the rest)
+    first = p.first,
+    last = p.last,
+    base = mine.base,
+    note = note,
+  })
 end
 
 return M
