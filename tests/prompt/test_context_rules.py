@@ -227,6 +227,29 @@ def test_the_root_is_the_files_git_root_else_the_working_directorys_else_the_kzn
     assert rules.project_root("", str(plain), plain / ".kzn") == plain
 
 
+def test_a_fill_finds_the_rules_root_once_for_the_check_on_the_loop_and_the_read_off_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    root = repo(tmp_path)
+    (root / "AGENTS.md").write_text(RULE + "\n")
+    state = tmp_path / "state"
+    allow(state, root / "AGENTS.md")
+    looked: list[str] = []
+    find = rules.project_root
+
+    def counted(path: str, cwd: str, kzn_dir: Path | None) -> Path | None:
+        looked.append(path)
+        return find(path, cwd, kzn_dir)
+
+    monkeypatch.setattr(rules, "project_root", counted)
+    raw = {"mode": "yap", "query": "q", "path": str(root / "src" / "app.py"), "cwd": str(root)}
+    job = payload.parse(raw, Settings(state_dir=str(state)))
+    assert payload.reads_files(job)  # the editor's check, on the loop
+    job = payload.with_files(job)  # the read, off it
+    assert [s.title for s in job.offered if s.kind == "rules"] == ["AGENTS.md"]
+    assert looked == [str(root / "src" / "app.py")]
+
+
 # -- in the editor: the request as it arrives --------------------------------------------
 
 
