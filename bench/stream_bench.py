@@ -723,6 +723,11 @@ def pct(sorted_vals: list[float], p: float) -> float:
     return sorted_vals[k]
 
 
+def spread(vals: list[float]) -> dict[str, float]:
+    """The p50, p99, max and count of `vals` (sorted, not empty)."""
+    return {"p50": pct(vals, 50), "p99": pct(vals, 99), "max": vals[-1], "n": len(vals)}
+
+
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [
         "key_to_request_ms",
@@ -750,20 +755,10 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["status"] = sorted({str(r["status"]) for r in runs})
     lat = sorted(x for r in runs for x in r.get("token_latency_ms", []))
     if lat:
-        out["token_latency_ms"] = {
-            "p50": pct(lat, 50),
-            "p99": pct(lat, 99),
-            "max": lat[-1],
-            "n": len(lat),
-        }
+        out["token_latency_ms"] = spread(lat)
     pings = sorted(ms(x) for r in runs for x in r.get("ping_ns", []))
     if pings:
-        out["ping_ms"] = {
-            "p50": pct(pings, 50),
-            "p99": pct(pings, 99),
-            "max": pings[-1],
-            "n": len(pings),
-        }
+        out["ping_ms"] = spread(pings)
     return out
 
 
