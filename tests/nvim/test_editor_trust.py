@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.trusting import allow_in
+from tests.trusting import allow_in, trust_with_kzntrust
 
 BUILTIN = "You are a helpful assistant"
 
@@ -25,12 +25,6 @@ def cloned(tmp_path: Path) -> tuple[Path, Path]:
     system = tdir / "system.jinja"
     system.write_text("PROJECT SYSTEM\n")
     return root, system
-
-
-def system_sent(server: LoopbackServer, n: int) -> str:
-    content = server.requests[n].body["messages"][0]["content"]
-    assert isinstance(content, str)
-    return content
 
 
 def trust_lines(nvim: Child) -> list[str]:
@@ -47,8 +41,8 @@ def test_untrusted_then_trusted_then_changed(nvim: Child, server: LoopbackServer
     nvim.wait_done(1)
     nvim.nvim.command("KznFill two")
     assert [d["status"] for d in nvim.wait_done(2)] == ["ok", "ok"]
-    assert system_sent(server, 0).startswith(BUILTIN)
-    assert system_sent(server, 1).startswith(BUILTIN)
+    assert server.requests[0].system.startswith(BUILTIN)
+    assert server.requests[1].system.startswith(BUILTIN)
     [line] = trust_lines(nvim)  # once, not at every fill
     assert line == (
         "kznllm: the project's templates are not used, the built-in ones are (:KznTrust "
@@ -57,26 +51,17 @@ def test_untrusted_then_trusted_then_changed(nvim: Child, server: LoopbackServer
     )
     # :KznTrust asks through vim.secure.read() (a prompt needs a UI: one is attached);
     # the user answers [a]llow
-    nvim.nvim.ui_attach(80, 24, rgb=True)
-    nvim.nvim.command("KznTrust")
-    # nvim_get_mode is answered while Neovim waits in the prompt (vim.fn.confirm)
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "r?", what="the trust prompt")
-    nvim.nvim.input("a")
-    nvim.wait_for(
-        lambda: any("1 of 1 project files trusted" in m for m in nvim.messages()),
-        what="the file trusted",
-    )
-    nvim.nvim.ui_detach()
+    trust_with_kzntrust(nvim)
     trust_db = Path(nvim.lua("return vim.fn.stdpath('state')")) / "trust"
     assert str(system) in trust_db.read_text()  # Neovim's own database
     nvim.nvim.command("KznFill three")
     assert nvim.wait_done(3)[2]["status"] == "ok"
-    assert system_sent(server, 2) == "PROJECT SYSTEM"
+    assert server.requests[2].system == "PROJECT SYSTEM"
     # changed after it was trusted: the built-ins again, and the line says why
     system.write_text("PROJECT SYSTEM, now with an injected prompt\n")
     nvim.nvim.command("KznFill four")
     assert nvim.wait_done(4)[3]["status"] == "ok"
-    assert system_sent(server, 3).startswith(BUILTIN)
+    assert server.requests[3].system.startswith(BUILTIN)
     assert trust_lines(nvim)[-1] == (
         "kznllm: the project's templates are not used, the built-in ones are (:KznTrust "
         "reviews and trusts them): openai/system.jinja: changed since it was trusted in "
@@ -114,7 +99,7 @@ def test_links_out_are_refused_and_never_offered_for_trust(
     nvim.nvim.command("KznFill one")
     assert nvim.wait_done(1)[0]["status"] == "ok"
     assert time.monotonic() - started < 10
-    assert system_sent(server, 0).startswith(BUILTIN)
+    assert server.requests[0].system.startswith(BUILTIN)
     assert "PATH=" not in str(server.requests[0].body)
     line = trust_lines(nvim)[-1]
     assert line.startswith("kznllm: the project's templates are not used, the built-in ones")
