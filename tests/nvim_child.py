@@ -144,6 +144,13 @@ class Child:
             lambda: self.nvim.vars.get("kzn_fed") == self._fed, what=f"keys {keys!r} to run"
         )
 
+    def ask(self, keys: str, query: str) -> None:
+        """Type `keys` (a mapping that asks for the query: ` k`, ` K`), wait for the
+        query prompt, and answer it with `query` as the user would."""
+        self.feed(keys)
+        self.wait_for(lambda: self.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
+        self.feed(f"{query}<CR>")
+
     def marks(self, buf: int = 0) -> list[str]:
         """The virtual texts of the plugin's extmarks in `buf` ('' for a mark without)."""
         return self.lua(

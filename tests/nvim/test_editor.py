@@ -117,9 +117,7 @@ def test_visual_selection_is_replaced_and_one_undo_brings_it_back(
     nvim.use_server(server.base_url)
     nvim.set_lines(SOURCE)
     nvim.lua("vim.bo.modified = false")
-    nvim.feed(keys.replace("\x16", "<C-v>") + " k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("rewrite<CR>")
+    nvim.ask(keys.replace("\x16", "<C-v>") + " k", "rewrite")
     server.wait_paused()
     nvim.wait_for(lambda: "N" in nvim.text() and not nvim.done(), what="the first write")
     server.resume()
@@ -212,9 +210,7 @@ def test_http_error_before_first_token_restores_nothing_because_nothing_changed(
     nvim.use_server(server.base_url)
     nvim.set_lines(["alpha", "beta"])
     nvim.lua("vim.bo.modified = false")
-    nvim.feed("Vj k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("rewrite<CR>")
+    nvim.ask("Vj k", "rewrite")
     done = nvim.wait_done()[0]
     assert done["status"] == "error"
     assert "500" in done["error"] and "the model is on fire" in done["error"]
@@ -484,9 +480,7 @@ def test_debug_view_shows_the_exact_request_then_streams_the_answer_below(nvim: 
     nvim.set_lines(["alpha", "beta"])
     nvim.lua("vim.bo.modified = false")
     source = nvim.nvim.current.buffer.number
-    nvim.feed("Vj K")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("explain<CR>")
+    nvim.ask("Vj K", "explain")
     assert nvim.wait_done()[0]["status"] == "ok"
     scratch = nvim.nvim.current.buffer
     assert scratch.number != source

@@ -167,9 +167,7 @@ def said(nvim: Child, text: str) -> str:
 
 def debug_keys(nvim: Child, keys: str, query: str) -> None:
     """Select with `keys`, <leader>K, type the query at the prompt."""
-    nvim.feed(f"{keys} K")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed(f"{query}<CR>")
+    nvim.ask(f"{keys} K", query)
 
 
 def test_a_cancelled_answer_is_refused_and_bang_applies_it(nvim: Child, server: LoopbackServer):

@@ -245,9 +245,7 @@ def sent_user(server: LoopbackServer, n: int = 0) -> str:
 
 
 def select_run_and_ask(nvim: Child, query: str = "refactor") -> None:
-    nvim.feed("11GV18G k")  # def run(path): ... return json.dumps(...)
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed(f"{query}<CR>")
+    nvim.ask("11GV18G k", query)  # def run(path): ... return json.dumps(...)
 
 
 def test_the_definition_of_a_function_from_another_file_is_in_the_request_with_its_body(
@@ -293,9 +291,7 @@ def test_a_diagnostic_from_pylsp_is_in_the_request(
     nvim.wait_for(
         lambda: nvim.lua("return #vim.diagnostic.get(0) > 0"), what="pyflakes' diagnostic"
     )
-    nvim.feed("2GV k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("fix<CR>")
+    nvim.ask("2GV k", "fix")
     assert nvim.wait_done()[0]["status"] == "ok"
     user = sent_user(server)
     assert "2:12 ERROR (pyflakes) undefined name 'zork'" in user
@@ -432,9 +428,8 @@ def test_with_no_selection_the_names_near_the_cursor_are_resolved(
 ):
     one_answer(nvim, server)
     open_with_pylsp(nvim, project)
-    nvim.feed("16G k")  # normal mode, on `out = local_helper(cfg)`: a fill at the cursor
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("continue<CR>")
+    # normal mode, on `out = local_helper(cfg)`: a fill at the cursor
+    nvim.ask("16G k", "continue")
     assert nvim.wait_done()[0]["status"] == "ok"
     assert "--- `parse_config` in helpers.py, lines 1-4 ---" in sent_user(server)
 

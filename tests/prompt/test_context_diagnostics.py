@@ -87,9 +87,7 @@ def test_a_diagnostic_on_the_selection_is_in_the_request_and_a_far_one_is_not(
             {"lnum": 95, "col": 0, "severity": 2, "message": "far away warning"},
         ],
     )
-    nvim.feed("50GV k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("fix this<CR>")
+    nvim.ask("50GV k", "fix this")
     assert nvim.wait_done()[0]["status"] == "ok"
     user = sent_user(server)
     assert "50:3 ERROR (pyflakes) name 'zork' is not defined" in user
@@ -103,9 +101,7 @@ def test_context_false_sends_no_diagnostics(nvim: Child, server: LoopbackServer)
     nvim.lua("require('kznllm').setup({ context = false })")
     nvim.set_lines(["a", "b", "c"])
     set_diagnostics(nvim, [{"lnum": 1, "col": 0, "severity": 1, "message": "broken here"}])
-    nvim.feed("2GV k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("fix<CR>")
+    nvim.ask("2GV k", "fix")
     assert nvim.wait_done()[0]["status"] == "ok"
     assert "broken here" not in sent_user(server)
 
