@@ -775,29 +775,25 @@ def test_property_anthropic_text_byte_exact_under_any_chunking(case):
     assert split[-2:] == [UsageDelta(25, 15), DoneDelta("end_turn")]
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
+WRONG_SHAPES = {
+    "openai": [
         '{"choices": {"0": 1}}',
         '{"choices": [{"delta": "text"}]}',
         '{"choices": [1]}',
         '{"choices": [{"delta": {"content": "x"}}], "usage": 5}',
     ],
-)
-def test_openai_event_of_the_wrong_shape_is_a_stream_error(data: str) -> None:
-    with pytest.raises(StreamError, match="unexpected stream event"):
-        openai.Parser().feed(Event(data))
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
+    "anthropic": [
         '{"type": "content_block_delta", "delta": "text"}',
         '{"type": "message_start", "message": [1]}',
         '{"type": "message_delta", "delta": 3}',
         "[1, 2]",
     ],
+}
+
+
+@pytest.mark.parametrize(
+    ("provider", "data"), [(p, d) for p, datas in WRONG_SHAPES.items() for d in datas]
 )
-def test_anthropic_event_of_the_wrong_shape_is_a_stream_error(data: str) -> None:
+def test_an_event_of_the_wrong_shape_is_a_stream_error(provider: str, data: str) -> None:
     with pytest.raises(StreamError, match="unexpected stream event"):
-        anthropic.Parser().feed(Event(data))
+        get_provider(provider).new_parser().feed(Event(data))
