@@ -9,8 +9,10 @@ reads (SSEDecoder.decode_runs)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -191,21 +193,29 @@ def test_a_padded_template_is_learnt_only_for_a_key_the_reading_ignores():
     assert template is not None and template.mid is None
 
 
-def test_an_openai_stream_with_padding_is_read_by_its_template(monkeypatch):
+def assert_read_by_template(
+    monkeypatch: pytest.MonkeyPatch, learn: str, event: Callable[[int, str], str], n: int
+) -> None:
+    """After the events `learn`, one read of `n` events (`event(i, text)`) parses none
+    of them (openai._loads is not called) and gives every text."""
     parser = openai.Parser()
     out: list[Delta] = []
-    parser.feed_into([[PAD_LEARN]], out)
+    parser.feed_into([[learn]], out)
     parsed = []
     real = openai._loads
     monkeypatch.setattr(openai, "_loads", lambda s: parsed.append(s) or real(s))
-    texts = [f"t{i}\\n" if i % 7 == 0 else f"t{i} " for i in range(300)]
-    pads = ["", "a", "Zk9", "abcdefghij"]
-    parser.feed_into(
-        [[PAD_HEAD + t + PAD_MID + pads[i % 4] + PAD_END for i, t in enumerate(texts)]], out
-    )
+    texts = [f"t{i}\\n" if i % 7 == 0 else f"t{i} " for i in range(n)]
+    parser.feed_into([[event(i, t) for i, t in enumerate(texts)]], out)
     assert parsed == []
     want = "learn" + "".join(t.replace("\\n", "\n") for t in texts)
     assert "".join(d.text for d in out if type(d) is TextDelta) == want
+
+
+def test_an_openai_stream_with_padding_is_read_by_its_template(monkeypatch):
+    pads = ["", "a", "Zk9", "abcdefghij"]
+    assert_read_by_template(
+        monkeypatch, PAD_LEARN, lambda i, t: PAD_HEAD + t + PAD_MID + pads[i % 4] + PAD_END, 300
+    )
 
 
 def test_the_template_is_learnt_only_where_a_probe_reads_back():
@@ -236,14 +246,4 @@ def test_a_text_equal_to_the_probe_does_not_mislead_the_template():
 
 def test_a_stream_of_one_shape_is_read_by_its_template_not_event_by_event(monkeypatch):
     """After the first events, a read of 500 events of the template parses none."""
-    parser = openai.Parser()
-    out: list[Delta] = []
-    parser.feed_into([[LEARN]], out)
-    parsed = []
-    real = openai._loads
-    monkeypatch.setattr(openai, "_loads", lambda s: parsed.append(s) or real(s))
-    texts = [f"t{i}\\n" if i % 7 == 0 else f"t{i} " for i in range(500)]
-    parser.feed_into([[HEAD + t + TAIL for t in texts]], out)
-    assert parsed == []
-    want = "learn" + "".join(t.replace("\\n", "\n") for t in texts)
-    assert "".join(d.text for d in out if type(d) is TextDelta) == want
+    assert_read_by_template(monkeypatch, LEARN, lambda _i, t: HEAD + t + TAIL, 500)
