@@ -185,6 +185,12 @@ class Child:
             # a round trip to nvim lets queued notifications run; no sleeping
             self.nvim.api.get_mode()
 
+    def serve(self, server: LoopbackServer, *replies: Reply) -> None:
+        """The next fills are answered by `server` with `replies`, in order (an OpenAI
+        server: the preset `use_server` makes points at it)."""
+        server.queue(*replies)
+        self.use_server(server.base_url)
+
     def use_server(self, base_url: str, provider: str = "openai", **extra: Any) -> None:
         preset = {
             "id": "test",

@@ -775,6 +775,7 @@ def test_property_anthropic_text_byte_exact_under_any_chunking(case):
     assert split[-2:] == [UsageDelta(25, 15), DoneDelta("end_turn")]
 
 
+# events each parser refuses as of the wrong shape (JSON, but not an event it knows)
 WRONG_SHAPES = {
     "openai": [
         '{"choices": {"0": 1}}',
@@ -787,6 +788,29 @@ WRONG_SHAPES = {
         '{"type": "message_start", "message": [1]}',
         '{"type": "message_delta", "delta": 3}',
         "[1, 2]",
+    ],
+    "gemini": [
+        "[1, 2]",
+        '"text"',
+        "null",
+        '{"candidates": "x"}',
+        '{"candidates": [1]}',
+        '{"candidates": [{"content": "text"}]}',
+        '{"candidates": [{"content": {"parts": ["a"]}}]}',
+        '{"candidates": [{"content": {"parts": [{"text": 5}]}}]}',
+        '{"candidates": [{"content": {"parts": {"text": "a"}}}]}',
+        '{"usageMetadata": [3]}',
+        '{"usageMetadata": {"candidatesTokenCount": 1, "thoughtsTokenCount": "9"}}',
+        '{"promptFeedback": "blocked"}',
+    ],
+    "ollama": [
+        "[1, 2]",
+        '"text"',
+        "42",
+        '{"message": "text", "done": false}',
+        '{"message": [1], "done": false}',
+        '{"message": {"content": 5}, "done": false}',
+        '{"message": {"content": "", "thinking": ["a"]}, "done": false}',
     ],
 }
 
