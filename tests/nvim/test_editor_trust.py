@@ -33,8 +33,7 @@ def trust_lines(nvim: Child) -> list[str]:
 
 def test_untrusted_then_trusted_then_changed(nvim: Child, server: LoopbackServer, tmp_path: Path):
     root, system = cloned(tmp_path)
-    server.queue(*[Reply(chunks=openai_events(["ok"])) for _ in range(5)])
-    nvim.use_server(server.base_url)
+    nvim.serve(server, *[Reply(chunks=openai_events(["ok"])) for _ in range(5)])
     nvim.nvim.command(f"cd {root}")
     # untrusted: the built-ins, and one line that says how to trust
     nvim.nvim.command("KznFill one")
@@ -82,8 +81,7 @@ def test_links_out_are_refused_and_never_offered_for_trust(
     huge.parent.mkdir()
     with open(huge, "wb") as f:
         f.truncate(1 << 30)
-    server.queue(*[Reply(chunks=openai_events(["ok"])) for _ in range(2)])
-    nvim.use_server(server.base_url)
+    nvim.serve(server, *[Reply(chunks=openai_events(["ok"])) for _ in range(2)])
     allow_in(nvim, system)
     nvim.nvim.command(f"cd {root}")
     nvim.nvim.command("KznTrust")

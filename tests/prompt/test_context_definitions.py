@@ -29,8 +29,7 @@ TITLE = "definitions of the names used here"
 
 def one_answer(nvim: Child, server: LoopbackServer) -> None:
     """The server answers one fill "ok"; the servers get 5 s (a loaded machine's pylsp)."""
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])))
     nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
 
 
@@ -285,8 +284,7 @@ def test_definitions_outside_the_project_its_virtualenv_and_the_prompt_are_left_
 def test_a_diagnostic_from_pylsp_is_in_the_request(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])))
     root = tmp_path / "diag"
     write(root / "bad.py", "def f():\n    return zork + 1\n")
     nvim.nvim.command(f"cd {root}")
@@ -307,8 +305,7 @@ def test_a_diagnostic_from_pylsp_is_in_the_request(
 def test_with_no_server_giving_definitions_the_fill_goes_at_once(
     nvim: Child, server: LoopbackServer, tmp_path: Path, attached: str
 ):
-    server.queue(Reply(chunks=openai_events(["warm"])), Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["warm"])), Reply(chunks=openai_events(["ok"])))
     nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
     root = tmp_path / "none"
     write(root / "a.py", "def f():\n    return g(1)\n")
@@ -333,8 +330,7 @@ def test_with_no_server_giving_definitions_the_fill_goes_at_once(
 def test_a_server_that_never_answers_is_cancelled_and_the_fill_goes_at_the_deadline(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])))
     nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 400 } })")
     root = tmp_path / "silent"
     write(root / "a.py", "def f():\n    return helper(1)\n")

@@ -262,8 +262,7 @@ def test_agents_md_is_in_the_system_prompt_once_trusted_with_kzntrust_and_not_af
     root = repo(tmp_path)
     agents = root / "AGENTS.md"
     agents.write_text(RULE + "\n")
-    server.queue(*[Reply(chunks=openai_events(["ok"])) for _ in range(4)])
-    nvim.use_server(server.base_url)
+    nvim.serve(server, *[Reply(chunks=openai_events(["ok"])) for _ in range(4)])
     nvim.nvim.command(f"cd {root} | edit src/app.py")
     nvim.nvim.command("KznFill one")
     nvim.wait_done(1)
@@ -295,8 +294,7 @@ def test_rules_false_sends_no_rules_even_when_trusted(
     root = repo(tmp_path)
     (root / "AGENTS.md").write_text(RULE + "\n")
     allow_in(nvim, root / "AGENTS.md")
-    server.queue(Reply(chunks=openai_events(["ok"])), Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])), Reply(chunks=openai_events(["ok"])))
     nvim.nvim.command(f"cd {root} | edit src/app.py")
     nvim.nvim.command("KznFill on")
     assert nvim.wait_done(1)[0]["status"] == "ok"
