@@ -12,9 +12,16 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(pred: Callable[[], T], timeout: float, what: str, nap: float = 0.02) -> T:
-    """`pred()`'s first true value, polled every `nap` s; past `timeout` s, an
-    AssertionError that names `what`."""
+def wait_until(
+    pred: Callable[[], T],
+    timeout: float,
+    what: str,
+    nap: float = 0.02,
+    between: Callable[[], object] | None = None,
+) -> T:
+    """`pred()`'s first true value, polled every `nap` s (or after each `between()`: a
+    round trip that lets what it waits on happen, `Child.wait_for`'s); past `timeout`
+    s, an AssertionError that names `what`."""
     deadline = time.monotonic() + timeout
     while True:
         got = pred()
@@ -22,4 +29,7 @@ def wait_until(pred: Callable[[], T], timeout: float, what: str, nap: float = 0.
             return got
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(nap)
+        if between is None:
+            time.sleep(nap)
+        else:
+            between()
