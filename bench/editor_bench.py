@@ -311,6 +311,22 @@ def attach_lsp(ed: TuiNvim) -> None:
         time.sleep(0.02)
 
 
+def key_to_request(ed: TuiNvim, server: BenchServer, runs: int, pause: float = 0.0) -> list[float]:
+    """`runs` fills (`:KznFill q`, each undone, then `pause` s): the ms from each
+    keypress to its request at the server."""
+    out = []
+    for _ in range(runs):
+        server.queue(Script(openai_events(["ok"]), 1, 0.0))
+        before = len(server.served)
+        rec = ed.fill("KznFill q")
+        with server.ready:
+            server.ready.wait_for(lambda b=before: len(server.served) > b, timeout=5)
+        out.append((server.served[-1].request_at - rec["key"]) / 1e6)
+        ed.nvim.command("silent! undo")
+        time.sleep(pause)
+    return out
+
+
 def scenario_big(ed: TuiNvim, server: BenchServer, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     cases = {
@@ -321,15 +337,7 @@ def scenario_big(ed: TuiNvim, server: BenchServer, args: argparse.Namespace) -> 
         ed.nvim.command("enew!")
         ed.nvim.api.buf_set_lines(0, 0, -1, True, lines)
         ed.nvim.command("normal! G$")
-        runs = []
-        for _ in range(args.runs):
-            server.queue(Script(openai_events(["ok"]), 1, 0.0))
-            before = len(server.served)
-            rec = ed.fill("KznFill q")
-            with server.ready:
-                server.ready.wait_for(lambda b=before: len(server.served) > b, timeout=5)
-            runs.append((server.served[-1].request_at - rec["key"]) / 1e6)
-            ed.nvim.command("silent! undo")
+        runs = key_to_request(ed, server, args.runs)
         out[name] = {"key_to_request_ms": statistics.median(runs), "runs": runs}
     # a 16,000-line C file highlighted by the bundled C parser, the cursor in a function:
     # the scope and the outline come from the highlighter's tree (issue 25)
@@ -338,16 +346,8 @@ def scenario_big(ed: TuiNvim, server: BenchServer, args: argparse.Namespace) -> 
     ed.nvim.command(f"edit! {path}")
     ed.lua("vim.treesitter.start()")
     ed.nvim.command("8005 | normal! zz")
-    runs = []
-    for _ in range(args.runs):
-        server.queue(Script(openai_events(["ok"]), 1, 0.0))
-        before = len(server.served)
-        rec = ed.fill("KznFill q")
-        with server.ready:
-            server.ready.wait_for(lambda b=before: len(server.served) > b, timeout=5)
-        runs.append((server.served[-1].request_at - rec["key"]) / 1e6)
-        ed.nvim.command("silent! undo")
-        time.sleep(0.4)  # a user's pause (Neovim's loop free): redrawn, the tree parsed again
+    # after each, a user's pause (Neovim's loop free): redrawn, the tree parsed again
+    runs = key_to_request(ed, server, args.runs, pause=0.4)
     out["16000_lines_c"] = {"key_to_request_ms": statistics.median(runs), "runs": runs}
     return out
 

@@ -69,20 +69,39 @@ TARGETS = {
 
 # -- the Lua side: hooks that record Neovim's clock ------------------------------------
 
-LUA_HOOKS = r"""
-local chan = ...
-local kzn = require('kznllm')
-local job = require('kznllm.job')
+# the recorder both plugins' hooks share (`_G.kzn_bench`): a run's keypress, request
+# start, writes ({ t_begin, t_end, bytes, wrote (0/1) }) and end, then the buffer's text
+RECORDER = r"""
 local B = { chan = chan, run = 0 }
 _G.kzn_bench = B
 function B.reset(run)
   B.run = run
   B.keypress = nil
   B.start = nil
-  B.writes = {}   -- { t_begin, t_end, bytes, wrote(0/1) }
+  B.writes = {}
   B.done = nil
 end
 B.reset(0)
+function B.collect()
+  local buf = vim.api.nvim_get_current_buf()
+  return {
+    keypress = B.keypress,
+    start = B.start,
+    done = B.done,
+    writes = B.writes,
+    text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, true), '\n'),
+  }
+end
+"""
+
+LUA_HOOKS = (
+    r"""
+local chan = ...
+local kzn = require('kznllm')
+local job = require('kznllm.job')
+"""
+    + RECORDER
+    + r"""
 local orig_cmd = kzn.command_fill
 kzn.command_fill = function(...)
   B.keypress = B.keypress or vim.uv.hrtime()
@@ -122,35 +141,20 @@ function B.watchdog(run, ms)
     end
   end, ms)
 end
-function B.collect()
-  local buf = vim.api.nvim_get_current_buf()
-  return {
-    keypress = B.keypress,
-    start = B.start,
-    done = B.done,
-    writes = B.writes,
-    text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, true), '\n'),
-  }
-end
 """
+)
 
 # kznllm.nvim's side: the same hooks around its BufferManager:write_content, and a fill
 # that runs what its preset's invoke() runs after the prompt (templates aside)
-KZNLLM_NVIM_HOOKS = r"""
+KZNLLM_NVIM_HOOKS = (
+    r"""
 local chan, base_url = ...
 local bm = require('kznllm.buffer').buffer_manager
 local openai = require('kznllm.specs.openai')
 vim.env.KZN_BENCH_KEY = 'bench'
-local B = { chan = chan, run = 0 }
-_G.kzn_bench = B
-function B.reset(run)
-  B.run = run
-  B.keypress = nil
-  B.start = nil
-  B.writes = {}
-  B.done = nil
-end
-B.reset(0)
+"""
+    + RECORDER
+    + r"""
 local orig_write = bm.write_content
 bm.write_content = function(self, content, buf_id)
   local t0 = vim.uv.hrtime()
@@ -181,17 +185,8 @@ function B.fill(run)
     end)
   end)
 end
-function B.collect()
-  local buf = vim.api.nvim_get_current_buf()
-  return {
-    keypress = B.keypress,
-    start = B.start,
-    done = B.done,
-    writes = B.writes,
-    text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, true), '\n'),
-  }
-end
 """
+)
 
 # -- the server ------------------------------------------------------------------------
 
@@ -728,6 +723,11 @@ def pct(sorted_vals: list[float], p: float) -> float:
     return sorted_vals[k]
 
 
+def spread(vals: list[float]) -> dict[str, float]:
+    """The p50, p99, max and count of `vals` (sorted, not empty)."""
+    return {"p50": pct(vals, 50), "p99": pct(vals, 99), "max": vals[-1], "n": len(vals)}
+
+
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [
         "key_to_request_ms",
@@ -755,20 +755,10 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["status"] = sorted({str(r["status"]) for r in runs})
     lat = sorted(x for r in runs for x in r.get("token_latency_ms", []))
     if lat:
-        out["token_latency_ms"] = {
-            "p50": pct(lat, 50),
-            "p99": pct(lat, 99),
-            "max": lat[-1],
-            "n": len(lat),
-        }
+        out["token_latency_ms"] = spread(lat)
     pings = sorted(ms(x) for r in runs for x in r.get("ping_ns", []))
     if pings:
-        out["ping_ms"] = {
-            "p50": pct(pings, 50),
-            "p99": pct(pings, 99),
-            "max": pings[-1],
-            "n": len(pings),
-        }
+        out["ping_ms"] = spread(pings)
     return out
 
 
@@ -788,6 +778,11 @@ def fmt(s: dict[str, float] | None, unit: str = "ms", digits: int = 1) -> str:
         return "n/a"
     f = f"{{:.{digits}f}}"
     return f"{f.format(s['median'])} {unit}  (min {f.format(s['min'])}, max {f.format(s['max'])})"
+
+
+def judged(label: str, s: dict[str, float] | None, judge: bool, target: str) -> str:
+    """A figure's report line; when `judge`, with its median's verdict on TARGETS[target]."""
+    return f"  {label} {fmt(s)}" + (verdict(s and s["median"], TARGETS[target]) if judge else "")
 
 
 def verdict(value: float | None, target: float) -> str:
@@ -835,18 +830,14 @@ def print_report(res: dict[str, Any]) -> None:
                 )
         else:
             print(f"  server sent 1st -> in buffer   {fmt(agg['send_to_first_ms'])}")
-        s = agg["key_to_all_ms"]
-        line = f"  keypress -> all text in buffer {fmt(s)}"
-        if name == "burst":
-            line += verdict(s and s["median"], TARGETS["burst_total_ms"])
-        print(line)
+        burst = name == "burst"
+        print(
+            judged("keypress -> all text in buffer", agg["key_to_all_ms"], burst, "burst_total_ms")
+        )
         print(f"  server send start -> all text  {fmt(agg['send_to_all_ms'])}")
         print(f"  server write of the response   {fmt(agg['server_send_ms'])}")
         s = agg["last_byte_to_last_write_ms"]
-        line = f"  server's last byte -> last write {fmt(s)}"
-        if name == "burst":
-            line += verdict(s and s["median"], TARGETS["last_byte_to_last_write_ms"])
-        print(line)
+        print(judged("server's last byte -> last write", s, burst, "last_byte_to_last_write_ms"))
         print(f"  keypress -> KznllmDone         {fmt(agg['key_to_done_ms'])}")
         print(f"  tokens/s (send start -> all)   {fmt(agg['tokens_per_s'], 'tok/s', 0)}")
         print(f"  write notifications            {fmt(agg['write_calls'], '', 0)}")

@@ -15,13 +15,27 @@ write per token, count one):
   modules entered    the package's modules a call entered (the handler's own included)
   edges              distinct calls from one module into another
   climbs back up     edges into a module of a higher layer (bench/imports.py's LAYERS)
+    ... through a declared protocol   of those, calls of a method that the lower module
+                     declares itself in a `typing.Protocol` (fill.run's Sink and Host: the
+                     editor and the host are handed down, the runner calls back through
+                     them by design)
+    ... other        the rest: a callable or iterator handed down (the coalescer's write,
+                     the generation's event generator, the sandbox's function to run), or
+                     a helper that lives above the module calling it: each one to judge
   plugin entered     edges into kznllm_py.nvim.plugin from another module
   plugin calls out   edges from kznllm_py.nvim.plugin: the work the dispatcher does itself
+
+A climb can never be a call by name: the lower module would have to import the higher
+one, which tests/test_architecture.py refuses (lazy imports included). Every climb is
+thus a call into something handed down; the protocol figure says which of them go
+through an interface the lower module owns. Both figures are printed, the total as
+before.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import tempfile
@@ -97,16 +111,48 @@ def walk(root: Path) -> list[tuple[str, str, str]]:
     return [(a, b, c) for a, b, c in rows]
 
 
-def figures(edges: list[tuple[str, str, str]]) -> dict[str, int]:
+def climbs(edges: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The edges into a module of a higher layer."""
+    return [(a, b, c) for a, b, c in edges if (imports.layer(b) or 0) > (imports.layer(a) or 0)]
+
+
+def protocols(module: str, root: Path = REPO) -> dict[str, str]:
+    """The members of the `typing.Protocol` classes `module` declares: name -> class."""
+    path = imports.modules(root).get(module)
+    if path is None:
+        return {}
+    out: dict[str, str] = {}
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ClassDef) and any(
+            (isinstance(b, ast.Name) and b.id == "Protocol")
+            or (isinstance(b, ast.Attribute) and b.attr == "Protocol")
+            for b in node.bases
+        ):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    out[item.name] = node.name
+    return out
+
+
+def through(edge: tuple[str, str, str], root: Path = REPO) -> str | None:
+    """The protocol of the caller's module the climb `edge` calls through, if any."""
+    caller, _, qualname = edge
+    return protocols(caller, root).get(qualname.rsplit(".", 1)[-1])
+
+
+def figures(edges: list[tuple[str, str, str]], root: Path = REPO) -> dict[str, int]:
     pairs = {(a, b) for a, b, _ in edges}
     entered = {b for _, b in pairs} | {"kznllm_py.nvim.plugin"}
-    up = {(a, b, c) for a, b, c in edges if (imports.layer(b) or 0) > (imports.layer(a) or 0)}
+    up = climbs(edges)
+    declared = [e for e in up if through(e, root)]
     plugin = {e for e in edges if e[1] == "kznllm_py.nvim.plugin"}
     out = {e for e in edges if e[0] == "kznllm_py.nvim.plugin"}
     return {
         "modules entered": len(entered),
         "edges": len(edges),
         "climbs back up": len(up),
+        "... through a declared protocol": len(declared),
+        "... other": len(up) - len(declared),
         "plugin entered": len(plugin),
         "plugin calls out": len(out),
     }
@@ -119,10 +165,14 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     edges = walk(args.root)
     if args.edges:
+        up = set(climbs(edges))
         for a, b, c in sorted(edges):
-            mark = "  ^" if (imports.layer(b) or 0) > (imports.layer(a) or 0) else ""
+            mark = ""
+            if (a, b, c) in up:
+                proto = through((a, b, c), args.root)
+                mark = f"  ^ through {a}.{proto}" if proto else "  ^"
             print(f"{a} -> {b}.{c}{mark}")
-    print(json.dumps(figures(edges), indent=2))
+    print(json.dumps(figures(edges, args.root), indent=2))
     return 0
 
 

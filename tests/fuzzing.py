@@ -13,7 +13,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from kznllm_py.providers.base import UsageDelta
+from kznllm_py.providers.base import Delta, TextDelta, UsageDelta
 
 BOM = "\ufeff"
 
@@ -75,6 +75,19 @@ counts = st.integers(0, 2**31)
 
 def joined(parts: list[str]) -> str:
     return "".join(parts)
+
+
+def merged(deltas: list[Delta], drop_empty: bool = False) -> list[Delta]:
+    """`deltas` with consecutive text deltas as one (a fast path joins the text of a run
+    of events; the slow path gives a delta per event); `drop_empty`: empty texts left out
+    (a path that reads no text out of an event may give none)."""
+    out: list[Delta] = []
+    for d in deltas:
+        if type(d) is TextDelta and out and type(out[-1]) is TextDelta:
+            out[-1] = TextDelta(out[-1].text + d.text)
+        elif not drop_empty or type(d) is not TextDelta or d.text:
+            out.append(d)
+    return out
 
 
 # text deltas as models emit them, for the per-provider chunking properties

@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 import pynvim
 
 from tests.servers import LoopbackServer, Reply, openai_events
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -144,6 +144,13 @@ class Child:
             lambda: self.nvim.vars.get("kzn_fed") == self._fed, what=f"keys {keys!r} to run"
         )
 
+    def ask(self, keys: str, query: str) -> None:
+        """Type `keys` (a mapping that asks for the query: ` k`, ` K`), wait for the
+        query prompt, and answer it with `query` as the user would."""
+        self.feed(keys)
+        self.wait_for(lambda: self.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
+        self.feed(f"{query}<CR>")
+
     def marks(self, buf: int = 0) -> list[str]:
         """The virtual texts of the plugin's extmarks in `buf` ('' for a mark without)."""
         return self.lua(
@@ -168,15 +175,14 @@ class Child:
         return self.done()
 
     def wait_for(self, pred: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = pred()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            # a round trip to nvim lets queued notifications run; no sleeping
-            self.nvim.api.get_mode()
+        # a round trip to nvim between two checks lets queued notifications run; no sleeping
+        return wait_until(pred, timeout, what, between=self.nvim.api.get_mode)
+
+    def serve(self, server: LoopbackServer, *replies: Reply) -> None:
+        """The next fills are answered by `server` with `replies`, in order (an OpenAI
+        server: the preset `use_server` makes points at it)."""
+        server.queue(*replies)
+        self.use_server(server.base_url)
 
     def use_server(self, base_url: str, provider: str = "openai", **extra: Any) -> None:
         preset = {

@@ -136,13 +136,29 @@ _DONE_ITEM = {
     ],
     "role": "assistant",
 }
+_CREATED = {"type": "response.created", "sequence_number": 0, "response": _response("in_progress")}
+# how a stream of one message opens: the response created, its message and text part added
+_OPENING = (_CREATED, _MESSAGE_ADDED, _PART_ADDED)
+
+
+def _usage(inputs: int, outputs: int, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
+    """A response's `usage` object as the API reports it."""
+    return {
+        "input_tokens": inputs,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": outputs,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": inputs + outputs,
+    }
+
+
 RESPONSES_TEXT = Recorded(
     "responses-text",
     "responses",
     "olimorris/codecompanion.nvim tests/adapters/http/stubs/openai_responses_streaming.txt "
     "(gpt-4.1, recorded 2025-10-02; `store` false here, as kznllm sends it)",
     (
-        {"type": "response.created", "sequence_number": 0, "response": _response("in_progress")},
+        _CREATED,
         {
             "type": "response.in_progress",
             "sequence_number": 1,
@@ -178,17 +194,7 @@ RESPONSES_TEXT = Recorded(
         {
             "type": "response.completed",
             "sequence_number": 9,
-            "response": _response(
-                "completed",
-                {
-                    "input_tokens": 12,
-                    "input_tokens_details": {"cached_tokens": 0},
-                    "output_tokens": 3,
-                    "output_tokens_details": {"reasoning_tokens": 0},
-                    "total_tokens": 15,
-                },
-                output=[_DONE_ITEM],
-            ),
+            "response": _response("completed", _usage(12, 3), output=[_DONE_ITEM]),
         },
     ),
     text="Elegant language",
@@ -268,15 +274,7 @@ RESPONSES_REASONING = Recorded(
             "type": "response.completed",
             "sequence_number": 330,
             "response": _response(
-                "completed",
-                {
-                    "input_tokens": 995,
-                    "input_tokens_details": {"cached_tokens": 0},
-                    "output_tokens": 446,
-                    "output_tokens_details": {"reasoning_tokens": 320},
-                    "total_tokens": 1441,
-                },
-                model="gpt-5-2025-08-07",
+                "completed", _usage(995, 446, reasoning=320), model="gpt-5-2025-08-07"
             ),
         },
     ),
@@ -285,9 +283,22 @@ RESPONSES_REASONING = Recorded(
     usage={"input_tokens": 995, "output_tokens": 446, "reasoning_tokens": 320},
 )
 
+
 # the refusal, incomplete, failed and error events as OpenAI's API reference documents
 # them (https://platform.openai.com/docs/api-reference/responses-streaming: the event
 # objects response.refusal.delta / .done, response.incomplete, response.failed, error)
+def _refusal(seq: int, kind: str, **text: str) -> dict[str, Any]:
+    """A response.refusal.`kind` event (delta, done) of the message's first part."""
+    return {
+        "type": f"response.refusal.{kind}",
+        "item_id": MSG_ID,
+        "output_index": 0,
+        "content_index": 0,
+        **text,
+        "sequence_number": seq,
+    }
+
+
 _REFUSAL_PART = {
     "type": "response.content_part.added",
     "sequence_number": 3,
@@ -302,33 +313,12 @@ RESPONSES_REFUSAL = Recorded(
     "OpenAI API reference, Responses streaming events response.refusal.delta / "
     "response.refusal.done (event shapes), framed as codecompanion's recorded stream",
     (
-        {"type": "response.created", "sequence_number": 0, "response": _response("in_progress")},
+        _CREATED,
         _MESSAGE_ADDED,
         _REFUSAL_PART,
-        {
-            "type": "response.refusal.delta",
-            "item_id": MSG_ID,
-            "output_index": 0,
-            "content_index": 0,
-            "delta": "I'm sorry, I can't ",
-            "sequence_number": 4,
-        },
-        {
-            "type": "response.refusal.delta",
-            "item_id": MSG_ID,
-            "output_index": 0,
-            "content_index": 0,
-            "delta": "help with that.",
-            "sequence_number": 5,
-        },
-        {
-            "type": "response.refusal.done",
-            "item_id": MSG_ID,
-            "output_index": 0,
-            "content_index": 0,
-            "refusal": "I'm sorry, I can't help with that.",
-            "sequence_number": 6,
-        },
+        _refusal(4, "delta", delta="I'm sorry, I can't "),
+        _refusal(5, "delta", delta="help with that."),
+        _refusal(6, "done", refusal="I'm sorry, I can't help with that."),
         {"type": "response.completed", "sequence_number": 9, "response": _response("completed")},
     ),
     text="",
@@ -342,9 +332,7 @@ RESPONSES_INCOMPLETE = Recorded(
     "OpenAI API reference, Responses streaming event response.incomplete "
     "(incomplete_details.reason max_output_tokens), after codecompanion's recorded deltas",
     (
-        {"type": "response.created", "sequence_number": 0, "response": _response("in_progress")},
-        _MESSAGE_ADDED,
-        _PART_ADDED,
+        *_OPENING,
         _text_delta(4, "def total(prices):\n", "a"),
         _text_delta(5, "    return sum(p for p", "b"),
         {
@@ -352,13 +340,7 @@ RESPONSES_INCOMPLETE = Recorded(
             "sequence_number": 6,
             "response": _response(
                 "incomplete",
-                {
-                    "input_tokens": 40,
-                    "input_tokens_details": {"cached_tokens": 32},
-                    "output_tokens": 16,
-                    "output_tokens_details": {"reasoning_tokens": 0},
-                    "total_tokens": 56,
-                },
+                _usage(40, 16, cached=32),
                 incomplete_details={"reason": "max_output_tokens"},
                 max_output_tokens=16,
             ),
@@ -375,9 +357,7 @@ RESPONSES_FILTERED = Recorded(
     "responses",
     "OpenAI API reference, Responses object incomplete_details.reason content_filter",
     (
-        {"type": "response.created", "sequence_number": 0, "response": _response("in_progress")},
-        _MESSAGE_ADDED,
-        _PART_ADDED,
+        *_OPENING,
         _text_delta(4, "partial", "a"),
         {
             "type": "response.incomplete",
@@ -394,9 +374,7 @@ RESPONSES_FAILED = Recorded(
     "responses",
     "OpenAI API reference, Responses streaming event response.failed (its example object)",
     (
-        {"type": "response.created", "sequence_number": 0, "response": _response("in_progress")},
-        _MESSAGE_ADDED,
-        _PART_ADDED,
+        *_OPENING,
         _text_delta(4, "Half an ", "a"),
         {
             "type": "response.failed",
@@ -420,7 +398,7 @@ RESPONSES_ERROR = Recorded(
     "responses",
     "OpenAI API reference, Responses streaming event `error` (its example object)",
     (
-        {"type": "response.created", "sequence_number": 0, "response": _response("in_progress")},
+        _CREATED,
         {
             "type": "error",
             "code": "ERR_SOMETHING",

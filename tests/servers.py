@@ -105,6 +105,13 @@ class Recorded:
     body: Any
     at: float = 0.0
 
+    @property
+    def system(self) -> str:
+        """The text of the first message of a chat body (the system prompt)."""
+        content = self.body["messages"][0]["content"]
+        assert isinstance(content, str)
+        return content
+
 
 class _ClientGone(Exception):
     pass

@@ -109,6 +109,17 @@ def run(provider: Provider, chunks: Sequence[bytes]) -> list[Delta]:
     return out
 
 
+def run_cut(provider: Provider, case: tuple[list[str], bytes, list[bytes]]) -> list[Delta]:
+    """A chunking property's case (`tests.fuzzing.chunkings`: the pieces of text, the
+    stream, that stream cut anywhere): the deltas of the cut stream, asserted the same as
+    of the whole and its text the pieces' byte for byte."""
+    pieces, raw, chunks = case
+    split = run(provider, chunks)
+    assert split == run(provider, [raw])
+    assert text_of(split).encode() == "".join(pieces).encode()
+    return split
+
+
 def text_of(deltas: Sequence[Delta]) -> str:
     return "".join(d.text for d in deltas if isinstance(d, TextDelta))
 

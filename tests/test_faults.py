@@ -15,7 +15,7 @@ import os
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from tests.servers import (
     json_reply,
     openai_events,
 )
+from tests.waiting import wait_until
 
 PROVIDERS = ("openai", "anthropic")
 FAST = Timeouts(connect=5.0, stall=5.0)
@@ -94,15 +95,6 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    """For conditions Neovim cannot report (it may be gone): a deadline, short naps."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)
 
 
 # == core rows ============================================================================
@@ -852,8 +844,7 @@ def test_escape_during_a_retry_wait_cancels_at_once_and_sends_no_retry(nvim: Chi
 
 def test_a_cancel_that_reaches_the_host_with_its_fill_still_ends_the_job(nvim: Child):
     with LoopbackServer() as server:
-        server.queue(Reply(chunks=openai_events(["A"]), pause_after=1))
-        nvim.use_server(server.base_url)
+        nvim.serve(server, Reply(chunks=openai_events(["A"]), pause_after=1))
         nvim.set_lines(["x"])
         # the host is not started yet: fill and cancel wait in the same pipe
         nvim.lua(
@@ -898,8 +889,10 @@ def test_quitting_neovim_mid_stream_ends_the_host_and_history_keeps_the_partial_
             data = Path(child.lua("return vim.fn.stdpath('data')"))
             with contextlib.suppress(Exception):  # the channel goes away with Neovim
                 child.nvim.command("qa!", async_=True)
-            wait_until(lambda: not alive(editor), 10, "Neovim to exit")
-            wait_until(lambda: not alive(host), 10, "the Python host to exit (no orphan)")
+            wait_until(lambda: not alive(editor), 10, "Neovim to exit", nap=0.005)
+            wait_until(
+                lambda: not alive(host), 10, "the Python host to exit (no orphan)", nap=0.005
+            )
             server.wait_client_gone()  # the stream was closed, not left hanging
     finally:
         child.close()
@@ -913,7 +906,7 @@ def test_a_host_whose_channel_closes_mid_stream_records_the_partial_answer(nvim:
     with LoopbackServer() as server:
         host = stream_paused_after_a_token(nvim, server)
         nvim.lua("vim.fn.chanclose(require('kznllm.host').chan)")
-        wait_until(lambda: not alive(host), 10, "the Python host to exit")
+        wait_until(lambda: not alive(host), 10, "the Python host to exit", nap=0.005)
         server.wait_client_gone()
     assert recorded(db_path(nvim)) == ("cancelled", "partial ")
 
@@ -928,8 +921,7 @@ def test_a_locked_history_database_never_delays_the_fill(nvim: Child):
     holder.execute("BEGIN IMMEDIATE")
     try:
         with LoopbackServer() as server:
-            server.queue(Reply(chunks=openai_events(["fast ", "anyway"])))
-            nvim.use_server(server.base_url)
+            nvim.serve(server, Reply(chunks=openai_events(["fast ", "anyway"])))
             t0 = time.monotonic()
             nvim.nvim.command("KznFill go")
             done = nvim.wait_done()[0]
@@ -950,8 +942,7 @@ def test_a_corrupt_history_database_is_moved_aside_and_the_fill_recorded_anew(nv
     path.parent.mkdir(parents=True)
     path.write_bytes(b"this is not a database, just garbage " * 200)
     with LoopbackServer() as server:
-        server.queue(Reply(chunks=openai_events(["still ", "works"])))
-        nvim.use_server(server.base_url)
+        nvim.serve(server, Reply(chunks=openai_events(["still ", "works"])))
         nvim.nvim.command("KznFill go")
         done = nvim.wait_done()[0]
     assert done["status"] == "ok" and nvim.text() == "still works"
@@ -981,8 +972,7 @@ def test_setup_max_response_bytes_goes_to_a_running_host_with_the_settings(nvim:
 
 def test_a_cap_set_in_setup_stops_the_answer_in_the_editor(nvim: Child):
     with LoopbackServer() as server:
-        server.queue(Reply(chunks=openai_events(["0123456789"] * 10)))
-        nvim.use_server(server.base_url)
+        nvim.serve(server, Reply(chunks=openai_events(["0123456789"] * 10)))
         nvim.lua("require('kznllm').setup({ max_response_bytes = 25 })")
         nvim.nvim.command("KznFill go")
         done = nvim.wait_done()[0]

@@ -37,3 +37,16 @@ def allow_in(nvim: Any, *files: Path) -> None:
     for f in files:
         ok, msg = nvim.lua(TRUST_LUA, str(f))
         assert ok, msg
+
+
+def trust_with_kzntrust(nvim: Any, trusted: str = "1 of 1 project files trusted") -> None:
+    """`:KznTrust` answered as a user does: vim.secure.read() shows the file and asks (a
+    prompt needs a UI: one is attached meanwhile), the user answers [a]llow; returns once
+    the plugin says `trusted`."""
+    nvim.nvim.ui_attach(80, 24, rgb=True)
+    nvim.nvim.command("KznTrust")
+    # nvim_get_mode is answered while Neovim waits in the prompt (vim.fn.confirm)
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "r?", what="the trust prompt")
+    nvim.nvim.input("a")
+    nvim.wait_for(lambda: any(trusted in m for m in nvim.messages()), what="the file trusted")
+    nvim.nvim.ui_detach()

@@ -61,6 +61,11 @@ class FillJob:
     # the enclosing scope offered: `fitted` sends only its title when the lines around
     # the selection hold it whole
     scope: scope_source.Scope | None = None
+    # where the project's rules are read from (None: rules off, no project root, or no
+    # rules file there), found once (`with_rules_root`: `job_of` on the loop, a few lstat
+    # calls) and used by both the on-loop `reads_files` and the off-loop `with_files`
+    rules_root: Path | None = None
+    rules_looked: bool = False  # False: not looked for yet (a job built by hand: the CLI's)
 
 
 def parse(p: Mapping[str, Any], settings: Settings | None = None) -> FillJob:
@@ -94,7 +99,7 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
         after=req.after,
         cursor=req.cursor,
     )
-    return FillJob(
+    job = FillJob(
         preset=preset,
         ctx=ctx,
         timeouts=timeouts,
@@ -116,6 +121,7 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
         cwd=cwd,
         scope=req.gathered.scope if shown.on("scope") else None,
     )
+    return with_rules_root(job)
 
 
 def with_definitions(job: FillJob) -> FillJob:
@@ -143,17 +149,26 @@ def _git_note(req: FillRequest) -> tuple[str, ...]:
     return (printable(found.note),) if found is not None and found.note else ()
 
 
+def with_rules_root(job: FillJob) -> FillJob:
+    """The job with `rules_root` found, once: a job that looked already is returned as
+    it is. The rules on and a rules file at the project root (a few lstat calls)."""
+    if job.rules_looked:
+        return job
+    root = None
+    if job.context_options.on("rules"):
+        root = rules.project_root(_absolute(job.ctx.path, job.cwd), job.cwd, job.kzn_dir)
+        root = root if root is not None and rules.present(root) else None
+    return replace(job, rules_root=root, rules_looked=True)
+
+
 def reads_repo(job: FillJob) -> bool:
     """Whether `with_repo_context` has anything to do: git switched on, or the rules
-    with a rules file at the project root (a few lstat calls: a fill without any costs
+    with a rules file at the project root (`with_rules_root`: a fill without any costs
     no hop to a thread and back)."""
     on = job.context_options.on
     if on("git") and job.ctx.path and job.rows is not None:
         return True
-    if not on("rules"):
-        return False
-    root = rules.project_root(_absolute(job.ctx.path, job.cwd), job.cwd, job.kzn_dir)
-    return root is not None and rules.present(root)
+    return with_rules_root(job).rules_root is not None
 
 
 def with_repo_context(job: FillJob) -> FillJob:
@@ -161,19 +176,18 @@ def with_repo_context(job: FillJob) -> FillJob:
     sent) and, for the CLI's --git, the file's uncommitted hunks near its rows, offered
     to the budget (kznllm_py/prompt/sources/rules.py, git.py). Reads files and runs
     git: off the event loop."""
+    job = with_rules_root(job)
     offered = list(job.offered)
     notices = list(job.notices)
     on = job.context_options.on
     path = _absolute(job.ctx.path, job.cwd)
-    if on("rules"):
-        root = rules.project_root(path, job.cwd, job.kzn_dir)
-        if root is not None:
-            share = rules.share_bytes(job.context_options.budget, sections.SHARES)
-            found_rules = rules.collect(root, share)
-            decided = rules.decide(found_rules, path, job.trust_db, how=job.trust_how)
-            offered += decided.sections
-            notices += [decided.notice] if decided.notice else []
-            job = replace(job, gather_notes=(*job.gather_notes, *decided.left))
+    if job.rules_root is not None:
+        share = rules.share_bytes(job.context_options.budget, sections.SHARES)
+        found_rules = rules.collect(job.rules_root, share)
+        decided = rules.decide(found_rules, path, job.trust_db, how=job.trust_how)
+        offered += decided.sections
+        notices += [decided.notice] if decided.notice else []
+        job = replace(job, gather_notes=(*job.gather_notes, *decided.left))
     if on("git") and path and job.rows is not None:
         found = git.changes(path, job.rows)
         sec = git.section(found, job.ctx.path)
@@ -220,6 +234,7 @@ def with_files(job: FillJob) -> FillJob:
     """What a fill reads before its prompt: the `.kzn` folder's files and templates, the
     project's rules and git, the language servers' definitions (file I/O, git, template
     renders: run it off the event loop). The lines to say are in `job.notices`."""
+    job = with_rules_root(job)
     if job.kzn_dir is not None:
         job = with_project_files(job)
     if reads_repo(job):

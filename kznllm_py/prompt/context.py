@@ -278,7 +278,7 @@ def collect(
         if over_reason:
             skipped.append(Skipped(rel, over_reason))
             continue
-        text, why = _read_text(path, per_file_cap)
+        text, why = read_text(path, per_file_cap)
         if text is None:
             skipped.append(Skipped(rel, why))
             continue
@@ -404,8 +404,12 @@ def _listdir(path: str) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: e.name)
 
 
-def _read_text(path: str, cap: int) -> tuple[str | None, str]:
-    """(text, "") or (None, why it was skipped)."""
+def read_text(path: str, cap: int) -> tuple[str | None, str]:
+    """The text of the regular file at `path` (never blocking on a FIFO), read to at most
+    `cap` bytes even if it grows meanwhile: (text, "") or (None, why it was skipped: not
+    a regular file, over the cap, binary, not UTF-8, unreadable). The one reader of
+    project text files (`.kzn` files, the definitions' files); the caller confines the
+    path (links resolved and checked) first."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:

@@ -11,11 +11,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,6 +26,7 @@ from kznllm_py.history import (
 )
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, json_reply, openai_events
+from tests.waiting import wait_until
 
 KEY_VAR = "KZN_CLI_HIST_KEY"
 KEY = "sk-cli-hist-canary-24680"
@@ -79,16 +78,6 @@ def only_entry(path: Path) -> Entry:
     entry = store.get(row.id)
     assert entry is not None
     return entry
-
-
-def wait_for(pred: Any, what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_a_cli_fill_lands_in_the_editors_database_with_the_fields_the_editor_records(
@@ -176,7 +165,7 @@ def wait_saved(path: Path, response: str) -> Entry:
         entry = only_entry(path)
         return entry if entry.response == response else None
 
-    return wait_for(saved, f"{response!r} saved in the history while the run goes on")
+    return wait_until(saved, 15, f"{response!r} saved in the history while the run goes on")
 
 
 def test_a_killed_cli_run_leaves_its_streamed_text_as_an_unfinished_entry(

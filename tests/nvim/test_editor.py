@@ -38,8 +38,7 @@ def test_yap_streams_the_answer_after_the_cursor_byte_exact(nvim: Child, server:
 
 def test_one_undo_removes_the_whole_generation_and_nothing_before_it(nvim: Child, server):
     chunks = openai_events([f"t{i} " for i in range(40)])
-    server.queue(Reply(chunks=chunks, gap=0.002))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=chunks, gap=0.002))
     nvim.feed("ifirst<Esc>")
     nvim.feed("osecond<Esc>")
     start_fill(nvim)
@@ -113,13 +112,10 @@ def test_visual_selection_is_replaced_and_one_undo_brings_it_back(
     expected_after: list[str],
 ):
     # "N" is written on its own before "EW": the later writes must follow it
-    server.queue(Reply(chunks=openai_events(["N", "EW"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["N", "EW"]), pause_after=2))
     nvim.set_lines(SOURCE)
     nvim.lua("vim.bo.modified = false")
-    nvim.feed(keys.replace("\x16", "<C-v>") + " k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("rewrite<CR>")
+    nvim.ask(keys.replace("\x16", "<C-v>") + " k", "rewrite")
     server.wait_paused()
     nvim.wait_for(lambda: "N" in nvim.text() and not nvim.done(), what="the first write")
     server.resume()
@@ -132,8 +128,7 @@ def test_visual_selection_is_replaced_and_one_undo_brings_it_back(
 
 
 def test_range_command_replaces_lines_and_drops_the_answers_final_newline(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["a = 2\n", "b = 3\n"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["a = 2\n", "b = 3\n"])))
     nvim.set_lines(["keep", "old1", "old2", "tail"])
     nvim.nvim.command("2,3KznFill rewrite")
     nvim.wait_done()
@@ -168,8 +163,7 @@ def test_text_lands_at_the_extmark_while_the_user_edits_above_and_switches_windo
 
 
 def test_escape_cancels_mid_stream_within_100ms_and_keeps_partial_text(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["kept ", "lost"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["kept ", "lost"]), pause_after=2))
     start_fill(nvim)
     server.wait_paused()
     nvim.wait_for(lambda: "kept" in nvim.text(), what="the first token")
@@ -187,8 +181,7 @@ def test_escape_cancels_mid_stream_within_100ms_and_keeps_partial_text(nvim: Chi
 
 
 def test_kzncancel_before_the_first_token_leaves_the_selection_untouched(nvim: Child, server):
-    server.queue(Reply(chunks=[], end="stall"))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=[], end="stall"))
     nvim.set_lines(["alpha", "beta"])
     nvim.lua("vim.bo.modified = false")
     nvim.nvim.command("1KznFill rewrite")
@@ -212,9 +205,7 @@ def test_http_error_before_first_token_restores_nothing_because_nothing_changed(
     nvim.use_server(server.base_url)
     nvim.set_lines(["alpha", "beta"])
     nvim.lua("vim.bo.modified = false")
-    nvim.feed("Vj k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("rewrite<CR>")
+    nvim.ask("Vj k", "rewrite")
     done = nvim.wait_done()[0]
     assert done["status"] == "error"
     assert "500" in done["error"] and "the model is on fire" in done["error"]
@@ -249,8 +240,7 @@ def test_connection_refused_is_one_clear_message(nvim: Child):
 
 def test_disconnect_mid_stream_keeps_and_marks_the_partial_text(nvim: Child, server):
     chunks = openai_events(["partial ", "text"], done=False)[:3]
-    server.queue(Reply(chunks=chunks, end="disconnect"))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=chunks, end="disconnect"))
     start_fill(nvim)
     done = nvim.wait_done()[0]
     assert done["status"] == "error"
@@ -269,8 +259,7 @@ def test_disconnect_mid_stream_keeps_and_marks_the_partial_text(nvim: Child, ser
 
 def test_malformed_json_event_keeps_partial_text_and_reports(nvim: Child, server):
     chunks = [*openai_events(["good "], done=False)[:2], b"data: {not json\n\n"]
-    server.queue(Reply(chunks=chunks, end="stall"))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=chunks, end="stall"))
     start_fill(nvim)
     done = nvim.wait_done()[0]
     assert done["status"] == "error" and "malformed" in done["error"]
@@ -278,8 +267,7 @@ def test_malformed_json_event_keeps_partial_text_and_reports(nvim: Child, server
 
 
 def test_read_stall_times_out_with_a_clear_message(nvim: Child, server):
-    server.queue(Reply(chunks=[], end="stall"))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=[], end="stall"))
     nvim.lua("require('kznllm').setup({ timeouts = { stall = 0.3 } })")
     start_fill(nvim)
     done = nvim.wait_done()[0]
@@ -288,8 +276,7 @@ def test_read_stall_times_out_with_a_clear_message(nvim: Child, server):
 
 
 def test_wiping_the_buffer_mid_stream_stops_the_stream_cleanly(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["a", "b", "c"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["a", "b", "c"]), pause_after=2))
     nvim.nvim.command("enew")
     buf = nvim.nvim.current.buffer.number
     start_fill(nvim)
@@ -307,8 +294,7 @@ def test_wiping_the_buffer_mid_stream_stops_the_stream_cleanly(nvim: Child, serv
 
 
 def test_undo_mid_stream_cancels_without_e790_and_leaves_the_undone_state(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["one ", "two"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["one ", "two"]), pause_after=2))
     nvim.set_lines(["base"])
     nvim.lua("vim.api.nvim_win_set_cursor(0, {1, 3})")
     start_fill(nvim)
@@ -329,8 +315,7 @@ def test_undo_mid_stream_cancels_without_e790_and_leaves_the_undone_state(nvim: 
 
 def test_the_python_host_starts_only_on_first_use(nvim: Child, server):
     assert nvim.lua("return require('kznllm.host').chan") is None
-    server.queue(Reply(chunks=openai_events(["x"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["x"])))
     start_fill(nvim)
     nvim.wait_done()
     assert nvim.lua("return require('kznllm.host').chan") is not None
@@ -382,8 +367,7 @@ def test_neovim_010_fallback_computes_the_same_regions(nvim: Child):
 
 
 def test_builtin_progress_indicator_shows_elapsed_time_and_goes_away(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["a", "b"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["a", "b"]), pause_after=2))
     start_fill(nvim)
     server.wait_paused()
 
@@ -484,9 +468,7 @@ def test_debug_view_shows_the_exact_request_then_streams_the_answer_below(nvim: 
     nvim.set_lines(["alpha", "beta"])
     nvim.lua("vim.bo.modified = false")
     source = nvim.nvim.current.buffer.number
-    nvim.feed("Vj K")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("explain<CR>")
+    nvim.ask("Vj K", "explain")
     assert nvim.wait_done()[0]["status"] == "ok"
     scratch = nvim.nvim.current.buffer
     assert scratch.number != source
@@ -507,8 +489,7 @@ def test_debug_view_shows_the_exact_request_then_streams_the_answer_below(nvim: 
 
 
 def test_replace_mode_strips_a_fence_the_model_added_anyway(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["```py", "thon\nx = ", "2\n``", "`\n"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["```py", "thon\nx = ", "2\n``", "`\n"])))
     nvim.set_lines(["x = 1", "end"])
     nvim.nvim.command("1KznFill double")
     assert nvim.wait_done()[0]["status"] == "ok"
@@ -576,8 +557,7 @@ def _reasoning_stream() -> list[bytes]:
 
 
 def test_reasoning_never_lands_in_the_buffer(nvim: Child, server):
-    server.queue(Reply(chunks=_reasoning_stream()))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=_reasoning_stream()))
     nvim.set_lines(["x = 1"])
     nvim.nvim.command("1KznFill double")
     assert nvim.wait_done()[0]["status"] == "ok"
@@ -585,8 +565,7 @@ def test_reasoning_never_lands_in_the_buffer(nvim: Child, server):
 
 
 def test_debug_view_shows_reasoning_under_its_own_heading(nvim: Child, server):
-    server.queue(Reply(chunks=_reasoning_stream()))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=_reasoning_stream()))
     nvim.nvim.command("KznDebug why")
     assert nvim.wait_done()[0]["status"] == "ok"
     text = "\n".join(nvim.nvim.current.buffer[:])
@@ -601,8 +580,7 @@ def test_debug_view_shows_reasoning_under_its_own_heading(nvim: Child, server):
 
 def test_a_rate_limited_request_is_retried_and_then_streams(nvim: Child, server):
     busy = json_reply(429, {"error": {"message": "slow down"}}, headers={"Retry-After": "0"})
-    server.queue(busy, Reply(chunks=openai_events(["after retry"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, busy, Reply(chunks=openai_events(["after retry"])))
     start_fill(nvim)
     assert nvim.wait_done()[0]["status"] == "ok"
     assert nvim.text() == "after retry"
@@ -611,8 +589,9 @@ def test_a_rate_limited_request_is_retried_and_then_streams(nvim: Child, server)
 
 def test_retries_can_be_limited_to_one_try(nvim: Child, server):
     nvim.lua("require('kznllm').setup({ retries = 1 })")
-    server.queue(json_reply(503, {"error": {"message": "busy"}}, headers={"Retry-After": "0"}))
-    nvim.use_server(server.base_url)
+    nvim.serve(
+        server, json_reply(503, {"error": {"message": "busy"}}, headers={"Retry-After": "0"})
+    )
     start_fill(nvim)
     done = nvim.wait_done()[0]
     assert done["status"] == "error" and "503" in done["error"]

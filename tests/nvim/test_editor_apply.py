@@ -14,8 +14,7 @@ SOURCE = ["import os", "def f(x):", "    return x+1", "print(f(1))"]
 
 
 def debug_then_apply(nvim: Child, server: LoopbackServer, answer: str) -> int:
-    server.queue(Reply(chunks=openai_events([answer])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events([answer])))
     nvim.set_lines(SOURCE)
     source = nvim.nvim.current.buffer.number
     nvim.nvim.command("2,3KznDebug tidy")
@@ -108,8 +107,7 @@ def test_apply_refuses_code_that_stands_twice_in_its_file(
 ):
     path = tmp_path / "twice.py"
     path.write_text("\n".join(SOURCE) + "\n")
-    server.queue(Reply(chunks=openai_events(["def f(x):\n    return x + 1\n"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["def f(x):\n    return x + 1\n"])))
     nvim.nvim.command(f"edit {path}")
     nvim.nvim.command("2,3KznFill tidy")
     assert nvim.wait_done()[0]["status"] == "ok"
@@ -167,9 +165,7 @@ def said(nvim: Child, text: str) -> str:
 
 def debug_keys(nvim: Child, keys: str, query: str) -> None:
     """Select with `keys`, <leader>K, type the query at the prompt."""
-    nvim.feed(f"{keys} K")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed(f"{query}<CR>")
+    nvim.ask(f"{keys} K", query)
 
 
 def test_a_cancelled_answer_is_refused_and_bang_applies_it(nvim: Child, server: LoopbackServer):
@@ -219,8 +215,7 @@ def test_an_answer_whose_stream_broke_is_refused(nvim: Child, server: LoopbackSe
 
 
 def test_apply_while_the_answer_streams_is_refused(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["def f(x):\n", "rest"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["def f(x):\n", "rest"]), pause_after=2))
     nvim.set_lines(FUNCTION)
     source = nvim.nvim.current.buffer.number
     nvim.nvim.command("1,5KznDebug tidy")
@@ -251,8 +246,9 @@ def follow_up(nvim: Child, server: LoopbackServer, query: str, answer: str, n: i
 
 
 def test_a_follow_ups_code_goes_where_the_first_request_asked(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["def f(x):\n    y = x * 2\n    return y - 2\n"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(
+        server, Reply(chunks=openai_events(["def f(x):\n    y = x * 2\n    return y - 2\n"]))
+    )
     nvim.set_lines(["import os", *FUNCTION, "print(f(1))"])
     source = nvim.nvim.current.buffer.number
     debug_keys(nvim, "jV4j", "tidy")
@@ -271,8 +267,7 @@ def test_a_follow_ups_code_goes_where_the_first_request_asked(nvim: Child, serve
 
 
 def test_a_prose_follow_up_applies_the_code_before_it(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["def f(x):\n    return 2 * x - 2\n"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["def f(x):\n    return 2 * x - 2\n"])))
     nvim.set_lines(FUNCTION)
     source = nvim.nvim.current.buffer.number
     nvim.nvim.command("1,5KznDebug tidy")
@@ -401,8 +396,7 @@ def test_after_a_restart_a_block_matches_as_a_block(tmp_path: Path, server: Loop
 def test_a_blockwise_apply_with_the_buffer_open_replaces_only_the_blocks_columns(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["NEW"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["NEW"])))
     nvim.set_lines(["abcdef", "ghijkl", "mnopqr"])
     source = nvim.nvim.current.buffer.number
     debug_keys(nvim, "gg0ll<C-v>jl", "tidy")
@@ -442,8 +436,7 @@ def test_apply_twice_from_the_debug_view_says_it_is_there_already(
 
 
 def test_a_crlf_answer_takes_the_buffers_line_breaks(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["def f(x):\r\n", "    return x + 1\r\n"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["def f(x):\r\n", "    return x + 1\r\n"])))
     nvim.set_lines(SOURCE)
     nvim.lua("vim.bo.fileformat = 'dos'")
     source = nvim.nvim.current.buffer.number

@@ -88,8 +88,7 @@ def test_the_debug_view_folds_the_lines_the_host_says_not_a_heading_it_finds(
     nvim: Child, server: LoopbackServer
 ):
     # the selection itself holds the headings: a search for them would fold the request
-    server.queue(Reply(chunks=_reasoning("x = 2")))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=_reasoning("x = 2")))
     nvim.set_lines(["## Reasoning", "x = 1", "## Answer"])
     nvim.nvim.command("%KznDebug fix")
     assert nvim.wait_done()[0]["status"] == "ok"
@@ -108,8 +107,7 @@ def test_the_debug_view_folds_the_lines_the_host_says_not_a_heading_it_finds(
 def test_the_token_figures_are_the_hosts_estimate(nvim: Child, server: LoopbackServer):
     # 10 CJK characters: the host counts 10 tokens (3 bytes each), chars/4 would say 2
     cjk = "漢字漢字漢字漢字漢字"
-    server.queue(Reply(chunks=openai_events([cjk, "ab"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events([cjk, "ab"]), pause_after=2))
     nvim.lua(
         "_G.seen = {} require('kznllm').setup({ progress = { message = function(info)"
         " table.insert(_G.seen, info.tokens or -1) return 'x' end } })"

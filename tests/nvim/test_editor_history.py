@@ -64,8 +64,7 @@ def test_fills_are_recorded_with_outcome_text_and_request_but_never_the_key(
 
 
 def test_cancelled_fill_keeps_its_partial_answer_in_history(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["partial ", "rest"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["partial ", "rest"]), pause_after=2))
     nvim.nvim.command("KznFill go")
     server.wait_paused()
     nvim.wait_for(lambda: "partial" in nvim.text(), what="the first token")
@@ -78,8 +77,7 @@ def test_cancelled_fill_keeps_its_partial_answer_in_history(nvim: Child, server:
 
 def test_history_can_be_turned_off(nvim: Child, server: LoopbackServer):
     nvim.lua("require('kznllm').setup({ history = false })")
-    server.queue(Reply(chunks=openai_events(["x"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["x"])))
     nvim.nvim.command("KznFill go")
     nvim.wait_done()
     assert not db_path(nvim).exists()
@@ -91,8 +89,7 @@ def test_a_broken_history_store_is_reported_once_and_the_fill_still_works(
     # a file where the history folder should be: the store cannot be created
     db_path(nvim).parent.parent.mkdir(parents=True, exist_ok=True)
     db_path(nvim).parent.write_text("not a folder")
-    server.queue(Reply(chunks=openai_events(["one"])), Reply(chunks=openai_events(["two"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["one"])), Reply(chunks=openai_events(["two"])))
     nvim.nvim.command("KznFill a")
     assert nvim.wait_done()[0]["status"] == "ok"
     nvim.nvim.command("KznFill b")

@@ -28,8 +28,7 @@ DONE = (
 
 def test_the_progress_keeps_moving_at_five_tokens_a_second(nvim: Child, server: LoopbackServer):
     # a token every 0.2 s: text lands at every tick of the spinner (every 0.1 s)
-    server.queue(Reply(chunks=openai_events(["tok "] * 25), gap=0.2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["tok "] * 25), gap=0.2))
     nvim.set_lines(["x"])
     nvim.lua(PROBE)  # what the screen shows, sampled inside Neovim (no RPC load on it)
     nvim.nvim.command("KznFill slow")

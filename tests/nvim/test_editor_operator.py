@@ -19,8 +19,7 @@ vim.ui.input = function(opts, cb) _G.kzn_asked = _G.kzn_asked + 1 cb(answer) end
 def operate(nvim: Child, server: LoopbackServer, answers: list[str], query: str, keys: str):
     """The `answers` queued, SOURCE in the buffer, `query` typed at the prompt, `keys`
     fed: the first fill's end once it is over."""
-    server.queue(*(Reply(chunks=openai_events([a])) for a in answers))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, *(Reply(chunks=openai_events([a])) for a in answers))
     nvim.set_lines(SOURCE)
     nvim.lua(ASK, query)
     nvim.feed(keys)
@@ -54,8 +53,7 @@ def test_gzz_replaces_the_current_lines_with_a_count(nvim: Child, server: Loopba
 def test_a_dismissed_prompt_sends_nothing_and_dot_then_asks_again(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["X"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["X"])))
     nvim.set_lines(SOURCE)
     nvim.lua("vim.ui.input = function(opts, cb) cb(nil) end")
     nvim.feed("gzip")

@@ -19,8 +19,7 @@ def test_a_long_error_takes_one_line_of_a_90_column_screen(nvim: Child, server: 
     nvim.nvim.options["columns"] = 90
     nvim.lua(BUILTIN)
     why = "upstream exploded: " + "very long reason " * 20
-    server.queue(json_reply(500, {"error": {"message": why}}))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, json_reply(500, {"error": {"message": why}}))
     nvim.nvim.command("KznFill q")
     assert nvim.wait_done()[0]["status"] == "error"
     [line] = [m for m in kzn_messages(nvim) if "HTTP 500" in m]
@@ -33,8 +32,9 @@ def test_notify_errors_keeps_routine_lines_quiet_and_errors_shown(
 ):
     nvim.lua(BUILTIN)
     nvim.lua("require('kznllm').setup({ notify = 'errors' })")
-    server.queue(Reply(chunks=openai_events(["ok"])), json_reply(401, {"error": {"message": "no"}}))
-    nvim.use_server(server.base_url)
+    nvim.serve(
+        server, Reply(chunks=openai_events(["ok"])), json_reply(401, {"error": {"message": "no"}})
+    )
     nvim.nvim.command("KznFill q")
     assert nvim.wait_done()[0]["status"] == "ok"
     assert not [m for m in kzn_messages(nvim) if "done in" in m]
@@ -58,8 +58,7 @@ def test_the_debug_view_fences_code_follows_the_stream_and_q_closes_it(
     nvim: Child, server: LoopbackServer
 ):
     answer = [f"x{i} = {i}\n" for i in range(200)]
-    server.queue(Reply(chunks=openai_events(answer)))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(answer)))
     nvim.lua("vim.bo.filetype = 'python'")
     nvim.set_lines(["x = 1"])
     nvim.nvim.command("1KznDebug more")

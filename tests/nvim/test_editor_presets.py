@@ -27,8 +27,7 @@ def test_kzn_project_files_go_into_the_request_and_the_debug_view(
 ):
     root = project(tmp_path)
     nvim.nvim.command(f"cd {root / 'src'}")
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])))
     nvim.nvim.command("KznDebug what now?")
     assert nvim.wait_done()[0]["status"] == "ok"
     system = server.requests[0].body["messages"][0]
@@ -54,8 +53,7 @@ def test_a_project_template_overrides_the_builtin_and_runs_sandboxed(
     (tdir / "user.jinja").write_text("PROJECT TEMPLATE: {{ user_query | upper }}\n")
     allow_in(nvim, tdir / "user.jinja")
     nvim.nvim.command(f"cd {root}")
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])))
     nvim.nvim.command("KznFill hello")
     nvim.wait_done()
     assert server.requests[0].body["messages"][-1]["content"] == "PROJECT TEMPLATE: HELLO"
@@ -202,8 +200,7 @@ def test_checkhealth_reports_python_packages_presets_and_keys(nvim: Child):
 def test_status_shows_the_preset_and_a_spinner_with_seconds_while_running(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["a", "b"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["a", "b"]), pause_after=2))
     assert nvim.lua("return require('kznllm').status()") == "kznllm test"
     nvim.nvim.command("KznFill go")
     server.wait_paused()
@@ -257,8 +254,7 @@ def test_kznpreset_bang_picks_the_model_from_the_servers_list_and_fills_with_it(
 
 
 def test_kznpreset_bang_says_why_when_the_list_cannot_be_had(nvim: Child, server: LoopbackServer):
-    server.queue(json_reply(401, {"error": {"message": "no such key"}}))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, json_reply(401, {"error": {"message": "no such key"}}))
     nvim.nvim.command("KznPreset!")
     nvim.wait_for(
         lambda: any("openai error (HTTP 401): no such key" in m for m in nvim.messages()),

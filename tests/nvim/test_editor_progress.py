@@ -76,8 +76,7 @@ def test_builtin_indicator_shows_the_custom_message_with_status_and_progress(
     nvim: Child, server: LoopbackServer
 ):
     # headers, then nothing until resumed; then role + "ab", then nothing until resumed
-    server.queue(Reply(chunks=openai_events(["ab", "cd"]), pause_after=0))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ab", "cd"]), pause_after=0))
     nvim.lua(MESSAGE_FN)
     nvim.nvim.command("KznFill q")
     server.wait_paused()
@@ -106,8 +105,7 @@ def test_the_progress_shows_the_preset_and_model_the_host_resolved(
 
 
 def test_builtin_indicator_counts_written_bytes_while_streaming(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["ab", "cd"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ab", "cd"]), pause_after=2))
     nvim.lua(MESSAGE_FN)
     nvim.nvim.command("KznFill q")
     server.wait_paused()
@@ -152,8 +150,7 @@ def test_fidget_is_created_reported_and_finished_with_the_custom_message(with_fi
 
 def test_fidget_default_message_names_the_preset_and_the_outcome(with_fidget, server):
     nvim = with_fidget
-    server.queue(Reply(chunks=openai_events(["x"]), status=500))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["x"]), status=500))
     nvim.nvim.command("KznFill q")
     assert nvim.wait_done()[0]["status"] == "error"
     calls = fidget_calls(nvim)
@@ -164,8 +161,7 @@ def test_fidget_default_message_names_the_preset_and_the_outcome(with_fidget, se
 def test_progress_false_shows_nothing_anywhere(with_fidget, server):
     nvim = with_fidget
     nvim.lua("require('kznllm').setup({ progress = false })")
-    server.queue(Reply(chunks=openai_events(["ab", "cd"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ab", "cd"]), pause_after=2))
     nvim.nvim.command("KznFill q")
     server.wait_paused()
     nvim.wait_for(lambda: nvim.text() == "ab", what="the first text")
@@ -176,8 +172,7 @@ def test_progress_false_shows_nothing_anywhere(with_fidget, server):
 
 
 def test_failing_message_function_falls_back_to_the_default_and_warns_once(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["ab", "cd"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ab", "cd"]), pause_after=2))
     nvim.lua("require('kznllm').setup({ progress = { message = function() error('boom') end } })")
     nvim.nvim.command("KznFill q")
     server.wait_paused()
@@ -192,8 +187,7 @@ def test_failing_message_function_falls_back_to_the_default_and_warns_once(nvim:
 
 
 def test_message_function_returning_a_non_string_falls_back_to_the_default(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["ab"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ab"]), pause_after=2))
     nvim.lua("require('kznllm').setup({ progress = { message = function() return 42 end } })")
     nvim.nvim.command("KznFill q")
     server.wait_paused()
@@ -213,8 +207,7 @@ def readme_lua_blocks() -> list[str]:
 
 def test_readme_progress_example_words_the_builtin_indicator(nvim: Child, server):
     example = next(b for b in readme_lua_blocks() if "progress = {" in b)
-    server.queue(Reply(chunks=openai_events(["ab", "cd"]), pause_after=0))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ab", "cd"]), pause_after=0))
     nvim.lua(example)
     nvim.nvim.command("KznFill q")
     server.wait_paused()

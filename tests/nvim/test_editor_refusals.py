@@ -54,8 +54,7 @@ def test_a_refusal_is_not_covered_by_the_done_line_of_the_answer_it_refused_for(
     nvim: Child, server: LoopbackServer
 ):
     nvim.lua("vim.notify = _G.kzn_builtin_notify")  # Neovim's own: the echo area
-    server.queue(Reply(chunks=openai_events(["a", "b"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["a", "b"]), pause_after=2))
     nvim.set_lines(["one", "two"])
     nvim.nvim.command("1,2KznFill rewrite")
     nvim.wait_for(lambda: nvim.lines()[0].startswith("a"), what="the answer to stream")

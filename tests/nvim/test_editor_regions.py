@@ -69,8 +69,7 @@ def test_a_selection_made_while_another_answer_streams_is_replaced_where_it_move
 def test_edits_between_the_keypress_and_enter_move_the_selection_with_them(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["NEW"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["NEW"])))
     nvim.set_lines(["one", "two", "three"])
     nvim.feed("2GV k")
     prompt_open(nvim)
@@ -120,8 +119,7 @@ def test_a_selection_changed_before_the_first_token_is_never_replaced(
 def test_blockwise_with_a_line_added_above_before_the_first_token(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["N", "EW"]), pause_after=1))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["N", "EW"]), pause_after=1))
     source = ["abcdef", "ghijkl", "mnopqr"]
     nvim.set_lines(source)
     nvim.feed("gg0ll<C-v>jl k")  # the block cd / ij
@@ -143,8 +141,7 @@ def test_blockwise_with_a_line_added_above_before_the_first_token(
 def test_a_request_overlapping_a_running_one_is_refused_at_the_keypress(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["A"]), pause_after=1))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["A"]), pause_after=1))
     nvim.set_lines(["one", "two", "three", "four"])
     nvim.nvim.command("2,3KznFill first")
     server.wait_paused()
@@ -283,8 +280,7 @@ def test_undo_then_a_new_edit_before_the_next_token_gets_no_more_of_the_answer(
 def part1_streaming_on_line_2(nvim: Child, server: LoopbackServer) -> None:
     """An answer "part1 part2" on the blank line 2 of top / (blank) / bottom, paused
     after "part1 ", then the user types "mine" on a new last line."""
-    server.queue(Reply(chunks=openai_events(["part1 ", "part2"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["part1 ", "part2"]), pause_after=2))
     nvim.set_lines(["top", "", "bottom"])
     nvim.feed("2G")
     nvim.nvim.command("KznFill go")
@@ -378,8 +374,7 @@ def test_placement_in_normal_mode(
 
 
 def test_the_prompt_marks_the_spot_where_the_answer_will_go(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["    return sum(xs)"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["    return sum(xs)"])))
     nvim.set_lines(["def total(xs):", "x = 1"])
     nvim.lua("vim.api.nvim_win_set_cursor(0, {1, 0})")  # on the d of def
     nvim.nvim.command("KznFill implement")
@@ -460,8 +455,7 @@ def test_no_request_is_sent_for_a_buffer_that_cannot_be_written(
 def test_escape_cancels_and_still_does_what_the_users_own_mapping_does(
     nvim: Child, server: LoopbackServer, kind: str
 ):
-    server.queue(Reply(chunks=openai_events(["kept ", "lost"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["kept ", "lost"]), pause_after=2))
     nvim.lua("vim.g.esc = 0 vim.fn.setreg('/', 'kept') vim.o.hlsearch = true")
     key = "<Esc>"
     if kind == "buffer-lua":

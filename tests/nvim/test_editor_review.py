@@ -52,8 +52,7 @@ def open_reviews(nvim: Child) -> int:
 
 def start_review(nvim: Child, server: LoopbackServer, answer: list[str], **reply: Any) -> None:
     text = "\n".join(answer) + "\n"
-    server.queue(Reply(chunks=openai_events([text[:25], text[25:]]), **reply))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events([text[:25], text[25:]]), **reply))
     nvim.set_lines(SOURCE)
     nvim.nvim.command("2,6KznReview simplify")
 
@@ -160,8 +159,9 @@ def test_reject_while_streaming_cancels_and_restores_the_original(
 def test_an_error_mid_stream_leaves_the_partial_answer_under_review(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["def total(xs):\n    return 0\n"])[:2], end="reset"))
-    nvim.use_server(server.base_url)
+    nvim.serve(
+        server, Reply(chunks=openai_events(["def total(xs):\n    return 0\n"])[:2], end="reset")
+    )
     nvim.set_lines(SOURCE)
     nvim.nvim.command("2,6KznReview simplify")
     assert nvim.wait_done()[0]["status"] == "error"
@@ -177,8 +177,7 @@ def test_setup_review_makes_every_replace_a_review_and_e_bang_ends_it(
     path = tmp_path / "t.py"
     path.write_text("\n".join(SOURCE) + "\n")
     nvim.nvim.command(f"edit {path}")
-    server.queue(Reply(chunks=openai_events(["\n".join(ANSWER)])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["\n".join(ANSWER)])))
     nvim.lua("require('kznllm').setup({ review = true })")
     nvim.lua("vim.ui.input = function(o, cb) cb('simplify') end")
     nvim.feed("2GV4j k")
@@ -192,8 +191,7 @@ def test_setup_review_makes_every_replace_a_review_and_e_bang_ends_it(
 
 def test_a_chatty_answer_keeps_only_its_code_in_one_undo_step(nvim: Child, server: LoopbackServer):
     chatty = "Sure! Here it is:\n\n```python\ndef total(xs):\n    return sum(xs)\n```\n\nDone."
-    server.queue(Reply(chunks=openai_events([chatty[:20], chatty[20:]])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events([chatty[:20], chatty[20:]])))
     nvim.set_lines(SOURCE)
     nvim.nvim.command("2,6KznFill simplify")
     assert nvim.wait_done()[0]["status"] == "ok"

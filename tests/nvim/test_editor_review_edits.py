@@ -16,8 +16,7 @@ from tests.servers import LoopbackServer, Reply, openai_events
 def reviewed(nvim: Child, server: LoopbackServer) -> None:
     """SOURCE with lines 2-6 under a complete review of ANSWER (hunks on rows 3 and 5)."""
     text = "\n".join(ANSWER) + "\n"
-    server.queue(Reply(chunks=openai_events([text[:25], text[25:]])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events([text[:25], text[25:]])))
     nvim.set_lines(SOURCE)
     nvim.nvim.command("2,6KznReview simplify")
     assert nvim.wait_done()[0]["status"] == "ok"
@@ -108,8 +107,7 @@ def test_a_killed_host_ends_a_streaming_review_with_the_hunks_that_arrived(
     nvim: Child, server: LoopbackServer
 ):
     text = "\n".join(ANSWER) + "\n"
-    server.queue(Reply(chunks=openai_events([text[:37], text[37:]]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events([text[:37], text[37:]]), pause_after=2))
     nvim.set_lines(SOURCE)
     nvim.nvim.command("2,6KznReview simplify")
     server.wait_paused()

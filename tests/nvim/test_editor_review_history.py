@@ -21,8 +21,7 @@ def statuses(nvim: Child) -> list[str]:
 
 def review(nvim: Child, server: LoopbackServer, **reply: Any) -> None:
     text = "\n".join(ANSWER) + "\n"
-    server.queue(Reply(chunks=openai_events([text[:25], text[25:]]), **reply))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events([text[:25], text[25:]]), **reply))
     nvim.set_lines(SOURCE)
     nvim.nvim.command("2,6KznReview simplify")
 

@@ -24,8 +24,7 @@ return out
 
 def review(nvim: Child, server: LoopbackServer) -> None:
     text = "\n".join(ANSWER) + "\n"
-    server.queue(Reply(chunks=openai_events([text])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events([text])))
     nvim.set_lines(SOURCE)
     nvim.nvim.command("2,6KznReview simplify")
     nvim.wait_done()

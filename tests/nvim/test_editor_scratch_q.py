@@ -46,8 +46,7 @@ def test_q_in_a_streaming_debug_view_hides_it_says_so_and_the_answer_comes_back(
 
 
 def test_q_in_a_finished_debug_view_just_closes_it(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["done"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["done"])))
     nvim.set_lines(["x = 1"])
     nvim.nvim.command("KznDebug more")
     assert nvim.wait_done()[0]["status"] == "ok"

@@ -164,8 +164,7 @@ def test_a_view_of_hostile_buffer_text_sends_exactly_the_first_request(
 ):
     """Buffer text with five- and ten-backtick lines, headings, `---`, parameter lines,
     CR and NUL: :KznSend with no edit sends exactly the body of the first request."""
-    server.queue(Reply(chunks=openai_events(["a"])), Reply(chunks=openai_events(["b"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["a"])), Reply(chunks=openai_events(["b"])))
     hostile = [
         "x = 1",
         "`````",

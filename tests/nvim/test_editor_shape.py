@@ -66,8 +66,7 @@ def history_answer(nvim: Child) -> str:
 def test_yap_in_a_python_class_lands_as_indented_code_with_comments_and_no_fence(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(CHATTY)))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(CHATTY)))
     yap_on_line_4(nvim, "python")
     assert nvim.wait_done()[0]["status"] == "ok"
     assert nvim.lines() == SHAPED
@@ -80,8 +79,7 @@ def test_yap_in_a_python_class_lands_as_indented_code_with_comments_and_no_fence
 
 
 def test_the_same_answer_in_a_markdown_buffer_lands_unchanged(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(CHATTY)))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(CHATTY)))
     yap_on_line_4(nvim, "markdown")
     assert nvim.wait_done()[0]["status"] == "ok"
     assert nvim.lines()[3:-2] == "".join(CHATTY).split("\n")
@@ -116,8 +114,7 @@ def test_a_replace_answered_dedented_keeps_the_selections_indentation(nvim: Chil
 
 
 def test_a_replace_in_a_tab_indented_buffer_is_reindented_with_tabs(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["if (x) {\n  y();\n}\n"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["if (x) {\n  y();\n}\n"])))
     nvim.set_lines(["int f() {", "\tz();", "}"])
     nvim.nvim.command("setlocal filetype=c noexpandtab")
     nvim.nvim.command("2KznFill guard it")
@@ -126,8 +123,7 @@ def test_a_replace_in_a_tab_indented_buffer_is_reindented_with_tabs(nvim: Child,
 
 
 def test_a_cancel_mid_stream_keeps_the_shaped_text_so_far_and_history_the_raw(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events([*CHATTY[:3], "`\n\nlost"]), pause_after=4))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events([*CHATTY[:3], "`\n\nlost"]), pause_after=4))
     yap_on_line_4(nvim, "python")
     server.wait_paused()
     nvim.wait_for(lambda: "def answer" in nvim.text(), what="the shaped code")
@@ -141,8 +137,7 @@ def test_a_cancel_mid_stream_keeps_the_shaped_text_so_far_and_history_the_raw(nv
 
 def test_a_chatty_replace_is_cut_to_its_code_at_the_selections_indentation(nvim: Child, server):
     chatty = ["Here is the fix:\n\n```python\n", "return 'hello'\n```\n\nDone."]
-    server.queue(Reply(chunks=openai_events(chatty)))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(chatty)))
     nvim.set_lines(CLASS)
     nvim.nvim.command("setlocal filetype=python expandtab")
     nvim.nvim.command("3KznFill say hello")
@@ -156,8 +151,7 @@ def test_a_chatty_replace_is_cut_to_its_code_at_the_selections_indentation(nvim:
 def test_kznapply_puts_a_dedented_answer_at_the_selections_indentation(nvim: Child, server):
     """The debug view keeps the answer as it came; :KznApply lands it as the replace's
     stream would have: at the selection's indentation."""
-    server.queue(Reply(chunks=openai_events(["if self.x:\n    return 'hi'\n"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["if self.x:\n    return 'hi'\n"])))
     nvim.set_lines(CLASS)
     source = nvim.nvim.current.buffer.number
     nvim.nvim.command("3KznDebug guard it")
@@ -170,8 +164,7 @@ def test_kznapply_puts_a_dedented_answer_at_the_selections_indentation(nvim: Chi
 
 
 def test_a_crlf_answer_in_a_dos_buffer_is_shaped_without_carriage_returns(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events([c.replace("\n", "\r\n") for c in CHATTY])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events([c.replace("\n", "\r\n") for c in CHATTY])))
     nvim.nvim.command("setlocal fileformat=dos")
     yap_on_line_4(nvim, "python")
     assert nvim.wait_done()[0]["status"] == "ok"

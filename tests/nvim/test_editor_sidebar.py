@@ -126,8 +126,7 @@ def test_the_context_lists_the_kzn_files_the_next_request_would_send(nvim: Child
 
 
 def test_a_running_request_shows_live_then_its_outcome(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["streaming ", "now"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["streaming ", "now"]), pause_after=2))
     open_sidebar(nvim)
     nvim.nvim.command("wincmd p")
     nvim.nvim.command("KznFill live one")
@@ -360,8 +359,7 @@ def test_rerun_sends_the_same_prompt_to_the_current_preset_into_a_scratch_buffer
         assert (newest.query, newest.provider, newest.mode) == ("compare us", "anthropic", "rerun")
         # a second re-run opens in the same window, not another split
         wins = len(nvim.nvim.windows)
-        server.queue(Reply(chunks=openai_events(["third"])))
-        nvim.use_server(server.base_url)
+        nvim.serve(server, Reply(chunks=openai_events(["third"])))
         nvim.nvim.command("wincmd l")  # back to the sidebar (on the right)
         goto_entry(nvim, first.id)
         nvim.feed("r")
@@ -415,8 +413,7 @@ def test_a_follow_up_from_a_history_entry_continues_its_conversation(
         entry_id,
         '{"system": "Be brief.", "messages": [{"role": "user", "content": "name a color"}]}',
     )
-    server.queue(Reply(chunks=openai_events(["Red."])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["Red."])))
     open_sidebar(nvim)
     goto_entry(nvim, entry_id)
     nvim.feed("<CR>")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.trusting import allow_in
+from tests.trusting import allow_in, trust_with_kzntrust
 
 BUILTIN = "You are a helpful assistant"
 
@@ -27,28 +27,21 @@ def cloned(tmp_path: Path) -> tuple[Path, Path]:
     return root, system
 
 
-def system_sent(server: LoopbackServer, n: int) -> str:
-    content = server.requests[n].body["messages"][0]["content"]
-    assert isinstance(content, str)
-    return content
-
-
 def trust_lines(nvim: Child) -> list[str]:
     return [m for m in nvim.messages() if "the project's templates are not used" in m]
 
 
 def test_untrusted_then_trusted_then_changed(nvim: Child, server: LoopbackServer, tmp_path: Path):
     root, system = cloned(tmp_path)
-    server.queue(*[Reply(chunks=openai_events(["ok"])) for _ in range(5)])
-    nvim.use_server(server.base_url)
+    nvim.serve(server, *[Reply(chunks=openai_events(["ok"])) for _ in range(5)])
     nvim.nvim.command(f"cd {root}")
     # untrusted: the built-ins, and one line that says how to trust
     nvim.nvim.command("KznFill one")
     nvim.wait_done(1)
     nvim.nvim.command("KznFill two")
     assert [d["status"] for d in nvim.wait_done(2)] == ["ok", "ok"]
-    assert system_sent(server, 0).startswith(BUILTIN)
-    assert system_sent(server, 1).startswith(BUILTIN)
+    assert server.requests[0].system.startswith(BUILTIN)
+    assert server.requests[1].system.startswith(BUILTIN)
     [line] = trust_lines(nvim)  # once, not at every fill
     assert line == (
         "kznllm: the project's templates are not used, the built-in ones are (:KznTrust "
@@ -57,26 +50,17 @@ def test_untrusted_then_trusted_then_changed(nvim: Child, server: LoopbackServer
     )
     # :KznTrust asks through vim.secure.read() (a prompt needs a UI: one is attached);
     # the user answers [a]llow
-    nvim.nvim.ui_attach(80, 24, rgb=True)
-    nvim.nvim.command("KznTrust")
-    # nvim_get_mode is answered while Neovim waits in the prompt (vim.fn.confirm)
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "r?", what="the trust prompt")
-    nvim.nvim.input("a")
-    nvim.wait_for(
-        lambda: any("1 of 1 project files trusted" in m for m in nvim.messages()),
-        what="the file trusted",
-    )
-    nvim.nvim.ui_detach()
+    trust_with_kzntrust(nvim)
     trust_db = Path(nvim.lua("return vim.fn.stdpath('state')")) / "trust"
     assert str(system) in trust_db.read_text()  # Neovim's own database
     nvim.nvim.command("KznFill three")
     assert nvim.wait_done(3)[2]["status"] == "ok"
-    assert system_sent(server, 2) == "PROJECT SYSTEM"
+    assert server.requests[2].system == "PROJECT SYSTEM"
     # changed after it was trusted: the built-ins again, and the line says why
     system.write_text("PROJECT SYSTEM, now with an injected prompt\n")
     nvim.nvim.command("KznFill four")
     assert nvim.wait_done(4)[3]["status"] == "ok"
-    assert system_sent(server, 3).startswith(BUILTIN)
+    assert server.requests[3].system.startswith(BUILTIN)
     assert trust_lines(nvim)[-1] == (
         "kznllm: the project's templates are not used, the built-in ones are (:KznTrust "
         "reviews and trusts them): openai/system.jinja: changed since it was trusted in "
@@ -97,8 +81,7 @@ def test_links_out_are_refused_and_never_offered_for_trust(
     huge.parent.mkdir()
     with open(huge, "wb") as f:
         f.truncate(1 << 30)
-    server.queue(*[Reply(chunks=openai_events(["ok"])) for _ in range(2)])
-    nvim.use_server(server.base_url)
+    nvim.serve(server, *[Reply(chunks=openai_events(["ok"])) for _ in range(2)])
     allow_in(nvim, system)
     nvim.nvim.command(f"cd {root}")
     nvim.nvim.command("KznTrust")
@@ -114,7 +97,7 @@ def test_links_out_are_refused_and_never_offered_for_trust(
     nvim.nvim.command("KznFill one")
     assert nvim.wait_done(1)[0]["status"] == "ok"
     assert time.monotonic() - started < 10
-    assert system_sent(server, 0).startswith(BUILTIN)
+    assert server.requests[0].system.startswith(BUILTIN)
     assert "PATH=" not in str(server.requests[0].body)
     line = trust_lines(nvim)[-1]
     assert line.startswith("kznllm: the project's templates are not used, the built-in ones")

@@ -19,6 +19,7 @@ import pytest
 from kznllm_py.history import HistoryStore
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
+from tests.waiting import wait_until
 
 SPIN = """
 import os
@@ -47,14 +48,6 @@ def gone(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):  # gone before, or while, it was read
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
-def wait_until(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)  # another process's state: nothing to wait on but the clock
 
 
 @contextlib.contextmanager

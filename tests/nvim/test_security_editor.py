@@ -51,8 +51,7 @@ def test_a_spinning_project_template_leaves_other_fills_free_and_fails_with_one_
     allow_in(nvim, attack / ".kzn/templates/openai/system.jinja")  # trusted, still sandboxed
     clean = tmp_path / "clean"
     (clean / ".git").mkdir(parents=True)
-    server.queue(Reply(chunks=openai_events(["fine"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["fine"])))
     nvim.nvim.command(f"cd {attack}")
     nvim.set_lines(["a"])
     nvim.lua("vim.bo.modified = false")
@@ -108,8 +107,7 @@ def test_a_projects_debug_template_cannot_replace_the_view(
     t.mkdir(parents=True)
     (attack / ".git").mkdir()
     (t / "debug.jinja").write_text(SPIN + "\nnothing to see here\n")
-    server.queue(Reply(chunks=openai_events(["fine"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["fine"])))
     nvim.nvim.command(f"cd {attack}")
     nvim.nvim.command("KznDebug spin")
     done = nvim.wait_done()[0]
@@ -268,8 +266,7 @@ def test_a_kzn_folder_not_owned_by_the_user_is_skipped_once_with_a_message(
     else:
         kzn.chmod(0o777)
         why = "every user can write to it"
-    server.queue(*[Reply(chunks=openai_events(["ok"])) for _ in range(3)])
-    nvim.use_server(server.base_url)
+    nvim.serve(server, *[Reply(chunks=openai_events(["ok"])) for _ in range(3)])
     nvim.nvim.command(f"cd {shared / 'work'}")
     nvim.nvim.command("KznFill one")
     nvim.wait_done(1)  # one request at a time at one cursor (overlaps are refused)
@@ -299,8 +296,7 @@ def test_a_kzn_folder_above_the_project_root_is_not_used(
     project = tmp_path / "proj"
     (project / ".git").mkdir(parents=True)
     (project / "src").mkdir()
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])))
     nvim.nvim.command(f"cd {project / 'src'}")
     nvim.nvim.command("KznFill hi")
     assert nvim.wait_done()[0]["status"] == "ok"
@@ -357,8 +353,7 @@ def test_a_fresh_hosts_first_fill_saves_its_partial_answer_within_a_second_and_s
 
 
 def test_the_entry_exists_before_the_first_token_is_written(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["first"]), pause_after=2))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["first"]), pause_after=2))
     nvim.nvim.command("KznFill q")
     nvim.wait_for(lambda: nvim.text() == "first", what="the first token")
     kill_host(nvim)

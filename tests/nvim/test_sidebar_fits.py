@@ -60,8 +60,9 @@ def test_the_sidebar_follows_a_resize_and_keeps_the_query_readable(screen: Scree
 def test_an_entry_sent_with_kznsend_says_edited_request_and_shows_its_question(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["first"])), Reply(chunks=openai_events(["second"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(
+        server, Reply(chunks=openai_events(["first"])), Reply(chunks=openai_events(["second"]))
+    )
     nvim.nvim.command("KznDebug what is 2+2")
     assert nvim.wait_done()[0]["status"] == "ok"
     lines = nvim.lines()

@@ -29,8 +29,7 @@ TITLE = "definitions of the names used here"
 
 def one_answer(nvim: Child, server: LoopbackServer) -> None:
     """The server answers one fill "ok"; the servers get 5 s (a loaded machine's pylsp)."""
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])))
     nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
 
 
@@ -244,10 +243,14 @@ def sent_user(server: LoopbackServer, n: int = 0) -> str:
     return server.requests[n].body["messages"][-1]["content"]
 
 
+def user_sent(nvim: Child, server: LoopbackServer) -> str:
+    """The fill's user message as the server got it, once the fill ended ok."""
+    assert nvim.wait_done()[0]["status"] == "ok"
+    return sent_user(server)
+
+
 def select_run_and_ask(nvim: Child, query: str = "refactor") -> None:
-    nvim.feed("11GV18G k")  # def run(path): ... return json.dumps(...)
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed(f"{query}<CR>")
+    nvim.ask("11GV18G k", query)  # def run(path): ... return json.dumps(...)
 
 
 def test_the_definition_of_a_function_from_another_file_is_in_the_request_with_its_body(
@@ -256,8 +259,7 @@ def test_the_definition_of_a_function_from_another_file_is_in_the_request_with_i
     one_answer(nvim, server)
     open_with_pylsp(nvim, project)
     select_run_and_ask(nvim)
-    assert nvim.wait_done()[0]["status"] == "ok"
-    user = sent_user(server)
+    user = user_sent(nvim, server)
     assert TITLE in user
     assert "--- `parse_config` in helpers.py, lines 1-4 ---" in user
     assert 'return dict(line.split("=", 1) for line in f)' in user  # the body, not the name
@@ -271,8 +273,7 @@ def test_definitions_outside_the_project_its_virtualenv_and_the_prompt_are_left_
     one_answer(nvim, server)
     open_with_pylsp(nvim, project)
     select_run_and_ask(nvim)
-    assert nvim.wait_done()[0]["status"] == "ok"
-    user = sent_user(server)
+    user = user_sent(nvim, server)
     assert TITLE in user  # pylsp answered (parse_config)
     assert "VENDORED BODY" not in user  # the project's .venv: site-packages
     assert "def dumps" not in user  # the standard library
@@ -283,8 +284,7 @@ def test_definitions_outside_the_project_its_virtualenv_and_the_prompt_are_left_
 def test_a_diagnostic_from_pylsp_is_in_the_request(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])))
     root = tmp_path / "diag"
     write(root / "bad.py", "def f():\n    return zork + 1\n")
     nvim.nvim.command(f"cd {root}")
@@ -293,11 +293,8 @@ def test_a_diagnostic_from_pylsp_is_in_the_request(
     nvim.wait_for(
         lambda: nvim.lua("return #vim.diagnostic.get(0) > 0"), what="pyflakes' diagnostic"
     )
-    nvim.feed("2GV k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("fix<CR>")
-    assert nvim.wait_done()[0]["status"] == "ok"
-    user = sent_user(server)
+    nvim.ask("2GV k", "fix")
+    user = user_sent(nvim, server)
     assert "2:12 ERROR (pyflakes) undefined name 'zork'" in user
 
 
@@ -308,8 +305,7 @@ def test_a_diagnostic_from_pylsp_is_in_the_request(
 def test_with_no_server_giving_definitions_the_fill_goes_at_once(
     nvim: Child, server: LoopbackServer, tmp_path: Path, attached: str
 ):
-    server.queue(Reply(chunks=openai_events(["warm"])), Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["warm"])), Reply(chunks=openai_events(["ok"])))
     nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 5000 } })")
     root = tmp_path / "none"
     write(root / "a.py", "def f():\n    return g(1)\n")
@@ -334,8 +330,7 @@ def test_with_no_server_giving_definitions_the_fill_goes_at_once(
 def test_a_server_that_never_answers_is_cancelled_and_the_fill_goes_at_the_deadline(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])))
     nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 400 } })")
     root = tmp_path / "silent"
     write(root / "a.py", "def f():\n    return helper(1)\n")
@@ -385,8 +380,7 @@ def test_a_hostile_server_is_bounded_and_its_one_project_location_is_used(
     nvim.nvim.command("edit a.py")
     start_fake(nvim, mode, tmp_path / "lsp.log", root, target)
     nvim.nvim.command("2KznFill go")
-    assert nvim.wait_done()[0]["status"] == "ok"
-    user = sent_user(server)
+    user = user_sent(nvim, server)
     assert "--- `target` in lib.py, lines 1-2 ---" in user
     assert user.count("TARGET BODY") == 1  # every name resolves there: shown once
     assert "far/away" not in user
@@ -420,8 +414,7 @@ def test_a_definition_in_a_loaded_buffer_is_its_unsaved_text_its_extent_from_tre
     nvim.nvim.command("edit a.lua")  # lib.lua stays loaded (hidden)
     start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib, line=3)
     nvim.nvim.command("1KznFill go")
-    assert nvim.wait_done()[0]["status"] == "ok"
-    user = sent_user(server)
+    user = user_sent(nvim, server)
     assert "--- `target` in lib.lua, lines 3-9 ---\n-- Says what it is" in user
     assert "    .. 'UNSAVED'\n-- a comment at column 0 inside the body\n  return s\nend" in user
     assert "local x = 1" not in user and "return target" not in user
@@ -432,11 +425,9 @@ def test_with_no_selection_the_names_near_the_cursor_are_resolved(
 ):
     one_answer(nvim, server)
     open_with_pylsp(nvim, project)
-    nvim.feed("16G k")  # normal mode, on `out = local_helper(cfg)`: a fill at the cursor
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("continue<CR>")
-    assert nvim.wait_done()[0]["status"] == "ok"
-    assert "--- `parse_config` in helpers.py, lines 1-4 ---" in sent_user(server)
+    # normal mode, on `out = local_helper(cfg)`: a fill at the cursor
+    nvim.ask("16G k", "continue")
+    assert "--- `parse_config` in helpers.py, lines 1-4 ---" in user_sent(nvim, server)
 
 
 def test_a_working_directory_reached_through_a_link_still_finds_the_project(
@@ -451,8 +442,7 @@ def test_a_working_directory_reached_through_a_link_still_finds_the_project(
     nvim.nvim.command("edit a.py")
     start_fake(nvim, "flood", tmp_path / "lsp.log", tmp_path / "link", target)
     nvim.nvim.command("2KznFill go")
-    assert nvim.wait_done()[0]["status"] == "ok"
-    assert "--- `target` in lib.py, lines 1-2 ---" in sent_user(server)
+    assert "--- `target` in lib.py, lines 1-2 ---" in user_sent(nvim, server)
 
 
 def test_a_local_in_a_loaded_buffer_is_its_own_lines_not_the_function_around_it(
@@ -467,8 +457,7 @@ def test_a_local_in_a_loaded_buffer_is_its_own_lines_not_the_function_around_it(
     nvim.nvim.command("edit a.lua")
     start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib, line=1)  # `s = 'first'`
     nvim.nvim.command("1KznFill go")
-    assert nvim.wait_done()[0]["status"] == "ok"
-    user = sent_user(server)
+    user = user_sent(nvim, server)
     assert "--- `s` in lib.lua, line 2 ---\n  s = 'first'\n" in user
     assert "local function outer" not in user
 
@@ -532,8 +521,7 @@ def test_a_loaded_buffers_long_line_is_sent_cut(
     nvim.spy_sent()
     start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib)
     nvim.nvim.command("1KznFill go")
-    assert nvim.wait_done()[0]["status"] == "ok"
-    user = sent_user(server)
+    user = user_sent(nvim, server)
     assert "--- `target` in lib.lua, lines 1-3 ---" in user
     assert "  return '" + "x" * 990 in user and "é" not in user  # cut before the character
     assert max(size for op, size, _ in nvim.sent("fill")) < 20_000  # not the 50 KB line

@@ -71,8 +71,7 @@ def sent_user(server: LoopbackServer, n: int = 0) -> str:
 def test_a_diagnostic_on_the_selection_is_in_the_request_and_a_far_one_is_not(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["fixed"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["fixed"])))
     nvim.set_lines([f"line {i}" for i in range(1, 101)])
     set_diagnostics(
         nvim,
@@ -87,9 +86,7 @@ def test_a_diagnostic_on_the_selection_is_in_the_request_and_a_far_one_is_not(
             {"lnum": 95, "col": 0, "severity": 2, "message": "far away warning"},
         ],
     )
-    nvim.feed("50GV k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("fix this<CR>")
+    nvim.ask("50GV k", "fix this")
     assert nvim.wait_done()[0]["status"] == "ok"
     user = sent_user(server)
     assert "50:3 ERROR (pyflakes) name 'zork' is not defined" in user
@@ -98,14 +95,11 @@ def test_a_diagnostic_on_the_selection_is_in_the_request_and_a_far_one_is_not(
 
 
 def test_context_false_sends_no_diagnostics(nvim: Child, server: LoopbackServer):
-    server.queue(Reply(chunks=openai_events(["fixed"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["fixed"])))
     nvim.lua("require('kznllm').setup({ context = false })")
     nvim.set_lines(["a", "b", "c"])
     set_diagnostics(nvim, [{"lnum": 1, "col": 0, "severity": 1, "message": "broken here"}])
-    nvim.feed("2GV k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("fix<CR>")
+    nvim.ask("2GV k", "fix")
     assert nvim.wait_done()[0]["status"] == "ok"
     assert "broken here" not in sent_user(server)
 
@@ -127,8 +121,7 @@ require('kznllm.context').SOURCES.diagnostics = { switch = 'diagnostics', module
 def test_a_source_slower_than_the_deadline_is_left_out_and_the_fill_goes_at_the_deadline(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["warm"])), Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["warm"])), Reply(chunks=openai_events(["ok"])))
     nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 200 } })")
     nvim.set_lines(["a", "b"])
     nvim.nvim.command("KznFill warm")  # the host is up: what is timed next is the deadline
@@ -146,8 +139,7 @@ def test_a_source_slower_than_the_deadline_is_left_out_and_the_fill_goes_at_the_
 def test_a_source_answering_before_the_deadline_is_in_the_request(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])))
     nvim.lua("require('kznllm').setup({ context = { lsp_timeout = 2000 } })")
     nvim.lua(SLOW_SOURCE, 100)
     nvim.set_lines(["a", "b"])
@@ -159,8 +151,7 @@ def test_a_source_answering_before_the_deadline_is_in_the_request(
 def test_the_debug_view_lists_the_sections_sent_with_their_tokens(
     nvim: Child, server: LoopbackServer
 ):
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["ok"])))
     nvim.set_lines(["a", "b", "c"])
     set_diagnostics(nvim, [{"lnum": 1, "col": 0, "severity": 1, "message": "broken here"}])
     nvim.feed("2G")

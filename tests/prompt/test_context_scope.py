@@ -95,9 +95,7 @@ def fill_at(nvim: Child, server: LoopbackServer, row: int, query: str = "fix") -
     """Yap at line `row` with `query` typed into the prompt; the user message sent."""
     server.queue(Reply(chunks=openai_events(["ok"])))
     n = len(nvim.done()) + 1
-    nvim.feed(f"{row}G k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed(f"{query}<CR>")
+    nvim.ask(f"{row}G k", query)
     try:
         end = nvim.wait_done(n)[-1]
     except AssertionError as exc:
@@ -350,8 +348,6 @@ def test_markdown_and_vimscript_scopes_and_a_selected_whole_function(
     assert "--- enclosing function `s:Greet` (lines 1-3) ---" in user
     # a selection that is the whole function: what holds it is the scope (nothing here)
     server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.feed("1GVG k")  # the answer went inside it: now 4 lines
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("fix<CR>")
+    nvim.ask("1GVG k", "fix")  # the answer went inside it: now 4 lines
     nvim.wait_for(lambda: len(server.requests) == 3, what="the third request")
     assert "enclosing function" not in sent_user(server, 2)

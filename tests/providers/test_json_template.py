@@ -9,8 +9,10 @@ reads (SSEDecoder.decode_runs)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +21,7 @@ from kznllm_py.providers import jsonfast, openai
 from kznllm_py.providers.base import Delta, TextDelta
 from kznllm_py.providers.jsonfast import Template
 from kznllm_py.stream.sse import Event, SSEDecoder
+from tests.fuzzing import merged
 
 HEAD = '{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"'
 TAIL = '"},"logprobs":null,"finish_reason":null}]}'
@@ -87,16 +90,6 @@ def slow(datas: list[str]) -> tuple[list[Delta], str | None]:
     return out, None
 
 
-def merged(deltas: list[Delta]) -> list[Delta]:
-    out: list[Delta] = []
-    for d in deltas:
-        if type(d) is TextDelta and out and type(out[-1]) is TextDelta:
-            out[-1] = TextDelta(out[-1].text + d.text)
-        elif type(d) is not TextDelta or d.text:
-            out.append(d)
-    return out
-
-
 def through_sse(datas: list[str], cuts: list[int]) -> tuple[list[Delta], str | None]:
     body = "".join(f"data: {d}\n\n" for d in datas).encode("utf-8", "surrogatepass")
     decoder = SSEDecoder()
@@ -111,19 +104,24 @@ def through_sse(datas: list[str], cuts: list[int]) -> tuple[list[Delta], str | N
     return out, None
 
 
+def assert_reads_as_event_by_event(datas: list[str], data: st.DataObject) -> None:
+    """The stream of `datas` cut anywhere (up to 5 cuts drawn from `data`) reads as the
+    slow path reads it event by event: the same deltas (text joined), the same error."""
+    body_len = len("".join(f"data: {d}\n\n" for d in datas).encode("utf-8", "surrogatepass"))
+    cuts = sorted(data.draw(st.lists(st.integers(0, body_len), max_size=5)))
+    want, want_error = slow(datas)
+    got, got_error = through_sse(datas, cuts)
+    assert got_error == want_error
+    assert merged(got, drop_empty=True) == merged(want, drop_empty=True)
+
+
 LEARN = HEAD + "learn" + TAIL  # the first events teach the template
 
 
 @settings(max_examples=800, deadline=None)
 @given(st.lists(event(), max_size=14), st.data())
 def test_every_chunking_of_a_templated_stream_reads_as_event_by_event(datas, data):
-    datas = [LEARN, LEARN, *datas]
-    body_len = len("".join(f"data: {d}\n\n" for d in datas).encode("utf-8", "surrogatepass"))
-    cuts = sorted(data.draw(st.lists(st.integers(0, body_len), max_size=5)))
-    want, want_error = slow(datas)
-    got, got_error = through_sse(datas, cuts)
-    assert got_error == want_error
-    assert merged(got) == merged(want)
+    assert_reads_as_event_by_event([LEARN, LEARN, *datas], data)
 
 
 @settings(max_examples=800, deadline=None)
@@ -177,13 +175,7 @@ PAD_LEARN = PAD_HEAD + "learn" + PAD_MID + "Xy12" + PAD_END
 @settings(max_examples=800, deadline=None)
 @given(st.lists(padded_event(), max_size=14), st.data())
 def test_every_chunking_of_a_padded_stream_reads_as_event_by_event(datas, data):
-    datas = [PAD_LEARN, PAD_LEARN, *datas]
-    body_len = len("".join(f"data: {d}\n\n" for d in datas).encode("utf-8", "surrogatepass"))
-    cuts = sorted(data.draw(st.lists(st.integers(0, body_len), max_size=5)))
-    want, want_error = slow(datas)
-    got, got_error = through_sse(datas, cuts)
-    assert got_error == want_error
-    assert merged(got) == merged(want)
+    assert_reads_as_event_by_event([PAD_LEARN, PAD_LEARN, *datas], data)
 
 
 def test_a_padded_template_is_learnt_only_for_a_key_the_reading_ignores():
@@ -201,21 +193,29 @@ def test_a_padded_template_is_learnt_only_for_a_key_the_reading_ignores():
     assert template is not None and template.mid is None
 
 
-def test_an_openai_stream_with_padding_is_read_by_its_template(monkeypatch):
+def assert_read_by_template(
+    monkeypatch: pytest.MonkeyPatch, learn: str, event: Callable[[int, str], str], n: int
+) -> None:
+    """After the events `learn`, one read of `n` events (`event(i, text)`) parses none
+    of them (openai._loads is not called) and gives every text."""
     parser = openai.Parser()
     out: list[Delta] = []
-    parser.feed_into([[PAD_LEARN]], out)
+    parser.feed_into([[learn]], out)
     parsed = []
     real = openai._loads
     monkeypatch.setattr(openai, "_loads", lambda s: parsed.append(s) or real(s))
-    texts = [f"t{i}\\n" if i % 7 == 0 else f"t{i} " for i in range(300)]
-    pads = ["", "a", "Zk9", "abcdefghij"]
-    parser.feed_into(
-        [[PAD_HEAD + t + PAD_MID + pads[i % 4] + PAD_END for i, t in enumerate(texts)]], out
-    )
+    texts = [f"t{i}\\n" if i % 7 == 0 else f"t{i} " for i in range(n)]
+    parser.feed_into([[event(i, t) for i, t in enumerate(texts)]], out)
     assert parsed == []
     want = "learn" + "".join(t.replace("\\n", "\n") for t in texts)
     assert "".join(d.text for d in out if type(d) is TextDelta) == want
+
+
+def test_an_openai_stream_with_padding_is_read_by_its_template(monkeypatch):
+    pads = ["", "a", "Zk9", "abcdefghij"]
+    assert_read_by_template(
+        monkeypatch, PAD_LEARN, lambda i, t: PAD_HEAD + t + PAD_MID + pads[i % 4] + PAD_END, 300
+    )
 
 
 def test_the_template_is_learnt_only_where_a_probe_reads_back():
@@ -241,19 +241,9 @@ def test_a_text_equal_to_the_probe_does_not_mislead_the_template():
     datas = [sample, f'{{"id":"x","choices":[{{"delta":{{"content":"{probe}"}}}}]}}']
     want, _ = slow(datas)
     got, _ = through_sse(datas, [])
-    assert merged(got) == merged(want)
+    assert merged(got, drop_empty=True) == merged(want, drop_empty=True)
 
 
 def test_a_stream_of_one_shape_is_read_by_its_template_not_event_by_event(monkeypatch):
     """After the first events, a read of 500 events of the template parses none."""
-    parser = openai.Parser()
-    out: list[Delta] = []
-    parser.feed_into([[LEARN]], out)
-    parsed = []
-    real = openai._loads
-    monkeypatch.setattr(openai, "_loads", lambda s: parsed.append(s) or real(s))
-    texts = [f"t{i}\\n" if i % 7 == 0 else f"t{i} " for i in range(500)]
-    parser.feed_into([[HEAD + t + TAIL for t in texts]], out)
-    assert parsed == []
-    want = "learn" + "".join(t.replace("\\n", "\n") for t in texts)
-    assert "".join(d.text for d in out if type(d) is TextDelta) == want
+    assert_read_by_template(monkeypatch, LEARN, lambda _i, t: HEAD + t + TAIL, 500)

@@ -16,6 +16,7 @@ from kznllm_py.errors import KznError
 from kznllm_py.providers import openai
 from kznllm_py.providers.base import Delta, TextDelta
 from kznllm_py.stream.sse import Event, SSEDecoder
+from tests.fuzzing import merged
 
 TEXT = st.text(min_size=1, max_size=8)
 ODD = st.one_of(st.none(), st.integers(-1, 2), st.booleans(), TEXT, st.just([]), st.just({}))
@@ -111,17 +112,6 @@ def fast(reads: list[list[Event]]) -> tuple[list[Delta], str | None]:
     except KznError as exc:
         return out, f"{type(exc).__name__}: {exc}"
     return out, None
-
-
-def merged(deltas: list[Delta]) -> list[Delta]:
-    """Consecutive text deltas as one."""
-    out: list[Delta] = []
-    for d in deltas:
-        if type(d) is TextDelta and out and type(out[-1]) is TextDelta:
-            out[-1] = TextDelta(out[-1].text + d.text)
-        else:
-            out.append(d)
-    return out
 
 
 @settings(max_examples=600, deadline=None)

@@ -10,7 +10,6 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,20 +21,10 @@ from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.stream.client import Timeouts, new_client
 from kznllm_py.stream.generation import Generation
 from tests.servers import LoopbackServer, Reply, free_port_refusing, openai_events
+from tests.waiting import wait_until
 
 PROVIDER_HOST = "127.0.0.2"  # loopback, but not one of the never-proxied names
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-def wait_for(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {timeout:g} s")
-        time.sleep(0.02)
 
 
 class Proxy:
@@ -53,7 +42,7 @@ class Proxy:
             stderr=subprocess.DEVNULL,
             cwd=tmp,
         )
-        port = wait_for(
+        port = wait_until(
             lambda: port_file.exists() and port_file.read_text().strip(), 30, "proxy.py's port"
         )
         self.url = f"http://127.0.0.1:{port}"
@@ -111,7 +100,7 @@ async def test_http_requests_go_through_the_proxy_from_the_environment(var, prox
         before = len(proxy.access_lines())
         assert await fill(s.base_url) == ("ok", None, "via proxy")
         target = f"{PROVIDER_HOST}:{s.port}"
-        wait_for(lambda: through_proxy(proxy, target, before), 10, "the proxy's access line")
+        wait_until(lambda: through_proxy(proxy, target, before), 10, "the proxy's access line")
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +121,7 @@ async def test_https_requests_are_tunnelled_through_the_proxy(proxy, env, ca, tm
         before = len(proxy.access_lines())
         assert await fill(s.base_url) == ("ok", None, "tunnelled")
         target = f"{PROVIDER_HOST}:{s.port}"
-        wait_for(lambda: through_proxy(proxy, target, before), 10, "the proxy's CONNECT line")
+        wait_until(lambda: through_proxy(proxy, target, before), 10, "the proxy's CONNECT line")
 
 
 @pytest.mark.parametrize("no_proxy", [PROVIDER_HOST, f"example.com,{PROVIDER_HOST}", "*"])
@@ -193,4 +182,4 @@ def test_the_proxy_env_is_read_by_the_cli_too(proxy, tmp_path):
         )
         assert (res.returncode, res.stdout, res.stderr) == (0, b"cli", b"")
         target = f"{PROVIDER_HOST}:{s.port}"
-        wait_for(lambda: through_proxy(proxy, target, before), 10, "the proxy's access line")
+        wait_until(lambda: through_proxy(proxy, target, before), 10, "the proxy's access line")

@@ -135,8 +135,7 @@ async def test_length_finish_is_reported_as_length_by_every_provider(provider, s
 
 
 def test_length_finish_is_shown_in_the_editor_as_truncated(nvim: Child, server):
-    server.queue(Reply(chunks=openai_events(["cut sh"], finish="length")))
-    nvim.use_server(server.base_url)
+    nvim.serve(server, Reply(chunks=openai_events(["cut sh"], finish="length")))
     nvim.nvim.command("KznFill q")
     done = nvim.wait_done()
     assert done[0]["status"] == "ok"

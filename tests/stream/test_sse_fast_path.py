@@ -31,12 +31,24 @@ def decode(body: bytes, cuts: list[int]) -> list[Event]:
     return events
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.lists(st.tuples(LINE, END), max_size=30), st.data())
-def test_every_chunking_gives_what_one_byte_at_a_time_gives(lines, data):
+@st.composite
+def cut_body(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    """A body of any mix of lines and line ends, and up to 5 places to cut it."""
+    lines = draw(st.lists(st.tuples(LINE, END), max_size=30))
     body = "".join(line + end for line, end in lines).encode("utf-8", "surrogatepass")
-    want = decode(body, list(range(1, len(body))))
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=5)))
+    return body, sorted(draw(st.lists(st.integers(0, len(body)), max_size=5)))
+
+
+def bytewise(body: bytes) -> list[Event]:
+    """The events of `body` fed one byte at a time (never the fast path)."""
+    return decode(body, list(range(1, len(body))))
+
+
+@settings(max_examples=500, deadline=None)
+@given(cut_body())
+def test_every_chunking_gives_what_one_byte_at_a_time_gives(cut: tuple[bytes, list[int]]):
+    body, cuts = cut
+    want = bytewise(body)
     assert decode(body, cuts) == want
     assert decode(body, []) == want
 

@@ -6,10 +6,9 @@ no retry."""
 from __future__ import annotations
 
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from kznllm_py.stream.sse import Event, SSEDecoder
-from tests.stream.test_sse_fast_path import END, LINE, decode
+from tests.stream.test_sse_fast_path import bytewise, cut_body
 
 
 def decode_runs(body: bytes, cuts: list[int]) -> list[Event]:
@@ -26,12 +25,10 @@ def decode_runs(body: bytes, cuts: list[int]) -> list[Event]:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.tuples(LINE, END), max_size=30), st.data())
-def test_every_chunking_of_runs_gives_what_one_byte_at_a_time_gives(lines, data):
-    body = "".join(line + end for line, end in lines).encode("utf-8", "surrogatepass")
-    want = decode(body, list(range(1, len(body))))
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=5)))
-    assert decode_runs(body, cuts) == want
+@given(cut_body())
+def test_every_chunking_of_runs_gives_what_one_byte_at_a_time_gives(cut: tuple[bytes, list[int]]):
+    body, cuts = cut
+    assert decode_runs(body, cuts) == bytewise(body)
 
 
 def test_a_read_of_plain_events_comes_as_one_run():

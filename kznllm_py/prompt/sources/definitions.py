@@ -233,7 +233,7 @@ def project_file(path: str, root: str, home: str | None = None) -> str | None:
 def read_lines(real: str) -> list[str] | None:
     """The lines of the regular text file at `real` (a real path: no link), or None when
     it is not one, unreadable, binary or over MAX_FILE_BYTES."""
-    text, _why = context._read_text(real, MAX_FILE_BYTES)
+    text, _why = context.read_text(real, MAX_FILE_BYTES)
     return None if text is None else text.splitlines()
 
 
