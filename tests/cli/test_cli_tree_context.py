@@ -329,3 +329,14 @@ def test_a_link_inside_the_project_is_read_where_it_leads(tmp_path: Path):
         "enclosing function `f` (lines 1-3)"
         in json.loads(res.stdout)["body"]["messages"][-1]["content"]
     )
+
+
+def test_a_file_that_is_not_utf8_still_gets_its_scope_and_outline(tmp_path: Path):
+    (tmp_path / "l1.c").write_bytes(
+        b'int f(void) {\n  char *s = "caf\xe9";\n  return 0;\n}\nint g(void) { return 1; }\n'
+    )
+    res = run(tmp_path, "render", "q", "--json", "--file", "l1.c", "--range", "3:3", *LOOPBACK)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    user = json.loads(res.stdout)["body"]["messages"][-1]["content"]
+    assert "enclosing function `f` (lines 1-4)" in user
+    assert "5: int g(void) { return 1; }" in user

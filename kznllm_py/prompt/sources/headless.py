@@ -119,7 +119,8 @@ def ask(
     ]
     try:
         raw = run(argv, data, deadline=deadline, cap=MAX_ANSWER_BYTES)
-        answer = json.loads(raw)
+        # a file's bytes need not be UTF-8: its lines come back as they are
+        answer = json.loads(raw.decode("utf-8", "replace"))
         if not isinstance(answer, dict):
             raise ValueError("not an object")
     except Failed as exc:
