@@ -340,3 +340,33 @@ def test_a_file_that_is_not_utf8_still_gets_its_scope_and_outline(tmp_path: Path
     user = json.loads(res.stdout)["body"]["messages"][-1]["content"]
     assert "enclosing function `f` (lines 1-4)" in user
     assert "5: int g(void) { return 1; }" in user
+
+
+def test_requiring_the_headless_script_in_an_editor_runs_nothing(tmp_path: Path):
+    """lua/kznllm/context/headless.lua is on the editor's require path: required there
+    it must not ignore the editor's events or read its stdin."""
+    root = Path(__file__).resolve().parents[2]
+    probe = (
+        "lua local m = require('kznllm.context.headless');"
+        " io.stdout:write(vim.o.eventignore .. '|' .. type(m.run))"
+    )
+    res = subprocess.run(
+        [
+            _nvim(),
+            "--clean",
+            "--headless",
+            "-n",
+            "-c",
+            f"set rtp^={root}",
+            "-c",
+            probe,
+            "-c",
+            "qa!",
+        ],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert res.stdout == "|function", (res.stdout, res.stderr)
