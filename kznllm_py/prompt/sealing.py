@@ -17,6 +17,11 @@ the answer goes). What was chosen, and why:
 - it is reversible (`unseal(seal(t)) == t`): a sequence that already has backslashes
   gets one more, so a text holding `<\\/context>` itself reads back as it was, and a
   reader of the request (the tests' parser) gets exactly the text given;
+- a chat format's special token (`<|im_end|>`, `<|eot_id|>`, DeepSeek's with fullwidth
+  bars, U+FF5C) becomes `<\\|im_end|>` in both styles: a local server (llama.cpp, vLLM,
+  Ollama) renders the chat template to one string and reads special tokens in it, so such
+  a text would end the user's turn and open another; only a whole token is changed (`<|`
+  as an operator of Elm or F# stays as it is);
 - the `--- title ---` style has no closing tag, so its blocks end with a line of their own
   (`--- end of context ---`): without it the last block's text could not be told from the
   user's query that follows it. (templates/_shared/macros.jinja)
@@ -42,6 +47,10 @@ def _tag(names: tuple[str, ...], lead: str = "") -> re.Pattern[str]:
     return re.compile(rf"<{lead}(\\*)(\s*/?\s*(?:{alternatives})\b)", re.IGNORECASE)
 
 
+# a chat format's special token: `<|name|>`, or DeepSeek's with fullwidth bars
+_TOKEN = r"[|\uff5c][^\s|\uff5c<>]{1,40}[|\uff5c]>"
+_SPECIAL = re.compile(rf"<(\\*)({_TOKEN})")
+_SPECIAL_BACK = re.compile(rf"<\\(\\*)({_TOKEN})")
 _TAG = _tag(TAG_NAMES)
 _MARKER = _tag(MARKER_NAMES)
 _TAG_BACK = _tag(TAG_NAMES, r"\\")  # a sealed one: the backslash seal added first
@@ -55,16 +64,16 @@ _TITLE_LINE_BACK = re.compile(r"^\\(\\*)(---(?=[^\n]*[^\s\-])[^\n]*---[ \t\r]*)$
 def seal(text: str, tag_style: bool = True) -> str:
     """`text` with every sequence that could end or open a block in that style taken
     out of the markup by one more backslash (see the module's doc)."""
-    if tag_style:
-        return _TAG.sub(r"<\\\1\2", text) if "<" in text else text
     if "<" in text:
-        text = _MARKER.sub(r"<\\\1\2", text)
-    return _TITLE_LINE.sub(r"\\\1\2", text) if "---" in text else text
+        text = _SPECIAL.sub(r"<\\\1\2", text)
+        text = (_TAG if tag_style else _MARKER).sub(r"<\\\1\2", text)
+    if tag_style or "---" not in text:
+        return text
+    return _TITLE_LINE.sub(r"\\\1\2", text)
 
 
 def unseal(text: str, tag_style: bool = True) -> str:
     """The text `seal` was given (its inverse)."""
-    if tag_style:
-        return _TAG_BACK.sub(r"<\1\2", text)
-    text = _MARKER_BACK.sub(r"<\1\2", text)
-    return _TITLE_LINE_BACK.sub(r"\1\2", text)
+    text = _SPECIAL_BACK.sub(r"<\1\2", text)
+    text = (_TAG_BACK if tag_style else _MARKER_BACK).sub(r"<\1\2", text)
+    return text if tag_style else _TITLE_LINE_BACK.sub(r"\1\2", text)
