@@ -108,10 +108,14 @@ def tree_context(
     deadline: float,
 ) -> TreeContext:
     """The scope and outline sections of --file (bytes `data`) around `where` (the
-    --range lines, or (N, N) for --line N; None: neither, the outline around line 1)."""
+    --range lines, or (N, N) for --line N; None: neither, the outline around the file's
+    end, where the CLI's buffer context puts the cursor)."""
     if not what.want:
         return TreeContext()
-    first, last = where or (1, 1)
+    if where is None:
+        end = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        where, after_line = (max(1, end), max(1, end)), True
+    first, last = where
     rows = rows_of(data, first, last, after_line)
     found = headless.ask(
         data,

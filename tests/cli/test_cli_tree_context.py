@@ -370,3 +370,13 @@ def test_requiring_the_headless_script_in_an_editor_runs_nothing(tmp_path: Path)
         cwd=tmp_path,
     )
     assert res.stdout == "|function", (res.stdout, res.stderr)
+
+
+def test_without_range_or_line_the_outline_is_of_the_end_where_the_cursor_is(tmp_path: Path):
+    lines = [f"int f{i}(void) {{ return {i}; }}" for i in range(2000)]
+    (tmp_path / "many.c").write_text("\n".join(lines) + "\n")
+    res = run(tmp_path, "render", "q", "--json", "--file", "many.c", *LOOPBACK)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    user = json.loads(res.stdout)["body"]["messages"][-1]["content"]
+    outline = user.split("outline of many.c", 1)[1].split("end of context ---", 1)[0]
+    assert "2000: int f1999(void)" in outline and "\n1: int f0(void)" not in outline
