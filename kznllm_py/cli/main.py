@@ -191,8 +191,9 @@ def _parser() -> argparse.ArgumentParser:
             action=argparse.BooleanOptionalAction,
             default=None,
             help="--file's outline (its definitions' lines, nearest --range/--line first) from "
-            "Neovim's tree-sitter, run headless ($KZNLLM_NVIM, else nvim on PATH; ~60-100 ms); "
-            "on by default with --file when a Neovim is found",
+            "Neovim's tree-sitter, run headless ($KZNLLM_NVIM, else nvim on PATH; ~0.1 s, more "
+            "for a file of many thousand lines); on by default with --file (no Neovim or no "
+            "parser: said on stderr when asked for by name, else in render's notes)",
         )
         cmd.add_argument(
             "--scope",
