@@ -4,8 +4,9 @@ parsers and the editor's own sources (lua/kznllm/context/scope.lua, outline.lua,
 lua/kznllm/context/headless.lua); its answer is typed by the editor's Python
 (sources/scope.py, outline.py) into the same sections.
 
-No parser library here: Neovim has the parsers (bundled C, Lua, Vimscript, vimdoc,
-markdown, query; more in the user's `site/parser`), and the `nvim` extra brings one.
+No parser library here: Neovim has the parsers (bundled: C, Lua, Vimscript, vimdoc,
+markdown, query; a clean Neovim does not see those the user installed), and the `nvim`
+extra brings one.
 
 Bounded and confined: the caller reads the file once (its bytes go to Neovim on stdin,
 Neovim opens nothing of the project); Neovim runs with no user config, plugins, shada,
