@@ -41,4 +41,5 @@ def test_the_wheel_carries_every_template_of_every_family(tmp_path: Path) -> Non
     assert templates and templates <= names, sorted(templates - names)
     assert "kznllm_py/providers/mistral.py" in names
     assert "kznllm_py/prompt/builtin_presets.toml" in names  # the built-in presets are data
+    assert "kznllm_py/lua/kznllm/context/headless.lua" in names  # the CLI's --outline/--scope
     assert not any(n.startswith(("tests/", "bench/")) for n in names)

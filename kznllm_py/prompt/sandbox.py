@@ -48,6 +48,7 @@ from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
 from kznllm_py.errors import printable
+from kznllm_py.prompt import sealing
 
 TIME_LIMIT_S = 2.0
 OUTPUT_CAP = 4 * 1024 * 1024  # characters a template may write
@@ -449,6 +450,9 @@ class GuardedSandbox(ImmutableSandboxedEnvironment):
         # a name from outside (a file's path, a section's title) on one line, its control
         # characters escaped: a crafted file name cannot start a line of the prompt's own
         self.filters["printable"] = _guard_filter("printable", printable)
+        # a text from outside kept inside its block (`</context>`, `<cursor/>`, a line
+        # `--- x ---` taken out of the markup): kznllm_py/prompt/sealing.py
+        self.filters["sealed"] = _guard_filter("sealed", sealing.seal)
 
     def _tokenize(
         self,
