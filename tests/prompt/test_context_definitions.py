@@ -151,7 +151,7 @@ def test_only_regular_project_files_outside_virtualenvs_and_vendored_folders_are
     )
     s = definitions.section(asked, str(root))
     assert s is not None and s.kind == "definitions"
-    assert "--- `own` in pkg/own.py, lines 1-2 ---\ndef own():\n    return 1" in s.text
+    assert "=== `own` in pkg/own.py, lines 1-2 ===\ndef own():\n    return 1" in s.text
     assert "dep" not in s.text and "secret" not in s.text and "pipe" not in s.text
 
 
@@ -179,8 +179,8 @@ def test_what_the_prompt_holds_and_duplicates_are_skipped_and_long_ones_cut(tmp_
     assert "`near`" not in s.text
     assert s.text.count("def far():") == 1
     assert "`x5`" not in s.text and "`other`" not in s.text
-    assert "--- `long` in other.py, lines 1-220 ---" in s.text
-    assert "---\ndef long():\n    x0 = 0" in s.text
+    assert "=== `long` in other.py, lines 1-220 ===" in s.text
+    assert "===\ndef long():\n    x0 = 0" in s.text
     assert "x78 = 78" in s.text and "x79 = 79" not in s.text
     assert "the rest is cut" in s.text
 
@@ -261,7 +261,7 @@ def test_the_definition_of_a_function_from_another_file_is_in_the_request_with_i
     select_run_and_ask(nvim)
     user = user_sent(nvim, server)
     assert TITLE in user
-    assert "--- `parse_config` in helpers.py, lines 1-4 ---" in user
+    assert "=== `parse_config` in helpers.py, lines 1-4 ===" in user
     assert 'return dict(line.split("=", 1) for line in f)' in user  # the body, not the name
     assert user.index("parse_config` in helpers.py") < user.index("<selection>")
     assert "unused_one" not in user
@@ -381,7 +381,7 @@ def test_a_hostile_server_is_bounded_and_its_one_project_location_is_used(
     start_fake(nvim, mode, tmp_path / "lsp.log", root, target)
     nvim.nvim.command("2KznFill go")
     user = user_sent(nvim, server)
-    assert "--- `target` in lib.py, lines 1-2 ---" in user
+    assert "=== `target` in lib.py, lines 1-2 ===" in user
     assert user.count("TARGET BODY") == 1  # every name resolves there: shown once
     assert "far/away" not in user
 
@@ -415,7 +415,7 @@ def test_a_definition_in_a_loaded_buffer_is_its_unsaved_text_its_extent_from_tre
     start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib, line=3)
     nvim.nvim.command("1KznFill go")
     user = user_sent(nvim, server)
-    assert "--- `target` in lib.lua, lines 3-9 ---\n-- Says what it is" in user
+    assert "=== `target` in lib.lua, lines 3-9 ===\n-- Says what it is" in user
     assert "    .. 'UNSAVED'\n-- a comment at column 0 inside the body\n  return s\nend" in user
     assert "local x = 1" not in user and "return target" not in user
 
@@ -427,7 +427,7 @@ def test_with_no_selection_the_names_near_the_cursor_are_resolved(
     open_with_pylsp(nvim, project)
     # normal mode, on `out = local_helper(cfg)`: a fill at the cursor
     nvim.ask("16G k", "continue")
-    assert "--- `parse_config` in helpers.py, lines 1-4 ---" in user_sent(nvim, server)
+    assert "=== `parse_config` in helpers.py, lines 1-4 ===" in user_sent(nvim, server)
 
 
 def test_a_working_directory_reached_through_a_link_still_finds_the_project(
@@ -442,7 +442,7 @@ def test_a_working_directory_reached_through_a_link_still_finds_the_project(
     nvim.nvim.command("edit a.py")
     start_fake(nvim, "flood", tmp_path / "lsp.log", tmp_path / "link", target)
     nvim.nvim.command("2KznFill go")
-    assert "--- `target` in lib.py, lines 1-2 ---" in user_sent(nvim, server)
+    assert "=== `target` in lib.py, lines 1-2 ===" in user_sent(nvim, server)
 
 
 def test_a_local_in_a_loaded_buffer_is_its_own_lines_not_the_function_around_it(
@@ -458,7 +458,7 @@ def test_a_local_in_a_loaded_buffer_is_its_own_lines_not_the_function_around_it(
     start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib, line=1)  # `s = 'first'`
     nvim.nvim.command("1KznFill go")
     user = user_sent(nvim, server)
-    assert "--- `s` in lib.lua, line 2 ---\n  s = 'first'\n" in user
+    assert "=== `s` in lib.lua, line 2 ===\n  s = 'first'\n" in user
     assert "local function outer" not in user
 
 
@@ -476,7 +476,7 @@ def test_a_c_definition_starting_above_its_name_is_whole_with_its_doc_comment(
     start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib, line=4)  # `helper(int a)`
     nvim.nvim.command("1KznFill go")
     assert nvim.wait_done()[0]["status"] == "ok"
-    want = "--- `helper` in lib.c, lines 3-8 ---\n/* Adds one. */\nstatic int\nhelper(int a)\n{"
+    want = "=== `helper` in lib.c, lines 3-8 ===\n/* Adds one. */\nstatic int\nhelper(int a)\n{"
     assert want in sent_user(server)
 
 
@@ -522,6 +522,6 @@ def test_a_loaded_buffers_long_line_is_sent_cut(
     start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib)
     nvim.nvim.command("1KznFill go")
     user = user_sent(nvim, server)
-    assert "--- `target` in lib.lua, lines 1-3 ---" in user
+    assert "=== `target` in lib.lua, lines 1-3 ===" in user
     assert "  return '" + "x" * 990 in user and "é" not in user  # cut before the character
     assert max(size for op, size, _ in nvim.sent("fill")) < 20_000  # not the 50 KB line

@@ -328,7 +328,9 @@ def entries(
         text = [*above[len(above) - lead :], *source[:n]]
         rel = os.path.relpath(real, real_root)
         where = f"line {first}" if first == last else f"lines {first}-{last}"
-        head = f"--- `{printable(f.name)}` in {printable(rel)}, {where} ---"
+        # not a `--- title ---` line: the sections' own titles in that style are (and a
+        # line shaped so inside a section is shown sealed, prompt/sealing.py)
+        head = f"=== `{printable(f.name)}` in {printable(rel)}, {where} ==="
         found.append(Entry(real, first, last, f"{head}\n{_body(text)}", real == current))
     # one inside another (a method of a class shown whole) is shown once, in it
     return tuple(
