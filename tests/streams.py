@@ -9,14 +9,22 @@ OpenAI and Anthropic come from tests.servers; Gemini and Ollama are added here.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import httpx
+
+from kznllm_py.prompt.presets import Preset
+from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers.base import Delta, Provider, ReasoningDelta, TextDelta
-from kznllm_py.stream.generation import DECODERS
+from kznllm_py.stream.client import Timeouts
+from kznllm_py.stream.generation import DECODERS, Generation, Outcome, RetryPolicy
 from tests.servers import anthropic_events, openai_events
 
 PROVIDERS = ("openai", "anthropic", "gemini", "ollama")
+FAST = Timeouts(connect=5.0, stall=5.0)  # a broken test fails, it does not hang
+# error tests see the first answer; retries have tests of their own
+ONE_TRY = RetryPolicy(tries=1)
 # the Content-Type each server streams with
 CONTENT_TYPES = {
     "openai": "text/event-stream",
@@ -149,3 +157,27 @@ def cursor_presets(prefix: str, providers: Sequence[str], server_url: str) -> li
         }
         for p in providers
     ]
+
+
+async def generate(
+    client: httpx.AsyncClient,
+    preset: Preset,
+    *,
+    ctx: FillContext,
+    timeouts: Timeouts = FAST,
+    retry: RetryPolicy = ONE_TRY,
+    on_text: Callable[[str], None] | None = None,
+    **options: Any,
+) -> tuple[Outcome, str]:
+    """One Generation run to its end over a real client: its outcome and the text it
+    wrote, joined (`on_text` also sees each write as it comes). `options` go to
+    Generation as they are (search_dirs, max_response_bytes, ...)."""
+    got: list[str] = []
+
+    def write(text: str) -> None:
+        got.append(text)
+        if on_text is not None:
+            on_text(text)
+
+    out = await Generation(client, preset, ctx, timeouts, retry=retry, **options).run(write)
+    return out, "".join(got)
