@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from kznllm_py.prompt.presets import Preset
+from kznllm_py.prompt.presets import Preset, preset_from_dict
 from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers.base import Delta, Provider, ReasoningDelta, TextDelta
 from kznllm_py.stream.client import Timeouts
@@ -157,6 +157,13 @@ def cursor_presets(prefix: str, providers: Sequence[str], server_url: str) -> li
         }
         for p in providers
     ]
+
+
+def loopback_preset(provider: str, base_url: str, **fields: Any) -> Preset:
+    """A preset of `provider` served at `base_url` (a loopback server), model "m" and no
+    key unless `fields` say otherwise; the other fields as a presets.toml entry has them."""
+    raw = {"id": "test", "provider": provider, "model": "m", "base_url": base_url}
+    return preset_from_dict({**raw, "api_key": False, **fields})
 
 
 async def generate(

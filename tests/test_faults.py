@@ -27,7 +27,6 @@ from kznllm_py import secrets, settings
 from kznllm_py.errors import ConfigError
 from kznllm_py.fill import job as payload
 from kznllm_py.history import Entry, HistoryStore
-from kznllm_py.prompt.presets import Preset, preset_from_dict
 from kznllm_py.prompt.prompts import FillContext, search_path
 from kznllm_py.stream.generation import DEFAULT_MAX_RESPONSE_BYTES
 from tests import cli_env
@@ -42,7 +41,7 @@ from tests.servers import (
     json_reply,
     openai_events,
 )
-from tests.streams import generate, provider_events
+from tests.streams import generate, loopback_preset, provider_events
 from tests.waiting import wait_until
 
 PROVIDERS = ("openai", "anthropic")
@@ -51,11 +50,6 @@ MB = 1024 * 1024
 
 
 pytestmark = pytest.mark.usefixtures("no_proxy")
-
-
-def make_preset(provider: str, base_url: str, **extra: Any) -> Preset:
-    raw = {"id": "test", "provider": provider, "model": "m", "base_url": base_url}
-    return preset_from_dict({**raw, "api_key": False, **extra})
 
 
 # one generation, one try, with this module's context
@@ -77,7 +71,7 @@ def alive(pid: int) -> bool:
 
 
 async def test_unresolvable_host_says_the_name_does_not_resolve(client):
-    out, text = await run(client, make_preset("openai", "http://kznllm-fault-test.invalid/v1"))
+    out, text = await run(client, loopback_preset("openai", "http://kznllm-fault-test.invalid/v1"))
     assert (out.status, text) == ("error", "")
     assert out.error is not None
     prefix = "could not connect to kznllm-fault-test.invalid: the host name does not resolve ("
@@ -126,7 +120,7 @@ async def test_http_error_message_has_the_status_and_the_providers_text(
         else:
             server.queue(Reply(raw=http_response(status, b"")))
             says = HTTPStatus(status).phrase  # the status line's reason
-        out, text = await run(client, make_preset(provider, server.base_url))
+        out, text = await run(client, loopback_preset(provider, server.base_url))
         assert (out.status, text, out.received) == ("error", "", False)
         # a key turned away leads with the fix (this preset sends none)
         fix = NO_KEY if status in (401, 403) else ""
@@ -146,7 +140,7 @@ async def test_invalid_utf8_bytes_become_replacement_characters_and_the_rest_is_
     raw = raw.replace(b"@BAD@", b"\xff\xfe|\xe2\x9c|")
     with LoopbackServer() as server:
         server.queue(Reply(chunks=fixed_chunks(raw, 5)))  # bad bytes split across reads too
-        out, text = await run(client, make_preset(provider, server.base_url))
+        out, text = await run(client, loopback_preset(provider, server.base_url))
     assert (out.status, out.error) == ("ok", None)
     assert text == "ok \ufffd\ufffd|\ufffd| caf\u00e9 \u2713"
 
@@ -157,7 +151,7 @@ async def test_a_single_10_mb_event_arrives_whole_and_fast_under_a_raised_cap(cl
         server.queue(Reply(chunks=openai_events([big])))
         t0 = time.perf_counter()
         out, text = await run(
-            client, make_preset("openai", server.base_url), max_response_bytes=16 * MB
+            client, loopback_preset("openai", server.base_url), max_response_bytes=16 * MB
         )
         elapsed = time.perf_counter() - t0
     assert (out.status, out.error) == ("ok", None)
@@ -169,7 +163,7 @@ async def test_a_single_10_mb_event_is_stopped_at_the_default_1_mb_cap(client):
     big = "a" + "\u00e9" * (5 * MB)
     with LoopbackServer() as server:
         server.queue(Reply(chunks=openai_events([big])))
-        out, text = await run(client, make_preset("openai", server.base_url))
+        out, text = await run(client, loopback_preset("openai", server.base_url))
     assert out.status == "error"
     assert out.error == "response stopped at the 1 MB cap (max_response_bytes)"
     # whole characters only: 1 + 2 * 524287 bytes, the next "é" would cross the cap
@@ -186,7 +180,7 @@ async def test_100000_tiny_events_arrive_byte_exact_and_fast(client):
     with LoopbackServer() as server:
         server.queue(Reply(chunks=[head, *fixed_chunks(body, 64 * 1024), finish, done]))
         t0 = time.perf_counter()
-        out, text = await run(client, make_preset("openai", server.base_url))
+        out, text = await run(client, loopback_preset("openai", server.base_url))
         elapsed = time.perf_counter() - t0
     assert (out.status, out.error) == ("ok", None)
     assert text == "".join(tokens)
@@ -205,7 +199,7 @@ async def test_an_answer_past_the_cap_is_stopped_kept_up_to_the_cap_and_its_stre
         # the cap): only the client closing the stream ends that wait
         server.queue(Reply(chunks=provider_events(provider, ["x" * 100] * 30), pause_after=25))
         out, text = await run(
-            client, make_preset(provider, server.base_url), max_response_bytes=1000
+            client, loopback_preset(provider, server.base_url), max_response_bytes=1000
         )
         await server.wait_client_gone_async(timeout=5)
         assert server.clients_gone_mid_response == 1
@@ -222,7 +216,7 @@ async def test_reasoning_counts_toward_the_cap(client):
     with LoopbackServer() as server:
         server.queue(Reply(chunks=chunks))
         out, text = await run(
-            client, make_preset("openai", server.base_url), max_response_bytes=120
+            client, loopback_preset("openai", server.base_url), max_response_bytes=120
         )
     assert (out.status, text) == ("error", "")
     assert out.error == "response stopped at the 120 bytes cap (max_response_bytes)"
@@ -232,7 +226,9 @@ async def test_reasoning_counts_toward_the_cap(client):
 async def test_an_answer_of_exactly_the_cap_is_not_stopped(client):
     with LoopbackServer() as server:
         server.queue(Reply(chunks=openai_events(["\u00e9" * 8, "abcd"])))  # 20 bytes
-        out, text = await run(client, make_preset("openai", server.base_url), max_response_bytes=20)
+        out, text = await run(
+            client, loopback_preset("openai", server.base_url), max_response_bytes=20
+        )
     assert (out.status, out.error, text) == ("ok", None, "\u00e9" * 8 + "abcd")
 
 
@@ -241,7 +237,7 @@ async def test_text_held_back_by_the_fence_filter_is_capped_too(client):
     with LoopbackServer() as server:
         server.queue(Reply(chunks=openai_events(["```py\n", "0123456789", "\n```"])))
         out, text = await run(
-            client, make_preset("openai", server.base_url), ctx=ctx, max_response_bytes=4
+            client, loopback_preset("openai", server.base_url), ctx=ctx, max_response_bytes=4
         )
     assert (out.status, text) == ("error", "0123")
     assert out.error == "response stopped at the 4 bytes cap (max_response_bytes)"
@@ -338,7 +334,7 @@ async def test_a_kzn_folder_cannot_supply_a_key_command_to_a_fill(tmp_path: Path
     assert {f.path for f in job.ctx.context_files} >= {".kzn/presets.json", ".kzn/.env"}
     with LoopbackServer() as server:
         server.queue(Reply(chunks=openai_events(["fine"])))
-        preset = make_preset("openai", server.base_url)  # a user preset: no key
+        preset = loopback_preset("openai", server.base_url)  # a user preset: no key
         out, text = await run(client, preset, ctx=job.ctx, search_dirs=job.search_dirs)
         assert (out.status, text) == ("ok", "fine")
         assert "authorization" not in server.requests[0].headers
@@ -382,7 +378,7 @@ async def test_a_project_template_cannot_run_code_and_nothing_is_sent(
     system.write_text("You write code.\n" + escape.replace("MARKER", str(marker)) + "\n")
     dirs = search_path(project_kzn=tmp_path / "repo" / ".kzn")
     with LoopbackServer() as server:
-        out, text = await run(client, make_preset("openai", server.base_url), search_dirs=dirs)
+        out, text = await run(client, loopback_preset("openai", server.base_url), search_dirs=dirs)
         assert server.requests == []
     assert (out.status, text) == ("error", "")
     assert out.error is not None
