@@ -248,6 +248,12 @@ class Child:
         with contextlib.suppress(Exception):
             self.nvim.close()
 
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @contextlib.contextmanager
 def editor_with(
