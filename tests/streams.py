@@ -142,21 +142,24 @@ def base_url_for(provider: str, server_url: str) -> str:
     return server_url if provider == "ollama" else server_url + "/v1"
 
 
+def cursor_preset(preset_id: str, provider: str, server_url: str, **fields: Any) -> dict[str, Any]:
+    """A keyless preset `preset_id` of `provider` on a loopback server, model "m" unless
+    `fields` say otherwise, its answer at the cursor (the stream's bytes as they are: on a
+    line of its own an answer's final newline is dropped, as in linewise replace mode)."""
+    return {
+        "id": preset_id,
+        "provider": provider,
+        "model": "m",
+        "base_url": base_url_for(provider, server_url),
+        "api_key": False,
+        "placement": "cursor",
+        **fields,
+    }
+
+
 def cursor_presets(prefix: str, providers: Sequence[str], server_url: str) -> list[dict[str, Any]]:
-    """A keyless preset `prefix-PROVIDER` of each provider on a loopback server, its
-    answer at the cursor (the stream's bytes as they are: on a line of its own an
-    answer's final newline is dropped, as in linewise replace mode)."""
-    return [
-        {
-            "id": f"{prefix}-{p}",
-            "provider": p,
-            "model": "m",
-            "base_url": base_url_for(p, server_url),
-            "api_key": False,
-            "placement": "cursor",
-        }
-        for p in providers
-    ]
+    """`cursor_preset` `prefix-PROVIDER` of each provider."""
+    return [cursor_preset(f"{prefix}-{p}", p, server_url) for p in providers]
 
 
 def loopback_preset(provider: str, base_url: str, **fields: Any) -> Preset:

@@ -22,7 +22,7 @@ from kznllm_py.prompt.prompts import FillContext
 from tests.cli_env import clean_env, kznllm
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply
-from tests.streams import generate, loopback_preset
+from tests.streams import cursor_preset, generate, loopback_preset
 
 PRICE = {"input": 2.0, "cached_input": 0.5, "output": 8.0}
 USAGE = {
@@ -221,15 +221,7 @@ def test_cli_history_lists_the_cost_and_totals_it(server: LoopbackServer, tmp_pa
 def test_editor_end_line_and_statusline_show_tokens_and_cost(
     nvim: Child, server: LoopbackServer
 ) -> None:
-    preset = {
-        "id": "priced",
-        "provider": "responses",
-        "model": "gpt-5-mini",
-        "base_url": server.url + "/v1",
-        "api_key": False,
-        "price": PRICE,
-        "placement": "cursor",
-    }
+    preset = cursor_preset("priced", "responses", server.url, model="gpt-5-mini", price=PRICE)
     nvim.lua("require('kznllm').setup({ presets = { ... } })", preset)
     nvim.lua("require('kznllm').state.preset = 'priced'")
     nvim.nvim.options["columns"] = 200  # the whole end line in :messages
