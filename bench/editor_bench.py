@@ -311,17 +311,23 @@ def attach_lsp(ed: TuiNvim) -> None:
         time.sleep(0.02)
 
 
+def fill_to_request(ed: TuiNvim, server: BenchServer) -> tuple[float, dict[str, Any]]:
+    """One `:KznFill q` (not undone): the ms from its keypress to its request at the
+    server, and the fill's record."""
+    server.queue(Script(openai_events(["ok"]), 1, 0.0))
+    before = len(server.served)
+    rec = ed.fill("KznFill q")
+    with server.ready:
+        server.ready.wait_for(lambda b=before: len(server.served) > b, timeout=5)
+    return (server.served[-1].request_at - rec["key"]) / 1e6, rec
+
+
 def key_to_request(ed: TuiNvim, server: BenchServer, runs: int, pause: float = 0.0) -> list[float]:
     """`runs` fills (`:KznFill q`, each undone, then `pause` s): the ms from each
     keypress to its request at the server."""
     out = []
     for _ in range(runs):
-        server.queue(Script(openai_events(["ok"]), 1, 0.0))
-        before = len(server.served)
-        rec = ed.fill("KznFill q")
-        with server.ready:
-            server.ready.wait_for(lambda b=before: len(server.served) > b, timeout=5)
-        out.append((server.served[-1].request_at - rec["key"]) / 1e6)
+        out.append(fill_to_request(ed, server)[0])
         ed.nvim.command("silent! undo")
         time.sleep(pause)
     return out
@@ -426,12 +432,8 @@ def scenario_git(ed: TuiNvim, server: BenchServer, args: argparse.Namespace) -> 
         ed.nvim.command("8005 | normal! zz")
         runs, parts = [], []
         for _ in range(args.runs + 1):  # the first: the host reads the committed text
-            server.queue(Script(openai_events(["ok"]), 1, 0.0))
-            before = len(server.served)
-            rec = ed.fill("KznFill q")
-            with server.ready:
-                server.ready.wait_for(lambda b=before: len(server.served) > b, timeout=5)
-            runs.append((server.served[-1].request_at - rec["key"]) / 1e6)
+            ms, rec = fill_to_request(ed, server)
+            runs.append(ms)
             parts.append(ed.lua("return _G.kzn_git.take(...)", rec["key"]))
             ed.nvim.command("silent! undo")
             time.sleep(0.4)  # a user's pause (Neovim's loop free): redrawn, the tree parsed

@@ -174,6 +174,15 @@ class Child:
         self.wait_for(lambda: len(self.done()) >= n, timeout, f"{n} KznllmDone")
         return self.done()
 
+    def fill_in_turn(self, *queries: str) -> list[dict[str, Any]]:
+        """`:KznFill QUERY` for each query in turn, each once the one before is done (one
+        request at a time at one cursor: an overlap is refused); every KznllmDone so far."""
+        for query in queries:
+            n = len(self.done()) + 1
+            self.nvim.command(f"KznFill {query}")
+            self.wait_done(n)
+        return self.done()
+
     def wait_for(self, pred: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
         # a round trip to nvim between two checks lets queued notifications run; no sleeping
         return wait_until(pred, timeout, what, between=self.nvim.api.get_mode)
@@ -247,6 +256,12 @@ class Child:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.nvim.close()
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @contextlib.contextmanager

@@ -9,14 +9,22 @@ OpenAI and Anthropic come from tests.servers; Gemini and Ollama are added here.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import httpx
+
+from kznllm_py.prompt.presets import Preset, preset_from_dict
+from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers.base import Delta, Provider, ReasoningDelta, TextDelta
-from kznllm_py.stream.generation import DECODERS
+from kznllm_py.stream.client import Timeouts
+from kznllm_py.stream.generation import DECODERS, Generation, Outcome, RetryPolicy
 from tests.servers import anthropic_events, openai_events
 
 PROVIDERS = ("openai", "anthropic", "gemini", "ollama")
+FAST = Timeouts(connect=5.0, stall=5.0)  # a broken test fails, it does not hang
+# error tests see the first answer; retries have tests of their own
+ONE_TRY = RetryPolicy(tries=1)
 # the Content-Type each server streams with
 CONTENT_TYPES = {
     "openai": "text/event-stream",
@@ -134,18 +142,52 @@ def base_url_for(provider: str, server_url: str) -> str:
     return server_url if provider == "ollama" else server_url + "/v1"
 
 
+def cursor_preset(preset_id: str, provider: str, server_url: str, **fields: Any) -> dict[str, Any]:
+    """A keyless preset `preset_id` of `provider` on a loopback server, model "m" unless
+    `fields` say otherwise, its answer at the cursor (the stream's bytes as they are: on a
+    line of its own an answer's final newline is dropped, as in linewise replace mode)."""
+    return {
+        "id": preset_id,
+        "provider": provider,
+        "model": "m",
+        "base_url": base_url_for(provider, server_url),
+        "api_key": False,
+        "placement": "cursor",
+        **fields,
+    }
+
+
 def cursor_presets(prefix: str, providers: Sequence[str], server_url: str) -> list[dict[str, Any]]:
-    """A keyless preset `prefix-PROVIDER` of each provider on a loopback server, its
-    answer at the cursor (the stream's bytes as they are: on a line of its own an
-    answer's final newline is dropped, as in linewise replace mode)."""
-    return [
-        {
-            "id": f"{prefix}-{p}",
-            "provider": p,
-            "model": "m",
-            "base_url": base_url_for(p, server_url),
-            "api_key": False,
-            "placement": "cursor",
-        }
-        for p in providers
-    ]
+    """`cursor_preset` `prefix-PROVIDER` of each provider."""
+    return [cursor_preset(f"{prefix}-{p}", p, server_url) for p in providers]
+
+
+def loopback_preset(provider: str, base_url: str, **fields: Any) -> Preset:
+    """A preset of `provider` served at `base_url` (a loopback server), model "m" and no
+    key unless `fields` say otherwise; the other fields as a presets.toml entry has them."""
+    raw = {"id": "test", "provider": provider, "model": "m", "base_url": base_url}
+    return preset_from_dict({**raw, "api_key": False, **fields})
+
+
+async def generate(
+    client: httpx.AsyncClient,
+    preset: Preset,
+    *,
+    ctx: FillContext,
+    timeouts: Timeouts = FAST,
+    retry: RetryPolicy = ONE_TRY,
+    on_text: Callable[[str], None] | None = None,
+    **options: Any,
+) -> tuple[Outcome, str]:
+    """One Generation run to its end over a real client: its outcome and the text it
+    wrote, joined (`on_text` also sees each write as it comes). `options` go to
+    Generation as they are (search_dirs, max_response_bytes, ...)."""
+    got: list[str] = []
+
+    def write(text: str) -> None:
+        got.append(text)
+        if on_text is not None:
+            on_text(text)
+
+    out = await Generation(client, preset, ctx, timeouts, retry=retry, **options).run(write)
+    return out, "".join(got)

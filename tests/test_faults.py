@@ -16,27 +16,24 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from kznllm_py import secrets, settings
 from kznllm_py.errors import ConfigError
 from kznllm_py.fill import job as payload
 from kznllm_py.history import Entry, HistoryStore
-from kznllm_py.prompt.presets import Preset, preset_from_dict
 from kznllm_py.prompt.prompts import FillContext, search_path
-from kznllm_py.stream.client import Timeouts
-from kznllm_py.stream.generation import DEFAULT_MAX_RESPONSE_BYTES, Generation, Outcome, RetryPolicy
+from kznllm_py.stream.generation import DEFAULT_MAX_RESPONSE_BYTES
 from tests import cli_env
 from tests.nvim_child import Child
 from tests.servers import (
     LoopbackServer,
     Reply,
-    anthropic_events,
     blackhole_port,
     fixed_chunks,
     free_port_refusing,
@@ -44,11 +41,10 @@ from tests.servers import (
     json_reply,
     openai_events,
 )
+from tests.streams import generate, loopback_preset, provider_events
 from tests.waiting import wait_until
 
 PROVIDERS = ("openai", "anthropic")
-FAST = Timeouts(connect=5.0, stall=5.0)
-ONE_TRY = RetryPolicy(tries=1)
 CTX = FillContext(mode="yap", query="q")
 MB = 1024 * 1024
 
@@ -56,36 +52,8 @@ MB = 1024 * 1024
 pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
-def make_preset(provider: str, base_url: str, **extra: Any) -> Preset:
-    raw = {"id": "test", "provider": provider, "model": "m", "base_url": base_url}
-    return preset_from_dict({**raw, "api_key": False, **extra})
-
-
-def events(provider: str, texts: list[str], **kw: Any) -> list[bytes]:
-    return openai_events(texts, **kw) if provider == "openai" else anthropic_events(texts, **kw)
-
-
-async def run(
-    client: httpx.AsyncClient,
-    preset: Preset,
-    *,
-    timeouts: Timeouts = FAST,
-    ctx: FillContext = CTX,
-    cap: int = DEFAULT_MAX_RESPONSE_BYTES,
-    search_dirs: tuple[Path, ...] = (),
-) -> tuple[Outcome, str]:
-    got: list[str] = []
-    gen = Generation(
-        client,
-        preset,
-        ctx,
-        timeouts,
-        search_dirs=search_dirs,
-        retry=ONE_TRY,
-        max_response_bytes=cap,
-    )
-    out = await gen.run(got.append)
-    return out, "".join(got)
+# one generation, one try, with this module's context
+run = partial(generate, ctx=CTX)
 
 
 def alive(pid: int) -> bool:
@@ -103,7 +71,7 @@ def alive(pid: int) -> bool:
 
 
 async def test_unresolvable_host_says_the_name_does_not_resolve(client):
-    out, text = await run(client, make_preset("openai", "http://kznllm-fault-test.invalid/v1"))
+    out, text = await run(client, loopback_preset("openai", "http://kznllm-fault-test.invalid/v1"))
     assert (out.status, text) == ("error", "")
     assert out.error is not None
     prefix = "could not connect to kznllm-fault-test.invalid: the host name does not resolve ("
@@ -152,7 +120,7 @@ async def test_http_error_message_has_the_status_and_the_providers_text(
         else:
             server.queue(Reply(raw=http_response(status, b"")))
             says = HTTPStatus(status).phrase  # the status line's reason
-        out, text = await run(client, make_preset(provider, server.base_url))
+        out, text = await run(client, loopback_preset(provider, server.base_url))
         assert (out.status, text, out.received) == ("error", "", False)
         # a key turned away leads with the fix (this preset sends none)
         fix = NO_KEY if status in (401, 403) else ""
@@ -167,12 +135,12 @@ async def test_http_error_message_has_the_status_and_the_providers_text(
 async def test_invalid_utf8_bytes_become_replacement_characters_and_the_rest_is_exact(
     provider: str, client
 ):
-    raw = b"".join(events(provider, ["ok ", "@BAD@", " caf\u00e9 \u2713"]))
+    raw = b"".join(provider_events(provider, ["ok ", "@BAD@", " caf\u00e9 \u2713"]))
     # two invalid bytes, and a truncated 3-byte sequence (its lead and one continuation)
     raw = raw.replace(b"@BAD@", b"\xff\xfe|\xe2\x9c|")
     with LoopbackServer() as server:
         server.queue(Reply(chunks=fixed_chunks(raw, 5)))  # bad bytes split across reads too
-        out, text = await run(client, make_preset(provider, server.base_url))
+        out, text = await run(client, loopback_preset(provider, server.base_url))
     assert (out.status, out.error) == ("ok", None)
     assert text == "ok \ufffd\ufffd|\ufffd| caf\u00e9 \u2713"
 
@@ -182,7 +150,9 @@ async def test_a_single_10_mb_event_arrives_whole_and_fast_under_a_raised_cap(cl
     with LoopbackServer() as server:
         server.queue(Reply(chunks=openai_events([big])))
         t0 = time.perf_counter()
-        out, text = await run(client, make_preset("openai", server.base_url), cap=16 * MB)
+        out, text = await run(
+            client, loopback_preset("openai", server.base_url), max_response_bytes=16 * MB
+        )
         elapsed = time.perf_counter() - t0
     assert (out.status, out.error) == ("ok", None)
     assert text == big
@@ -193,7 +163,7 @@ async def test_a_single_10_mb_event_is_stopped_at_the_default_1_mb_cap(client):
     big = "a" + "\u00e9" * (5 * MB)
     with LoopbackServer() as server:
         server.queue(Reply(chunks=openai_events([big])))
-        out, text = await run(client, make_preset("openai", server.base_url))
+        out, text = await run(client, loopback_preset("openai", server.base_url))
     assert out.status == "error"
     assert out.error == "response stopped at the 1 MB cap (max_response_bytes)"
     # whole characters only: 1 + 2 * 524287 bytes, the next "é" would cross the cap
@@ -210,7 +180,7 @@ async def test_100000_tiny_events_arrive_byte_exact_and_fast(client):
     with LoopbackServer() as server:
         server.queue(Reply(chunks=[head, *fixed_chunks(body, 64 * 1024), finish, done]))
         t0 = time.perf_counter()
-        out, text = await run(client, make_preset("openai", server.base_url))
+        out, text = await run(client, loopback_preset("openai", server.base_url))
         elapsed = time.perf_counter() - t0
     assert (out.status, out.error) == ("ok", None)
     assert text == "".join(tokens)
@@ -227,8 +197,10 @@ async def test_an_answer_past_the_cap_is_stopped_kept_up_to_the_cap_and_its_stre
     with LoopbackServer() as server:
         # 30 events of 100 bytes; the server holds the rest after 20 (2000 bytes, past
         # the cap): only the client closing the stream ends that wait
-        server.queue(Reply(chunks=events(provider, ["x" * 100] * 30), pause_after=25))
-        out, text = await run(client, make_preset(provider, server.base_url), cap=1000)
+        server.queue(Reply(chunks=provider_events(provider, ["x" * 100] * 30), pause_after=25))
+        out, text = await run(
+            client, loopback_preset(provider, server.base_url), max_response_bytes=1000
+        )
         await server.wait_client_gone_async(timeout=5)
         assert server.clients_gone_mid_response == 1
     assert out.status == "error"
@@ -243,7 +215,9 @@ async def test_reasoning_counts_toward_the_cap(client):
     ] * 3 + openai_events(["never"])
     with LoopbackServer() as server:
         server.queue(Reply(chunks=chunks))
-        out, text = await run(client, make_preset("openai", server.base_url), cap=120)
+        out, text = await run(
+            client, loopback_preset("openai", server.base_url), max_response_bytes=120
+        )
     assert (out.status, text) == ("error", "")
     assert out.error == "response stopped at the 120 bytes cap (max_response_bytes)"
     assert out.reasoning == "r" * 120
@@ -252,7 +226,9 @@ async def test_reasoning_counts_toward_the_cap(client):
 async def test_an_answer_of_exactly_the_cap_is_not_stopped(client):
     with LoopbackServer() as server:
         server.queue(Reply(chunks=openai_events(["\u00e9" * 8, "abcd"])))  # 20 bytes
-        out, text = await run(client, make_preset("openai", server.base_url), cap=20)
+        out, text = await run(
+            client, loopback_preset("openai", server.base_url), max_response_bytes=20
+        )
     assert (out.status, out.error, text) == ("ok", None, "\u00e9" * 8 + "abcd")
 
 
@@ -260,7 +236,9 @@ async def test_text_held_back_by_the_fence_filter_is_capped_too(client):
     ctx = FillContext(mode="replace", query="q", selection="s")
     with LoopbackServer() as server:
         server.queue(Reply(chunks=openai_events(["```py\n", "0123456789", "\n```"])))
-        out, text = await run(client, make_preset("openai", server.base_url), ctx=ctx, cap=4)
+        out, text = await run(
+            client, loopback_preset("openai", server.base_url), ctx=ctx, max_response_bytes=4
+        )
     assert (out.status, text) == ("error", "0123")
     assert out.error == "response stopped at the 4 bytes cap (max_response_bytes)"
 
@@ -356,7 +334,7 @@ async def test_a_kzn_folder_cannot_supply_a_key_command_to_a_fill(tmp_path: Path
     assert {f.path for f in job.ctx.context_files} >= {".kzn/presets.json", ".kzn/.env"}
     with LoopbackServer() as server:
         server.queue(Reply(chunks=openai_events(["fine"])))
-        preset = make_preset("openai", server.base_url)  # a user preset: no key
+        preset = loopback_preset("openai", server.base_url)  # a user preset: no key
         out, text = await run(client, preset, ctx=job.ctx, search_dirs=job.search_dirs)
         assert (out.status, text) == ("ok", "fine")
         assert "authorization" not in server.requests[0].headers
@@ -400,7 +378,7 @@ async def test_a_project_template_cannot_run_code_and_nothing_is_sent(
     system.write_text("You write code.\n" + escape.replace("MARKER", str(marker)) + "\n")
     dirs = search_path(project_kzn=tmp_path / "repo" / ".kzn")
     with LoopbackServer() as server:
-        out, text = await run(client, make_preset("openai", server.base_url), search_dirs=dirs)
+        out, text = await run(client, loopback_preset("openai", server.base_url), search_dirs=dirs)
         assert server.requests == []
     assert (out.status, text) == ("error", "")
     assert out.error is not None

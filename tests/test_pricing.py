@@ -19,11 +19,10 @@ from kznllm_py.history import HistoryStore, NewEntry
 from kznllm_py.messages import end_message
 from kznllm_py.prompt.presets import builtin_presets, merge_presets, preset_from_dict, preset_price
 from kznllm_py.prompt.prompts import FillContext
-from kznllm_py.stream.client import Timeouts
-from kznllm_py.stream.generation import Generation, RetryPolicy
 from tests.cli_env import clean_env, kznllm
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply
+from tests.streams import cursor_preset, generate, loopback_preset
 
 PRICE = {"input": 2.0, "cached_input": 0.5, "output": 8.0}
 USAGE = {
@@ -172,23 +171,8 @@ async def test_a_generation_reports_its_cost_at_the_presets_price(
     server: LoopbackServer, client: Any
 ) -> None:
     server.queue(Reply(chunks=responses_stream()))
-    preset = preset_from_dict(
-        {
-            "id": "priced",
-            "provider": "responses",
-            "model": "gpt-5-mini",
-            "base_url": server.url + "/v1",
-            "price": PRICE,
-        }
-    )
-    gen = Generation(
-        client,
-        preset,
-        FillContext(mode="yap", query="q"),
-        Timeouts(connect=5, stall=5),
-        retry=RetryPolicy(tries=1),
-    )
-    out = await gen.run(lambda _t: None)
+    preset = loopback_preset("responses", server.url + "/v1", model="gpt-5-mini", price=PRICE)
+    out, _ = await generate(client, preset, ctx=FillContext(mode="yap", query="q"))
     assert out.status == "ok"
     assert out.cost_usd == pytest.approx(HAND) and out.price == PRICE
     assert out.to_dict()["usage"] == USAGE
@@ -237,15 +221,7 @@ def test_cli_history_lists_the_cost_and_totals_it(server: LoopbackServer, tmp_pa
 def test_editor_end_line_and_statusline_show_tokens_and_cost(
     nvim: Child, server: LoopbackServer
 ) -> None:
-    preset = {
-        "id": "priced",
-        "provider": "responses",
-        "model": "gpt-5-mini",
-        "base_url": server.url + "/v1",
-        "api_key": False,
-        "price": PRICE,
-        "placement": "cursor",
-    }
+    preset = cursor_preset("priced", "responses", server.url, model="gpt-5-mini", price=PRICE)
     nvim.lua("require('kznllm').setup({ presets = { ... } })", preset)
     nvim.lua("require('kznllm').state.preset = 'priced'")
     nvim.nvim.options["columns"] = 200  # the whole end line in :messages

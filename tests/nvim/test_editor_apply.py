@@ -52,8 +52,7 @@ def test_apply_from_an_earlier_session_finds_the_code_in_its_file(
 ):
     path = tmp_path / "m.py"
     path.write_text("\n".join(SOURCE) + "\n")
-    first = Child(tmp_path)
-    try:
+    with Child(tmp_path) as first:
         server.queue(Reply(chunks=openai_events(["def f(x):\n    return x + 1\n"])))
         first.use_server(server.base_url)
         first.nvim.command(f"edit {path}")
@@ -61,10 +60,7 @@ def test_apply_from_an_earlier_session_finds_the_code_in_its_file(
         done = first.wait_done()[0]
         assert done["status"] == "ok", done
         first.wait_for(lambda: first.lua("return vim.b.kznllm_entry") or True)
-    finally:
-        first.close()
-    again = Child(tmp_path)  # a restart: the same XDG dirs
-    try:
+    with Child(tmp_path) as again:  # a restart: the same XDG dirs
         again.nvim.command(f"edit {path}")  # the file as it was before the fill
         again.lua("vim.api.nvim_buf_set_lines(0, 0, -1, true, ...)", SOURCE)
         again.nvim.command("write")
@@ -84,8 +80,6 @@ def test_apply_from_an_earlier_session_finds_the_code_in_its_file(
         again.wait_for(lambda: again.lines()[2] == "    return x + 1", what="the apply")
         assert again.lines() == ["import os", "def f(x):", "    return x + 1", "print(f(1))"]
         assert Path(again.nvim.current.buffer.name).resolve() == path.resolve()
-    finally:
-        again.close()
 
 
 def test_apply_with_review_on_opens_a_review_that_gr_rejects(nvim: Child, server: LoopbackServer):
@@ -305,16 +299,13 @@ def first_session(
     tmp_path: Path, server: LoopbackServer, path: Path, keys: str, answer: str
 ) -> int:
     """A debug request on `path` selected with `keys`; Neovim quits. The entry's id."""
-    first = Child(tmp_path)
-    try:
+    with Child(tmp_path) as first:
         server.queue(Reply(chunks=openai_events([answer])))
         first.use_server(server.base_url)
         first.nvim.command(f"edit {path}")
         debug_keys(first, keys, "tidy")
         assert first.wait_done()[0]["status"] == "ok"
         return entry_done(first, "ok")
-    finally:
-        first.close()
 
 
 def test_after_a_restart_a_moved_line_matches_whole_never_inside_a_longer_one(
@@ -325,8 +316,7 @@ def test_after_a_restart_a_moved_line_matches_whole_never_inside_a_longer_one(
     entry = first_session(tmp_path, server, path, "4GV", "    return 2\n")
     # edited since, in a later session: a line above, so it moved
     path.write_text("# top\ndef f(x):\n    return 10\ndef g(x):\n    return 1\n")
-    again = Child(tmp_path)
-    try:
+    with Child(tmp_path) as again:
         in_history(again, entry)
         again.nvim.command("KznApply")
         said(again, "applied (u")
@@ -339,8 +329,6 @@ def test_after_a_restart_a_moved_line_matches_whole_never_inside_a_longer_one(
             f"kznllm: #{entry} is already applied: the answer stands at line 5 of r.py"
             " (u takes it back)"
         )
-    finally:
-        again.close()
 
 
 def test_after_a_restart_a_charwise_selection_must_keep_its_lines(
@@ -350,8 +338,7 @@ def test_after_a_restart_a_charwise_selection_must_keep_its_lines(
     path.write_text("def g(x):\n    return 1\n")
     entry = first_session(tmp_path, server, path, "2G$v", "2")  # the `1` of `return 1`
     path.write_text("def g(x):\n    return 10\n")  # not the line it was asked about
-    again = Child(tmp_path)
-    try:
+    with Child(tmp_path) as again:
         in_history(again, entry)
         again.nvim.command("KznApply")
         assert said(again, "cannot apply") == (
@@ -359,8 +346,6 @@ def test_after_a_restart_a_charwise_selection_must_keep_its_lines(
             " in c.py (with the rest of its lines as they were), nor anywhere else there"
         )
         assert again.lua("return vim.fn.bufexists(...)", str(path)) == 0  # not left loaded
-    finally:
-        again.close()
 
 
 def test_after_a_restart_a_block_matches_as_a_block(tmp_path: Path, server: LoopbackServer):
@@ -368,8 +353,7 @@ def test_after_a_restart_a_block_matches_as_a_block(tmp_path: Path, server: Loop
     path.write_text("abcdef\nghijkl\nmnopqr\n")
     entry = first_session(tmp_path, server, path, "gg0ll<C-v>jl", "XY\nZW")  # cd / ij
     path.write_text("top\n  abcdef\n  ghijkl\n")  # moved down and right, together
-    again = Child(tmp_path)
-    try:
+    with Child(tmp_path) as again:
         in_history(again, entry)
         again.nvim.command("KznApply")
         said(again, "applied (u")
@@ -389,8 +373,6 @@ def test_after_a_restart_a_block_matches_as_a_block(tmp_path: Path, server: Loop
             "abcd",
             "ijkl",
         ]
-    finally:
-        again.close()
 
 
 def test_a_blockwise_apply_with_the_buffer_open_replaces_only_the_blocks_columns(
@@ -454,8 +436,7 @@ def test_after_a_restart_apply_goes_into_the_buffer_as_edited_and_unsaved(
     path = tmp_path / "u.py"
     path.write_text("def g(x):\n    return 1\n")
     entry = first_session(tmp_path, server, path, "2GV", "    return 2\n")
-    again = Child(tmp_path)
-    try:
+    with Child(tmp_path) as again:
         again.nvim.command(f"edit {path}")
         again.feed("ggOimport os<Esc>")  # not saved: the buffer, not the file, is searched
         in_history(again, entry)
@@ -466,8 +447,6 @@ def test_after_a_restart_apply_goes_into_the_buffer_as_edited_and_unsaved(
         assert path.read_text() == "def g(x):\n    return 1\n"
         again.feed("u")
         assert again.lines() == ["import os", "def g(x):", "    return 1"]
-    finally:
-        again.close()
 
 
 def test_a_re_run_applies_where_the_entry_it_re_asks_was_selected(
@@ -477,8 +456,7 @@ def test_a_re_run_applies_where_the_entry_it_re_asks_was_selected(
     path.write_text("def g(x):\n    return 1\n")
     entry = first_session(tmp_path, server, path, "2G$v", "2")  # the `1` of `return 1`
     path.write_text("# top\ndef g(x):\n    return 1\n")
-    again = Child(tmp_path)
-    try:
+    with Child(tmp_path) as again:
         server.queue(Reply(chunks=openai_events(["3"])))
         again.use_server(server.base_url)
         again.nvim.command("KznHistory")
@@ -494,8 +472,6 @@ def test_a_re_run_applies_where_the_entry_it_re_asks_was_selected(
         said(again, "applied (u")
         # the re-run's entry kept where the selection stood: `1` of its line, not a line
         assert again.lines() == ["# top", "def g(x):", "    return 3"]
-    finally:
-        again.close()
 
 
 def test_apply_is_its_own_undo_step_after_the_users_typing(nvim: Child, server: LoopbackServer):

@@ -36,10 +36,7 @@ def test_untrusted_then_trusted_then_changed(nvim: Child, server: LoopbackServer
     nvim.serve(server, *[Reply(chunks=openai_events(["ok"])) for _ in range(5)])
     nvim.nvim.command(f"cd {root}")
     # untrusted: the built-ins, and one line that says how to trust
-    nvim.nvim.command("KznFill one")
-    nvim.wait_done(1)
-    nvim.nvim.command("KznFill two")
-    assert [d["status"] for d in nvim.wait_done(2)] == ["ok", "ok"]
+    assert [d["status"] for d in nvim.fill_in_turn("one", "two")] == ["ok", "ok"]
     assert server.requests[0].system.startswith(BUILTIN)
     assert server.requests[1].system.startswith(BUILTIN)
     [line] = trust_lines(nvim)  # once, not at every fill

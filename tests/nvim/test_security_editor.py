@@ -162,10 +162,7 @@ def test_a_multi_line_pass_entry_sends_only_its_first_line_and_no_part_of_it_lea
                 chunks=[("x" * 290 + LONG_KEY + " is not allowed").encode()],
             ),
         )
-        nvim.nvim.command("KznFill one")
-        nvim.wait_done(1)  # one request at a time at one cursor (overlaps are refused)
-        nvim.nvim.command("KznFill two")
-        done = nvim.wait_done(2)
+        done = nvim.fill_in_turn("one", "two")
         assert [d["status"] for d in done] == ["error", "error"]
         assert "HTTP 401" in done[0]["error"] and "<redacted>" in done[0]["error"]
         assert done[1]["error"] == "openai error (HTTP 403): " + "x" * 290 + "<redacted>"
@@ -268,10 +265,7 @@ def test_a_kzn_folder_not_owned_by_the_user_is_skipped_once_with_a_message(
         why = "every user can write to it"
     nvim.serve(server, *[Reply(chunks=openai_events(["ok"])) for _ in range(3)])
     nvim.nvim.command(f"cd {shared / 'work'}")
-    nvim.nvim.command("KznFill one")
-    nvim.wait_done(1)  # one request at a time at one cursor (overlaps are refused)
-    nvim.nvim.command("KznFill two")
-    assert [d["status"] for d in nvim.wait_done(2)] == ["ok", "ok"]
+    assert [d["status"] for d in nvim.fill_in_turn("one", "two")] == ["ok", "ok"]
     for request in server.requests:
         system = request.body["messages"][0]["content"]
         assert "EVIL" not in system and system.startswith("You are a helpful assistant")

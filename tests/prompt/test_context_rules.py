@@ -264,10 +264,7 @@ def test_agents_md_is_in_the_system_prompt_once_trusted_with_kzntrust_and_not_af
     agents.write_text(RULE + "\n")
     nvim.serve(server, *[Reply(chunks=openai_events(["ok"])) for _ in range(4)])
     nvim.nvim.command(f"cd {root} | edit src/app.py")
-    nvim.nvim.command("KznFill one")
-    nvim.wait_done(1)
-    nvim.nvim.command("KznFill two")
-    assert [d["status"] for d in nvim.wait_done(2)] == ["ok", "ok"]
+    assert [d["status"] for d in nvim.fill_in_turn("one", "two")] == ["ok", "ok"]
     assert RULE not in server.requests[0].system and RULE not in server.requests[1].system
     [line] = rules_lines(nvim)  # once a session, not at every fill
     assert line == (

@@ -24,9 +24,10 @@ from kznllm_py.prompt.presets import (
 from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import anthropic, openai
 from kznllm_py.providers.base import Message, Prompt
-from kznllm_py.stream.client import Timeouts, new_client
-from kznllm_py.stream.generation import Generation, prepare
+from kznllm_py.stream.client import new_client
+from kznllm_py.stream.generation import prepare
 from tests.servers import Reply, anthropic_events
+from tests.streams import generate, loopback_preset
 
 KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "DEEPSEEK_API_KEY", "GROQ_API_KEY")
 
@@ -472,23 +473,17 @@ async def test_openai_preset_ignores_the_prefill():
 
 async def test_anthropic_prefill_is_prepended_to_the_answer(server):
     server.queue(Reply(chunks=anthropic_events([" x = 1", "\n"])))
-    preset = preset_from_dict(
-        {
-            "id": "p",
-            "provider": "anthropic",
-            "model": "claude-x",
-            "base_url": server.base_url,
-            "api_key": False,
-            "prefill": "def f():\n   ",
-            "cache_system": True,
-        }
+    preset = loopback_preset(
+        "anthropic",
+        server.base_url,
+        model="claude-x",
+        prefill="def f():\n   ",
+        cache_system=True,
     )
-    got: list[str] = []
     async with new_client() as client:
-        gen = Generation(client, preset, FillContext(mode="yap", query="q"), Timeouts(5, 5))
-        out = await gen.run(got.append)
+        out, text = await generate(client, preset, ctx=FillContext(mode="yap", query="q"))
     assert (out.status, out.error) == ("ok", None)
-    assert "".join(got) == "def f(): x = 1\n"
+    assert text == "def f(): x = 1\n"
     [req] = server.requests
     assert req.body["messages"][-1] == {"role": "assistant", "content": "def f():"}
     assert req.body["system"][0]["cache_control"] == {"type": "ephemeral"}

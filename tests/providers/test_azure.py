@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,13 @@ from kznllm_py.prompt.presets import (
 from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import azure, get_provider
 from kznllm_py.providers.base import Message, Prompt
-from kznllm_py.stream.client import Timeouts, new_client
-from kznllm_py.stream.generation import Generation, Outcome, RetryPolicy
+from kznllm_py.stream.client import new_client
 from tests.cli_env import kznllm as run_cli
 from tests.servers import LoopbackServer, Reply, json_reply
+from tests.streams import generate
 
 KEY_VAR = "KZN_TEST_AZURE_KEY"
 KEY = "azk-0123456789abcdef-SECRET"
-FAST = Timeouts(connect=5.0, stall=5.0)
 CTX = FillContext(mode="yap", query="say hello", filetype="python")
 PROMPT = Prompt("You are terse.", (Message("user", "hi"),))
 TEXTS = ["Hél", "lo\n", "wörld ✓ 🎉"]
@@ -375,11 +375,8 @@ def loopback_preset(server: LoopbackServer, **extra: Any) -> Preset:
     return preset_from_dict(raw)
 
 
-async def run(client: httpx.AsyncClient, preset: Preset) -> tuple[Outcome, str]:
-    got: list[str] = []
-    gen = Generation(client, preset, CTX, FAST, retry=RetryPolicy(tries=1))
-    out = await gen.run(got.append)
-    return out, "".join(got)
+# one generation, one try, with this module's context
+run = partial(generate, ctx=CTX)
 
 
 async def test_request_on_the_wire_path_query_header_and_body(server, client) -> None:

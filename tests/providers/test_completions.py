@@ -13,9 +13,9 @@ from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import completions, openai
 from kznllm_py.providers.base import Prompt, TextDelta
 from kznllm_py.stream.client import new_client
-from kznllm_py.stream.generation import Generation, RetryPolicy
 from kznllm_py.stream.sse import Event
 from tests.servers import LoopbackServer, Reply
+from tests.streams import generate, loopback_preset
 
 
 def completion_events(texts: list[str]) -> list[bytes]:
@@ -71,24 +71,15 @@ def test_builtin_fim_preset_is_valid():
 async def test_fill_in_the_middle_through_loopback_is_byte_exact(fim, expected_start):
     with LoopbackServer() as server:
         server.queue(Reply(chunks=completion_events(["    return ", "a + b ✓\n"])))
-        preset = preset_from_dict(
-            {
-                "id": "fim",
-                "provider": "completions",
-                "model": "qwen",
-                "base_url": server.base_url,
-                "api_key": False,
-                "templates": "qwen",
-                "fim": fim,
-            }
+        preset = loopback_preset(
+            "completions", server.base_url, model="qwen", templates="qwen", fim=fim
         )
         ctx = FillContext(
             mode="yap", query="", before="def add(a, b):\n", after="\n\nprint(add(1, 2))\n"
         )
-        got: list[str] = []
         async with new_client() as client:
-            out = await Generation(client, preset, ctx, retry=RetryPolicy(1)).run(got.append)
-        assert (out.status, "".join(got)) == ("ok", "    return a + b ✓\n")
+            out, text = await generate(client, preset, ctx=ctx)
+        assert (out.status, text) == ("ok", "    return a + b ✓\n")
         sent = server.requests[0]
         assert sent.path == "/v1/completions"
         assert sent.body["prompt"].startswith(expected_start)

@@ -17,10 +17,11 @@ from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import PROVIDERS, mistral
 from kznllm_py.providers.base import Message, Prompt, ReasoningDelta, TextDelta, UsageDelta
 from kznllm_py.stream.client import Timeouts
-from kznllm_py.stream.generation import Generation, RetryPolicy
+from kznllm_py.stream.generation import Generation
 from kznllm_py.stream.sse import Event
 from tests.fuzzing import Case, WireEvent, counts, joined, pieces
 from tests.servers import LoopbackServer, Reply, json_reply
+from tests.streams import generate, loopback_preset
 
 KEY_VAR = "KZN_TEST_MISTRAL_KEY"
 KEY = "mst-0123456789abcdef-SECRET"
@@ -178,22 +179,16 @@ async def test_answer_over_loopback_with_key_and_prefill(
     ]
     body = [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
     server.queue(Reply(chunks=body))
-    preset = preset_from_dict(
-        {
-            "id": "mst",
-            "provider": "mistral",
-            "model": "codestral-latest",
-            "base_url": server.url + "/v1",
-            "api_key": KEY_VAR,
-            "prefill": "```python\n",
-        }
+    preset = loopback_preset(
+        "mistral",
+        server.url + "/v1",
+        model="codestral-latest",
+        api_key=KEY_VAR,
+        prefill="```python\n",
     )
-    got: list[str] = []
-    ctx = FillContext(mode="yap", query="one line")
-    gen = Generation(client, preset, ctx, Timeouts(connect=5, stall=5), retry=RetryPolicy(tries=1))
-    out = await gen.run(got.append)
+    out, text = await generate(client, preset, ctx=FillContext(mode="yap", query="one line"))
     assert (out.status, out.finish_reason) == ("ok", "stop")
-    assert "".join(got).endswith("x = 1\n")
+    assert text.endswith("x = 1\n")
     assert out.usage == {"input_tokens": 5, "output_tokens": 2}
     [req] = server.requests
     assert req.path == "/v1/chat/completions"

@@ -34,7 +34,7 @@ from tests.fuzzing import Case, WireEvent, counts, joined, pieces
 from tests.nvim_child import Child, editor_with
 from tests.recorded import CHUNKINGS, RESPONSES, Recorded
 from tests.servers import LoopbackServer, Reply, fixed_chunks
-from tests.streams import run
+from tests.streams import cursor_preset, run
 
 PROMPT = Prompt(
     "You write code.",
@@ -174,14 +174,7 @@ def test_an_error_nested_as_chat_completions_has_it_is_read() -> None:
 
 @pytest.fixture(scope="module")
 def editor(tmp_path_factory: pytest.TempPathFactory, loopback: LoopbackServer) -> Iterator[Child]:
-    preset = {
-        "id": "resp",
-        "provider": "responses",
-        "model": "gpt-5-mini",
-        "base_url": loopback.url + "/v1",
-        "api_key": False,
-        "placement": "cursor",
-    }
+    preset = cursor_preset("resp", "responses", loopback.url, model="gpt-5-mini")
     with editor_with(tmp_path_factory.mktemp("nvim"), [preset], "resp") as child:
         yield child
 

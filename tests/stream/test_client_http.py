@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -35,11 +36,11 @@ from tests.servers import (
     json_reply,
     openai_events,
 )
+from tests.streams import FAST, generate, provider_events
 
 PROVIDERS = ("openai", "anthropic")
 KEY_VAR = "KZN_TEST_HTTP_KEY"
 KEY = "sk-test-0123456789abcdef"
-FAST = Timeouts(connect=5.0, stall=5.0)  # a broken test fails, it does not hang
 TEXTS = ["héllo", " wörld", " ✓", " 🎉"]
 WHOLE = "".join(TEXTS)
 CTX = FillContext(mode="yap", query="say hello", filetype="python")
@@ -72,30 +73,14 @@ def make_preset(provider: str, base_url: str, **extra: Any) -> Preset:
     return preset_from_dict(raw)
 
 
-def events(provider: str, texts: list[str], **kw: Any) -> list[bytes]:
-    return openai_events(texts, **kw) if provider == "openai" else anthropic_events(texts, **kw)
-
-
 def partial_upto(provider: str) -> int:
-    """How many events of `events(provider, ["part", "ial", ...])` carry "partial"."""
+    """How many events of `provider_events(provider, ["part", "ial", ...])` carry
+    "partial"."""
     return 3 if provider == "openai" else 5  # role, 2 deltas | start, block, ping, 2 deltas
 
 
-# error tests see the first answer; retries have tests of their own
-ONE_TRY = RetryPolicy(tries=1)
-
-
-async def run(
-    client: httpx.AsyncClient,
-    preset: Preset,
-    *,
-    timeouts: Timeouts = FAST,
-    ctx: FillContext = CTX,
-    retry: RetryPolicy = ONE_TRY,
-) -> tuple[Outcome, str]:
-    got: list[str] = []
-    out = await Generation(client, preset, ctx, timeouts, retry=retry).run(got.append)
-    return out, "".join(got)
+# one generation with this module's context (one try unless a test says otherwise)
+run = partial(generate, ctx=CTX)
 
 
 # -- byte-exact text ------------------------------------------------------------------------
@@ -103,7 +88,7 @@ async def run(
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_one_event_per_write(provider, server, client):
-    server.queue(Reply(chunks=events(provider, TEXTS)))
+    server.queue(Reply(chunks=provider_events(provider, TEXTS)))
     out, text = await run(client, make_preset(provider, server.base_url))
     assert (out.status, out.error, text) == ("ok", None, WHOLE)
     assert out.text_chars == len(WHOLE)
@@ -113,7 +98,7 @@ async def test_one_event_per_write(provider, server, client):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_many_events_per_write(provider, server, client):
-    stream = b"".join(events(provider, TEXTS * 50))
+    stream = b"".join(provider_events(provider, TEXTS * 50))
     server.queue(Reply(chunks=[stream]))
     out, text = await run(client, make_preset(provider, server.base_url))
     assert (out.status, text) == ("ok", WHOLE * 50)
@@ -138,7 +123,7 @@ async def test_split_at_every_byte_offset(provider, server, client, monkeypatch)
     of `data:`, of the JSON, of a CRLF... and of every multi-byte character. The server
     holds the second chunk until the client has read the first, so the client's reads
     really are split there."""
-    stream = b"".join(events(provider, TEXTS))
+    stream = b"".join(provider_events(provider, TEXTS))
     assert len(stream) > len(WHOLE.encode())  # multi-byte chars are raw UTF-8 on the wire
     real_stream_bytes = generation.stream_bytes
 
@@ -175,7 +160,7 @@ async def test_split_at_every_byte_offset(provider, server, client, monkeypatch)
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_one_byte_per_write(provider, server, client):
-    stream = b"".join(events(provider, TEXTS))
+    stream = b"".join(provider_events(provider, TEXTS))
     server.queue(Reply(chunks=[stream[i : i + 1] for i in range(len(stream))]))
     out, text = await run(client, make_preset(provider, server.base_url))
     assert (out.status, text) == ("ok", WHOLE)
@@ -183,7 +168,7 @@ async def test_one_byte_per_write(provider, server, client):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_crlf_line_ends(provider, server, client):
-    chunks = crlf(events(provider, TEXTS))
+    chunks = crlf(provider_events(provider, TEXTS))
     assert all(b"\r\n\r\n" in c for c in chunks)
     # also cut right between a CR and its LF
     joined = b"".join(chunks)
@@ -198,7 +183,7 @@ async def test_crlf_line_ends(provider, server, client):
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_keep_alive_comments(provider, server, client):
     chunks = [b": keep-alive\n\n"]
-    for ev in events(provider, TEXTS):
+    for ev in provider_events(provider, TEXTS):
         chunks += [ev, b": keep-alive\n\n", b":\n\n"]
     # and a comment inside an event, between its lines
     if provider == "anthropic":
@@ -265,7 +250,7 @@ async def test_anthropic_request_on_the_wire(server, client):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_no_key_sends_no_auth_header(provider, server, client):
-    server.queue(Reply(chunks=events(provider, ["x"])))
+    server.queue(Reply(chunks=provider_events(provider, ["x"])))
     out, text = await run(client, make_preset(provider, server.base_url, api_key=False))
     assert (out.status, text) == ("ok", "x")
     headers = server.requests[0].headers
@@ -382,7 +367,7 @@ async def test_connect_timeout(client):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_read_stall_keeps_partial_text(provider, server, client):
-    chunks = events(provider, ["part", "ial", "never"])
+    chunks = provider_events(provider, ["part", "ial", "never"])
     upto = partial_upto(provider)
     server.queue(Reply(chunks=chunks[:upto], end="stall"))
     t0 = time.perf_counter()
@@ -409,7 +394,7 @@ async def test_stall_before_any_byte_of_the_body(server, client):
 @pytest.mark.parametrize("end", ["disconnect", "reset"])
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_disconnect_mid_stream_keeps_partial_text(provider, end, server, client):
-    chunks = events(provider, ["part", "ial", "never"])
+    chunks = provider_events(provider, ["part", "ial", "never"])
     upto = partial_upto(provider)
     server.queue(Reply(chunks=chunks[:upto], end=end))
     out, text = await run(client, make_preset(provider, server.base_url))
@@ -424,7 +409,7 @@ async def test_disconnect_mid_stream_keeps_partial_text(provider, end, server, c
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_clean_close_before_the_end_event_is_an_error(provider, server, client):
     """A well-formed HTTP body that stops before the provider's final event."""
-    chunks = events(provider, ["part", "ial", "never"])
+    chunks = provider_events(provider, ["part", "ial", "never"])
     upto = partial_upto(provider)
     server.queue(Reply(chunks=chunks[:upto]))
     out, text = await run(client, make_preset(provider, server.base_url))
@@ -434,7 +419,7 @@ async def test_clean_close_before_the_end_event_is_an_error(provider, server, cl
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_malformed_json_mid_stream(provider, server, client):
-    chunks = events(provider, ["part", "ial", "never"])
+    chunks = provider_events(provider, ["part", "ial", "never"])
     upto = partial_upto(provider)
     bad = b"data: {not json\n\n" if provider == "openai" else b"event: x\ndata: {not json\n\n"
     server.queue(Reply(chunks=[*chunks[:upto], bad, *chunks[upto:]]))
@@ -447,7 +432,7 @@ async def test_malformed_json_mid_stream(provider, server, client):
 async def test_malformed_json_in_the_same_read_keeps_the_text_before_it(provider, server, client):
     """Text decoded from the events before a bad one, in the same network read, is
     delivered too (invariant 2: partial output stays)."""
-    chunks = events(provider, ["part", "ial", "never"])
+    chunks = provider_events(provider, ["part", "ial", "never"])
     upto = partial_upto(provider)
     bad = b"data: {not json\n\n"
     server.queue(Reply(chunks=[b"".join([*chunks[:upto], bad, *chunks[upto:]])]))
@@ -582,7 +567,7 @@ async def test_key_echoed_by_the_server_is_redacted(provider, shape, server, cli
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_cancel_mid_stream_closes_the_connection(provider, server, client):
-    chunks = events(provider, ["part", "ial", "never", "ever"])
+    chunks = provider_events(provider, ["part", "ial", "never", "ever"])
     upto = partial_upto(provider)
     server.queue(Reply(chunks=chunks, pause_after=upto))
     got: list[str] = []

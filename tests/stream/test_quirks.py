@@ -24,20 +24,25 @@ import gzip
 import json
 import time
 import zlib
+from functools import partial
 from typing import Any
 
-import httpx
 import pytest
 
 from kznllm_py.prompt.presets import Preset, preset_from_dict
 from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.stream.client import Timeouts
-from kznllm_py.stream.generation import Generation, Outcome, RetryPolicy
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
-from tests.streams import CONTENT_TYPES, PROVIDERS, base_url_for, provider_events
+from tests.streams import (
+    CONTENT_TYPES,
+    FAST,
+    PROVIDERS,
+    base_url_for,
+    generate,
+    provider_events,
+)
 
-FAST = Timeouts(connect=5.0, stall=5.0)
 CTX = FillContext(mode="yap", query="q", filetype="python")
 TEXTS = ["Hél", "lo ✓", "\n🎉"]
 WHOLE = "".join(TEXTS)
@@ -64,23 +69,8 @@ def reply(provider: str, chunks: list[bytes], **kw: Any) -> Reply:
     return Reply(headers=headers, chunks=chunks, **kw)
 
 
-async def run(
-    client: httpx.AsyncClient,
-    preset: Preset,
-    *,
-    timeouts: Timeouts = FAST,
-    on_text: Any = None,
-) -> tuple[Outcome, str]:
-    got: list[str] = []
-
-    def collect(text: str) -> None:
-        got.append(text)
-        if on_text is not None:
-            on_text(text)
-
-    gen = Generation(client, preset, CTX, timeouts, retry=RetryPolicy(tries=1))
-    out = await gen.run(collect)
-    return out, "".join(got)
+# one generation, one try, with this module's context
+run = partial(generate, ctx=CTX)
 
 
 def oa_chunk(choices: list[dict[str, Any]] | None, **extra: Any) -> bytes:

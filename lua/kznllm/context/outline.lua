@@ -132,13 +132,7 @@ local function watch(buf)
       end
     end,
   })
-  api.nvim_create_autocmd('BufWipeout', {
-    buffer = buf,
-    once = true,
-    callback = function()
-      watched[buf] = nil
-    end,
-  })
+  tree.forget_on_wipeout(watched, buf)
 end
 
 function M.collect(buf, range, opts, done)
