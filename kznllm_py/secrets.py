@@ -187,7 +187,11 @@ def refused_hint(status: int | None, spec: str | bool | None, preset_id: str) ->
     preset = f"preset {preset_id!r}" if preset_id else "the preset"
     if not spec:
         return f"{preset} sends no key (its api_key is unset) and the server wants one: "
-    key = describe(spec)
+    key = "the key command (cmd:) of" if str(spec).startswith(CMD_PREFIX) else describe(spec)
+    if key.endswith(" of"):
+        if status == 401:
+            return f"check {key} {preset}: the server refused the key: "
+        return f"check {key} {preset}: the key has no access to this model or project: "
     if status == 401:
         return f"check {key} ({preset}): the server refused the key: "
     return f"check {key} ({preset}): the key has no access to this model or project: "
