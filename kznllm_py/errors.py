@@ -42,7 +42,9 @@ class ProviderError(KznError):
         self.retry_after = retry_after  # seconds, from the Retry-After header
         prefix = provider or "provider"
         where = f" (HTTP {status})" if status else ""
-        text = f"{fix}{prefix} error{where}: {message}"  # the fix first, when known
+        # what failed and its status, then the fix when known, then the provider's words
+        # (the longest part: a one-line message cut at the screen's width loses them first)
+        text = f"{prefix} error{where}: {fix}{message}"
         super().__init__(text)
 
     @property

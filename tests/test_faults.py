@@ -122,9 +122,9 @@ async def test_http_error_message_has_the_status_and_the_providers_text(
             says = HTTPStatus(status).phrase  # the status line's reason
         out, text = await run(client, loopback_preset(provider, server.base_url))
         assert (out.status, text, out.received) == ("error", "", False)
-        # a key turned away leads with the fix (this preset sends none)
+        # a key turned away: the fix before the provider's words (this preset sends none)
         fix = NO_KEY if status in (401, 403) else ""
-        assert out.error == f"{fix}{provider} error (HTTP {status}): {says}"
+        assert out.error == f"{provider} error (HTTP {status}): {fix}{says}"
         assert len(server.requests) == 1  # one try here; retries have their own tests
 
 
@@ -502,7 +502,7 @@ def test_failure_before_the_first_token_leaves_the_selection_and_records_the_err
             want = f"{here} sent nothing for 0.3 s (stalled); the limit is the stall timeout option"
         elif fault == "http-401-json":
             server.queue(json_reply(401, {"error": {"message": "Incorrect API key provided"}}))
-            want = NO_KEY + "openai error (HTTP 401): Incorrect API key provided"
+            want = "openai error (HTTP 401): " + NO_KEY + "Incorrect API key provided"
         elif fault == "http-503-html":
             server.queue(Reply(raw=http_response(503, nginx_page(503))))
             want = "openai error (HTTP 503): 503 Service Unavailable"

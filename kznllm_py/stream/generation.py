@@ -413,7 +413,7 @@ class Generation:
             out.status = "cancelled"
         except KznError as exc:
             out.status = "error"
-            out.error = shown(self._fix_first(exc) + str(exc))
+            out.error = shown(str(self._with_fix(exc)))
         except Exception as exc:  # a bug of ours: still one clear, redacted message
             out.status = "error"
             out.error = shown(f"internal error: {type(exc).__name__}: {exc}")
@@ -434,12 +434,16 @@ class Generation:
             yield Error(out.error)
         yield Done(out)
 
-    def _fix_first(self, exc: KznError) -> str:
-        """A key turned away (HTTP 401/403) leads with which key of which preset to
-        check: the provider's own text follows, and a cut line keeps the fix."""
+    def _with_fix(self, exc: KznError) -> KznError:
+        """A key turned away (HTTP 401/403) says which key of which preset to check,
+        right after the status: before the provider's own words, which a one-line
+        message cut at the screen's width loses first."""
         if not isinstance(exc, ProviderError):
-            return ""
-        return secrets.refused_hint(exc.status, self.preset.api_key, self.preset.id)
+            return exc
+        fix = secrets.refused_hint(exc.status, self.preset.api_key, self.preset.id)
+        if not fix:
+            return exc
+        return ProviderError(exc.detail, status=exc.status, provider=exc.provider, fix=fix)
 
     async def _stream(
         self,

@@ -261,8 +261,8 @@ def test_models_error_is_the_providers_message(server, tmp_path):
     res = models_cli(tmp_path, "openai", server.base_url)
     assert res.returncode == 1
     assert res.stderr == (
-        "kznllm: check $KZN_TEST_MODELS_KEY (preset 'cli'): the server refused the key: "
-        "openai error (HTTP 401): bad key <redacted>\n"
+        "kznllm: openai error (HTTP 401): check $KZN_TEST_MODELS_KEY (preset 'cli'): "
+        "the server refused the key: bad key <redacted>\n"
     )
 
 

@@ -36,8 +36,8 @@ def test_escape_sequences_from_a_server_are_shown_escaped_on_stderr(tmp_path: Pa
     assert res.returncode == 1 and res.stdout == b""
     err = res.stderr.decode()
     assert err == (
-        "kznllm: preset 'cli' sends no key (its api_key is unset) and the server wants one: "
-        "openai error (HTTP 401): bad key \\x1b]52;c;cm0gLXJmIH4K\\x07"
+        "kznllm: openai error (HTTP 401): preset 'cli' sends no key (its api_key is unset) "
+        "and the server wants one: bad key \\x1b]52;c;cm0gLXJmIH4K\\x07"
         "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[H\\x9b31m\\nforged second line\n"
     )
     assert not any(ord(c) < 0x20 and c != "\n" for c in err)

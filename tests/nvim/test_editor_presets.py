@@ -257,7 +257,10 @@ def test_kznpreset_bang_says_why_when_the_list_cannot_be_had(nvim: Child, server
     nvim.serve(server, json_reply(401, {"error": {"message": "no such key"}}))
     nvim.nvim.command("KznPreset!")
     nvim.wait_for(
-        lambda: any("openai error (HTTP 401): no such key" in m for m in nvim.messages()),
+        # what failed, its status and the fix first: the provider's words may be cut
+        lambda: any(
+            "openai error (HTTP 401): preset 'test' sends no key" in m for m in nvim.messages()
+        ),
         what="the error",
     )
     nvim.nvim.command("KznPreset! azure")  # Azure lists deployments, not models

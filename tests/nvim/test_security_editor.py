@@ -166,8 +166,8 @@ def test_a_multi_line_pass_entry_sends_only_its_first_line_and_no_part_of_it_lea
         assert [d["status"] for d in done] == ["error", "error"]
         assert "HTTP 401" in done[0]["error"] and "<redacted>" in done[0]["error"]
         assert done[1]["error"] == (
-            "check the key command (cmd:) of preset 'test': the key has no access to this "
-            "model or project: openai error (HTTP 403): " + "x" * 290 + "<redacted>"
+            "openai error (HTTP 403): check the key command (cmd:) of preset 'test': the key "
+            "has no access to this model or project: " + "x" * 290 + "<redacted>"
         )
         # the provider got the first line, and nothing of the other lines
         auth = [r.headers["authorization"] for r in server.requests]
@@ -223,8 +223,8 @@ def test_a_password_in_the_base_url_is_shown_and_stored_nowhere(tmp_path: Path):
         nvim.nvim.command("KznFill again")
         done = nvim.wait_done(2)[1]
         assert done["error"] == (
-            "preset 'test' sends no key (its api_key is unset) and the server wants one: "
-            "openai error (HTTP 401): bad password <redacted>"
+            "openai error (HTTP 401): preset 'test' sends no key (its api_key is unset) and "
+            "the server wants one: bad password <redacted>"
         )
         # the request went out with its credentials (HTTP basic auth)
         assert server.requests[0].headers["authorization"].startswith("Basic ")
@@ -377,8 +377,8 @@ def test_control_characters_from_a_server_are_escaped_in_messages_and_history(
     nvim.nvim.command("KznDebug q")
     done = nvim.wait_done()[0]
     escaped = (
-        "preset 'test' sends no key (its api_key is unset) and the server wants one: "
-        "openai error (HTTP 401): bad key \\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b]0;pwned\\x07"
+        "openai error (HTTP 401): preset 'test' sends no key (its api_key is unset) and the "
+        "server wants one: bad key \\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b]0;pwned\\x07"
         "\\x1b[2J\\nforged line"
     )
     assert done["error"] == escaped

@@ -431,8 +431,8 @@ async def test_content_filter_finish_is_reported_as_the_finish_reason(server, cl
         (
             401,
             {"statusCode": 401, "message": "Access denied due to invalid subscription key."},
-            "check $KZN_TEST_AZURE_KEY (preset 'test-azure'): the server refused the key: "
-            "azure error (HTTP 401): Access denied due to invalid subscription key.",
+            "azure error (HTTP 401): check $KZN_TEST_AZURE_KEY (preset 'test-azure'): the "
+            "server refused the key: Access denied due to invalid subscription key.",
         ),
     ],
 )

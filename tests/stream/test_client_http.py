@@ -287,9 +287,9 @@ async def test_http_error_shows_status_and_provider_message(provider, status, se
     assert out.error is not None
     assert f"HTTP {status}" in out.error
     assert message in out.error
-    # the provider's words come first, but for a key turned away (401): its fix leads
-    head = out.error.index(f"{provider} error")
-    assert (head > 0) == (status == 401), out.error
+    assert out.error.startswith(f"{provider} error")
+    # for a key turned away (401) its fix comes before the provider's words
+    assert ("check $KZN_TEST_HTTP_KEY" in out.error) == (status == 401), out.error
     if provider == "anthropic":
         assert "error:" in out.error  # the error type is named too
     assert len(server.requests) == 1  # no silent retry
