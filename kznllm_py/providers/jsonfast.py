@@ -122,6 +122,21 @@ class Template:
             return None
         return cls(head, end, mid)
 
+    def after(self, prefix: str) -> Template:
+        """The same template for events that come with `prefix` before them (an SSE
+        run's whole `data: ` lines, sse.Run): one check and one cut per line, the
+        prefix's with the head's."""
+        return Template(prefix + self.head, self.tail, self.mid)
+
+    def run(self, datas: list[str]) -> str | None:
+        """texts() of `datas` when every one of them has the template's head and tail
+        (a whole read of a fast stream, checked in two C-level passes); else None."""
+        if all(map(str.startswith, datas, repeat(self.head))) and all(
+            map(str.endswith, datas, repeat(self.tail))
+        ):
+            return self.texts(datas)
+        return None
+
     def matches(self, datas: list[str]) -> list[bool]:
         """For each event, whether it has the template's head and tail (C-level)."""
         heads = map(str.startswith, datas, repeat(self.head))
@@ -133,7 +148,7 @@ class Template:
         of them is not sure to read as the template says (the caller reads them)."""
         cut, keep = len(self.head), -len(self.tail)
         if self.mid is None:
-            inners = [d[cut:keep] for d in datas]
+            inners = list(map(itemgetter(slice(cut, keep)), datas))
             text = "".join(inners)
             # an event shorter than head and tail together overlaps them: its inner is
             # empty, and its length short of what the sum counts
@@ -150,12 +165,26 @@ class Template:
             text = "".join(inners)
         if not _plain(text):
             return None
-        if "\\" in text:  # escapes (a line break is one): each such literal decoded
-            try:
-                text = "".join([_loads(f'"{x}"') if "\\" in x else x for x in inners])
-            except (_JSONError, RecursionError):
-                return None
+        if "\\" in text:  # escapes (a line break is one): each literal decoded on its own
+            return _literals(inners)
         return text
+
+
+def _literals(inners: list[str]) -> str | None:
+    """The JSON string literals whose insides are `inners` (no quote in any), each
+    decoded on its own, joined; None when one does not decode. Read as one array in one
+    parse: a literal that ended in a backslash would escape the quote after it, and the
+    array would then hold fewer strings than literals (or not parse at all), so an
+    escape never reaches across two of them."""
+    if not inners:
+        return ""
+    try:
+        values = _loads('["' + '","'.join(inners) + '"]')
+    except (_JSONError, RecursionError):
+        return None
+    if type(values) is not list or len(values) != len(inners):
+        return None
+    return "".join(values)
 
 
 def _plain(text: str) -> bool:

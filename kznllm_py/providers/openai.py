@@ -14,7 +14,7 @@ from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import ReasoningDelta, TextDelta, UsageDelta, as_count, as_text
 from kznllm_py.providers.jsonfast import Template, loads_event
 from kznllm_py.secrets import clip
-from kznllm_py.stream.sse import Event
+from kznllm_py.stream.sse import DATA, Event, Run
 
 _loads = orjson.loads
 _JSONError = (orjson.JSONDecodeError, RecursionError)
@@ -283,31 +283,41 @@ class Parser:
             raise StreamError(f"{self.name}: unexpected stream event: {shown!r}") from None
         return out
 
-    def feed_into(self, events: Sequence[Event | list[str]], out: list[base.Delta]) -> None:
-        """The deltas of a network read's events (an event, or the data of a run of
-        plain events: SSEDecoder.decode_runs), appended to `out` as feed() gives them
-        event by event, except that consecutive text is one TextDelta (joined once per
-        read). Once the stream's template is known (jsonfast.Template: its events differ
-        only in their text), a run of events of that template is read in C-level passes,
-        without parsing; an event of the common shape, `{"choices": [{"delta":
-        {"content": "..."}}]}`, is read in a few lookups (_plain_text); any other goes
-        through feed(), and when that raises, `out` holds what came before it."""
-        datas: list[str] = []
-        for item in events:  # feed() reads an event's data only
-            if type(item) is list:
-                datas += item
-            else:
-                datas.append(cast(Event, item).data)
+    def feed_into(self, events: Sequence[Event | Run], out: list[base.Delta]) -> None:
+        """The deltas of a network read's events (an event, or a run of plain events:
+        SSEDecoder.decode_runs), appended to `out` as feed() gives them event by event,
+        except that consecutive text is one TextDelta (joined once per read). Once the
+        stream's template is known (jsonfast.Template: its events differ only in their
+        text), a run of events of that template is read in C-level passes over their
+        whole `data: ` lines, without parsing; an event of the common shape,
+        `{"choices": [{"delta": {"content": "..."}}]}`, is read in a few lookups
+        (_plain_text); any other goes through feed(), and when that raises, `out` holds
+        what came before it."""
+        lines: list[str]  # each event's data, after DATA
+        if len(events) == 1 and type(events[0]) is Run:
+            lines = events[0]
+        else:
+            lines = []
+            for item in events:
+                if type(item) is Run:
+                    lines += item
+                else:
+                    lines.append(DATA + cast(Event, item).data)
         texts: list[str] = []
-        i = 0 if self._template is not None else self._each(datas, texts, out)
+        i = 0 if self._template is not None else self._each(lines, texts, out)
         template = self._template
-        if template is not None and i < len(datas):
-            ok = template.matches(datas)
-            n = len(datas)
+        n = len(lines)
+        if template is not None and i < n:
+            text = template.run(lines) if i == 0 and not self.done else None
+            if text is not None:  # the whole read, in one go (a burst's middle reads)
+                if text:
+                    texts.append(text)
+                i = n
+            ok = template.matches(lines) if i < n else []
             while i < n:
                 if ok[i] and not self.done:
                     j = _index(ok, False, i)
-                    text = template.texts(datas[i:j])
+                    text = template.texts(lines[i:j])
                     if text is not None:
                         if text:
                             texts.append(text)
@@ -315,18 +325,19 @@ class Parser:
                         continue
                 else:
                     j = n if self.done else _index(ok, True, i)
-                self._each(datas[i:j], texts, out)
+                self._each(lines[i:j], texts, out)
                 i = j
         if texts:
             out.append(TextDelta("".join(texts)))
 
-    def _each(self, datas: list[str], texts: list[str], out: list[base.Delta]) -> int:
+    def _each(self, lines: list[str], texts: list[str], out: list[base.Delta]) -> int:
         """feed_into() event by event: text of the common shape to `texts`, the rest
         through feed(), after the text before it. Returns how many events it read: it
         stops after the one that taught the stream's template, if one did (one of the
         first few events of the common shape)."""
         loads = _loads
-        for i, data in enumerate(datas):
+        for i, line in enumerate(lines):
+            data = line[6:]
             if not self.done:
                 try:
                     obj = loads(data)
@@ -338,17 +349,16 @@ class Parser:
                         texts.append(text)
                         if self._template is None and self._learning:
                             self._learning -= 1
-                            self._template = Template.learn(
-                                data, text, _plain_text, pad="obfuscation"
-                            )
-                            if self._template is not None:
+                            template = Template.learn(data, text, _plain_text, pad="obfuscation")
+                            if template is not None:
+                                self._template = template.after(DATA)
                                 return i + 1
                     continue
             if texts:
                 out.append(TextDelta("".join(texts)))
                 texts.clear()
             out.extend(self.feed(Event(data)))
-        return len(datas)
+        return len(lines)
 
     def finish(self) -> list[base.Delta]:
         if not self.done:

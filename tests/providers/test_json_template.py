@@ -18,7 +18,7 @@ from kznllm_py.errors import KznError
 from kznllm_py.providers import jsonfast, openai
 from kznllm_py.providers.base import Delta, TextDelta
 from kznllm_py.providers.jsonfast import Template
-from kznllm_py.stream.sse import Event, SSEDecoder
+from kznllm_py.stream.sse import Event, Run, SSEDecoder
 
 HEAD = '{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"'
 TAIL = '"},"logprobs":null,"finish_reason":null}]}'
@@ -114,6 +114,11 @@ def through_sse(datas: list[str], cuts: list[int]) -> tuple[list[Delta], str | N
 LEARN = HEAD + "learn" + TAIL  # the first events teach the template
 
 
+def run(datas: list[str]) -> Run:
+    """A run of plain events with these data, as SSEDecoder.decode_runs gives it."""
+    return Run(f"data: {d}" for d in datas)
+
+
 @settings(max_examples=800, deadline=None)
 @given(st.lists(event(), max_size=14), st.data())
 def test_every_chunking_of_a_templated_stream_reads_as_event_by_event(datas, data):
@@ -204,14 +209,14 @@ def test_a_padded_template_is_learnt_only_for_a_key_the_reading_ignores():
 def test_an_openai_stream_with_padding_is_read_by_its_template(monkeypatch):
     parser = openai.Parser()
     out: list[Delta] = []
-    parser.feed_into([[PAD_LEARN]], out)
+    parser.feed_into([run([PAD_LEARN])], out)
     parsed = []
     real = openai._loads
     monkeypatch.setattr(openai, "_loads", lambda s: parsed.append(s) or real(s))
     texts = [f"t{i}\\n" if i % 7 == 0 else f"t{i} " for i in range(300)]
     pads = ["", "a", "Zk9", "abcdefghij"]
     parser.feed_into(
-        [[PAD_HEAD + t + PAD_MID + pads[i % 4] + PAD_END for i, t in enumerate(texts)]], out
+        [run([PAD_HEAD + t + PAD_MID + pads[i % 4] + PAD_END for i, t in enumerate(texts)])], out
     )
     assert parsed == []
     want = "learn" + "".join(t.replace("\\n", "\n") for t in texts)
@@ -248,12 +253,29 @@ def test_a_stream_of_one_shape_is_read_by_its_template_not_event_by_event(monkey
     """After the first events, a read of 500 events of the template parses none."""
     parser = openai.Parser()
     out: list[Delta] = []
-    parser.feed_into([[LEARN]], out)
+    parser.feed_into([run([LEARN])], out)
     parsed = []
     real = openai._loads
     monkeypatch.setattr(openai, "_loads", lambda s: parsed.append(s) or real(s))
     texts = [f"t{i}\\n" if i % 7 == 0 else f"t{i} " for i in range(500)]
-    parser.feed_into([[HEAD + t + TAIL for t in texts]], out)
+    parser.feed_into([run([HEAD + t + TAIL for t in texts])], out)
     assert parsed == []
     want = "learn" + "".join(t.replace("\\n", "\n") for t in texts)
     assert "".join(d.text for d in out if type(d) is TextDelta) == want
+
+
+def _one_by_one(inners: list[str]) -> str | None:
+    """Each literal decoded on its own (the way texts() read escapes before)."""
+    try:
+        return "".join(orjson.loads(f'"{x}"') for x in inners)
+    except orjson.JSONDecodeError:
+        return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(RAW.filter(lambda x: '"' not in x), max_size=8))
+def test_a_runs_escapes_decode_as_each_literal_does_alone(inners: list[str]):
+    """jsonfast._literals reads the literals as one array: an escape never reaches
+    across two of them (a trailing backslash, half a surrogate pair), and it fails
+    exactly when one of them fails on its own."""
+    assert jsonfast._literals(inners) == _one_by_one(inners)
