@@ -188,6 +188,10 @@ def _plain_text(obj: Any) -> str | None:
     return content
 
 
+# events of other shapes at the end of a read that feed_into leaves out of the read's run
+# (a stream's last read: its finish chunk, the usage chunk, [DONE])
+END_EVENTS = 4
+
 # events of the common shape a stream's template is tried on (one that varies more than
 # its text and OpenAI's `obfuscation` padding, which _plain_text never reads, is then
 # read event by event)
@@ -307,28 +311,42 @@ class Parser:
         i = 0 if self._template is not None else self._each(lines, texts, out)
         template = self._template
         n = len(lines)
-        if template is not None and i < n:
-            text = template.run(lines) if i == 0 and not self.done else None
-            if text is not None:  # the whole read, in one go (a burst's middle reads)
+        if template is not None and i < n and not self.done:
+            # the rest of the read in one go (a burst's reads), but for the few events
+            # of other shapes a stream ends with (the finish chunk, usage, [DONE])
+            j = n
+            while j > i and n - j < END_EVENTS and not lines[j - 1].endswith(template.tail):
+                j -= 1
+            text = template.run(lines[i:j] if i or j < n else lines) if j > i else None
+            if text is not None:
                 if text:
                     texts.append(text)
-                i = n
-            ok = template.matches(lines) if i < n else []
-            while i < n:
-                if ok[i] and not self.done:
-                    j = _index(ok, False, i)
-                    text = template.texts(lines[i:j])
-                    if text is not None:
-                        if text:
-                            texts.append(text)
-                        i = j
-                        continue
-                else:
-                    j = n if self.done else _index(ok, True, i)
-                self._each(lines[i:j], texts, out)
                 i = j
+        if template is not None and i < n:
+            self._mixed(template, lines[i:] if i else lines, texts, out)
         if texts:
             out.append(TextDelta("".join(texts)))
+
+    def _mixed(
+        self, template: Template, lines: list[str], texts: list[str], out: list[base.Delta]
+    ) -> None:
+        """feed_into() of events of the template and of other shapes mixed: each run of
+        the template's in C-level passes, the others one by one (_each)."""
+        ok = template.matches(lines)
+        i, n = 0, len(lines)
+        while i < n:
+            if ok[i] and not self.done:
+                j = _index(ok, False, i)
+                text = template.texts(lines[i:j])
+                if text is not None:
+                    if text:
+                        texts.append(text)
+                    i = j
+                    continue
+            else:
+                j = n if self.done else _index(ok, True, i)
+            self._each(lines[i:j], texts, out)
+            i = j
 
     def _each(self, lines: list[str], texts: list[str], out: list[base.Delta]) -> int:
         """feed_into() event by event: text of the common shape to `texts`, the rest

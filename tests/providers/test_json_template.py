@@ -279,3 +279,33 @@ def test_a_runs_escapes_decode_as_each_literal_does_alone(inners: list[str]):
     across two of them (a trailing backslash, half a surrogate pair), and it fails
     exactly when one of them fails on its own."""
     assert jsonfast._literals(inners) == _one_by_one(inners)
+
+
+@st.composite
+def near_miss(draw: st.DrawFn) -> str:
+    """The template's event with one character of its head or tail changed (the same
+    length: its middle cut at the same place reads as plain text): only a check of the
+    head and the tail themselves tells it apart (another id, "index":1, ...)."""
+    text = draw(st.sampled_from(["x", "tok ", "a\\nb"]))
+    whole = HEAD + TAIL
+    at = draw(st.integers(0, len(whole) - 1))
+    char = draw(st.sampled_from("1xZ :,{}[]").filter(lambda c: c != whole[at]))
+    whole = whole[:at] + char + whole[at + 1 :]
+    return whole[: len(HEAD)] + text + whole[len(HEAD) :]
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(event() | near_miss(), max_size=6), st.data())
+def test_a_run_checked_in_one_comparison_reads_as_event_by_event_checks(odd, data):
+    """Template.run compares the events joined, RUN_BLOCK at a time, with the template
+    around their middles: it reads them exactly when every one has the head and the tail
+    (as matches() says, event by event), and then as texts() does."""
+    template = Template.learn(LEARN, "learn", openai._plain_text)
+    assert template is not None
+    # long runs of the template's events (past a block), the drawn ones at any place
+    n = data.draw(st.integers(0, 2 * jsonfast.RUN_BLOCK + 10))
+    datas = [HEAD + f"t{i}" + TAIL for i in range(n)]
+    for event_ in odd:
+        datas.insert(data.draw(st.integers(0, len(datas))), event_)
+    want = template.texts(datas) if all(template.matches(datas)) else None
+    assert template.run(datas) == want
