@@ -37,6 +37,10 @@ def loads_body(data: bytes) -> Any:
         return None
 
 
+# events that Template.run compares at once: a burst's 256 are ~60 KB joined, under the
+# size from which malloc maps fresh pages for a string (a whole read joined, 256 KB, was
+# slower to build than comparing event by event)
+RUN_BLOCK = 256
 # a string that no template's sample holds where its value is, to find that value's place
 _PROBE = "kznllm template probe"
 
@@ -122,6 +126,29 @@ class Template:
             return None
         return cls(head, end, mid)
 
+    def after(self, prefix: str) -> Template:
+        """The same template for events that come with `prefix` before them (an SSE
+        run's whole `data: ` lines, sse.Run): one check and one cut per line, the
+        prefix's with the head's."""
+        return Template(prefix + self.head, self.tail, self.mid)
+
+    def run(self, datas: list[str]) -> str | None:
+        """texts() of `datas` when every one of them has the template's head and tail
+        (a whole read of a fast stream); else None. Checked in one comparison, not
+        event by event: the events joined equal the head, their middles joined with
+        tail and head between, and the tail, only if each one is head, middle and tail
+        (the lengths line up); RUN_BLOCK events at a time."""
+        head, tail = self.head, self.tail
+        # an event shorter than head and tail together has an empty middle: its block
+        # then falls short of the length the template gives it (no check of its own)
+        middles = list(map(itemgetter(slice(len(head), -len(tail))), datas))
+        between = tail + head
+        for i in range(0, len(datas), RUN_BLOCK):
+            end = i + RUN_BLOCK
+            if "".join(datas[i:end]) != head + between.join(middles[i:end]) + tail:
+                return None
+        return self._read(middles)
+
     def matches(self, datas: list[str]) -> list[bool]:
         """For each event, whether it has the template's head and tail (C-level)."""
         heads = map(str.startswith, datas, repeat(self.head))
@@ -131,31 +158,52 @@ class Template:
     def texts(self, datas: list[str]) -> str | None:
         """The values of `datas` (each with the head and tail), joined; None when one
         of them is not sure to read as the template says (the caller reads them)."""
-        cut, keep = len(self.head), -len(self.tail)
+        middles = list(map(itemgetter(slice(len(self.head), -len(self.tail))), datas))
+        if not self._long_enough(datas, middles):
+            return None
+        return self._read(middles)
+
+    def _long_enough(self, datas: list[str], middles: list[str]) -> bool:
+        """No event overlaps the head and the tail: an event shorter than both together
+        has an empty middle, and its length falls short of what the sum counts."""
+        whole = len(self.head) + len(self.tail)
+        return sum(map(len, datas)) == len(datas) * whole + sum(map(len, middles))
+
+    def _read(self, middles: list[str]) -> str | None:
+        """The values whose events have these middles (between head and tail)."""
         if self.mid is None:
-            inners = [d[cut:keep] for d in datas]
-            text = "".join(inners)
-            # an event shorter than head and tail together overlaps them: its inner is
-            # empty, and its length short of what the sum counts
-            if sum(map(len, datas)) != len(datas) * (cut - keep) + len(text):
-                return None
+            inners = middles
         else:
             # inner, mid, pad: the first mid after a quote-free inner is the mid (it
             # starts with a quote); an overlap of head and tail leaves no mid to find
-            parts = [d[cut:keep].partition(self.mid) for d in datas]
+            parts = [m.partition(self.mid) for m in middles]
             pads = "".join(map(itemgetter(2), parts))
             if not all(map(itemgetter(1), parts)) or "\\" in pads or not _plain(pads):
                 return None
             inners = list(map(itemgetter(0), parts))
-            text = "".join(inners)
+        text = "".join(inners)
         if not _plain(text):
             return None
-        if "\\" in text:  # escapes (a line break is one): each such literal decoded
-            try:
-                text = "".join([_loads(f'"{x}"') if "\\" in x else x for x in inners])
-            except (_JSONError, RecursionError):
-                return None
+        if "\\" in text:  # escapes (a line break is one): each literal decoded on its own
+            return _literals(inners)
         return text
+
+
+def _literals(inners: list[str]) -> str | None:
+    """The JSON string literals whose insides are `inners` (no quote in any), each
+    decoded on its own, joined; None when one does not decode. Read as one array in one
+    parse: a literal that ended in a backslash would escape the quote after it, and the
+    array would then hold fewer strings than literals (or not parse at all), so an
+    escape never reaches across two of them."""
+    if not inners:
+        return ""
+    try:
+        values = _loads('["' + '","'.join(inners) + '"]')
+    except (_JSONError, RecursionError):
+        return None
+    if type(values) is not list or len(values) != len(inners):
+        return None
+    return "".join(values)
 
 
 def _plain(text: str) -> bool:

@@ -14,7 +14,7 @@ from kznllm_py.providers import base, reasoning
 from kznllm_py.providers.base import ReasoningDelta, TextDelta, UsageDelta, as_count, as_text
 from kznllm_py.providers.jsonfast import Template, loads_event
 from kznllm_py.secrets import clip
-from kznllm_py.stream.sse import Event
+from kznllm_py.stream.sse import DATA, Event, Run
 
 _loads = orjson.loads
 _JSONError = (orjson.JSONDecodeError, RecursionError)
@@ -188,6 +188,10 @@ def _plain_text(obj: Any) -> str | None:
     return content
 
 
+# events of other shapes at the end of a read that feed_into leaves out of the read's run
+# (a stream's last read: its finish chunk, the usage chunk, [DONE])
+END_EVENTS = 4
+
 # events of the common shape a stream's template is tried on (one that varies more than
 # its text and OpenAI's `obfuscation` padding, which _plain_text never reads, is then
 # read event by event)
@@ -283,50 +287,75 @@ class Parser:
             raise StreamError(f"{self.name}: unexpected stream event: {shown!r}") from None
         return out
 
-    def feed_into(self, events: Sequence[Event | list[str]], out: list[base.Delta]) -> None:
-        """The deltas of a network read's events (an event, or the data of a run of
-        plain events: SSEDecoder.decode_runs), appended to `out` as feed() gives them
-        event by event, except that consecutive text is one TextDelta (joined once per
-        read). Once the stream's template is known (jsonfast.Template: its events differ
-        only in their text), a run of events of that template is read in C-level passes,
-        without parsing; an event of the common shape, `{"choices": [{"delta":
-        {"content": "..."}}]}`, is read in a few lookups (_plain_text); any other goes
-        through feed(), and when that raises, `out` holds what came before it."""
-        datas: list[str] = []
-        for item in events:  # feed() reads an event's data only
-            if type(item) is list:
-                datas += item
-            else:
-                datas.append(cast(Event, item).data)
-        texts: list[str] = []
-        i = 0 if self._template is not None else self._each(datas, texts, out)
-        template = self._template
-        if template is not None and i < len(datas):
-            ok = template.matches(datas)
-            n = len(datas)
-            while i < n:
-                if ok[i] and not self.done:
-                    j = _index(ok, False, i)
-                    text = template.texts(datas[i:j])
-                    if text is not None:
-                        if text:
-                            texts.append(text)
-                        i = j
-                        continue
+    def feed_into(self, events: Sequence[Event | Run], out: list[base.Delta]) -> None:
+        """The deltas of a network read's events (an event, or a run of plain events:
+        SSEDecoder.decode_runs), appended to `out` as feed() gives them event by event,
+        except that consecutive text is one TextDelta (joined once per read). Once the
+        stream's template is known (jsonfast.Template: its events differ only in their
+        text), a run of events of that template is read in C-level passes over their
+        whole `data: ` lines, without parsing; an event of the common shape,
+        `{"choices": [{"delta": {"content": "..."}}]}`, is read in a few lookups
+        (_plain_text); any other goes through feed(), and when that raises, `out` holds
+        what came before it."""
+        lines: list[str]  # each event's data, after DATA
+        if len(events) == 1 and type(events[0]) is Run:
+            lines = events[0]
+        else:
+            lines = []
+            for item in events:
+                if type(item) is Run:
+                    lines += item
                 else:
-                    j = n if self.done else _index(ok, True, i)
-                self._each(datas[i:j], texts, out)
+                    lines.append(DATA + cast(Event, item).data)
+        texts: list[str] = []
+        i = 0 if self._template is not None else self._each(lines, texts, out)
+        template = self._template
+        n = len(lines)
+        if template is not None and i < n and not self.done:
+            # the rest of the read in one go (a burst's reads), but for the few events
+            # of other shapes a stream ends with (the finish chunk, usage, [DONE])
+            j = n
+            while j > i and n - j < END_EVENTS and not lines[j - 1].endswith(template.tail):
+                j -= 1
+            text = template.run(lines[i:j] if i or j < n else lines) if j > i else None
+            if text is not None:
+                if text:
+                    texts.append(text)
                 i = j
+        if template is not None and i < n:
+            self._mixed(template, lines[i:] if i else lines, texts, out)
         if texts:
             out.append(TextDelta("".join(texts)))
 
-    def _each(self, datas: list[str], texts: list[str], out: list[base.Delta]) -> int:
+    def _mixed(
+        self, template: Template, lines: list[str], texts: list[str], out: list[base.Delta]
+    ) -> None:
+        """feed_into() of events of the template and of other shapes mixed: each run of
+        the template's in C-level passes, the others one by one (_each)."""
+        ok = template.matches(lines)
+        i, n = 0, len(lines)
+        while i < n:
+            if ok[i] and not self.done:
+                j = _index(ok, False, i)
+                text = template.texts(lines[i:j])
+                if text is not None:
+                    if text:
+                        texts.append(text)
+                    i = j
+                    continue
+            else:
+                j = n if self.done else _index(ok, True, i)
+            self._each(lines[i:j], texts, out)
+            i = j
+
+    def _each(self, lines: list[str], texts: list[str], out: list[base.Delta]) -> int:
         """feed_into() event by event: text of the common shape to `texts`, the rest
         through feed(), after the text before it. Returns how many events it read: it
         stops after the one that taught the stream's template, if one did (one of the
         first few events of the common shape)."""
         loads = _loads
-        for i, data in enumerate(datas):
+        for i, line in enumerate(lines):
+            data = line[6:]
             if not self.done:
                 try:
                     obj = loads(data)
@@ -338,17 +367,16 @@ class Parser:
                         texts.append(text)
                         if self._template is None and self._learning:
                             self._learning -= 1
-                            self._template = Template.learn(
-                                data, text, _plain_text, pad="obfuscation"
-                            )
-                            if self._template is not None:
+                            template = Template.learn(data, text, _plain_text, pad="obfuscation")
+                            if template is not None:
+                                self._template = template.after(DATA)
                                 return i + 1
                     continue
             if texts:
                 out.append(TextDelta("".join(texts)))
                 texts.clear()
             out.extend(self.feed(Event(data)))
-        return len(datas)
+        return len(lines)
 
     def finish(self) -> list[base.Delta]:
         if not self.done:

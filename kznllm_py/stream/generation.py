@@ -64,7 +64,7 @@ from kznllm_py.stream.events import (
 )
 from kznllm_py.stream.fences import FenceStripper
 from kznllm_py.stream.ndjson import NDJSONDecoder
-from kznllm_py.stream.sse import MAX_LINE, Event, SSEDecoder
+from kznllm_py.stream.sse import MAX_LINE, Event, Run, SSEDecoder
 from kznllm_py.stream.think import ThinkSplitter
 
 FIRST_PIECE = 8 * 1024
@@ -224,11 +224,11 @@ async def stream_deltas(
     parser = provider.new_parser()
     feed = parser.feed
     # a parser's fast path for a whole read's events (providers/openai.py), if it has one,
-    # given runs of plain events as their data alone where the decoder can (sse.py)
-    feed_into: Callable[[Sequence[Event | list[str]], list[Delta]], None] | None = getattr(
+    # given runs of plain events as their whole lines where the decoder can (sse.Run)
+    feed_into: Callable[[Sequence[Event | Run], list[Delta]], None] | None = getattr(
         parser, "feed_into", None
     )
-    decode: Callable[[bytes], Sequence[Event | list[str]]] = decoder.decode
+    decode: Callable[[bytes], Sequence[Event | Run]] = decoder.decode
     if feed_into is not None:
         decode = getattr(decoder, "decode_runs", decoder.decode)
     started = False  # the first delta went out

@@ -26,7 +26,8 @@ from kznllm_py.errors import StreamError, size_text
 
 # characters of one line, or of one event's data, past which the stream is refused
 MAX_LINE = 4 * 1024 * 1024
-_DATA = repeat("data: ")  # the prefix of each line, for map(str.startswith, lines, _DATA)
+DATA = "data: "  # the prefix of a run's lines (Run)
+_DATA = repeat(DATA)  # for map(str.startswith, lines, _DATA)
 
 
 @dataclass(slots=True)
@@ -35,6 +36,18 @@ class Event:
     event: str = "message"
     id: str | None = None
     retry: int | None = None
+
+
+class Run(list[str]):
+    """A run of plain events as `SSEDecoder.decode_runs` gives it: each event's one
+    line, whole, `data: ` kept (its data is `line[6:]`, `datas()`). Not cut off line by
+    line: a reader that knows the shape of its events checks and cuts each line once,
+    `data: ` and all (providers/jsonfast.py's Template)."""
+
+    __slots__ = ()
+
+    def datas(self) -> list[str]:
+        return [line[6:] for line in self]
 
 
 def complete_lines(
@@ -141,10 +154,10 @@ class SSEDecoder(TextLines):
             self._dispatch(events)
         return events
 
-    def decode_runs(self, chunk: bytes) -> list[Event | list[str]]:
-        """decode(), except that a run of plain events (one `data:` line each, no event
-        name, no id or retry in the stream so far) comes as one list of their data:
-        no Event each. The events of a fast stream, as its parser reads them."""
+    def decode_runs(self, chunk: bytes) -> list[Event | Run]:
+        """decode(), except that a run of plain events (one `data: ` line each, no event
+        name, no id or retry in the stream so far) comes as one Run of their lines: no
+        Event each. The events of a fast stream, as its parser reads them."""
         return self._lines(self._utf8.decode(chunk), True)
 
     # -- internals -------------------------------------------------------------------
@@ -152,7 +165,7 @@ class SSEDecoder(TextLines):
     def _feed(self, text: str) -> list[Event]:
         return cast(list[Event], self._lines(text, False))
 
-    def _lines(self, text: str, runs: bool) -> list[Event | list[str]]:
+    def _lines(self, text: str, runs: bool) -> list[Event | Run]:
         text = self._text(text)
         if not text:
             return []
@@ -167,7 +180,7 @@ class SSEDecoder(TextLines):
         lines, self._held = complete_lines(self._pending, text, self._held, self._max_line)
         if not lines:
             return []
-        events: list[Event | list[str]] = []
+        events: list[Event | Run] = []
         if not self._saw_field and not self._event and not self._data:
             # the hot path of a fast stream: a run of one-line `data: ` events, each
             # followed by its blank line, checked and cut in C-level passes over the lines
@@ -184,7 +197,7 @@ class SSEDecoder(TextLines):
             if pairs and not any(lines[1:pairs:2]) and all(map(str.startswith, heads, _DATA)):
                 last_id, retry = self._last_id, self._retry
                 if runs and last_id is None and retry is None:
-                    events = [[head[6:] for head in heads]]
+                    events = [Run(heads)]
                 else:
                     events = [Event(head[6:], "message", last_id, retry) for head in heads]
                 if pairs == len(lines):
@@ -218,7 +231,7 @@ class SSEDecoder(TextLines):
             raise too_long("an event", self._max_line)
         return events
 
-    def _line(self, line: str, events: list[Event] | list[Event | list[str]]) -> None:
+    def _line(self, line: str, events: list[Event] | list[Event | Run]) -> None:
         if not line:
             if self._saw_field:
                 self._dispatch(events)
@@ -242,7 +255,7 @@ class SSEDecoder(TextLines):
             self._retry = int(value)
         # other fields are ignored, as the spec says
 
-    def _dispatch(self, events: list[Event] | list[Event | list[str]]) -> None:
+    def _dispatch(self, events: list[Event] | list[Event | Run]) -> None:
         data = self._data
         event = self._event
         self._data = []

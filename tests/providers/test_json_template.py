@@ -20,7 +20,7 @@ from kznllm_py.errors import KznError
 from kznllm_py.providers import jsonfast, openai
 from kznllm_py.providers.base import Delta, TextDelta
 from kznllm_py.providers.jsonfast import Template
-from kznllm_py.stream.sse import Event, SSEDecoder
+from kznllm_py.stream.sse import Event, Run, SSEDecoder
 from tests.fuzzing import merged
 
 HEAD = '{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"'
@@ -104,6 +104,14 @@ def through_sse(datas: list[str], cuts: list[int]) -> tuple[list[Delta], str | N
     return out, None
 
 
+LEARN = HEAD + "learn" + TAIL  # the first events teach the template
+
+
+def run(datas: list[str]) -> Run:
+    """A run of plain events with these data, as SSEDecoder.decode_runs gives it."""
+    return Run(f"data: {d}" for d in datas)
+
+
 def assert_reads_as_event_by_event(datas: list[str], data: st.DataObject) -> None:
     """The stream of `datas` cut anywhere (up to 5 cuts drawn from `data`) reads as the
     slow path reads it event by event: the same deltas (text joined), the same error."""
@@ -113,9 +121,6 @@ def assert_reads_as_event_by_event(datas: list[str], data: st.DataObject) -> Non
     got, got_error = through_sse(datas, cuts)
     assert got_error == want_error
     assert merged(got, drop_empty=True) == merged(want, drop_empty=True)
-
-
-LEARN = HEAD + "learn" + TAIL  # the first events teach the template
 
 
 @settings(max_examples=800, deadline=None)
@@ -200,12 +205,12 @@ def assert_read_by_template(
     of them (openai._loads is not called) and gives every text."""
     parser = openai.Parser()
     out: list[Delta] = []
-    parser.feed_into([[learn]], out)
+    parser.feed_into([run([learn])], out)
     parsed = []
     real = openai._loads
     monkeypatch.setattr(openai, "_loads", lambda s: parsed.append(s) or real(s))
     texts = [f"t{i}\\n" if i % 7 == 0 else f"t{i} " for i in range(n)]
-    parser.feed_into([[event(i, t) for i, t in enumerate(texts)]], out)
+    parser.feed_into([run([event(i, t) for i, t in enumerate(texts)])], out)
     assert parsed == []
     want = "learn" + "".join(t.replace("\\n", "\n") for t in texts)
     assert "".join(d.text for d in out if type(d) is TextDelta) == want
@@ -247,3 +252,50 @@ def test_a_text_equal_to_the_probe_does_not_mislead_the_template():
 def test_a_stream_of_one_shape_is_read_by_its_template_not_event_by_event(monkeypatch):
     """After the first events, a read of 500 events of the template parses none."""
     assert_read_by_template(monkeypatch, LEARN, lambda _i, t: HEAD + t + TAIL, 500)
+
+
+def _one_by_one(inners: list[str]) -> str | None:
+    """Each literal decoded on its own (the way texts() read escapes before)."""
+    try:
+        return "".join(orjson.loads(f'"{x}"') for x in inners)
+    except orjson.JSONDecodeError:
+        return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(RAW.filter(lambda x: '"' not in x), max_size=8))
+def test_a_runs_escapes_decode_as_each_literal_does_alone(inners: list[str]):
+    """jsonfast._literals reads the literals as one array: an escape never reaches
+    across two of them (a trailing backslash, half a surrogate pair), and it fails
+    exactly when one of them fails on its own."""
+    assert jsonfast._literals(inners) == _one_by_one(inners)
+
+
+@st.composite
+def near_miss(draw: st.DrawFn) -> str:
+    """The template's event with one character of its head or tail changed (the same
+    length: its middle cut at the same place reads as plain text): only a check of the
+    head and the tail themselves tells it apart (another id, "index":1, ...)."""
+    text = draw(st.sampled_from(["x", "tok ", "a\\nb"]))
+    whole = HEAD + TAIL
+    at = draw(st.integers(0, len(whole) - 1))
+    char = draw(st.sampled_from("1xZ :,{}[]").filter(lambda c: c != whole[at]))
+    whole = whole[:at] + char + whole[at + 1 :]
+    return whole[: len(HEAD)] + text + whole[len(HEAD) :]
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(event() | near_miss(), max_size=6), st.data())
+def test_a_run_checked_in_one_comparison_reads_as_event_by_event_checks(odd, data):
+    """Template.run compares the events joined, RUN_BLOCK at a time, with the template
+    around their middles: it reads them exactly when every one has the head and the tail
+    (as matches() says, event by event), and then as texts() does."""
+    template = Template.learn(LEARN, "learn", openai._plain_text)
+    assert template is not None
+    # long runs of the template's events (past a block), the drawn ones at any place
+    n = data.draw(st.integers(0, 2 * jsonfast.RUN_BLOCK + 10))
+    datas = [HEAD + f"t{i}" + TAIL for i in range(n)]
+    for event_ in odd:
+        datas.insert(data.draw(st.integers(0, len(datas))), event_)
+    want = template.texts(datas) if all(template.matches(datas)) else None
+    assert template.run(datas) == want

@@ -482,6 +482,19 @@ async def test_broken_http_responses(raw, says, server, client):
     assert out.error.startswith(f"127.0.0.1:{server.port} {says}")
 
 
+async def test_a_malformed_chunk_after_the_head_came_fails_at_once(server, client):
+    """The head in one read, a malformed chunk size in the next: aiohttp's parser fails
+    in a body it already handed out, and the body's reader is told at once (it used to
+    wait until the read timeout)."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    server.queue(Reply(raw_chunks=[head, b"zz\r\n"], gap=0.05))
+    out, text = await run(client, make_preset("openai", server.base_url))
+    assert (out.status, text) == ("error", "")
+    says = "sent a malformed HTTP response: invalid character in chunk size"
+    assert out.error.startswith(f"127.0.0.1:{server.port} {says}")
+    assert out.duration_ms < 2000
+
+
 async def test_200_html_page_is_not_taken_for_a_stream(server, client):
     """A captive portal or a proxy's page, sent with 200."""
     page = b"<html><body>Please log in to the hotel Wi-Fi</body></html>"

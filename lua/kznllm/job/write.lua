@@ -13,6 +13,25 @@ local line_len = region.line_len
 --- True while a write of ours runs (the buffer watch ignores it).
 M.writing = false
 
+local find, sub = string.find, string.sub
+
+--- The lines of `text`, as vim.split(text, '\n', { plain = true }) gives them: a plain
+--- find loop (vim.split's iterator took ~0.3 ms for a burst's 300-line last write, one
+--- call that LuaJIT does not compile; this takes a tenth of that).
+function M.lines_of(text)
+  local out, n, init = {}, 0, 1
+  while true do
+    local at = find(text, '\n', init, true)
+    n = n + 1
+    if not at then
+      out[n] = sub(text, init)
+      return out
+    end
+    out[n] = sub(text, init, at - 1)
+    init = at + 1
+  end
+end
+
 local function jobs()
   return require('kznllm.job').jobs
 end
@@ -158,7 +177,7 @@ end
 --- 'undone' (an undo took the answer's last write back), 'deleted' (its text is gone).
 function M.write(job, text)
   local buf = job.buf
-  local lines = vim.split(text, '\n', { plain = true })
+  local lines = M.lines_of(text)
   local why = api.nvim_buf_call(buf, function()
     local tick = api.nvim_buf_get_changedtick(buf)
     local last = last_write[buf]
@@ -218,7 +237,7 @@ function M.rewrite(job, text)
     local hr, hc = mark_pos(buf, job.head)
     local tr, tc = mark_pos(buf, job.tail)
     M.writing = true
-    pcall(api.nvim_buf_set_text, buf, hr, hc, tr, tc, vim.split(text, '\n', { plain = true }))
+    pcall(api.nvim_buf_set_text, buf, hr, hc, tr, tc, M.lines_of(text))
     M.writing = false
     M.wrote(job)
     job.chars = #text
