@@ -18,6 +18,7 @@ from kznllm_py.errors import KznError
 from kznllm_py.prompt import context, project_templates
 from kznllm_py.prompt.sections import Section
 from kznllm_py.prompt.sources import headless, outline, scope
+from kznllm_py.prompt.sources.outline import Outline
 from kznllm_py.prompt.sources.scope import Scope
 
 MAX_FILE_BYTES = 8 * 1024 * 1024  # --file, from fstat before a byte is read
@@ -90,6 +91,7 @@ def framed(s: Scope, first: int, last: int) -> Scope:
 class TreeContext:
     sections: tuple[Section, ...] = ()
     scope: Scope | None = None
+    outline: Outline | None = None
     # what is missing and why: said on stderr (`loud`, a source named by its flag) or
     # only in the notes of render's view
     problem: str = ""
@@ -136,6 +138,7 @@ def tree_context(
     return TreeContext(
         sections=tuple(out),
         scope=sc,
+        outline=found.outline,
         problem=found.problem,
         loud=bool(found.problem) and bool(what.named),
     )

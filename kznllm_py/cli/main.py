@@ -491,6 +491,7 @@ def _job_from_args(args: argparse.Namespace) -> payload.FillJob:
         # --outline, --scope: Neovim's tree-sitter, run headless (cli/file_context.py)
         offered=tree.sections,
         scope=tree.scope,
+        outline=tree.outline,
         gather_notes=(tree.problem,) if tree.problem and not tree.loud else (),
         # --git: the hunks near --range/--line, else the file's first ones
         rows=args.range or ((args.line[0], args.line[0]) if args.line else (1, 1 << 30)),

@@ -16,6 +16,7 @@ from kznllm_py.prompt import context, project_templates, prompts, sandbox, secti
 from kznllm_py.prompt.context import estimate_tokens
 from kznllm_py.prompt.presets import Preset
 from kznllm_py.prompt.sources import definitions, gathered, git, rules
+from kznllm_py.prompt.sources import outline as outline_source
 from kznllm_py.prompt.sources import scope as scope_source
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.settings import Settings
@@ -61,6 +62,9 @@ class FillJob:
     # the enclosing scope offered: `fitted` sends only its title when the lines around
     # the selection hold it whole
     scope: scope_source.Scope | None = None
+    # the file's outline offered: `fitted` leaves out the entries the lines around the
+    # selection show (they are sent whole), and the section when none is left
+    outline: outline_source.Outline | None = None
     # where the project's rules are read from (None: rules off, no project root, or no
     # rules file there), found once (`with_rules_root`: `job_of` on the loop, a few lstat
     # calls) and used by both the on-loop `reads_files` and the off-loop `with_files`
@@ -120,6 +124,7 @@ def job_of(req: FillRequest, settings: Settings | None = None) -> FillJob:
         definitions=req.gathered.definitions if shown.on("definitions") else (definitions.Asked()),
         cwd=cwd,
         scope=req.gathered.scope if shown.on("scope") else None,
+        outline=req.gathered.outline if shown.on("outline") else None,
     )
     return with_rules_root(job)
 
@@ -252,6 +257,9 @@ def fitted(job: FillJob) -> FillJob:
     offered, keep, kept = _scope_in_around(job, budget - reserved)
     fit = sections.fit(offered, budget=budget, reserved=reserved + kept)
     before, after = sections.fit_around(ctx.before, ctx.after, fit.remaining + kept, keep)
+    narrowed = _outline_beside(job, before, after)
+    if narrowed is not None:  # what the lines around show, said once
+        return fitted(narrowed)  # the lines around only grow: fewer entries each time
     if job.definition_entries:  # a definition in the lines around as sent: sent once
         asked = job.definitions
         held = (asked.first - before.count("\n"), asked.last + after.count("\n"))
@@ -262,6 +270,28 @@ def fitted(job: FillJob) -> FillJob:
         job,
         ctx=replace(ctx, sections=fit.placed, left=fit.left, before=before, after=after),
     )
+
+
+def _outline_beside(job: FillJob, before: str, after: str) -> FillJob | None:
+    """The job with the outline's entries that the lines around the selection show (as
+    fitted: `before` and `after` it) left out, and its section gone when none is left;
+    None when there is nothing to leave out."""
+    o = job.outline
+    if o is None:
+        return None
+    ctx = job.ctx
+    # the file's lines the request holds (1-based): the selection's (or the cursor's
+    # line), and the lines of the code around it (fit_around cuts them at line ends)
+    first = o.cursor - before.count("\n")
+    last = o.cursor + ctx.selection.count("\n") + after.count("\n")
+    if not any(first <= e.line <= last for e in o.entries):
+        return None
+    shown = outline_source.beside(o, first, last)
+    offered = [s for s in job.offered if s.kind != "outline"]
+    if shown is not None:
+        at = next((i for i, s in enumerate(job.offered) if s.kind == "outline"), len(offered))
+        offered.insert(at, outline_source.section(shown, ctx.path))
+    return replace(job, outline=shown, offered=tuple(offered))
 
 
 def _scope_in_around(

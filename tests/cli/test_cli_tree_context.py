@@ -91,9 +91,11 @@ def test_the_outline_names_a_function_14000_lines_from_the_line_in_the_request_s
     sent = user_text(server)
     assert "outline of far.c: its definitions (line: declaration)" in sent
     assert "3: int far_away(int x) {" in sent  # 14,000 lines from --line
-    assert "14008: int near(int y) {" in sent
-    # and the lines around the cursor do not reach it: only the outline brings it
+    # the lines around the cursor do not reach it: only the outline brings it; what they
+    # show is not listed again, one line says which lines those are
     assert sent.count("far_away") == 1
+    assert "14008: int near(int y) {" not in sent
+    assert "the code around the selection, sent below]" in sent
 
 
 def _long_function(lines: int) -> list[str]:
@@ -139,7 +141,7 @@ def test_a_scope_the_lines_around_hold_is_sent_once_as_its_title(tmp_path: Path)
     user = json.loads(res.stdout)["body"]["messages"][-1]["content"]
     assert "enclosing function `near` (lines 14008-14011)" in user
     assert "(whole in the code around the selection, not repeated here)" in user
-    assert user.count("int near(int y) {") == 2  # the outline's line and the lines around
+    assert user.count("int near(int y) {") == 1  # in the lines around, not in the outline
 
 
 def test_a_lua_file_gets_its_scope_and_outline_from_the_bundled_lua_parser(tmp_path: Path):
@@ -149,7 +151,8 @@ def test_a_lua_file_gets_its_scope_and_outline_from_the_bundled_lua_parser(tmp_p
     assert res.returncode == 0 and res.stderr == "", res.stderr
     user = json.loads(res.stdout)["body"]["messages"][-1]["content"]
     assert "enclosing function `M.add` (lines 3-6)" in user
-    assert "3: function M.add(a, b)" in user
+    # the file is sent whole around the range: no outline to say what it holds
+    assert "outline of" not in user and user.count("function M.add(a, b)") == 1
 
 
 def test_a_file_with_no_parser_goes_on_without_and_says_so_when_asked(
@@ -332,14 +335,17 @@ def test_a_link_inside_the_project_is_read_where_it_leads(tmp_path: Path):
 
 
 def test_a_file_that_is_not_utf8_still_gets_its_scope_and_outline(tmp_path: Path):
+    filler = b"// filler line of a long file\n" * 8000  # g beyond the lines around
     (tmp_path / "l1.c").write_bytes(
-        b'int f(void) {\n  char *s = "caf\xe9";\n  return 0;\n}\nint g(void) { return 1; }\n'
+        b'int f(void) {\n  char *s = "caf\xe9";\n  return 0;\n}\n'
+        + filler
+        + b"int g(void) { return 1; }\n"
     )
     res = run(tmp_path, "render", "q", "--json", "--file", "l1.c", "--range", "3:3", *LOOPBACK)
     assert res.returncode == 0 and res.stderr == "", res.stderr
     user = json.loads(res.stdout)["body"]["messages"][-1]["content"]
     assert "enclosing function `f` (lines 1-4)" in user
-    assert "5: int g(void) { return 1; }" in user
+    assert "8005: int g(void) { return 1; }" in user
 
 
 def test_requiring_the_headless_script_in_an_editor_runs_nothing(tmp_path: Path):
@@ -379,4 +385,6 @@ def test_without_range_or_line_the_outline_is_of_the_end_where_the_cursor_is(tmp
     assert res.returncode == 0 and res.stderr == "", res.stderr
     user = json.loads(res.stdout)["body"]["messages"][-1]["content"]
     outline = user.split("outline of many.c", 1)[1].split("end of context ---", 1)[0]
-    assert "2000: int f1999(void)" in outline and "\n1: int f0(void)" not in outline
+    # the entries nearest the end are in the lines around it: a line says so in their place
+    assert "-2000: the code around the selection, sent below]" in outline
+    assert "\n1: int f0(void)" not in outline and "2000: int f1999(void)" not in outline

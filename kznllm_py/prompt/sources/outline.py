@@ -4,12 +4,14 @@ lua/kznllm/context/outline.lua), so the model knows what a file holds beyond the
 around the selection. Pure.
 
 Over its share of the budget, the entries nearest the selection are kept and the gaps
-say how many were left out, in file order (`render(outline, tokens)`)."""
+say how many were left out, in file order (`render(outline, tokens)`). The entries the
+lines around the selection already show are left out (`beside`): one line says which
+lines those are, and a file sent whole has no outline."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from kznllm_py import options
@@ -34,6 +36,16 @@ class Outline:
     entries: tuple[Entry, ...]
     cursor: int = 1  # the range's first line: the entries nearest it are kept first
     more: int = 0  # entries the editor left out (over its cap)
+    around: tuple[int, int] | None = None  # lines the request holds as the code around
+
+
+def beside(o: Outline, first: int, last: int) -> Outline | None:
+    """`o` without the entries of lines `first`..`last` (the code around the selection,
+    as sent), which a line marks in their place; None when no entry is left."""
+    kept = tuple(e for e in o.entries if not first <= e.line <= last)
+    if not kept and not o.more:
+        return None
+    return replace(o, entries=kept, around=(first, last))
 
 
 def _entry(raw: object) -> Entry | None:
@@ -72,11 +84,27 @@ def render(o: Outline, tokens: int | None = None) -> str:
     """The outline in file order; within `tokens` (None: all of it) the entries nearest
     the cursor line, with a line for each run left out."""
     every = [line_of(e) for e in o.entries]
+    if o.around is not None:  # in file order, always kept: it tells what the rest is
+        at = sum(1 for e in o.entries if e.line < o.around[0])
+        first, last = o.around
+        mark = f"[lines {first}-{last}: the code around the selection, sent below]"
+        return _render(o, tokens, every[:at], mark, every[at:])
+    return _render(o, tokens, every, None, [])
+
+
+def _render(
+    o: Outline, tokens: int | None, head: list[str], mark: str | None, rest: list[str]
+) -> str:
+    """`render` of the entries `head` + `rest` (in file order, `o.entries`' lines), with
+    `mark` between them when given."""
+    every = head + rest
+    marked = head + ([mark] if mark else []) + rest
     tail = [_gap(o.more)] if o.more else []
-    if tokens is None or estimate_tokens("\n".join(every + tail)) <= tokens:
-        return "\n".join(every + tail)
+    if tokens is None or estimate_tokens("\n".join(marked + tail)) <= tokens:
+        return "\n".join(marked + tail)
     by_distance = sorted(range(len(o.entries)), key=lambda i: abs(o.entries[i].line - o.cursor))
     room = tokens - estimate_tokens(_gap(len(every)) + "\n") * 2
+    room -= estimate_tokens(mark + "\n") if mark else 0
     chosen: set[int] = set()
     used = 0
     for i in by_distance:
@@ -89,6 +117,11 @@ def render(o: Outline, tokens: int | None = None) -> str:
     out: list[str] = []
     skipped = 0
     for i, line in enumerate(every):
+        if mark and i == len(head):
+            if skipped:
+                out.append(_gap(skipped))
+                skipped = 0
+            out.append(mark)
         if i in chosen:
             if skipped:
                 out.append(_gap(skipped))
@@ -96,6 +129,11 @@ def render(o: Outline, tokens: int | None = None) -> str:
             out.append(line)
         else:
             skipped += 1
+    if mark and not rest:
+        if skipped:
+            out.append(_gap(skipped))
+            skipped = 0
+        out.append(mark)
     skipped += o.more
     if skipped:
         out.append(_gap(skipped))
