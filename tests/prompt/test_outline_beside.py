@@ -5,6 +5,8 @@ editor against the loopback server."""
 
 from __future__ import annotations
 
+import re
+
 from kznllm_py.prompt.sources import outline
 from kznllm_py.prompt.sources.outline import Entry, Outline
 from tests.nvim_child import Child
@@ -60,3 +62,22 @@ def test_a_small_file_sent_whole_goes_without_an_outline_and_a_long_one_keeps_th
     assert "static long far_end(" in listed
     assert "static long second(" not in listed
     assert "the code around the selection, sent below]" in listed
+
+
+def test_a_dense_file_lists_the_definitions_beyond_the_lines_around_not_only_a_mark(
+    nvim: Child, server: LoopbackServer
+):
+    """2,000 one-line functions: the 800 lines around the cursor show 800 of them; the
+    editor gathers as many more, so the outline lists the nearest ones beyond them."""
+    lines = [f"int f{i}(void) {{ return {i}; }}" for i in range(2000)]
+    c_buffer(nvim, lines, server, context_lines=400)
+    user = fill_at(nvim, server, 1000)
+    listed = user.split("its definitions (line: declaration) ---", 1)[1].split("\n---", 1)[0]
+    mark = re.search(r"\[lines (\d+)-(\d+): the code around the selection, sent below\]", listed)
+    assert mark is not None, listed[:400]
+    first, last = int(mark[1]), int(mark[2])
+    assert first < 1000 < last
+    # the nearest ones beyond the lines sent, on both sides; none of those inside
+    assert f"\n{first - 1}: int f{first - 2}(void)" in listed
+    assert f"\n{last + 1}: int f{last}(void)" in listed
+    assert "\n1000: int f999(void)" not in listed

@@ -44,7 +44,8 @@ local function options(preset)
   if type(o) ~= 'table' then
     return nil
   end
-  return o
+  -- the lines the editor sends each side of the range (the outline leaves out theirs)
+  return vim.tbl_extend('force', o, { around = config.options.context_lines })
 end
 
 --- Start gathering for `buf` and `range` ({ srow, scol, erow, ecol }, 0-based, end

@@ -151,7 +151,17 @@ function M.collect(buf, range, opts, done)
       cache = c
     end
     watch(buf)
-    local most = max_entries(opts and opts.budget)
+    -- the entries the lines sent around the range show (`opts.around` lines each side:
+    -- the editor's context_lines) the host leaves out: as many more are gathered, so
+    -- that those beyond them fill the outline
+    local away = opts and tonumber(opts.around) or 0
+    local inside = 0
+    for _, d in ipairs(c.defs) do
+      if d[1] >= range[1] - away and d[1] <= range[3] + away then
+        inside = inside + 1
+      end
+    end
+    local most = max_entries(opts and opts.budget) + inside
     if not (c.row == range[1] and c.most == most) then -- the same fill again: as it was
       c.entries, c.row, c.most = entries_near(buf, c.defs, range[1], most), range[1], most
     end
