@@ -32,22 +32,19 @@ than that is not diffed), on the calling thread: run it off the event loop.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from kznllm_py import options
 from kznllm_py.errors import printable
 from kznllm_py.prompt.sections import Section
-from kznllm_py.prompt.sources import catfile
+from kznllm_py.prompt.sources import bounded, catfile
 from kznllm_py.prompt.sources.catfile import GitFailed
 
 NEAR = 20  # lines either side of the selection a hunk may start or end within
@@ -106,84 +103,22 @@ def run(
     """git's stdout for `args` (after the hardened options), at most MAX_BYTES, killed
     at `deadline` (time.monotonic()); GitFailed on an exit not in `ok` (with its first
     stderr line), a timeout, too much output, or no git."""
-    left = deadline - time.monotonic()
-    if left <= 0:
+    if deadline - time.monotonic() <= 0:
         raise GitFailed(f"git took longer than {TIMEOUT:g} s")
     argv = ["git", *_HARDENED, *args]
-    with tempfile.TemporaryFile() as err:
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=environment() if env is None else env,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise GitFailed(f"cannot run git: {exc.strerror or exc}") from None
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            proc.kill()
-
-        timer = threading.Timer(left, expire)
-        timer.start()
-        try:
-            out = _talk(proc, stdin)
-            code = proc.wait()
-        finally:
-            timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if expired.is_set():
-            raise GitFailed(f"git took longer than {TIMEOUT:g} s (stopped)")
-        if out is None:
-            raise GitFailed(f"git's output is larger than {MAX_BYTES // 1024} KiB")
-        if code not in ok:
-            err.seek(0)
-            first = err.read(4096).decode("utf-8", "replace").strip().split("\n")[0]
-            raise GitFailed(first or f"git exited with {code}")
-    return out
-
-
-def _talk(proc: subprocess.Popen[bytes], stdin: bytes | None) -> bytes | None:
-    """Write `stdin` (from a thread: git may answer before it has read it all) and read
-    stdout up to MAX_BYTES; None when there is more (git is killed)."""
-    stdout: IO[bytes] | None = proc.stdout
-    assert stdout is not None
-    writer = None
-    if stdin is not None and proc.stdin is not None:
-        pipe = proc.stdin
-
-        def feed() -> None:
-            with contextlib.suppress(OSError):
-                pipe.write(stdin)
-            with contextlib.suppress(OSError):
-                pipe.close()
-
-        writer = threading.Thread(target=feed, name="kzn-git-stdin", daemon=True)
-        writer.start()
-    chunks: list[bytes] = []
-    size = 0
+    env = environment() if env is None else env
     try:
-        while size <= MAX_BYTES:
-            chunk = os.read(stdout.fileno(), min(65536, MAX_BYTES + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        stdout.close()
-    if size > MAX_BYTES:
-        proc.kill()
-        return None
-    if writer is not None:
-        writer.join(1.0)
-    return b"".join(chunks)
+        ran = bounded.run(argv, cwd=cwd, env=env, stdin=stdin, until=deadline, cap=MAX_BYTES)
+    except OSError as exc:
+        raise GitFailed(f"cannot run git: {exc.strerror or exc}") from None
+    except bounded.Expired:
+        raise GitFailed(f"git took longer than {TIMEOUT:g} s (stopped)") from None
+    except bounded.OverCap:
+        raise GitFailed(f"git's output is larger than {MAX_BYTES // 1024} KiB") from None
+    if ran.code not in ok:
+        first = ran.err.decode("utf-8", "replace").strip().split("\n")[0]
+        raise GitFailed(first or f"git exited with {ran.code}")
+    return ran.out
 
 
 # the host's cat-file processes (one per repository, closed after a minute unused)

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from kznllm_py.errors import printable
+from kznllm_py.prompt.sources import bounded
 from kznllm_py.prompt.sources import outline as outline_source
 from kznllm_py.prompt.sources import scope as scope_source
 from kznllm_py.prompt.sources.outline import Outline
@@ -37,7 +35,6 @@ from kznllm_py.prompt.sources.scope import Scope
 ENV = "KZNLLM_NVIM"  # which Neovim (a path or a name on PATH)
 DEFAULT_DEADLINE = 3.0  # seconds for the whole run, start to answer
 MAX_ANSWER_BYTES = 1 << 20  # the scope (192 KiB at most) and 300 outline entries fit
-MAX_ERROR_BYTES = 4096  # of Neovim's stderr, for the one line that says why
 SOURCES = ("scope", "outline")
 # what Neovim is given of the environment (its folders, the locale, the terminal type)
 KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "VIMRUNTIME")
@@ -150,80 +147,19 @@ def _words(want: frozenset[str]) -> str:
 def run(argv: list[str], data: bytes, *, deadline: float, cap: int) -> bytes:
     """Run `argv` with `data` on its stdin; its stdout once it exits 0 within `deadline`
     seconds, at most `cap` bytes. Failed otherwise; the process group is killed on any
-    way out (a hung program, an answer over the cap)."""
-    end = time.monotonic() + deadline
+    way out (a hung program, an answer over the cap: sources/bounded.py)."""
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_environment(),
-            start_new_session=True,  # its own group: killed whole, whatever it started
-            close_fds=True,
+        ran = bounded.run(
+            argv, stdin=data, until=time.monotonic() + deadline, cap=cap, env=_environment()
         )
     except OSError as exc:
         raise Failed(f"cannot run it: {exc.strerror or exc}") from None
-    assert proc.stdin and proc.stdout and proc.stderr
-    out: list[bytes] = []
-    err: list[bytes] = []
-    size = 0
-    pending = memoryview(data)
-    try:
-        with selectors.DefaultSelector() as sel:
-            for f in (proc.stdin, proc.stdout, proc.stderr):
-                os.set_blocking(f.fileno(), False)
-            sel.register(proc.stdout, selectors.EVENT_READ, out)
-            sel.register(proc.stderr, selectors.EVENT_READ, err)
-            if pending:
-                sel.register(proc.stdin, selectors.EVENT_WRITE)
-            else:
-                proc.stdin.close()
-            while sel.get_map():
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise Failed(f"no answer within {deadline:g} s (killed)")
-                for key, _ in sel.select(left):
-                    if key.fileobj is proc.stdin:
-                        try:
-                            n = os.write(proc.stdin.fileno(), pending[:65536])
-                        except BrokenPipeError:
-                            n = len(pending)
-                        pending = pending[n:]
-                        if not pending:
-                            sel.unregister(proc.stdin)
-                            proc.stdin.close()
-                        continue
-                    chunk = os.read(key.fd, 65536)
-                    if not chunk:
-                        sel.unregister(key.fileobj)
-                        continue
-                    if key.data is out:
-                        size += len(chunk)
-                        if size > cap:
-                            raise Failed(f"an answer over {cap} bytes (killed)")
-                        out.append(chunk)
-                    elif sum(map(len, err)) < MAX_ERROR_BYTES:
-                        err.append(chunk)
-            try:
-                code = proc.wait(max(0.0, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                raise Failed(f"no answer within {deadline:g} s (killed)") from None
-    finally:
-        if proc.returncode is None:
-            _kill(proc)
-        for f in (proc.stdin, proc.stdout, proc.stderr):
-            f.close()
-    if code != 0:
-        why = b"".join(err).decode("utf-8", "replace").strip().splitlines()
+    except bounded.Expired:
+        raise Failed(f"no answer within {deadline:g} s (killed)") from None
+    except bounded.OverCap:
+        raise Failed(f"an answer over {cap} bytes (killed)") from None
+    if ran.code != 0:
+        why = ran.err.decode("utf-8", "replace").strip().splitlines()
         line = printable(why[-1][:300]) if why else ""
-        raise Failed(f"exited with {code}" + (f" ({line})" if line else ""))
-    return b"".join(out)
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        proc.kill()
-    proc.wait()
+        raise Failed(f"exited with {ran.code}" + (f" ({line})" if line else ""))
+    return ran.out
