@@ -76,7 +76,7 @@ async def preset_models(
     try:
         return await list_models(client, preset.provider, base_url, key, timeouts or Timeouts())
     except ProviderError as exc:
-        fix = secrets.refused_hint(exc.status, preset.api_key, preset.id)
-        if not fix:
+        told = secrets.with_refused_hint(exc, preset.api_key, preset.id)
+        if told is exc:
             raise
-        raise ProviderError(exc.detail, status=exc.status, provider=exc.provider, fix=fix) from None
+        raise told from None

@@ -26,7 +26,7 @@ import signal
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from kznllm_py.errors import ConfigError
+from kznllm_py.errors import ConfigError, ProviderError
 
 CMD_PREFIX = "cmd:"
 CMD_TIMEOUT_S = 10.0
@@ -187,14 +187,22 @@ def refused_hint(status: int | None, spec: str | bool | None, preset_id: str) ->
     preset = f"preset {preset_id!r}" if preset_id else "the preset"
     if not spec:
         return f"{preset} sends no key (its api_key is unset) and the server wants one: "
-    key = "the key command (cmd:) of" if str(spec).startswith(CMD_PREFIX) else describe(spec)
-    if key.endswith(" of"):
-        if status == 401:
-            return f"check {key} {preset}: the server refused the key: "
-        return f"check {key} {preset}: the key has no access to this model or project: "
+    if str(spec).startswith(CMD_PREFIX):
+        key = f"the key command (cmd:) of {preset}"
+    else:
+        key = f"{describe(spec)} ({preset})"
     if status == 401:
-        return f"check {key} ({preset}): the server refused the key: "
-    return f"check {key} ({preset}): the key has no access to this model or project: "
+        return f"check {key}: the server refused the key: "
+    return f"check {key}: the key has no access to this model or project: "
+
+
+def with_refused_hint(exc: ProviderError, spec: str | bool | None, preset_id: str) -> ProviderError:
+    """`exc` saying, right after its status, which key of which preset to check when it
+    is a key turned away (`refused_hint`); else `exc` itself."""
+    fix = refused_hint(exc.status, spec, preset_id)
+    if not fix:
+        return exc
+    return ProviderError(exc.detail, status=exc.status, provider=exc.provider, fix=fix)
 
 
 def present(spec: str | bool | None, env: Mapping[str, str] | None = None) -> bool | None:

@@ -440,10 +440,7 @@ class Generation:
         message cut at the screen's width loses first."""
         if not isinstance(exc, ProviderError):
             return exc
-        fix = secrets.refused_hint(exc.status, self.preset.api_key, self.preset.id)
-        if not fix:
-            return exc
-        return ProviderError(exc.detail, status=exc.status, provider=exc.provider, fix=fix)
+        return secrets.with_refused_hint(exc, self.preset.api_key, self.preset.id)
 
     async def _stream(
         self,
