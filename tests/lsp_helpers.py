@@ -5,6 +5,7 @@ vim.lsp.start for the current buffer, and waited for with a deadline: attached, 
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -83,3 +84,14 @@ def start_fake(
     pointing at `target`'s `line` (0-based)."""
     cmd = [sys.executable, str(HERE / "lsp_fake.py"), mode, str(log)]
     return start(nvim, cmd + ([str(target), str(line)] if target else []), root, f"fake-{mode}")
+
+
+def logged(log: Path, method: str) -> set[int]:
+    """The ids of the `method` messages tests/lsp_fake.py logged to `log` (for
+    `$/cancelRequest`: the ids of the requests cancelled)."""
+    if not log.exists():
+        return set()
+    msgs = [json.loads(line) for line in log.read_text().splitlines()]
+    if method == "$/cancelRequest":
+        return {m["params"]["id"] for m in msgs if m["method"] == method}
+    return {m["id"] for m in msgs if m["method"] == method}

@@ -5,7 +5,6 @@ one deadline for all of it. The request is asserted where it arrives."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -18,7 +17,7 @@ from kznllm_py.prompt.sections import ContextOptions
 from kznllm_py.prompt.sources import definitions, gathered
 from kznllm_py.prompt.sources.definitions import Asked, Found
 from kznllm_py.settings import Settings
-from tests.lsp_helpers import start, start_fake, start_pylsp
+from tests.lsp_helpers import logged, start, start_fake, start_pylsp
 from tests.nvim_child import REPO, Child
 from tests.servers import LoopbackServer, Reply, openai_events
 
@@ -357,15 +356,10 @@ def test_a_server_that_never_answers_is_cancelled_and_the_fill_goes_at_the_deadl
     view = "\n".join(nvim.lines())
     assert "language server requests not answered by the deadline" in view
 
-    def sent(method: str) -> set[int]:
-        msgs = [json.loads(line) for line in log.read_text().splitlines()]
-        if method == "$/cancelRequest":
-            return {m["params"]["id"] for m in msgs if m["method"] == method}
-        return {m["id"] for m in msgs if m["method"] == method}
-
-    asked = sent("textDocument/definition")
+    asked = logged(log, "textDocument/definition")
     assert asked  # `helper` was asked about
-    nvim.wait_for(lambda: sent("$/cancelRequest") >= asked, what="every request cancelled")
+    cancelled = lambda: logged(log, "$/cancelRequest") >= asked  # noqa: E731
+    nvim.wait_for(cancelled, what="every request cancelled")
 
 
 @pytest.mark.parametrize("mode", ["flood", "malformed"])

@@ -7,12 +7,11 @@ server."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from tests.lsp_fake import SLOW_S
-from tests.lsp_helpers import start_fake
+from tests.lsp_helpers import logged, start_fake
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
 
@@ -26,15 +25,6 @@ def project(tmp_path: Path) -> tuple[Path, Path]:
     target.write_text("def helper(x):\n    return 'HELPER BODY'\n", encoding="utf-8")
     (root / "a.py").write_text("def f():\n    return helper(1)\n", encoding="utf-8")
     return root, target
-
-
-def logged(log: Path, method: str) -> set[int]:
-    if not log.exists():
-        return set()
-    msgs = [json.loads(line) for line in log.read_text().splitlines()]
-    if method == "$/cancelRequest":
-        return {m["params"]["id"] for m in msgs if m["method"] == method}
-    return {m["id"] for m in msgs if m["method"] == method}
 
 
 def open_with(
