@@ -112,6 +112,13 @@ class _Protocol(ResponseHandler):
     cut = False  # bytes after a framed body failed the parser: that body was cut there
     _bodies = 0  # framed bodies read whole
 
+    def set_response_params(self, **params: Any) -> None:
+        """aiohttp calls this before each request it sends on the connection: what
+        comes next is that request's response, framed anew (a chunked answer before it,
+        whose chunks are not followed here, must not leave this one's cut unsaid)."""
+        super().set_response_params(**params)
+        self._head, self._left, self._follow, self._bodies = b"", None, True, 0
+
     def data_received(self, data: bytes) -> None:
         end = self._head_end(data)
         if end:  # a response's head, then its body: the body's reader is ours first

@@ -122,6 +122,25 @@ def test_a_body_longer_than_its_content_length_keeps_what_it_framed_and_says_so(
     )
 
 
+async def test_a_body_cut_short_on_a_connection_reused_after_a_chunked_answer_says_so():
+    # the connection's framing is followed again for each request: a chunked answer
+    # (whose chunks are not followed) must not leave the next one's cut unsaid
+    reply, framed = cut_reply(["Hel", "lo ", "wor", "ld"], 2)
+    first: list[str] = []
+    second: list[str] = []
+    with LoopbackServer() as server:
+        server.queue(Reply(chunks=openai_events(["chunked ", "first"])), reply)
+        async with new_client() as client:
+            for got in (first, second):
+                out = await Generation(
+                    client, preset(server.base_url), FillContext(mode="yap", query="q"), Timeouts()
+                ).run(got.append)
+        assert server.connections_accepted == 1  # the second answer came on the same one
+    assert "".join(first) == "chunked first"
+    assert (out.status, "".join(second)) == ("error", framed)
+    assert out.error is not None and "the body was cut there" in out.error, out.error
+
+
 async def test_a_whole_answer_before_bytes_past_its_content_length_is_ok():
     texts = ["all ", "of ", "it"]
     events = openai_events(texts)
