@@ -76,7 +76,7 @@ async def preset_models(
     try:
         return await list_models(client, preset.provider, base_url, key, timeouts or Timeouts())
     except ProviderError as exc:
-        told = secrets.with_refused_hint(exc, preset.api_key, preset.id)
+        told = secrets.with_refused_hint(exc, preset.api_key, preset.id, base_url)
         if told is exc:
             raise
         raise told from None

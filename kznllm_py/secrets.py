@@ -178,28 +178,44 @@ def describe(spec: str | bool | None) -> str:
     return f"${spec}"
 
 
-def refused_hint(status: int | None, spec: str | bool | None, preset_id: str) -> str:
+def refused_hint(
+    status: int | None, spec: str | bool | None, preset_id: str, base_url: str = ""
+) -> str:
     """The fix, said first, when a server turned the key away (HTTP 401, or 403: a key
-    without access to this model or project): which key of which preset to check, or
-    that the preset sends none. "" for any other status."""
+    without access to this model or project): which key of which preset to check, the
+    user and password of its base_url when it sends those instead, or that the preset
+    sends none. "" for any other status."""
     if status not in (401, 403):
         return ""
     preset = f"preset {preset_id!r}" if preset_id else "the preset"
-    if not spec:
-        return f"{preset} sends no key (its api_key is unset) and the server wants one: "
-    if str(spec).startswith(CMD_PREFIX):
+    refused, without = "the key", "the key has"  # what was sent, in the hint's words
+    if spec and str(spec).startswith(CMD_PREFIX):
         key = f"the key command (cmd:) of {preset}"
-    else:
+    elif spec:
         key = f"{describe(spec)} ({preset})"
+    elif _has_userinfo(base_url):
+        key = f"the user and password in the base_url of {preset}"
+        refused, without = "them", "they have"
+    else:
+        return f"{preset} sends no key (its api_key is unset) and the server wants one: "
     if status == 401:
-        return f"check {key}: the server refused the key: "
-    return f"check {key}: the key has no access to this model or project: "
+        return f"check {key}: the server refused {refused}: "
+    return f"check {key}: {without} no access to this model or project: "
 
 
-def with_refused_hint(exc: ProviderError, spec: str | bool | None, preset_id: str) -> ProviderError:
+def _has_userinfo(url: str) -> bool:
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return False
+
+
+def with_refused_hint(
+    exc: ProviderError, spec: str | bool | None, preset_id: str, base_url: str = ""
+) -> ProviderError:
     """`exc` saying, right after its status, which key of which preset to check when it
     is a key turned away (`refused_hint`); else `exc` itself."""
-    fix = refused_hint(exc.status, spec, preset_id)
+    fix = refused_hint(exc.status, spec, preset_id, base_url)
     if not fix:
         return exc
     return ProviderError(exc.detail, status=exc.status, provider=exc.provider, fix=fix)

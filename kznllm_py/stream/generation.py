@@ -440,7 +440,9 @@ class Generation:
         message cut at the screen's width loses first."""
         if not isinstance(exc, ProviderError):
             return exc
-        return secrets.with_refused_hint(exc, self.preset.api_key, self.preset.id)
+        return secrets.with_refused_hint(
+            exc, self.preset.api_key, self.preset.id, self.preset.base_url or ""
+        )
 
     async def _stream(
         self,

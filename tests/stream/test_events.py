@@ -176,6 +176,20 @@ async def test_a_key_turned_away_says_which_key_of_which_preset_to_check(
     assert "sk-events-secret" not in error
 
 
+async def test_a_refused_user_and_password_in_the_base_url_are_named_never_shown(server, client):
+    # the preset sends no api_key but credentials in its URL: "sends no key" was wrong
+    url = server.base_url.replace("http://", "http://me:pw-secret-0123456789@")
+    server.queue(json_reply(401, {"error": {"message": "nope"}}))
+    gen = Generation(client, preset(server, base_url=url), CTX, FAST, retry=RetryPolicy(tries=1))
+    error = done(await collect(gen)).outcome.error or ""
+    assert error == (
+        "openai error (HTTP 401): check the user and password in the base_url of preset "
+        "'ev': the server refused them: nope"
+    )
+    assert "pw-secret" not in error
+    assert server.requests[0].headers["authorization"].startswith("Basic ")
+
+
 async def test_a_failure_before_the_request_is_built_has_no_request_event(
     server, client, monkeypatch
 ):
