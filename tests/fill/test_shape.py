@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,9 +54,38 @@ def test_block_comments_close_on_each_line_and_prose_cannot_close_them_early():
     assert html == "<b/>\n<!-- See - -> there. -->"
 
 
-def test_a_line_already_a_comment_is_not_commented_twice():
-    out = whole(Shape("", "# %s"), "```\nx = 1\n```\n# a note\n## Usage")
-    assert out == "x = 1\n# a note\n## Usage"
+# the buffer's shape, the answer, what lands; the id says what it proves
+SHAPED = [
+    pytest.param(
+        Shape("", "# %s"),
+        "```\nx = 1\n```\n# a note\n## Usage",
+        "x = 1\n# a note\n## Usage",
+        id="a-line-already-a-comment-is-not-commented-twice",
+    ),
+    pytest.param(
+        Shape("  ", "# %s"),
+        "I cannot see the rest of the file.\n\nCould you share where `x` comes from?",
+        "  # I cannot see the rest of the file.\n\n  # Could you share where `x` comes from?",
+        id="an-answer-that-is-only-prose-becomes-comments",
+    ),
+    pytest.param(
+        Shape("    ", "# %s"),
+        "def f():\n    return 42\n\nThis returns 42.\n",
+        "    def f():\n        return 42\n\n    # This returns 42.\n",
+        id="plain-code-passes-as-code-and-a-trailing-sentence-is-prose",
+    ),
+    pytest.param(
+        Shape("    ", "# %s"),
+        "```\n    def f(self):\n        if x:\n            return 1\n```",
+        "    def f(self):\n        if x:\n            return 1\n",
+        id="relative-indentation-is-kept-under-the-cursor-lines",
+    ),
+]
+
+
+@pytest.mark.parametrize(("buffer", "answer", "shaped"), SHAPED)
+def test_an_answer_is_shaped_for_its_buffer(buffer: Shape, answer: str, shaped: str):
+    assert whole(buffer, answer) == shaped
 
 
 def test_nested_fences_follow_commonmark():
@@ -67,31 +97,10 @@ def test_nested_fences_follow_commonmark():
     assert whole(Shape("", "# %s"), answer) == "a\n```python\n~~~\nb\n# c"
 
 
-def test_an_answer_that_is_only_prose_becomes_comments():
-    prose = "I cannot see the rest of the file.\n\nCould you share where `x` comes from?"
-    assert whole(Shape("  ", "# %s"), prose) == (
-        "  # I cannot see the rest of the file.\n\n  # Could you share where `x` comes from?"
-    )
-
-
-def test_plain_code_passes_as_code_and_a_trailing_sentence_is_prose():
-    answer = "def f():\n    return 42\n\nThis returns 42.\n"
-    assert whole(Shape("    ", "# %s"), answer) == (
-        "    def f():\n        return 42\n\n    # This returns 42.\n"
-    )
-
-
 def test_code_that_looks_like_a_sentence_is_code_when_code_follows():
     answer = "for item in the_items:\n    print(item)\n"
     assert whole(Shape("", "# %s"), answer) == answer
     assert whole(Shape("", "# %s"), "ok = done(x)\n") == "ok = done(x)\n"
-
-
-def test_relative_indentation_is_kept_under_the_cursor_lines():
-    answer = "```\n    def f(self):\n        if x:\n            return 1\n```"
-    assert whole(Shape("    ", "# %s"), answer) == (
-        "    def f(self):\n        if x:\n            return 1\n"
-    )
 
 
 def test_indentation_with_tabs_follows_the_buffer():

@@ -1,5 +1,6 @@
-"""job/write.lua's own line split (lines_of, on every write's path) against Neovim's
-vim.split(text, '\\n', { plain = true }), in a real Neovim: the same lines for any text
+"""job/write.lua's own line split (lines_of, on every write's path) and text.lua's
+split under it (the git source's cut at a file's line break too) against Neovim's
+vim.split(text, sep, { plain = true }), in a real Neovim: the same pieces for any text
 (line breaks at the ends, runs of them, CR, NUL, multibyte characters)."""
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ TEXT = st.lists(st.sampled_from(PIECES), max_size=20).map("".join)
 @given(TEXT | st.text())
 def test_lines_of_splits_as_vim_split(child: Child, text: str) -> None:
     ours, neovim = child.lua(SPLIT, text)
+    assert ours == neovim
+
+
+SPLIT_AT = """
+local text, sep = ...
+return { require('kznllm.text').split(text, sep), vim.split(text, sep, { plain = true }) }
+"""
+
+
+@pytest.mark.parametrize("sep", ["\r\n", "\r", "%."], ids=["crlf", "cr", "pattern-characters"])
+@settings(max_examples=100, deadline=None)
+@given(text=TEXT | st.text())
+def test_split_at_any_line_break_cuts_as_vim_split(child: Child, sep: str, text: str) -> None:
+    ours, neovim = child.lua(SPLIT_AT, text + sep + "%." + text, sep)
     assert ours == neovim
 
 

@@ -248,17 +248,45 @@ def user_sent(nvim: Child, server: LoopbackServer) -> str:
     return sent_user(server)
 
 
-def select_run_and_ask(nvim: Child, query: str = "refactor") -> None:
-    nvim.ask("11GV18G k", query)  # def run(path): ... return json.dumps(...)
+def fill_beside_a_loaded_definition(
+    nvim: Child,
+    server: LoopbackServer,
+    tmp_path: Path,
+    lib: tuple[str, str],
+    caller: tuple[str, str],
+    line: int = 0,
+    change: str = "",
+) -> str:
+    """The user message of a fill on line 1 of `caller` (name, text), whose name the tests'
+    server resolves to `line` (0-based) of `lib` (name, text): both written in a project
+    of their own, `lib` loaded in the editor (hidden) after the Ex command `change` ran
+    in its buffer only."""
+    one_answer(nvim, server)
+    root = tmp_path / "proj"
+    target = write(root / lib[0], lib[1])
+    write(root / caller[0], caller[1])
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.command(f"edit {lib[0]}")
+    if change:
+        nvim.nvim.command(change)
+    nvim.nvim.command(f"edit {caller[0]}")  # lib stays loaded (hidden)
+    start_fake(nvim, "flood", tmp_path / "lsp.log", root, target, line=line)
+    nvim.nvim.command("1KznFill go")
+    return user_sent(nvim, server)
+
+
+def fill_on_run_with_pylsp(nvim: Child, server: LoopbackServer, project: Path) -> str:
+    """The user message of a fill on main.py's `run` (selected), pylsp attached."""
+    one_answer(nvim, server)
+    open_with_pylsp(nvim, project)
+    nvim.ask("11GV18G k", "refactor")  # def run(path): ... return json.dumps(...)
+    return user_sent(nvim, server)
 
 
 def test_the_definition_of_a_function_from_another_file_is_in_the_request_with_its_body(
     nvim: Child, server: LoopbackServer, project: Path
 ):
-    one_answer(nvim, server)
-    open_with_pylsp(nvim, project)
-    select_run_and_ask(nvim)
-    user = user_sent(nvim, server)
+    user = fill_on_run_with_pylsp(nvim, server, project)
     assert TITLE in user
     assert "=== `parse_config` in helpers.py, lines 1-4 ===" in user
     assert 'return dict(line.split("=", 1) for line in f)' in user  # the body, not the name
@@ -269,10 +297,7 @@ def test_the_definition_of_a_function_from_another_file_is_in_the_request_with_i
 def test_definitions_outside_the_project_its_virtualenv_and_the_prompt_are_left_out(
     nvim: Child, server: LoopbackServer, project: Path
 ):
-    one_answer(nvim, server)
-    open_with_pylsp(nvim, project)
-    select_run_and_ask(nvim)
-    user = user_sent(nvim, server)
+    user = fill_on_run_with_pylsp(nvim, server, project)
     assert TITLE in user  # pylsp answered (parse_config)
     assert "VENDORED BODY" not in user  # the project's .venv: site-packages
     assert "def dumps" not in user  # the standard library
@@ -398,17 +423,10 @@ return target
 def test_a_definition_in_a_loaded_buffer_is_its_unsaved_text_its_extent_from_tree_sitter(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    one_answer(nvim, server)
-    root = tmp_path / "loaded"
-    lib = write(root / "lib.lua", LIB_LUA)
-    write(root / "a.lua", "local y = target()\n")
-    nvim.nvim.command(f"cd {root}")
-    nvim.nvim.command("edit lib.lua")
-    nvim.nvim.command("6s/'second'/'UNSAVED'/")  # in the buffer only
-    nvim.nvim.command("edit a.lua")  # lib.lua stays loaded (hidden)
-    start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib, line=3)
-    nvim.nvim.command("1KznFill go")
-    user = user_sent(nvim, server)
+    lib = ("lib.lua", LIB_LUA)
+    caller = ("a.lua", "local y = target()\n")
+    change = "6s/'second'/'UNSAVED'/"
+    user = fill_beside_a_loaded_definition(nvim, server, tmp_path, lib, caller, 3, change)
     assert "=== `target` in lib.lua, lines 3-9 ===\n-- Says what it is" in user
     assert "    .. 'UNSAVED'\n-- a comment at column 0 inside the body\n  return s\nend" in user
     assert "local x = 1" not in user and "return target" not in user
@@ -442,16 +460,9 @@ def test_a_working_directory_reached_through_a_link_still_finds_the_project(
 def test_a_local_in_a_loaded_buffer_is_its_own_lines_not_the_function_around_it(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    one_answer(nvim, server)
-    root = tmp_path / "local"
-    lib = write(root / "lib.lua", "local function outer()\n  s = 'first'\n  return s\nend\n")
-    write(root / "a.lua", "local y = s\n")
-    nvim.nvim.command(f"cd {root}")
-    nvim.nvim.command("edit lib.lua")
-    nvim.nvim.command("edit a.lua")
-    start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib, line=1)  # `s = 'first'`
-    nvim.nvim.command("1KznFill go")
-    user = user_sent(nvim, server)
+    lib = ("lib.lua", "local function outer()\n  s = 'first'\n  return s\nend\n")
+    caller = ("a.lua", "local y = s\n")
+    user = fill_beside_a_loaded_definition(nvim, server, tmp_path, lib, caller, 1)  # `s = ...`
     assert "=== `s` in lib.lua, line 2 ===\n  s = 'first'\n" in user
     assert "local function outer" not in user
 
@@ -459,19 +470,11 @@ def test_a_local_in_a_loaded_buffer_is_its_own_lines_not_the_function_around_it(
 def test_a_c_definition_starting_above_its_name_is_whole_with_its_doc_comment(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    one_answer(nvim, server)
-    root = tmp_path / "c"
     text = "int x;\n\n/* Adds one. */\nstatic int\nhelper(int a)\n{\n  return a + 1;\n}\n"
-    lib = write(root / "lib.c", text)
-    write(root / "a.c", "int y = helper(1);\n")
-    nvim.nvim.command(f"cd {root}")
-    nvim.nvim.command("edit lib.c")
-    nvim.nvim.command("edit a.c")
-    start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib, line=4)  # `helper(int a)`
-    nvim.nvim.command("1KznFill go")
-    assert nvim.wait_done()[0]["status"] == "ok"
+    caller = ("a.c", "int y = helper(1);\n")
+    user = fill_beside_a_loaded_definition(nvim, server, tmp_path, ("lib.c", text), caller, 4)
     want = "=== `helper` in lib.c, lines 3-8 ===\n/* Adds one. */\nstatic int\nhelper(int a)\n{"
-    assert want in sent_user(server)
+    assert want in user  # from `helper(int a)`, line 4, up to its doc comment
 
 
 def test_a_definition_is_left_out_only_when_the_lines_around_as_sent_hold_it(tmp_path: Path):
@@ -504,18 +507,10 @@ def test_a_definition_is_left_out_only_when_the_lines_around_as_sent_hold_it(tmp
 def test_a_loaded_buffers_long_line_is_sent_cut(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
-    one_answer(nvim, server)
-    root = tmp_path / "long"
     body = "local function target()\n  return '" + "x" * 999 + "é" + "x" * 50_000 + "'\nend\n"
-    lib = write(root / "lib.lua", body)
-    write(root / "a.lua", "local y = target()\n")
-    nvim.nvim.command(f"cd {root}")
-    nvim.nvim.command("edit lib.lua")
-    nvim.nvim.command("edit a.lua")
     nvim.spy_sent()
-    start_fake(nvim, "flood", tmp_path / "lsp.log", root, lib)
-    nvim.nvim.command("1KznFill go")
-    user = user_sent(nvim, server)
+    caller = ("a.lua", "local y = target()\n")
+    user = fill_beside_a_loaded_definition(nvim, server, tmp_path, ("lib.lua", body), caller)
     assert "=== `target` in lib.lua, lines 1-3 ===" in user
     assert "  return '" + "x" * 990 in user and "é" not in user  # cut before the character
     assert max(size for op, size, _ in nvim.sent("fill")) < 20_000  # not the 50 KB line

@@ -45,16 +45,23 @@ def sh(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
 
 
-def committed_repo(tmp_path: Path, lines: int = 300) -> tuple[Path, Path]:
-    """A repository whose f.txt (lines "1".."300") is committed, then lines 50 and 250
-    changed in the worktree."""
+def repo_with(tmp_path: Path, name: str, data: bytes) -> tuple[Path, Path]:
+    """A repository (its root, its file) whose one file `name`, holding `data`, is
+    committed."""
     root = tmp_path / "repo"
     root.mkdir()
     sh(root, "init", "-q")
-    f = root / "f.txt"
-    f.write_text("".join(f"{i}\n" for i in range(1, lines + 1)))
-    sh(root, "add", "f.txt")
+    f = root / name
+    f.write_bytes(data)
+    sh(root, "add", name)
     sh(root, "commit", "-qm", "init")
+    return root, f
+
+
+def committed_repo(tmp_path: Path, lines: int = 300) -> tuple[Path, Path]:
+    """A repository whose f.txt (lines "1".."300") is committed, then lines 50 and 250
+    changed in the worktree."""
+    root, f = repo_with(tmp_path, "f.txt", "".join(f"{i}\n" for i in range(1, lines + 1)).encode())
     text = f.read_text().replace("\n50\n", "\nfifty near\n").replace("\n250\n", "\nfar away\n")
     f.write_text(text)
     return root, f
@@ -389,20 +396,13 @@ def test_the_editor_sends_the_near_hunk_with_git_on_and_nothing_by_default(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
     _, f = committed_repo(tmp_path)
-    server.queue(Reply(chunks=openai_events(["ok"])), Reply(chunks=openai_events(["ok"])))
     nvim.use_server(server.base_url)
     nvim.nvim.command(f"edit {f}")
-    nvim.feed("48GV k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("fix<CR>")
-    assert nvim.wait_done(1)[0]["status"] == "ok"
+    git_fill(nvim, server, "48GV k")
     assert "+fifty near" not in str(server.requests[0].body)  # off by default
     nvim.lua("require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })")
-    nvim.feed("<Esc>48GV k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("fix<CR>")
-    assert nvim.wait_done(2)[1]["status"] == "ok"
-    user = server.requests[1].body["messages"][-1]["content"]
+    user = git_fill(nvim, server, "48GV k")
+    assert [d["status"] for d in nvim.done()] == ["ok", "ok"]
     assert "-50\n+fifty near" in user and "uncommitted changes to" in user
     assert "+far away" not in user
 
@@ -438,19 +438,12 @@ def test_unsaved_edits_are_diffed_as_the_buffer_holds_them_and_rows_are_the_buff
     the buffer's row 80; a selection at rows 78-79 is near it (in the file as saved,
     rows 78-79 are 28 lines from it: too far), and the unsaved line is in a hunk too."""
     _, f = committed_repo(tmp_path)
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })")
-    host_started(nvim)
-    nvim.nvim.command(f"edit {f}")
+    git_editor(nvim, server, f)
     nvim.lua("vim.api.nvim_buf_set_lines(0, 0, 0, true, vim.fn['repeat']({ 'top' }, 30))")
     nvim.lua("vim.api.nvim_buf_set_lines(0, 90, 90, true, { 'unsaved line here' })")
     assert nvim.lua("return vim.bo.modified")
-    nvim.feed("78GVj k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("fix<CR>")
-    assert nvim.wait_done(1)[0]["status"] == "ok"
-    user = server.requests[0].body["messages"][-1]["content"]
+    user = git_fill(nvim, server, "78GVj k")
+    assert nvim.done()[0]["status"] == "ok"
     assert "-50\n+fifty near" in user and "+unsaved line here" in user
     assert "+top" not in user and "+far away" not in user
 
@@ -511,29 +504,13 @@ def test_a_dos_file_with_unsaved_edits_differs_only_where_it_was_edited(
 ):
     """The buffer's text is sent with the file's own line breaks (CRLF here), so that
     only the edited line differs from the committed blob, not every line."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    sh(root, "init", "-q")
-    f = root / "dos.txt"
-    f.write_bytes(b"".join(b"line %d\r\n" % i for i in range(1, 41)))
-    sh(root, "add", "dos.txt")
-    sh(root, "commit", "-qm", "init")
-    server.queue(Reply(chunks=openai_events(["ok"])))
-    nvim.use_server(server.base_url)
-    nvim.lua("require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })")
-    host_started(nvim)
-    nvim.nvim.command(f"edit {f}")
+    _, f = repo_with(tmp_path, "dos.txt", b"".join(b"line %d\r\n" % i for i in range(1, 41)))
+    git_editor(nvim, server, f)
     assert nvim.lua("return vim.bo.fileformat") == "dos"
     nvim.lua("vim.api.nvim_buf_set_lines(0, 19, 20, true, { 'edited twenty' })")
-    nvim.feed("20GV k")
-    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "c", what="the query prompt")
-    nvim.feed("fix<CR>")
-    assert nvim.wait_done(1)[0]["status"] == "ok"
-    user = server.requests[0].body["messages"][-1]["content"]
-    changed = [
-        ln for ln in user.splitlines() if ln[:1] in ("+", "-") and ln[:3] not in ("---", "+++")
-    ]
-    assert changed == ["-line 20", "+edited twenty"], changed
+    user = git_fill(nvim, server, "20GV k")
+    assert nvim.done()[0]["status"] == "ok"
+    assert changed_lines(user) == ["-line 20", "+edited twenty"], user
 
 
 def test_a_setup_right_before_the_keypress_is_what_the_gathering_follows(
@@ -577,10 +554,12 @@ def git_fill(nvim: Child, server: LoopbackServer, keys: str) -> str:
     return str(server.requests[seen].body["messages"][-1]["content"])
 
 
-def git_editor(nvim: Child, server: LoopbackServer) -> None:
+def git_editor(nvim: Child, server: LoopbackServer, f: Path) -> None:
+    """The editor, git context on, its host started, editing `f`."""
     nvim.use_server(server.base_url)
     nvim.lua("require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })")
     host_started(nvim)
+    nvim.nvim.command(f"edit {f}")
 
 
 def changed_lines(user: str) -> list[str]:
@@ -593,15 +572,9 @@ def test_a_bom_and_no_final_newline_are_kept_so_only_the_edit_differs(
     """A committed file with a BOM and no newline at its end, edited and unsaved in its
     middle: the buffer's text is what :write would write ('bomb', 'noeol', 'nofixeol'), so
     the one edited line is the one change (not the first line, not the last)."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    sh(root, "init", "-q")
-    f = root / "bom.txt"
-    f.write_bytes(b"\xef\xbb\xbf" + b"\n".join(b"line %d" % i for i in range(1, 13)))
-    sh(root, "add", "bom.txt")
-    sh(root, "commit", "-qm", "init")
-    git_editor(nvim, server)
-    nvim.nvim.command(f"edit {f}")
+    lines = b"\n".join(b"line %d" % i for i in range(1, 13))
+    _, f = repo_with(tmp_path, "bom.txt", b"\xef\xbb\xbf" + lines)
+    git_editor(nvim, server, f)
     nvim.nvim.command("setlocal nofixeol")
     assert nvim.lua("return { vim.bo.bomb, vim.bo.eol }") == [True, False]
     nvim.lua("vim.api.nvim_buf_set_lines(0, 5, 6, true, { 'edited 6' })")
@@ -613,8 +586,7 @@ def test_a_commit_between_two_fills_is_seen_by_the_second(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
     root, f = committed_repo(tmp_path)
-    git_editor(nvim, server)
-    nvim.nvim.command(f"edit {f}")
+    git_editor(nvim, server, f)
     assert "-50\n+fifty near" in git_fill(nvim, server, "48GV k")
     sh(root, "commit", "-qam", "the changes")  # the buffer is what HEAD holds now
     second = git_fill(nvim, server, "48GV k")
@@ -641,8 +613,7 @@ def test_one_cat_file_serves_every_fill_and_ends_with_the_host(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
     _, f = committed_repo(tmp_path)
-    git_editor(nvim, server)
-    nvim.nvim.command(f"edit {f}")
+    git_editor(nvim, server, f)
     assert "+fifty near" in git_fill(nvim, server, "48GV k")
     [cat_file] = host_children(nvim)
     assert "+fifty near" in git_fill(nvim, server, "48GV k")
@@ -655,8 +626,7 @@ def test_a_buffer_over_the_cap_is_not_diffed_and_a_note_says_so(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
     _, f = committed_repo(tmp_path)
-    git_editor(nvim, server)
-    nvim.nvim.command(f"edit {f}")
+    git_editor(nvim, server, f)
     nvim.lua("vim.api.nvim_buf_set_lines(0, -1, -1, true, { string.rep('x', 1024 * 1024) })")
     nvim.feed("48G")
     tick = "local b = vim.fn.bufnr('kznllm://context') return b > 0 and vim.b[b].changedtick or 0"
@@ -673,8 +643,7 @@ def test_a_file_in_no_repository_gets_no_git_section_and_no_note(
 ):
     f = tmp_path / "plain.txt"
     f.write_text("".join(f"{i}\n" for i in range(1, 100)))
-    git_editor(nvim, server)
-    nvim.nvim.command(f"edit {f}")
+    git_editor(nvim, server, f)
     nvim.lua("vim.api.nvim_buf_set_lines(0, 49, 50, true, { 'edited' })")
     user = git_fill(nvim, server, "48GV k")
     assert "uncommitted changes" not in user and "git:" not in user

@@ -372,3 +372,24 @@ def test_per_buffer_tree_state_is_dropped_when_its_buffer_is_wiped_out(nvim: Chi
         "local a, b = ... return { _G.kzn_by_buf[a] == nil, _G.kzn_by_buf[b] }", a, b
     )
     assert (gone, kept) == (True, "b")
+
+
+def test_a_tree_source_answers_nothing_without_a_tree_or_when_it_fails(nvim: Child):
+    # tree.answer, the scope's and the outline's way to their answer
+    nvim.set_lines(["int f(void) {", "  return 1;", "}"])
+    nvim.nvim.command("setfiletype c")
+    nvim.lua(
+        "local tree = require('kznllm.context.tree')"
+        " _G.kzn_answers = {}"
+        " local function keep(name) return function(found)"
+        "   _G.kzn_answers[name] = found == nil and 'nil' or found end end"
+        " tree.answer(0, keep('ok'), function(root, lang) return { lang, root:type() } end)"
+        " tree.answer(0, keep('fails'), function() error('a grammar surprise') end)"
+        " local plain = vim.api.nvim_create_buf(true, false)"
+        " tree.answer(plain, keep('no tree'), function() return 'asked' end)"
+    )
+    nvim.wait_for(
+        lambda: nvim.lua("return vim.tbl_count(_G.kzn_answers) == 3"), what="three answers"
+    )
+    answers = nvim.lua("return _G.kzn_answers")
+    assert answers == {"ok": ["c", "translation_unit"], "fails": "nil", "no tree": "nil"}

@@ -804,30 +804,35 @@ def test_property_ndjson_any_split_gives_the_same_events(lines, crlf, data):
 # -- byte-exact under any chunking, through decoder and parser --------------------------
 
 
-@settings(max_examples=100, deadline=None)
-@given(
-    chunkings(
-        lambda pieces, ascii_json: gemini_stream(pieces, thoughts=pieces[:2], ascii_json=ascii_json)
-    )
-)
-def test_property_gemini_text_byte_exact_under_any_chunking(case):
-    pieces, _, _ = case
-    whole = run_cut(gemini.PROVIDER, case)
-    assert reasoning_of(whole) == "".join(pieces[:2])
-    assert whole[-1] == DoneDelta("stop")
+# provider: its stream of the pieces after the first two as reasoning, and how it ends
+THINKING_STREAMS = {
+    "gemini": (
+        gemini.PROVIDER,
+        lambda pieces, ascii_json: gemini_stream(
+            pieces, thoughts=pieces[:2], ascii_json=ascii_json
+        ),
+        [DoneDelta("stop")],
+    ),
+    "ollama": (
+        ollama.PROVIDER,
+        lambda pieces, ascii_json: ollama_stream(
+            pieces, thinking=pieces[:2], ascii_json=ascii_json
+        ),
+        [UsageDelta(26, 282), DoneDelta("stop")],
+    ),
+}
 
 
+@pytest.mark.parametrize("name", list(THINKING_STREAMS))
 @settings(max_examples=100, deadline=None)
-@given(
-    chunkings(
-        lambda pieces, ascii_json: ollama_stream(pieces, thinking=pieces[:2], ascii_json=ascii_json)
-    )
-)
-def test_property_ollama_text_byte_exact_under_any_chunking(case):
+@given(data=st.data())
+def test_property_text_and_reasoning_byte_exact_under_any_chunking(name, data):
+    provider, stream, end = THINKING_STREAMS[name]
+    case = data.draw(chunkings(stream))
     pieces, _, _ = case
-    whole = run_cut(ollama.PROVIDER, case)
+    whole = run_cut(provider, case)
     assert reasoning_of(whole) == "".join(pieces[:2])
-    assert whole[-2:] == [UsageDelta(26, 282), DoneDelta("stop")]
+    assert whole[-len(end) :] == end
 
 
 # -- error_message ------------------------------------------------------------------------

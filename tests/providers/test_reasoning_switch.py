@@ -78,37 +78,39 @@ def test_a_level_the_provider_cannot_do_is_refused_at_setup_with_field_and_reaso
     assert reason in problem
 
 
-def test_raw_params_still_pass_and_may_change_a_detail_of_the_switch() -> None:
-    p = preset_from_dict(
-        {
-            "id": "r",
-            "provider": "responses",
-            "model": "gpt-5.1",
-            "reasoning": "high",
-            "params": {"reasoning": {"summary": "detailed"}, "max_output_tokens": 99},
-        }
-    )
-    assert request_params(p) == {
-        "reasoning": {"effort": "high", "summary": "detailed"},
-        "max_output_tokens": 99,
-    }
-
-
-def test_anthropic_budget_grows_max_tokens_and_drops_what_thinking_refuses() -> None:
-    p = preset_from_dict(
-        {
-            "id": "c",
-            "provider": "anthropic",
-            "model": "claude-haiku-4-5",
-            "reasoning": "medium",
-            "params": {"max_tokens": 1000, "temperature": 0.7, "top_k": 5, "metadata": {}},
-        }
-    )
-    assert request_params(p) == {
-        "thinking": {"type": "enabled", "budget_tokens": 8192},
-        "max_tokens": 9192,
-        "metadata": {},
-    }
+@pytest.mark.parametrize(
+    ("raw", "sent"),
+    [
+        pytest.param(
+            {
+                "provider": "responses",
+                "model": "gpt-5.1",
+                "reasoning": "high",
+                "params": {"reasoning": {"summary": "detailed"}, "max_output_tokens": 99},
+            },
+            {"reasoning": {"effort": "high", "summary": "detailed"}, "max_output_tokens": 99},
+            id="raw-params-still-pass-and-may-change-a-detail-of-the-switch",
+        ),
+        pytest.param(
+            {
+                "provider": "anthropic",
+                "model": "claude-haiku-4-5",
+                "reasoning": "medium",
+                "params": {"max_tokens": 1000, "temperature": 0.7, "top_k": 5, "metadata": {}},
+            },
+            {
+                "thinking": {"type": "enabled", "budget_tokens": 8192},
+                "max_tokens": 9192,
+                "metadata": {},
+            },
+            id="anthropic-budget-grows-max-tokens-and-drops-what-thinking-refuses",
+        ),
+    ],
+)
+def test_the_switch_beside_raw_params_gives_the_request_params(
+    raw: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    assert request_params(preset_from_dict({"id": "p", **raw})) == sent
 
 
 def test_no_switch_leaves_params_as_they_are() -> None:

@@ -26,6 +26,8 @@ from kznllm_py.stream.client import Timeouts, new_client
 from kznllm_py.stream.events import Retry, Text
 from kznllm_py.stream.generation import Generation, Outcome, RetryPolicy, prepare, stream_deltas
 from tests.servers import (
+    LoopbackServer,
+    Recorded,
     Reply,
     anthropic_events,
     blackhole_port,
@@ -204,12 +206,20 @@ async def test_text_with_line_separators_is_not_split(server, client):
 # -- the request on the wire ------------------------------------------------------------
 
 
+async def request_sent(
+    server: LoopbackServer, client: httpx.AsyncClient, preset: Preset
+) -> Recorded:
+    """The one request a fill with `preset` sent, its server answering "x" (ended ok)."""
+    server.queue(Reply(chunks=provider_events(preset.provider, ["x"])))
+    out, text = await run(client, preset)
+    assert (out.status, text) == ("ok", "x")
+    [req] = server.requests
+    return req
+
+
 async def test_openai_request_on_the_wire(server, client):
     preset = make_preset("openai", server.base_url, params={"top_p": 0.25, "temperature": 0})
-    server.queue(Reply(chunks=openai_events(["x"])))
-    out, _ = await run(client, preset)
-    assert out.status == "ok"
-    [req] = server.requests
+    req = await request_sent(server, client, preset)
     assert (req.method, req.path) == ("POST", "/v1/chat/completions")
     assert req.headers["authorization"] == f"Bearer {KEY}"
     assert "x-api-key" not in req.headers
@@ -228,10 +238,7 @@ async def test_openai_request_on_the_wire(server, client):
 
 async def test_anthropic_request_on_the_wire(server, client):
     preset = make_preset("anthropic", server.base_url, params={"top_p": 0.5, "max_tokens": 77})
-    server.queue(Reply(chunks=anthropic_events(["x"])))
-    out, _ = await run(client, preset)
-    assert out.status == "ok"
-    [req] = server.requests
+    req = await request_sent(server, client, preset)
     assert (req.method, req.path) == ("POST", "/v1/messages")
     assert req.headers["x-api-key"] == KEY
     assert req.headers["anthropic-version"] == "2023-06-01"
@@ -250,20 +257,15 @@ async def test_anthropic_request_on_the_wire(server, client):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_no_key_sends_no_auth_header(provider, server, client):
-    server.queue(Reply(chunks=provider_events(provider, ["x"])))
-    out, text = await run(client, make_preset(provider, server.base_url, api_key=False))
-    assert (out.status, text) == ("ok", "x")
-    headers = server.requests[0].headers
+    preset = make_preset(provider, server.base_url, api_key=False)
+    headers = (await request_sent(server, client, preset)).headers
     assert "authorization" not in headers
     assert "x-api-key" not in headers
 
 
 async def test_stream_param_cannot_be_turned_off(server, client):
     preset = make_preset("openai", server.base_url, params={"stream": False})
-    server.queue(Reply(chunks=openai_events(["x"])))
-    out, _ = await run(client, preset)
-    assert out.status == "ok"
-    assert server.requests[0].body["stream"] is True
+    assert (await request_sent(server, client, preset)).body["stream"] is True
 
 
 # -- HTTP errors ------------------------------------------------------------------------

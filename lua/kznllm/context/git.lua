@@ -20,20 +20,8 @@ local DIFF = { result_type = 'unified', ctxlen = CONTEXT, indent_heuristic = tru
 local pending, next_id = {}, 0
 local held = {} -- buf -> { path, oid, base, pieces, eol }: the committed text last received
 
---- `text` cut at each `eol`: table.concat(pieces, eol) is `text` again.
-local function split(text, eol)
-  local out, pos, n = {}, 1, 0
-  while true do
-    local s, e = text:find(eol, pos, true)
-    n = n + 1
-    if not s then
-      out[n] = text:sub(pos)
-      return out
-    end
-    out[n] = text:sub(pos, s - 1)
-    pos = e + 1
-  end
-end
+-- `text` cut at each `eol`: table.concat(pieces, eol) is `text` again
+local split = require('kznllm.text').split
 
 --- The buffer's text as :write would write it, as pieces between line breaks, and the
 --- line break.

@@ -136,18 +136,11 @@ local function watch(buf)
 end
 
 function M.collect(buf, range, opts, done)
-  tree.with_root(buf, function(root, lang)
-    if not root then
-      return done(nil)
-    end
+  tree.answer(buf, done, function(root, lang)
     local tick = api.nvim_buf_get_changedtick(buf)
     local c = cache
     if not (c.buf == buf and c.tick == tick and c.lang == lang) then
-      local ok, defs = pcall(walk, root)
-      if not ok then
-        return done(nil)
-      end
-      c = { buf = buf, tick = tick, lang = lang, defs = defs }
+      c = { buf = buf, tick = tick, lang = lang, defs = walk(root) }
       cache = c
     end
     watch(buf)
@@ -165,7 +158,7 @@ function M.collect(buf, range, opts, done)
     if not (c.row == range[1] and c.most == most) then -- the same fill again: as it was
       c.entries, c.row, c.most = entries_near(buf, c.defs, range[1], most), range[1], most
     end
-    done({ entries = c.entries, more = #c.defs - #c.entries, cursor = range[1] + 1 })
+    return { entries = c.entries, more = #c.defs - #c.entries, cursor = range[1] + 1 }
   end)
 end
 

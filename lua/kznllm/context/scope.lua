@@ -110,12 +110,8 @@ local function scope_of(buf, root, range, lang)
 end
 
 function M.collect(buf, range, _, done)
-  tree.with_root(buf, function(root, lang)
-    if not root then
-      return done(nil)
-    end
-    local ok, found = pcall(scope_of, buf, root, range, lang)
-    done(ok and found or nil)
+  tree.answer(buf, done, function(root, lang)
+    return scope_of(buf, root, range, lang)
   end)
 end
 

@@ -269,4 +269,17 @@ function M.with_root(buf, cb)
   end)
 end
 
+--- A tree source's answer: `done(fn(root, lang))` with the root of `buf`'s tree, or
+--- done(nil) when there is none (see with_root) or fn fails (a grammar's surprise costs
+--- the source, never the fill).
+function M.answer(buf, done, fn)
+  M.with_root(buf, function(root, lang)
+    local ok, found = false, nil
+    if root then
+      ok, found = pcall(fn, root, lang)
+    end
+    done(ok and found or nil)
+  end)
+end
+
 return M
