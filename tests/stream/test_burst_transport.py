@@ -136,12 +136,86 @@ async def test_the_body_reader_hands_out_what_arrived_before_the_connection_fail
     # while the events still sit in the buffer, and its own readany raised it first (the
     # answer lost "ial": tests/cli/test_cli.py's partial-text test, 2 runs in 15)
     loop = asyncio.get_running_loop()
-    reader = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+    reader = StreamReader(transport._Protocol(loop=loop), 2**16, loop=loop)
     transport._fast_reader(reader)
     assert type(reader) is transport._BodyReader
     reader.feed_data(b"data: part\n\n")
     reader.feed_data(b"data: ial\n\n")
+    reader.settle()
     reader.set_exception(ClientPayloadError("closed mid-answer"))
     assert await reader.readany() == b"data: part\n\ndata: ial\n\n"
     with pytest.raises(ClientPayloadError, match="mid-answer"):
         await reader.readany()
+
+
+def test_a_reader_on_another_protocol_stays_aiohttps():
+    """Only a reader of our own connections (transport._Protocol, whose `hold` its
+    back pressure uses) becomes a _BodyReader."""
+    loop = asyncio.new_event_loop()
+    try:
+        reader = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+        transport._fast_reader(reader)
+        assert type(reader) is StreamReader
+    finally:
+        loop.close()
+
+
+BIG = [b"data: " + b"x" * 200 + b"%06d\n\n" % i for i in range(16_000)]  # ~3.4 MB
+
+
+@pytest.mark.parametrize("ours", [True, False])
+async def test_a_body_nobody_reads_stops_the_connection_past_the_high_water_mark(ours, monkeypatch):
+    """A burst nobody reads for now (a held answer: history's entry first) is not
+    buffered whole: past the reader's high water mark the connection stops reading (our
+    reader: once per network read, `_Protocol.hold`; aiohttp's: per chunk), and once the
+    body is read again every byte comes, in order."""
+    monkeypatch.setattr(transport, "_READER_OK", ours)
+    readers: list[StreamReader] = []
+    fast_reader = transport._fast_reader
+
+    def spy(content: StreamReader) -> None:
+        fast_reader(content)
+        readers.append(content)
+
+    monkeypatch.setattr(transport, "_fast_reader", spy)
+    raw = HEAD + b"\r\n" + b"".join(chunked(e, len(e))[:-5] for e in BIG) + b"0\r\n\r\n"
+    with LoopbackServer(default=Reply(raw=raw)) as server:
+        client = new_client()
+        try:
+            async with client.stream("POST", server.base_url + "/chat/completions") as response:
+                reader = readers[-1]
+                assert (type(reader) is transport._BodyReader) is ours
+                sock = reader._protocol.transport
+                deadline = asyncio.get_running_loop().time() + 10
+                while sock.is_reading():  # the loop reads until the mark (no nap: a tick)
+                    assert asyncio.get_running_loop().time() < deadline, "never stopped reading"
+                    await asyncio.sleep(0)
+                # the mark, and at most one read past it
+                assert reader._size <= reader._high_water + READ_BUFSIZE
+                assert reader._size < len(raw) // 2
+                pieces = [piece async for piece in response.aiter_raw()]
+        finally:
+            await client.aclose()
+    assert b"".join(pieces) == b"".join(BIG)
+
+
+async def test_what_a_read_brings_reaches_the_body_reader_before_the_body_ends():
+    """Our reader's bookkeeping is per network read: each read wakes the body's reader
+    (the events a server sent before it went quiet are read while it is quiet)."""
+    events = EVENTS[:40]
+    # 2 ms apart: the reader waits for each read (every one must wake it)
+    reply = Reply(chunks=events, gap=0.002, pause_after=30, end="close")
+    with LoopbackServer(default=reply) as server:
+        client = new_client()
+        try:
+            async with client.stream("POST", server.base_url + "/chat/completions") as response:
+                it = response.aiter_raw()
+                got = b""
+                while len(got) < len(b"".join(events[:30])):
+                    got += await asyncio.wait_for(anext(it), 10)
+                assert got == b"".join(events[:30])
+                server.resume()
+                got += b"".join([piece async for piece in it])
+        finally:
+            await client.aclose()
+    assert got == b"".join(events)
