@@ -392,7 +392,9 @@ class _BodyReader(StreamReader):
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        if size > self._high_water:
+        # (a body read whole holds nothing back: its connection may be in the pool
+        # already, where a stopped transport would hang the next request)
+        if size > self._high_water and not self._eof:
             protocol = self._protocol
             if isinstance(protocol, _Protocol):
                 protocol.hold()
@@ -432,6 +434,7 @@ _READER_SLOTS = {
     "_http_chunk_splits",
     "_waiter",
     "_high_water",
+    "_eof",
     "_protocol",
     "total_bytes",
 }

@@ -219,3 +219,31 @@ async def test_what_a_read_brings_reaches_the_body_reader_before_the_body_ends()
         finally:
             await client.aclose()
     assert got == b"".join(events)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+async def test_past_the_mark_a_body_still_coming_stops_its_connection_a_whole_one_not(whole):
+    """The reader's back pressure (once per read, `settle`) stops the connection while
+    more of the body may come; a body read whole stops nothing (its connection may be in
+    the pool already, where a stopped transport would hang the next request)."""
+    import socket
+
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    try:
+        protocol = transport._Protocol(loop=loop)
+        sock, _ = await loop.connect_accepted_socket(lambda: protocol, ours)
+        reader = StreamReader(protocol, READ_BUFSIZE, loop=loop)
+        transport._fast_reader(reader)
+        assert type(reader) is transport._BodyReader
+        for _ in range(3):  # past the mark (twice the limit) in one read
+            reader.feed_data(b"x" * READ_BUFSIZE)
+        if whole:
+            reader.feed_eof()
+        reader.settle()
+        assert sock.is_reading() is whole
+        assert await reader.readany() == b"x" * (3 * READ_BUFSIZE)
+        assert sock.is_reading()  # the buffer taken: reading again
+        sock.close()
+    finally:
+        theirs.close()
