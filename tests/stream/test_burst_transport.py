@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+from collections.abc import Iterator
 
 import pytest
 from aiohttp import ClientPayloadError
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.streams import StreamReader
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kznllm_py.providers import get_provider
 from kznllm_py.providers.base import Message, Prompt, TextDelta
@@ -247,3 +250,55 @@ async def test_past_the_mark_a_body_still_coming_stops_its_connection_a_whole_on
         sock.close()
     finally:
         theirs.close()
+
+
+@st.composite
+def cut_response(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
+    """A chunked response of events grouped into HTTP chunks any way (empty events,
+    multi-byte characters), written in pieces cut anywhere (a chunk's size line, its
+    CRLF, a character); and its body."""
+    events = draw(st.lists(st.text(max_size=40).map(str.encode), min_size=1, max_size=40))
+    groups = sorted(set(draw(st.lists(st.integers(1, len(events)), max_size=len(events)))))
+    pieces = [
+        b"".join(events[a:b]) for a, b in zip([0, *groups], [*groups, len(events)], strict=True)
+    ]
+    pieces = [p for p in pieces if p]  # an empty chunk would end the body
+    raw = HEAD + b"\r\n" + b"".join(chunked(p, len(p))[:-5] for p in pieces) + b"0\r\n\r\n"
+    cuts = sorted(set(draw(st.lists(st.integers(1, len(raw) - 1), max_size=12))))
+    writes = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    return b"".join(pieces), writes
+
+
+@pytest.fixture(scope="module")
+def cuts_server() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as server:
+        yield server
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=cut_response())
+def test_any_chunking_and_cut_reads_the_same_body_through_our_reader_and_aiohttps(
+    cuts_server: LoopbackServer, cut: tuple[bytes, list[bytes]]
+):
+    """The body reader's per-read bookkeeping against aiohttp's own per-chunk reader:
+    whatever the HTTP chunks and however the bytes are cut into writes, both read the
+    body, whole and in order."""
+    body, writes = cut
+
+    async def read(ours: bool) -> bytes:
+        saved = transport._READER_OK
+        transport._READER_OK = ours
+        try:
+            client = new_client()
+            try:
+                url = cuts_server.base_url + "/chat/completions"
+                async with client.stream("POST", url) as response:
+                    return b"".join([piece async for piece in response.aiter_raw()])
+            finally:
+                await client.aclose()
+        finally:
+            transport._READER_OK = saved
+
+    for ours in (True, False):
+        cuts_server.queue(Reply(raw_chunks=writes))
+        assert asyncio.run(read(ours)) == body
