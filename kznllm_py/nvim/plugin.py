@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import os
 import signal
@@ -225,6 +226,11 @@ class KznllmPlugin:
         if dirs == (prompts.builtin_root(),):  # the user's own templates: on a thread
             with contextlib.suppress(KznError):
                 render_prompt(s.preset(None), prompts.FillContext(mode="yap", query=""), dirs)
+        # what the host made to here (its modules, the templates) lives as long as it
+        # does: out of the collector's full passes, which walked all of it on the loop
+        # (25-60 ms every few fills: a stall in whatever streamed then)
+        gc.freeze()
+        log.info("host warm: %d objects kept out of full collections", gc.get_freeze_count())
 
     def recorder(self, s: settings.Settings) -> HistoryRecorder | None:
         """The host's recorder (made on first use), or None when history is off."""

@@ -17,13 +17,16 @@ class Pace:
     keeps a stream's share of the editor's time near `share`, within [floor, ceiling]:
     a plain buffer gets a write a frame, a heavy one as few as keep the text moving."""
 
-    share: float = 0.2  # of the editor's time one stream may take
+    # of the editor's time one stream may take: a tenth (issue 28's goal 5); a fifth let a
+    # 3,000-line treesitter C buffer (~1 ms of Neovim per write, with or without a
+    # language server) take 11-13% of Neovim at ~1,000 tokens/s, its writes at the floor
+    share: float = 0.1
     floor: float = 0.008  # s: never more often than this (a frame at 120 Hz)
     ceiling: float = 1 / 15  # s: never less often (text visibly moving, 15 updates/s)
     # s of editor CPU per write, smoothed; until measured, a frame's worth (16 ms apart):
     # a plain buffer is down to the floor within a few writes, a heavy one is not
     # flooded before its first measurement
-    cost: float = 0.0032
+    cost: float = 0.0016
 
     def observe(self, cpu_s: float) -> float:
         """One write's cost; returns the interval to use from now on. A rising cost is

@@ -160,21 +160,49 @@ class _Protocol(ResponseHandler):
 
     def _received(self, data: bytes) -> None:
         if not self._follow or not data or self.exception() is not None:
-            super().data_received(data)  # b"": aiohttp resuming its decompression
+            self._feed(data)  # b"": aiohttp resuming its decompression
             return
         after_body = self._left is None and not self._head and self._bodies > 0
         for i, piece in enumerate(self._split(data)):
-            super().data_received(piece)
+            self._feed(piece)
             if self.exception() is not None:
                 self.cut = i > 0 or after_body  # the failing bytes came after a whole body
                 return
+
+    def _feed(self, data: bytes) -> None:
+        """aiohttp's own data_received (its parser), then, when the body's reader is
+        ours, that reader's bookkeeping for the whole read at once (_BodyReader.settle)."""
+        payload = getattr(self, "_payload", None)
+        super().data_received(data)
+        if type(payload) is _BodyReader:
+            payload.settle()
+
+    _held = False  # reading stopped by our body reader (`hold`)
+
+    def hold(self) -> None:
+        """Stop reading from the connection until the body's reader takes its buffer
+        (_BodyReader.settle, past its high water mark), as aiohttp's pause_reading does
+        but for its parser: aiohttp pauses from inside its parser, which then stops at
+        once; paused from outside it, the parser would stop after the first chunk of
+        the next read and keep the rest of it until a read that never comes. The read
+        (stall) timer stops meanwhile, as aiohttp's: the wait is ours, not the server's."""
+        if not self._held and self.transport is not None:
+            self._held = True
+            self.transport.pause_reading()
+            self._drop_timeout()
 
     def resume_reading(self, resume_parser: bool = True) -> None:
         """aiohttp's body reader calls this after every HTTP chunk it hands out while
         its buffer is low, paused or not; unpaused, the call only feeds its parser an
         empty read (nothing is held: a held read or decompression always comes with a
         pause). A fast stream sends one chunk per event: skipping that call saves a
-        parser round per event, a quarter of the host's time in a 5,000-event burst."""
+        parser round per event, a quarter of the host's time in a 5,000-event burst.
+        A connection that `hold` stopped reads again."""
+        if self._held:
+            self._held = False
+            if self.transport is not None and not (self._reading_paused or self._buffer_paused):
+                self.transport.resume_reading()
+                self._reschedule_timeout()
         if self._reading_paused or self._buffer_paused:
             super().resume_reading(resume_parser)
 
@@ -331,10 +359,11 @@ class _BodyReader(StreamReader):
     (_Body: readany), as fast streams need it: a server sends an HTTP chunk per event,
     and aiohttp's reader keeps the end of every chunk (for readchunk, never used here)
     and hands the buffer out chunk by chunk (~0.8 us per chunk, the transport's whole
-    cost in a 5,000-event burst). Here a chunk's end is not kept and readany() takes
-    the buffer in one join; aiohttp's parser, framing and feed_data are untouched. Only
-    the class of a reader aiohttp made is changed (`_fast_reader`), when its slots are
-    the ones this relies on."""
+    cost in a 5,000-event burst). Here a chunk's end is not kept, feed_data only keeps
+    the bytes (its bookkeeping is done once per network read: `settle`) and readany()
+    takes the buffer in one join; aiohttp's parser and framing are untouched. Only the
+    class of a reader aiohttp made is changed (`_fast_reader`), when its slots are the
+    ones this relies on."""
 
     __slots__ = ()
 
@@ -343,6 +372,39 @@ class _BodyReader(StreamReader):
     # reads): a C function of no arguments that returns None, taken from the class
     # as it is (it binds to nothing)
     begin_http_chunk_receiving = end_http_chunk_receiving = _NOTHING
+
+    def feed_data(self, data: bytes, size: int = 0) -> bool:
+        """aiohttp's parser calls this for every HTTP chunk (a fast stream's every
+        event): here it only keeps the bytes; what aiohttp's does besides with each
+        (the sizes, waking the reader, back pressure: a fifth of a 5,000-event burst's
+        reading) is done once per network read, by `settle`. Returns False: no more
+        data is held back (aiohttp's parser then calls it no more for this chunk)."""
+        if data:
+            self._buffer.append(data)
+        return False
+
+    def settle(self) -> None:
+        """What aiohttp's feed_data does per chunk, once for a network read's chunks
+        (_Protocol._feed): the sizes counted, a waiting reader woken, and past the
+        high water mark the connection stops reading until the buffer is taken (a held
+        answer, history's entry first: at most the mark and one read are buffered)."""
+        size = sum(map(len, self._buffer)) - self._buffer_offset
+        added = size - self._size
+        if added <= 0:
+            return
+        self._size = size
+        self.total_bytes += added
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        # (a body read whole holds nothing back: its connection may be in the pool
+        # already, where a stopped transport would hang the next request)
+        if size > self._high_water and not self._eof:
+            protocol = self._protocol
+            if isinstance(protocol, _Protocol):
+                protocol.hold()
 
     async def readany(self) -> bytes:
         """aiohttp's readany, but what arrived before a failure (the server closed the
@@ -371,17 +433,39 @@ class _BodyReader(StreamReader):
 
 
 # what _BodyReader relies on in aiohttp's StreamReader
-_READER_SLOTS = {"_buffer", "_buffer_offset", "_size", "_cursor", "_http_chunk_splits"}
-_READER_OK = set(getattr(StreamReader, "__slots__", ())) >= _READER_SLOTS and all(
-    hasattr(StreamReader, name)
-    for name in ("_read_nowait", "begin_http_chunk_receiving", "end_http_chunk_receiving")
+_READER_SLOTS = {
+    "_buffer",
+    "_buffer_offset",
+    "_size",
+    "_cursor",
+    "_http_chunk_splits",
+    "_waiter",
+    "_high_water",
+    "_eof",
+    "_protocol",
+    "total_bytes",
+}
+_READER_OK = (
+    set(getattr(StreamReader, "__slots__", ())) >= _READER_SLOTS
+    and all(
+        hasattr(StreamReader, name)
+        for name in (
+            "_read_nowait",
+            "begin_http_chunk_receiving",
+            "end_http_chunk_receiving",
+            "feed_data",
+        )
+    )
+    # what _Protocol.hold does as aiohttp's pause_reading does
+    and all(hasattr(ResponseHandler, name) for name in ("_drop_timeout", "_reschedule_timeout"))
 )
 
 
 def _fast_reader(content: Any) -> None:
     """A body's reader becomes a _BodyReader, if it is aiohttp's own StreamReader as
-    this aiohttp version has it (else it stays as it is: slower, as correct)."""
-    if _READER_OK and type(content) is StreamReader:
+    this aiohttp version has it, on one of our connections (else it stays as it is:
+    slower, as correct)."""
+    if _READER_OK and type(content) is StreamReader and isinstance(content._protocol, _Protocol):
         content.__class__ = _BodyReader
 
 

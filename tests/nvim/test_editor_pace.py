@@ -47,7 +47,7 @@ def test_costly_changes_get_fewer_writes_and_the_same_text(nvim: Child, server: 
     nvim.lua(COSTLY)
     costly = stream(nvim, server, 2)
     # the pace follows the editor's CPU time per write: a few frames at most in the
-    # plain buffer, 15 ms / 20 % = 75 ms, held at the ceiling (15 updates/s) in the
+    # plain buffer, 15 ms / 10 % = 150 ms, held at the ceiling (15 updates/s) in the
     # costly one
     assert cheap["pace_ms"] < 30, cheap
     assert 60 <= costly["pace_ms"] <= 66.7, costly

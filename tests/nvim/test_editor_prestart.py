@@ -4,6 +4,7 @@ nothing starts until the first use; an idle host spends no CPU."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -46,6 +47,11 @@ def test_the_host_starts_when_neovim_is_first_idle_and_the_first_fill_finds_it(t
         # the host answered its configure (its first word), warms, then spends nothing
         child.wait_for(lambda: child.lua("return require('kznllm.host').alive()"), what="alive")
         quiet(pid)  # its warm-up (imports, the HTTP client, templates) done
+        # what the warm-up made is kept out of the collector's full passes (gc.freeze:
+        # each walked it all, 25-60 ms on the host's loop every few fills)
+        log = Path(child.lua("return vim.fn.stdpath('log')")) / "kznllm.log"
+        frozen = re.search(r"host warm: (\d+) objects", log.read_text())
+        assert frozen is not None and int(frozen[1]) > 10_000
         before, t0 = cpu_ticks(pid), time.monotonic()
         time.sleep(3)  # not a wait for a condition: the span the CPU is measured over
         spent = cpu_ticks(pid) - before
