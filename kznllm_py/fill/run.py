@@ -77,6 +77,7 @@ class Host(Protocol):
     def warn_ignored(self, lines: tuple[str, ...]) -> None: ...
     async def entry(self, entry_id: int) -> Entry | None: ...
     def track(self, job_id: int, bufnr: int, rec: Recording, ended: asyncio.Event) -> None: ...
+    async def checked(self, req: FillRequest) -> FillRequest: ...  # its git diff checked
 
 
 async def run(
@@ -104,6 +105,7 @@ async def run(
                 from kznllm_py.prompt.debug_request import preset_of
 
                 req = replace(req, preset=preset_of(req.send, s.presets))
+            req = await host.checked(req)  # a git diff sent early: its oid checked
             job = payload.job_of(req, s)
             host.warn_ignored(job.ignored_kzn)
             # file I/O, git and template renders: off the loop, when there is anything

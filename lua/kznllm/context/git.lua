@@ -11,6 +11,10 @@
 -- sees and their rows are the selection's. Not for a buffer that is no file, whose text
 -- could not be the file's bytes (another 'fileencoding'), or over MAX_BYTES (a note says
 -- so: Neovim's loop is not held for it).
+-- With a committed text held, the fill does not wait for the host's answer: it goes with
+-- the diff against the held text and its oid (`check`: this ask's id); the host holds the
+-- fill until its answer to this ask says whether that oid is still the file's, and when
+-- it is not, until the editor's diff against the new text comes (`git_diff`).
 local M = {}
 
 local MAX_BYTES = 1024 * 1024 -- kznllm_py/prompt/sources/git.py MAX_BYTES
@@ -82,6 +86,21 @@ local function diff(old, new, eol)
   return vim.diff(text(old, no), text(new, nn), DIFF), lo - 1
 end
 
+--- What the fill is sent of `p`'s diff (against the committed text `mine`).
+local function fact_of(p, mine, note)
+  -- capped: the host drops a cut last hunk; it picks the hunks near the rows
+  local cut = #p.diff > MAX_BYTES
+  return {
+    diff = cut and p.diff:sub(1, MAX_BYTES) or p.diff,
+    cut = cut,
+    offset = p.offset, -- the lines before the diff's first (vim.diff saw only the rest)
+    first = p.first,
+    last = p.last,
+    base = mine.base,
+    note = note,
+  }
+end
+
 local function keep(buf, entry)
   if not held[buf] then
     vim.api.nvim_create_autocmd('BufWipeout', {
@@ -126,7 +145,33 @@ function M.collect(buf, range, _, done)
   if mine then
     p.against = mine
     p.diff, p.offset = diff(committed(mine, p.eol), p.pieces, p.eol)
+    -- at once: the host checks the oid (its answer to this ask) before it uses the diff
+    p.early = next_id
+    local fact = fact_of(p, mine, '')
+    fact.check, fact.oid = next_id, mine.oid
+    done(fact)
   end
+end
+
+--- What the fill gets from the host's answer `reply` to `p`'s ask: the diff against
+--- the committed text it names, a note, or nil.
+local function from_reply(p, reply)
+  local note = type(reply.note) == 'string' and reply.note or ''
+  if type(reply.oid) ~= 'string' or reply.oid == '' then
+    return note ~= '' and { note = note } or nil -- no repository, not tracked
+  end
+  local mine = held[p.buf]
+  if type(reply.text) == 'string' then
+    mine = { path = p.path, oid = reply.oid, base = reply.base }
+    mine.pieces, mine.eol = split(reply.text, p.eol), p.eol
+    keep(p.buf, mine)
+  elseif not (mine and mine.oid == reply.oid and mine.path == p.path) then
+    return nil -- the text held was dropped meanwhile (a wiped buffer)
+  end
+  if p.against ~= mine then
+    p.diff, p.offset = diff(committed(mine, p.eol), p.pieces, p.eol)
+  end
+  return fact_of(p, mine, note)
 end
 
 --- The host's answer: { request, oid, base, note, text? } (text: only when the oid is
@@ -137,32 +182,14 @@ function M.answered(reply)
     return
   end
   pending[reply.request] = nil
-  local note = type(reply.note) == 'string' and reply.note or ''
-  if type(reply.oid) ~= 'string' or reply.oid == '' then
-    return p.done(note ~= '' and { note = note } or nil) -- no repository, not tracked
+  if not p.early then
+    return p.done(from_reply(p, reply))
   end
-  local mine = held[p.buf]
-  if type(reply.text) == 'string' then
-    mine = { path = p.path, oid = reply.oid, base = reply.base }
-    mine.pieces, mine.eol = split(reply.text, p.eol), p.eol
-    keep(p.buf, mine)
-  elseif not (mine and mine.oid == reply.oid and mine.path == p.path) then
-    return p.done(nil) -- the text held was dropped meanwhile (a wiped buffer)
+  if reply.oid ~= p.against.oid then
+    -- the fill went with a diff against a text that is no longer the file's committed
+    -- one: the host waits for this one (of the text at the keypress)
+    require('kznllm.host').notify('git_diff', { request = p.early, git = from_reply(p, reply) })
   end
-  if p.against ~= mine then
-    p.diff, p.offset = diff(committed(mine, p.eol), p.pieces, p.eol)
-  end
-  -- capped: the host drops a cut last hunk; it picks the hunks near the rows
-  local cut = #p.diff > MAX_BYTES
-  p.done({
-    diff = cut and p.diff:sub(1, MAX_BYTES) or p.diff,
-    cut = cut,
-    offset = p.offset, -- the lines before the diff's first (vim.diff saw only the rest)
-    first = p.first,
-    last = p.last,
-    base = mine.base,
-    note = note,
-  })
 end
 
 return M
