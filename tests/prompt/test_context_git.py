@@ -661,6 +661,48 @@ def test_with_the_committed_text_held_the_fill_goes_at_the_keypress_and_is_check
     assert "-50\n+fifty near" in user and "+far away" not in user
 
 
+def test_an_edit_or_a_write_option_changed_since_the_last_fill_is_in_the_next_diff(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    """The diff made for a fill is kept while the buffer and the committed text held
+    stay as they were: an edit (its changedtick), a change of what :write writes
+    ('bomb', which moves no changedtick) and a new committed text are in the very next
+    diff."""
+    root, f = committed_repo(tmp_path)
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    assert changed_lines(git_fill(nvim, server, "48GV k")) == ["-50", "+fifty near"]
+    # :KznContext gathers as a fill does and writes nothing: a diff made, the buffer
+    # as it is now
+    assert "+fifty near" in context_view(nvim, "48")
+    nvim.lua("vim.api.nvim_buf_set_lines(0, 51, 52, true, { 'edited since' })")
+    assert changed_lines(git_fill(nvim, server, "48GV k")) == [
+        "-50",
+        "+fifty near",
+        "-52",
+        "+edited since",
+    ]
+    assert "+\ufeff1" not in context_view(nvim, "3")
+    nvim.nvim.command("setlocal bomb")
+    assert "-1\n+\ufeff1" in context_view(nvim, "3")
+    sh(root, "commit", "-qam", "fifty near")  # a new committed text, the buffer unchanged
+    for _ in range(2):  # the host's answer brings it; then the diff made against it
+        view = context_view(nvim, "48")
+        assert "+edited since" in view and "+fifty near" not in view
+
+
+def context_view(nvim: Child, line: str) -> str:
+    """What :KznContext shows at `line` of the current window's buffer (then back)."""
+    tick = "local b = vim.fn.bufnr('kznllm://context') return b > 0 and vim.b[b].changedtick or 0"
+    before = nvim.lua(tick)
+    nvim.nvim.command(line)
+    nvim.nvim.command("KznContext")
+    nvim.wait_for(lambda: nvim.lua(tick) != before, what="the context view")
+    view = "\n".join(nvim.lines(nvim.lua("return vim.fn.bufnr('kznllm://context')")))
+    nvim.nvim.command("wincmd p")
+    return view
+
+
 def early(oid: str = "abc", check: int = 7) -> git.Changes | None:
     """A diff the editor sent before the host's answer, as a fill carries it."""
     raw = {"diff": unified([50]), "first": 49, "last": 50, "check": check, "oid": oid}

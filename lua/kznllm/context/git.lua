@@ -14,7 +14,10 @@
 -- With a committed text held, the fill does not wait for the host's answer: it goes with
 -- the diff against the held text and its oid (`check`: this ask's id); the host holds the
 -- fill until its answer to this ask says whether that oid is still the file's, and when
--- it is not, until the editor's diff against the new text comes (`git_diff`).
+-- it is not, until the editor's diff against the new text comes (`git_diff`). That diff
+-- is made once per change of the buffer (its changedtick and what :write depends on) or
+-- of the text held, and again REFRESH_MS after the last change, so that a fill after a
+-- pause in the editing finds it made (reading 16,000 lines is ~1-2 ms of Neovim's loop).
 local M = {}
 
 local MAX_BYTES = 1024 * 1024 -- kznllm_py/prompt/sources/git.py MAX_BYTES
@@ -23,6 +26,10 @@ local DIFF = { result_type = 'unified', ctxlen = CONTEXT, indent_heuristic = tru
 
 local pending, next_id = {}, 0
 local held = {} -- buf -> { path, oid, base, pieces, eol }: the committed text last received
+-- buf -> { key, against, pieces, eol, diff, offset }: the buffer's text (`key`: its
+-- changedtick and the options :write follows) diffed against the text held (`against`)
+local made = {}
+local REFRESH_MS = 300 -- after the last change: the diff is made again, in the background
 
 --- `text` cut at each `eol`: table.concat(pieces, eol) is `text` again.
 local function split(text, eol)
@@ -101,13 +108,70 @@ local function fact_of(p, mine, note)
   }
 end
 
+--- What the buffer's text as :write writes it depends on: the text, and the options
+--- pieces_of reads (none of which moves the changedtick).
+local function text_key(buf)
+  local bo = vim.bo[buf]
+  local opts = { bo.fileformat, bo.bomb, bo.eol, bo.fixeol, bo.binary }
+  for i = 2, 5 do
+    opts[i] = opts[i] and 'y' or 'n'
+  end
+  return vim.api.nvim_buf_get_changedtick(buf) .. table.concat(opts, ' ')
+end
+
+--- The buffer's text and its diff against the committed text `mine`: the one made
+--- before while neither changed.
+local function diffed(buf, mine)
+  local key, c = text_key(buf), made[buf]
+  if c and c.key == key and c.against == mine then
+    return c
+  end
+  local pieces, eol = pieces_of(buf)
+  c = { key = key, against = mine, pieces = pieces, eol = eol }
+  c.diff, c.offset = diff(committed(mine, eol), pieces, eol)
+  made[buf] = c
+  return c
+end
+
+local function too_big(buf)
+  return vim.api.nvim_buf_get_offset(buf, vim.api.nvim_buf_line_count(buf)) > MAX_BYTES
+end
+
+local timer
+--- The diff of `buf` made again REFRESH_MS after its last change (restarted by each).
+local function refresh_later(buf)
+  timer = timer or vim.uv.new_timer()
+  timer:stop()
+  timer:start(
+    REFRESH_MS,
+    0,
+    vim.schedule_wrap(function()
+      local mine = held[buf]
+      if mine and vim.api.nvim_buf_is_valid(buf) and not too_big(buf) then
+        if mine.path == vim.api.nvim_buf_get_name(buf) then
+          pcall(diffed, buf, mine)
+        end
+      end
+    end)
+  )
+end
+
 local function keep(buf, entry)
   if not held[buf] then
     vim.api.nvim_create_autocmd('BufWipeout', {
       buffer = buf,
       once = true,
       callback = function()
-        held[buf] = nil
+        held[buf], made[buf] = nil, nil
+      end,
+    })
+    vim.api.nvim_create_autocmd({ 'TextChanged', 'TextChangedI' }, {
+      buffer = buf,
+      callback = function()
+        if not held[buf] then
+          return true -- wiped and its number taken again: not ours to watch
+        end
+        refresh_later(buf)
       end,
     })
   end
@@ -121,8 +185,7 @@ function M.collect(buf, range, _, done)
     return done(nil)
   end
   local last = (range[4] == 0 and range[3] > range[1]) and range[3] or range[3] + 1
-  local size = vim.api.nvim_buf_get_offset(buf, vim.api.nvim_buf_line_count(buf))
-  if size > MAX_BYTES then -- not diffed: Neovim's loop is not held for it
+  if too_big(buf) then -- not diffed: Neovim's loop is not held for it
     return done({
       note = ('git: the buffer is larger than %d KiB (not diffed)'):format(MAX_BYTES / 1024),
     })
@@ -141,10 +204,11 @@ function M.collect(buf, range, _, done)
     oid = mine and mine.oid or vim.NIL,
   })
   -- while the host looks: the text now, and its diff against what is held
-  p.pieces, p.eol = pieces_of(buf)
-  if mine then
-    p.against = mine
-    p.diff, p.offset = diff(committed(mine, p.eol), p.pieces, p.eol)
+  if not mine then
+    p.pieces, p.eol = pieces_of(buf)
+  else
+    local c = diffed(buf, mine)
+    p.pieces, p.eol, p.against, p.diff, p.offset = c.pieces, c.eol, mine, c.diff, c.offset
     -- at once: the host checks the oid (its answer to this ask) before it uses the diff
     p.early = next_id
     local fact = fact_of(p, mine, '')
