@@ -360,12 +360,15 @@ class KznllmPlugin:
         """The editor's diff against a new committed text, for a fill that went early."""
         self._checks().rediffed(int(p.get("request") or 0), p.get("git"))
 
-    async def checked(self, req: FillRequest) -> FillRequest:
-        """`req` with its git diff checked (a diff sent before the host's answer)."""
+    async def checked(self, req: FillRequest) -> FillRequest | None:
+        """None when `req`'s git diff stands (none, or sent before the host's answer and
+        its oid confirmed by it), else `req` with the git section the check settled."""
         found = req.gathered.git
         if found is None or not found.check:
-            return req
+            return None
         settled = await self._checks().settled(found)
+        if settled == replace(found, check=0, oid=""):
+            return None  # the diff sent stands
         return replace(req, gathered=replace(req.gathered, git=settled))
 
     async def _context(self, p: dict[str, Any]) -> None:
@@ -375,7 +378,8 @@ class KznllmPlugin:
         from kznllm_py.fill import context_view
 
         try:
-            job = await context_view.build(await self.checked(request.parse(p)), self.settings)
+            req = request.parse(p)
+            job = await context_view.build(await self.checked(req) or req, self.settings)
         except KznError as exc:
             self._report(f"kznllm: {redact(str(exc))}")
             return
