@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TypeVar
 
 from kznllm_py.prompt.sources import git
 from kznllm_py.prompt.sources.git import Changes
@@ -21,6 +22,8 @@ from kznllm_py.prompt.sources.git import Changes
 KEEP = 50  # asks remembered (the editor forgets an unanswered one after as many)
 ANSWER_WAIT = git.TIMEOUT + 1.0  # s: the host's own answer (its gits are bounded by TIMEOUT)
 REDIFF_WAIT = 2.0  # s: the editor's diff against the new committed text
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -62,9 +65,17 @@ class Checks:
         if ask is None:  # a host that never saw the ask (started since): not checked
             return Changes(note="git: the committed text could not be checked (not sent)")
         try:
-            oid = await asyncio.wait_for(asyncio.shield(ask.oid), ANSWER_WAIT)
+            oid = await _within(ask.oid, ANSWER_WAIT)
             if oid == found.oid:
                 return Changes(found.hunks, found.base, found.note)
-            return await asyncio.wait_for(asyncio.shield(ask.rediff), REDIFF_WAIT)
+            return await _within(ask.rediff, REDIFF_WAIT)
         except TimeoutError:
             return Changes(note="git: the committed text could not be checked in time")
+
+
+async def _within(fut: asyncio.Future[T], timeout: float) -> T:
+    """`fut`'s result, waited for at most `timeout` s (TimeoutError past it); one that
+    is done already costs no turn of the loop (the answer usually came before the fill)."""
+    if fut.done():
+        return fut.result()
+    return await asyncio.wait_for(asyncio.shield(fut), timeout)
