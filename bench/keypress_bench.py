@@ -55,6 +55,10 @@ from tests.servers import LoopbackServer, Reply, openai_events  # noqa: E402
 
 # the hops back from the render thread (trees that render off the loop)
 EXTRA = ["hop_back_with_project_files", "hop_back_render_prompt"]
+# the host's steps between host_entry and render_start, where the tree has them: the job
+# under the settings (the context typed), the hop for files, the budget's fit, the turn,
+# history's entry begun, the key; and the git source's request in and answer out
+HOST_STEPS = ["job", "files", "fitted", "turn", "entry_begun", "key", "git_blob_in", "git_out"]
 STAGES = [
     "rpc_sent",
     "host_entry",
@@ -98,6 +102,8 @@ if _out:
     def host_call(self, args):
         if args and args[0] == "fill":
             _mark("host_entry")
+        elif args and args[0] == "git_blob":
+            _mark("git_blob_in")
         return orig_call(self, args)
     host_call._nvim_rpc_method_name = getattr(orig_call, "_nvim_rpc_method_name", None)
     for k, v in vars(orig_call).items():
@@ -112,6 +118,24 @@ if _out:
             return fn(*a, **kw)
         setattr(mod, name, wrapped)
     _before(prompts, "render", "render_start")
+    # the host's steps between the handler and the render (HOST_STEPS)
+    _after(payload, "job_of", "job")
+    _after(payload, "with_files", "files")
+    _after(payload, "fitted", "fitted")
+    try:
+        import kznllm_py.fill.turn as turn_mod
+        _after(turn_mod, "turn", "turn")
+        import kznllm_py.history.recorder as recorder_mod
+        _after(recorder_mod.HistoryRecorder, "begin", "entry_begun")
+        import kznllm_py.secrets as secrets_mod
+        orig_resolve = secrets_mod.resolve
+        async def resolve(*a, **kw):
+            r = await orig_resolve(*a, **kw)
+            _mark("key")
+            return r
+        secrets_mod.resolve = resolve
+    except (ImportError, AttributeError):
+        pass
     _after(payload, "parse", "parsed")
     _after(payload, "with_project_files", "files")
     _after(prompts, "render", "rendered")
@@ -132,6 +156,15 @@ if _out:
     except ImportError:
         pass
     import kznllm_py.nvim.editor as editor, kznllm_py.stream.sse as sse
+    try:
+        import kznllm_py.nvim.calls as calls_mod
+        orig_answered = calls_mod.Editor.context_answered
+        def context_answered(self, *a, **kw):
+            _mark("git_out")
+            return orig_answered(self, *a, **kw)
+        calls_mod.Editor.context_answered = context_answered
+    except (ImportError, AttributeError):
+        pass
     _after(editor.BufferSink, "write", "sink_write")
     _after(sse.SSEDecoder, "decode", "decoded")
     try:
@@ -160,13 +193,67 @@ job.write = function(...)
   B.writes[#B.writes + 1] = vim.uv.hrtime()
   return write(...)
 end
+-- the editor's steps (EDITOR_STEPS): each source's work in the keypress tick (`<name>_tick`,
+-- a duration) and when it answered (`<name>`), the host's git answer's arrival, the
+-- gathering's end, the end of the keypress's own tick
+B.marks, B.ticks = {}, {}
+local function mark(name)
+  if B.key and not B.marks[name] then B.marks[name] = vim.uv.hrtime() end
+end
+local ok_ctx, context = pcall(require, 'kznllm.context')
+if ok_ctx and type(context.SOURCES) == 'table' then
+  for name, s in pairs(context.SOURCES) do
+    local ok_mod, mod = pcall(require, s.module)
+    if ok_mod and mod.collect then
+      local collect = mod.collect
+      mod.collect = function(buf, range, o, done)
+        local t0 = vim.uv.hrtime()
+        local r = collect(buf, range, o, function(...)
+          mark(name)
+          return done(...)
+        end)
+        B.ticks[name .. '_tick'] = (vim.uv.hrtime() - t0) / 1e6
+        return r
+      end
+    end
+  end
+  if context.answered then
+    local answered = context.answered
+    context.answered = function(source, ...)
+      mark(source .. '_reply')
+      return answered(source, ...)
+    end
+  end
+end
+do -- the fill's own steps: the command's handler, the gathering's start, the start once gathered
+  local ok_a, actions = pcall(require, 'kznllm.actions')
+  if ok_a and actions.prompt_fill then
+    local prompt_fill, start = actions.prompt_fill, actions.start
+    actions.prompt_fill = function(...)
+      mark('prompt')
+      return prompt_fill(...)
+    end
+    actions.start = function(spec, ...)
+      mark(spec and spec.context and 'start_gathered' or 'start')
+      return start(spec, ...)
+    end
+  end
+  if ok_ctx and context.start then
+    local start = context.start
+    context.start = function(...)
+      mark('gather')
+      return start(...)
+    end
+  end
+end
 B.done = 0
 vim.api.nvim_create_autocmd('User', { pattern = 'KznllmDone',
   callback = function() B.done = B.done + 1 end })
 function B.fill()
-  B.rpc, B.writes = {}, {}
+  B.rpc, B.writes, B.marks, B.ticks = {}, {}, {}, {}
   B.key = vim.uv.hrtime()
   vim.cmd('KznFill q')
+  B.marks.tick_end = vim.uv.hrtime()
 end
 """
 
@@ -287,15 +374,20 @@ class Tree:
         if self.idle_ms:  # the user's pause before the next keypress (Neovim's loop runs)
             self.nvim.exec_lua("vim.wait(...)", self.idle_ms)
         b = self.nvim.exec_lua(
-            "local B = _G.kzn_stage return { key = B.key, rpc = B.rpc, writes = B.writes }"
+            "local B = _G.kzn_stage return { key = B.key, rpc = B.rpc, writes = B.writes,"
+            " marks = B.marks, ticks = B.ticks }"
         )
         key = b["key"]
         out: dict[str, float] = {}
+        for name, t in (b.get("marks") or {}).items():
+            out["e." + name] = (t - key) / 1e6
+        for name, ms in (b.get("ticks") or {}).items():
+            out["e." + name] = ms
         if b["rpc"]:
             out["rpc_sent"] = (b["rpc"][0] - key) / 1e6
         for line in self.trace.read_text().splitlines()[before:]:
             rec = json.loads(line)
-            if rec["stage"] not in out and rec["stage"] in (*STAGES, *EXTRA):
+            if rec["stage"] not in out and rec["stage"] in (*STAGES, *EXTRA, *HOST_STEPS):
                 out[rec["stage"]] = (rec["t"] - key) / 1e6
                 if rec["stage"] == "rendered":
                     out["render_on_loop"] = float(rec["loop"])
@@ -375,8 +467,17 @@ def main() -> int:
         }
         for root, runs in results.items()
     }
+    # the finer steps (the editor's `e.*`, the host's HOST_STEPS): those of most fills
+    steps = {
+        root: {
+            s: round(statistics.median(got), 2)
+            for s in sorted({k for v in runs for k in v if k.startswith("e.") or k in HOST_STEPS})
+            if len(got := [v[s] for v in runs if s in v]) * 2 > len(runs)
+        }
+        for root, runs in results.items()
+    }
     if args.json:
-        print(json.dumps({"median": summary, "first": first}, indent=2))
+        print(json.dumps({"median": summary, "steps": steps, "first": first}, indent=2))
         return 0
     print(f"ms from the keypress, median of {args.fills} fills, buffer of {args.lines} lines")
     width = max(len(r) for r in summary)
@@ -394,6 +495,16 @@ def main() -> int:
         extra = ", ".join(f"{s} {stages[s]:.2f}" for s in EXTRA if s in stages)
         if extra:
             print(f"{root}: {extra}")
+    print("steps (ms from the keypress; *_tick: ms of the source's work in the keypress tick):")
+    for root, found in steps.items():
+        at = sorted(
+            ((k, v) for k, v in found.items() if not k.endswith("_tick")), key=lambda kv: kv[1]
+        )
+        ticks = [(k, v) for k, v in found.items() if k.endswith("_tick")]
+        print(f"{root}:")
+        print("  " + ", ".join(f"{k} {v:.2f}" for k, v in at))
+        if ticks:
+            print("  " + ", ".join(f"{k} {v:.2f}" for k, v in ticks))
     return 0
 
 

@@ -77,6 +77,8 @@ class Host(Protocol):
     def warn_ignored(self, lines: tuple[str, ...]) -> None: ...
     async def entry(self, entry_id: int) -> Entry | None: ...
     def track(self, job_id: int, bufnr: int, rec: Recording, ended: asyncio.Event) -> None: ...
+    # None when `req` stands as it is, else `req` with the git section its check settled
+    async def checked(self, req: FillRequest) -> FillRequest | None: ...
 
 
 async def run(
@@ -104,14 +106,13 @@ async def run(
                 from kznllm_py.prompt.debug_request import preset_of
 
                 req = replace(req, preset=preset_of(req.send, s.presets))
-            job = payload.job_of(req, s)
-            host.warn_ignored(job.ignored_kzn)
-            # file I/O, git and template renders: off the loop, when there is anything
-            # to read (else no hop to a thread and back)
-            if payload.reads_files(job):
-                job = await sandbox.run_off_loop(payload.with_files, job)
-                host.warn_ignored(job.notices)  # project templates, rules not used: why
-            job = payload.fitted(job)  # the context sections in the budget
+            job = await _job(req, s, host)
+            # a git diff sent before the host's answer: checked once the job is built
+            # (the check overlaps it), and built again in the rare case it did not stand
+            settled = await host.checked(req)
+            if settled is not None:
+                req = settled
+                job = await _job(req, s, host)
             turn = await _turn(req, job, host)
         except KznError as exc:
             sink.finish("error", printable(redact(str(exc))), info)
@@ -195,6 +196,18 @@ async def run(
         host.paced.pop(job_id, None)
         ms = coalescer.interval * 1000
         log.debug("fill %d: %d writes, paced at %.0f ms", job_id, coalescer.writes, ms)
+
+
+async def _job(req: FillRequest, s: Settings, host: Host) -> payload.FillJob:
+    """The job of `req` under `s`, its project files read, its context fitted."""
+    job = payload.job_of(req, s)
+    host.warn_ignored(job.ignored_kzn)
+    # file I/O, git and template renders: off the loop, when there is anything
+    # to read (else no hop to a thread and back)
+    if payload.reads_files(job):
+        job = await sandbox.run_off_loop(payload.with_files, job)
+        host.warn_ignored(job.notices)  # project templates, rules not used: why
+    return payload.fitted(job)  # the context sections in the budget
 
 
 async def _turn(req: FillRequest, job: payload.FillJob, host: Host) -> fill.Turn:

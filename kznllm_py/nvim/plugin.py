@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from kznllm_py.fill import run
     from kznllm_py.history.records import Entry
     from kznllm_py.prompt import prompts, sandbox
+    from kznllm_py.prompt.sources.git_checks import Checks as GitChecks
 
 
 class _OnFirstUse:
@@ -122,6 +123,8 @@ class KznllmPlugin:
         # the write pace of each running fill, set by what its writes cost the editor
         self.paced: dict[int, tuple[Coalescer, Pace]] = {}
         self._warned: set[str] = set()  # skipped .kzn folders already reported
+        # the git source's asks, for the fills that went before the answer (git_checks.py)
+        self.git_checks: GitChecks | None = None
         _PLUGINS.append(self)
         # setup()'s options, validated once per `configure` (the editor's first call on
         # a host's channel, and again at each setup()); a fill keeps the one it began with
@@ -331,11 +334,24 @@ class KznllmPlugin:
         except KznError as exc:
             self._report(f"kznllm: {redact(str(exc))}")
 
+    def _checks(self) -> GitChecks:
+        if self.git_checks is None:
+            from kznllm_py.prompt.sources.git_checks import Checks
+
+            self.git_checks = Checks()
+        return self.git_checks
+
+    def _ask_git(self, p: dict[str, Any]) -> None:
+        """The ask is known before any fill that names it is handled (git_checks.py)."""
+        self._checks().asked(int(p.get("request") or 0))
+        self._spawn(self._git_blob(p))
+
     async def _git_blob(self, p: dict[str, Any]) -> None:
         """The git context source, asked at the keypress: the committed text of the
         buffer's file from the repository's long-lived cat-file, on a thread
         (kznllm_py/prompt/sources/git.py), only when its oid is not the one the editor
-        holds; the editor diffs it (lua/kznllm/context/git.lua)."""
+        holds; the editor diffs it (lua/kznllm/context/git.lua). A fill that went with
+        the editor's diff against the text it holds waits for this answer's oid."""
         from kznllm_py.prompt.sources import git
 
         try:
@@ -343,7 +359,23 @@ class KznllmPlugin:
         except Exception:  # a bug of ours: the fill goes without git, the log has why
             log.exception("git_blob failed")
             reply = {"request": p.get("request"), "oid": "", "note": "git: internal error"}
+        self._checks().answered(int(p.get("request") or 0), str(reply.get("oid") or ""))
         self.editor.context_answered("git", reply)
+
+    def _git_diff(self, p: dict[str, Any]) -> None:
+        """The editor's diff against a new committed text, for a fill that went early."""
+        self._checks().rediffed(int(p.get("request") or 0), p.get("git"))
+
+    async def checked(self, req: FillRequest) -> FillRequest | None:
+        """None when `req`'s git diff stands (none, or sent before the host's answer and
+        its oid confirmed by it), else `req` with the git section the check settled."""
+        found = req.gathered.git
+        if found is None or not found.check:
+            return None
+        settled = await self._checks().settled(found)
+        if settled == replace(found, check=0, oid=""):
+            return None  # the diff sent stands
+        return replace(req, gathered=replace(req.gathered, git=settled))
 
     async def _context(self, p: dict[str, Any]) -> None:
         """`:KznContext`: what a fill here would send now, section by section (the job a
@@ -352,7 +384,8 @@ class KznllmPlugin:
         from kznllm_py.fill import context_view
 
         try:
-            job = await context_view.build(request.parse(p), self.settings)
+            req = request.parse(p)
+            job = await context_view.build(await self.checked(req) or req, self.settings)
         except KznError as exc:
             self._report(f"kznllm: {redact(str(exc))}")
             return
@@ -465,7 +498,8 @@ CALLS: dict[str, Handler] = {
     "apply_locate": _task(KznllmPlugin._apply),
     "models": _task(lambda plugin, _op, data: plugin._models(data)),
     "trust": _task(lambda plugin, _op, data: plugin._trust(data)),
-    "git_blob": _task(lambda plugin, _op, data: plugin._git_blob(data)),
+    "git_blob": _now(KznllmPlugin._ask_git),
+    "git_diff": _now(KznllmPlugin._git_diff),
     "context": _task(lambda plugin, _op, data: plugin._context(data)),
 }
 _history: Handler = _task(KznllmPlugin._history_call)

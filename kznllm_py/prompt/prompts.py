@@ -79,6 +79,7 @@ class TemplateSet:
     explicit: Mapping[str, str] = field(default_factory=dict)
 
 
+@functools.cache  # found once: the package does not move while it runs (a miss raises)
 def builtin_root() -> Path:
     here = Path(__file__).resolve().parent.parent  # the package (kznllm_py/)
     for candidate in (here.parent / "templates", here / "templates"):

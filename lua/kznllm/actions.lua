@@ -169,6 +169,7 @@ function M.start(spec)
     review = j.review or false,
     context = spec.context, -- gathered at the keypress (kznllm.context)
   })
+  job.started(j) -- the request is on its way: the progress, <Esc>, KznllmStart
   if not ok then
     job.finish(j.id, 'error', tostring(err))
   else

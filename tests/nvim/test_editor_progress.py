@@ -104,6 +104,34 @@ def test_the_progress_shows_the_preset_and_model_the_host_resolved(
     assert nvim.wait_done()[0]["status"] == "ok"
 
 
+def test_the_request_leaves_before_the_progress_and_kznllmstart_of_its_tick(
+    nvim: Child, server: LoopbackServer
+):
+    """The fill goes to the host first in the keypress's tick; the statusline, the
+    progress and `User KznllmStart` follow in the same tick (nothing the host answers
+    is handled before them), so they add nothing to keypress -> request."""
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    nvim.use_server(server.base_url)
+    order = nvim.lua(
+        """
+        local order, notify = {}, vim.rpcnotify
+        vim.rpcnotify = function(chan, method, args, ...)
+          if type(args) == 'table' and args[1] == 'fill' then order[#order + 1] = 'fill' end
+          return notify(chan, method, args, ...)
+        end
+        local au = vim.api.nvim_create_autocmd('User', { pattern = 'KznllmStart',
+          callback = function() order[#order + 1] = 'KznllmStart' end })
+        local ok, err = pcall(vim.cmd, 'KznFill q')
+        vim.rpcnotify = notify
+        vim.api.nvim_del_autocmd(au)
+        assert(ok, err)
+        return order
+        """
+    )
+    assert order == ["fill", "KznllmStart"]
+    assert nvim.wait_done(1)[0]["status"] == "ok"
+
+
 def test_builtin_indicator_counts_written_bytes_while_streaming(nvim: Child, server):
     nvim.serve(server, Reply(chunks=openai_events(["ab", "cd"]), pause_after=2))
     nvim.lua(MESSAGE_FN)

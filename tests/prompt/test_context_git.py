@@ -2,6 +2,8 @@
 by default: `context = { git = true }`, `kznllm --git`), with a real git repository in a
 temporary folder: the hunk near the selection is sent and a far one is not, for saved and
 unsaved buffers (CRLF, BOM, no final newline); a commit made between two fills is seen;
+with the committed text held, the fill goes at the keypress and the host checks its oid
+before it uses the diff;
 a hostile repository config (diff.external, a diff driver's command and textconv, a clean
 filter, core.fsmonitor, core.pager, hooks) runs nothing, through the long-lived cat-file
 too; a repository another user owns is not read (git's safe.directory); a hung, wedged or
@@ -10,6 +12,7 @@ is not read, a huge buffer not diffed."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from kznllm_py.prompt.sources import catfile, git
+from kznllm_py.prompt.sources import catfile, git, git_checks
 from tests import cli_env
 from tests.nvim_child import Child
 from tests.servers import LoopbackServer, Reply, openai_events
@@ -595,6 +598,137 @@ def test_a_commit_between_two_fills_is_seen_by_the_second(
     third = git_fill(nvim, server, "48GV k")
     assert changed_lines(third) == ["-52", "+since the commit"]
     assert "@@ -49,7 +49,7 @@" in third  # the file's line numbers (vim.diff saw 49-55)
+
+
+SENT_IN_TICK = """
+local sent, notify = {}, vim.rpcnotify
+vim.rpcnotify = function(chan, method, args, ...)
+  sent[#sent + 1] = type(args) == 'table' and args[1] or '?'
+  return notify(chan, method, args, ...)
+end
+local ok, err = pcall(vim.cmd, ...)
+vim.rpcnotify = notify
+assert(ok, err)
+return sent
+"""
+
+
+def test_with_the_committed_text_held_the_fill_goes_at_the_keypress_and_is_checked(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    """Once the editor holds the file's committed text, a fill with its query given does
+    not wait for the host's answer: the ask and the fill leave in the keypress's own
+    tick, with the diff against the text held; the host checks the oid before it uses
+    it (a commit since: tests above), and the hunk is in the request."""
+    _, f = committed_repo(tmp_path)
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    assert "-50\n+fifty near" in git_fill(nvim, server, "48GV k")  # now held
+    seen = len(server.requests)
+    server.queue(Reply(chunks=openai_events(["ok"])))
+    sent = nvim.lua(SENT_IN_TICK, "48,49KznFill fix")
+    assert sent[:2] == ["git_blob", "fill"], sent
+    nvim.wait_for(lambda: len(server.requests) > seen, what="the request")
+    user = str(server.requests[seen].body["messages"][-1]["content"])
+    assert "-50\n+fifty near" in user and "+far away" not in user
+
+
+def test_an_edit_or_a_write_option_changed_since_the_last_fill_is_in_the_next_diff(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    """The diff made for a fill is kept while the buffer and the committed text held
+    stay as they were: an edit (its changedtick), a change of what :write writes
+    ('bomb', which moves no changedtick) and a new committed text are in the very next
+    diff."""
+    root, f = committed_repo(tmp_path)
+    git_editor(nvim, server)
+    nvim.nvim.command(f"edit {f}")
+    assert changed_lines(git_fill(nvim, server, "48GV k")) == ["-50", "+fifty near"]
+    # :KznContext gathers as a fill does and writes nothing: a diff made, the buffer
+    # as it is now
+    assert "+fifty near" in context_view(nvim, "48")
+    nvim.lua("vim.api.nvim_buf_set_lines(0, 51, 52, true, { 'edited since' })")
+    assert changed_lines(git_fill(nvim, server, "48GV k")) == [
+        "-50",
+        "+fifty near",
+        "-52",
+        "+edited since",
+    ]
+    assert "+\ufeff1" not in context_view(nvim, "3")
+    nvim.nvim.command("setlocal bomb")
+    assert "-1\n+\ufeff1" in context_view(nvim, "3")
+    sh(root, "commit", "-qam", "fifty near")  # a new committed text, the buffer unchanged
+    for _ in range(2):  # the host's answer brings it; then the diff made against it
+        view = context_view(nvim, "48")
+        assert "+edited since" in view and "+fifty near" not in view
+
+
+def context_view(nvim: Child, line: str) -> str:
+    """What :KznContext shows at `line` of the current window's buffer (then back)."""
+    tick = "local b = vim.fn.bufnr('kznllm://context') return b > 0 and vim.b[b].changedtick or 0"
+    before = nvim.lua(tick)
+    nvim.nvim.command(line)
+    nvim.nvim.command("KznContext")
+    nvim.wait_for(lambda: nvim.lua(tick) != before, what="the context view")
+    view = "\n".join(nvim.lines(nvim.lua("return vim.fn.bufnr('kznllm://context')")))
+    nvim.nvim.command("wincmd p")
+    return view
+
+
+def early(oid: str = "abc", check: int = 7) -> git.Changes | None:
+    """A diff the editor sent before the host's answer, as a fill carries it."""
+    raw = {"diff": unified([50]), "first": 49, "last": 50, "check": check, "oid": oid}
+    return git.parse(raw)
+
+
+async def test_an_early_diff_is_used_only_once_the_hosts_answer_names_its_oid():
+    checks = git_checks.Checks()
+    checks.asked(7)
+    waiting = asyncio.ensure_future(checks.settled(early()))
+    await asyncio.sleep(0)  # the fill waits for the host's answer (a task switch, no time)
+    assert not waiting.done()
+    checks.answered(7, "abc")
+    found = await waiting
+    assert found is not None and [h.new_start for h in found.hunks] == [50] and not found.check
+
+
+async def test_an_early_diff_against_an_old_text_gives_way_to_the_editors_new_diff():
+    checks = git_checks.Checks()
+    checks.asked(7)
+    waiting = asyncio.ensure_future(checks.settled(early("old")))
+    checks.answered(7, "new")
+    await asyncio.sleep(0)
+    assert not waiting.done()  # the editor's diff against the new text is awaited
+    checks.rediffed(7, {"diff": unified([52]), "first": 49, "last": 50, "base": "HEAD"})
+    found = await waiting
+    assert found is not None and [h.new_start for h in found.hunks] == [52]
+    checks.asked(8)  # no repository any more: the editor says nothing, nor does the fill
+    waiting = asyncio.ensure_future(checks.settled(early("old", check=8)))
+    checks.answered(8, "")
+    checks.rediffed(8, None)
+    assert await waiting is None
+
+
+async def test_an_early_diff_never_checked_goes_out_as_a_note_not_as_hunks(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    checks = git_checks.Checks()
+    gone = await checks.settled(early(check=3))  # an ask this host never saw
+    assert gone is not None and gone.hunks == () and "could not be checked" in gone.note
+    monkeypatch.setattr(git_checks, "ANSWER_WAIT", 0.05)
+    checks.asked(4)
+    late = await checks.settled(early(check=4))  # no answer by the deadline
+    assert late is not None and late.hunks == () and "in time" in late.note
+    monkeypatch.setattr(git_checks, "REDIFF_WAIT", 0.05)
+    checks.asked(5)
+    checks.answered(5, "other")
+    late = await checks.settled(early(check=5))  # changed, and no diff from the editor
+    assert late is not None and late.hunks == () and "in time" in late.note
+    for n in range(6, 6 + git_checks.KEEP):  # the oldest asks are forgotten
+        checks.asked(n)
+    checks.answered(5, "abc")
+    forgotten = await checks.settled(early(check=5))
+    assert forgotten is not None and "could not be checked" in forgotten.note
 
 
 def host_children(nvim: Child) -> list[int]:

@@ -80,6 +80,10 @@ class Changes:
     hunks: tuple[Hunk, ...] = ()
     base: str = "HEAD"  # what the file is compared with: HEAD, or the index
     note: str = ""  # why there is nothing (a dubious repository, a timeout, a size)
+    # a diff the editor sent before the host's answer: the ask it came with and the oid
+    # of the text it is against, for the host to check (git_checks.py); 0: checked
+    check: int = 0
+    oid: str = ""
 
 
 def environment() -> dict[str, str]:
@@ -224,7 +228,8 @@ def parse(raw: object) -> Changes | None:
     """The editor's diff as it relays it with the fill (lua/kznllm/context/git.lua: the
     unified diff of the buffer against the committed text, capped at MAX_BYTES and
     `cut` when it was longer, of the text after its first `offset` lines, the
-    selection's rows `first`..`last` (1-based), the base, a note), as untrusted as
+    selection's rows `first`..`last` (1-based), the base, a note; sent before the
+    host's answer: the ask `check` and the `oid` it is against), as untrusted as
     any input: its hunks near the rows, at most MAX_HUNKS; a cut diff's last hunk (maybe
     partial) left out; None when there is nothing."""
     if not isinstance(raw, Mapping):
@@ -239,7 +244,9 @@ def parse(raw: object) -> Changes | None:
     picked = near(found, (first, max(first, last))) if first >= 1 else ()
     base = options.text(raw, "base")
     base = base if base in ("HEAD", "the index") else "HEAD"
-    return Changes(picked, base, printable(options.text(raw, "note")[:300]))
+    note = printable(options.text(raw, "note")[:300])
+    check = max(0, options.whole(raw, "check"))
+    return Changes(picked, base, note, check, options.text(raw, "oid")[:64] if check else "")
 
 
 def hunks(out: bytes, offset: int = 0) -> list[Hunk]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import partial
+from operator import attrgetter
 
 from kznllm_py import options
 from kznllm_py.errors import printable
@@ -50,7 +51,7 @@ def beside(o: Outline, first: int, last: int) -> Outline | None:
 
 def _entry(raw: object) -> Entry | None:
     """One of the editor's entries: [line, depth, text]."""
-    if not isinstance(raw, list | tuple) or len(raw) != 3:
+    if not isinstance(raw, (list, tuple)) or len(raw) != 3:
         return None
     line, depth, text = raw
     if type(line) is not int or line < 1 or type(text) is not str:
@@ -63,8 +64,9 @@ def parse(raw: object) -> Outline | None:
     """The editor's outline table, bounded (None: absent, malformed or empty)."""
     if not isinstance(raw, Mapping) or not isinstance(raw.get("entries"), list):
         return None
-    found = (_entry(e) for e in raw["entries"][: MAX_ENTRIES * 2])
-    entries = tuple(sorted((e for e in found if e is not None), key=lambda e: e.line))
+    found = [e for e in map(_entry, raw["entries"][: MAX_ENTRIES * 2]) if e is not None]
+    found.sort(key=attrgetter("line"))  # the editor's come in order: one pass
+    entries = tuple(found)
     if not entries:
         return None
     kept = entries[:MAX_ENTRIES]
@@ -103,13 +105,14 @@ def _render(
     if tokens is None or estimate_tokens("\n".join(marked + tail)) <= tokens:
         return "\n".join(marked + tail)
     by_distance = sorted(range(len(o.entries)), key=lambda i: abs(o.entries[i].line - o.cursor))
-    room = tokens - estimate_tokens(_gap(len(every)) + "\n") * 2
+    gap = estimate_tokens(_gap(len(every)) + "\n")  # the longest a gap line can be
+    room = tokens - gap * 2
     room -= estimate_tokens(mark + "\n") if mark else 0
     chosen: set[int] = set()
     used = 0
     for i in by_distance:
         # each entry may open a gap line of its own: count one with it
-        cost = estimate_tokens(every[i] + "\n") + estimate_tokens(_gap(len(every)) + "\n")
+        cost = estimate_tokens(every[i] + "\n") + gap
         if used + cost > room:
             break
         chosen.add(i)

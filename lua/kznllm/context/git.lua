@@ -11,6 +11,13 @@
 -- sees and their rows are the selection's. Not for a buffer that is no file, whose text
 -- could not be the file's bytes (another 'fileencoding'), or over MAX_BYTES (a note says
 -- so: Neovim's loop is not held for it).
+-- With a committed text held, the fill does not wait for the host's answer: it goes with
+-- the diff against the held text and its oid (`check`: this ask's id); the host holds the
+-- fill until its answer to this ask says whether that oid is still the file's, and when
+-- it is not, until the editor's diff against the new text comes (`git_diff`). That diff
+-- is made once per change of the buffer (its changedtick and what :write depends on) or
+-- of the text held, and again REFRESH_MS after the last change, so that a fill after a
+-- pause in the editing finds it made (reading 16,000 lines is ~1-2 ms of Neovim's loop).
 local M = {}
 
 local MAX_BYTES = 1024 * 1024 -- kznllm_py/prompt/sources/git.py MAX_BYTES
@@ -19,6 +26,10 @@ local DIFF = { result_type = 'unified', ctxlen = CONTEXT, indent_heuristic = tru
 
 local pending, next_id = {}, 0
 local held = {} -- buf -> { path, oid, base, pieces, eol }: the committed text last received
+-- buf -> { key, against, pieces, eol, diff, offset }: the buffer's text (`key`: its
+-- changedtick and the options :write follows) diffed against the text held (`against`)
+local made = {}
+local REFRESH_MS = 300 -- after the last change: the diff is made again, in the background
 
 -- `text` cut at each `eol`: table.concat(pieces, eol) is `text` again
 local split = require('kznllm.text').split
@@ -70,13 +81,85 @@ local function diff(old, new, eol)
   return vim.diff(text(old, no), text(new, nn), DIFF), lo - 1
 end
 
+--- What the fill is sent of `p`'s diff (against the committed text `mine`).
+local function fact_of(p, mine, note)
+  -- capped: the host drops a cut last hunk; it picks the hunks near the rows
+  local cut = #p.diff > MAX_BYTES
+  return {
+    diff = cut and p.diff:sub(1, MAX_BYTES) or p.diff,
+    cut = cut,
+    offset = p.offset, -- the lines before the diff's first (vim.diff saw only the rest)
+    first = p.first,
+    last = p.last,
+    base = mine.base,
+    note = note,
+  }
+end
+
+--- What the buffer's text as :write writes it depends on: the text, and the options
+--- pieces_of reads (none of which moves the changedtick).
+local function text_key(buf)
+  local bo = vim.bo[buf]
+  local opts = { bo.fileformat, bo.bomb, bo.eol, bo.fixeol, bo.binary }
+  for i = 2, 5 do
+    opts[i] = opts[i] and 'y' or 'n'
+  end
+  return vim.api.nvim_buf_get_changedtick(buf) .. table.concat(opts, ' ')
+end
+
+--- The buffer's text and its diff against the committed text `mine`: the one made
+--- before while neither changed.
+local function diffed(buf, mine)
+  local key, c = text_key(buf), made[buf]
+  if c and c.key == key and c.against == mine then
+    return c
+  end
+  local pieces, eol = pieces_of(buf)
+  c = { key = key, against = mine, pieces = pieces, eol = eol }
+  c.diff, c.offset = diff(committed(mine, eol), pieces, eol)
+  made[buf] = c
+  return c
+end
+
+local function too_big(buf)
+  return vim.api.nvim_buf_get_offset(buf, vim.api.nvim_buf_line_count(buf)) > MAX_BYTES
+end
+
+local timer
+--- The diff of `buf` made again REFRESH_MS after its last change (restarted by each).
+local function refresh_later(buf)
+  timer = timer or vim.uv.new_timer()
+  timer:stop()
+  timer:start(
+    REFRESH_MS,
+    0,
+    vim.schedule_wrap(function()
+      local mine = held[buf]
+      if mine and vim.api.nvim_buf_is_valid(buf) and not too_big(buf) then
+        if mine.path == vim.api.nvim_buf_get_name(buf) then
+          pcall(diffed, buf, mine)
+        end
+      end
+    end)
+  )
+end
+
 local function keep(buf, entry)
   if not held[buf] then
     vim.api.nvim_create_autocmd('BufWipeout', {
       buffer = buf,
       once = true,
       callback = function()
-        held[buf] = nil
+        held[buf], made[buf] = nil, nil
+      end,
+    })
+    vim.api.nvim_create_autocmd({ 'TextChanged', 'TextChangedI' }, {
+      buffer = buf,
+      callback = function()
+        if not held[buf] then
+          return true -- wiped and its number taken again: not ours to watch
+        end
+        refresh_later(buf)
       end,
     })
   end
@@ -90,8 +173,7 @@ function M.collect(buf, range, _, done)
     return done(nil)
   end
   local last = (range[4] == 0 and range[3] > range[1]) and range[3] or range[3] + 1
-  local size = vim.api.nvim_buf_get_offset(buf, vim.api.nvim_buf_line_count(buf))
-  if size > MAX_BYTES then -- not diffed: Neovim's loop is not held for it
+  if too_big(buf) then -- not diffed: Neovim's loop is not held for it
     return done({
       note = ('git: the buffer is larger than %d KiB (not diffed)'):format(MAX_BYTES / 1024),
     })
@@ -110,11 +192,38 @@ function M.collect(buf, range, _, done)
     oid = mine and mine.oid or vim.NIL,
   })
   -- while the host looks: the text now, and its diff against what is held
-  p.pieces, p.eol = pieces_of(buf)
-  if mine then
-    p.against = mine
+  if not mine then
+    p.pieces, p.eol = pieces_of(buf)
+  else
+    local c = diffed(buf, mine)
+    p.pieces, p.eol, p.against, p.diff, p.offset = c.pieces, c.eol, mine, c.diff, c.offset
+    -- at once: the host checks the oid (its answer to this ask) before it uses the diff
+    p.early = next_id
+    local fact = fact_of(p, mine, '')
+    fact.check, fact.oid = next_id, mine.oid
+    done(fact)
+  end
+end
+
+--- What the fill gets from the host's answer `reply` to `p`'s ask: the diff against
+--- the committed text it names, a note, or nil.
+local function from_reply(p, reply)
+  local note = type(reply.note) == 'string' and reply.note or ''
+  if type(reply.oid) ~= 'string' or reply.oid == '' then
+    return note ~= '' and { note = note } or nil -- no repository, not tracked
+  end
+  local mine = held[p.buf]
+  if type(reply.text) == 'string' then
+    mine = { path = p.path, oid = reply.oid, base = reply.base }
+    mine.pieces, mine.eol = split(reply.text, p.eol), p.eol
+    keep(p.buf, mine)
+  elseif not (mine and mine.oid == reply.oid and mine.path == p.path) then
+    return nil -- the text held was dropped meanwhile (a wiped buffer)
+  end
+  if p.against ~= mine then
     p.diff, p.offset = diff(committed(mine, p.eol), p.pieces, p.eol)
   end
+  return fact_of(p, mine, note)
 end
 
 --- The host's answer: { request, oid, base, note, text? } (text: only when the oid is
@@ -125,32 +234,14 @@ function M.answered(reply)
     return
   end
   pending[reply.request] = nil
-  local note = type(reply.note) == 'string' and reply.note or ''
-  if type(reply.oid) ~= 'string' or reply.oid == '' then
-    return p.done(note ~= '' and { note = note } or nil) -- no repository, not tracked
+  if not p.early then
+    return p.done(from_reply(p, reply))
   end
-  local mine = held[p.buf]
-  if type(reply.text) == 'string' then
-    mine = { path = p.path, oid = reply.oid, base = reply.base }
-    mine.pieces, mine.eol = split(reply.text, p.eol), p.eol
-    keep(p.buf, mine)
-  elseif not (mine and mine.oid == reply.oid and mine.path == p.path) then
-    return p.done(nil) -- the text held was dropped meanwhile (a wiped buffer)
+  if reply.oid ~= p.against.oid then
+    -- the fill went with a diff against a text that is no longer the file's committed
+    -- one: the host waits for this one (of the text at the keypress)
+    require('kznllm.host').notify('git_diff', { request = p.early, git = from_reply(p, reply) })
   end
-  if p.against ~= mine then
-    p.diff, p.offset = diff(committed(mine, p.eol), p.pieces, p.eol)
-  end
-  -- capped: the host drops a cut last hunk; it picks the hunks near the rows
-  local cut = #p.diff > MAX_BYTES
-  p.done({
-    diff = cut and p.diff:sub(1, MAX_BYTES) or p.diff,
-    cut = cut,
-    offset = p.offset, -- the lines before the diff's first (vim.diff saw only the rest)
-    first = p.first,
-    last = p.last,
-    base = mine.base,
-    note = note,
-  })
 end
 
 return M

@@ -79,6 +79,8 @@ M.CONTAINERS = {
   section = true,
 }
 
+local MAX_WRAPPED = 64 -- children of a wrapper of a definition (decorators and it)
+
 --- `node` if it is a definition, or one that starts on its line up to two levels in
 --- (`typedef struct {...} t;`, `M.f = function() end`, `export function f()`).
 function M.definition_at(node)
@@ -86,7 +88,10 @@ function M.definition_at(node)
   if kind then
     return node, kind
   end
-  local def = node:field('definition')[1] -- Python's decorated_definition
+  -- Python's decorated_definition: its decorators, then the definition. A node of many
+  -- children (a file's root: a fill on a blank line between functions) is no such
+  -- wrapper, and a field is looked up through every child (~1 ms in 16,000 lines of C)
+  local def = node:named_child_count() <= MAX_WRAPPED and node:field('definition')[1]
   if def and M.kind(def) then
     return def, M.kind(def)
   end

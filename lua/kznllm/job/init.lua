@@ -276,15 +276,22 @@ function M.new(buf, where, opts)
     })
   end
   M.jobs[id] = job
+  return job
+end
+
+--- What shows that `job` (from M.new) started: the statusline, <Esc> to cancel it, the
+--- watch of its buffer, its progress, `User KznllmStart`. Called once its request is on
+--- its way (the keypress's tick: nothing the host answers is handled before it).
+function M.started(job)
+  local buf = job.buf
   pcall(vim.cmd, 'redrawstatus!') -- a statusline with require('kznllm').status()
   cancel.map(buf)
   watch_buffer(buf)
   progress.start(job)
   pcall(api.nvim_exec_autocmds, 'User', {
     pattern = 'KznllmStart',
-    data = { id = id, bufnr = buf, mode = opts.replace and 'replace' or 'yap' },
+    data = { id = job.id, bufnr = buf, mode = job.replace and 'replace' or 'yap' },
   })
-  return job
 end
 
 --- From the host at the end of a replace: the whole answer becomes `text` (a chatty
