@@ -223,8 +223,8 @@ def test_a_password_in_the_base_url_is_shown_and_stored_nowhere(tmp_path: Path):
         nvim.nvim.command("KznFill again")
         done = nvim.wait_done(2)[1]
         assert done["error"] == (
-            "openai error (HTTP 401): preset 'test' sends no key (its api_key is unset) and "
-            "the server wants one: bad password <redacted>"
+            "openai error (HTTP 401): check the user and password in the base_url of preset "
+            "'test': the server refused them: bad password <redacted>"
         )
         # the request went out with its credentials (HTTP basic auth)
         assert server.requests[0].headers["authorization"].startswith("Basic ")

@@ -621,8 +621,7 @@ def test_with_the_committed_text_held_the_fill_goes_at_the_keypress_and_is_check
     tick, with the diff against the text held; the host checks the oid before it uses
     it (a commit since: tests above), and the hunk is in the request."""
     _, f = committed_repo(tmp_path)
-    git_editor(nvim, server)
-    nvim.nvim.command(f"edit {f}")
+    git_editor(nvim, server, f)
     assert "-50\n+fifty near" in git_fill(nvim, server, "48GV k")  # now held
     seen = len(server.requests)
     server.queue(Reply(chunks=openai_events(["ok"])))
@@ -641,8 +640,7 @@ def test_an_edit_or_a_write_option_changed_since_the_last_fill_is_in_the_next_di
     ('bomb', which moves no changedtick) and a new committed text are in the very next
     diff."""
     root, f = committed_repo(tmp_path)
-    git_editor(nvim, server)
-    nvim.nvim.command(f"edit {f}")
+    git_editor(nvim, server, f)
     assert changed_lines(git_fill(nvim, server, "48GV k")) == ["-50", "+fifty near"]
     # :KznContext gathers as a fill does and writes nothing: a diff made, the buffer
     # as it is now
