@@ -6,8 +6,9 @@ serial run's.
 `ALONE` names those tests, by module (relative to tests/): `None` for every test of the
 module, else the test functions (every parametrization of each). What counts: a bound
 on wall-clock or CPU time of a few seconds or less (`elapsed < 1.0`, an idle host's CPU
-ticks, the pace of writes), or the watchdog at its 1 s silence, which a starved host
-trips. A generous bound (`< 10`, `< 20`: "ends, not hangs") runs in parallel.
+ticks, the pace of writes), the watchdog at its 1 s silence, which a starved host
+trips, or a bound on work that takes all of a core (the decompression bombs). A
+generous bound on a light test (`< 10`: "ends, not hangs") runs in parallel.
 
 `Turns` is a readers-writer lock over files in the run's shared temp dir: every test
 takes it shared, a test in `ALONE` exclusive; a gate taken first keeps a waiting
@@ -71,6 +72,10 @@ ALONE: dict[str, tuple[str, ...] | None] = {
     ),
     "stream/test_demo_server.py": ("test_demo_preset_survives_a_closed_event_loop",),
     "stream/test_quirks.py": ("test_final_event_ends_the_answer_though_the_body_stays_open",),
+    "stream/test_network.py": (
+        "test_a_compression_bomb_in_the_editor_fails_one_fill_and_the_host_stays_small",
+        "test_a_hostile_response_ends_the_request_in_time_and_small",
+    ),
     "stream/test_realserver.py": None,
     "stream/test_sse.py": (
         "test_a_big_event_within_the_line_limit_in_64k_chunks",
