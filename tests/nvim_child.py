@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from tests.servers import LoopbackServer, Reply, openai_events
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
+POLL_NAP_S, POLL_NAP_MAX_S = 0.0005, 0.008  # Child.wait_for's naps between checks
 T = TypeVar("T")
 
 
@@ -184,8 +186,19 @@ class Child:
         return self.done()
 
     def wait_for(self, pred: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-        # a round trip to nvim between two checks lets queued notifications run; no sleeping
-        return wait_until(pred, timeout, what, between=self.nvim.api.get_mode)
+        # between two checks, a round trip to nvim (queued notifications run) and a nap
+        # growing from 0.5 to 8 ms: a condition met at once is seen at once, and a longer
+        # wait leaves the cores to what it waits on (the host, a server, the other tests
+        # of a parallel run), where a loop of bare round trips kept two processes spinning
+        nap = POLL_NAP_S
+
+        def between() -> None:
+            nonlocal nap
+            self.nvim.api.get_mode()
+            time.sleep(nap)
+            nap = min(2 * nap, POLL_NAP_MAX_S)
+
+        return wait_until(pred, timeout, what, between=between)
 
     def serve(self, server: LoopbackServer, *replies: Reply) -> None:
         """The next fills are answered by `server` with `replies`, in order (an OpenAI
