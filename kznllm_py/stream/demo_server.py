@@ -64,7 +64,13 @@ def answer_for(body: dict[str, Any]) -> str:
     filetype = re.search(r"in a (\w+) file", system)
     if selection is not None:
         lead = _COMMENT.get(filetype.group(1) if filetype else "", "//")
-        return f"{lead} kznllm demo model (offline): {query}\n{selection.group(1)}"
+        code = selection.group(1)
+        # the comment at the selection's own indentation, as a good model writes it (at
+        # column 0 above indented code, the replace's shaping took it for a dedented
+        # answer and indented the code twice)
+        first = code.lstrip("\r\n")
+        indent = first[: len(first) - len(first.lstrip(" \t"))]
+        return f"{indent}{lead} kznllm demo model (offline): {query}\n{code}"
     return (
         f"This is the kznllm offline demo model, not a real LLM. You asked: {query!r}. "
         "A real answer streams here, token by token, at the cursor. Set OPENAI_API_KEY "

@@ -109,6 +109,14 @@ async def test_replace_mode_returns_the_selection_under_a_comment(filetype, lead
     assert text_of(events) == f"{lead} kznllm demo model (offline): add logging\n{selection}"
 
 
+async def test_replace_mode_puts_its_comment_at_the_selections_indentation(demo, client):
+    # at column 0 above indented code, the replace's shaping indented the code twice
+    selection = "    if x:\n        y()\n"
+    ctx = FillContext(mode="replace", query="q", selection=selection, filetype="python")
+    events = await stream(client, demo.base_url, chat_body(ctx))
+    assert text_of(events) == f"    # kznllm demo model (offline): q\n{selection}"
+
+
 async def test_replace_mode_keeps_the_selection_byte_for_byte(demo, client):
     selection = "  indented\n\n\ttabs  \n\u2028odd separators\r\nend"
     ctx = FillContext(mode="replace", query="q", selection=selection, filetype="python")
