@@ -338,7 +338,7 @@ class KznllmPlugin:
         if self.git_checks is None:
             from kznllm_py.prompt.sources.git_checks import Checks
 
-            self.git_checks = Checks()
+            self.git_checks = Checks(self.nvim.loop)
         return self.git_checks
 
     def _ask_git(self, p: dict[str, Any]) -> None:

@@ -613,6 +613,21 @@ return sent
 """
 
 
+def test_a_cold_hosts_first_fill_has_the_git_section(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    """The host started by the keypress itself (no prestart, no earlier fill) gets the
+    git ask before its loop runs: the ask must still be kept and answered (it was lost
+    to "no running event loop", and the first fill of a session went without git)."""
+    _, f = committed_repo(tmp_path)
+    nvim.use_server(server.base_url)
+    nvim.lua("require('kznllm').setup({ context = { git = true, lsp_timeout = 5000 } })")
+    nvim.nvim.command(f"edit {f}")
+    assert not nvim.lua("return require('kznllm.host').alive()")
+    user = git_fill(nvim, server, "48GV k")
+    assert changed_lines(user) == ["-50", "+fifty near"], user
+
+
 def test_with_the_committed_text_held_the_fill_goes_at_the_keypress_and_is_checked(
     nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
@@ -680,7 +695,7 @@ def early(oid: str = "abc", check: int = 7) -> git.Changes | None:
 
 
 async def test_an_early_diff_is_used_only_once_the_hosts_answer_names_its_oid():
-    checks = git_checks.Checks()
+    checks = git_checks.Checks(asyncio.get_running_loop())
     checks.asked(7)
     waiting = asyncio.ensure_future(checks.settled(early()))
     await asyncio.sleep(0)  # the fill waits for the host's answer (a task switch, no time)
@@ -691,7 +706,7 @@ async def test_an_early_diff_is_used_only_once_the_hosts_answer_names_its_oid():
 
 
 async def test_an_early_diff_against_an_old_text_gives_way_to_the_editors_new_diff():
-    checks = git_checks.Checks()
+    checks = git_checks.Checks(asyncio.get_running_loop())
     checks.asked(7)
     waiting = asyncio.ensure_future(checks.settled(early("old")))
     checks.answered(7, "new")
@@ -710,7 +725,7 @@ async def test_an_early_diff_against_an_old_text_gives_way_to_the_editors_new_di
 async def test_an_early_diff_never_checked_goes_out_as_a_note_not_as_hunks(
     monkeypatch: pytest.MonkeyPatch,
 ):
-    checks = git_checks.Checks()
+    checks = git_checks.Checks(asyncio.get_running_loop())
     gone = await checks.settled(early(check=3))  # an ask this host never saw
     assert gone is not None and gone.hunks == () and "could not be checked" in gone.note
     monkeypatch.setattr(git_checks, "ANSWER_WAIT", 0.05)

@@ -33,12 +33,15 @@ class _Ask:
 
 
 class Checks:
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # the host's loop, given: a cold host handles the keypress's ask before its
+        # loop runs (asyncio.get_running_loop() then fails, and the ask was lost)
+        self._loop = loop
         self._asks: OrderedDict[int, _Ask] = OrderedDict()
 
     def asked(self, request: int) -> None:
         """The editor's ask `request` came (before any fill that names it)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._asks[request] = _Ask(loop.create_future(), loop.create_future())
         while len(self._asks) > KEEP:
             self._asks.popitem(last=False)
