@@ -33,6 +33,7 @@ local REFRESH_MS = 300 -- after the last change: the diff is made again, in the 
 
 -- `text` cut at each `eol`: table.concat(pieces, eol) is `text` again
 local split = require('kznllm.text').split
+local later = require('kznllm.later')
 
 --- The buffer's text as :write would write it, as pieces between line breaks, and the
 --- line break.
@@ -125,24 +126,15 @@ local function too_big(buf)
   return vim.api.nvim_buf_get_offset(buf, vim.api.nvim_buf_line_count(buf)) > MAX_BYTES
 end
 
-local timer
 --- The diff of `buf` made again REFRESH_MS after its last change (restarted by each).
-local function refresh_later(buf)
-  timer = timer or vim.uv.new_timer()
-  timer:stop()
-  timer:start(
-    REFRESH_MS,
-    0,
-    vim.schedule_wrap(function()
-      local mine = held[buf]
-      if mine and vim.api.nvim_buf_is_valid(buf) and not too_big(buf) then
-        if mine.path == vim.api.nvim_buf_get_name(buf) then
-          pcall(diffed, buf, mine)
-        end
-      end
-    end)
-  )
-end
+local refresh_later = later.debounced(REFRESH_MS, function(buf)
+  local mine = held[buf]
+  if mine and vim.api.nvim_buf_is_valid(buf) and not too_big(buf) then
+    if mine.path == vim.api.nvim_buf_get_name(buf) then
+      pcall(diffed, buf, mine)
+    end
+  end
+end)
 
 local function keep(buf, entry)
   if not held[buf] then

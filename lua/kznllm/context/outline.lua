@@ -7,6 +7,7 @@ local M = {}
 
 local api = vim.api
 local tree = require('kznllm.context.tree')
+local later = require('kznllm.later')
 
 -- sent, the nearest the range: about what the outline's share of the budget holds (10%,
 -- ~16 tokens an entry), 40 to 300 (the host keeps what fits)
@@ -85,35 +86,26 @@ local function entries_near(buf, defs, row, most)
 end
 
 local REFRESH_MS = 300 -- after the last change: the outline is walked again, in the background
-local timer = nil
-local watched = {} -- buffers whose changes restart the timer
+local watched = {} -- buffers whose changes restart the refresh's wait
 
 --- The outline of the last buffer filled is walked again `REFRESH_MS` after its last
 --- change, so that a fill after a pause finds it made (a walk of a 16,000-line file takes
 --- a few ms; at the keypress only when it was changed just before).
-local function refresh_later(buf)
-  timer = timer or vim.uv.new_timer()
-  timer:stop()
-  timer:start(
-    REFRESH_MS,
-    0,
-    vim.schedule_wrap(function()
-      local c = cache
-      if c.buf ~= buf or not api.nvim_buf_is_valid(buf) then
-        return
+local refresh_later = later.debounced(REFRESH_MS, function(buf)
+  local c = cache
+  if c.buf ~= buf or not api.nvim_buf_is_valid(buf) then
+    return
+  end
+  tree.with_root(buf, function(root, lang)
+    local tick = api.nvim_buf_get_changedtick(buf)
+    if root and cache.buf == buf and cache.tick ~= tick then
+      local ok, defs = pcall(walk, root)
+      if ok then
+        cache = { buf = buf, tick = tick, lang = lang, defs = defs }
       end
-      tree.with_root(buf, function(root, lang)
-        local tick = api.nvim_buf_get_changedtick(buf)
-        if root and cache.buf == buf and cache.tick ~= tick then
-          local ok, defs = pcall(walk, root)
-          if ok then
-            cache = { buf = buf, tick = tick, lang = lang, defs = defs }
-          end
-        end
-      end)
-    end)
-  )
-end
+    end
+  end)
+end)
 
 local function watch(buf)
   if watched[buf] then
