@@ -44,8 +44,10 @@ function M.setup(opts)
   local host = package.loaded['kznllm.host'] -- loaded: a host may run (nothing required here)
   if host and host.chan then
     host.configure() -- it validates them and says what is wrong, once
-  elseif opts and opts.presets and #opts.presets > 0 then
-    -- reported now, with the field and the reason, not as an error at first use
+  elseif opts and opts.presets and #opts.presets > 0 and not M.config.prestart then
+    -- reported now, with the field and the reason, not as an error at first use (with
+    -- prestart, the host started at the first idle moment checks them: a Python process
+    -- at every start of Neovim only for this would double the start's cost)
     require('kznllm.host').check_presets(opts.presets)
   end
   -- the host starts the first time Neovim is idle (:help kznllm-prestart); false: at first use

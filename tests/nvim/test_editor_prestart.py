@@ -78,3 +78,31 @@ def test_with_prestart_off_nothing_starts_until_the_first_use(tmp_path):
         assert not host_started(child)
     finally:
         child.close()
+
+
+def test_with_prestart_bad_presets_are_reported_by_the_host_at_idle_with_no_check_process(
+    tmp_path,
+):
+    """setup() with presets and prestart on runs no Python process of its own to check
+    them (the host, started when Neovim is first idle, checks them anyway): the problems
+    come from the host, once, with field and reason."""
+    child = Child(tmp_path, setup={"prestart": True})
+    try:
+        child.lua(
+            "_G.spawned = {} local system = vim.system"
+            " vim.system = function(cmd, ...) table.insert(_G.spawned, table.concat(cmd, ' '))"
+            " return system(cmd, ...) end"
+        )
+        child.lua(
+            "require('kznllm').setup({ prestart = true, presets = {"
+            " { id = 'bad1', provider = 'nope', model = 'm' } } })"
+        )
+        child.nvim.command("doautocmd CursorHold")
+        [msg] = child.wait_for(
+            lambda: [m for m in child.messages() if "bad1" in m], what="the preset's problem"
+        )
+        assert "unknown provider 'nope'" in msg
+        assert host_started(child)
+        assert not [c for c in child.lua("return _G.spawned") if "presets" in c]
+    finally:
+        child.close()
