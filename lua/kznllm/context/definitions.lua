@@ -3,9 +3,10 @@
 -- textDocument/definition per name, the called ones first. Answers when every request
 -- has, or when the fill goes out (kznllm.context's stop: at its deadline, or later when
 -- the query took longer to type: what answered meanwhile is used), cancelling what is
--- outstanding, with what answered by then; at the latest after M.PATIENCE_MS. No hover is asked: the definition's own
--- text carries its signature and doc, and pylsp takes ~1.7 s for one hover, which
--- delays every definition asked after it (bench/lsp_context_bench.py).
+-- outstanding, with what answered by then; at the latest after M.PATIENCE_MS. No hover
+-- is asked: the definition's own text carries its signature and doc, and pylsp takes
+-- ~1.7 s for one hover, which delays every definition asked after it
+-- (bench/lsp_context_bench.py).
 -- Nothing, at once, when no attached server gives definitions. Each answer is bounded
 -- here (locations kept, lines sent); the host confines, reads and fits them
 -- (kznllm_py/prompt/sources/definitions.py).
