@@ -34,28 +34,13 @@ from kznllm_py.stream.client import Timeouts
 from kznllm_py.stream.generation import render_prompt
 
 
-def _stdin_selection() -> str | None:
-    """Piped or redirected stdin is the selection (`sed -n 4,9p f.py | kznllm fill ...`);
-    a terminal, /dev/null or a closed stdin is not."""
-    import stat
-
-    try:
-        mode = os.fstat(sys.stdin.fileno()).st_mode
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode)):
-        return None
-    text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-    return text or None
-
-
 def merged(user: list[Any] | None) -> dict[str, Preset]:
     """The presets (built-ins, the presets file's, `user`); each invalid one is said on
     stderr and left out, the rest work."""
-    merged = merge_presets(user)
-    for problem in merged.problems:
+    found = merge_presets(user)
+    for problem in found.problems:
         err(f"warning: {problem} (left out)")
-    return merged.presets
+    return found.presets
 
 
 def preset_from_args(args: argparse.Namespace, *, need_model: bool = True) -> Preset:
@@ -137,6 +122,21 @@ def _selection(args: argparse.Namespace) -> str | None:
     if piped is not None:
         return piped
     return None
+
+
+def _stdin_selection() -> str | None:
+    """Piped or redirected stdin is the selection (`sed -n 4,9p f.py | kznllm fill ...`);
+    a terminal, /dev/null or a closed stdin is not."""
+    import stat
+
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode)):
+        return None
+    text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    return text or None
 
 
 def _split_file(text: str, args: argparse.Namespace) -> tuple[str, str, str | None]:
