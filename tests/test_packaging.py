@@ -1,8 +1,10 @@
 """A wheel carries every built-in template (by glob: a new family folder needs no edit of
-pyproject.toml), and nothing of the repository's own beyond the package."""
+pyproject.toml), every Lua module the CLI's headless Neovim loads, and nothing of the
+repository's own beyond the package."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -42,4 +44,23 @@ def test_the_wheel_carries_every_template_of_every_family(tmp_path: Path) -> Non
     assert "kznllm_py/providers/mistral.py" in names
     assert "kznllm_py/prompt/builtin_presets.toml" in names  # the built-in presets are data
     assert "kznllm_py/lua/kznllm/context/headless.lua" in names  # the CLI's --outline/--scope
+    headless = {f"kznllm/context/{name}.lua" for name in ("headless", "scope", "outline")}
+    needed = {f"kznllm_py/lua/{path}" for path in lua_closure(headless)}
+    assert needed <= names, sorted(needed - names)  # --outline/--scope from an installed CLI
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
+
+
+def lua_closure(paths: set[str]) -> set[str]:
+    """`paths` (under lua/) and every kznllm module they require, through any number of
+    steps (headless.lua requires the scope and outline sources by name)."""
+    found: set[str] = set()
+    todo = list(paths)
+    while todo:
+        path = todo.pop()
+        if path in found:
+            continue
+        found.add(path)
+        text = (ROOT / "lua" / path).read_text()
+        for name in re.findall(r"require\('(kznllm\.[\w.]+)'\)", text):
+            todo.append(name.replace(".", "/") + ".lua")
+    return found

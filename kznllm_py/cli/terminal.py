@@ -6,17 +6,26 @@ screen clear, a carriage return that hides what came before). Pure.
 `text()` keeps the line breaks and tabs of a multi-line text; `line()` escapes those too
 (one row of a list). `json_text()` is JSON's own output with the characters JSON leaves
 raw (DEL, the C1 controls, bidirectional overrides, line separators) as `\\uXXXX`: the
-same value, safe to print. `--raw` in the CLI prints the bytes instead.
+same value, safe to print. `--raw` in the CLI prints the bytes instead. `err()` prints
+the CLI's one line on stderr (redacted, escaped); the rest is pure.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 
+from kznllm_py import secrets
 from kznllm_py.errors import printable
 
 # what json.dumps(ensure_ascii=False) leaves raw and a terminal may obey or reorder
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def err(text: str) -> None:
+    """One line on stderr: redacted, and with control characters shown escaped (a
+    server's or a project's text must not drive the terminal: OSC 52, titles, clears)."""
+    print(f"kznllm: {printable(secrets.redact(text))}", file=sys.stderr)
 
 
 def line(value: str) -> str:

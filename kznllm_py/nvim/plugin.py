@@ -373,9 +373,9 @@ class KznllmPlugin:
         if found is None or not found.check:
             return None
         settled = await self._checks().settled(found)
-        if settled == replace(found, check=0, oid=""):
-            return None  # the diff sent stands
-        return replace(req, gathered=replace(req.gathered, git=settled))
+        if settled.stands:
+            return None
+        return replace(req, gathered=replace(req.gathered, git=settled.changes))
 
     async def _context(self, p: dict[str, Any]) -> None:
         """`:KznContext`: what a fill here would send now, section by section (the job a

@@ -701,8 +701,16 @@ async def test_an_early_diff_is_used_only_once_the_hosts_answer_names_its_oid():
     await asyncio.sleep(0)  # the fill waits for the host's answer (a task switch, no time)
     assert not waiting.done()
     checks.answered(7, "abc")
-    found = await waiting
+    settled = await waiting
+    assert settled.stands
+    found = settled.changes
     assert found is not None and [h.new_start for h in found.hunks] == [50] and not found.check
+
+
+async def test_a_diff_sent_with_nothing_to_check_stands_as_it_is():
+    checks = git_checks.Checks(asyncio.get_running_loop())
+    for found in (None, early(check=0), git.Changes(note="git: not a repository")):
+        assert await checks.settled(found) == git_checks.Settled(found, stands=True)
 
 
 async def test_an_early_diff_against_an_old_text_gives_way_to_the_editors_new_diff():
@@ -713,35 +721,52 @@ async def test_an_early_diff_against_an_old_text_gives_way_to_the_editors_new_di
     await asyncio.sleep(0)
     assert not waiting.done()  # the editor's diff against the new text is awaited
     checks.rediffed(7, {"diff": unified([52]), "first": 49, "last": 50, "base": "HEAD"})
-    found = await waiting
+    settled = await waiting
+    assert not settled.stands
+    found = settled.changes
     assert found is not None and [h.new_start for h in found.hunks] == [52]
     checks.asked(8)  # no repository any more: the editor says nothing, nor does the fill
     waiting = asyncio.ensure_future(checks.settled(early("old", check=8)))
     checks.answered(8, "")
     checks.rediffed(8, None)
-    assert await waiting is None
+    assert await waiting == git_checks.Settled(None, stands=False)
+
+
+async def test_an_early_diff_stands_when_the_editors_new_diff_is_the_same():
+    checks = git_checks.Checks(asyncio.get_running_loop())
+    checks.asked(7)
+    waiting = asyncio.ensure_future(checks.settled(early("old")))
+    checks.answered(7, "new")
+    checks.rediffed(7, {"diff": unified([50]), "first": 49, "last": 50})
+    settled = await waiting
+    assert settled.stands and settled.changes == early(check=0, oid="")
 
 
 async def test_an_early_diff_never_checked_goes_out_as_a_note_not_as_hunks(
     monkeypatch: pytest.MonkeyPatch,
 ):
     checks = git_checks.Checks(asyncio.get_running_loop())
+
+    def a_note(settled: git_checks.Settled, says: str) -> bool:
+        found = settled.changes
+        return not settled.stands and found is not None and found.hunks == () and says in found.note
+
     gone = await checks.settled(early(check=3))  # an ask this host never saw
-    assert gone is not None and gone.hunks == () and "could not be checked" in gone.note
+    assert a_note(gone, "could not be checked (not sent)")
     monkeypatch.setattr(git_checks, "ANSWER_WAIT", 0.05)
     checks.asked(4)
     late = await checks.settled(early(check=4))  # no answer by the deadline
-    assert late is not None and late.hunks == () and "in time" in late.note
+    assert a_note(late, "in time")
     monkeypatch.setattr(git_checks, "REDIFF_WAIT", 0.05)
     checks.asked(5)
     checks.answered(5, "other")
     late = await checks.settled(early(check=5))  # changed, and no diff from the editor
-    assert late is not None and late.hunks == () and "in time" in late.note
+    assert a_note(late, "in time")
     for n in range(6, 6 + git_checks.KEEP):  # the oldest asks are forgotten
         checks.asked(n)
     checks.answered(5, "abc")
     forgotten = await checks.settled(early(check=5))
-    assert forgotten is not None and "could not be checked" in forgotten.note
+    assert a_note(forgotten, "could not be checked")
 
 
 def host_children(nvim: Child) -> list[int]:

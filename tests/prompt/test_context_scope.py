@@ -357,23 +357,6 @@ def test_markdown_and_vimscript_scopes_and_a_selected_whole_function(
     assert "enclosing function" not in sent_user(server, 2)
 
 
-def test_per_buffer_tree_state_is_dropped_when_its_buffer_is_wiped_out(nvim: Child):
-    # tree.lua's parser-made flags and outline.lua's watched buffers both rely on this
-    a, b = nvim.lua(
-        "local tree = require('kznllm.context.tree')"
-        " local a, b = vim.api.nvim_create_buf(true, false), vim.api.nvim_create_buf(true, false)"
-        " _G.kzn_by_buf = { [a] = 'a', [b] = 'b' }"
-        " tree.forget_on_wipeout(_G.kzn_by_buf, a)"
-        " tree.forget_on_wipeout(_G.kzn_by_buf, b)"
-        " return { a, b }"
-    )
-    nvim.nvim.command(f"bwipeout {a}")
-    gone, kept = nvim.lua(
-        "local a, b = ... return { _G.kzn_by_buf[a] == nil, _G.kzn_by_buf[b] }", a, b
-    )
-    assert (gone, kept) == (True, "b")
-
-
 def test_a_tree_source_answers_nothing_without_a_tree_or_when_it_fails(nvim: Child):
     # tree.answer, the scope's and the outline's way to their answer
     nvim.set_lines(["int f(void) {", "  return 1;", "}"])

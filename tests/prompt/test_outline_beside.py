@@ -45,6 +45,23 @@ def test_the_mark_stays_when_the_outline_is_cut_to_its_room():
     assert "249: " not in text and "[... " in text
 
 
+def test_a_mark_with_no_entry_after_it_ends_the_outline_after_the_gap_before_it():
+    # every entry above the lines around, the nearest the cursor (line 1) kept: the
+    # entries cut before the mark are counted before it, the editor's own cut after
+    many = tuple(Entry(line, 0, f"int function_number_{line}(void) {{") for line in range(1, 400))
+    shown = outline.beside(Outline(many, cursor=1, more=7), 450, 500)
+    assert shown is not None
+    lines = outline.render(shown, tokens=120).split("\n")
+    assert lines[0] == "1: int function_number_1(void) {"
+    kept = len(lines) - 3
+    assert lines[kept - 1] == f"{kept}: int function_number_{kept}(void) {{"
+    assert lines[-3:] == [
+        f"[... {len(many) - kept} more definitions]",
+        "[lines 450-500: the code around the selection, sent below]",
+        "[... 7 more definitions]",
+    ]
+
+
 def test_a_small_file_sent_whole_goes_without_an_outline_and_a_long_one_keeps_the_rest(
     nvim: Child, server: LoopbackServer
 ):

@@ -7,7 +7,9 @@ stands; when it is not (a commit, a checkout since), until the editor's diff of 
 keypress's text against the new committed text comes (`git_diff`). Each wait is
 bounded: past it the fill goes without the git section, and a note says why.
 
-One `Checks` per host, on its event loop; it keeps the last KEEP asks."""
+One `Checks` per host, on its event loop; it keeps the last KEEP asks. `settled` says
+whether the diff the fill carries stands (`Settled.stands`), and if not, what takes its
+place."""
 
 from __future__ import annotations
 
@@ -30,6 +32,16 @@ T = TypeVar("T")
 class _Ask:
     oid: asyncio.Future[str]  # the oid the host found for the file ("" for none)
     rediff: asyncio.Future[Changes | None]  # the editor's diff against the new text
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What the check says of a fill's git section. `stands`: the diff the fill carries
+    goes as it is (nothing to check, its oid confirmed, or the editor's new diff the
+    same); else `changes` goes in its place (the new diff, a note, or None: none)."""
+
+    changes: Changes | None
+    stands: bool
 
 
 class Checks:
@@ -59,21 +71,26 @@ class Checks:
         if ask is not None and not ask.rediff.done():
             ask.rediff.set_result(git.parse(raw))
 
-    async def settled(self, found: Changes | None) -> Changes | None:
-        """`found` as the fill may use it: a diff sent early (`check`) once the host's
-        answer confirms its oid, else the editor's diff against the new text."""
+    async def settled(self, found: Changes | None) -> Settled:
+        """`found` as the fill may use it: a diff sent early (`check`) stands once the
+        host's answer confirms its oid, else the editor's diff against the new text
+        takes its place; unchecked (an ask never seen, or no answer in time), a note."""
         if found is None or not found.check:
-            return found
+            return Settled(found, stands=True)
+        sent = Changes(found.hunks, found.base, found.note)  # as checked: no ask, no oid
         ask = self._asks.get(found.check)
         if ask is None:  # a host that never saw the ask (started since): not checked
-            return Changes(note="git: the committed text could not be checked (not sent)")
+            note = Changes(note="git: the committed text could not be checked (not sent)")
+            return Settled(note, stands=False)
         try:
             oid = await _within(ask.oid, ANSWER_WAIT)
             if oid == found.oid:
-                return Changes(found.hunks, found.base, found.note)
-            return await _within(ask.rediff, REDIFF_WAIT)
+                return Settled(sent, stands=True)
+            rediff = await _within(ask.rediff, REDIFF_WAIT)
+            return Settled(rediff, stands=rediff == sent)
         except TimeoutError:
-            return Changes(note="git: the committed text could not be checked in time")
+            note = Changes(note="git: the committed text could not be checked in time")
+            return Settled(note, stands=False)
 
 
 async def _within(fut: asyncio.Future[T], timeout: float) -> T:

@@ -117,26 +117,19 @@ def _render(
             break
         chosen.add(i)
         used += cost
+    rows = [(line, i in chosen) for i, line in enumerate(every)]
+    if mark:  # always kept, in its place between the entries
+        rows.insert(len(head), (mark, True))
     out: list[str] = []
     skipped = 0
-    for i, line in enumerate(every):
-        if mark and i == len(head):
-            if skipped:
-                out.append(_gap(skipped))
-                skipped = 0
-            out.append(mark)
-        if i in chosen:
-            if skipped:
-                out.append(_gap(skipped))
-                skipped = 0
-            out.append(line)
-        else:
+    for line, kept in rows:
+        if not kept:
             skipped += 1
-    if mark and not rest:
+            continue
         if skipped:
             out.append(_gap(skipped))
             skipped = 0
-        out.append(mark)
+        out.append(line)
     skipped += o.more
     if skipped:
         out.append(_gap(skipped))

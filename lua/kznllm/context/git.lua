@@ -34,6 +34,7 @@ local REFRESH_MS = 300 -- after the last change: the diff is made again, in the 
 -- `text` cut at each `eol`: table.concat(pieces, eol) is `text` again
 local split = require('kznllm.text').split
 local later = require('kznllm.later')
+local per_buffer = require('kznllm.per_buffer')
 
 --- The buffer's text as :write would write it, as pieces between line breaks, and the
 --- line break.
@@ -138,13 +139,7 @@ end)
 
 local function keep(buf, entry)
   if not held[buf] then
-    vim.api.nvim_create_autocmd('BufWipeout', {
-      buffer = buf,
-      once = true,
-      callback = function()
-        held[buf], made[buf] = nil, nil
-      end,
-    })
+    per_buffer.forget_on_wipeout(buf, held, made)
     vim.api.nvim_create_autocmd({ 'TextChanged', 'TextChangedI' }, {
       buffer = buf,
       callback = function()

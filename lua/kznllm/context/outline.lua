@@ -8,6 +8,7 @@ local M = {}
 local api = vim.api
 local tree = require('kznllm.context.tree')
 local later = require('kznllm.later')
+local per_buffer = require('kznllm.per_buffer')
 
 -- sent, the nearest the range: about what the outline's share of the budget holds (10%,
 -- ~16 tokens an entry), 40 to 300 (the host keeps what fits)
@@ -124,7 +125,7 @@ local function watch(buf)
       end
     end,
   })
-  tree.forget_on_wipeout(watched, buf)
+  per_buffer.forget_on_wipeout(buf, watched)
 end
 
 function M.collect(buf, range, opts, done)

@@ -7,6 +7,7 @@
 local M = {}
 
 local api = vim.api
+local per_buffer = require('kznllm.per_buffer')
 
 -- buffer -> { ft = its filetype then, ok = whether it has a parser }: a parser this
 -- module made is then a cached lookup (get_parser), and a filetype without one is not
@@ -209,18 +210,6 @@ local function has_parser(ft)
   return known.ok
 end
 
---- Drop `by_buf[buf]` when the buffer is wiped out: per-buffer state never outlives
---- its buffer (nor meets a later buffer given the same number).
-function M.forget_on_wipeout(by_buf, buf)
-  api.nvim_create_autocmd('BufWipeout', {
-    buffer = buf,
-    once = true,
-    callback = function()
-      by_buf[buf] = nil
-    end,
-  })
-end
-
 --- Call `cb(root, lang)` once with the root of `buf`'s tree (nil: no parser for its
 --- filetype, or the buffer went away or changed while it was parsed).
 function M.with_root(buf, cb)
@@ -266,9 +255,7 @@ function M.with_root(buf, cb)
       return cb(nil)
     end
     local ok, parser = pcall(vim.treesitter.get_parser, buf, nil, { error = false })
-    if not made[buf] then
-      M.forget_on_wipeout(made, buf)
-    end
+    per_buffer.forget_on_wipeout(buf, made)
     made[buf] = { ft = ft, ok = ok and parser ~= nil }
     go(ok and parser or nil)
   end)
