@@ -1,4 +1,5 @@
-"""A wheel carries every built-in template (by glob: a new family folder needs no edit of
+"""A wheel carries every module of the package (an installed `kznllm` imports them all),
+every built-in template (by glob: a new family folder needs no edit of
 pyproject.toml), every Lua module the CLI's headless Neovim loads, and nothing of the
 repository's own beyond the package."""
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_the_wheel_carries_every_template_of_every_family(tmp_path: Path) -> None:
+def test_the_wheel_carries_every_module_every_template_and_the_lua_it_runs(tmp_path: Path) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -41,7 +42,8 @@ def test_the_wheel_carries_every_template_of_every_family(tmp_path: Path) -> Non
         for p in (ROOT / "templates").rglob("*.jinja")
     }
     assert templates and templates <= names, sorted(templates - names)
-    assert "kznllm_py/providers/mistral.py" in names
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "kznllm_py").rglob("*.py")}
+    assert modules <= names, sorted(modules - names)  # a new package folder listed
     assert "kznllm_py/prompt/builtin_presets.toml" in names  # the built-in presets are data
     assert "kznllm_py/lua/kznllm/context/headless.lua" in names  # the CLI's --outline/--scope
     headless = {f"kznllm/context/{name}.lua" for name in ("headless", "scope", "outline")}
