@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
+from kznllm_py.fill.edges import Edges, trimmed
 from kznllm_py.fill.request import FillRequest
 
 if TYPE_CHECKING:  # the host imports this module at its start: Jinja2 only for a fill
@@ -489,28 +490,41 @@ def _tabs(indent: str, req: FillRequest) -> bool:
 
 class Pipe:
     """A fill's text on its way to the buffer: shaped when `shape` says how, else as it
-    comes. `close()` at the answer's end (whatever the outcome) gives the rest."""
+    comes; a linewise replace's (`lines`) without blank lines at its ends (fill/edges.py).
+    `close()` at the answer's end (whatever the outcome) gives the rest."""
 
-    __slots__ = ("_shaper", "_write")
+    __slots__ = ("_edges", "_shaper", "_write")
 
-    def __init__(self, write: Callable[[str], None], shape: Shape | None) -> None:
+    def __init__(
+        self, write: Callable[[str], None], shape: Shape | None, *, lines: bool = False
+    ) -> None:
         self._write = write
         self._shaper = Shaper(shape) if shape is not None else None
+        self._edges = Edges() if lines else None
 
     def push(self, text: str) -> None:
-        shaper = self._shaper
-        if shaper is None or (text := shaper.push(text)):
+        if self._shaper is not None:
+            text = self._shaper.push(text)
+        if text and self._edges is not None:
+            text = self._edges.push(text)
+        if text:
             self._write(text)
 
     def close(self) -> None:
-        if self._shaper is not None and (text := self._shaper.finish()):
+        text = self._shaper.finish() if self._shaper is not None else ""
+        if self._edges is not None:
+            text = self._edges.push(text)
+            self._edges.finish()
+        if text:
             self._write(text)
 
     def final(self, code: str) -> str:
         """A replace's code, cut out of a chatty answer at its end, shaped as its
         stream would have been."""
         s = self._shaper
-        return reindent(code, s.shape) if s is not None and s.shape.dedented_only else code
+        if s is not None and s.shape.dedented_only:
+            code = reindent(code, s.shape)
+        return trimmed(code) if self._edges is not None else code
 
 
 def target_indent(req: FillRequest) -> str:
