@@ -21,7 +21,10 @@ fence was seen, indented, or at column 0 with = ; { or } before any `code span`)
 written from there on, as it comes; prose and a possible fence wait for their end.
 
 A replace only re-indents: when the answer's first non-blank line is indented less than
-the selection's, every line gets the selection's base (`Shape.dedented_only`).
+the selection's, every line gets the selection's base (`Shape.dedented_only`). A
+charwise selection that starts mid-line (`Shape.inline`) has its line's indentation for
+base: the answer's first line goes on that line as it comes, and the rest are decided
+the same way on the first non-blank line after it, the first line counting as column 0.
 
 Nothing is lost: history records the text before it is shaped; the buffer gets this.
 """
@@ -33,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
+from kznllm_py.apply import Span
 from kznllm_py.fill.edges import Edges, trimmed
 from kznllm_py.fill.request import FillRequest
 
@@ -108,6 +112,7 @@ class Shape:
     tabs: bool = False
     width: int = 4
     dedented_only: bool = False  # a replace: shift only an answer indented less
+    inline: bool = False  # a replace from mid-line: the first line goes as it comes
 
 
 def comment_parts(commentstring: str) -> tuple[str, str] | None:
@@ -167,6 +172,7 @@ class Shaper:
         "_base",
         "_buf",
         "_fence",
+        "_first",
         "_held",
         "_in_prose",
         "_left",
@@ -197,8 +203,15 @@ class Shaper:
         # follows as it comes), "whole" it waits for its end (prose, a fence, column 0)
         self._line_state = ""
         self._seen = 0  # characters of a column-0 line looked at (COL0_LOOK at most)
+        self._first = shape.inline  # on the first line of a replace from mid-line
 
     def push(self, text: str) -> str:
+        if self._first:  # the rest of the line the selection starts on: as it comes
+            end = text.find("\n") + 1
+            if not end:
+                return text
+            self._first = False
+            return text[:end] + (self.push(text[end:]) if end < len(text) else "")
         if self._pass:
             return text
         out: list[str] = []
@@ -393,8 +406,8 @@ class Shaper:
         width = self.shape.width
         lead = _lead(line)
         col = columns(lead, width)
-        if self._base is None:
-            self._base = col
+        if self._base is None:  # after a first line that went inline, it was column 0
+            self._base = 0 if self.shape.inline else col
         rel = max(0, col - self._base)
         return self.shape.indent + self._indent(rel) + line[len(lead) :] + eol
 
@@ -444,13 +457,26 @@ def reindent(text: str, shape: Shape) -> str:
     return s.push(text) + s.finish()
 
 
-def reindent_for(code: str, selection: str, *, width: int = 4) -> str:
+def reindent_for(code: str, selection: str, *, width: int = 4, span: Span | None = None) -> str:
     """`code` put in place of `selection` as a replace's stream would have landed it
-    (:KznApply): at the selection's base indentation when it came dedented."""
-    base = _lead(next((x for x in selection.split("\n") if x.strip()), ""))
+    (:KznApply): at the selection's base indentation when it came dedented (`span`:
+    where the selection stood, the text before it on its first line)."""
+    head = head_of(span, span.head if span is not None else "")
+    shape = None if head is None else replace_shape(selection, head, width=width)
+    return code if shape is None else reindent(code, shape)
+
+
+def replace_shape(selection: str, head: str, *, width: int) -> Shape | None:
+    """How a replace of `selection` is re-indented (None: it is not): from its line's
+    indentation when it starts mid-line (`head` is the text before it there), else from
+    its first non-blank line's, in that indentation's tabs or spaces."""
+    if head:
+        base, inline = _lead(head + selection.split("\n", 1)[0]), True
+    else:
+        base, inline = _lead(next((x for x in selection.split("\n") if x.strip()), "")), False
     if not base:
-        return code
-    return reindent(code, Shape(base, "", "\t" in base, width, dedented_only=True))
+        return None
+    return Shape(base, "", "\t" in base, width, dedented_only=True, inline=inline)
 
 
 def asked(ctx: FillContext, shape: Shape | None) -> FillContext:
@@ -470,16 +496,30 @@ def for_fill(req: FillRequest, where: str | None, *, enabled: bool = True) -> Sh
         return None
     width = req.shiftwidth
     if req.mode == "replace":
-        if req.span is not None and req.span.kind == "block":
+        span = req.span
+        if span is not None and span.kind == "block":
             return None  # a block's columns take the answer as it comes
-        base = _lead(next((x for x in req.selection.split("\n") if x.strip()), ""))
-        if not base:
-            return None
-        return Shape(base, "", _tabs(base, req), width, dedented_only=True)
+        head = start_head(req)
+        return None if head is None else replace_shape(req.selection, head, width=width)
     if where not in ("line", "below", "above") or comment_parts(req.commentstring) is None:
         return None
     indent = target_indent(req)
     return Shape(indent, req.commentstring, _tabs(indent, req), width)
+
+
+def start_head(req: FillRequest) -> str | None:
+    """The text before a replace's selection on the line it starts on, from the context
+    sent with it (`before` ends there): `head_of`."""
+    return head_of(req.span, req.before[req.before.rfind("\n") + 1 :])
+
+
+def head_of(span: Span | None, known: str) -> str | None:
+    """The text before the selection `span` on the line it starts on ("" from the
+    line's start), `known` being the end of that text as sent; None when that is not all
+    of it (the context was cut inside the line: its indentation is unknown)."""
+    if span is None or span.kind != "range" or span.start[1] == 0:
+        return ""
+    return known if len(known.encode("utf-8", "surrogateescape")) == span.start[1] else None
 
 
 def _tabs(indent: str, req: FillRequest) -> bool:

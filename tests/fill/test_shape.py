@@ -169,6 +169,8 @@ def test_any_chunking_gives_the_result_of_the_whole_text(
         st.sampled_from([body, "  " + body, CHATTY + body, f"```\n{body}\n```\n{body}"])
     )
     s = Shape(indent, "" if replace else comment, tabs=indent == "\t", dedented_only=replace)
+    if replace:
+        s = dataclasses.replace(s, inline=data.draw(st.booleans(), label="inline"))
     cuts = sorted(data.draw(st.sets(st.integers(0, len(answer)), max_size=10)))
     chunks = [answer[i:j] for i, j in zip([0, *cuts], [*cuts, len(answer)], strict=True)]
     assert run(s, chunks) == whole(s, answer)
@@ -303,3 +305,51 @@ def test_a_line_at_column_0_streams_once_it_cannot_be_prose():
     opener = Shaper(Shape("", "// %s"))
     assert opener.push("Sure; here {") == ""  # a chatty first line: whole
     assert opener.push(" it is:\n") == "// Sure; here { it is:\n"
+
+
+def test_a_replace_from_mid_line_goes_on_inline_and_the_rest_under_its_lines_indentation():
+    s = Shape("        ", dedented_only=True, inline=True)
+    # flush left: the first line goes on as it comes, the rest under the line's base,
+    # keeping their indentation relative to the first line's (column 0)
+    assert whole(s, "compute(a, b)\nlog(total)\nif total:\n    return total\n") == (
+        "compute(a, b)\n        log(total)\n        if total:\n            return total\n"
+    )
+    # already as deep as the line: as it comes
+    deep = "compute(a, b)\n\n        log(total)\n    odd()"
+    assert whole(s, deep) == deep
+    # the first line streams at once; what follows is decided as for a whole-line replace
+    shaper = Shaper(s)
+    assert shaper.push("comp") == "comp"
+    assert shaper.push("ute(a)\n") == "ute(a)\n"
+    assert shaper.push("    x") == "            x"  # indented: code, at once
+    tabs = Shape("\t", tabs=True, dedented_only=True, inline=True)
+    assert whole(tabs, "f(a)\nif x {\n  y()\n}") == "f(a)\n\tif x {\n\t\ty()\n\t}"
+
+
+def replace_fill(before: str, selection: str, start: int) -> request.FillRequest:
+    span = {"kind": "range", "range": [2, start, 4, 20]}
+    return fill(mode="replace", before=before, selection=selection, span=span)
+
+
+def test_a_charwise_replace_from_mid_line_takes_its_lines_indentation():
+    before = "def f():\n    if ok:\n        total = "
+    req = replace_fill(before, "compute(a,\n            b)\n        return total", 16)
+    assert shape.for_fill(req, None) == Shape("        ", "", False, 4, True, inline=True)
+    # from the first non-blank character of an indented line: the same
+    req = replace_fill("    if ok:\n        ", "total = 1\nreturn total", 8)
+    assert shape.for_fill(req, None) == Shape("        ", "", False, 4, True, inline=True)
+    # from the line's start: its first non-blank line's indentation, as a linewise one
+    req = replace_fill("    if ok:\n", "        total = 1\n        return total", 0)
+    assert shape.for_fill(req, None) == Shape("        ", "", False, 4, True)
+    # a line at column 0: nothing to keep; the context cut inside the line: not known
+    assert shape.for_fill(replace_fill("x = ", "1\ny = 2", 4), None) is None
+    assert shape.for_fill(replace_fill("  total = ", "1\nreturn", 900), None) is None
+
+
+def test_kznapply_puts_an_answer_from_mid_line_as_the_stream_would_have():
+    code = "compute(a, b)\nreturn total"
+    selection = "compute(a,\n  b)\n    return total"
+    span = Span("range", (3, 12), (5, 16), head="    total = ")
+    assert shape.reindent_for(code, selection, span=span) == "compute(a, b)\n    return total"
+    cut = Span("range", (3, 900), (5, 16), head="    total = ")  # its head cut: unknown
+    assert shape.reindent_for(code, selection, span=cut) == code

@@ -119,3 +119,37 @@ def test_an_answer_of_blank_lines_only_leaves_the_buffer_exactly_as_it_was(
     nvim.ask("2GV3j k", "return 2")
     assert nvim.wait_done()[0]["status"] == "ok"
     unchanged_since(nvim, source, seq)
+
+
+BLOCK = [
+    "def f(a, b):",
+    "    if a:",
+    "        total = compute(a,",
+    "                        b)",
+    "        return total",
+    "    return 0",
+]
+
+
+def test_a_charwise_replace_from_mid_line_continues_under_that_lines_indentation(
+    nvim: Child, server: LoopbackServer
+):
+    """`v` from the middle of an indented line over three lines, answered flush left:
+    the first line goes on where the selection started, the next ones under the
+    indentation of the line it started on (their own indentation kept under it)."""
+    flush_left = ["comp", "ute(a, b)\nif total:\n", "    log(total)\nreturn total"]
+    nvim.serve(server, Reply(chunks=openai_events(flush_left)))
+    nvim.set_lines(BLOCK)
+    nvim.nvim.command("setlocal filetype=python expandtab shiftwidth=4")
+    nvim.ask("3G0fcvjj$ k", "one call")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == [
+        *BLOCK[:2],
+        "        total = compute(a, b)",
+        "        if total:",
+        "            log(total)",
+        "        return total",
+        BLOCK[5],
+    ]
+    nvim.feed("u")
+    assert nvim.lines() == BLOCK
