@@ -25,6 +25,10 @@ the selection's, every line gets the selection's base (`Shape.dedented_only`). A
 charwise selection that starts mid-line (`Shape.inline`) has its line's indentation for
 base: the answer's first line goes on that line as it comes, and the rest are decided
 the same way on the first non-blank line after it, the first line counting as column 0.
+A comment at column 0 in the buffer's syntax (`Shape.leader`) is no such first line: a
+few of them wait for the line of code after them (NOTES_HELD lines, NOTES_BYTES at
+most, then they decide as any line); code at the selection's depth after them gives
+them the selection's base and goes as it comes; code dedented after them shifts all.
 
 Nothing is lost: history records the text before it is shaped; the buffer gets this.
 """
@@ -68,6 +72,9 @@ PROSE_FILETYPES = frozenset(
 PROSE_RUN = 3
 # characters of a line at column 0 looked at again for = ; { } (bounded: no quadratic)
 COL0_LOOK = 256
+# a replace's comment lines at column 0 that wait for the code after them, at most
+NOTES_HELD = 8
+NOTES_BYTES = 4096
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 # a chatty first line: "Sure! Here is ...", "Certainly.", "Here's a helper:", "I'll ..."
@@ -113,6 +120,7 @@ class Shape:
     width: int = 4
     dedented_only: bool = False  # a replace: shift only an answer indented less
     inline: bool = False  # a replace from mid-line: the first line goes as it comes
+    leader: str = ""  # a replace: the buffer's comment leader ('#', '//'), if any
 
 
 def comment_parts(commentstring: str) -> tuple[str, str] | None:
@@ -177,6 +185,7 @@ class Shaper:
         "_in_prose",
         "_left",
         "_line_state",
+        "_notes",
         "_opened",
         "_pass",
         "_right",
@@ -204,6 +213,7 @@ class Shaper:
         self._line_state = ""
         self._seen = 0  # characters of a column-0 line looked at (COL0_LOOK at most)
         self._first = shape.inline  # on the first line of a replace from mid-line
+        self._notes = False  # a replace's held lines are comments at column 0
 
     def push(self, text: str) -> str:
         if self._first:  # the rest of the line the selection starts on: as it comes
@@ -294,10 +304,13 @@ class Shaper:
         if not self._left:  # a replace
             if self._base is not None:
                 return self._code_part
+            width = self.shape.width
+            deep = columns(lead, width) >= columns(self.shape.indent, width)
+            if self._notes:  # after comments at column 0: deep code gives them the base
+                return self._after_notes if deep and not fence_like else None
             if self._held:  # after a first line that reads as a sentence
                 return None if fence_like else self._released
-            width = self.shape.width
-            if columns(lead, width) >= columns(self.shape.indent, width):
+            if deep:
                 return self._let_pass
             return self._code_part if lead else None  # column 0: a sentence, maybe
         if self._fence is not None:
@@ -379,7 +392,7 @@ class Shaper:
         return self._release(prose=False) + self._code(line, eol)
 
     def _release(self, *, prose: bool) -> str:
-        held, self._held = self._held, []
+        held, self._held, self._notes = self._held, [], False
         out = []
         for item in held:
             line = item.rstrip("\r\n")
@@ -423,18 +436,28 @@ class Shaper:
     def _reindent(self, line: str, eol: str) -> str:
         if self._base is not None:
             return self._code(line, eol)
+        deep = columns(_lead(line), self.shape.width) >= columns(
+            self.shape.indent, self.shape.width
+        )
         if self._held:  # a first line that reads as a sentence: a fence after it is chatty
             if not line.strip():
                 self._held.append(eol)
                 return ""
             if _FENCE.match(line):
                 return self._let_pass(line + eol)
+            if self._notes and self._note(line):
+                self._held.append(line + eol)
+                return ""
+            if self._notes and deep:
+                return self._after_notes(line + eol)
+            self._notes = False
             return self._release(prose=False) + self._code(line, eol)
         if not line.strip():
             return line + eol
-        deep = columns(_lead(line), self.shape.width) >= columns(
-            self.shape.indent, self.shape.width
-        )
+        if not deep and self._note(line):  # a comment at column 0: the code after it tells
+            self._notes = True
+            self._held.append(line + eol)
+            return ""
         if deep or _OPENER.match(line):
             # as deep as the selection already, or chatty (its code is cut out and
             # re-indented at the end: `reindent`): untouched
@@ -443,6 +466,24 @@ class Shaper:
             self._held.append(line + eol)
             return ""
         return self._code(line, eol)
+
+    def _note(self, line: str) -> bool:
+        """A comment at column 0 that may wait for the code after it (a few, bounded)."""
+        leader = self.shape.leader
+        if not leader or not line.startswith(leader):
+            return False
+        held = self._held
+        return sum(1 for x in held if x.strip()) < NOTES_HELD and (
+            sum(map(len, held)) + len(line) <= NOTES_BYTES
+        )
+
+    def _after_notes(self, text: str) -> str:
+        """Code as deep as the selection after comments at column 0: they get its base,
+        and the code goes as it comes."""
+        indent = self.shape.indent
+        notes = "".join(indent + x if x.strip() else x for x in self._held)
+        self._held, self._notes = [], False
+        return self._let_pass(notes + text)
 
     def _let_pass(self, text: str) -> str:
         held, self._held = "".join(self._held), []
@@ -466,7 +507,9 @@ def reindent_for(code: str, selection: str, *, width: int = 4, span: Span | None
     return code if shape is None else reindent(code, shape)
 
 
-def replace_shape(selection: str, head: str, *, width: int) -> Shape | None:
+def replace_shape(
+    selection: str, head: str, *, width: int, commentstring: str = ""
+) -> Shape | None:
     """How a replace of `selection` is re-indented (None: it is not): from its line's
     indentation when it starts mid-line (`head` is the text before it there), else from
     its first non-blank line's, in that indentation's tabs or spaces."""
@@ -476,7 +519,9 @@ def replace_shape(selection: str, head: str, *, width: int) -> Shape | None:
         base, inline = _lead(next((x for x in selection.split("\n") if x.strip()), "")), False
     if not base:
         return None
-    return Shape(base, "", "\t" in base, width, dedented_only=True, inline=inline)
+    parts = comment_parts(commentstring)
+    leader = parts[0].strip() if parts is not None else ""
+    return Shape(base, "", "\t" in base, width, True, inline=inline, leader=leader)
 
 
 def asked(ctx: FillContext, shape: Shape | None) -> FillContext:
@@ -500,7 +545,9 @@ def for_fill(req: FillRequest, where: str | None, *, enabled: bool = True) -> Sh
         if span is not None and span.kind == "block":
             return None  # a block's columns take the answer as it comes
         head = start_head(req)
-        return None if head is None else replace_shape(req.selection, head, width=width)
+        if head is None:
+            return None
+        return replace_shape(req.selection, head, width=width, commentstring=req.commentstring)
     if where not in ("line", "below", "above") or comment_parts(req.commentstring) is None:
         return None
     indent = target_indent(req)

@@ -153,3 +153,41 @@ def test_a_charwise_replace_from_mid_line_continues_under_that_lines_indentation
     ]
     nvim.feed("u")
     assert nvim.lines() == BLOCK
+
+
+@pytest.mark.parametrize(
+    ("filetype", "source", "answer", "replaced"),
+    [
+        (
+            "python",
+            ["class A:", "    def f(self):", "        return 1", "", "    def g(self):"],
+            ["# cached: comp", "uted once\n", "        return self._one\n"],
+            ["        # cached: computed once", "        return self._one"],
+        ),
+        (
+            "lua",
+            ["local M = {}", "function M.f()", "  return 1", "end"],
+            ["-- the one\n", "-- (cached)\n", "  return M._one\n"],
+            ["  -- the one", "  -- (cached)", "  return M._one"],
+        ),
+    ],
+    ids=["python", "lua"],
+)
+def test_a_comment_at_column_0_above_code_as_deep_as_the_selection_is_not_indented_twice(
+    nvim: Child,
+    server: LoopbackServer,
+    filetype: str,
+    source: list[str],
+    answer: list[str],
+    replaced: list[str],
+):
+    """The comment gets the selection's indentation; the code, as deep as the
+    selection already, keeps its own."""
+    nvim.serve(server, Reply(chunks=openai_events(answer)))
+    nvim.set_lines(source)
+    nvim.nvim.command(f"setlocal filetype={filetype} expandtab")
+    nvim.ask("3GV k", "cache it")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == [*source[:2], *replaced, *source[3:]]
+    nvim.feed("u")
+    assert nvim.lines() == source
