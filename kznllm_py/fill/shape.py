@@ -501,10 +501,14 @@ def reindent(text: str, shape: Shape) -> str:
 def reindent_for(code: str, selection: str, *, width: int = 4, span: Span | None = None) -> str:
     """`code` put in place of `selection` as a replace's stream would have landed it
     (:KznApply): at the selection's base indentation when it came dedented (`span`:
-    where the selection stood, the text before it on its first line)."""
+    where the selection stood, the text before it on its first line); in place of whole
+    lines, without blank lines at its ends (fill/edges.py)."""
     head = head_of(span, span.head if span is not None else "")
     shape = None if head is None else replace_shape(selection, head, width=width)
-    return code if shape is None else reindent(code, shape)
+    code = code if shape is None else reindent(code, shape)
+    if span is not None and span.kind == "range" and span.start[1] == 0 == span.tail_bytes:
+        code = trimmed(code)  # whole lines
+    return code
 
 
 def replace_shape(

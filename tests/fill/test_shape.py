@@ -360,6 +360,13 @@ def test_kznapply_puts_an_answer_from_mid_line_as_the_stream_would_have():
     assert shape.reindent_for(code, selection, span=cut) == code
 
 
+def test_kznapply_puts_an_answer_in_place_of_whole_lines_without_blank_lines_at_its_ends():
+    lines = Span("range", (3, 0), (5, 12), tail_bytes=0)
+    assert shape.reindent_for("\nx = 1\n\n", "y = 2", span=lines) == "x = 1"
+    inside = Span("range", (3, 0), (5, 12), tail="  # end", tail_bytes=7)  # not to the end
+    assert shape.reindent_for("\nx = 1\n", "y = 2", span=inside) == "\nx = 1\n"
+
+
 def test_a_comment_at_column_0_above_code_as_deep_as_the_selection_gets_its_base():
     s = Shape("        ", dedented_only=True, leader="#")
     answer = "# helper for x\n\n        def helper(self):\n            return 1\n"

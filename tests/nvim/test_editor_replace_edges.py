@@ -191,3 +191,20 @@ def test_a_comment_at_column_0_above_code_as_deep_as_the_selection_is_not_indent
     assert nvim.lines() == [*source[:2], *replaced, *source[3:]]
     nvim.feed("u")
     assert nvim.lines() == source
+
+
+def test_kznapply_puts_an_answer_between_the_selections_blank_lines_as_the_stream_would(
+    nvim: Child, server: LoopbackServer
+):
+    """The debug view keeps the answer as it came, blank lines and all; :KznApply puts
+    it where a replace would have: between the selection's blank lines, without its own."""
+    nvim.serve(server, Reply(chunks=openai_events(["\n", *ANSWER, "\n\n"])))
+    source = [*HEAD, "", *BODY, "", *TAIL]
+    nvim.set_lines(source)
+    buf = nvim.nvim.current.buffer.number
+    nvim.nvim.command("2,5KznDebug return 2")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    nvim.wait_for(lambda: nvim.lua("return vim.b.kznllm_entry"), what="the entry")
+    nvim.nvim.command("KznApply")
+    want = [*HEAD, "", *NEW, "", *TAIL]
+    nvim.wait_for(lambda: nvim.lines(buf) == want, what="the apply between the blank lines")
