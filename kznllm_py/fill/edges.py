@@ -30,6 +30,8 @@ class Edges:
     def push(self, text: str) -> str:
         if not text or self._ended:
             return ""
+        if self._started and not self._held and text[-1] not in _BLANK:
+            return text  # the common case: nothing held, nothing to hold
         text = self._held + text
         if not self._started:
             core = text.lstrip(_BLANK)
