@@ -51,6 +51,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "fill.known",
         "fill.debug_view",
         "fill.shape",
+        "fill.edges",
     ),
     # a fill's job, the sidebar's calls
     ("fill.job", "history.ops"),

@@ -162,7 +162,8 @@ async def run(
             rec = recorder.begin(replace(entry, span=span))
         if rec is not None:
             host.track(job_id, req.bufnr, rec, ended)
-        pipe = shape.Pipe(coalescer.push, shaping)
+        # a linewise replace goes between the selection's blank edges, without its own
+        pipe = shape.Pipe(coalescer.push, shaping, lines=req.linewise and job.ctx.mode == "replace")
 
         def flush() -> None:  # all the text came: to the editor at once
             pipe.close()

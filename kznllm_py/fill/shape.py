@@ -21,7 +21,14 @@ fence was seen, indented, or at column 0 with = ; { or } before any `code span`)
 written from there on, as it comes; prose and a possible fence wait for their end.
 
 A replace only re-indents: when the answer's first non-blank line is indented less than
-the selection's, every line gets the selection's base (`Shape.dedented_only`).
+the selection's, every line gets the selection's base (`Shape.dedented_only`). A
+charwise selection that starts mid-line (`Shape.inline`) has its line's indentation for
+base: the answer's first line goes on that line as it comes, and the rest are decided
+the same way on the first non-blank line after it, the first line counting as column 0.
+A comment at column 0 in the buffer's syntax (`Shape.leader`) is no such first line: a
+few of them wait for the line of code after them (NOTES_HELD lines, NOTES_BYTES at
+most, then they decide as any line); code at the selection's depth after them gives
+them the selection's base and goes as it comes; code dedented after them shifts all.
 
 Nothing is lost: history records the text before it is shaped; the buffer gets this.
 """
@@ -33,6 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
+from kznllm_py.apply import Span
+from kznllm_py.fill.edges import Edges, trimmed
 from kznllm_py.fill.request import FillRequest
 
 if TYPE_CHECKING:  # the host imports this module at its start: Jinja2 only for a fill
@@ -63,6 +72,9 @@ PROSE_FILETYPES = frozenset(
 PROSE_RUN = 3
 # characters of a line at column 0 looked at again for = ; { } (bounded: no quadratic)
 COL0_LOOK = 256
+# a replace's comment lines at column 0 that wait for the code after them, at most
+NOTES_HELD = 8
+NOTES_BYTES = 4096
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 # a chatty first line: "Sure! Here is ...", "Certainly.", "Here's a helper:", "I'll ..."
@@ -107,6 +119,8 @@ class Shape:
     tabs: bool = False
     width: int = 4
     dedented_only: bool = False  # a replace: shift only an answer indented less
+    inline: bool = False  # a replace from mid-line: the first line goes as it comes
+    leader: str = ""  # a replace: the buffer's comment leader ('#', '//'), if any
 
 
 def comment_parts(commentstring: str) -> tuple[str, str] | None:
@@ -166,10 +180,12 @@ class Shaper:
         "_base",
         "_buf",
         "_fence",
+        "_first",
         "_held",
         "_in_prose",
         "_left",
         "_line_state",
+        "_notes",
         "_opened",
         "_pass",
         "_right",
@@ -196,8 +212,16 @@ class Shaper:
         # follows as it comes), "whole" it waits for its end (prose, a fence, column 0)
         self._line_state = ""
         self._seen = 0  # characters of a column-0 line looked at (COL0_LOOK at most)
+        self._first = shape.inline  # on the first line of a replace from mid-line
+        self._notes = False  # a replace's held lines are comments at column 0
 
     def push(self, text: str) -> str:
+        if self._first:  # the rest of the line the selection starts on: as it comes
+            end = text.find("\n") + 1
+            if not end:
+                return text
+            self._first = False
+            return text[:end] + (self.push(text[end:]) if end < len(text) else "")
         if self._pass:
             return text
         out: list[str] = []
@@ -280,10 +304,13 @@ class Shaper:
         if not self._left:  # a replace
             if self._base is not None:
                 return self._code_part
+            width = self.shape.width
+            deep = columns(lead, width) >= columns(self.shape.indent, width)
+            if self._notes:  # after comments at column 0: deep code gives them the base
+                return self._after_notes if deep and not fence_like else None
             if self._held:  # after a first line that reads as a sentence
                 return None if fence_like else self._released
-            width = self.shape.width
-            if columns(lead, width) >= columns(self.shape.indent, width):
+            if deep:
                 return self._let_pass
             return self._code_part if lead else None  # column 0: a sentence, maybe
         if self._fence is not None:
@@ -365,7 +392,7 @@ class Shaper:
         return self._release(prose=False) + self._code(line, eol)
 
     def _release(self, *, prose: bool) -> str:
-        held, self._held = self._held, []
+        held, self._held, self._notes = self._held, [], False
         out = []
         for item in held:
             line = item.rstrip("\r\n")
@@ -392,8 +419,8 @@ class Shaper:
         width = self.shape.width
         lead = _lead(line)
         col = columns(lead, width)
-        if self._base is None:
-            self._base = col
+        if self._base is None:  # after a first line that went inline, it was column 0
+            self._base = 0 if self.shape.inline else col
         rel = max(0, col - self._base)
         return self.shape.indent + self._indent(rel) + line[len(lead) :] + eol
 
@@ -409,18 +436,28 @@ class Shaper:
     def _reindent(self, line: str, eol: str) -> str:
         if self._base is not None:
             return self._code(line, eol)
+        deep = columns(_lead(line), self.shape.width) >= columns(
+            self.shape.indent, self.shape.width
+        )
         if self._held:  # a first line that reads as a sentence: a fence after it is chatty
             if not line.strip():
                 self._held.append(eol)
                 return ""
             if _FENCE.match(line):
                 return self._let_pass(line + eol)
+            if self._notes and self._note(line):
+                self._held.append(line + eol)
+                return ""
+            if self._notes and deep:
+                return self._after_notes(line + eol)
+            self._notes = False
             return self._release(prose=False) + self._code(line, eol)
         if not line.strip():
             return line + eol
-        deep = columns(_lead(line), self.shape.width) >= columns(
-            self.shape.indent, self.shape.width
-        )
+        if not deep and self._note(line):  # a comment at column 0: the code after it tells
+            self._notes = True
+            self._held.append(line + eol)
+            return ""
         if deep or _OPENER.match(line):
             # as deep as the selection already, or chatty (its code is cut out and
             # re-indented at the end: `reindent`): untouched
@@ -429,6 +466,24 @@ class Shaper:
             self._held.append(line + eol)
             return ""
         return self._code(line, eol)
+
+    def _note(self, line: str) -> bool:
+        """A comment at column 0 that may wait for the code after it (a few, bounded)."""
+        leader = self.shape.leader
+        if not leader or not line.startswith(leader):
+            return False
+        held = self._held
+        return sum(1 for x in held if x.strip()) < NOTES_HELD and (
+            sum(map(len, held)) + len(line) <= NOTES_BYTES
+        )
+
+    def _after_notes(self, text: str) -> str:
+        """Code as deep as the selection after comments at column 0: they get its base,
+        and the code goes as it comes."""
+        indent = self.shape.indent
+        notes = "".join(indent + x if x.strip() else x for x in self._held)
+        self._held, self._notes = [], False
+        return self._let_pass(notes + text)
 
     def _let_pass(self, text: str) -> str:
         held, self._held = "".join(self._held), []
@@ -443,13 +498,34 @@ def reindent(text: str, shape: Shape) -> str:
     return s.push(text) + s.finish()
 
 
-def reindent_for(code: str, selection: str, *, width: int = 4) -> str:
+def reindent_for(code: str, selection: str, *, width: int = 4, span: Span | None = None) -> str:
     """`code` put in place of `selection` as a replace's stream would have landed it
-    (:KznApply): at the selection's base indentation when it came dedented."""
-    base = _lead(next((x for x in selection.split("\n") if x.strip()), ""))
+    (:KznApply): at the selection's base indentation when it came dedented (`span`:
+    where the selection stood, the text before it on its first line); in place of whole
+    lines, without blank lines at its ends (fill/edges.py)."""
+    head = head_of(span, span.head if span is not None else "")
+    shape = None if head is None else replace_shape(selection, head, width=width)
+    code = code if shape is None else reindent(code, shape)
+    if span is not None and span.kind == "range" and span.start[1] == 0 == span.tail_bytes:
+        code = trimmed(code)  # whole lines
+    return code
+
+
+def replace_shape(
+    selection: str, head: str, *, width: int, commentstring: str = ""
+) -> Shape | None:
+    """How a replace of `selection` is re-indented (None: it is not): from its line's
+    indentation when it starts mid-line (`head` is the text before it there), else from
+    its first non-blank line's, in that indentation's tabs or spaces."""
+    if head:
+        base, inline = _lead(head + selection.split("\n", 1)[0]), True
+    else:
+        base, inline = _lead(next((x for x in selection.split("\n") if x.strip()), "")), False
     if not base:
-        return code
-    return reindent(code, Shape(base, "", "\t" in base, width, dedented_only=True))
+        return None
+    parts = comment_parts(commentstring)
+    leader = parts[0].strip() if parts is not None else ""
+    return Shape(base, "", "\t" in base, width, True, inline=inline, leader=leader)
 
 
 def asked(ctx: FillContext, shape: Shape | None) -> FillContext:
@@ -469,16 +545,32 @@ def for_fill(req: FillRequest, where: str | None, *, enabled: bool = True) -> Sh
         return None
     width = req.shiftwidth
     if req.mode == "replace":
-        if req.span is not None and req.span.kind == "block":
+        span = req.span
+        if span is not None and span.kind == "block":
             return None  # a block's columns take the answer as it comes
-        base = _lead(next((x for x in req.selection.split("\n") if x.strip()), ""))
-        if not base:
+        head = start_head(req)
+        if head is None:
             return None
-        return Shape(base, "", _tabs(base, req), width, dedented_only=True)
+        return replace_shape(req.selection, head, width=width, commentstring=req.commentstring)
     if where not in ("line", "below", "above") or comment_parts(req.commentstring) is None:
         return None
     indent = target_indent(req)
     return Shape(indent, req.commentstring, _tabs(indent, req), width)
+
+
+def start_head(req: FillRequest) -> str | None:
+    """The text before a replace's selection on the line it starts on, from the context
+    sent with it (`before` ends there): `head_of`."""
+    return head_of(req.span, req.before[req.before.rfind("\n") + 1 :])
+
+
+def head_of(span: Span | None, known: str) -> str | None:
+    """The text before the selection `span` on the line it starts on ("" from the
+    line's start), `known` being the end of that text as sent; None when that is not all
+    of it (the context was cut inside the line: its indentation is unknown)."""
+    if span is None or span.kind != "range" or span.start[1] == 0:
+        return ""
+    return known if len(known.encode("utf-8", "surrogateescape")) == span.start[1] else None
 
 
 def _tabs(indent: str, req: FillRequest) -> bool:
@@ -489,28 +581,41 @@ def _tabs(indent: str, req: FillRequest) -> bool:
 
 class Pipe:
     """A fill's text on its way to the buffer: shaped when `shape` says how, else as it
-    comes. `close()` at the answer's end (whatever the outcome) gives the rest."""
+    comes; a linewise replace's (`lines`) without blank lines at its ends (fill/edges.py).
+    `close()` at the answer's end (whatever the outcome) gives the rest."""
 
-    __slots__ = ("_shaper", "_write")
+    __slots__ = ("_edges", "_shaper", "_write")
 
-    def __init__(self, write: Callable[[str], None], shape: Shape | None) -> None:
+    def __init__(
+        self, write: Callable[[str], None], shape: Shape | None, *, lines: bool = False
+    ) -> None:
         self._write = write
         self._shaper = Shaper(shape) if shape is not None else None
+        self._edges = Edges() if lines else None
 
     def push(self, text: str) -> None:
-        shaper = self._shaper
-        if shaper is None or (text := shaper.push(text)):
+        if self._shaper is not None:
+            text = self._shaper.push(text)
+        if text and self._edges is not None:
+            text = self._edges.push(text)
+        if text:
             self._write(text)
 
     def close(self) -> None:
-        if self._shaper is not None and (text := self._shaper.finish()):
+        text = self._shaper.finish() if self._shaper is not None else ""
+        if self._edges is not None:
+            text = self._edges.push(text)
+            self._edges.finish()
+        if text:
             self._write(text)
 
     def final(self, code: str) -> str:
         """A replace's code, cut out of a chatty answer at its end, shaped as its
         stream would have been."""
         s = self._shaper
-        return reindent(code, s.shape) if s is not None and s.shape.dedented_only else code
+        if s is not None and s.shape.dedented_only:
+            code = reindent(code, s.shape)
+        return trimmed(code) if self._edges is not None else code
 
 
 def target_indent(req: FillRequest) -> str:

@@ -294,7 +294,8 @@ class KznllmPlugin:
                 from kznllm_py.fill import shape  # a fill's module: loaded on use
 
                 # indented as the replace landed it (fill/shape.py)
-                plan = replace(plan, code=shape.reindent_for(plan.code, plan.selection))
+                code = shape.reindent_for(plan.code, plan.selection, span=plan.span)
+                plan = replace(plan, code=code)
                 # a review of it diffs in the editor (vim.diff), never here on the loop
                 self.editor.apply_planned(plan.to_dict(), p.get("scratch"))
             else:

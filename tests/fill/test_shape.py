@@ -154,7 +154,9 @@ def test_a_replace_in_a_tab_buffer_reindents_with_tabs():
 @settings(max_examples=400, deadline=None)
 @given(
     body=st.lists(
-        st.sampled_from([*"aSx.:= `~#\t\n\r{;(-", "    ", "```", "~~~~", "Sure ", "The cat sat. "]),
+        st.sampled_from(
+            [*"aSx.:= `~#\t\n\r{;(-", "    ", "```", "~~~~", "Sure ", "The cat sat. ", "# ", "// "]
+        ),
         max_size=25,
     ).map("".join),
     comment=st.sampled_from(["# %s", "// %s", "/* %s */", "-- %s"]),
@@ -169,6 +171,9 @@ def test_any_chunking_gives_the_result_of_the_whole_text(
         st.sampled_from([body, "  " + body, CHATTY + body, f"```\n{body}\n```\n{body}"])
     )
     s = Shape(indent, "" if replace else comment, tabs=indent == "\t", dedented_only=replace)
+    if replace:
+        leader = data.draw(st.sampled_from(["", "#", "//", "--"]), label="leader")
+        s = dataclasses.replace(s, inline=data.draw(st.booleans(), label="inline"), leader=leader)
     cuts = sorted(data.draw(st.sets(st.integers(0, len(answer)), max_size=10)))
     chunks = [answer[i:j] for i, j in zip([0, *cuts], [*cuts, len(answer)], strict=True)]
     assert run(s, chunks) == whole(s, answer)
@@ -198,7 +203,8 @@ def test_which_fills_are_shaped():
     assert shape.for_fill(fill(debug=True), "line") is None
     assert shape.for_fill(fill(followup=3), "line") is None
     replace = fill(mode="replace", selection="\tx = 1\n", expandtab=False, shiftwidth=8)
-    assert shape.for_fill(replace, None) == Shape("\t", "", True, 8, dedented_only=True)
+    want = Shape("\t", "", True, 8, dedented_only=True, leader="#")
+    assert shape.for_fill(replace, None) == want
     assert shape.for_fill(fill(mode="replace", selection="x = 1"), None) is None
     block = dataclasses.replace(replace, span=Span("block", rows=((0, 0, 5),)))
     assert shape.for_fill(block, None) is None  # a blockwise selection's columns
@@ -303,3 +309,100 @@ def test_a_line_at_column_0_streams_once_it_cannot_be_prose():
     opener = Shaper(Shape("", "// %s"))
     assert opener.push("Sure; here {") == ""  # a chatty first line: whole
     assert opener.push(" it is:\n") == "// Sure; here { it is:\n"
+
+
+def test_a_replace_from_mid_line_goes_on_inline_and_the_rest_under_its_lines_indentation():
+    s = Shape("        ", dedented_only=True, inline=True)
+    # flush left: the first line goes on as it comes, the rest under the line's base,
+    # keeping their indentation relative to the first line's (column 0)
+    assert whole(s, "compute(a, b)\nlog(total)\nif total:\n    return total\n") == (
+        "compute(a, b)\n        log(total)\n        if total:\n            return total\n"
+    )
+    # already as deep as the line: as it comes
+    deep = "compute(a, b)\n\n        log(total)\n    odd()"
+    assert whole(s, deep) == deep
+    # the first line streams at once; what follows is decided as for a whole-line replace
+    shaper = Shaper(s)
+    assert shaper.push("comp") == "comp"
+    assert shaper.push("ute(a)\n") == "ute(a)\n"
+    assert shaper.push("    x") == "            x"  # indented: code, at once
+    tabs = Shape("\t", tabs=True, dedented_only=True, inline=True)
+    assert whole(tabs, "f(a)\nif x {\n  y()\n}") == "f(a)\n\tif x {\n\t\ty()\n\t}"
+
+
+def replace_fill(before: str, selection: str, start: int) -> request.FillRequest:
+    span = {"kind": "range", "range": [2, start, 4, 20]}
+    return fill(mode="replace", before=before, selection=selection, span=span)
+
+
+def test_a_charwise_replace_from_mid_line_takes_its_lines_indentation():
+    before = "def f():\n    if ok:\n        total = "
+    req = replace_fill(before, "compute(a,\n            b)\n        return total", 16)
+    inline = Shape("        ", "", False, 4, True, inline=True, leader="#")
+    assert shape.for_fill(req, None) == inline
+    # from the first non-blank character of an indented line: the same
+    req = replace_fill("    if ok:\n        ", "total = 1\nreturn total", 8)
+    assert shape.for_fill(req, None) == inline
+    # from the line's start: its first non-blank line's indentation, as a linewise one
+    req = replace_fill("    if ok:\n", "        total = 1\n        return total", 0)
+    assert shape.for_fill(req, None) == dataclasses.replace(inline, inline=False)
+    # a line at column 0: nothing to keep; the context cut inside the line: not known
+    assert shape.for_fill(replace_fill("x = ", "1\ny = 2", 4), None) is None
+    assert shape.for_fill(replace_fill("  total = ", "1\nreturn", 900), None) is None
+
+
+def test_kznapply_puts_an_answer_from_mid_line_as_the_stream_would_have():
+    code = "compute(a, b)\nreturn total"
+    selection = "compute(a,\n  b)\n    return total"
+    span = Span("range", (3, 12), (5, 16), head="    total = ")
+    assert shape.reindent_for(code, selection, span=span) == "compute(a, b)\n    return total"
+    cut = Span("range", (3, 900), (5, 16), head="    total = ")  # its head cut: unknown
+    assert shape.reindent_for(code, selection, span=cut) == code
+
+
+def test_kznapply_puts_an_answer_in_place_of_whole_lines_without_blank_lines_at_its_ends():
+    lines = Span("range", (3, 0), (5, 12), tail_bytes=0)
+    assert shape.reindent_for("\nx = 1\n\n", "y = 2", span=lines) == "x = 1"
+    inside = Span("range", (3, 0), (5, 12), tail="  # end", tail_bytes=7)  # not to the end
+    assert shape.reindent_for("\nx = 1\n", "y = 2", span=inside) == "\nx = 1\n"
+
+
+def test_a_comment_at_column_0_above_code_as_deep_as_the_selection_gets_its_base():
+    s = Shape("        ", dedented_only=True, leader="#")
+    answer = "# helper for x\n\n        def helper(self):\n            return 1\n"
+    assert whole(s, answer) == (
+        "        # helper for x\n\n        def helper(self):\n            return 1\n"
+    )
+    # comments followed by dedented code: all of it shifts, as a dedented answer does
+    dedented = "# helper for x\n# (fast)\ndef helper(self):\n    return 1"
+    assert whole(s, dedented) == (
+        "        # helper for x\n        # (fast)\n        def helper(self):\n            return 1"
+    )
+    # a comment alone: at the base
+    assert whole(s, "# nothing to change\n") == "        # nothing to change\n"
+    # a C comment, and a comment as deep already: as it comes
+    c = Shape("\t", tabs=True, dedented_only=True, leader="//")
+    assert whole(c, "// guard\n\tif (x) {\n\t\ty();\n\t}") == (
+        "\t// guard\n\tif (x) {\n\t\ty();\n\t}"
+    )
+    assert whole(s, "        # deep\ndef f(): pass") == "        # deep\ndef f(): pass"
+
+
+def test_comments_at_column_0_wait_for_the_code_then_it_streams_as_it_comes():
+    shaper = Shaper(Shape("    ", dedented_only=True, leader="--"))
+    assert shaper.push("-- the sum\n") == ""  # waits for the line of code after it
+    assert shaper.push("\n    lo") == "    -- the sum\n\n    lo"  # deep: known at once
+    assert shaper.push("cal x = 1\n") == "cal x = 1\n"
+    # an ordinary answer is not held: the first line of code streams at once
+    plain = Shaper(Shape("    ", dedented_only=True, leader="--"))
+    assert plain.push("    local") == "    local"
+
+
+def test_comments_held_are_bounded_then_decided_as_any_line():
+    s = Shape("    ", dedented_only=True, leader="#")
+    shaper = Shaper(s)
+    many = "".join(f"# note {i}\n" for i in range(shape.NOTES_HELD + 1))
+    out = shaper.push(many)  # one too many: decided as a dedented answer's lines
+    assert out.startswith("    # note 0\n") and out.count("\n") == shape.NOTES_HELD + 1
+    long = Shaper(dataclasses.replace(s, leader="//"))
+    assert long.push("// " + "x" * shape.NOTES_BYTES + "\n").startswith("    // xxx")

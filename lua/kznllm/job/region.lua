@@ -27,7 +27,8 @@ end
 -- query prompt opens, and every later step resolves it from its extmarks: text typed,
 -- streamed or undone elsewhere moves the marks, never where the answer goes.
 --   range  one pair of marks (start, end) around the selection; a linewise selection
---          ends at the start of the line after it, so deleting its lines shows
+--          ends at the start of the line after it, so deleting its lines shows,
+--          and leaves its blank lines at the top and bottom out (they stay)
 --   block  one pair per row of a blockwise selection
 --   point  normal mode: the insertion point after the cursor and the start of its line
 -- The start mark has right gravity and the end mark left: text inserted at either edge
@@ -121,6 +122,19 @@ function M.region_changed(r)
   return r.kind ~= 'point' and M.region_text(r) ~= r.text
 end
 
+--- Lines `sr`..`er` (0-based) without the blank ones at their top and bottom: what a
+--- linewise selection replaces (its blank edges stay; the answer comes without its
+--- own: kznllm_py/fill/edges.py). All blank: all of them. Neovim's own scan (C).
+function M.inner_lines(buf, sr, er)
+  local found = api.nvim_buf_call(buf, function()
+    return { vim.fn.nextnonblank(sr + 1), vim.fn.prevnonblank(er + 1) }
+  end)
+  if found[1] == 0 or found[1] > er + 1 then
+    return sr, er
+  end
+  return found[1] - 1, found[2] - 1
+end
+
 --- Capture a region now. spec: { kind = 'range', range = { srow, scol, erow, ecol },
 --- linewise = bool } | { kind = 'block', rows = { { row, scol, ecol }, ... } } |
 --- { kind = 'point', row = r, col = c, placement = p } (0-based, end exclusive).
@@ -142,6 +156,9 @@ function M.capture(buf, spec)
     local sr, sc, er, ec = x[1], x[2], x[3], x[4]
     if spec.kind == 'block' then
       sr, sc, er, ec = x[1], x[2], x[1], x[3]
+    elseif spec.linewise then
+      sr, er = M.inner_lines(buf, sr, er)
+      ec = line_len(buf, er)
     end
     if spec.linewise and er + 1 < api.nvim_buf_line_count(buf) then
       er, ec, r.nl = er + 1, 0, true
