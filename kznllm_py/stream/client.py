@@ -42,7 +42,7 @@ NOT_A_STREAM = frozenset({"text/html", "application/json", "application/xhtml+xm
 
 
 # bytes of body (on the wire, and once decompressed) allowed per max_response_bytes of
-# text (generation.wire_limit), and at least
+# text (answer.wire_limit), and at least
 WIRE_FACTOR = 64
 WIRE_FLOOR = 16 * 1024 * 1024
 
