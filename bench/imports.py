@@ -40,9 +40,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("providers", "history"),
     # HTTP and the typed events; what a prompt is made of; what history's entries say
     ("stream", "prompt", "history.conversation", "apply"),
-    # one generation; the settings; history's recorder and views; a fill's typed request
+    # one generation (its request prepared, its stream); the settings; history's recorder
+    # and views; a fill's typed request
     (
         "stream.generation",
+        "stream.prepare",
         "models",
         "settings",
         "history.recorder",

@@ -617,9 +617,10 @@ def host_stages(server: BenchServer, toks: list[str], runs: int = 15) -> dict[st
     from kznllm_py.prompt.prompts import FillContext
     from kznllm_py.providers import get_provider
     from kznllm_py.providers.base import Message, Prompt, TextDelta
+    from kznllm_py.stream.answer import AnswerFilter
     from kznllm_py.stream.client import Timeouts, new_client, stream_bytes
     from kznllm_py.stream.coalesce import Coalescer, Pace
-    from kznllm_py.stream.generation import AnswerFilter, Generation
+    from kznllm_py.stream.generation import Generation
     from kznllm_py.stream.sse import SSEDecoder
 
     events = openai_events(toks)

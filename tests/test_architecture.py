@@ -29,8 +29,8 @@ def test_no_circles_and_nothing_imports_upward() -> None:
 
 def test_the_graph_sees_lazy_imports_and_leaves_type_only_ones_out() -> None:
     g = imports.graph()
-    # the plugin imports the generation inside a function (lazily): an import still
-    assert "kznllm_py.stream.generation" in g["kznllm_py.nvim.plugin"]
+    # the plugin imports the prompt's rendering inside a function (lazily): an import still
+    assert "kznllm_py.stream.prepare" in g["kznllm_py.nvim.plugin"]
     # history's sidebar calls name the settings for the type checker only
     assert "kznllm_py.settings" not in g["kznllm_py.history.ops"]
 

@@ -28,7 +28,7 @@ from kznllm_py.errors import ConfigError
 from kznllm_py.fill import job as payload
 from kznllm_py.history import Entry, HistoryStore
 from kznllm_py.prompt.prompts import FillContext, search_path
-from kznllm_py.stream.generation import DEFAULT_MAX_RESPONSE_BYTES
+from kznllm_py.stream.answer import DEFAULT_MAX_RESPONSE_BYTES
 from tests import cli_env
 from tests.nvim_child import Child
 from tests.servers import (

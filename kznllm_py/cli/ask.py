@@ -22,7 +22,8 @@ from kznllm_py.messages import end_message
 from kznllm_py.stream import demo_server
 from kznllm_py.stream.client import new_client
 from kznllm_py.stream.events import Retry, Text
-from kznllm_py.stream.generation import Generation, RetryPolicy, prepare_with_prompt
+from kznllm_py.stream.generation import Generation, RetryPolicy
+from kznllm_py.stream.prepare import prepare_with_prompt
 
 
 async def render(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ from kznllm_py.providers import get_provider
 from kznllm_py.providers.base import Prompt
 from kznllm_py.stdpath import nvim_stdpath
 from kznllm_py.stream.client import Timeouts
-from kznllm_py.stream.generation import render_prompt
+from kznllm_py.stream.prepare import render_prompt
 
 
 def merged(user: list[Any] | None) -> dict[str, Preset]:

@@ -11,12 +11,9 @@ from kznllm_py.errors import KznError
 from kznllm_py.prompt.sources import headless
 from kznllm_py.providers import PROVIDERS
 from kznllm_py.stream import demo_server
+from kznllm_py.stream.answer import DEFAULT_MAX_RESPONSE_BYTES, check_max_response_bytes
 from kznllm_py.stream.client import Timeouts
-from kznllm_py.stream.generation import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    RetryPolicy,
-    check_max_response_bytes,
-)
+from kznllm_py.stream.generation import RetryPolicy
 
 
 def _seconds(text: str, *, zero: bool = True) -> float:

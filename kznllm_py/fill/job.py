@@ -20,9 +20,11 @@ from kznllm_py.prompt.sources import outline as outline_source
 from kznllm_py.prompt.sources import scope as scope_source
 from kznllm_py.providers.base import HttpRequest
 from kznllm_py.settings import Settings
-from kznllm_py.stream import generation
+from kznllm_py.stream import prepare
+from kznllm_py.stream.answer import DEFAULT_MAX_RESPONSE_BYTES
 from kznllm_py.stream.client import Timeouts
-from kznllm_py.stream.generation import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, template_set
+from kznllm_py.stream.generation import RetryPolicy
+from kznllm_py.stream.prepare import template_set
 
 
 @dataclass(frozen=True)
@@ -383,7 +385,7 @@ def fit_files(
 
     def cost_of(n: int) -> int:
         ctx = replace(job.ctx, context_files=files[:n])
-        return generation.prompt_tokens(generation.render_prompt(job.preset, ctx, job.search_dirs))
+        return prepare.prompt_tokens(prepare.render_prompt(job.preset, ctx, job.search_dirs))
 
     with sandbox.budget_scope(limits):
         base = cost_of(0)

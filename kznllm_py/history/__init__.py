@@ -4,7 +4,10 @@ sidebar and `kznllm history`. One job per module:
     records.py     the rows' shapes (NewEntry, EntrySummary, Entry), modes and statuses
     migrations.py  the schema, as append-only named migrations (PRAGMA user_version)
     redaction.py   text redacted once more as it is written, across appended chunks
-    store.py       HistoryStore: connections, busy retries, corrupt-file recovery, queries
+    database.py    the database file: where it lives, connections, busy retries, 0600,
+                   corrupt-file recovery, read-only opening, compaction
+    store.py       HistoryStore: the entries' rows (start, append, finish, list, take,
+                   restore, prune)
     recorder.py    HistoryRecorder / Recording: a generation recorded off the event loop
     view.py        the sidebar and the entry view as lines and highlights (pure)
     ops.py         what the sidebar asks the host for (pages, entries, delete, clear)
@@ -13,6 +16,7 @@ The editor (plugin.py) and the CLI (`kznllm fill`) record through the same recor
 printing entries on a terminal is the CLI's (cli_history.py).
 """
 
+from kznllm_py.history.database import DB_NAME, default_path, nvim_data_dir
 from kznllm_py.history.migrations import MIGRATIONS, schema_version
 from kznllm_py.history.records import (
     FINAL_STATUSES,
@@ -23,13 +27,7 @@ from kznllm_py.history.records import (
     EntrySummary,
     NewEntry,
 )
-from kznllm_py.history.store import (
-    DB_NAME,
-    DEFAULT_MAX_ENTRIES,
-    HistoryStore,
-    default_path,
-    nvim_data_dir,
-)
+from kznllm_py.history.store import DEFAULT_MAX_ENTRIES, HistoryStore
 
 SCHEMA_VERSION = schema_version()
 

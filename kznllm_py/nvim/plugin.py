@@ -221,8 +221,8 @@ class KznllmPlugin:
         self.http()
         prompts.render(prompts.FillContext(mode="yap", query=""))  # compile the templates
         # and the default preset's, as a fill renders them: its first render is then on
-        # the loop too (generation._renders_inline), not a hop to a thread
-        from kznllm_py.stream.generation import render_prompt
+        # the loop too (prepare._renders_inline), not a hop to a thread
+        from kznllm_py.stream.prepare import render_prompt
 
         s = self.settings
         dirs = prompts.search_path(user_config=Path(s.config_dir) if s.config_dir else None)

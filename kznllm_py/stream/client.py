@@ -32,7 +32,8 @@ from kznllm_py.errors import (
 from kznllm_py.providers.base import HttpRequest, Provider
 from kznllm_py.providers.jsonfast import dumps, loads_body
 from kznllm_py.stream import decoding
-from kznllm_py.stream.transport import REUSED_HEAD, BodyCut, HeadTimeout, StreamingTransport
+from kznllm_py.stream.connection import BodyCut
+from kznllm_py.stream.transport import REUSED_HEAD, HeadTimeout, StreamingTransport
 
 ERROR_BODY_CAP = 64 * 1024
 JSON_CAP = 16 * 1024 * 1024  # a JSON answer that is no stream (a models list)
@@ -42,7 +43,7 @@ NOT_A_STREAM = frozenset({"text/html", "application/json", "application/xhtml+xm
 
 
 # bytes of body (on the wire, and once decompressed) allowed per max_response_bytes of
-# text (generation.wire_limit), and at least
+# text (answer.wire_limit), and at least
 WIRE_FACTOR = 64
 WIRE_FLOOR = 16 * 1024 * 1024
 

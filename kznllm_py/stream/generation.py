@@ -1,5 +1,7 @@
 """One generation, from a preset and a fill context to text, shared by the CLI and the
-plugin: resolve the key, render the prompt, build the request, stream, decode, parse.
+plugin: its request prepared (stream/prepare.py: the key, the prompt, the request),
+then streamed, decoded and parsed here, the answer passed through its filter and size
+cap (stream/answer.py).
 
 `Generation.events()` is the generation as an async iterator of typed events
 (kznllm_py/stream/events.py): the prompt, the request, retries, text (the deltas decoded from
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
@@ -23,18 +24,14 @@ import httpx
 
 from kznllm_py import pricing, secrets
 from kznllm_py.errors import (
-    ConfigError,
     KznError,
     LimitError,
     ProviderError,
     TransportError,
     printable,
-    size_text,
 )
-from kznllm_py.prompt import debug_request, prompts, sandbox
-from kznllm_py.prompt.context import estimate_tokens
-from kznllm_py.prompt.presets import Preset, preset_price, request_params
-from kznllm_py.providers import get_provider
+from kznllm_py.prompt import debug_request, prompts
+from kznllm_py.prompt.presets import Preset, preset_price
 from kznllm_py.providers.base import (
     Delta,
     DoneDelta,
@@ -46,8 +43,14 @@ from kznllm_py.providers.base import (
     UsageDelta,
 )
 from kznllm_py.providers.jsonfast import loads_body
-from kznllm_py.stream import demo_server
-from kznllm_py.stream.client import WIRE_FACTOR, WIRE_FLOOR, Timeouts, host_of, stream_bytes
+from kznllm_py.stream.answer import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    AnswerFilter,
+    cap_message,
+    line_limit,
+    wire_limit,
+)
+from kznllm_py.stream.client import Timeouts, host_of, stream_bytes
 from kznllm_py.stream.events import (
     Done,
     Error,
@@ -62,17 +65,14 @@ from kznllm_py.stream.events import (
     Text,
     Usage,
 )
-from kznllm_py.stream.fences import FenceStripper
 from kznllm_py.stream.ndjson import NDJSONDecoder
-from kznllm_py.stream.sse import MAX_LINE, Event, Run, SSEDecoder
-from kznllm_py.stream.think import ThinkSplitter
+from kznllm_py.stream.prepare import prepare_with_prompt
+from kznllm_py.stream.sse import Event, Run, SSEDecoder
 
 FIRST_PIECE = 8 * 1024
 # after the provider's final event, how long the end of the body is waited for
 DONE_GRACE_S = 0.5
 ERROR_HEAD_CAP = 64 * 1024
-# answer + reasoning text delivered, in UTF-8 bytes, past which the stream is stopped
-DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 class StreamDecoder(Protocol):
@@ -101,114 +101,6 @@ class RetryPolicy:
         if retry_after is not None:
             return min(retry_after, self.cap)
         return min(self.base * 2.0 ** (attempt - 1), self.cap)
-
-
-def template_set(preset: Preset, search_dirs: Sequence[Path] = ()) -> prompts.TemplateSet:
-    return prompts.TemplateSet(preset.family, tuple(search_dirs), preset.explicit_templates)
-
-
-async def prepare(
-    preset: Preset,
-    ctx: prompts.FillContext,
-    *,
-    search_dirs: Sequence[Path] = (),
-    prompt: Prompt | None = None,
-) -> tuple[Provider, HttpRequest]:
-    """Everything before the network: key, prompt, request. Raises KznError."""
-    provider, request, _ = await prepare_with_prompt(
-        preset, ctx, search_dirs=search_dirs, prompt=prompt
-    )
-    return provider, request
-
-
-async def prepare_with_prompt(
-    preset: Preset,
-    ctx: prompts.FillContext,
-    *,
-    search_dirs: Sequence[Path] = (),
-    prompt: Prompt | None = None,
-) -> tuple[Provider, HttpRequest, Prompt]:
-    """Everything before the network: key, prompt, request. Raises KznError.
-    `prompt`, when given, is sent instead of rendering the templates (a follow-up or a
-    re-run from history)."""
-    provider = get_provider(preset.provider)
-    if prompt is not None and provider.raw_prompt:
-        raise ConfigError(
-            f"preset {preset.id}: a {preset.provider} endpoint takes one raw prompt, not a "
-            "conversation; pick a chat preset (:KznPreset) to continue or re-run it"
-        )
-    key = await secrets.resolve(preset.api_key, preset_id=preset.id)
-    base_url = preset.base_url or provider.default_base_url
-    secrets.remember_url(base_url)  # a password in its userinfo is scrubbed like a key
-    if preset.demo:
-        base_url = (await demo_server.ensure_running()).base_url
-    if preset.prefill and provider.supports_prefill:
-        ctx = replace(ctx, prefill=preset.prefill)
-    if prompt is None:
-        if _renders_inline(preset, search_dirs):
-            # the built-in templates, compiled already: ~0.1 ms, less than the hop to a
-            # thread and back costs (0.1 ms idle, a few ms on a busy machine); still
-            # within the template budget
-            prompt = sandbox.run_limited(
-                render_prompt, preset, ctx, search_dirs, budget=sandbox.Budget()
-            )
-        else:
-            # off the event loop, within the template budget (project templates are
-            # untrusted; a first render compiles)
-            prompt = await sandbox.run_off_loop(render_prompt, preset, ctx, search_dirs)
-    if preset.cache_system and provider.prompt_caching:
-        prompt = replace(prompt, cache_system=True)
-    request = provider.build_request(
-        base_url=base_url,
-        model=preset.model,
-        prompt=prompt,
-        params=request_params(preset),
-        api_key=key,
-    )
-    secrets.check_headers(request.headers, preset.id)
-    return provider, request, prompt
-
-
-# the built-in template sets rendered once already (compiled: later renders are quick)
-_compiled: set[tuple[str, str, bool, tuple[str, ...]]] = set()
-
-
-def _template_key(
-    preset: Preset, search_dirs: Sequence[Path]
-) -> tuple[str, str, bool, tuple[str, ...]]:
-    return (preset.family, preset.provider, preset.fim, tuple(str(d) for d in search_dirs))
-
-
-def _renders_inline(preset: Preset, search_dirs: Sequence[Path]) -> bool:
-    """Whether the render may run on the event loop: only the built-in templates (no
-    project's, no user's, none named by the preset), and only once they are compiled."""
-    builtin = all(Path(d) == prompts.builtin_root() for d in search_dirs)
-    compiled = _template_key(preset, search_dirs) in _compiled
-    return builtin and compiled and not preset.explicit_templates
-
-
-def render_prompt(
-    preset: Preset, ctx: prompts.FillContext, search_dirs: Sequence[Path] = ()
-) -> Prompt:
-    """The preset's templates rendered for `ctx`: system and user messages, or one raw
-    prompt for a completion endpoint (fill-in-the-middle around the cursor). Blocking:
-    call it off the event loop (sandbox.run_off_loop), or under a budget on the loop
-    when `_renders_inline` says so."""
-    templates = template_set(preset, search_dirs)
-    if get_provider(preset.provider).raw_prompt:
-        role = "fim" if preset.fim else "prompt"
-        raw = prompts.render_raw(ctx, templates, role, preset_id=preset.id, model=preset.model)
-        prompt = Prompt(system="", messages=(), raw=raw)
-    else:
-        prompt = prompts.render(ctx, templates, preset_id=preset.id, model=preset.model)
-    _compiled.add(_template_key(preset, search_dirs))
-    return prompt
-
-
-def prompt_tokens(prompt: Prompt) -> int:
-    """The estimated tokens of what is sent of a prompt."""
-    texts = [prompt.system, prompt.raw, *(m.content for m in prompt.messages)]
-    return sum(estimate_tokens(t) for t in texts)
 
 
 async def stream_deltas(
@@ -490,117 +382,7 @@ class Generation:
                     raise LimitError(cap_message(self.max_response_bytes))
 
 
-class AnswerFilter:
-    """The way from the provider's text to the buffer: a `<think>` block at the start
-    is reasoning, not answer; in replace mode a markdown fence around the answer is
-    removed (the model was asked for raw code). Both hold back only what may still turn
-    out to be a tag or a fence. What gets through waits in `held`, as events, in order."""
-
-    __slots__ = (
-        "_fences",
-        "_keys",
-        "_keys_reasoning",
-        "_left",
-        "_reasoning",
-        "_think",
-        "chars",
-        "held",
-        "over_cap",
-    )
-
-    def __init__(self, replace: bool, *, cap: int | None = None) -> None:
-        self._left = cap  # bytes the cap still allows (None: no cap)
-        self.over_cap = False
-        self._think = ThinkSplitter()
-        self._fences = FenceStripper() if replace else None
-        # a server that echoes the key back: never in the buffer, the view or history
-        self._keys = secrets.SecretStream()
-        self._keys_reasoning = secrets.SecretStream()
-        self.held: deque[Text | Reasoning] = deque()
-        self._reasoning: list[str] = []
-        self.chars = 0
-
-    @property
-    def reasoning_text(self) -> str:
-        return "".join(self._reasoning)
-
-    def reasoning(self, text: str) -> None:
-        self._reason(self._keys_reasoning.push(text) if text else "")
-
-    def _reason(self, text: str) -> None:
-        text = self._within_cap(text) if text else ""
-        if text:
-            self._reasoning.append(text)
-            self.held.append(Reasoning(text))
-
-    def push(self, text: str) -> None:
-        answer, thought = self._think.push(self._keys.push(text))
-        self._reason(thought)
-        self._emit(answer)
-
-    def finish(self) -> None:
-        self._reason(self._keys_reasoning.finish())
-        rest = self._keys.finish()
-        if rest:
-            answer, thought = self._think.push(rest)
-            self._reason(thought)
-            self._emit(answer)
-        answer, thought = self._think.finish()
-        self._reason(thought)
-        self._emit(answer, final=True)
-
-    def _emit(self, text: str, *, final: bool = False) -> None:
-        if self._fences is not None:
-            text = self._fences.push(text) if text else ""
-            if final:
-                text += self._fences.finish()
-        text = self._within_cap(text) if text else ""
-        if text:
-            self.chars += len(text)
-            self.held.append(Text(text))
-
-    def _within_cap(self, text: str) -> str:
-        """`text`, or the whole characters of it that the size cap still allows."""
-        left = self._left
-        if left is None:
-            return text
-        if self.over_cap:
-            return ""
-        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-        if size <= left:
-            self._left = left - size
-            return text
-        self.over_cap = True
-        self._left = 0
-        return text.encode("utf-8", "surrogatepass")[:left].decode("utf-8", "ignore")
-
-
 def shown(text: str) -> str:
     """Error text as every sink gets it (messages, history, the CLI's stderr): keys
     redacted, then control characters escaped."""
     return printable(secrets.redact(text))
-
-
-def cap_message(cap: int) -> str:
-    return f"response stopped at the {size_text(cap)} cap (max_response_bytes)"
-
-
-def line_limit(max_response_bytes: int) -> int:
-    """Characters one line or event of the stream may have: room for an answer that
-    comes whole in one event (JSON-escaped, it may grow several times)."""
-    return max(MAX_LINE, 8 * max_response_bytes)
-
-
-def wire_limit(max_response_bytes: int) -> int:
-    """Bytes of body, on the wire and once decompressed: an event stream spends ~50
-    bytes of framing on a token."""
-    return max(WIRE_FLOOR, WIRE_FACTOR * max_response_bytes)
-
-
-def check_max_response_bytes(value: object) -> int:
-    """The `max_response_bytes` option, validated: a whole number of bytes, 1 or more."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            f"max_response_bytes must be a whole number of bytes, 1 or more, not {value!r}"
-        )
-    return value

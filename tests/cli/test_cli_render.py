@@ -16,7 +16,7 @@ from kznllm_py.cli import main as cli
 from kznllm_py.prompt import prompts
 from kznllm_py.prompt.presets import builtin_presets, preset_from_dict
 from kznllm_py.prompt.prompts import FillContext
-from kznllm_py.stream.generation import prepare
+from kznllm_py.stream.prepare import prepare
 from tests import cli_env
 from tests.servers import LoopbackServer
 from tests.trusting import allow

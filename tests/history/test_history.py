@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from kznllm_py import history, secrets
 from kznllm_py.errors import HistoryError, KznError
 from kznllm_py.history import Entry, EntrySummary, HistoryStore, NewEntry
-from kznllm_py.history import store as history_store
+from kznllm_py.history import database as history_database
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "sk-canary-7f3e9d1c2b4a"
@@ -514,7 +514,7 @@ def test_a_path_that_cannot_be_a_database_is_a_clear_error(tmp_path: Path) -> No
 def test_a_lock_held_past_the_busy_timeout_is_retried(
     store: HistoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(history_store, "BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(history_database, "BUSY_TIMEOUT_S", 0.05)
     holder = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     release = threading.Timer(0.3, holder.execute, ("COMMIT",))
@@ -530,8 +530,8 @@ def test_a_lock_held_past_the_busy_timeout_is_retried(
 def test_a_lock_never_released_is_a_history_error(
     store: HistoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(history_store, "BUSY_TIMEOUT_S", 0.02)
-    monkeypatch.setattr(history_store, "LOCK_RETRIES", 1)
+    monkeypatch.setattr(history_database, "BUSY_TIMEOUT_S", 0.02)
+    monkeypatch.setattr(history_database, "LOCK_RETRIES", 1)
     holder = sqlite3.connect(store.path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:

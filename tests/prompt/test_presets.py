@@ -25,7 +25,7 @@ from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import anthropic, openai
 from kznllm_py.providers.base import Message, Prompt
 from kznllm_py.stream.client import new_client
-from kznllm_py.stream.generation import prepare
+from kznllm_py.stream.prepare import prepare
 from tests.servers import Reply, anthropic_events
 from tests.streams import generate, loopback_preset
 

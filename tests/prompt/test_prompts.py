@@ -16,7 +16,7 @@ from kznllm_py.errors import ConfigError
 from kznllm_py.prompt import prompts
 from kznllm_py.prompt.presets import Preset, preset_from_dict
 from kznllm_py.prompt.prompts import CONTEXT_CAP, ContextFile, FillContext, TemplateSet, families
-from kznllm_py.stream.generation import prepare, template_set
+from kznllm_py.stream.prepare import prepare, template_set
 
 BUILTIN = prompts.builtin_root()
 

@@ -124,7 +124,14 @@ def _provider_names_in(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "module", ["prompt/presets.py", "stream/generation.py", "prompt/prompts.py", "fill/job.py"]
+    "module",
+    [
+        "prompt/presets.py",
+        "stream/generation.py",
+        "stream/prepare.py",
+        "prompt/prompts.py",
+        "fill/job.py",
+    ],
 )
 def test_the_core_names_no_provider(module: str) -> None:
     assert _provider_names_in(ROOT / "kznllm_py" / module) == []

@@ -19,7 +19,7 @@ from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.providers import PROVIDERS
 from kznllm_py.providers.base import HttpRequest, Message, Param, Prompt, Provider
 from kznllm_py.providers.jsonfast import dumps
-from kznllm_py.stream.generation import render_prompt
+from kznllm_py.stream.prepare import render_prompt
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "wire"
 UPDATE = os.environ.get("KZN_UPDATE_GOLDEN") == "1"

@@ -1,7 +1,7 @@
 """A burst through the real transport (aiohttp under httpx) from a real loopback server:
 thousands of small HTTP chunks, one event each, more than the body reader's buffer, and
 the same gzip-compressed in small chunks (aiohttp inflates them piece by piece): every
-byte arrives, in order, with transport._Protocol skipping aiohttp's resume call after
+byte arrives, in order, with connection._Protocol skipping aiohttp's resume call after
 each chunk read while the connection is not paused."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from kznllm_py.providers import get_provider
 from kznllm_py.providers.base import Message, Prompt, TextDelta
-from kznllm_py.stream import transport
+from kznllm_py.stream import connection
 from kznllm_py.stream.client import Timeouts, new_client
 from kznllm_py.stream.generation import stream_deltas
 from kznllm_py.stream.transport import READ_BUFSIZE
@@ -71,13 +71,13 @@ async def _read_raw(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[list[b
     """The body's pieces as the transport gives them (httpx's aiter_raw), and the class
     of the aiohttp reader they came through."""
     readers: list[type] = []
-    fast_reader = transport._fast_reader
+    fast_reader = connection._fast_reader
 
     def spy(content: object) -> None:
         fast_reader(content)
         readers.append(type(content))
 
-    monkeypatch.setattr(transport, "_fast_reader", spy)
+    monkeypatch.setattr(connection, "_fast_reader", spy)
     with LoopbackServer(default=Reply(raw=raw)) as server:
         client = new_client()
         try:
@@ -94,10 +94,10 @@ RAW = HEAD + b"\r\n" + b"".join(chunked(e, len(e))[:-5] for e in EVENTS) + b"0\r
 
 
 async def test_a_burst_of_chunks_is_read_by_the_body_reader_whole(monkeypatch):
-    """transport._BodyReader (aiohttp's reader, its class changed: a chunk's end not
+    """connection._BodyReader (aiohttp's reader, its class changed: a chunk's end not
     kept, the buffer taken in one join): 6,000 HTTP chunks, every byte in order."""
     pieces, reader = await _read_raw(RAW, monkeypatch)
-    assert reader is transport._BodyReader
+    assert reader is connection._BodyReader
     assert b"".join(pieces) == BODY
 
 
@@ -128,7 +128,7 @@ async def test_the_chunks_that_come_with_the_head_go_to_the_body_reader(monkeypa
 async def test_an_aiohttp_whose_reader_differs_keeps_its_own_reader(monkeypatch):
     """Where aiohttp's StreamReader is not the one _BodyReader knows, the body is read
     with aiohttp's own reader: slower, byte for byte the same."""
-    monkeypatch.setattr(transport, "_READER_OK", False)
+    monkeypatch.setattr(connection, "_READER_OK", False)
     pieces, reader = await _read_raw(RAW, monkeypatch)
     assert reader is StreamReader
     assert b"".join(pieces) == BODY
@@ -139,9 +139,9 @@ async def test_the_body_reader_hands_out_what_arrived_before_the_connection_fail
     # while the events still sit in the buffer, and its own readany raised it first (the
     # answer lost "ial": tests/cli/test_cli.py's partial-text test, 2 runs in 15)
     loop = asyncio.get_running_loop()
-    reader = StreamReader(transport._Protocol(loop=loop), 2**16, loop=loop)
-    transport._fast_reader(reader)
-    assert type(reader) is transport._BodyReader
+    reader = StreamReader(connection._Protocol(loop=loop), 2**16, loop=loop)
+    connection._fast_reader(reader)
+    assert type(reader) is connection._BodyReader
     reader.feed_data(b"data: part\n\n")
     reader.feed_data(b"data: ial\n\n")
     reader.settle()
@@ -152,12 +152,12 @@ async def test_the_body_reader_hands_out_what_arrived_before_the_connection_fail
 
 
 def test_a_reader_on_another_protocol_stays_aiohttps():
-    """Only a reader of our own connections (transport._Protocol, whose `hold` its
+    """Only a reader of our own connections (connection._Protocol, whose `hold` its
     back pressure uses) becomes a _BodyReader."""
     loop = asyncio.new_event_loop()
     try:
         reader = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
-        transport._fast_reader(reader)
+        connection._fast_reader(reader)
         assert type(reader) is StreamReader
     finally:
         loop.close()
@@ -172,22 +172,22 @@ async def test_a_body_nobody_reads_stops_the_connection_past_the_high_water_mark
     buffered whole: past the reader's high water mark the connection stops reading (our
     reader: once per network read, `_Protocol.hold`; aiohttp's: per chunk), and once the
     body is read again every byte comes, in order."""
-    monkeypatch.setattr(transport, "_READER_OK", ours)
+    monkeypatch.setattr(connection, "_READER_OK", ours)
     readers: list[StreamReader] = []
-    fast_reader = transport._fast_reader
+    fast_reader = connection._fast_reader
 
     def spy(content: StreamReader) -> None:
         fast_reader(content)
         readers.append(content)
 
-    monkeypatch.setattr(transport, "_fast_reader", spy)
+    monkeypatch.setattr(connection, "_fast_reader", spy)
     raw = HEAD + b"\r\n" + b"".join(chunked(e, len(e))[:-5] for e in BIG) + b"0\r\n\r\n"
     with LoopbackServer(default=Reply(raw=raw)) as server:
         client = new_client()
         try:
             async with client.stream("POST", server.base_url + "/chat/completions") as response:
                 reader = readers[-1]
-                assert (type(reader) is transport._BodyReader) is ours
+                assert (type(reader) is connection._BodyReader) is ours
                 sock = reader._protocol.transport
                 deadline = asyncio.get_running_loop().time() + 10
                 while sock.is_reading():  # the loop reads until the mark (no nap: a tick)
@@ -234,11 +234,11 @@ async def test_past_the_mark_a_body_still_coming_stops_its_connection_a_whole_on
     loop = asyncio.get_running_loop()
     ours, theirs = socket.socketpair()
     try:
-        protocol = transport._Protocol(loop=loop)
+        protocol = connection._Protocol(loop=loop)
         sock, _ = await loop.connect_accepted_socket(lambda: protocol, ours)
         reader = StreamReader(protocol, READ_BUFSIZE, loop=loop)
-        transport._fast_reader(reader)
-        assert type(reader) is transport._BodyReader
+        connection._fast_reader(reader)
+        assert type(reader) is connection._BodyReader
         for _ in range(3):  # past the mark (twice the limit) in one read
             reader.feed_data(b"x" * READ_BUFSIZE)
         if whole:
@@ -286,8 +286,8 @@ def test_any_chunking_and_cut_reads_the_same_body_through_our_reader_and_aiohttp
     body, writes = cut
 
     async def read(ours: bool) -> bytes:
-        saved = transport._READER_OK
-        transport._READER_OK = ours
+        saved = connection._READER_OK
+        connection._READER_OK = ours
         try:
             client = new_client()
             try:
@@ -297,7 +297,7 @@ def test_any_chunking_and_cut_reads_the_same_body_through_our_reader_and_aiohttp
             finally:
                 await client.aclose()
         finally:
-            transport._READER_OK = saved
+            connection._READER_OK = saved
 
     for ours in (True, False):
         cuts_server.queue(Reply(raw_chunks=writes))

@@ -24,7 +24,8 @@ from kznllm_py.providers.base import DoneDelta, TextDelta
 from kznllm_py.stream import generation
 from kznllm_py.stream.client import Timeouts, new_client
 from kznllm_py.stream.events import Retry, Text
-from kznllm_py.stream.generation import Generation, Outcome, RetryPolicy, prepare, stream_deltas
+from kznllm_py.stream.generation import Generation, Outcome, RetryPolicy, stream_deltas
+from kznllm_py.stream.prepare import prepare
 from tests.servers import (
     LoopbackServer,
     Recorded,

@@ -17,8 +17,8 @@ from kznllm_py.history.recorder import HistoryRecorder
 from kznllm_py.history.records import NewEntry
 from kznllm_py.history.store import HistoryStore
 from kznllm_py.prompt import prompts, sandbox
-from kznllm_py.stream import generation as gen_mod
-from kznllm_py.stream.generation import prepare_with_prompt
+from kznllm_py.stream import prepare as prepare_mod
+from kznllm_py.stream.prepare import prepare_with_prompt
 from tests.servers import LoopbackServer, Reply, openai_events
 from tests.stream.test_events import CTX, generation, preset, recorded
 
@@ -34,7 +34,7 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return await off_loop(fn, *args, **kw)
 
     monkeypatch.setattr(sandbox, "run_off_loop", counted)
-    monkeypatch.setattr(gen_mod, "_compiled", set())  # as in a fresh host
+    monkeypatch.setattr(prepare_mod, "_compiled", set())  # as in a fresh host
     return seen
 
 

@@ -28,7 +28,8 @@ import pytest
 from kznllm_py.prompt.presets import Preset, preset_from_dict
 from kznllm_py.prompt.prompts import FillContext
 from kznllm_py.stream.client import Timeouts, new_client
-from kznllm_py.stream.generation import Generation, prepare
+from kznllm_py.stream.generation import Generation
+from kznllm_py.stream.prepare import prepare
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("no_proxy")]
 
