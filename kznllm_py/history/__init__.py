@@ -13,7 +13,7 @@ sidebar and `kznllm history`. One job per module:
     ops.py         what the sidebar asks the host for (pages, entries, delete, clear)
 
 The editor (plugin.py) and the CLI (`kznllm fill`) record through the same recorder;
-printing entries on a terminal is the CLI's (cli_history.py).
+printing entries on a terminal is the CLI's (cli/history.py).
 """
 
 from kznllm_py.history.database import DB_NAME, default_path, nvim_data_dir
