@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "messages",
         "stream.fences",
         "stream.think",
+        "fill.fitting",
     ),
     # the incremental decoders
     ("stream.sse", "stream.ndjson", "stream.decoding"),

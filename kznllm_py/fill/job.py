@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kznllm_py.errors import printable
-from kznllm_py.fill import request
+from kznllm_py.fill import fitting, request
 from kznllm_py.fill.request import FillRequest
 from kznllm_py.prompt import context, project_templates, prompts, sandbox, sections, trust
 from kznllm_py.prompt.context import estimate_tokens
@@ -377,28 +377,25 @@ def fit_files(
 ) -> tuple[tuple[prompts.ContextFile, ...], tuple[context.Skipped, ...]]:
     """The longest run of `files` whose cost in the rendered prompt (the tokens with
     them less the tokens without any) fits `budget`, and the rest as skipped. The
-    renders share one template budget (2 s): a slow template fails the request."""
+    renders share one template budget (2 s): a slow template fails the request; few
+    are made (fill/fitting.py)."""
     if not files:
         return files, ()
     outer = sandbox.current()
     limits = sandbox.Budget(stop=outer.stop) if outer is not None else sandbox.Budget()
 
-    def cost_of(n: int) -> int:
+    def tokens(n: int) -> int:
         ctx = replace(job.ctx, context_files=files[:n])
         return prepare.prompt_tokens(prepare.render_prompt(job.preset, ctx, job.search_dirs))
 
     with sandbox.budget_scope(limits):
-        base = cost_of(0)
-        if cost_of(len(files)) - base <= budget:
-            return files, ()
-        low, high = 0, len(files) - 1  # the answer: the largest n with cost(n) fitting
-        while low < high:
-            mid = (low + high + 1) // 2
-            if cost_of(mid) - base <= budget:
-                low = mid
-            else:
-                high = mid - 1
-        left = budget - (cost_of(low) - base)
+        base = tokens(0)
+        low, cost = fitting.largest_fitting(
+            lambda n: tokens(n) - base if n else 0, len(files), budget
+        )
+    if low == len(files):
+        return files, ()
+    left = budget - cost
     reason = (
         f"over the context budget with the prompt's wrapper around each file ({left} "
         f"token{'' if left == 1 else 's'} left)"
