@@ -271,3 +271,20 @@ def test_pasted_over_the_range_the_cli_output_is_the_editors_result(
     assert nvim.wait_done()[0]["status"] == "ok"
     assert nvim.lines() == pasted(SOURCE, 3, 7, out)
     assert "    # doubled" in nvim.lines()  # shaped, not as it came
+
+
+def test_at_a_line_the_cli_output_is_what_the_editor_writes_below_it(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    """A chatty answer with a fence, through `:KznFill` with the cursor on line 5 (not
+    blank: the answer goes below it) and through `kznllm fill --line 5`."""
+    f = source_file(tmp_path)
+    answer = ["Sure! Here is a helper:\n```python\n", "def h(self):\n    return 3\n```\n"]
+    out = cli_fill(server, tmp_path, answer, "--file", str(f), "--line", "5")
+    nvim.serve(server, Reply(chunks=openai_events(answer)))
+    nvim.nvim.command(f"edit {f}")
+    nvim.feed("5G")
+    nvim.nvim.command("KznFill q")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == [*SOURCE[:5], *out.rstrip("\n").split("\n"), *SOURCE[5:]]
+    assert "        # Sure! Here is a helper:" in nvim.lines()  # shaped, not as it came
