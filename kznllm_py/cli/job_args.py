@@ -210,16 +210,19 @@ def job_and_landing(args: argparse.Namespace) -> tuple[payload.FillJob, landing.
         after=after,
     )
     land = landing.Landing()
-    if not getattr(args, "no_shape", False) and preset.shape is not False:
+    if not getattr(args, "no_shape", False):  # --no-shape: the model's text as it came
         buffer = landing.options_for(
             filetype,
             lines,
             commentstring=getattr(args, "commentstring", None),
             shiftwidth=getattr(args, "shiftwidth", None),
         )
+        on = preset.shape is not False  # a preset's shape = false: edges only, as the editor
         if selection is not None:
-            land = landing.for_range(selection, filetype, buffer, top=top, bottom=bottom)
-        elif args.line:
+            land = landing.for_range(
+                selection, filetype, buffer, top=top, bottom=bottom, enabled=on
+            )
+        elif args.line and on:
             land = landing.for_line(lines, args.line[0], filetype, buffer)
     # an answer shaped as code is asked in the file's syntax (the editor's shape.asked)
     ctx = shape.asked(ctx, land.shape)

@@ -165,10 +165,17 @@ def _text(line: str) -> bool:
 
 
 def for_range(
-    selection: str, filetype: str, buffer: Buffer, *, top: str = "", bottom: str = ""
+    selection: str,
+    filetype: str,
+    buffer: Buffer,
+    *,
+    top: str = "",
+    bottom: str = "",
+    enabled: bool = True,
 ) -> Landing:
     """A replace of `selection` (whole lines when it ends with a line break), the blank
-    lines `top` and `bottom` around it left in place."""
+    lines `top` and `bottom` around it left in place; not shaped unless `enabled` (a
+    preset's `shape = false`: its edges are still the editor's)."""
     linewise = selection.endswith("\n")
     req = FillRequest(
         mode="replace",
@@ -179,7 +186,7 @@ def for_range(
         expandtab=buffer.expandtab,
         shiftwidth=buffer.shiftwidth,
     )
-    return Landing(shape.for_fill(req, None), linewise, top, bottom)
+    return Landing(shape.for_fill(req, None, enabled=enabled), linewise, top, bottom)
 
 
 def for_line(lines: list[str], n: int, filetype: str, buffer: Buffer) -> Landing:

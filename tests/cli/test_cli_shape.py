@@ -245,6 +245,14 @@ def test_the_buffer_options_come_from_the_file_then_neovims_filetype_defaults():
     assert given == landing.Buffer("#%s", 3, True)
 
 
+def test_a_presets_shape_false_keeps_the_editors_edges_but_shapes_nothing():
+    buffer = landing.Buffer("# %s", 4, True)
+    on = landing.for_range("    x = 1\n", "python", buffer, top="\n", bottom="\n")
+    assert on.shape is not None and on.shape.indent == "    " and on.lines
+    off = landing.for_range("    x = 1\n", "python", buffer, top="\n", bottom="\n", enabled=False)
+    assert off == landing.Landing(None, True, "\n", "\n")
+
+
 @pytest.mark.parametrize(
     ("first", "last", "inner"),
     [(3, 7, (4, 5)), (4, 5, (4, 5)), (6, 7, (6, 7)), (1, 9, (1, 9)), (5, 7, (5, 5))],
