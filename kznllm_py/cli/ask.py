@@ -15,7 +15,7 @@ from typing import Any
 
 from kznllm_py import secrets
 from kznllm_py.cli import history as cli_history
-from kznllm_py.cli import job_args, terminal
+from kznllm_py.cli import job_args, landing, terminal
 from kznllm_py.cli.terminal import err
 from kznllm_py.errors import KznError
 from kznllm_py.fill import job as payload
@@ -92,6 +92,8 @@ async def fill(args: argparse.Namespace) -> int:
         last = text[-1:] or last
         return True
 
+    dos = landing.Crlf() if land.crlf else None  # a DOS file's line breaks
+
     def emit(text: str) -> None:
         """The answer's text, as it lands (shaped): escaped at a terminal, to stdout."""
         nonlocal started
@@ -99,6 +101,7 @@ async def fill(args: argparse.Namespace) -> int:
             return  # the held-back rest of a stopped answer
         if not started:
             started, text = True, land.top + text
+        text = dos.push(text) if dos is not None else text
         shown = screen.feed(text) if screen else text
         if shown:
             write(shown)
@@ -138,13 +141,15 @@ async def fill(args: argparse.Namespace) -> int:
         pipe.close()  # what the shaping held, whatever the outcome (as the editor's)
         if outcome.status == "ok" and not started:
             emit("")  # an empty answer: the range's blank lines stay all the same
+        if dos is not None and not reader_gone and (cr := dos.finish()):
+            write(screen.feed(cr) if screen else cr)
         if screen and not reader_gone and (held := screen.flush()):
             write(held)
         whole_lines = ctx.mode == "replace" and ctx.selection.endswith("\n")
         if (whole_lines or _a_terminal(out)) and not reader_gone and last not in ("", "\n"):
             # whole lines were replaced: they end with a line break, as in the buffer; at
             # a terminal, the shell's prompt starts on a line of its own
-            write("\n")
+            write("\r\n" if land.crlf else "\n")
         if started and land.bottom and not reader_gone:
             write(land.bottom)  # the range's blank lines below the answer, left in place
     await demo_server.shutdown()

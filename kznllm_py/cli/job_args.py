@@ -218,12 +218,14 @@ def job_and_landing(args: argparse.Namespace) -> tuple[payload.FillJob, landing.
             shiftwidth=getattr(args, "shiftwidth", None),
         )
         on = preset.shape is not False  # a preset's shape = false: edges only, as the editor
+        crlf = landing.dos(data or (top + (selection or "")).encode())
         if selection is not None:
             land = landing.for_range(
-                selection, filetype, buffer, top=top, bottom=bottom, enabled=on
+                selection, filetype, buffer, top=top, bottom=bottom, enabled=on, crlf=crlf
             )
-        elif args.line and on:
-            land = landing.for_line(lines, args.line[0], filetype, buffer)
+        elif args.line:
+            shaped = landing.for_line(lines, args.line[0], filetype, buffer, crlf=crlf)
+            land = shaped if on else landing.Landing(crlf=crlf)
     # an answer shaped as code is asked in the file's syntax (the editor's shape.asked)
     ctx = shape.asked(ctx, land.shape)
     found = context.Discovery(None)

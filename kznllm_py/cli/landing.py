@@ -8,6 +8,8 @@ made as the editor would send it) and edges (fill/edges.py).
   sent and stay (lua/kznllm/job/region.lua `inner_lines`; all blank: all of them); the
   answer is re-indented to the selection's base when it came dedented, without blank
   lines at its ends, printed between those blank lines (`Landing.top`, `.bottom`).
+- a DOS file (every line break a CR LF) is printed with CR LF line breaks, the
+  answer's too, as the editor's buffer is written (`Crlf`);
 - `--line N` is the cursor on line N, the answer below it: fences out, prose as comments
   in the file's 'commentstring', code at line N's indentation.
 - a piped selection (or --selection-file) is a replace, linewise when it ends with a
@@ -91,6 +93,33 @@ class Landing:
     lines: bool = False
     top: str = ""
     bottom: str = ""
+    crlf: bool = False  # a DOS file ('fileformat' dos): every line break printed as CRLF
+
+
+def dos(data: bytes) -> bool:
+    """Whether Neovim reads `data` as a DOS file: it has line breaks, each a CR LF."""
+    n = data.count(b"\n")
+    return n > 0 and data.count(b"\r\n") == n
+
+
+class Crlf:
+    """Text with every line break a CR LF, as a DOS buffer is written (its own CR LFs
+    kept), whatever the chunking: `push(text)`, then `finish()`."""
+
+    __slots__ = ("_cr",)
+
+    def __init__(self) -> None:
+        self._cr = ""  # a CR at the end of the last piece: its LF may come next
+
+    def push(self, text: str) -> str:
+        text = self._cr + text
+        self._cr = "\r" if text.endswith("\r") else ""
+        text = text[:-1] if self._cr else text
+        return text.replace("\r\n", "\n").replace("\n", "\r\n")
+
+    def finish(self) -> str:
+        cr, self._cr = self._cr, ""
+        return cr
 
 
 def indentation(lines: list[str]) -> tuple[bool | None, int | None]:
@@ -172,6 +201,7 @@ def for_range(
     top: str = "",
     bottom: str = "",
     enabled: bool = True,
+    crlf: bool = False,
 ) -> Landing:
     """A replace of `selection` (whole lines when it ends with a line break), the blank
     lines `top` and `bottom` around it left in place; not shaped unless `enabled` (a
@@ -186,10 +216,12 @@ def for_range(
         expandtab=buffer.expandtab,
         shiftwidth=buffer.shiftwidth,
     )
-    return Landing(shape.for_fill(req, None, enabled=enabled), linewise, top, bottom)
+    return Landing(shape.for_fill(req, None, enabled=enabled), linewise, top, bottom, crlf)
 
 
-def for_line(lines: list[str], n: int, filetype: str, buffer: Buffer) -> Landing:
+def for_line(
+    lines: list[str], n: int, filetype: str, buffer: Buffer, *, crlf: bool = False
+) -> Landing:
     """An answer below line `n` (1-based) of the file's `lines` (with their line
     breaks), the cursor on it."""
     line = lines[n - 1].rstrip("\r\n")
@@ -203,4 +235,4 @@ def for_line(lines: list[str], n: int, filetype: str, buffer: Buffer) -> Landing
         shiftwidth=buffer.shiftwidth,
         spot=Spot(line, "", not line.strip()),
     )
-    return Landing(shape.for_fill(req, "below"))
+    return Landing(shape.for_fill(req, "below"), crlf=crlf)

@@ -296,3 +296,34 @@ def test_at_a_line_the_cli_output_is_what_the_editor_writes_below_it(
     assert nvim.wait_done()[0]["status"] == "ok"
     assert nvim.lines() == [*SOURCE[:5], *out.rstrip("\n").split("\n"), *SOURCE[5:]]
     assert "        # Sure! Here is a helper:" in nvim.lines()  # shaped, not as it came
+
+
+def test_a_dos_file_gets_crlf_line_breaks_as_the_editor_writes_it(
+    nvim: Child, server: LoopbackServer, tmp_path: Path
+):
+    """A file with CR LF line breaks: the answer (LF only) printed with CR LF too, so
+    pasted over the range the bytes are those `:3,7KznFill` then `:w` writes."""
+    f = tmp_path / "dos.py"
+    data = "".join(x + "\r\n" for x in SOURCE).encode()
+    f.write_bytes(data)
+    answer = ["def f(self):\n", "    return 2\n"]
+    out = cli_fill(server, tmp_path, answer, "--file", f.name, "--range", "3:7")
+    assert out == "\r\n    def f(self):\r\n        return 2\r\n\r\n\r\n"
+    lines = data.split(b"\r\n")
+    expected = b"\r\n".join(lines[:2]) + b"\r\n" + out.encode() + b"\r\n".join(lines[7:])
+    nvim.serve(server, Reply(chunks=openai_events(answer)))
+    nvim.nvim.command(f"edit {f}")
+    assert nvim.lua("return vim.bo.fileformat") == "dos"
+    nvim.nvim.command("3,7KznFill q")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    nvim.nvim.command("write")
+    assert f.read_bytes() == expected
+
+
+def test_crlf_line_breaks_whatever_the_chunking():
+    for cut in range(1, 9):
+        text = "a\r\nb\nc\r\n\nd"
+        crlf = landing.Crlf()
+        pieces = [text[i : i + cut] for i in range(0, len(text), cut)]
+        assert "".join(crlf.push(p) for p in pieces) + crlf.finish() == "a\r\nb\r\nc\r\n\r\nd"
+    assert landing.dos(b"a\r\nb\r\n") and not landing.dos(b"a\r\nb\n") and not landing.dos(b"a")
