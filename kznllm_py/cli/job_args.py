@@ -155,9 +155,15 @@ def _split_file(
 
 
 def _lines_of(data: bytes, args: argparse.Namespace) -> list[str]:
-    """--file's lines (with their line breaks); KznError when --range/--line is past
-    its end."""
-    lines = data.decode("utf-8", errors="replace").splitlines(keepends=True)
+    """--file's lines (with their line breaks), split where Neovim splits them: at LF
+    only (str.splitlines also splits at a form feed, VT, FS, NEL, U+2028 or a lone CR,
+    and --range then named other lines than the editor's); KznError when --range/--line
+    is past its end."""
+    text = data.decode("utf-8", errors="replace")
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]  # what follows the last line break (nothing, usually)
+    if not lines[-1]:
+        lines.pop()
     last = args.range[1] if args.range else args.line[0] if args.line else 0
     if last > len(lines):
         raise KznError(f"--range/--line past the end of {args.file} ({len(lines)} lines)")

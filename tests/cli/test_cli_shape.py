@@ -327,3 +327,11 @@ def test_crlf_line_breaks_whatever_the_chunking():
         pieces = [text[i : i + cut] for i in range(0, len(text), cut)]
         assert "".join(crlf.push(p) for p in pieces) + crlf.finish() == "a\r\nb\r\nc\r\n\r\nd"
     assert landing.dos(b"a\r\nb\r\n") and not landing.dos(b"a\r\nb\n") and not landing.dos(b"a")
+
+
+def test_a_form_feed_line_counts_as_one_line_as_in_neovim(server: LoopbackServer, tmp_path: Path):
+    """Lines are split at LF only: a form feed (PEP 8's page break, GNU C's) or a U+2028
+    inside a line does not shift the lines --range names."""
+    f = source_file(tmp_path, ["a = 1", "\x0c", "s = 'x\u2028y'", "def f():", "    return 1"])
+    cli_fill(server, tmp_path, ["def f():\n    return 2\n"], "--file", f.name, "--range", "4:5")
+    assert sent_selection(server) == "def f():\n    return 1\n"
