@@ -151,7 +151,8 @@ async def fill(args: argparse.Namespace) -> int:
             # a terminal, the shell's prompt starts on a line of its own
             write("\r\n" if land.crlf else "\n")
         if started and land.bottom and not reader_gone:
-            write(land.bottom)  # the range's blank lines below the answer, left in place
+            # the range's blank lines below the answer, left in place
+            write(landing.Crlf().push(land.bottom) if land.crlf else land.bottom)
     await demo_server.shutdown()
     if reader_gone:
         # quiet, like other tools cut short by a pipe; and no second BrokenPipeError

@@ -158,8 +158,11 @@ def _lines_of(data: bytes, args: argparse.Namespace) -> list[str]:
     """--file's lines (with their line breaks), split where Neovim splits them: at LF
     only (str.splitlines also splits at a form feed, VT, FS, NEL, U+2028 or a lone CR,
     and --range then named other lines than the editor's); KznError when --range/--line
-    is past its end."""
+    is past its end. A DOS file's lines without their CR, as Neovim's buffer holds them
+    (and sends them: its answer gets CR LF line breaks, cli/landing.py)."""
     text = data.decode("utf-8", errors="replace")
+    if landing.dos(data):
+        text = text.replace("\r\n", "\n")
     lines = [line + "\n" for line in text.split("\n")]
     lines[-1] = lines[-1][:-1]  # what follows the last line break (nothing, usually)
     if not lines[-1]:

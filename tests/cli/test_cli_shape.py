@@ -309,6 +309,10 @@ def test_a_dos_file_gets_crlf_line_breaks_as_the_editor_writes_it(
     answer = ["def f(self):\n", "    return 2\n"]
     out = cli_fill(server, tmp_path, answer, "--file", f.name, "--range", "3:7")
     assert out == "\r\n    def f(self):\r\n        return 2\r\n\r\n\r\n"
+    # sent as the editor sends a DOS buffer's lines: without their CR
+    assert sent_selection(server) == "    def f(self):\n        return 1\n"
+    user = server.requests[-1].body["messages"][-1]["content"]
+    assert "\r" not in user
     lines = data.split(b"\r\n")
     expected = b"\r\n".join(lines[:2]) + b"\r\n" + out.encode() + b"\r\n".join(lines[7:])
     nvim.serve(server, Reply(chunks=openai_events(answer)))
