@@ -1,6 +1,8 @@
 """`kznllm fill` and `kznllm render`: a request made from the arguments
-(cli/job_args.py), its answer streamed to stdout byte for byte and recorded in the
-history (`fill`), or the exact request printed and nothing sent (`render`)."""
+(cli/job_args.py), its answer streamed to stdout as the editor would land it in --file
+(cli/landing.py: shaped, between the range's blank edge lines; `--no-shape`: byte for
+byte as it came) and recorded in the history as it came (`fill`), or the exact request
+printed and nothing sent (`render`)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ from typing import Any
 
 from kznllm_py import secrets
 from kznllm_py.cli import history as cli_history
-from kznllm_py.cli import job_args, terminal
+from kznllm_py.cli import job_args, landing, terminal
 from kznllm_py.cli.terminal import err
 from kznllm_py.errors import KznError
 from kznllm_py.fill import job as payload
+from kznllm_py.fill import shape
 from kznllm_py.history.recorder import before_delivery, record
 from kznllm_py.messages import end_message
 from kznllm_py.stream import demo_server
@@ -64,7 +67,7 @@ async def render(args: argparse.Namespace) -> int:
 
 async def fill(args: argparse.Namespace) -> int:
     try:
-        job = job_args.job_from_args(job_args.continued(args))
+        job, land = job_args.job_and_landing(job_args.continued(args))
         asked = await job_args.prompt_from_args(args, job)
     except (KznError, OSError) as exc:
         err(f"{exc}")
@@ -72,6 +75,7 @@ async def fill(args: argparse.Namespace) -> int:
     preset, ctx = job.preset, job.ctx
     out = sys.stdout.buffer
     reader_gone = False
+    started = False  # the answer's first text went (after the range's blank top lines)
     last = ""  # the answer's last character so far
     # at a terminal the answer's control characters are shown escaped (a pipe: bytes)
     screen = terminal.AnswerText() if _a_terminal(out) else None
@@ -87,6 +91,22 @@ async def fill(args: argparse.Namespace) -> int:
             return False
         last = text[-1:] or last
         return True
+
+    dos = landing.Crlf() if land.crlf else None  # a DOS file's line breaks
+
+    def emit(text: str) -> None:
+        """The answer's text, as it lands (shaped): escaped at a terminal, to stdout."""
+        nonlocal started
+        if reader_gone:
+            return  # the held-back rest of a stopped answer
+        if not started:
+            started, text = True, land.top + text
+        text = dos.push(text) if dos is not None else text
+        shown = screen.feed(text) if screen else text
+        if shown:
+            write(shown)
+
+    pipe = shape.Pipe(emit, land.shape, lines=land.lines)
 
     async with new_client() as client:
         generation = Generation(
@@ -109,8 +129,8 @@ async def fill(args: argparse.Namespace) -> int:
                         case Text(text):
                             if reader_gone:
                                 continue  # the held-back rest of a stopped answer
-                            shown = screen.feed(text) if screen else text
-                            if shown and not write(shown):
+                            pipe.push(text)
+                            if reader_gone:
                                 events.stop()  # the answer ends, cancelled
                                 continue  # history keeps what reached stdout
                         case Retry(_, wait, why):
@@ -118,13 +138,21 @@ async def fill(args: argparse.Namespace) -> int:
                     if rec is not None:
                         record(rec, event)
             outcome = events.outcome()
+        pipe.close()  # what the shaping held, whatever the outcome (as the editor's)
+        if outcome.status == "ok" and not started:
+            emit("")  # an empty answer: the range's blank lines stay all the same
+        if dos is not None and not reader_gone and (cr := dos.finish()):
+            write(screen.feed(cr) if screen else cr)
         if screen and not reader_gone and (held := screen.flush()):
             write(held)
         whole_lines = ctx.mode == "replace" and ctx.selection.endswith("\n")
         if (whole_lines or _a_terminal(out)) and not reader_gone and last not in ("", "\n"):
             # whole lines were replaced: they end with a line break, as in the buffer; at
             # a terminal, the shell's prompt starts on a line of its own
-            write("\n")
+            write("\r\n" if land.crlf else "\n")
+        if started and land.bottom and not reader_gone:
+            # the range's blank lines below the answer, left in place
+            write(landing.Crlf().push(land.bottom) if land.crlf else land.bottom)
     await demo_server.shutdown()
     if reader_gone:
         # quiet, like other tools cut short by a pipe; and no second BrokenPipeError

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from kznllm_py import history
-from kznllm_py.cli import file_context
+from kznllm_py.cli import file_context, landing
 from kznllm_py.cli.terminal import err
 from kznllm_py.errors import KznError
 from kznllm_py.fill import job as payload
+from kznllm_py.fill import shape
 from kznllm_py.history.conversation import follow_up
 from kznllm_py.prompt import context, sandbox
 from kznllm_py.prompt.presets import Preset, merge_presets, pick, preset_from_dict
@@ -139,21 +140,46 @@ def _stdin_selection() -> str | None:
     return text or None
 
 
-def _split_file(text: str, args: argparse.Namespace) -> tuple[str, str, str | None]:
-    """The file's text before and after the selection (--range) or the insertion point
-    (--line), and the range's own text; without either, all of it is before."""
-    if args.range is None and args.line is None:
-        return text, "", None
-    lines = text.splitlines(keepends=True)
-    first, last = args.range or (args.line[0] + 1, args.line[0])
-    if last > len(lines):
-        raise KznError(f"--range/--line past the end of {args.file} ({len(lines)} lines)")
+def _split_file(
+    lines: list[str], rng: tuple[int, int] | None, args: argparse.Namespace
+) -> tuple[str, str, str | None]:
+    """The file's text before and after the selection (`rng`: --range without its blank
+    edge lines) or the insertion point (--line), and the range's own text; without
+    either, all of it is before."""
+    if rng is None and args.line is None:
+        return "".join(lines), "", None
+    first, last = rng or (args.line[0] + 1, args.line[0])
     before = "".join(lines[: first - 1])
     chosen = "".join(lines[first - 1 : last])
-    return before, "".join(lines[last:]), chosen if args.range else None
+    return before, "".join(lines[last:]), chosen if rng else None
+
+
+def _lines_of(data: bytes, args: argparse.Namespace) -> list[str]:
+    """--file's lines (with their line breaks), split where Neovim splits them: at LF
+    only (str.splitlines also splits at a form feed, VT, FS, NEL, U+2028 or a lone CR,
+    and --range then named other lines than the editor's); KznError when --range/--line
+    is past its end. A DOS file's lines without their CR, as Neovim's buffer holds them
+    (and sends them: its answer gets CR LF line breaks, cli/landing.py)."""
+    text = data.decode("utf-8", errors="replace")
+    if landing.dos(data):
+        text = text.replace("\r\n", "\n")
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]  # what follows the last line break (nothing, usually)
+    if not lines[-1]:
+        lines.pop()
+    last = args.range[1] if args.range else args.line[0] if args.line else 0
+    if last > len(lines):
+        raise KznError(f"--range/--line past the end of {args.file} ({len(lines)} lines)")
+    return lines
 
 
 def job_from_args(args: argparse.Namespace) -> payload.FillJob:
+    return job_and_landing(args)[0]
+
+
+def job_and_landing(args: argparse.Namespace) -> tuple[payload.FillJob, landing.Landing]:
+    """The job, and how its answer is printed: as the editor would land it in --file
+    (cli/landing.py; as it comes with --no-shape)."""
     if (args.range or args.line) and args.file is None:
         raise KznError("--range and --line need --file (where the lines are)")
     if getattr(args, "git", False) and args.file is None:
@@ -165,10 +191,19 @@ def job_from_args(args: argparse.Namespace) -> payload.FillJob:
     selection = _selection(args)
     before, after, path, filetype = "", "", "", args.filetype
     data = b""
+    lines: list[str] = []
+    rng = args.range  # --range without its blank edge lines, which stay (the editor's)
+    top = bottom = ""
+    if selection is not None and selection.endswith("\n"):  # whole lines, piped: the same
+        top, selection, bottom = landing.edges(selection)
     if args.file is not None:
         data = file_context.read_file(args.file)  # its bytes, read once
-        text = data.decode("utf-8", errors="replace")
-        before, after, chosen = _split_file(text, args)
+        lines = _lines_of(data, args)
+        if args.range and selection is None:
+            rng = landing.inner(lines, *args.range)
+            top = "".join(lines[args.range[0] - 1 : rng[0] - 1])
+            bottom = "".join(lines[rng[1] : args.range[1]])
+        before, after, chosen = _split_file(lines, rng, args)
         if selection is None:
             selection = chosen
         path = str(args.file)
@@ -183,6 +218,25 @@ def job_from_args(args: argparse.Namespace) -> payload.FillJob:
         before=before,
         after=after,
     )
+    land = landing.Landing()
+    if not getattr(args, "no_shape", False):  # --no-shape: the model's text as it came
+        buffer = landing.options_for(
+            filetype,
+            lines,
+            commentstring=getattr(args, "commentstring", None),
+            shiftwidth=getattr(args, "shiftwidth", None),
+        )
+        on = preset.shape is not False  # a preset's shape = false: edges only, as the editor
+        crlf = landing.dos(data or (top + (selection or "")).encode())
+        if selection is not None:
+            land = landing.for_range(
+                selection, filetype, buffer, top=top, bottom=bottom, enabled=on, crlf=crlf
+            )
+        elif args.line:
+            shaped = landing.for_line(lines, args.line[0], filetype, buffer, crlf=crlf)
+            land = shaped if on else landing.Landing(crlf=crlf)
+    # an answer shaped as code is asked in the file's syntax (the editor's shape.asked)
+    ctx = shape.asked(ctx, land.shape)
     found = context.Discovery(None)
     if not args.no_project:
         found = context.discover_kzn(Path.cwd(), allow=args.allow_kzn)
@@ -190,7 +244,7 @@ def job_from_args(args: argparse.Namespace) -> payload.FillJob:
         err(f"{line}")
     kzn_dir = found.kzn_dir
     options = _context_options(args)
-    tree = _tree_context(args, data, path, options.budget)
+    tree = _tree_context(args, data, path, options.budget, rng)
     connect = getattr(args, "connect_timeout", Timeouts.connect)
     stall = getattr(args, "stall_timeout", Timeouts.stall)
     total = getattr(args, "total_timeout", Timeouts.total) or None
@@ -213,16 +267,16 @@ def job_from_args(args: argparse.Namespace) -> payload.FillJob:
         outline=tree.outline,
         gather_notes=(tree.problem,) if tree.problem and not tree.loud else (),
         # --git: the hunks near --range/--line, else the file's first ones
-        rows=args.range or ((args.line[0], args.line[0]) if args.line else (1, 1 << 30)),
+        rows=rng or ((args.line[0], args.line[0]) if args.line else (1, 1 << 30)),
     )
     job = payload.fitted(payload.with_files(job))  # .kzn, --rules (trusted ones), --git
     for line in job.notices:
         err(line)
-    return job
+    return job, land
 
 
 def _tree_context(
-    args: argparse.Namespace, data: bytes, path: str, budget: int
+    args: argparse.Namespace, data: bytes, path: str, budget: int, rng: tuple[int, int] | None
 ) -> file_context.TreeContext:
     """--file's scope and outline from a headless Neovim (--outline, --scope); what is
     missing said on stderr when asked for by name, else only in render's notes."""
@@ -239,7 +293,7 @@ def _tree_context(
         data,
         path,
         what=what,
-        where=args.range or args.line,
+        where=rng or args.line,
         after_line=args.line is not None,
         filetype=args.filetype,
         budget=budget,

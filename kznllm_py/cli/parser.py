@@ -99,6 +99,26 @@ def parser() -> argparse.ArgumentParser:
             help="with --file: the answer goes after line N (no selection)",
         )
         cmd.add_argument(
+            "--no-shape",
+            action="store_true",
+            help="print the model's text as it came; by default, with --file and --range or "
+            "--line (or a piped selection), the answer is printed as the editor lands it: "
+            "re-indented to the selection when it came dedented, between the range's blank "
+            "edge lines (left in place, not sent), at --line: fences out, prose as comments",
+        )
+        cmd.add_argument(
+            "--shiftwidth",
+            type=_count,
+            metavar="N",
+            help="the file's indentation step (default: its own, else Neovim's for the filetype)",
+        )
+        cmd.add_argument(
+            "--commentstring",
+            metavar="TEXT",
+            help="the file's comment syntax, as Vim's 'commentstring' ('# %%s'; default: "
+            "Neovim's for the filetype)",
+        )
+        cmd.add_argument(
             "--no-project", action="store_true", help="ignore the .kzn folder of the cwd"
         )
         cmd.add_argument(

@@ -8,7 +8,10 @@ a hostile repository config (diff.external, a diff driver's command and textconv
 filter, core.fsmonitor, core.pager, hooks) runs nothing, through the long-lived cat-file
 too; a repository another user owns is not read (git's safe.directory); a hung, wedged or
 lying git is stopped, a killed cat-file is replaced, an idle one goes away; a huge blob
-is not read, a huge buffer not diffed."""
+is not read, a huge buffer not diffed. The important cases run twice (`way`): through
+git 2.36's `cat-file --batch-command`, and through the two older modes a git before
+2.36 is asked with (`--batch-check`, `--batch`), forced on this git; a git that refuses
+`--batch-command` as 2.34 does is asked the older way, the refusal learnt once."""
 
 from __future__ import annotations
 
@@ -39,6 +42,19 @@ def own_cat_files() -> Iterator[None]:
     git.BATCHES.close()
     yield
     git.BATCHES.close()
+
+
+@pytest.fixture(params=["batch-command", "older-git"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The cat-file way under test: `--batch-command` (git 2.36 on), or the two older
+    modes (`--batch-check`, then `--batch` once a blob is read) forced on this git, as a
+    git before 2.36 is asked (set before any Neovim starts: its host inherits it). The
+    processes one repository's questions run in once a blob was read."""
+    if request.param == "older-git":
+        monkeypatch.setenv("KZNLLM_GIT_BATCH_COMMAND", "0")
+        return 2
+    monkeypatch.delenv("KZNLLM_GIT_BATCH_COMMAND", raising=False)
+    return 1
 
 
 def sh(cwd: Path, *args: str) -> None:
@@ -73,7 +89,7 @@ def committed_repo(tmp_path: Path, lines: int = 300) -> tuple[Path, Path]:
 # -- git itself, in a real repository ----------------------------------------------------
 
 
-def test_the_hunk_near_the_selection_is_found_and_a_far_one_is_not(tmp_path: Path):
+def test_the_hunk_near_the_selection_is_found_and_a_far_one_is_not(tmp_path: Path, way: int):
     _, f = committed_repo(tmp_path)
     found = git.changes(str(f), (45, 46))
     assert found.base == "HEAD" and found.note == ""
@@ -85,7 +101,7 @@ def test_the_hunk_near_the_selection_is_found_and_a_far_one_is_not(tmp_path: Pat
     assert git.changes(str(f), (120, 130)).hunks == ()  # nothing within 20 lines
 
 
-def test_a_file_added_but_never_committed_is_diffed_against_the_index(tmp_path: Path):
+def test_a_file_added_but_never_committed_is_diffed_against_the_index(tmp_path: Path, way: int):
     root, _ = committed_repo(tmp_path)
     new = root / "new.txt"
     new.write_text("a\nb\n")
@@ -130,7 +146,7 @@ def hostile(root: Path, marks: Path) -> None:
     (root / ".gitattributes").write_text("* filter=evil diff=evil\n")
 
 
-def test_a_hostile_repository_config_runs_nothing(tmp_path: Path):
+def test_a_hostile_repository_config_runs_nothing(tmp_path: Path, way: int):
     root, f = committed_repo(tmp_path)
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -143,10 +159,11 @@ def test_a_hostile_repository_config_runs_nothing(tmp_path: Path):
     found = git.changes(str(f), (45, 46))
     assert "+fifty near" in found.hunks[0].text
     assert sorted(p.name for p in marks.iterdir()) == []
+    assert len(git.BATCHES.pids()) == way  # the way under test did read it
 
 
 def test_git_variables_of_the_environment_do_not_steer_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: int
 ):
     _, f = committed_repo(tmp_path)
     marks = tmp_path / "marks"
@@ -182,7 +199,7 @@ def test_a_hung_git_is_stopped_at_the_deadline(tmp_path: Path, monkeypatch: pyte
 
 
 def test_a_committed_blob_over_the_cap_is_not_read_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: int
 ):
     root, _ = committed_repo(tmp_path)
     big = root / "big.txt"
@@ -196,6 +213,7 @@ def test_a_committed_blob_over_the_cap_is_not_read_whole(
     assert found.note == "git: the committed file is larger than 1 KiB (not read)"
     reply = git.answer({"request": 1, "path": str(big)})  # the editor's ask: the same
     assert "text" not in reply and reply["note"] == found.note
+    assert len(git.BATCHES.pids()) == 1  # refused from its size: no process reads a blob
 
 
 # -- the long-lived cat-file ---------------------------------------------------------------
@@ -213,7 +231,9 @@ def gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
 
 
-def test_the_editors_ask_names_the_oid_and_the_text_comes_only_when_it_changed(tmp_path: Path):
+def test_the_editors_ask_names_the_oid_and_the_text_comes_only_when_it_changed(
+    tmp_path: Path, way: int
+):
     """The committed text of `git_blob`, from one cat-file process for the repository:
     asked again with the oid held, no text; after a commit, the new oid and its text
     (a commit made between two fills is seen by the second)."""
@@ -222,6 +242,7 @@ def test_the_editors_ask_names_the_oid_and_the_text_comes_only_when_it_changed(t
     assert first["base"] == "HEAD" and first["note"] == ""
     assert first["text"] == "".join(f"{i}\n" for i in range(1, 301)).encode()
     pids = git.BATCHES.pids()
+    assert len(pids) == way
     again = git.answer({"request": 2, "path": str(f), "oid": first["oid"]})
     assert again["oid"] == first["oid"] and "text" not in again
     sh(root, "commit", "-qam", "the changes")
@@ -247,7 +268,9 @@ def test_the_editors_ask_names_the_oid_and_the_text_comes_only_when_it_changed(t
     assert git.answer({"request": 6, "path": str(untracked)})["oid"] == ""
 
 
-def test_names_with_spaces_and_bytes_that_are_not_utf8_are_asked_as_they_are(tmp_path: Path):
+def test_names_with_spaces_and_bytes_that_are_not_utf8_are_asked_as_they_are(
+    tmp_path: Path, way: int
+):
     root, _ = committed_repo(tmp_path)
     spaced = root / "a b.txt"
     spaced.write_text("spaced\n")
@@ -262,10 +285,10 @@ def test_names_with_spaces_and_bytes_that_are_not_utf8_are_asked_as_they_are(tmp
     assert git.answer({"request": 2, "path": str(missing)})["note"] == ""  # no broken reply
 
 
-def test_a_cat_file_killed_mid_session_is_replaced(tmp_path: Path):
+def test_a_cat_file_killed_mid_session_is_replaced(tmp_path: Path, way: int):
     _, f = committed_repo(tmp_path)
     first = git.answer({"request": 1, "path": str(f)})
-    [pid] = [p for p in git.BATCHES.pids()]
+    *_, pid = git.BATCHES.pids()  # the one reading blobs (the only one, or --batch)
     os.kill(pid, signal.SIGKILL)
     wait_until(
         lambda: (
@@ -278,10 +301,11 @@ def test_a_cat_file_killed_mid_session_is_replaced(tmp_path: Path):
     )
     again = git.answer({"request": 2, "path": str(f)})
     assert again["oid"] == first["oid"] and again["text"] == first["text"]
-    assert again["note"] == "" and git.BATCHES.pids() != [pid] and gone(pid)
+    assert again["note"] == "" and pid not in git.BATCHES.pids() and gone(pid)
+    assert len(git.BATCHES.pids()) == way
 
 
-def test_an_idle_cat_file_goes_away_and_comes_back_at_the_next_ask(tmp_path: Path):
+def test_an_idle_cat_file_goes_away_and_comes_back_at_the_next_ask(tmp_path: Path, way: int):
     _, f = committed_repo(tmp_path)
     batches = catfile.Batches(idle=0.3)
 
@@ -297,10 +321,12 @@ def test_an_idle_cat_file_goes_away_and_comes_back_at_the_next_ask(tmp_path: Pat
 
     found = ask()
     assert found is not None and found.base == "HEAD"
-    [pid] = batches.pids()
-    wait_until(lambda: batches.pids() == [] and gone(pid), "the idle cat-file to end")
+    pids = batches.pids()
+    assert len(pids) == way
+    wait_until(lambda: batches.pids() == [] and all(map(gone, pids)), "the idle cat-file to end")
     wait_until(lambda: batches._reaper is None, "the idle thread to end")
-    assert ask() == found and batches.pids() not in ([], [pid])
+    assert ask() == found and len(batches.pids()) == way
+    assert not set(batches.pids()) & set(pids)
     batches.close()
     assert batches.pids() == []
 
@@ -323,9 +349,10 @@ def fake_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cat_file: str) -> 
 
 
 def test_a_wedged_cat_file_is_killed_at_the_deadline_and_replaced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: int
 ):
     _, f = committed_repo(tmp_path)
+    PATH = os.environ["PATH"]
     pids = fake_git(tmp_path, monkeypatch, "exec sleep 30")
     monkeypatch.setattr(git, "TIMEOUT", 0.5)
     started = time.monotonic()
@@ -334,7 +361,7 @@ def test_a_wedged_cat_file_is_killed_at_the_deadline_and_replaced(
     assert reply["oid"] == "" and reply["note"] == "git: git took longer than 0.5 s (stopped)"
     [pid] = [int(p) for p in pids.read_text().split()]
     assert gone(pid) and git.BATCHES.pids() == []
-    monkeypatch.undo()  # the real git again: the next ask starts a new cat-file
+    monkeypatch.setenv("PATH", PATH)  # the real git again: the next ask starts a new cat-file
     assert git.answer({"request": 2, "path": str(f)})["text"] == f.read_bytes().replace(
         b"fifty near", b"50"
     ).replace(b"far away", b"250")
@@ -354,7 +381,7 @@ for line in sys.stdin:
 
 
 def test_a_lying_cat_file_is_refused_and_killed_without_reading_what_it_sends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: int
 ):
     _, f = committed_repo(tmp_path)
     pids = fake_git(tmp_path, monkeypatch, LIAR)
@@ -362,12 +389,14 @@ def test_a_lying_cat_file_is_refused_and_killed_without_reading_what_it_sends(
     assert reply["oid"] == "" and "text" not in reply
     assert reply["note"] == "git: git cat-file failed: a reply that does not end where it said"
     started = [int(p) for p in pids.read_text().split()]
-    assert len(started) == 2  # replaced once, then given up
+    assert len(started) == 2 * way  # replaced once, then given up
     wait_until(lambda: all(gone(p) for p in started), "the liars to be killed")
     assert git.BATCHES.pids() == []
 
 
-def test_a_hostile_repository_config_runs_nothing_through_the_cat_file_either(tmp_path: Path):
+def test_a_hostile_repository_config_runs_nothing_through_the_cat_file_either(
+    tmp_path: Path, way: int
+):
     """The editor's ask (the long-lived cat-file, HEAD and the index) with every door of
     `hostile` open, the index rewritten by a plain `git add` in between."""
     root, f = committed_repo(tmp_path)
@@ -382,6 +411,43 @@ def test_a_hostile_repository_config_runs_nothing_through_the_cat_file_either(tm
     reply = git.answer({"request": 2, "path": str(new)})
     assert reply["base"] == "the index" and reply["text"] == b"n\n"
     assert sorted(p.name for p in marks.iterdir()) == []
+    assert len(git.BATCHES.pids()) == way
+
+
+OLD_GIT = r"""#!/bin/sh
+# git as 2.34 and older: cat-file knows no --batch-command (parse-options' usage, 129)
+case " $* " in *" cat-file "*) echo "$*" >> {log};; esac
+case " $* " in *" --batch-command "*)
+  echo "error: unknown option \`batch-command'" >&2; exit 129;; esac
+exec {real} "$@"
+"""
+
+
+def test_a_git_without_batch_command_is_asked_the_older_way_learnt_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A git before 2.36 refuses `cat-file --batch-command` (it left the git section
+    out, with "git: git cat-file failed: gone", at every fill): that refusal is learnt
+    once for that git, whose repositories are then asked through `--batch-check` and
+    `--batch`, the text and the hunks as with a recent git."""
+    _, f = committed_repo(tmp_path)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    log = tmp_path / "cat-files"
+    (fake / "git").write_text(OLD_GIT.format(log=log, real=shutil.which("git")))
+    (fake / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    monkeypatch.delenv("KZNLLM_GIT_BATCH_COMMAND", raising=False)
+    reply = git.answer({"request": 1, "path": str(f)})
+    assert reply["note"] == "" and reply["text"].startswith(b"1\n2\n")
+    modes = [line.split()[-1] for line in log.read_text().splitlines()]
+    assert modes == ["--batch-command", "--batch-check", "--batch"]
+    assert len(git.BATCHES.pids()) == 2
+    git.BATCHES.close()  # new processes, the same git: no second refusal
+    found = git.changes(str(f), (45, 46))
+    assert found.note == "" and "-50\n+fifty near" in found.hunks[0].text
+    modes = [line.split()[-1] for line in log.read_text().splitlines()]
+    assert modes == ["--batch-command", "--batch-check", "--batch", "--batch-check", "--batch"]
 
 
 # -- the request as it arrives -----------------------------------------------------------
@@ -410,7 +476,7 @@ def test_the_editor_sends_the_near_hunk_with_git_on_and_nothing_by_default(
     assert "+far away" not in user
 
 
-def test_the_cli_git_flag_sends_the_hunk_near_the_range(tmp_path: Path):
+def test_the_cli_git_flag_sends_the_hunk_near_the_range(tmp_path: Path, way: int):
     root, _ = committed_repo(tmp_path)
     env = cli_env.clean_env("OPENAI_API_KEY", "NVIM_APPNAME", XDG_STATE_HOME=str(tmp_path / "s"))
     args = ["render", "q", "--json", "--file", "f.txt", "--range", "52:53"]
@@ -614,7 +680,7 @@ return sent
 
 
 def test_a_cold_hosts_first_fill_has_the_git_section(
-    nvim: Child, server: LoopbackServer, tmp_path: Path
+    way: int, nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
     """The host started by the keypress itself (no prestart, no earlier fill) gets the
     git ask before its loop runs: the ask must still be kept and answered (it was lost
@@ -782,16 +848,20 @@ def host_children(nvim: Child) -> list[int]:
 
 
 def test_one_cat_file_serves_every_fill_and_ends_with_the_host(
-    nvim: Child, server: LoopbackServer, tmp_path: Path
+    way: int, nvim: Child, server: LoopbackServer, tmp_path: Path
 ):
     _, f = committed_repo(tmp_path)
     git_editor(nvim, server, f)
     assert "+fifty near" in git_fill(nvim, server, "48GV k")
-    [cat_file] = host_children(nvim)
+    cat_files = host_children(nvim)
+    assert len(cat_files) == way
     assert "+fifty near" in git_fill(nvim, server, "48GV k")
-    assert host_children(nvim) == [cat_file]  # the same process, no other
+    assert host_children(nvim) == cat_files  # the same processes, no other
     nvim.lua("vim.fn.jobstop(require('kznllm.host').chan)")
-    nvim.wait_for(lambda: not Path(f"/proc/{cat_file}").exists(), what="the cat-file to end")
+    nvim.wait_for(
+        lambda: not any(Path(f"/proc/{p}").exists() for p in cat_files),
+        what="the cat-files to end",
+    )
 
 
 def test_a_buffer_over_the_cap_is_not_diffed_and_a_note_says_so(

@@ -1,16 +1,26 @@
 """The committed text of a file without a git process per keypress: one long-lived
-`git cat-file --batch-command` per repository (kznllm_py/prompt/sources/git.py words
-the hardening and passes it in: the same `-c` options, the environment without GIT_*,
-git's own safe.directory check), started at first use, closed after `idle` seconds
-unused and at the process's exit (it also ends by itself when our end of its stdin
-closes: a killed host leaves nothing).
+`git cat-file --batch-command` per repository, two older ones before git 2.36
+(kznllm_py/prompt/sources/git.py words the hardening and passes it in: the same `-c`
+options, the environment without GIT_*, git's own safe.directory check), started at
+first use, closed after `idle` seconds unused and at the process's exit (it also ends
+by itself when our end of its stdin closes: a killed host leaves nothing).
 
 Each question is `info <spec>` (the blob's oid, type and size), then, only when the
 caller does not hold that oid already and the size is within the cap, `contents <oid>`:
-a blob over the cap is refused from its size, never read. Every answer is read with a
-deadline and checked against the protocol: a wedged, dead or lying cat-file (a short
-or malformed reply, a header line that does not end) is killed, and the next question
-starts a new one.
+a blob over the cap is refused from its size, never read.
+
+A git before 2.36 (Ubuntu 22.04's 2.34, Debian 11's 2.30) has no `--batch-command`: its
+cat-file exits at once with a usage error (129). That refusal is the feature check, so a
+recent git pays nothing for it: the process that said so is dropped (not counted as a
+failure), the git binary (its path, inode, mtime) is remembered as one without it, and
+from then on its repositories are asked the same questions through `Pair`: one
+`--batch-check` (`info`) and, from the first blob read on, one `--batch` (`contents` by
+oid), long-lived, closed and replaced together, under the same caps and deadlines.
+`KZNLLM_GIT_BATCH_COMMAND=0` in the environment forces that way.
+
+Every answer is read with a deadline and checked against the protocol: a wedged, dead
+or lying cat-file (a short or malformed reply, a header line that does not end) is
+killed, and the next question starts a new one.
 
 The index is read once by a cat-file process: before asking the index (`:0:<path>`, a
 file added but never committed), a process started before the index last changed is
@@ -24,6 +34,7 @@ import atexit
 import contextlib
 import os
 import select
+import shutil
 import subprocess
 import threading
 import time
@@ -32,6 +43,8 @@ from dataclasses import dataclass
 
 IDLE = 60.0  # seconds unused before a repository's cat-file is closed
 MAX_LINE = 4096  # a reply's header line
+USAGE_EXIT = 129  # git's exit on an option it does not know (parse-options' usage)
+REFUSAL_WAIT = 0.5  # seconds a process gone at once may take to say why
 
 
 class GitFailed(Exception):
@@ -54,15 +67,14 @@ class Where:
 Runner = Callable[[list[str], str, float], bytes]  # git args, cwd, deadline -> stdout
 
 
-class Batch:
-    """One `git cat-file --batch-command` at a repository's top level."""
+class _Process:
+    """One `git cat-file <mode>` at a repository's top level, and its pipes: a line, or
+    exactly n bytes, each by a deadline."""
 
-    def __init__(self, argv: Sequence[str], where: Where, env: dict[str, str]) -> None:
-        self.where = where
-        self.index_stat = _stat(where.index)  # the index as this process may have read it
+    def __init__(self, argv: Sequence[str], mode: str, where: Where, env: dict[str, str]) -> None:
         try:
             self.proc = subprocess.Popen(
-                [*argv, "cat-file", "--batch-command"],
+                [*argv, "cat-file", mode],
                 cwd=where.toplevel,
                 env=env,
                 stdin=subprocess.PIPE,
@@ -73,45 +85,12 @@ class Batch:
         except OSError as exc:
             raise GitFailed(f"cannot run git: {exc.strerror or exc}") from None
         self.pending = bytearray()  # read past the last reply (nothing, if honest)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+        self.answered = False  # a reply's line came
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def ask(self, spec: str, held: str, cap: int, deadline: float) -> tuple[str, bytes | None]:
-        """(oid, blob) of `spec` (a blob: anything else is missing), the blob None when
-        its oid is `held`; ("", None) when missing. GitFailed past `deadline` or over
-        `cap` bytes; _Broken when the process is dead or broke the protocol."""
-        name = os.fsencode(spec)
-        self._send(b"info " + name + b"\n")
-        line = self._line(deadline)
-        if line in (name + b" missing", name + b" ambiguous"):
-            return "", None
-        head = line.split(b" ")
-        if len(head) != 3 or head[1] not in (b"blob", b"tree", b"commit", b"tag"):
-            raise _Broken("a malformed reply")
-        oid, kind, size = head[0].decode("ascii", "replace"), head[1], _size(head[2])
-        if not _is_oid(oid):
-            raise _Broken("a malformed reply")
-        if kind != b"blob":
-            return "", None
-        if oid == held:
-            return oid, None
-        if size > cap:
-            raise GitFailed(f"the committed file is larger than {cap // 1024} KiB (not read)")
-        self._send(f"contents {oid}\n".encode())
-        again = self._line(deadline).split(b" ")
-        if len(again) != 3 or again[0].decode("ascii", "replace") != oid or _size(again[2]) != size:
-            raise _Broken("a reply for another object")
-        body = self._exactly(size + 1, deadline)
-        if body[-1:] != b"\n":
-            raise _Broken("a reply that does not end where it said")
-        return oid, body[:-1]
-
-    def _send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
         stdin = self.proc.stdin
         assert stdin is not None
         try:
@@ -132,7 +111,7 @@ class Batch:
             raise _Broken("gone")
         self.pending += chunk
 
-    def _line(self, deadline: float) -> bytes:
+    def line(self, deadline: float) -> bytes:
         while b"\n" not in self.pending:
             if len(self.pending) > MAX_LINE:
                 raise _Broken("a header line that does not end")
@@ -142,14 +121,35 @@ class Batch:
             raise _Broken("a header line that does not end")
         line = bytes(self.pending[:end])
         del self.pending[: end + 1]
+        self.answered = True
         return line
 
-    def _exactly(self, n: int, deadline: float) -> bytes:
+    def exactly(self, n: int, deadline: float) -> bytes:
         while len(self.pending) < n:
             self._read(deadline)
         out = bytes(self.pending[:n])
         del self.pending[:n]
         return out
+
+    def blob(self, oid: str, size: int, deadline: float) -> bytes:
+        """The body of a `contents`/`--batch` reply for `oid` of `size` bytes (its header
+        line first), checked against what `info` said."""
+        again = self.line(deadline).split(b" ")
+        if len(again) != 3 or again[0].decode("ascii", "replace") != oid or _size(again[2]) != size:
+            raise _Broken("a reply for another object")
+        body = self.exactly(size + 1, deadline)
+        if body[-1:] != b"\n":
+            raise _Broken("a reply that does not end where it said")
+        return body[:-1]
+
+    def refused(self, deadline: float) -> bool:
+        """Whether it ended before any reply with git's usage error (exit 129): a git
+        that does not know its mode (`--batch-command` before git 2.36)."""
+        if self.answered:
+            return False
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(max(0.0, min(REFUSAL_WAIT, deadline - time.monotonic())))
+        return self.proc.returncode == USAGE_EXIT
 
     def close(self) -> None:
         """Stop it (its stdin closed, then killed if it lingers) and reap it."""
@@ -163,6 +163,129 @@ class Batch:
         with contextlib.suppress(OSError, ValueError):
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
+
+
+def _info(line: bytes, name: bytes) -> tuple[str, bytes, int] | None:
+    """An `info` (or `--batch-check`) reply for `name`: (oid, type, size); None when git
+    has no such object."""
+    if line in (name + b" missing", name + b" ambiguous"):
+        return None
+    head = line.split(b" ")
+    if len(head) != 3 or head[1] not in (b"blob", b"tree", b"commit", b"tag"):
+        raise _Broken("a malformed reply")
+    oid = head[0].decode("ascii", "replace")
+    if not _is_oid(oid):
+        raise _Broken("a malformed reply")
+    return oid, head[1], _size(head[2])
+
+
+class _Way:
+    """The cat-file process(es) answering one repository's questions: `Batch` (git 2.36
+    on) or `Pair` (any git)."""
+
+    where: Where
+    index_stat: tuple[int, int, int] | None  # the index as it may have been read
+    binary: tuple[str, int, int, int] | None = None  # the git it runs (`_binary`)
+
+    def ask(self, spec: str, held: str, cap: int, deadline: float) -> tuple[str, bytes | None]:
+        """(oid, blob) of `spec` (a blob: anything else is missing), the blob None when
+        its oid is `held`; ("", None) when missing. GitFailed past `deadline` or over
+        `cap` bytes; _Broken when a process is dead or broke the protocol."""
+        name = os.fsencode(spec)
+        found = _info(self._info(name, deadline), name)
+        if found is None or found[1] != b"blob":
+            return "", None
+        oid, _, size = found
+        if oid == held:
+            return oid, None
+        if size > cap:
+            raise GitFailed(f"the committed file is larger than {cap // 1024} KiB (not read)")
+        return oid, self._contents(oid, size, deadline)
+
+    def _info(self, name: bytes, deadline: float) -> bytes:
+        raise NotImplementedError
+
+    def _contents(self, oid: str, size: int, deadline: float) -> bytes:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def refused(self, deadline: float) -> bool:
+        """Whether its git does not know this way (asked once the process is gone)."""
+        return False
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class Batch(_Way):
+    """One `git cat-file --batch-command` at a repository's top level (git 2.36 on):
+    `info <spec>`, then `contents <oid>`."""
+
+    def __init__(self, argv: Sequence[str], where: Where, env: dict[str, str]) -> None:
+        self.where = where
+        self.index_stat = _stat(where.index)
+        self.one = _Process(argv, "--batch-command", where, env)
+
+    def _info(self, name: bytes, deadline: float) -> bytes:
+        self.one.send(b"info " + name + b"\n")
+        return self.one.line(deadline)
+
+    def _contents(self, oid: str, size: int, deadline: float) -> bytes:
+        self.one.send(f"contents {oid}\n".encode())
+        return self.one.blob(oid, size, deadline)
+
+    def pids(self) -> list[int]:
+        return [self.one.proc.pid] if self.one.alive() else []
+
+    def alive(self) -> bool:
+        return self.one.alive()
+
+    def refused(self, deadline: float) -> bool:
+        return self.one.refused(deadline)
+
+    def close(self) -> None:
+        self.one.close()
+
+
+class Pair(_Way):
+    """The same questions for a git without `--batch-command` (before 2.36: Ubuntu
+    22.04's 2.34, Debian 11's 2.30): one `git cat-file --batch-check` (each object's
+    oid, type and size) and, from the first blob read on, one `git cat-file --batch`
+    (a blob by its oid), both long-lived, run and bounded as `Batch` is."""
+
+    def __init__(self, argv: Sequence[str], where: Where, env: dict[str, str]) -> None:
+        self.where = where
+        self.index_stat = _stat(where.index)  # only the check reads the index
+        self._argv, self._env = argv, env
+        self.check = _Process(argv, "--batch-check", where, env)
+        self.contents: _Process | None = None
+
+    def _info(self, name: bytes, deadline: float) -> bytes:
+        self.check.send(name + b"\n")
+        return self.check.line(deadline)
+
+    def _contents(self, oid: str, size: int, deadline: float) -> bytes:
+        if self.contents is None:
+            self.contents = _Process(self._argv, "--batch", self.where, self._env)
+        self.contents.send(oid.encode() + b"\n")
+        return self.contents.blob(oid, size, deadline)
+
+    def pids(self) -> list[int]:
+        procs = [self.check] if self.contents is None else [self.check, self.contents]
+        return [p.proc.pid for p in procs if p.alive()]
+
+    def alive(self) -> bool:
+        return self.check.alive() and (self.contents is None or self.contents.alive())
+
+    def close(self) -> None:
+        self.check.close()
+        if self.contents is not None:
+            self.contents.close()
 
 
 class _Broken(Exception):
@@ -181,7 +304,9 @@ class Batches:
         self.idle = idle
         self._lock = threading.Lock()  # the tables below
         self._wake = threading.Condition(self._lock)
-        self._batches: dict[str, Batch] = {}  # toplevel -> its process
+        self._batches: dict[str, _Way] = {}  # toplevel -> its process(es)
+        # each git binary seen: whether it knows --batch-command (learnt from a refusal)
+        self._batch_command: dict[tuple[str, int, int, int] | None, bool] = {}
         self._used: dict[str, float] = {}  # toplevel -> when last used (monotonic)
         self._asking: dict[str, threading.Lock] = {}  # toplevel -> one question at a time
         self._where: dict[str, tuple[Where | None, float]] = {}  # folder -> (repo, when)
@@ -229,7 +354,8 @@ class Batches:
         deadline: float,
         index: bool = False,
     ) -> tuple[str, bytes | None]:
-        for attempt in (1, 2):  # a dead or broken process is replaced once
+        failed = 0
+        while True:  # a dead or broken process is replaced once
             batch = self._batch(where, argv, env, fresh_index=index)
             try:
                 return batch.ask(spec, held, cap, deadline)
@@ -237,14 +363,21 @@ class Batches:
                 self._drop(where.toplevel, batch)
                 raise GitFailed("git took longer than the deadline (stopped)") from None
             except _Broken as exc:
+                if str(exc) == "gone" and batch.refused(deadline):
+                    with self._lock:  # a git before 2.36: the two older modes from now on
+                        known = self._batch_command.get(batch.binary)
+                        self._batch_command[batch.binary] = False
+                    self._drop(where.toplevel, batch)
+                    if known is not False:
+                        continue  # not a failure: the next question goes the other way
                 self._drop(where.toplevel, batch)
-                if attempt == 2:
+                failed += 1
+                if failed == 2:
                     raise GitFailed(f"git cat-file failed: {exc}") from None
-        raise AssertionError("unreachable")
 
     def _batch(
         self, where: Where, argv: Sequence[str], env: dict[str, str], fresh_index: bool
-    ) -> Batch:
+    ) -> _Way:
         with self._lock:
             batch = self._batches.get(where.toplevel)
             stale = batch is not None and (
@@ -253,7 +386,10 @@ class Batches:
             if batch is None or stale:
                 if batch is not None:
                     batch.close()
-                batch = Batch(argv, where, env)
+                binary = _binary(argv[0], env)
+                modern = self._batch_command.get(binary, True) and not _forced_pair()
+                batch = (Batch if modern else Pair)(argv, where, env)
+                batch.binary = binary
                 self._batches[where.toplevel] = batch
                 if not self._exit_hook:
                     self._exit_hook = True
@@ -262,7 +398,7 @@ class Batches:
             self._start_reaper()
             return batch
 
-    def _drop(self, toplevel: str, batch: Batch) -> None:
+    def _drop(self, toplevel: str, batch: _Way) -> None:
         batch.close()
         with self._lock:
             if self._batches.get(toplevel) is batch:
@@ -322,7 +458,7 @@ class Batches:
     def pids(self) -> list[int]:
         """The processes running now (for the tests)."""
         with self._lock:
-            return [b.pid for b in self._batches.values() if b.alive()]
+            return [pid for b in self._batches.values() for pid in b.pids()]
 
     def close(self) -> None:
         """Every process closed (the host's exit)."""
@@ -334,6 +470,26 @@ class Batches:
             self._wake.notify()
         for batch in batches:
             batch.close()
+
+
+def _binary(name: str, env: dict[str, str]) -> tuple[str, int, int, int] | None:
+    """The git program `name` runs as in `env` (its real path, device, inode and
+    modification time: a git replaced in place is another), None when not found."""
+    found = shutil.which(name, path=env.get("PATH", os.defpath))
+    if found is None:
+        return None
+    real = os.path.realpath(found)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    return (real, st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
+def _forced_pair() -> bool:
+    """The two older modes whatever git says (KZNLLM_GIT_BATCH_COMMAND=0: the tests run
+    them on a recent git, and a user can, should a git's refusal be missed)."""
+    return os.environ.get("KZNLLM_GIT_BATCH_COMMAND", "") == "0"
 
 
 def _stat(path: str) -> tuple[int, int, int] | None:

@@ -9,7 +9,8 @@ hooks, a partial clone's lazy fetch). So git is asked only to read objects, and 
 diffs inside a repository:
 
 1. the committed text comes from one long-lived `git cat-file --batch-command` per
-   repository (kznllm_py/prompt/sources/catfile.py: `HEAD:<path>`, the index's
+   repository (before git 2.36: one `--batch-check` and one `--batch`)
+   (kznllm_py/prompt/sources/catfile.py: `HEAD:<path>`, the index's
    `:0:<path>` for a file added but never committed, by path from the top level that
    `git rev-parse --show-toplevel` names once), with `core.fsmonitor=false`,
    `core.hooksPath` to nowhere, `protocol.allow=never` (no lazy fetch), no pager, no
