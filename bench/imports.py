@@ -54,6 +54,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "fill.known",
         "fill.debug_view",
         "fill.shape",
+        "fill.shaping",
         "fill.edges",
     ),
     # a fill's job, the sidebar's calls

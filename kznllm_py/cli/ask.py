@@ -19,7 +19,7 @@ from kznllm_py.cli import job_args, landing, terminal
 from kznllm_py.cli.terminal import err
 from kznllm_py.errors import KznError
 from kznllm_py.fill import job as payload
-from kznllm_py.fill import shape
+from kznllm_py.fill import shaping
 from kznllm_py.history.recorder import before_delivery, record
 from kznllm_py.messages import end_message
 from kznllm_py.stream import demo_server
@@ -106,7 +106,7 @@ async def fill(args: argparse.Namespace) -> int:
         if shown:
             write(shown)
 
-    pipe = shape.Pipe(emit, land.shape, lines=land.lines)
+    pipe = shaping.Pipe(emit, land.shape, lines=land.lines)
 
     async with new_client() as client:
         generation = Generation(

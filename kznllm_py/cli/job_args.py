@@ -20,7 +20,7 @@ from kznllm_py.cli import file_context, landing
 from kznllm_py.cli.terminal import err
 from kznllm_py.errors import KznError
 from kznllm_py.fill import job as payload
-from kznllm_py.fill import shape
+from kznllm_py.fill import shaping
 from kznllm_py.history.conversation import follow_up
 from kznllm_py.prompt import context, sandbox
 from kznllm_py.prompt.presets import Preset, merge_presets, pick, preset_from_dict
@@ -235,8 +235,8 @@ def job_and_landing(args: argparse.Namespace) -> tuple[payload.FillJob, landing.
         elif args.line:
             shaped = landing.for_line(lines, args.line[0], filetype, buffer, crlf=crlf)
             land = shaped if on else landing.Landing(crlf=crlf)
-    # an answer shaped as code is asked in the file's syntax (the editor's shape.asked)
-    ctx = shape.asked(ctx, land.shape)
+    # an answer shaped as code is asked in the file's syntax (the editor's shaping.asked)
+    ctx = shaping.asked(ctx, land.shape)
     found = context.Discovery(None)
     if not args.no_project:
         found = context.discover_kzn(Path.cwd(), allow=args.allow_kzn)

@@ -1,7 +1,7 @@
 """How `kznllm fill`'s answer lands: as the editor would put it in the file, so that what
 the CLI prints for `--file F --range A:B`, pasted over lines A-B, gives what `:KznFill`
 on those lines gives, and what it prints for `--line N` is what the editor writes below
-line N. Pure: the editor's own shaping (fill/shape.py `for_fill`, on a `FillRequest`
+line N. Pure: the editor's own shaping (fill/shaping.py `for_fill`, on a `FillRequest`
 made as the editor would send it) and edges (fill/edges.py).
 
 - `--range A:B` is a linewise selection: its blank lines at the top and bottom are not
@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from kznllm_py.fill import shape
+from kznllm_py.fill import shape, shaping
 from kznllm_py.fill.request import FillRequest, Spot
 
 # filetype -> ('commentstring', 'shiftwidth', 'expandtab') as Neovim 0.11.4 sets them
@@ -216,7 +216,7 @@ def for_range(
         expandtab=buffer.expandtab,
         shiftwidth=buffer.shiftwidth,
     )
-    return Landing(shape.for_fill(req, None, enabled=enabled), linewise, top, bottom, crlf)
+    return Landing(shaping.for_fill(req, None, enabled=enabled), linewise, top, bottom, crlf)
 
 
 def for_line(
@@ -235,4 +235,4 @@ def for_line(
         shiftwidth=buffer.shiftwidth,
         spot=Spot(line, "", not line.strip()),
     )
-    return Landing(shape.for_fill(req, "below"), crlf=crlf)
+    return Landing(shaping.for_fill(req, "below"), crlf=crlf)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kznllm_py import logfile
 from kznllm_py.errors import KznError, printable
 from kznllm_py.fill import job as payload
-from kznllm_py.fill import shape
+from kznllm_py.fill import shaping
 from kznllm_py.fill import turn as fill
 from kznllm_py.fill.debug_view import DebugView
 from kznllm_py.fill.request import FillRequest
@@ -126,8 +126,8 @@ async def run(
             job = replace(job, ctx=fill.at_spot(job.ctx, where, req.spot))
         # shaped for the buffer it lands in (history records the answer as it came)
         on = s.shape if job.preset.shape is None else job.preset.shape
-        shaping = shape.for_fill(req, where, enabled=on)
-        job = replace(job, ctx=shape.asked(job.ctx, shaping))
+        how = shaping.for_fill(req, where, enabled=on)
+        job = replace(job, ctx=shaping.asked(job.ctx, how))
         log.info(
             "fill %d: %s, preset %s (%s %s)",
             job_id,
@@ -163,7 +163,8 @@ async def run(
         if rec is not None:
             host.track(job_id, req.bufnr, rec, ended)
         # a linewise replace goes between the selection's blank edges, without its own
-        pipe = shape.Pipe(coalescer.push, shaping, lines=req.linewise and job.ctx.mode == "replace")
+        lines = req.linewise and job.ctx.mode == "replace"
+        pipe = shaping.Pipe(coalescer.push, how, lines=lines)
 
         def flush() -> None:  # all the text came: to the editor at once
             pipe.close()

@@ -291,10 +291,10 @@ class KznllmPlugin:
                 entry_id = int(p.get("id") or 0)
                 chain = await self._ops().recorder.read(lambda s: s.chain(entry_id))
                 plan = apply.plan(chain, force=bool(p.get("bang")), live=self.live)
-                from kznllm_py.fill import shape  # a fill's module: loaded on use
+                from kznllm_py.fill import shaping  # a fill's module: loaded on use
 
-                # indented as the replace landed it (fill/shape.py)
-                code = shape.reindent_for(plan.code, plan.selection, span=plan.span)
+                # indented as the replace landed it (fill/shaping.py)
+                code = shaping.reindent_for(plan.code, plan.selection, span=plan.span)
                 plan = replace(plan, code=code)
                 # a review of it diffs in the editor (vim.diff), never here on the loop
                 self.editor.apply_planned(plan.to_dict(), p.get("scratch"))

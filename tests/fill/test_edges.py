@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kznllm_py.fill.edges import Edges, trimmed
-from kznllm_py.fill.shape import Pipe, Shape
+from kznllm_py.fill.shape import Shape
+from kznllm_py.fill.shaping import Pipe
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kznllm_py.apply import Span
-from kznllm_py.fill import request, shape
+from kznllm_py.fill import request, shape, shaping
 from kznllm_py.fill.shape import Shape, Shaper
 
 CHATTY = (
@@ -193,31 +193,31 @@ def fill(**kw: object) -> request.FillRequest:
 
 
 def test_which_fills_are_shaped():
-    assert shape.for_fill(fill(), "line") == Shape("    ", "# %s")
-    assert shape.for_fill(fill(), "line", enabled=False) is None  # shape = false
-    assert shape.for_fill(fill(), "cursor") is None  # fill in the middle, inline
+    assert shaping.for_fill(fill(), "line") == Shape("    ", "# %s")
+    assert shaping.for_fill(fill(), "line", enabled=False) is None  # shape = false
+    assert shaping.for_fill(fill(), "cursor") is None  # fill in the middle, inline
     for ft in ("markdown", "text", "help", "gitcommit", ""):
-        assert shape.for_fill(fill(filetype=ft, commentstring="<!-- %s -->"), "line") is None
-    assert shape.for_fill(fill(commentstring=""), "line") is None  # no comment syntax
-    assert shape.for_fill(fill(buftype="nofile"), "line") is None  # a scratch buffer
-    assert shape.for_fill(fill(debug=True), "line") is None
-    assert shape.for_fill(fill(followup=3), "line") is None
+        assert shaping.for_fill(fill(filetype=ft, commentstring="<!-- %s -->"), "line") is None
+    assert shaping.for_fill(fill(commentstring=""), "line") is None  # no comment syntax
+    assert shaping.for_fill(fill(buftype="nofile"), "line") is None  # a scratch buffer
+    assert shaping.for_fill(fill(debug=True), "line") is None
+    assert shaping.for_fill(fill(followup=3), "line") is None
     replace = fill(mode="replace", selection="\tx = 1\n", expandtab=False, shiftwidth=8)
     want = Shape("\t", "", True, 8, dedented_only=True, leader="#")
-    assert shape.for_fill(replace, None) == want
-    assert shape.for_fill(fill(mode="replace", selection="x = 1"), None) is None
+    assert shaping.for_fill(replace, None) == want
+    assert shaping.for_fill(fill(mode="replace", selection="x = 1"), None) is None
     block = dataclasses.replace(replace, span=Span("block", rows=((0, 0, 5),)))
-    assert shape.for_fill(block, None) is None  # a blockwise selection's columns
+    assert shaping.for_fill(block, None) is None  # a blockwise selection's columns
 
 
 def test_the_target_indentation_is_the_cursor_lines_or_the_code_below_a_blank_line():
     spot = {"head": "        ret", "rest": "urn 1", "blank": False}
-    assert shape.target_indent(fill(spot=spot)) == "        "
-    assert shape.target_indent(fill()) == "    "  # blank: the next code line's
+    assert shaping.target_indent(fill(spot=spot)) == "        "
+    assert shaping.target_indent(fill()) == "    "  # blank: the next code line's
     at_end = fill(after="\n", before="class A:\n    x = 1\n")
-    assert shape.target_indent(at_end) == "    "  # nothing below: the line above's
+    assert shaping.target_indent(at_end) == "    "  # nothing below: the line above's
     spaced = fill(spot={"head": "  ", "rest": "", "blank": True})
-    assert shape.target_indent(spaced) == "  "  # a blank line with its own indentation
+    assert shaping.target_indent(spaced) == "  "  # a blank line with its own indentation
 
 
 def test_a_dedented_replace_that_starts_like_a_sentence_is_still_code():
@@ -231,9 +231,9 @@ def test_a_dedented_replace_that_starts_like_a_sentence_is_still_code():
 
 
 def test_kznapply_puts_a_dedented_answer_at_the_selections_indentation():
-    assert shape.reindent_for("if x:\n    y()", "\t\tz()\n") == "\t\tif x:\n\t\t\ty()"
-    assert shape.reindent_for("a()", "b()") == "a()"  # nothing to keep
-    assert shape.reindent_for("        a()", "    b()") == "        a()"  # deeper: as it is
+    assert shaping.reindent_for("if x:\n    y()", "\t\tz()\n") == "\t\tif x:\n\t\t\ty()"
+    assert shaping.reindent_for("a()", "b()") == "a()"  # nothing to keep
+    assert shaping.reindent_for("        a()", "    b()") == "        a()"  # deeper: as it is
 
 
 def test_a_long_explanation_streams_as_comments_without_waiting_for_its_end():
@@ -339,32 +339,32 @@ def test_a_charwise_replace_from_mid_line_takes_its_lines_indentation():
     before = "def f():\n    if ok:\n        total = "
     req = replace_fill(before, "compute(a,\n            b)\n        return total", 16)
     inline = Shape("        ", "", False, 4, True, inline=True, leader="#")
-    assert shape.for_fill(req, None) == inline
+    assert shaping.for_fill(req, None) == inline
     # from the first non-blank character of an indented line: the same
     req = replace_fill("    if ok:\n        ", "total = 1\nreturn total", 8)
-    assert shape.for_fill(req, None) == inline
+    assert shaping.for_fill(req, None) == inline
     # from the line's start: its first non-blank line's indentation, as a linewise one
     req = replace_fill("    if ok:\n", "        total = 1\n        return total", 0)
-    assert shape.for_fill(req, None) == dataclasses.replace(inline, inline=False)
+    assert shaping.for_fill(req, None) == dataclasses.replace(inline, inline=False)
     # a line at column 0: nothing to keep; the context cut inside the line: not known
-    assert shape.for_fill(replace_fill("x = ", "1\ny = 2", 4), None) is None
-    assert shape.for_fill(replace_fill("  total = ", "1\nreturn", 900), None) is None
+    assert shaping.for_fill(replace_fill("x = ", "1\ny = 2", 4), None) is None
+    assert shaping.for_fill(replace_fill("  total = ", "1\nreturn", 900), None) is None
 
 
 def test_kznapply_puts_an_answer_from_mid_line_as_the_stream_would_have():
     code = "compute(a, b)\nreturn total"
     selection = "compute(a,\n  b)\n    return total"
     span = Span("range", (3, 12), (5, 16), head="    total = ")
-    assert shape.reindent_for(code, selection, span=span) == "compute(a, b)\n    return total"
+    assert shaping.reindent_for(code, selection, span=span) == "compute(a, b)\n    return total"
     cut = Span("range", (3, 900), (5, 16), head="    total = ")  # its head cut: unknown
-    assert shape.reindent_for(code, selection, span=cut) == code
+    assert shaping.reindent_for(code, selection, span=cut) == code
 
 
 def test_kznapply_puts_an_answer_in_place_of_whole_lines_without_blank_lines_at_its_ends():
     lines = Span("range", (3, 0), (5, 12), tail_bytes=0)
-    assert shape.reindent_for("\nx = 1\n\n", "y = 2", span=lines) == "x = 1"
+    assert shaping.reindent_for("\nx = 1\n\n", "y = 2", span=lines) == "x = 1"
     inside = Span("range", (3, 0), (5, 12), tail="  # end", tail_bytes=7)  # not to the end
-    assert shape.reindent_for("\nx = 1\n", "y = 2", span=inside) == "\nx = 1\n"
+    assert shaping.reindent_for("\nx = 1\n", "y = 2", span=inside) == "\nx = 1\n"
 
 
 def test_a_comment_at_column_0_above_code_as_deep_as_the_selection_gets_its_base():
