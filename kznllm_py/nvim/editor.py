@@ -25,7 +25,18 @@ class BufferSink:
     """Sends one job's text to its extmark. In linewise replace mode the answer's final
     newline is held back and dropped (the replaced lines keep their own line break)."""
 
-    __slots__ = ("_cr", "_held", "_id", "_nvim", "_tally", "crlf", "linewise", "scratch", "tap")
+    __slots__ = (
+        "_cr",
+        "_held",
+        "_id",
+        "_nvim",
+        "_sent",
+        "_tally",
+        "crlf",
+        "linewise",
+        "scratch",
+        "tap",
+    )
 
     def __init__(
         self, nvim: pynvim.Nvim, job_id: int, *, linewise: bool = False, crlf: bool = False
@@ -38,6 +49,7 @@ class BufferSink:
         self.crlf = crlf
         self._held = ""
         self._cr = ""  # a CR at the end of the last piece: the LF may come next
+        self._sent = False  # some text went to the buffer (an answer may be all blank)
         # the tokens of what went to the buffer so far (context.estimate_tokens'), sent
         # with each write: the progress and the sidebar show it
         self._tally = TokenTally()
@@ -65,6 +77,7 @@ class BufferSink:
         self._send(text)
 
     def _send(self, text: str) -> None:
+        self._sent = True
         self._tally.add(text)
         self._nvim.exec_lua(_WRITE, self._id, text, self._tally.tokens, async_=True)
         if self.tap is not None:
@@ -98,6 +111,9 @@ class BufferSink:
         wrote: bool | None = chars > 0 if isinstance(chars, int) else self._tally.tokens > 0
         if self.scratch and not (isinstance(chars, int) and chars > 0):
             wrote = None
+        elif status == "ok" and not self.scratch:
+            # an answer of nothing, or of blank lines a replace drops: said, not "done"
+            wrote = self._sent
         text, level = end_message(status, error, info, wrote=wrote)
         info = {**info, "message": text, "level": level}
         self._nvim.exec_lua(_FINISH, self._id, status, error, info, async_=True)

@@ -208,3 +208,30 @@ def test_kznapply_puts_an_answer_between_the_selections_blank_lines_as_the_strea
     nvim.nvim.command("KznApply")
     want = [*HEAD, "", *NEW, "", *TAIL]
     nvim.wait_for(lambda: nvim.lines(buf) == want, what="the apply between the blank lines")
+
+
+def end_lines(nvim: Child) -> list[str]:
+    """The lines that ended an answer so far, as :KznLog has them (a plain "done in" line
+    goes there, not to the screen)."""
+    log = nvim.lua("return require('kznllm.notify').log_lines()")
+    return [line for line in log if "done in" in line or "answer was empty" in line]
+
+
+@pytest.mark.parametrize("texts", [[], ["\n", "\n\n"], [" \n"]], ids=["none", "blank", "space"])
+def test_an_empty_answer_says_so_and_leaves_the_selection(
+    nvim: Child, server: LoopbackServer, texts: list[str]
+):
+    """A model that answers nothing (no text, or blank lines only, which a linewise
+    replace drops): the selection stays, the buffer is unmodified, and the end line says
+    the answer was empty instead of a plain "done in" that left the user looking for a
+    change."""
+    source = [*HEAD, *BODY, *TAIL]
+    nvim.serve(server, Reply(chunks=openai_events(texts)))
+    nvim.set_lines(source)
+    nvim.nvim.command("set nomodified")
+    nvim.ask("2GVj k", "return 2")
+    assert nvim.wait_done(1)[-1]["status"] == "ok"
+    assert nvim.lines() == source
+    assert nvim.nvim.eval("&modified") == 0
+    [line] = nvim.wait_for(lambda: end_lines(nvim), what="the end line")
+    assert "kznllm: the answer was empty (buffer unchanged)" in line, line
