@@ -418,14 +418,16 @@ end
 
 --- The answer is complete (or ended early: what came is what is reviewed). `quiet`:
 --- the answer was undone or deleted, the review just ends. `entry`: its history entry.
+--- `note`: the "partial output" mark of an answer that ended early (the job's namespace).
 --- Returns the line that says what is to review and with which keys (the job's end
 --- message carries it).
-function M.complete(id, quiet, entry)
+function M.complete(id, quiet, entry, note)
   local r = M.reviews[id]
   if not r or r.complete then
     return
   end
   r.entry = entry
+  r.note = note
   stop_timer(r)
   local text = api.nvim_buf_is_valid(r.buf) and region_text(r) or nil
   if not text or quiet then
@@ -550,6 +552,9 @@ local function done_if_decided(r)
     end
     if rejected then
       M.record_rejected(r.entry)
+      if r.note then -- no partial answer is left to mark: its note goes with it
+        pcall(api.nvim_buf_del_extmark, r.buf, require('kznllm.job').ns, r.note)
+      end
     end
     return close(r)
   end

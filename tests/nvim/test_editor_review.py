@@ -167,8 +167,24 @@ def test_an_error_mid_stream_leaves_the_partial_answer_under_review(
     assert nvim.wait_done()[0]["status"] == "error"
     assert open_reviews(nvim) == 1
     nvim.wait_for(lambda: any(m["virt"] for m in review_marks(nvim)), what="the hunks")
+    assert nvim.marks() == [" ⚠ kznllm: partial output (error)"]
     nvim.nvim.command("KznReject!")
     assert nvim.lines() == SOURCE
+    # the partial answer is gone: its note does not stay on the original it gave back
+    assert nvim.marks() == []
+
+
+def test_a_partial_answer_accepted_keeps_its_note(nvim: Child, server: LoopbackServer):
+    nvim.serve(
+        server, Reply(chunks=openai_events(["def total(xs):\n    return 0\n"])[:2], end="reset")
+    )
+    nvim.set_lines(SOURCE)
+    nvim.nvim.command("2,6KznReview simplify")
+    assert nvim.wait_done()[0]["status"] == "error"
+    nvim.wait_for(lambda: any(m["virt"] for m in review_marks(nvim)), what="the hunks")
+    nvim.nvim.command("KznAccept!")
+    assert open_reviews(nvim) == 0
+    assert nvim.marks() == [" ⚠ kznllm: partial output (error)"]
 
 
 def test_setup_review_makes_every_replace_a_review_and_e_bang_ends_it(
