@@ -351,7 +351,7 @@ def render(
 def _fence(text: str, filetype: str) -> list[str]:
     longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=2)
     ticks = "`" * (longest + 1)
-    return [f"{ticks}{filetype}", *text.split("\n"), ticks]
+    return [f"{ticks}{printable(filetype)}", *text.split("\n"), ticks]
 
 
 def _pretty_json(text: str) -> str:
@@ -378,7 +378,8 @@ def _meta(e: Entry) -> str:
         parts.append(f"{_tokens(e)} tokens in/out")
     if e.cost_usd is not None:  # at the price stored with the entry
         parts.append(dollars(e.cost_usd))
-    return " · ".join(parts)
+    # a field that heads a line (a path, a model, an error) is shown escaped: one line
+    return printable(" · ".join(parts))
 
 
 def entry_view(chain: Sequence[Entry]) -> dict[str, Any]:
@@ -397,7 +398,7 @@ def entry_view(chain: Sequence[Entry]) -> dict[str, Any]:
 
     for i, e in enumerate(chain):
         if i == 0:
-            lines.append(f"# kznllm #{e.id}" + (f" · {e.path}" if e.path else ""))
+            lines.append(f"# kznllm #{e.id}" + (f" · {printable(e.path)}" if e.path else ""))
         else:
             lines.extend(["", f"# Follow-up #{e.id}"])
         lines.append(_meta(e))
@@ -414,8 +415,8 @@ def entry_view(chain: Sequence[Entry]) -> dict[str, Any]:
         if e.status == "running":
             answer.append("[unfinished: the request never ended]")
         elif e.status != "ok" and e.error:
-            answer.append(f"[{e.status}: {e.error}]")
+            answer.append(f"[{e.status}: {printable(e.error)}]")
         elif e.status == "cancelled":
             answer.append("[cancelled]")
-        section(f"Answer ({e.preset_id or '-'})", answer)
+        section(f"Answer ({printable(e.preset_id or '-')})", answer)
     return {"lines": lines, "folds": folds, "entry": chain[-1].id if chain else 0}

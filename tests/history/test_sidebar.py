@@ -242,6 +242,31 @@ def test_a_selection_with_fences_gets_a_longer_fence():
     assert "````md" in view["lines"]
 
 
+def test_no_line_of_the_entry_view_holds_a_line_break_or_a_raw_control_character():
+    """A cloned repository's file named `we\nird.py`, a model or an error with a line
+    break (a CLI argument, a server's model list): each was put whole on one line, and
+    Neovim refused the lines ("item contains newlines"), so the entry never opened. The
+    fields that head a line are shown escaped; the texts of the sections (query,
+    selection, answer) stay as they were, split into lines."""
+    e = entry(
+        path="/p/we\nird\r\x1b]0;T\x07.py",
+        model="m\nx",
+        preset_id="p\n1",
+        error="bad\nthing",
+        status="error",
+        filetype="py\nthon",
+        selection="a\nb",
+        query="q1\nq2",
+    )
+    lines = sidebar.entry_view([e, replace(e, id=2, parent_id=1)])["lines"]
+    assert not [line for line in lines if "\n" in line or "\x1b" in line or "\r" in line]
+    assert lines[0] == "# kznllm #1 · /p/we\\nird\\r\\x1b]0;T\\x07.py"
+    assert "p\\n1 (anthropic m\\nx)" in lines[1]
+    assert "error: bad\\nthing" in lines[1]
+    assert lines[lines.index("## Query") + 2 : lines.index("## Query") + 4] == ["q1", "q2"]
+    assert "## Answer (p\\n1)" in lines
+
+
 # -- conversations ----------------------------------------------------------------------
 
 
