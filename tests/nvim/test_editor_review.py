@@ -214,3 +214,43 @@ def test_a_chatty_answer_keeps_only_its_code_in_one_undo_step(nvim: Child, serve
     assert nvim.lines() == [SOURCE[0], "def total(xs):", "    return sum(xs)", SOURCE[6]]
     nvim.feed("u")
     assert nvim.lines() == SOURCE
+
+
+def test_the_original_of_a_hunk_on_the_buffers_first_line_is_shown(
+    nvim: Child, server: LoopbackServer
+):
+    """A whole-file review (`ggVG`) changes line 1: its original lines are virtual lines
+    above the buffer's first line, which Neovim shows only when the window is scrolled
+    up to them (its 'topfill'); a window at the top now shows them, as for any other
+    hunk. A window scrolled elsewhere is left where it is."""
+    nvim.nvim.ui_attach(80, 24, rgb=True)
+    try:
+        nvim.serve(server, Reply(chunks=openai_events(["import sys\n", "def total(xs):\n"])))
+        nvim.set_lines(SOURCE[:2])
+        nvim.nvim.command("1,2KznReview simplify")
+        assert nvim.wait_done()[0]["status"] == "ok"
+        nvim.wait_for(lambda: any(m["virt"] for m in review_marks(nvim)), what="the hunks")
+        assert [m["virt"] for m in review_marks(nvim) if m["virt"]] == [["import os"]]
+        assert nvim.lua("return vim.fn.winsaveview().topfill") == 1
+        assert nvim.lua("return vim.fn.winsaveview().topline") == 1
+        assert nvim.lua("return vim.api.nvim_win_get_cursor(0)") == [1, 0]
+    finally:
+        nvim.nvim.ui_detach()
+
+
+def test_a_window_scrolled_away_from_the_first_line_stays_where_it_is(
+    nvim: Child, server: LoopbackServer
+):
+    nvim.nvim.ui_attach(80, 24, rgb=True)
+    try:
+        nvim.serve(server, Reply(chunks=openai_events(["import sys\n", "def total(xs):\n"])))
+        nvim.set_lines([*SOURCE[:2], *[f"x{i} = {i}" for i in range(60)]])
+        nvim.feed("40G")
+        nvim.nvim.command("normal! zt")
+        nvim.nvim.command("1,2KznReview simplify")
+        assert nvim.wait_done()[0]["status"] == "ok"
+        nvim.wait_for(lambda: any(m["virt"] for m in review_marks(nvim)), what="the hunks")
+        assert nvim.lua("return vim.fn.winsaveview().topline") == 40
+        assert nvim.lua("return vim.api.nvim_win_get_cursor(0)") == [40, 0]
+    finally:
+        nvim.nvim.ui_detach()
