@@ -36,7 +36,10 @@ function M.review(files, lines, where)
     if not ok then
       local why = tostring(read):match('[^\n]*')
       notify(
-        ("kznllm: %s cannot be trusted: Neovim's trust cannot read it (%s)"):format(path, why),
+        ("kznllm: %s cannot be trusted: Neovim's trust cannot read it (%s)"):format(
+          vim.fn.strtrans(path),
+          why
+        ),
         vim.log.levels.WARN
       )
     elseif read then
