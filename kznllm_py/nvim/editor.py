@@ -98,7 +98,10 @@ class BufferSink:
         self._held = ""
 
     def rewrite(self, text: str) -> None:
-        """Replace the whole answer in the buffer (in its undo step)."""
+        """Replace the whole answer in the buffer (in its undo step); its final newline
+        dropped as the stream's was."""
+        if self.linewise and text.endswith("\n"):
+            text = text[:-1]
         self._nvim.exec_lua(_REWRITE, self._id, text, async_=True)
 
     def finish(self, status: str, error: str | None, info: dict[str, Any]) -> None:

@@ -235,3 +235,30 @@ def test_an_empty_answer_says_so_and_leaves_the_selection(
     assert nvim.nvim.eval("&modified") == 0
     [line] = nvim.wait_for(lambda: end_lines(nvim), what="the end line")
     assert "kznllm: the answer was empty (buffer unchanged)" in line, line
+
+
+@pytest.mark.parametrize(
+    ("keys", "answer", "replaced"),
+    [
+        ("1G0ffvt ", ["bar(2)", "\n"], ["    x = bar(2) + 1", "    y = bar(1) + 1"]),
+        ("1G0ffv$", ["bar(2) - 1\n"], ["    x = bar(2) - 1", "    y = bar(1) + 1"]),
+        ("1G0f(<C-v>jl", ["[2\n"], ["    x = foo[2) + 1", "    y = bar) + 1"]),
+    ],
+    ids=["mid-line", "to-eol", "block"],
+)
+def test_a_charwise_or_block_replace_drops_the_answers_final_line_break(
+    nvim: Child, server: LoopbackServer, keys: str, answer: list[str], replaced: list[str]
+):
+    """Models end their answer with a line break; a charwise selection never holds its
+    last line's (nor does a block): the answer's final line break split the user's line
+    ("x = bar(2)" then "+ 1" on a line of its own). The answer ends where the selection
+    ended; one `u` brings the buffer back."""
+    source = ["    x = foo(1) + 1", "    y = bar(1) + 1"]
+    nvim.serve(server, Reply(chunks=openai_events(answer)))
+    nvim.set_lines(source)
+    nvim.nvim.command("setlocal filetype=python expandtab shiftwidth=4")
+    nvim.ask(keys + " k", "bar")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == replaced
+    nvim.feed("u")
+    assert nvim.lines() == source
