@@ -4,7 +4,6 @@ tasks never wait on the editor and the editor never waits on the network."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pynvim
@@ -35,7 +34,6 @@ class BufferSink:
         "crlf",
         "linewise",
         "scratch",
-        "tap",
     )
 
     def __init__(
@@ -53,8 +51,6 @@ class BufferSink:
         # the tokens of what went to the buffer so far (context.estimate_tokens'), sent
         # with each write: the progress and the sidebar show it
         self._tally = TokenTally()
-        # sees exactly the text that goes into the buffer (a review's diff follows it)
-        self.tap: Callable[[str], None] | None = None
         # the plugin's own buffer (the debug view, a conversation): what it wrote there
         # before the answer (the request, a heading) is neither kept output nor the
         # user's text, so an answer that never came says neither
@@ -80,8 +76,6 @@ class BufferSink:
         self._sent = True
         self._tally.add(text)
         self._nvim.exec_lua(_WRITE, self._id, text, self._tally.tokens, async_=True)
-        if self.tap is not None:
-            self.tap(text)
 
     def note(self, text: str) -> None:
         """A word next to the progress indicator (e.g. a retry's wait)."""
@@ -100,6 +94,8 @@ class BufferSink:
     def rewrite(self, text: str) -> None:
         """Replace the whole answer in the buffer (in its undo step); its final newline
         dropped as the stream's was."""
+        if self.crlf:  # the answer as the model sent it: its CRLF a line break here
+            text = text.replace("\r\n", "\n")
         if self.linewise and text.endswith("\n"):
             text = text[:-1]
         self._nvim.exec_lua(_REWRITE, self._id, text, async_=True)

@@ -262,3 +262,38 @@ def test_a_charwise_or_block_replace_drops_the_answers_final_line_break(
     assert nvim.lines() == replaced
     nvim.feed("u")
     assert nvim.lines() == source
+
+
+def test_a_chatty_answer_to_a_mid_line_selection_keeps_only_its_code_in_place(
+    nvim: Child, server: LoopbackServer
+):
+    """Prose around one code block, for `v` from the middle of an indented line: the
+    stream indents the lines after the first under that line's indentation, and the
+    code cut out at the end came from that indented text, so it landed indented in the
+    middle of the line ("x =     bar(2) + 1"). It is cut from the answer as the model
+    sent it, then placed as its stream would have been."""
+    source = ["    x = foo(1) + 1", "    y = bar(1) + 1"]
+    chatty = "Here you go:\n```python\nbar(2)\n```\nThis calls bar.\n"
+    nvim.serve(server, Reply(chunks=openai_events([chatty[:15], chatty[15:]])))
+    nvim.set_lines(source)
+    nvim.nvim.command("setlocal filetype=python expandtab shiftwidth=4")
+    nvim.ask("1G0ffvt  k", "bar")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == ["    x = bar(2) + 1", source[1]]
+    nvim.feed("u")
+    assert nvim.lines() == source
+
+
+def test_a_chatty_answer_in_crlf_lands_without_carriage_returns_in_a_dos_buffer(
+    nvim: Child, server: LoopbackServer
+):
+    source = ["a = 1", "def f():", "    return 1", "b = 2"]
+    chatty = "Sure:\r\n```python\r\ndef f():\r\n    return 2\r\n```\r\nDone.\r\n"
+    nvim.serve(server, Reply(chunks=openai_events([chatty[:9], chatty[9:]])))
+    nvim.set_lines(source)
+    nvim.nvim.command("setlocal filetype=python expandtab fileformat=dos")
+    nvim.ask("2GVj k", "return 2")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == ["a = 1", "def f():", "    return 2", "b = 2"]
+    nvim.feed("u")
+    assert nvim.lines() == source
