@@ -225,6 +225,9 @@ def help_line(keys: Mapping[str, str], compact: bool = False) -> str:
     return "  ".join(f"{lhs} {short.get(n, n)}" for lhs, n in shown if lhs)
 
 
+KZN_LISTED = 10  # `.kzn` files the context panel names, of those sent and of those left out
+
+
 def _context_lines(out: _Out, ctx: ContextInfo, compact: bool = False) -> None:
     out.add("Context", "KznllmHistoryTitle")
     if ctx.error:
@@ -265,10 +268,17 @@ def _context_lines(out: _Out, ctx: ContextInfo, compact: bool = False) -> None:
         f"~{total:,} of {kzn.budget:,} tokens"
     )
     out.mark(n, 0, 9, "KznllmHistoryLabel")
-    for path, tokens in kzn.files:
+    # a few of each: a cloned `.kzn` of thousands of files must not bury the history
+    for path, tokens in kzn.files[:KZN_LISTED]:
         out.add(f"          {printable(path)}  ~{tokens:,}")
-    for path, reason in kzn.skipped:
+    if len(kzn.files) > KZN_LISTED:
+        more = len(kzn.files) - KZN_LISTED
+        out.add(f"          … {more:,} more file{'' if more == 1 else 's'} (:KznDebug lists them)")
+    for path, reason in kzn.skipped[:KZN_LISTED]:
         out.add(f"          {printable(path)}  skipped: {printable(reason)}", "KznllmHistoryDim")
+    if len(kzn.skipped) > KZN_LISTED:
+        more = len(kzn.skipped) - KZN_LISTED
+        out.add(f"          … {more:,} more skipped (:KznDebug says why)", "KznllmHistoryDim")
 
 
 def render(
