@@ -17,8 +17,9 @@ def end_message(
     """(text, level) of a request that ended with `status` ('ok', 'error', 'cancelled'),
     `error` and the outcome's `info` (Outcome.to_dict(): timings, usage, finish reason,
     skipped files). `wrote`: whether text went into a buffer (None: there is none, as in
-    the CLI), said after a failure. Level: 'info', 'warn' or 'error'. No prefix: the
-    editor puts "kznllm: " before it, the CLI's stderr lines have theirs."""
+    the CLI), said after a failure, and after a success that wrote nothing (an empty or
+    all-blank answer). Level: 'info', 'warn' or 'error'. No prefix: the editor puts
+    "kznllm: " before it, the CLI's stderr lines have theirs."""
     if status == "ok":
         extra = ""
         if info.get("first_token_ms") is not None:
@@ -42,6 +43,8 @@ def end_message(
         if info.get("finish_reason") == "content_filter":
             cut = "the answer was stopped by the provider's content filter (partial)"
             return f"{cut} after {secs:.1f}s{extra}", "warn"
+        if wrote is False:  # the model's answer left nothing to write
+            return f"the answer was empty{UNCHANGED}, after {secs:.1f}s{extra}", "warn"
         return f"done in {secs:.1f}s{extra}", "info"
     kept = "" if wrote is None else KEPT if wrote else UNCHANGED
     if status == "cancelled":

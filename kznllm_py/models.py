@@ -17,6 +17,14 @@ from kznllm_py.stream import demo_server
 from kznllm_py.stream.client import Timeouts, fetch_json
 
 MAX_PAGES = 20  # a server that pages forever is not followed forever
+# a server's list is hostile: a name that forges lines or escapes in a picker or a
+# terminal, or fills screens, is no model anyone picks; nor is the 5,001st
+MAX_NAME = 256
+MAX_NAMES = 5000
+
+
+def _offered(name: object) -> bool:
+    return isinstance(name, str) and 0 < len(name) <= MAX_NAME and name.isprintable()
 
 
 def listing(provider: str) -> ModelListing:
@@ -57,10 +65,11 @@ async def list_models(
         except (KeyError, TypeError, AttributeError):
             shown = secrets.clip(str(body), 200)  # redacted before the cut
             raise StreamError(f"{provider}: unexpected models list: {shown!r}") from None
-        names.extend(secrets.redact(name) for name in got)  # a name may echo the key
-        if page is None:
+        # a name may echo the key
+        names.extend(secrets.redact(name) for name in got if _offered(name))
+        if page is None or len(names) >= MAX_NAMES:
             break
-    return sorted(set(names))
+    return sorted(set(names))[:MAX_NAMES]
 
 
 async def preset_models(

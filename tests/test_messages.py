@@ -39,3 +39,13 @@ def test_a_failure_says_what_became_of_the_buffer_only_when_there_is_one():
         "warn",
     )
     assert end_message("cancelled", "why", {}) == ("cancelled: why", "warn")
+
+
+def test_a_success_that_wrote_nothing_says_the_answer_was_empty():
+    info = {"duration_ms": 500, "first_token_ms": 10}
+    assert end_message("ok", None, info, wrote=False) == (
+        "the answer was empty (buffer unchanged), after 0.5s, first token 0.01s",
+        "warn",
+    )
+    assert end_message("ok", None, info, wrote=True)[0].startswith("done in 0.5s")
+    assert end_message("ok", None, info)[0].startswith("done in 0.5s")  # the CLI: no buffer

@@ -60,7 +60,6 @@ class Sink(Protocol):
 
     linewise: bool
     scratch: bool
-    tap: Callable[[str], None] | None
 
     def write(self, text: str) -> None: ...
     def note(self, text: str) -> None: ...
@@ -147,7 +146,7 @@ async def run(
             edited_view=req.send,
             max_response_bytes=job.max_response_bytes,
         )
-        answer = _answer_taps(job, turn, sink)
+        answer = _answer_taps(job, turn)
         sink.scratch = job.debug or bool(turn.head)
         if turn.head:
             coalescer.push(turn.head)
@@ -170,7 +169,8 @@ async def run(
             pipe.close()
             coalescer.close()
 
-        outcome = await generate(job_id, generation, sink, pipe.push, view, rec, flush=flush)
+        write = answer.taps(pipe.push)
+        outcome = await generate(job_id, generation, sink, write, view, rec, flush=flush)
         pipe.close()
         coalescer.close()
         answer.end(sink, final=pipe.final)
@@ -223,28 +223,36 @@ async def _turn(req: FillRequest, job: payload.FillJob, host: Host) -> fill.Turn
     return fill.turn(req, job, entry)
 
 
-def _answer_taps(job: payload.FillJob, turn: fill.Turn, sink: Sink) -> Answer:
+def _answer_taps(job: payload.FillJob, turn: fill.Turn) -> Answer:
     """Follow what a fill writes: a replace (not a debug view or a conversation) may
     be chatty. A review's diff is the editor's own (vim.diff over the region, in
     lua/kznllm/review.lua): the host's loop never diffs."""
     replace = job.ctx.mode == "replace" and not job.debug and turn.prompt is None
-    answer = Answer(replace)
-    if replace:  # only a replace's text is needed again (chatty)
-        sink.tap = answer.tap
-    return answer
+    return Answer(replace)
 
 
 class Answer:
-    """What a replace-mode answer put in the buffer, as it went there: at its end a
-    chatty answer (prose around one code block) is cut down to the code, in the same
-    undo step."""
+    """A replace-mode answer as the model sent it (its reasoning and a fence around it
+    already out), before it is shaped for the buffer: at its end a chatty answer (prose
+    around one code block) is cut down to the code, which is then placed as its stream
+    would have been (the shaper's `final`), in the same undo step. Cut from the shaped
+    text, a mid-line replace's code kept the indentation the shaper gave the lines
+    after the first."""
 
     def __init__(self, replace: bool) -> None:
         self._parts: list[str] = []
         self._replace = replace
 
-    def tap(self, text: str) -> None:
-        self._parts.append(text)
+    def taps(self, write: Callable[[str], None]) -> Callable[[str], None]:
+        """`write`, with the text seen first (only a replace's is needed again)."""
+        if not self._replace:
+            return write
+
+        def tapped(text: str) -> None:
+            self._parts.append(text)
+            write(text)
+
+        return tapped
 
     def end(self, sink: Sink, *, complete: bool = True, final: Callable[[str], str] = str) -> None:
         """The answer is over (`complete`: it ended on its own, not cancelled); `final`

@@ -225,6 +225,9 @@ def help_line(keys: Mapping[str, str], compact: bool = False) -> str:
     return "  ".join(f"{lhs} {short.get(n, n)}" for lhs, n in shown if lhs)
 
 
+KZN_LISTED = 10  # `.kzn` files the context panel names, of those sent and of those left out
+
+
 def _context_lines(out: _Out, ctx: ContextInfo, compact: bool = False) -> None:
     out.add("Context", "KznllmHistoryTitle")
     if ctx.error:
@@ -265,10 +268,17 @@ def _context_lines(out: _Out, ctx: ContextInfo, compact: bool = False) -> None:
         f"~{total:,} of {kzn.budget:,} tokens"
     )
     out.mark(n, 0, 9, "KznllmHistoryLabel")
-    for path, tokens in kzn.files:
+    # a few of each: a cloned `.kzn` of thousands of files must not bury the history
+    for path, tokens in kzn.files[:KZN_LISTED]:
         out.add(f"          {printable(path)}  ~{tokens:,}")
-    for path, reason in kzn.skipped:
+    if len(kzn.files) > KZN_LISTED:
+        more = len(kzn.files) - KZN_LISTED
+        out.add(f"          … {more:,} more file{'' if more == 1 else 's'} (:KznDebug lists them)")
+    for path, reason in kzn.skipped[:KZN_LISTED]:
         out.add(f"          {printable(path)}  skipped: {printable(reason)}", "KznllmHistoryDim")
+    if len(kzn.skipped) > KZN_LISTED:
+        more = len(kzn.skipped) - KZN_LISTED
+        out.add(f"          … {more:,} more skipped (:KznDebug says why)", "KznllmHistoryDim")
 
 
 def render(
@@ -351,7 +361,7 @@ def render(
 def _fence(text: str, filetype: str) -> list[str]:
     longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=2)
     ticks = "`" * (longest + 1)
-    return [f"{ticks}{filetype}", *text.split("\n"), ticks]
+    return [f"{ticks}{printable(filetype)}", *text.split("\n"), ticks]
 
 
 def _pretty_json(text: str) -> str:
@@ -378,7 +388,8 @@ def _meta(e: Entry) -> str:
         parts.append(f"{_tokens(e)} tokens in/out")
     if e.cost_usd is not None:  # at the price stored with the entry
         parts.append(dollars(e.cost_usd))
-    return " · ".join(parts)
+    # a field that heads a line (a path, a model, an error) is shown escaped: one line
+    return printable(" · ".join(parts))
 
 
 def entry_view(chain: Sequence[Entry]) -> dict[str, Any]:
@@ -397,7 +408,7 @@ def entry_view(chain: Sequence[Entry]) -> dict[str, Any]:
 
     for i, e in enumerate(chain):
         if i == 0:
-            lines.append(f"# kznllm #{e.id}" + (f" · {e.path}" if e.path else ""))
+            lines.append(f"# kznllm #{e.id}" + (f" · {printable(e.path)}" if e.path else ""))
         else:
             lines.extend(["", f"# Follow-up #{e.id}"])
         lines.append(_meta(e))
@@ -414,8 +425,8 @@ def entry_view(chain: Sequence[Entry]) -> dict[str, Any]:
         if e.status == "running":
             answer.append("[unfinished: the request never ended]")
         elif e.status != "ok" and e.error:
-            answer.append(f"[{e.status}: {e.error}]")
+            answer.append(f"[{e.status}: {printable(e.error)}]")
         elif e.status == "cancelled":
             answer.append("[cancelled]")
-        section(f"Answer ({e.preset_id or '-'})", answer)
+        section(f"Answer ({printable(e.preset_id or '-')})", answer)
     return {"lines": lines, "folds": folds, "entry": chain[-1].id if chain else 0}

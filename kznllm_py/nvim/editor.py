@@ -4,7 +4,6 @@ tasks never wait on the editor and the editor never waits on the network."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pynvim
@@ -25,7 +24,17 @@ class BufferSink:
     """Sends one job's text to its extmark. In linewise replace mode the answer's final
     newline is held back and dropped (the replaced lines keep their own line break)."""
 
-    __slots__ = ("_cr", "_held", "_id", "_nvim", "_tally", "crlf", "linewise", "scratch", "tap")
+    __slots__ = (
+        "_cr",
+        "_held",
+        "_id",
+        "_nvim",
+        "_sent",
+        "_tally",
+        "crlf",
+        "linewise",
+        "scratch",
+    )
 
     def __init__(
         self, nvim: pynvim.Nvim, job_id: int, *, linewise: bool = False, crlf: bool = False
@@ -38,11 +47,10 @@ class BufferSink:
         self.crlf = crlf
         self._held = ""
         self._cr = ""  # a CR at the end of the last piece: the LF may come next
+        self._sent = False  # some text went to the buffer (an answer may be all blank)
         # the tokens of what went to the buffer so far (context.estimate_tokens'), sent
         # with each write: the progress and the sidebar show it
         self._tally = TokenTally()
-        # sees exactly the text that goes into the buffer (a review's diff follows it)
-        self.tap: Callable[[str], None] | None = None
         # the plugin's own buffer (the debug view, a conversation): what it wrote there
         # before the answer (the request, a heading) is neither kept output nor the
         # user's text, so an answer that never came says neither
@@ -65,10 +73,9 @@ class BufferSink:
         self._send(text)
 
     def _send(self, text: str) -> None:
+        self._sent = True
         self._tally.add(text)
         self._nvim.exec_lua(_WRITE, self._id, text, self._tally.tokens, async_=True)
-        if self.tap is not None:
-            self.tap(text)
 
     def note(self, text: str) -> None:
         """A word next to the progress indicator (e.g. a retry's wait)."""
@@ -85,7 +92,12 @@ class BufferSink:
         self._held = ""
 
     def rewrite(self, text: str) -> None:
-        """Replace the whole answer in the buffer (in its undo step)."""
+        """Replace the whole answer in the buffer (in its undo step); its final newline
+        dropped as the stream's was."""
+        if self.crlf:  # the answer as the model sent it: its CRLF a line break here
+            text = text.replace("\r\n", "\n")
+        if self.linewise and text.endswith("\n"):
+            text = text[:-1]
         self._nvim.exec_lua(_REWRITE, self._id, text, async_=True)
 
     def finish(self, status: str, error: str | None, info: dict[str, Any]) -> None:
@@ -98,6 +110,9 @@ class BufferSink:
         wrote: bool | None = chars > 0 if isinstance(chars, int) else self._tally.tokens > 0
         if self.scratch and not (isinstance(chars, int) and chars > 0):
             wrote = None
+        elif status == "ok" and not self.scratch:
+            # an answer of nothing, or of blank lines a replace drops: said, not "done"
+            wrote = self._sent
         text, level = end_message(status, error, info, wrote=wrote)
         info = {**info, "message": text, "level": level}
         self._nvim.exec_lua(_FINISH, self._id, status, error, info, async_=True)

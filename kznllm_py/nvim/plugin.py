@@ -430,7 +430,10 @@ class KznllmPlugin:
         load_fill_modules()  # a no-op after the first fill (or the warm-up)
         req = request.parse(p)  # the one place a fill's raw table is read
         job_id = req.id
-        sink = BufferSink(self.nvim, job_id, linewise=req.linewise, crlf=req.crlf)
+        # a replace's answer ends as its selection does: a charwise or block one never
+        # holds its last line's break, so the answer's final one is dropped too
+        mid_line = req.mode == "replace" and not req.debug and not req.selection.endswith("\n")
+        sink = BufferSink(self.nvim, job_id, linewise=req.linewise or mid_line, crlf=req.crlf)
         # the settings in force now: a setup() that comes in before the task runs (or
         # while it streams) is for the next fill
         task = self.nvim.loop.create_task(self._fill(req, sink, self.settings))

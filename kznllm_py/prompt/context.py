@@ -27,6 +27,9 @@ Rules of `collect`:
 * Files are included in order while their estimated tokens fit `budget_tokens`; from
   the first one that would not fit, the rest are skipped as over the budget (and not
   read at all).
+* At most `MAX_ENTRIES` entries are listed, all directories together (a directory is
+  listed in its own order up to what is left, then sorted); past them, one skipped
+  line says the rest were not looked at.
 
 `path` strings are relative to the project root and use "/", e.g. ".kzn/notes.md".
 Only a `.kzn` folder that cannot be listed at all raises (a `ConfigError`); everything
@@ -36,6 +39,7 @@ else is reported per file in `ContextFiles.skipped`.
 from __future__ import annotations
 
 import errno
+import itertools
 import math
 import os
 import stat
@@ -51,6 +55,9 @@ TEMPLATES_DIR_NAME = "templates"
 DEFAULT_PER_FILE_CAP = 256 * 1024
 DEFAULT_BUDGET_SHARE = 0.6
 BINARY_SNIFF_BYTES = 8 * 1024
+# entries of the folder looked at, all directories together: a cloned `.kzn` of a million
+# files costs a bounded listing, and the rest is one line
+MAX_ENTRIES = 10_000
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _READ_CHUNK = 64 * 1024
@@ -304,7 +311,8 @@ def _walk(kzn_dir: Path) -> Iterator[tuple[str, str] | Skipped]:
         top_real = os.path.realpath(top)
         if not stat.S_ISDIR(top_st.st_mode):
             raise ConfigError(f"{top}: the project context folder is not a directory")
-        entries = _listdir(top)
+        room = [MAX_ENTRIES]  # what may still be listed, all directories together
+        entries = _listdir(top, room)
     except OSError as exc:
         raise ConfigError(
             f"cannot read the project context folder {top}: {_os_reason(exc)}"
@@ -390,18 +398,27 @@ def _walk(kzn_dir: Path) -> Iterator[tuple[str, str] | Skipped]:
                 else:
                     yield Skipped(rel, f"same directory as {first}, already read")
                 continue
-            children = _listdir(entry.path)
+            children = _listdir(entry.path, room)
         except OSError as exc:
             yield Skipped(rel, f"cannot read directory: {_os_reason(exc)}")
             continue
         walked[key] = rel
         on_path.append(key)
         frames.append((children, [0], rel + "/", real))
+    if room[0] < 0:  # a listing was cut: what was listed was looked at, the rest not
+        yield Skipped(prefix + "/…", f"more than {MAX_ENTRIES:,} entries: the rest not looked at")
 
 
-def _listdir(path: str) -> list[os.DirEntry[str]]:
+def _listdir(path: str, room: list[int]) -> list[os.DirEntry[str]]:
+    """The entries of `path`, sorted by name, at most `room[0]` of them (taken from it);
+    one more there makes `room[0]` negative: the listing was cut (and the next ones list
+    nothing)."""
+    if room[0] < 0:
+        return []
     with os.scandir(path) as it:
-        return sorted(it, key=lambda e: e.name)
+        got = list(itertools.islice(it, max(room[0], 0) + 1))
+    room[0] -= len(got)
+    return sorted(got[: len(got) + min(room[0], 0)], key=lambda e: e.name)
 
 
 def read_text(path: str, cap: int) -> tuple[str | None, str]:

@@ -2,6 +2,10 @@
 -- process of our own running the remote plugin in rplugin/python3/kznllm.py.
 local M = {}
 
+-- what a host that cannot import its dependencies needs (README's build step)
+local BUILD_FIX = "run the build step in the plugin's folder (python3 -m venv .venv &&"
+  .. ' .venv/bin/pip install .), or set setup({ python = ... }); :checkhealth kznllm'
+
 local root = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h:h:h')
 M.plugin_path = root .. '/rplugin/python3/kznllm.py'
 local method = M.plugin_path .. ':function:KznllmHostCall'
@@ -168,7 +172,7 @@ function M.ensure()
   if not python then
     error('kznllm: no Python found for the host (set setup({ python = ... }))', 0)
   end
-  local stderr = {}
+  local stderr, open_line = {}, ''
   local argv = {
     python,
     '-c',
@@ -181,9 +185,17 @@ function M.ensure()
   local chan = vim.fn.jobstart(argv, {
     rpc = true,
     on_stderr = function(_, data)
-      for _, line in ipairs(data or {}) do
-        if line ~= '' then
-          table.insert(stderr, line)
+      -- the last lines only (a chatty host runs for hours), whole: a chunk's first item
+      -- continues the line the chunk before left open (:help channel-lines)
+      data = data or { '' }
+      data[1] = open_line .. data[1]
+      open_line = data[#data]:sub(1, 4096)
+      for i = 1, #data - 1 do
+        if data[i] ~= '' then
+          table.insert(stderr, data[i]:sub(1, 4096))
+          if #stderr > 6 then
+            table.remove(stderr, 1)
+          end
         end
       end
     end,
@@ -196,16 +208,21 @@ function M.ensure()
         M.chan, M.pid = nil, nil
       end
       if code ~= 0 and vim.v.exiting == vim.NIL then
+        if open_line ~= '' then
+          table.insert(stderr, open_line)
+        end
         local why = table.concat(vim.list_slice(stderr, math.max(1, #stderr - 5)), '\n')
-        vim.schedule(function()
-          notify(
-            ('kznllm: the Python host (%s) exited with code %d. %s\nRun :checkhealth kznllm'):format(
-              python,
-              code,
-              why
-            ),
-            vim.log.levels.ERROR
+        -- a Python without the dependencies (the build step never ran): the fix first
+        local missing = why:match("ModuleNotFoundError: No module named '([%w_%.]+)'")
+        local msg = missing
+            and ("kznllm: %s has no module '%s': %s\n%s"):format(python, missing, BUILD_FIX, why)
+          or ('kznllm: the Python host (%s) exited with code %d. %s\nRun :checkhealth kznllm'):format(
+            python,
+            code,
+            why
           )
+        vim.schedule(function()
+          notify(msg, vim.log.levels.ERROR)
           require('kznllm.job').host_died(id)
         end)
       elseif vim.v.exiting == vim.NIL then

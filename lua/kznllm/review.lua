@@ -213,9 +213,38 @@ local function draw_review(r, last)
   end
 end
 
+local shown_above = {} -- buf -> virtual lines above its first line, when last drawn
+
+--- Virtual lines above a buffer's first line show only in a window scrolled up to them
+--- ('topfill'): a window at the top is scrolled to show them when there are more than
+--- at the last draw (a hunk's original on line 1, as in a whole-file review). Once: a
+--- user who scrolls them away (CTRL-E) keeps that view.
+local function show_above_first_line(buf)
+  local n = 0
+  for _, m in ipairs(api.nvim_buf_get_extmarks(buf, ns, 0, 0, { details = true })) do
+    if m[4].virt_lines_above and m[4].virt_lines then
+      n = n + #m[4].virt_lines
+    end
+  end
+  local before = shown_above[buf] or 0
+  shown_above[buf] = n > 0 and n or nil
+  if n <= before then
+    return
+  end
+  for _, win in ipairs(vim.fn.win_findbuf(buf)) do
+    api.nvim_win_call(win, function()
+      local view = vim.fn.winsaveview()
+      if view.topline == 1 and view.topfill < n then
+        vim.fn.winrestview({ topline = 1, topfill = n })
+      end
+    end)
+  end
+end
+
 --- Redraw every review of `buf` (they share the namespace).
 local function draw(buf)
   if not api.nvim_buf_is_valid(buf) then
+    shown_above[buf] = nil
     return
   end
   api.nvim_buf_clear_namespace(buf, ns, 0, -1)
@@ -223,6 +252,7 @@ local function draw(buf)
   for _, r in ipairs(in_buffer(buf)) do
     draw_review(r, last)
   end
+  show_above_first_line(buf)
 end
 
 -- keys ---------------------------------------------------------------------------------
@@ -418,14 +448,16 @@ end
 
 --- The answer is complete (or ended early: what came is what is reviewed). `quiet`:
 --- the answer was undone or deleted, the review just ends. `entry`: its history entry.
+--- `note`: the "partial output" mark of an answer that ended early (the job's namespace).
 --- Returns the line that says what is to review and with which keys (the job's end
 --- message carries it).
-function M.complete(id, quiet, entry)
+function M.complete(id, quiet, entry, note)
   local r = M.reviews[id]
   if not r or r.complete then
     return
   end
   r.entry = entry
+  r.note = note
   stop_timer(r)
   local text = api.nvim_buf_is_valid(r.buf) and region_text(r) or nil
   if not text or quiet then
@@ -550,6 +582,9 @@ local function done_if_decided(r)
     end
     if rejected then
       M.record_rejected(r.entry)
+      if r.note then -- no partial answer is left to mark: its note goes with it
+        pcall(api.nvim_buf_del_extmark, r.buf, require('kznllm.job').ns, r.note)
+      end
     end
     return close(r)
   end

@@ -30,7 +30,19 @@ function M.review(files, lines, where)
   end
   local trusted = 0
   for _, path in ipairs(files) do
-    if vim.secure.read(path) then
+    -- vim.secure.read() throws on a file it cannot hash (a NUL byte makes its sha256()
+    -- a Blob): that file is named, and the next ones are still asked about
+    local ok, read = pcall(vim.secure.read, path)
+    if not ok then
+      local why = tostring(read):match('[^\n]*')
+      notify(
+        ("kznllm: %s cannot be trusted: Neovim's trust cannot read it (%s)"):format(
+          vim.fn.strtrans(path),
+          why
+        ),
+        vim.log.levels.WARN
+      )
+    elseif read then
       trusted = trusted + 1
     end
   end

@@ -242,6 +242,57 @@ def test_a_selection_with_fences_gets_a_longer_fence():
     assert "````md" in view["lines"]
 
 
+def test_a_kzn_folder_of_thousands_of_files_does_not_bury_the_history():
+    """A cloned repository's `.kzn` of 20,000 files put 20,000 lines above the history:
+    the entries were out of reach (found in tmux). A few files of each kind are listed,
+    then how many more and where they all are; the totals stay whole."""
+    kzn = sidebar.KznFiles(
+        directory=".kzn",
+        files=[(f".kzn/f{i:05}.md", 25) for i in range(786)],
+        skipped=[
+            (f".kzn/g{i:05}.md", "over the context budget (0 tokens left)") for i in range(19214)
+        ],
+        budget=19660,
+    )
+    ctx = sidebar.ContextInfo(preset_id="demo", buffer_path="/p/a.py", kzn=kzn)
+    lines = sidebar.render([summary()], total=1, offset=0, now=NOW, live={}, context=ctx)["lines"]
+    assert len(lines) < 40, len(lines)
+    assert "  .kzn    .kzn: 786 files, ~19,650 of 19,660 tokens" in lines
+    assert "          .kzn/f00000.md  ~25" in lines
+    assert "          … 776 more files (:KznDebug lists them)" in lines
+    assert "          … 19,204 more skipped (:KznDebug says why)" in lines
+    assert [x for x in lines if x.startswith("History (1 entry")]
+    few = sidebar.KznFiles(directory=".kzn", files=[(".kzn/a.md", 1)], budget=10)
+    ctx = sidebar.ContextInfo(preset_id="demo", buffer_path="/p/a.py", kzn=few)
+    lines = sidebar.render([], total=0, offset=0, now=NOW, live={}, context=ctx)["lines"]
+    assert not [x for x in lines if "more" in x]
+
+
+def test_no_line_of_the_entry_view_holds_a_line_break_or_a_raw_control_character():
+    """A cloned repository's file named `we\nird.py`, a model or an error with a line
+    break (a CLI argument, a server's model list): each was put whole on one line, and
+    Neovim refused the lines ("item contains newlines"), so the entry never opened. The
+    fields that head a line are shown escaped; the texts of the sections (query,
+    selection, answer) stay as they were, split into lines."""
+    e = entry(
+        path="/p/we\nird\r\x1b]0;T\x07.py",
+        model="m\nx",
+        preset_id="p\n1",
+        error="bad\nthing",
+        status="error",
+        filetype="py\nthon",
+        selection="a\nb",
+        query="q1\nq2",
+    )
+    lines = sidebar.entry_view([e, replace(e, id=2, parent_id=1)])["lines"]
+    assert not [line for line in lines if "\n" in line or "\x1b" in line or "\r" in line]
+    assert lines[0] == "# kznllm #1 · /p/we\\nird\\r\\x1b]0;T\\x07.py"
+    assert "p\\n1 (anthropic m\\nx)" in lines[1]
+    assert "error: bad\\nthing" in lines[1]
+    assert lines[lines.index("## Query") + 2 : lines.index("## Query") + 4] == ["q1", "q2"]
+    assert "## Answer (p\\n1)" in lines
+
+
 # -- conversations ----------------------------------------------------------------------
 
 

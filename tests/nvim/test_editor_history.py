@@ -99,3 +99,30 @@ def test_a_broken_history_store_is_reported_once_and_the_fill_still_works(
         lambda: [m for m in nvim.messages() if "history is off" in m], what="the report"
     )
     assert len(reports) == 1
+
+
+def test_the_entry_of_a_file_named_with_a_line_break_opens(
+    tmp_path: Path, nvim: Child, server: LoopbackServer
+):
+    """A cloned repository can hold `we<LF>ird.py`; its fill's entry opened into a Lua
+    error ("item contains newlines", a Press ENTER) and no view: now the view opens,
+    the name escaped in its title."""
+    path = tmp_path / "we\nird.py"
+    path.write_text("x = 1\n")
+    nvim.serve(server, Reply(chunks=openai_events(["y = 2\n"])))
+    nvim.nvim.command(f"edit {nvim.lua('return vim.fn.fnameescape(...)', str(path))}")
+    nvim.nvim.command("KznFill more")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    finished(nvim, 1)
+    nvim.nvim.command("KznHistory")
+    entry = nvim.wait_for(
+        lambda: next((i for i in nvim.lua("return require('kznllm.sidebar').state.rows") if i), 0),
+        what="the entry",
+    )
+    row = nvim.lua("return vim.fn.index(require('kznllm.sidebar').state.rows, ...) + 1", entry)
+    nvim.lua("vim.api.nvim_win_set_cursor(0, { ..., 0 })", row)
+    nvim.feed("<CR>")
+    nvim.wait_for(lambda: nvim.lua("return vim.b.kznllm_entry"), what="the entry view")
+    title = nvim.lines()[0]
+    assert title == f"# kznllm #{entry} · {str(path).replace(chr(10), chr(92) + 'n')}"
+    assert "y = 2" in nvim.lines()

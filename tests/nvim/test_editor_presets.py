@@ -253,6 +253,26 @@ def test_kznpreset_bang_picks_the_model_from_the_servers_list_and_fills_with_it(
     assert json.loads(saved.read_text()) == {"test": "qwen-7b"}  # remembered across restarts
 
 
+def test_kznpreset_bang_offers_no_model_name_a_hostile_server_forged(
+    nvim: Child, server: LoopbackServer
+):
+    """A server's list is hostile: a name with a line break and a CR forged lines in
+    the picker ("two<LF>lines<CR>cr" showed as "two" and "crnes"), one of 5,000
+    characters filled screens of "-- More --", an ESC sequence went to the screen.
+    Only printable names of at most 256 characters are offered, at most 5,000 of them."""
+    forged = ["two\nlines\rcr", "x\x1b]0;T\x07", "z" * 5000, "rtl\u202eevil"]
+    body = {"object": "list", "data": [{"id": n} for n in [*forged, "qwen-7b", "m" * 256]]}
+    server.queue(json_reply(200, body))
+    nvim.use_server(server.base_url)
+    nvim.lua(
+        "_G.offered = nil; vim.ui.select = function(items, opts, cb)"
+        " _G.offered = vim.tbl_map(opts.format_item, items) end"
+    )
+    nvim.nvim.command("KznPreset!")
+    offered = nvim.wait_for(lambda: nvim.lua("return _G.offered"), what="the model picker")
+    assert offered == ["  " + "m" * 256, "  qwen-7b"]
+
+
 def test_kznpreset_bang_says_why_when_the_list_cannot_be_had(nvim: Child, server: LoopbackServer):
     nvim.serve(server, json_reply(401, {"error": {"message": "no such key"}}))
     nvim.nvim.command("KznPreset!")

@@ -208,3 +208,92 @@ def test_kznapply_puts_an_answer_between_the_selections_blank_lines_as_the_strea
     nvim.nvim.command("KznApply")
     want = [*HEAD, "", *NEW, "", *TAIL]
     nvim.wait_for(lambda: nvim.lines(buf) == want, what="the apply between the blank lines")
+
+
+def end_lines(nvim: Child) -> list[str]:
+    """The lines that ended an answer so far, as :KznLog has them (a plain "done in" line
+    goes there, not to the screen)."""
+    log = nvim.lua("return require('kznllm.notify').log_lines()")
+    return [line for line in log if "done in" in line or "answer was empty" in line]
+
+
+@pytest.mark.parametrize("texts", [[], ["\n", "\n\n"], [" \n"]], ids=["none", "blank", "space"])
+def test_an_empty_answer_says_so_and_leaves_the_selection(
+    nvim: Child, server: LoopbackServer, texts: list[str]
+):
+    """A model that answers nothing (no text, or blank lines only, which a linewise
+    replace drops): the selection stays, the buffer is unmodified, and the end line says
+    the answer was empty instead of a plain "done in" that left the user looking for a
+    change."""
+    source = [*HEAD, *BODY, *TAIL]
+    nvim.serve(server, Reply(chunks=openai_events(texts)))
+    nvim.set_lines(source)
+    nvim.nvim.command("set nomodified")
+    nvim.ask("2GVj k", "return 2")
+    assert nvim.wait_done(1)[-1]["status"] == "ok"
+    assert nvim.lines() == source
+    assert nvim.nvim.eval("&modified") == 0
+    [line] = nvim.wait_for(lambda: end_lines(nvim), what="the end line")
+    assert "kznllm: the answer was empty (buffer unchanged)" in line, line
+
+
+@pytest.mark.parametrize(
+    ("keys", "answer", "replaced"),
+    [
+        ("1G0ffvt ", ["bar(2)", "\n"], ["    x = bar(2) + 1", "    y = bar(1) + 1"]),
+        ("1G0ffv$", ["bar(2) - 1\n"], ["    x = bar(2) - 1", "    y = bar(1) + 1"]),
+        ("1G0f(<C-v>jl", ["[2\n"], ["    x = foo[2) + 1", "    y = bar) + 1"]),
+    ],
+    ids=["mid-line", "to-eol", "block"],
+)
+def test_a_charwise_or_block_replace_drops_the_answers_final_line_break(
+    nvim: Child, server: LoopbackServer, keys: str, answer: list[str], replaced: list[str]
+):
+    """Models end their answer with a line break; a charwise selection never holds its
+    last line's (nor does a block): the answer's final line break split the user's line
+    ("x = bar(2)" then "+ 1" on a line of its own). The answer ends where the selection
+    ended; one `u` brings the buffer back."""
+    source = ["    x = foo(1) + 1", "    y = bar(1) + 1"]
+    nvim.serve(server, Reply(chunks=openai_events(answer)))
+    nvim.set_lines(source)
+    nvim.nvim.command("setlocal filetype=python expandtab shiftwidth=4")
+    nvim.ask(keys + " k", "bar")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == replaced
+    nvim.feed("u")
+    assert nvim.lines() == source
+
+
+def test_a_chatty_answer_to_a_mid_line_selection_keeps_only_its_code_in_place(
+    nvim: Child, server: LoopbackServer
+):
+    """Prose around one code block, for `v` from the middle of an indented line: the
+    stream indents the lines after the first under that line's indentation, and the
+    code cut out at the end came from that indented text, so it landed indented in the
+    middle of the line ("x =     bar(2) + 1"). It is cut from the answer as the model
+    sent it, then placed as its stream would have been."""
+    source = ["    x = foo(1) + 1", "    y = bar(1) + 1"]
+    chatty = "Here you go:\n```python\nbar(2)\n```\nThis calls bar.\n"
+    nvim.serve(server, Reply(chunks=openai_events([chatty[:15], chatty[15:]])))
+    nvim.set_lines(source)
+    nvim.nvim.command("setlocal filetype=python expandtab shiftwidth=4")
+    nvim.ask("1G0ffvt  k", "bar")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == ["    x = bar(2) + 1", source[1]]
+    nvim.feed("u")
+    assert nvim.lines() == source
+
+
+def test_a_chatty_answer_in_crlf_lands_without_carriage_returns_in_a_dos_buffer(
+    nvim: Child, server: LoopbackServer
+):
+    source = ["a = 1", "def f():", "    return 1", "b = 2"]
+    chatty = "Sure:\r\n```python\r\ndef f():\r\n    return 2\r\n```\r\nDone.\r\n"
+    nvim.serve(server, Reply(chunks=openai_events([chatty[:9], chatty[9:]])))
+    nvim.set_lines(source)
+    nvim.nvim.command("setlocal filetype=python expandtab fileformat=dos")
+    nvim.ask("2GVj k", "return 2")
+    assert nvim.wait_done()[0]["status"] == "ok"
+    assert nvim.lines() == ["a = 1", "def f():", "    return 2", "b = 2"]
+    nvim.feed("u")
+    assert nvim.lines() == source

@@ -167,8 +167,24 @@ def test_an_error_mid_stream_leaves_the_partial_answer_under_review(
     assert nvim.wait_done()[0]["status"] == "error"
     assert open_reviews(nvim) == 1
     nvim.wait_for(lambda: any(m["virt"] for m in review_marks(nvim)), what="the hunks")
+    assert nvim.marks() == [" ⚠ kznllm: partial output (error)"]
     nvim.nvim.command("KznReject!")
     assert nvim.lines() == SOURCE
+    # the partial answer is gone: its note does not stay on the original it gave back
+    assert nvim.marks() == []
+
+
+def test_a_partial_answer_accepted_keeps_its_note(nvim: Child, server: LoopbackServer):
+    nvim.serve(
+        server, Reply(chunks=openai_events(["def total(xs):\n    return 0\n"])[:2], end="reset")
+    )
+    nvim.set_lines(SOURCE)
+    nvim.nvim.command("2,6KznReview simplify")
+    assert nvim.wait_done()[0]["status"] == "error"
+    nvim.wait_for(lambda: any(m["virt"] for m in review_marks(nvim)), what="the hunks")
+    nvim.nvim.command("KznAccept!")
+    assert open_reviews(nvim) == 0
+    assert nvim.marks() == [" ⚠ kznllm: partial output (error)"]
 
 
 def test_setup_review_makes_every_replace_a_review_and_e_bang_ends_it(
@@ -198,3 +214,43 @@ def test_a_chatty_answer_keeps_only_its_code_in_one_undo_step(nvim: Child, serve
     assert nvim.lines() == [SOURCE[0], "def total(xs):", "    return sum(xs)", SOURCE[6]]
     nvim.feed("u")
     assert nvim.lines() == SOURCE
+
+
+def test_the_original_of_a_hunk_on_the_buffers_first_line_is_shown(
+    nvim: Child, server: LoopbackServer
+):
+    """A whole-file review (`ggVG`) changes line 1: its original lines are virtual lines
+    above the buffer's first line, which Neovim shows only when the window is scrolled
+    up to them (its 'topfill'); a window at the top now shows them, as for any other
+    hunk. A window scrolled elsewhere is left where it is."""
+    nvim.nvim.ui_attach(80, 24, rgb=True)
+    try:
+        nvim.serve(server, Reply(chunks=openai_events(["import sys\n", "def total(xs):\n"])))
+        nvim.set_lines(SOURCE[:2])
+        nvim.nvim.command("1,2KznReview simplify")
+        assert nvim.wait_done()[0]["status"] == "ok"
+        nvim.wait_for(lambda: any(m["virt"] for m in review_marks(nvim)), what="the hunks")
+        assert [m["virt"] for m in review_marks(nvim) if m["virt"]] == [["import os"]]
+        assert nvim.lua("return vim.fn.winsaveview().topfill") == 1
+        assert nvim.lua("return vim.fn.winsaveview().topline") == 1
+        assert nvim.lua("return vim.api.nvim_win_get_cursor(0)") == [1, 0]
+    finally:
+        nvim.nvim.ui_detach()
+
+
+def test_a_window_scrolled_away_from_the_first_line_stays_where_it_is(
+    nvim: Child, server: LoopbackServer
+):
+    nvim.nvim.ui_attach(80, 24, rgb=True)
+    try:
+        nvim.serve(server, Reply(chunks=openai_events(["import sys\n", "def total(xs):\n"])))
+        nvim.set_lines([*SOURCE[:2], *[f"x{i} = {i}" for i in range(60)]])
+        nvim.feed("40G")
+        nvim.nvim.command("normal! zt")
+        nvim.nvim.command("1,2KznReview simplify")
+        assert nvim.wait_done()[0]["status"] == "ok"
+        nvim.wait_for(lambda: any(m["virt"] for m in review_marks(nvim)), what="the hunks")
+        assert nvim.lua("return vim.fn.winsaveview().topline") == 40
+        assert nvim.lua("return vim.api.nvim_win_get_cursor(0)") == [40, 0]
+    finally:
+        nvim.nvim.ui_detach()

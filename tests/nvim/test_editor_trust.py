@@ -111,3 +111,35 @@ def test_links_out_are_refused_and_never_offered_for_trust(
     nvim.nvim.command("KznFill two")
     assert nvim.wait_done(2)[1]["status"] == "ok"
     assert any("qwen/system.jinja: larger than 64 KB" in m for m in trust_lines(nvim))
+
+
+def test_a_file_neovims_trust_cannot_hash_is_named_and_the_others_are_still_offered(
+    nvim: Child, tmp_path: Path
+):
+    """A cloned repository's template holding a NUL byte: Neovim's vim.secure.read()
+    throws on it (its sha256() gets a Blob), which ended :KznTrust with a Lua traceback
+    ("Press ENTER") before the next file was asked about. Now that file is named, with
+    why, and the rules file after it is still offered and trusted."""
+    root, system = cloned(tmp_path)
+    system.write_bytes(b"PROJECT\x00SYSTEM\n")
+    agents = root / "AGENTS.md"
+    agents.write_text("Use tabs.\n")
+    nvim.nvim.command(f"cd {root}")
+    nvim.nvim.ui_attach(80, 24, rgb=True)
+    nvim.nvim.command("KznTrust")
+    nvim.wait_for(lambda: nvim.nvim.api.get_mode()["mode"] == "r?", what="the trust prompt")
+    nvim.nvim.input("a")
+    nvim.wait_for(
+        lambda: any("project files trusted" in m for m in nvim.messages()),
+        what=":KznTrust's end",
+    )
+    nvim.nvim.ui_detach()
+    said = nvim.messages()
+    assert "kznllm: 1 of 2 project files trusted" in said
+    assert any(
+        m.startswith(f"kznllm: {system} cannot be trusted: Neovim's trust cannot read it")
+        for m in said
+    ), said
+    trust_db = Path(nvim.lua("return vim.fn.stdpath('state')")) / "trust"
+    assert str(agents) in trust_db.read_text()
+    assert str(system) not in trust_db.read_text()

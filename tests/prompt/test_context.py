@@ -617,3 +617,23 @@ def test_estimate_tokens_stays_between_bytes_over_4_and_characters(text: str) ->
     n = estimate_tokens(text)
     assert -(-len(text.encode()) // 4) <= n <= len(text.encode())
     assert context.estimate_tokens(text) == n
+
+
+def test_a_folder_of_more_entries_than_the_cap_is_listed_only_to_the_cap(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cloned `.kzn` of a million files was listed whole (every directory sorted in
+    memory) at every fill and sidebar: the listing stops at MAX_ENTRIES entries, all
+    directories together, and one line says the rest was not looked at."""
+    monkeypatch.setattr(context, "MAX_ENTRIES", 30)
+    for d in ("a", "b"):
+        for i in range(20):
+            write(project / ".kzn" / d / f"f{i:02}.md", "x\n")
+    found = collect(project / ".kzn", budget_tokens=BIG)
+    assert found.skipped[-1].path == ".kzn/…"
+    assert found.skipped[-1].reason == "more than 30 entries: the rest not looked at"
+    assert len(found.included) + len(found.skipped) - 1 <= 30
+    assert paths(found)[:3] == [".kzn/a/f00.md", ".kzn/a/f01.md", ".kzn/a/f02.md"]
+    monkeypatch.setattr(context, "MAX_ENTRIES", 42)  # 2 folders and 40 files: all of it
+    found = collect(project / ".kzn", budget_tokens=BIG)
+    assert len(found.included) == 40 and found.skipped == []

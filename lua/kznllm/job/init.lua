@@ -408,6 +408,7 @@ function M.finish(id, status, err, info)
         })
         if marked then -- `u` that takes the text back takes the note too
           require('kznllm.partial_mark').until_undone(buf, ns, mark, job.seq)
+          job.partial_note = mark -- a review that rejects all of it takes it too
         end
       end
     end
@@ -425,7 +426,7 @@ function M.finish(id, status, err, info)
     -- the review gets what arrived: hunks to accept or reject, and one line says so
     -- (an answer undone, deleted or rejected while it streamed ends it)
     local gone = err == M.UNDONE or err == M.DELETED or err == M.REJECTED or not job.head
-    local line = require('kznllm.review').complete(id, gone, job.entry_id)
+    local line = require('kznllm.review').complete(id, gone, job.entry_id, job.partial_note)
     if line then
       msg = status == 'ok' and 'kznllm: ' .. line or msg .. ' · ' .. line
       notable = true
