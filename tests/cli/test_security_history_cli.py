@@ -88,14 +88,16 @@ def test_history_list_prints_stored_queries_escaped(tmp_path: Path) -> None:
     assert OSC52.encode() in raw.stdout
 
 
-def test_model_names_from_a_server_are_printed_escaped(server: LoopbackServer) -> None:
-    body = json.dumps({"data": [{"id": f"gpt{TITLE}x"}, {"id": f"m{C1_CSI}"}]})
+def test_model_names_a_server_forged_with_escapes_are_not_listed(server: LoopbackServer) -> None:
+    # no model anyone picks: the same list as :KznPreset!'s picker (models.py `_offered`)
+    names = [f"gpt{TITLE}x", f"m{C1_CSI}", "ok-model", "x" * 257]
+    body = json.dumps({"data": [{"id": name} for name in names]})
     server.queue(Reply(headers={"Content-Type": "application/json"}, chunks=[body.encode()]))
     out = _cli(
         "models", "--provider", "openai", "--base-url", server.base_url + "/v1", "--api-key", ""
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.decode().splitlines() == ["gpt\\x1b]0;owned\\x07x", "m\\x9b2J"]
+    assert out.stdout.decode().splitlines() == ["ok-model"]
 
 
 # -- a read-only data folder ---------------------------------------------------------------
