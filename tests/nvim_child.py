@@ -258,6 +258,20 @@ class Child:
         assert done["bufnr"] == buf
         return self.text(buf), done
 
+    def open_newest_entry(self) -> int:
+        """`:KznHistory`, the cursor on its newest entry, <CR>: that entry's view, open;
+        its id."""
+        self.nvim.command("KznHistory")
+        rows = "return require('kznllm.sidebar').state.rows"
+        entry: int = self.wait_for(
+            lambda: next((i for i in self.lua(rows) if i), 0), what="an entry in the sidebar"
+        )
+        row = self.lua("return vim.fn.index(require('kznllm.sidebar').state.rows, ...) + 1", entry)
+        self.lua("vim.api.nvim_win_set_cursor(0, { ..., 0 })", row)
+        self.feed("<CR>")
+        self.wait_for(lambda: self.lua("return vim.b.kznllm_entry"), what="the entry view")
+        return entry
+
     def spy_sent(self) -> None:
         """From now on record what the editor sends the host (see `sent`)."""
         self.lua(SPY_SENT)

@@ -108,15 +108,7 @@ def test_apply_refuses_code_that_stands_twice_in_its_file(
     # the file now holds the original code twice (and not the answer), neither of them
     # at the lines it was asked about
     nvim.set_lines(["# new", *SOURCE, *SOURCE[1:3]])
-    nvim.nvim.command("KznHistory")
-    entry = nvim.wait_for(
-        lambda: next((i for i in nvim.lua("return require('kznllm.sidebar').state.rows") if i), 0),
-        what="the entry",
-    )
-    row = nvim.lua("return vim.fn.index(require('kznllm.sidebar').state.rows, ...) + 1", entry)
-    nvim.lua("vim.api.nvim_win_set_cursor(0, { ..., 0 })", row)
-    nvim.feed("<CR>")
-    nvim.wait_for(lambda: nvim.lua("return vim.b.kznllm_entry"), what="the entry view")
+    nvim.open_newest_entry()
     nvim.nvim.command("KznApply")
     nvim.wait_for(
         lambda: any("more than once (lines 3, 6)" in m for m in nvim.messages()),

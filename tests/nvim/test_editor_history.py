@@ -114,15 +114,7 @@ def test_the_entry_of_a_file_named_with_a_line_break_opens(
     nvim.nvim.command("KznFill more")
     assert nvim.wait_done()[0]["status"] == "ok"
     finished(nvim, 1)
-    nvim.nvim.command("KznHistory")
-    entry = nvim.wait_for(
-        lambda: next((i for i in nvim.lua("return require('kznllm.sidebar').state.rows") if i), 0),
-        what="the entry",
-    )
-    row = nvim.lua("return vim.fn.index(require('kznllm.sidebar').state.rows, ...) + 1", entry)
-    nvim.lua("vim.api.nvim_win_set_cursor(0, { ..., 0 })", row)
-    nvim.feed("<CR>")
-    nvim.wait_for(lambda: nvim.lua("return vim.b.kznllm_entry"), what="the entry view")
+    entry = nvim.open_newest_entry()
     title = nvim.lines()[0]
     assert title == f"# kznllm #{entry} · {str(path).replace(chr(10), chr(92) + 'n')}"
     assert "y = 2" in nvim.lines()
