@@ -29,7 +29,6 @@ class BufferSink:
         "_held",
         "_id",
         "_nvim",
-        "_sent",
         "_tally",
         "crlf",
         "linewise",
@@ -47,7 +46,6 @@ class BufferSink:
         self.crlf = crlf
         self._held = ""
         self._cr = ""  # a CR at the end of the last piece: the LF may come next
-        self._sent = False  # some text went to the buffer (an answer may be all blank)
         # the tokens of what went to the buffer so far (context.estimate_tokens'), sent
         # with each write: the progress and the sidebar show it
         self._tally = TokenTally()
@@ -73,7 +71,6 @@ class BufferSink:
         self._send(text)
 
     def _send(self, text: str) -> None:
-        self._sent = True
         self._tally.add(text)
         self._nvim.exec_lua(_WRITE, self._id, text, self._tally.tokens, async_=True)
 
@@ -112,7 +109,8 @@ class BufferSink:
             wrote = None
         elif status == "ok" and not self.scratch:
             # an answer of nothing, or of blank lines a replace drops: said, not "done"
-            wrote = self._sent
+            # (the tally counts what went to the buffer: never an empty piece)
+            wrote = self._tally.tokens > 0
         text, level = end_message(status, error, info, wrote=wrote)
         info = {**info, "message": text, "level": level}
         self._nvim.exec_lua(_FINISH, self._id, status, error, info, async_=True)
