@@ -363,14 +363,14 @@ class Batches:
                 self._drop(where.toplevel, batch)
                 raise GitFailed("git took longer than the deadline (stopped)") from None
             except _Broken as exc:
-                if str(exc) == "gone" and batch.refused(deadline):
+                refused = str(exc) == "gone" and batch.refused(deadline)  # before it is reaped
+                self._drop(where.toplevel, batch)
+                if refused:
                     with self._lock:  # a git before 2.36: the two older modes from now on
                         known = self._batch_command.get(batch.binary)
                         self._batch_command[batch.binary] = False
-                    self._drop(where.toplevel, batch)
                     if known is not False:
                         continue  # not a failure: the next question goes the other way
-                self._drop(where.toplevel, batch)
                 failed += 1
                 if failed == 2:
                     raise GitFailed(f"git cat-file failed: {exc}") from None
