@@ -132,7 +132,7 @@ def indentation(lines: list[str]) -> tuple[bool | None, int | None]:
     for line in lines[:GUESS_LINES]:
         if not line.strip():
             continue
-        lead = line[: len(line) - len(line.lstrip(" \t"))]
+        lead = shape.leading_space(line)
         if lead.startswith("\t"):
             tabs += 1
         elif lead:
