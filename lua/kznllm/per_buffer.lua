@@ -1,8 +1,9 @@
 -- State kept per buffer (tables keyed by buffer number) that never outlives its buffer:
 -- the context sources' caches (tree.lua's parser flags, outline.lua's watched buffers,
--- git.lua's committed text and diff). One BufWipeout autocmd per buffer forgets every
--- table handed in for it; once it ran, the buffer's number starts afresh (a later call
--- for that number, were Neovim to give it again, gets an autocmd of its own).
+-- git.lua's committed text and diff), review.lua's virtual lines above line 1. One
+-- BufWipeout autocmd per buffer forgets every table handed in for it; once it ran, the
+-- buffer's number starts afresh (a later call for that number, were Neovim to give it
+-- again, gets an autocmd of its own).
 local M = {}
 
 local tables_of = {} -- buf -> { [by_buf] = true }: what its wipe forgets

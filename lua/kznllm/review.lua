@@ -23,6 +23,7 @@ local differ = require('kznllm.review_diff')
 local region = require('kznllm.job.region')
 local undo = require('kznllm.job.undo')
 local notify = require('kznllm.notify').notify
+local per_buffer = require('kznllm.per_buffer')
 
 local REDRAW_MS = 100
 
@@ -231,6 +232,7 @@ local function show_above_first_line(buf)
   if n <= before then
     return
   end
+  per_buffer.forget_on_wipeout(buf, shown_above)
   for _, win in ipairs(vim.fn.win_findbuf(buf)) do
     api.nvim_win_call(win, function()
       local view = vim.fn.winsaveview()
@@ -244,7 +246,6 @@ end
 --- Redraw every review of `buf` (they share the namespace).
 local function draw(buf)
   if not api.nvim_buf_is_valid(buf) then
-    shown_above[buf] = nil
     return
   end
   api.nvim_buf_clear_namespace(buf, ns, 0, -1)
